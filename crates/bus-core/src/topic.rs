@@ -1,0 +1,725 @@
+//! Topics, wildcard patterns and their validation.
+//!
+//! The rules follow NATS subjects:
+//!
+//! - A topic is one or more dot-separated tokens, such as `orders.eu.created`.
+//! - A token is one or more printable ASCII characters (`0x21..=0x7E`) other than `.`, `*`
+//!   and `>`. Empty tokens (leading, trailing or doubled dots) are rejected.
+//! - A topic or pattern is at most [`Topic::MAX_LEN`] bytes and [`Topic::MAX_TOKENS`] tokens.
+//! - A pattern may also use two wildcard tokens: `*` matches exactly one token and `>`
+//!   matches one or more trailing tokens, so it may only be the last token. A wildcard is
+//!   always a whole token: `a*`, `*b` and `a>` are rejected.
+//!
+//! Validation is a single pass over the bytes. Values of up to 23 bytes are stored inline
+//! and never allocate.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::str::FromStr;
+
+use smol_str::SmolStr;
+
+const MAX_LEN: usize = 256;
+const MAX_TOKENS: usize = 32;
+/// How much of an over-long input a [`TopicError::TooLong`] keeps, in characters.
+const TOO_LONG_PREFIX_CHARS: usize = 32;
+
+/// A concrete topic that events are published to, such as `orders.eu.created`.
+///
+/// A topic is a list of dot-separated tokens and contains no wildcard. See
+/// [`Pattern`] for the wildcard forms used when subscribing.
+///
+/// `Topic` hashes, compares and orders exactly like its string, and implements
+/// [`Borrow<str>`], so a `HashMap<Topic, _>` can be queried with a `&str`.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::HashMap;
+/// use syncbus_core::Topic;
+///
+/// let topic = Topic::new("orders.eu.created")?;
+/// assert_eq!(topic.as_str(), "orders.eu.created");
+/// assert_eq!(topic.tokens().collect::<Vec<_>>(), ["orders", "eu", "created"]);
+/// assert_eq!(topic.to_string(), "orders.eu.created");
+///
+/// // Other ways in: `parse`, `try_from` and, for literals, `from_static`.
+/// let parsed: Topic = "orders.eu.created".parse()?;
+/// assert_eq!(parsed, topic);
+/// assert_eq!(Topic::try_from(String::from("orders.eu.created"))?, topic);
+///
+/// // Look up by `&str` without building a `Topic`.
+/// let mut counts = HashMap::new();
+/// counts.insert(topic, 1);
+/// assert_eq!(counts.get("orders.eu.created"), Some(&1));
+/// # Ok::<(), syncbus_core::TopicError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(SmolStr);
+
+impl Topic {
+    /// The maximum length of a topic or pattern, in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// assert!(Topic::new("a".repeat(Topic::MAX_LEN)).is_ok());
+    /// assert!(Topic::new("a".repeat(Topic::MAX_LEN + 1)).is_err());
+    /// ```
+    pub const MAX_LEN: usize = MAX_LEN;
+
+    /// The maximum number of tokens in a topic or pattern.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// assert!(Topic::new(vec!["a"; Topic::MAX_TOKENS].join(".")).is_ok());
+    /// assert!(Topic::new(vec!["a"; Topic::MAX_TOKENS + 1].join(".")).is_err());
+    /// ```
+    pub const MAX_TOKENS: usize = MAX_TOKENS;
+
+    /// Validates `s` and makes a topic of it.
+    ///
+    /// Strings of up to 23 bytes are stored inline, without allocating.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Topic, TopicError};
+    ///
+    /// let topic = Topic::new("orders.created")?;
+    /// assert_eq!(topic.as_str(), "orders.created");
+    ///
+    /// assert!(matches!(Topic::new("orders..created"), Err(TopicError::EmptyToken { position: 1, .. })));
+    /// assert!(matches!(Topic::new("orders.*"), Err(TopicError::WildcardInTopic { position: 7, .. })));
+    /// # Ok::<(), TopicError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`TopicError`] saying what is wrong and where when `s` is empty, too long,
+    /// has too many tokens, an empty token, a character outside printable ASCII, or a
+    /// wildcard (`*` or `>`).
+    pub fn new(s: impl AsRef<str>) -> Result<Topic, TopicError> {
+        let s = s.as_ref();
+        validate(s, Kind::Topic)?;
+        Ok(Topic(SmolStr::new(s)))
+    }
+
+    /// Makes a topic from a string literal, without allocating.
+    ///
+    /// Meant for topics written in the source; use [`Topic::new`] for anything else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// const ORDERS_CREATED: &str = "orders.created";
+    /// let topic = Topic::from_static(ORDERS_CREATED);
+    /// assert_eq!(topic.as_str(), ORDERS_CREATED);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics with the [`TopicError`] message if `s` is not a valid topic.
+    ///
+    /// ```should_panic
+    /// # use syncbus_core::Topic;
+    /// let _ = Topic::from_static("orders..created"); // empty token
+    /// ```
+    #[track_caller]
+    pub fn from_static(s: &'static str) -> Topic {
+        match validate(s, Kind::Topic) {
+            Ok(()) => Topic(SmolStr::new_static(s)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Wraps an already validated topic string without checking it again.
+    ///
+    /// Debug builds still check it.
+    #[allow(
+        dead_code,
+        reason = "for router code that re-creates topics it validated before"
+    )]
+    pub(crate) fn from_smol_unchecked(s: SmolStr) -> Topic {
+        debug_assert!(
+            validate(&s, Kind::Topic).is_ok(),
+            "from_smol_unchecked called with invalid topic {s:?}"
+        );
+        Topic(s)
+    }
+
+    /// Returns the topic as a string slice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// assert_eq!(Topic::from_static("orders.created").as_str(), "orders.created");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Returns the topic as the underlying [`SmolStr`], which is cheap to clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// let topic = Topic::from_static("orders.created");
+    /// assert_eq!(topic.as_smol_str(), "orders.created");
+    /// ```
+    pub fn as_smol_str(&self) -> &SmolStr {
+        &self.0
+    }
+
+    /// Returns an iterator over the topic's tokens, in order.
+    ///
+    /// There is always at least one token and none is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Topic;
+    ///
+    /// let topic = Topic::from_static("orders.eu.created");
+    /// assert_eq!(topic.tokens().collect::<Vec<_>>(), ["orders", "eu", "created"]);
+    /// assert_eq!(topic.tokens().count(), 3);
+    /// ```
+    pub fn tokens(&self) -> std::str::Split<'_, char> {
+        self.0.split('.')
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Topic").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// Sound because the derived `Hash`, `Eq` and `Ord` delegate to `SmolStr`, which hashes
+// and compares as `str`.
+impl Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl FromStr for Topic {
+    type Err = TopicError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Topic::new(s)
+    }
+}
+
+impl TryFrom<&str> for Topic {
+    type Error = TopicError;
+
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Topic::new(s)
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = TopicError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        validate(&s, Kind::Topic)?;
+        Ok(Topic(SmolStr::from(s)))
+    }
+}
+
+/// A topic pattern for subscribing, such as `orders.*.created` or `orders.>`.
+///
+/// A pattern has the same shape as a [`Topic`], but a token may also be a wildcard:
+///
+/// - `*` matches exactly one token: `orders.*` matches `orders.created` but neither
+///   `orders` nor `orders.eu.created`.
+/// - `>` matches one or more trailing tokens and must be the last token: `orders.>`
+///   matches `orders.created` and `orders.eu.created` but not `orders`. The pattern `>`
+///   matches every topic.
+///
+/// A pattern without wildcards is *literal* and matches only the equal topic. Every
+/// topic converts into the literal pattern for itself.
+///
+/// Like [`Topic`], `Pattern` hashes, compares and orders exactly like its string and
+/// implements [`Borrow<str>`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Pattern, Topic};
+///
+/// let pattern = Pattern::new("orders.*.created")?;
+/// assert!(pattern.matches(&Topic::new("orders.eu.created")?));
+/// assert!(!pattern.matches(&Topic::new("orders.created")?));
+///
+/// let all_orders: Pattern = "orders.>".parse()?;
+/// assert!(all_orders.matches_str("orders.eu.created"));
+/// assert!(!all_orders.matches_str("orders"));
+///
+/// let literal = Pattern::from(Topic::from_static("orders.created"));
+/// assert!(literal.is_literal());
+/// assert_eq!(literal.to_string(), "orders.created");
+/// # Ok::<(), syncbus_core::TopicError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pattern(SmolStr);
+
+impl Pattern {
+    /// Validates `s` and makes a pattern of it.
+    ///
+    /// Strings of up to 23 bytes are stored inline, without allocating.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Pattern, TopicError};
+    ///
+    /// assert!(Pattern::new("orders.*.created").is_ok());
+    /// assert!(Pattern::new(">").is_ok());
+    /// assert!(matches!(
+    ///     Pattern::new("orders.>.created"),
+    ///     Err(TopicError::WildcardMisuse { position: 7, .. })
+    /// ));
+    /// assert!(matches!(Pattern::new("orders*"), Err(TopicError::WildcardMisuse { position: 6, .. })));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`TopicError`] saying what is wrong and where when `s` is empty, too long,
+    /// has too many tokens, an empty token, a character outside printable ASCII, a wildcard
+    /// that is not a whole token, or a `>` that is not the last token.
+    pub fn new(s: impl AsRef<str>) -> Result<Pattern, TopicError> {
+        let s = s.as_ref();
+        validate(s, Kind::Pattern)?;
+        Ok(Pattern(SmolStr::new(s)))
+    }
+
+    /// Makes a pattern from a string literal, without allocating.
+    ///
+    /// Meant for patterns written in the source; use [`Pattern::new`] for anything else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// let pattern = Pattern::from_static("orders.>");
+    /// assert!(pattern.matches_str("orders.eu.created"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics with the [`TopicError`] message if `s` is not a valid pattern.
+    ///
+    /// ```should_panic
+    /// # use syncbus_core::Pattern;
+    /// let _ = Pattern::from_static("orders.>.created"); // `>` must be last
+    /// ```
+    #[track_caller]
+    pub fn from_static(s: &'static str) -> Pattern {
+        match validate(s, Kind::Pattern) {
+            Ok(()) => Pattern(SmolStr::new_static(s)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Returns the pattern as a string slice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// assert_eq!(Pattern::from_static("orders.*").as_str(), "orders.*");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Returns the pattern as the underlying [`SmolStr`], which is cheap to clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// let pattern = Pattern::from_static("orders.*");
+    /// assert_eq!(pattern.as_smol_str(), "orders.*");
+    /// ```
+    pub fn as_smol_str(&self) -> &SmolStr {
+        &self.0
+    }
+
+    /// Returns an iterator over the pattern's tokens, wildcards included, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// let pattern = Pattern::from_static("orders.*.>");
+    /// assert_eq!(pattern.tokens().collect::<Vec<_>>(), ["orders", "*", ">"]);
+    /// ```
+    pub fn tokens(&self) -> std::str::Split<'_, char> {
+        self.0.split('.')
+    }
+
+    /// Returns `true` if the pattern has no wildcard, so it matches only the equal topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// assert!(Pattern::from_static("orders.created").is_literal());
+    /// assert!(!Pattern::from_static("orders.*").is_literal());
+    /// assert!(!Pattern::from_static("orders.>").is_literal());
+    /// ```
+    pub fn is_literal(&self) -> bool {
+        // Validation only lets `*` and `>` in as whole wildcard tokens.
+        !self.0.bytes().any(|b| b == b'*' || b == b'>')
+    }
+
+    /// Returns `true` if the pattern matches `topic`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Pattern, Topic};
+    ///
+    /// let created = Topic::from_static("orders.created");
+    /// let eu_created = Topic::from_static("orders.eu.created");
+    ///
+    /// let one = Pattern::from_static("orders.*");
+    /// assert!(one.matches(&created));
+    /// assert!(!one.matches(&eu_created));
+    ///
+    /// let rest = Pattern::from_static("orders.>");
+    /// assert!(rest.matches(&created));
+    /// assert!(rest.matches(&eu_created));
+    /// assert!(!rest.matches(&Topic::from_static("orders")));
+    /// ```
+    pub fn matches(&self, topic: &Topic) -> bool {
+        self.matches_str(topic.as_str())
+    }
+
+    /// Returns `true` if the pattern matches the topic string `topic`.
+    ///
+    /// `topic` is assumed to be a valid topic and is not validated. For any other string
+    /// the result is unspecified, but this never panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::Pattern;
+    ///
+    /// let pattern = Pattern::from_static("*.*.created");
+    /// assert!(pattern.matches_str("orders.eu.created"));
+    /// assert!(!pattern.matches_str("orders.created"));
+    /// assert!(Pattern::from_static(">").matches_str("anything.at.all"));
+    /// ```
+    pub fn matches_str(&self, topic: &str) -> bool {
+        let mut topic_tokens = topic.split('.');
+        for pattern_token in self.tokens() {
+            match (pattern_token, topic_tokens.next()) {
+                (_, None) => return false,
+                (">", Some(_)) => return true,
+                ("*", Some(_)) => {}
+                (literal, Some(token)) if literal == token => {}
+                _ => return false,
+            }
+        }
+        topic_tokens.next().is_none()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Pattern").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Pattern {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// Sound because the derived `Hash`, `Eq` and `Ord` delegate to `SmolStr`, which hashes
+// and compares as `str`.
+impl Borrow<str> for Pattern {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = TopicError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::new(s)
+    }
+}
+
+impl TryFrom<&str> for Pattern {
+    type Error = TopicError;
+
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Pattern::new(s)
+    }
+}
+
+impl TryFrom<String> for Pattern {
+    type Error = TopicError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        validate(&s, Kind::Pattern)?;
+        Ok(Pattern(SmolStr::from(s)))
+    }
+}
+
+impl From<Topic> for Pattern {
+    /// A topic is the literal pattern that matches only itself.
+    fn from(topic: Topic) -> Pattern {
+        // Topic rules are pattern rules minus the wildcards, so no check is needed.
+        Pattern(topic.0)
+    }
+}
+
+/// Why a string is not a valid [`Topic`] or [`Pattern`].
+///
+/// Each variant says where the problem is and, except [`Empty`](TopicError::Empty),
+/// carries the rejected string (cut short for [`TooLong`](TopicError::TooLong)) in `input`
+/// so the message can quote it. Validation stops at the first problem, scanning left to
+/// right; the token count is checked last.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Topic, TopicError};
+///
+/// let err = Topic::new("orders..created").unwrap_err();
+/// assert_eq!(
+///     err,
+///     TopicError::EmptyToken { input: "orders..created".into(), position: 1 }
+/// );
+/// assert_eq!(err.to_string(), r#"empty token at index 1 in "orders..created""#);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// The string is empty.
+    Empty,
+    /// The string is longer than [`Topic::MAX_LEN`] bytes.
+    TooLong {
+        /// The first 32 characters of the rejected string, followed by `...`.
+        input: String,
+        /// The length of the rejected string, in bytes.
+        len: usize,
+        /// The maximum length, in bytes.
+        max: usize,
+    },
+    /// The string has more than [`Topic::MAX_TOKENS`] tokens.
+    TooManyTokens {
+        /// The rejected string.
+        input: String,
+        /// The number of tokens in the rejected string.
+        count: usize,
+        /// The maximum number of tokens.
+        max: usize,
+    },
+    /// A token is empty: the string starts or ends with a dot, or has two dots in a row.
+    EmptyToken {
+        /// The rejected string.
+        input: String,
+        /// The index of the empty token, counting tokens from 0.
+        position: usize,
+    },
+    /// A character is not printable ASCII (`0x21..=0x7E`): a space, a control character
+    /// or a non-ASCII character.
+    InvalidChar {
+        /// The rejected string.
+        input: String,
+        /// The offending character.
+        ch: char,
+        /// The byte offset of the character.
+        position: usize,
+    },
+    /// A topic contains `*` or `>`; only patterns may have wildcards.
+    WildcardInTopic {
+        /// The rejected string.
+        input: String,
+        /// The byte offset of the wildcard.
+        position: usize,
+    },
+    /// A pattern uses a wildcard wrongly: a wildcard that is not a whole token (`a*`,
+    /// `*b`, `a>`), or a `>` that is not the last token.
+    WildcardMisuse {
+        /// The rejected string.
+        input: String,
+        /// The byte offset of the misused wildcard.
+        position: usize,
+        /// What the rule is.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::Empty => f.write_str("topic or pattern is empty"),
+            TopicError::TooLong { input, len, max } => {
+                write!(f, "{input:?} is {len} bytes long, the maximum is {max}")
+            }
+            TopicError::TooManyTokens { input, count, max } => {
+                write!(f, "{input:?} has {count} tokens, the maximum is {max}")
+            }
+            TopicError::EmptyToken { input, position } => {
+                write!(f, "empty token at index {position} in {input:?}")
+            }
+            TopicError::InvalidChar { input, ch, position } => write!(
+                f,
+                "invalid character {ch:?} at byte {position} in {input:?}, only printable ascii is allowed"
+            ),
+            TopicError::WildcardInTopic { input, position } => {
+                let wildcard = input.get(*position..).and_then(|s| s.chars().next());
+                let wildcard = wildcard.unwrap_or('*');
+                write!(
+                    f,
+                    "wildcard {wildcard:?} at byte {position} in topic {input:?}, only patterns may contain wildcards"
+                )
+            }
+            TopicError::WildcardMisuse { input, position, reason } => {
+                write!(f, "misplaced wildcard at byte {position} in pattern {input:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Topic,
+    Pattern,
+}
+
+const PARTIAL_WILDCARD: &str = "a wildcard must be a whole token";
+const TAIL_NOT_LAST: &str = "'>' must be the last token";
+
+/// Checks `s` against the topic or pattern rules in one pass, without allocating unless
+/// it fails.
+fn validate(s: &str, kind: Kind) -> Result<(), TopicError> {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if bytes.len() > MAX_LEN {
+        return Err(TopicError::TooLong {
+            input: too_long_prefix(s),
+            len: bytes.len(),
+            max: MAX_LEN,
+        });
+    }
+    let mut token_start = 0;
+    let mut token_index = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'.' => {
+                if i == token_start {
+                    return Err(TopicError::EmptyToken {
+                        input: s.into(),
+                        position: token_index,
+                    });
+                }
+                token_start = i + 1;
+                token_index += 1;
+            }
+            b'*' | b'>' => {
+                if kind == Kind::Topic {
+                    return Err(TopicError::WildcardInTopic {
+                        input: s.into(),
+                        position: i,
+                    });
+                }
+                let next = bytes.get(i + 1);
+                if i != token_start || matches!(next, Some(&n) if n != b'.') {
+                    return Err(TopicError::WildcardMisuse {
+                        input: s.into(),
+                        position: i,
+                        reason: PARTIAL_WILDCARD,
+                    });
+                }
+                if b == b'>' && next.is_some() {
+                    return Err(TopicError::WildcardMisuse {
+                        input: s.into(),
+                        position: i,
+                        reason: TAIL_NOT_LAST,
+                    });
+                }
+            }
+            0x21..=0x7E => {}
+            _ => {
+                // Every byte before `i` is ASCII, so `i` is a char boundary.
+                let ch = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                return Err(TopicError::InvalidChar {
+                    input: s.into(),
+                    ch,
+                    position: i,
+                });
+            }
+        }
+    }
+    if token_start == bytes.len() {
+        return Err(TopicError::EmptyToken {
+            input: s.into(),
+            position: token_index,
+        });
+    }
+    let count = token_index + 1;
+    if count > MAX_TOKENS {
+        return Err(TopicError::TooManyTokens {
+            input: s.into(),
+            count,
+            max: MAX_TOKENS,
+        });
+    }
+    Ok(())
+}
+
+fn too_long_prefix(s: &str) -> String {
+    match s.char_indices().nth(TOO_LONG_PREFIX_CHARS) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_owned(),
+    }
+}
