@@ -1,1 +1,77 @@
-//! x
+//! The syncbus event envelope: ids, metadata, typed events and wire formats.
+//!
+//! Every event on the bus travels as an [`Envelope`]: [`Metadata`] (id, type, topic, entity,
+//! version, time, correlation, headers...) plus a payload. In process the payload is a typed
+//! [`Event`]; on the wire and in storage it is [`Bytes`], written by one of two codecs:
+//!
+//! | codec | format | use it for |
+//! | --- | --- | --- |
+//! | [`CloudEventsJson`] | CloudEvents 1.0, JSON structured mode | webhooks, HTTP, other systems |
+//! | [`Binary`] | versioned postcard | outbox tables, logs, syncbus-to-syncbus links |
+//!
+//! Both codecs keep every metadata field, and decoding checks [`Limits`] before copying
+//! large inputs, so they are safe to feed untrusted bytes.
+//!
+//! # Examples
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use syncbus_envelope::{Binary, CloudEventsJson, EntityId, Envelope, Event, Limits};
+//!
+//! #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! struct OrderPlaced {
+//!     order_id: u64,
+//!     total_cents: u64,
+//! }
+//!
+//! impl Event for OrderPlaced {
+//!     const TYPE: &'static str = "shop.order.placed";
+//!     const TOPIC: &'static str = "shop.orders";
+//!
+//!     fn entity_id(&self) -> Option<EntityId> {
+//!         Some(EntityId::from(self.order_id))
+//!     }
+//! }
+//!
+//! let typed = Envelope::from_event(OrderPlaced { order_id: 42, total_cents: 1999 });
+//! let raw = typed.to_bytes_payload()?;
+//!
+//! // CloudEvents JSON, for other systems.
+//! let json = CloudEventsJson::encode(&raw)?;
+//! let from_json = CloudEventsJson::decode(&json, &Limits::default())?;
+//! assert_eq!(from_json, raw);
+//!
+//! // Compact binary, for storage.
+//! let bin = Binary::encode(&raw)?;
+//! let from_bin = Binary::decode(&bin, &Limits::default())?;
+//! assert_eq!(from_bin, raw);
+//!
+//! let back = from_bin.decode_payload::<OrderPlaced>()?;
+//! assert_eq!(back.payload(), typed.payload());
+//! assert_eq!(back.meta().entity_id().map(EntityId::as_str), Some("42"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod codec;
+mod envelope;
+mod error;
+mod event;
+mod headers;
+mod id;
+mod metadata;
+mod names;
+mod time;
+
+pub use bytes::Bytes;
+pub use codec::binary::Binary;
+pub use codec::cloudevents::CloudEventsJson;
+pub use codec::Limits;
+pub use envelope::Envelope;
+pub use error::{DecodeError, EncodeError};
+pub use event::Event;
+pub use headers::{HeaderError, Headers};
+pub use id::{EventId, IdError};
+pub use metadata::Metadata;
+pub use names::{EntityId, EventType, NameError};
+pub use smol_str::SmolStr;
+pub use time::{TimeError, Timestamp};

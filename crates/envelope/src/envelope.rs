@@ -1,0 +1,324 @@
+//! The envelope: metadata plus a payload.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use smol_str::SmolStr;
+
+use crate::names::is_valid_event_type;
+use crate::{DecodeError, EncodeError, Event, EventId, EventType, Metadata};
+
+/// An event on the bus: [`Metadata`] plus a payload.
+///
+/// The payload is raw bytes (`Envelope<Bytes>`, the default) on the wire and in storage, or a
+/// typed [`Event`] (`Envelope<E>`) in process. [`Envelope::to_bytes_payload`] and
+/// [`Envelope::decode_payload`] convert between the two, using JSON.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_envelope::{Bytes, Envelope, Event};
+///
+/// #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct Greeted {
+///     name: String,
+/// }
+///
+/// impl Event for Greeted {
+///     const TYPE: &'static str = "demo.greeted";
+/// }
+///
+/// let typed = Envelope::from_event(Greeted { name: "Ada".into() });
+/// let raw: Envelope<Bytes> = typed.to_bytes_payload()?;
+/// assert_eq!(raw.payload().as_ref(), br#"{"name":"Ada"}"#);
+/// assert_eq!(raw.meta().content_type(), Some("application/json"));
+///
+/// let back = raw.decode_payload::<Greeted>()?;
+/// assert_eq!(back.payload(), typed.payload());
+/// assert_eq!(back.id(), typed.id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope<P = Bytes> {
+    meta: Metadata,
+    payload: P,
+}
+
+impl<P> Envelope<P> {
+    /// Puts metadata and a payload together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Bytes, Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), Bytes::from_static(b"{}"));
+    /// assert_eq!(env.payload().as_ref(), b"{}");
+    /// ```
+    pub fn new(meta: Metadata, payload: P) -> Self {
+        Envelope { meta, payload }
+    }
+
+    /// The metadata.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), ());
+    /// assert_eq!(env.meta().event_type().as_str(), "a.b");
+    /// ```
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// Mutable access to the metadata.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let mut env = Envelope::new(Metadata::new(EventType::from_static("a.b")), ());
+    /// env.meta_mut().set_topic("t");
+    /// assert_eq!(env.meta().topic(), Some("t"));
+    /// ```
+    pub fn meta_mut(&mut self) -> &mut Metadata {
+        &mut self.meta
+    }
+
+    /// The payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), 5u8);
+    /// assert_eq!(*env.payload(), 5);
+    /// ```
+    pub fn payload(&self) -> &P {
+        &self.payload
+    }
+
+    /// Mutable access to the payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let mut env = Envelope::new(Metadata::new(EventType::from_static("a.b")), 5u8);
+    /// *env.payload_mut() += 1;
+    /// assert_eq!(*env.payload(), 6);
+    /// ```
+    pub fn payload_mut(&mut self) -> &mut P {
+        &mut self.payload
+    }
+
+    /// Drops the metadata and returns the payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), "hi");
+    /// assert_eq!(env.into_payload(), "hi");
+    /// ```
+    pub fn into_payload(self) -> P {
+        self.payload
+    }
+
+    /// Splits into metadata and payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), "hi");
+    /// let (meta, payload) = env.into_parts();
+    /// assert_eq!((meta.event_type().as_str(), payload), ("a.b", "hi"));
+    /// ```
+    pub fn into_parts(self) -> (Metadata, P) {
+        (self.meta, self.payload)
+    }
+
+    /// The event id; same as `meta().id()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), ());
+    /// assert_eq!(env.id(), env.meta().id());
+    /// ```
+    pub fn id(&self) -> &EventId {
+        self.meta.id()
+    }
+
+    /// Replaces the payload with `f(payload)`, keeping the metadata.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    ///
+    /// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), 2u32);
+    /// let id = env.id().clone();
+    /// let env = env.map_payload(|n| n.to_string());
+    /// assert_eq!((env.id(), env.payload().as_str()), (&id, "2"));
+    /// ```
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> Envelope<Q> {
+        Envelope {
+            meta: self.meta,
+            payload: f(self.payload),
+        }
+    }
+}
+
+impl<E: Event> Envelope<E> {
+    /// Wraps a typed event in a new envelope.
+    ///
+    /// The metadata gets a fresh [`EventId`], type [`E::TYPE`](Event::TYPE), topic
+    /// [`E::TOPIC`](Event::TOPIC), and the event's entity id and version. Does not allocate
+    /// unless the entity id is longer than 23 bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, Event};
+    ///
+    /// #[derive(Clone)]
+    /// struct Ping;
+    ///
+    /// impl Event for Ping {
+    ///     const TYPE: &'static str = "demo.ping";
+    /// }
+    ///
+    /// let env = Envelope::from_event(Ping);
+    /// assert_eq!(env.meta().event_type().as_str(), "demo.ping");
+    /// assert_eq!(env.meta().topic(), Some("demo.ping"));
+    /// ```
+    pub fn from_event(event: E) -> Self {
+        // Checked once per event type, at compile time.
+        const {
+            assert!(
+                is_valid_event_type(E::TYPE),
+                "Event::TYPE must be 1 to 256 bytes of printable ASCII without spaces"
+            );
+        }
+        let meta = Metadata::with_parts(
+            EventId::new(),
+            EventType::from_static_unchecked(E::TYPE),
+            Some(SmolStr::new_static(E::TOPIC)),
+            event.entity_id(),
+            event.version(),
+        );
+        Envelope {
+            meta,
+            payload: event,
+        }
+    }
+}
+
+impl<E: Event + Serialize> Envelope<E> {
+    /// Serializes the payload to JSON, giving an envelope with the same metadata, content
+    /// type `application/json`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::Serialize;
+    /// use syncbus_envelope::{Envelope, Event};
+    ///
+    /// #[derive(Clone, Serialize)]
+    /// struct Tick(u32);
+    ///
+    /// impl Event for Tick {
+    ///     const TYPE: &'static str = "demo.tick";
+    /// }
+    ///
+    /// let raw = Envelope::from_event(Tick(3)).to_bytes_payload()?;
+    /// assert_eq!(raw.payload().as_ref(), b"3");
+    /// # Ok::<(), syncbus_envelope::EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::Serialize`] if the event's `Serialize` impl fails or yields something
+    /// JSON cannot hold, such as a map with non-string keys.
+    pub fn to_bytes_payload(&self) -> Result<Envelope<Bytes>, EncodeError> {
+        let json = serde_json::to_vec(&self.payload).map_err(|e| EncodeError::Serialize {
+            source: Box::new(e),
+        })?;
+        let meta = self
+            .meta
+            .clone()
+            .with_content_type(SmolStr::new_static("application/json"));
+        Ok(Envelope {
+            meta,
+            payload: Bytes::from(json),
+        })
+    }
+}
+
+impl Envelope<Bytes> {
+    /// Deserializes a JSON payload into the typed event `E`, keeping the metadata.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use syncbus_envelope::{Bytes, Envelope, Event, EventType, Metadata};
+    ///
+    /// #[derive(Clone, Debug, Deserialize)]
+    /// struct Tick(u32);
+    ///
+    /// impl Event for Tick {
+    ///     const TYPE: &'static str = "demo.tick";
+    /// }
+    ///
+    /// let raw = Envelope::new(Metadata::new(EventType::from_static("demo.tick")), Bytes::from_static(b"7"));
+    /// assert_eq!(raw.decode_payload::<Tick>()?.payload().0, 7);
+    /// # Ok::<(), syncbus_envelope::DecodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::WrongType`] if the envelope's type is not `E::TYPE`;
+    /// [`DecodeError::Malformed`] if the payload is not JSON that `E` deserializes from.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use syncbus_envelope::{Bytes, DecodeError, Envelope, Event, EventType, Metadata};
+    ///
+    /// #[derive(Clone, Debug, Deserialize)]
+    /// struct Tick(u32);
+    ///
+    /// impl Event for Tick {
+    ///     const TYPE: &'static str = "demo.tick";
+    /// }
+    ///
+    /// let raw = Envelope::new(Metadata::new(EventType::from_static("demo.tock")), Bytes::from_static(b"7"));
+    /// assert!(matches!(raw.decode_payload::<Tick>(), Err(DecodeError::WrongType { .. })));
+    /// ```
+    pub fn decode_payload<E: Event + DeserializeOwned>(&self) -> Result<Envelope<E>, DecodeError> {
+        if self.meta.event_type().as_str() != E::TYPE {
+            return Err(DecodeError::WrongType {
+                expected: E::TYPE,
+                found: self.meta.event_type().clone(),
+            });
+        }
+        let payload = serde_json::from_slice(&self.payload)
+            .map_err(|e| DecodeError::malformed(format_args!("payload: {e}")))?;
+        Ok(Envelope {
+            meta: self.meta.clone(),
+            payload,
+        })
+    }
+}

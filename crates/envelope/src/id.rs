@@ -1,0 +1,451 @@
+//! Event ids: time-ordered UUIDv7 for ids made here, any opaque text for ids from elsewhere.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::error::Error;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::ser::{Serialize, Serializer};
+use smol_str::SmolStr;
+
+/// The unique id of one event.
+///
+/// Ids made by [`EventId::new`] are [UUIDv7] (RFC 9562): they start with the unix time in
+/// milliseconds, so they sort by creation time. Ids from one thread are strictly increasing;
+/// ids from different threads of one process never collide.
+///
+/// Ids received from other systems need not be UUIDs: [`EventId::parse`] keeps anything
+/// that is not a UUID as opaque text (1 to 256 bytes, no control characters or whitespace).
+///
+/// Ordering puts every UUID before every text id; UUIDs compare by their 128-bit value.
+///
+/// [UUIDv7]: https://www.rfc-editor.org/rfc/rfc9562#name-uuid-version-7
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_envelope::EventId;
+///
+/// let a = EventId::new();
+/// let b = EventId::new();
+/// assert!(a < b);
+///
+/// let parsed: EventId = a.to_string().parse()?;
+/// assert_eq!(parsed, a);
+///
+/// let foreign = EventId::parse("order-42/attempt-1")?;
+/// assert_eq!(foreign.as_u128(), None);
+/// assert_eq!(foreign.to_string(), "order-42/attempt-1");
+/// # Ok::<(), syncbus_envelope::IdError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Repr {
+    Uuid(u128),
+    Text(SmolStr),
+}
+
+/// Longest foreign (non-UUID) id accepted, in bytes.
+const MAX_TEXT_LEN: usize = 256;
+
+impl EventId {
+    /// Longest foreign (non-UUID) id accepted by [`EventId::parse`], in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// assert!(EventId::parse(&"x".repeat(EventId::MAX_TEXT_LEN)).is_ok());
+    /// assert!(EventId::parse(&"x".repeat(EventId::MAX_TEXT_LEN + 1)).is_err());
+    /// ```
+    pub const MAX_TEXT_LEN: usize = MAX_TEXT_LEN;
+
+    /// Makes a fresh UUIDv7 id.
+    ///
+    /// Needs no lock and does not allocate: each thread keeps its own counter and random
+    /// tag. Reads the wall clock (a vDSO call on Linux, not a syscall) so that the embedded
+    /// time stays accurate for threads that make ids rarely. If the clock steps back, ids keep
+    /// the last time seen and stay increasing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// let id = EventId::new();
+    /// assert!(id.timestamp_ms().is_some());
+    /// ```
+    #[inline]
+    pub fn new() -> EventId {
+        EventId(Repr::Uuid(generate_v7()))
+    }
+
+    /// Makes an id from a UUID given as a 128-bit big-endian integer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// let id = EventId::from_u128(0x0190_1234_5678_7abc_8def_0123_4567_89ab);
+    /// assert_eq!(id.to_string(), "01901234-5678-7abc-8def-0123456789ab");
+    /// ```
+    #[inline]
+    pub const fn from_u128(value: u128) -> EventId {
+        EventId(Repr::Uuid(value))
+    }
+
+    /// The UUID as a 128-bit integer, or `None` for a foreign text id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// assert_eq!(EventId::from_u128(7).as_u128(), Some(7));
+    /// assert_eq!(EventId::parse("abc")?.as_u128(), None);
+    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// ```
+    #[inline]
+    pub fn as_u128(&self) -> Option<u128> {
+        match self.0 {
+            Repr::Uuid(v) => Some(v),
+            Repr::Text(_) => None,
+        }
+    }
+
+    /// The creation time in unix milliseconds, for a UUIDv7 id; `None` for any other id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{SystemTime, UNIX_EPOCH};
+    /// use syncbus_envelope::EventId;
+    ///
+    /// let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// let ms = EventId::new().timestamp_ms().unwrap();
+    /// assert!(ms.abs_diff(now) < 60_000);
+    ///
+    /// // A version 4 UUID carries no time.
+    /// assert_eq!(EventId::parse("9b2f7f4e-3c2a-4d7e-9a1b-0c2d3e4f5a6b")?.timestamp_ms(), None);
+    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// ```
+    pub fn timestamp_ms(&self) -> Option<u64> {
+        match self.0 {
+            Repr::Uuid(v) if is_v7(v) => Some((v >> 80) as u64),
+            _ => None,
+        }
+    }
+
+    /// Parses an id.
+    ///
+    /// A UUID, hyphenated or simple, in any case, becomes a UUID id (shown again hyphenated
+    /// and lowercase). Anything else is kept as opaque text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// let id = EventId::parse("0190123456787ABC8DEF0123456789AB")?;
+    /// assert_eq!(id.to_string(), "01901234-5678-7abc-8def-0123456789ab");
+    ///
+    /// assert_eq!(EventId::parse("msg:17")?.to_string(), "msg:17");
+    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A text id that is empty, longer than [`EventId::MAX_TEXT_LEN`] bytes, or holds a
+    /// control character or whitespace.
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventId, IdError};
+    ///
+    /// assert_eq!(EventId::parse(""), Err(IdError::Empty));
+    /// assert!(matches!(EventId::parse("a b"), Err(IdError::InvalidChar { ch: ' ', position: 1 })));
+    /// ```
+    pub fn parse(s: &str) -> Result<EventId, IdError> {
+        if s.len() == 32 || s.len() == 36 {
+            if let Ok(uuid) = uuid::Uuid::try_parse(s) {
+                return Ok(EventId(Repr::Uuid(uuid.as_u128())));
+            }
+        }
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.len() > MAX_TEXT_LEN {
+            return Err(IdError::TooLong {
+                len: s.len(),
+                max: MAX_TEXT_LEN,
+            });
+        }
+        if let Some((position, ch)) = s
+            .char_indices()
+            .find(|(_, c)| c.is_control() || c.is_whitespace())
+        {
+            return Err(IdError::InvalidChar { ch, position });
+        }
+        Ok(EventId(Repr::Text(SmolStr::new(s))))
+    }
+}
+
+impl Default for EventId {
+    /// Same as [`EventId::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// assert!(EventId::default().timestamp_ms().is_some());
+    /// ```
+    fn default() -> Self {
+        EventId::new()
+    }
+}
+
+impl FromStr for EventId {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventId::parse(s)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Uuid(v) => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                f.write_str(
+                    uuid::Uuid::from_u128(*v)
+                        .hyphenated()
+                        .encode_lower(&mut buf),
+                )
+            }
+            Repr::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Uuid(_) => write!(f, "EventId({self})"),
+            Repr::Text(s) => write!(f, "EventId({:?})", s.as_str()),
+        }
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Uuid(v) => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                serializer.serialize_str(
+                    uuid::Uuid::from_u128(*v)
+                        .hyphenated()
+                        .encode_lower(&mut buf),
+                )
+            }
+            Repr::Text(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+
+        impl Visitor<'_> for IdVisitor {
+            type Value = EventId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event id string")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EventId, E> {
+                EventId::parse(v).map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_str(IdVisitor)
+    }
+}
+
+/// Why a string is not a valid [`EventId`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_envelope::{EventId, IdError};
+///
+/// let err = EventId::parse("tab\there").unwrap_err();
+/// assert_eq!(err, IdError::InvalidChar { ch: '\t', position: 3 });
+/// assert_eq!(err.to_string(), "invalid character '\\t' at byte 3 of event id");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The id is empty.
+    Empty,
+    /// A foreign id is longer than [`EventId::MAX_TEXT_LEN`] bytes.
+    TooLong {
+        /// Length of the id, in bytes.
+        len: usize,
+        /// Largest length allowed, in bytes.
+        max: usize,
+    },
+    /// A foreign id holds a control character or whitespace.
+    InvalidChar {
+        /// The offending character.
+        ch: char,
+        /// Its byte offset in the id.
+        position: usize,
+    },
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Empty => f.write_str("event id is empty"),
+            IdError::TooLong { len, max } => {
+                write!(f, "event id is {len} bytes long, at most {max} are allowed")
+            }
+            IdError::InvalidChar { ch, position } => {
+                write!(f, "invalid character {ch:?} at byte {position} of event id")
+            }
+        }
+    }
+}
+
+impl Error for IdError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        None
+    }
+}
+
+fn is_v7(v: u128) -> bool {
+    (v >> 76) & 0xF == 7 && (v >> 62) & 0b11 == 0b10
+}
+
+// Bit layout of a generated id (RFC 9562, section 5.7), most significant first:
+//   48 unix_ts_ms | 4 ver=7 | 12 counter[41:30] | 2 var=0b10 | 32 thread tag | 30 counter[29:0]
+// The counter is per thread and never resets, so one thread's ids increase strictly as long
+// as the millisecond field never goes back (it is clamped to the last value seen). The thread
+// tag is a bijection of a process-wide thread number, so two threads of one process never
+// share a tag; a random per-process key mixed into it keeps processes apart.
+const COUNTER_BITS: u32 = 42;
+const COUNTER_LO_BITS: u32 = 30;
+const COUNTER_MAX: u64 = (1 << COUNTER_BITS) - 1;
+
+#[derive(Clone, Copy)]
+struct GenState {
+    last_ms: u64,
+    counter: u64,
+    tag: u32,
+    init: bool,
+}
+
+thread_local! {
+    static GEN: Cell<GenState> = const {
+        Cell::new(GenState { last_ms: 0, counter: 0, tag: 0, init: false })
+    };
+}
+
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(0);
+
+fn generate_v7() -> u128 {
+    let now = unix_ms();
+    GEN.try_with(|cell| {
+        let mut st = cell.get();
+        if !st.init {
+            st = GenState {
+                last_ms: 0,
+                counter: 0,
+                tag: thread_tag(),
+                init: true,
+            };
+        }
+        let mut ms = now.max(st.last_ms);
+        if st.counter > COUNTER_MAX {
+            // 2^42 ids on one thread: move to the next millisecond to stay increasing.
+            ms = st.last_ms + 1;
+            st.counter = 0;
+        }
+        let id = layout(ms, st.counter, st.tag);
+        st.last_ms = ms;
+        st.counter += 1;
+        cell.set(st);
+        id
+    })
+    // Thread-local storage is gone while the thread exits: fall back to fresh randomness.
+    .unwrap_or_else(|_| {
+        let r = random_u64();
+        layout(now, r & COUNTER_MAX, (r >> COUNTER_BITS) as u32 ^ random_u64() as u32)
+    })
+}
+
+fn layout(ms: u64, counter: u64, tag: u32) -> u128 {
+    let ms = u128::from(ms & 0xFFFF_FFFF_FFFF);
+    let hi = u128::from(counter >> COUNTER_LO_BITS) & 0xFFF;
+    let lo = u128::from(counter) & ((1 << COUNTER_LO_BITS) - 1);
+    (ms << 80) | (0x7 << 76) | (hi << 64) | (0b10 << 62) | (u128::from(tag) << 30) | lo
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_u64() -> u64 {
+    // std seeds each RandomState from the OS once per thread; hashing the time on top
+    // makes successive calls differ.
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+fn thread_tag() -> u32 {
+    static PROCESS_KEY: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let key = *PROCESS_KEY.get_or_init(|| random_u64() as u32);
+    let n = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+    // Adding a constant and multiplying by an odd number are both bijections mod 2^32.
+    n.wrapping_add(key).wrapping_mul(0x9E37_79B9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_sets_version_and_variant() {
+        let v = layout(0xABCDEF, 0x3FF_FFFF_FFFF, 0xDEAD_BEEF);
+        assert!(is_v7(v));
+        assert_eq!((v >> 80) as u64, 0xABCDEF);
+        assert_eq!(((v >> 30) & 0xFFFF_FFFF) as u32, 0xDEAD_BEEF);
+    }
+
+    #[test]
+    fn counter_order_matches_id_order() {
+        let a = layout(5, (1 << COUNTER_LO_BITS) - 1, u32::MAX);
+        let b = layout(5, 1 << COUNTER_LO_BITS, 0);
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,711 @@
+//! Metadata carried by every envelope.
+
+use std::fmt;
+use std::sync::Arc;
+
+use smol_str::SmolStr;
+
+use crate::{EntityId, EventId, EventType, Headers, Timestamp};
+
+/// Everything about an event except its payload.
+///
+/// The fields every event uses (id, type, topic, entity id, version) are stored inline. The
+/// rarer ones (source, explicit time, correlation and causation ids, headers, content type)
+/// live in one shared, copy-on-write block that is only allocated once one of them is set.
+/// Cloning metadata therefore never allocates.
+///
+/// | getter | CloudEvents attribute |
+/// | --- | --- |
+/// | [`id`](Metadata::id) | `id` |
+/// | [`event_type`](Metadata::event_type) | `type` |
+/// | [`source`](Metadata::source) | `source` |
+/// | [`time`](Metadata::time) | `time` |
+/// | [`content_type`](Metadata::content_type) | `datacontenttype` |
+/// | [`topic`](Metadata::topic) | `topic` (extension) |
+/// | [`entity_id`](Metadata::entity_id) | `entityid` (extension) |
+/// | [`version`](Metadata::version) | `entityversion` (extension) |
+/// | [`correlation_id`](Metadata::correlation_id) | `correlationid` (extension) |
+/// | [`causation_id`](Metadata::causation_id) | `causationid` (extension) |
+/// | [`headers`](Metadata::headers) | one extension attribute each |
+///
+/// Two metadata values are equal when every getter returns the same value, so an explicit
+/// time equal to the time carried by the id compares equal to no explicit time.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_envelope::{EntityId, EventType, Metadata};
+///
+/// let meta = Metadata::new(EventType::from_static("shop.order.placed"))
+///     .with_topic("shop.orders")
+///     .with_entity_id(Some(EntityId::from(42u64)))
+///     .with_version(Some(3));
+///
+/// assert_eq!(meta.topic(), Some("shop.orders"));
+/// assert_eq!(meta.version(), Some(3));
+/// assert!(meta.time().is_some()); // taken from the UUIDv7 id
+/// assert!(meta.headers().is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Metadata {
+    id: EventId,
+    event_type: EventType,
+    topic: Option<SmolStr>,
+    entity_id: Option<EntityId>,
+    version: Option<u64>,
+    ext: Option<Arc<Ext>>,
+}
+
+#[derive(Clone, Default, PartialEq)]
+struct Ext {
+    source: Option<SmolStr>,
+    time: Option<Timestamp>,
+    correlation_id: Option<EventId>,
+    causation_id: Option<EventId>,
+    headers: Headers,
+    content_type: Option<SmolStr>,
+}
+
+static EMPTY_EXT: Ext = Ext {
+    source: None,
+    time: None,
+    correlation_id: None,
+    causation_id: None,
+    headers: Headers::new(),
+    content_type: None,
+};
+
+impl Metadata {
+    /// Metadata for a new event of the given type, with a fresh [`EventId`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("user.signed_up"));
+    /// assert_eq!(meta.event_type().as_str(), "user.signed_up");
+    /// assert_eq!(meta.topic(), None);
+    /// ```
+    pub fn new(event_type: EventType) -> Metadata {
+        Metadata::with_parts(EventId::new(), event_type, None, None, None)
+    }
+
+    /// Metadata from its inline parts, with no rare fields set.
+    pub(crate) fn with_parts(
+        id: EventId,
+        event_type: EventType,
+        topic: Option<SmolStr>,
+        entity_id: Option<EntityId>,
+        version: Option<u64>,
+    ) -> Metadata {
+        Metadata {
+            id,
+            event_type,
+            topic,
+            entity_id,
+            version,
+            ext: None,
+        }
+    }
+
+    fn ext(&self) -> &Ext {
+        self.ext.as_deref().unwrap_or(&EMPTY_EXT)
+    }
+
+    fn ext_mut(&mut self) -> &mut Ext {
+        Arc::make_mut(self.ext.get_or_insert_with(Default::default))
+    }
+
+    /// The event's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventId, EventType, Metadata};
+    ///
+    /// let id = EventId::parse("abc-1")?;
+    /// let meta = Metadata::new(EventType::from_static("t")).with_id(id.clone());
+    /// assert_eq!(meta.id(), &id);
+    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// ```
+    pub fn id(&self) -> &EventId {
+        &self.id
+    }
+
+    /// The event's type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b"));
+    /// assert_eq!(meta.event_type().as_str(), "a.b");
+    /// ```
+    pub fn event_type(&self) -> &EventType {
+        &self.event_type
+    }
+
+    /// The topic the event is published on, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic("orders.eu");
+    /// assert_eq!(meta.topic(), Some("orders.eu"));
+    /// ```
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The producer's source URI reference, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_source("/shop/checkout");
+    /// assert_eq!(meta.source(), Some("/shop/checkout"));
+    /// ```
+    pub fn source(&self) -> Option<&str> {
+        self.ext().source.as_deref()
+    }
+
+    /// When the event happened: the explicit time if one was set, else the time carried by
+    /// a UUIDv7 id (millisecond precision), else `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventId, EventType, Metadata, Timestamp};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b"));
+    /// assert!(meta.time().is_some());
+    ///
+    /// let t = Timestamp::from_unix_millis(1_700_000_000_000);
+    /// assert_eq!(meta.with_time(t).time(), Some(t));
+    ///
+    /// let foreign = Metadata::new(EventType::from_static("a.b")).with_id(EventId::parse("x")?);
+    /// assert_eq!(foreign.time(), None);
+    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// ```
+    pub fn time(&self) -> Option<Timestamp> {
+        self.ext()
+            .time
+            .or_else(|| self.id.timestamp_ms().map(Timestamp::from_unix_millis))
+    }
+
+    /// The explicitly set time, ignoring the id.
+    pub(crate) fn explicit_time(&self) -> Option<Timestamp> {
+        self.ext().time
+    }
+
+    /// The id of the entity the event is about, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EntityId, EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_entity_id(Some(EntityId::from(7u32)));
+    /// assert_eq!(meta.entity_id().map(EntityId::as_str), Some("7"));
+    /// ```
+    pub fn entity_id(&self) -> Option<&EntityId> {
+        self.entity_id.as_ref()
+    }
+
+    /// The entity's version after this event, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_version(Some(12));
+    /// assert_eq!(meta.version(), Some(12));
+    /// ```
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// The id shared by all events of one conversation or workflow, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventId, EventType, Metadata};
+    ///
+    /// let first = Metadata::new(EventType::from_static("a.b"));
+    /// let next = Metadata::new(EventType::from_static("a.c"))
+    ///     .with_correlation_id(Some(first.id().clone()));
+    /// assert_eq!(next.correlation_id(), Some(first.id()));
+    /// ```
+    pub fn correlation_id(&self) -> Option<&EventId> {
+        self.ext().correlation_id.as_ref()
+    }
+
+    /// The id of the event that directly caused this one, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let cause = Metadata::new(EventType::from_static("a.b"));
+    /// let effect = Metadata::new(EventType::from_static("a.c"))
+    ///     .with_causation_id(Some(cause.id().clone()));
+    /// assert_eq!(effect.causation_id(), Some(cause.id()));
+    /// ```
+    pub fn causation_id(&self) -> Option<&EventId> {
+        self.ext().causation_id.as_ref()
+    }
+
+    /// The user headers; empty unless some were set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// assert!(meta.headers().is_empty());
+    /// meta.headers_mut().insert("tenant", "acme")?;
+    /// assert_eq!(meta.headers().get("tenant"), Some("acme"));
+    /// # Ok::<(), syncbus_envelope::HeaderError>(())
+    /// ```
+    pub fn headers(&self) -> &Headers {
+        &self.ext().headers
+    }
+
+    /// The payload's media type, such as `application/json`, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_content_type("text/plain");
+    /// assert_eq!(meta.content_type(), Some("text/plain"));
+    /// ```
+    pub fn content_type(&self) -> Option<&str> {
+        self.ext().content_type.as_deref()
+    }
+
+    /// Mutable access to the headers; allocates the rare-field block if needed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.headers_mut().insert("region", "eu")?;
+    /// assert_eq!(meta.headers().len(), 1);
+    /// # Ok::<(), syncbus_envelope::HeaderError>(())
+    /// ```
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.ext_mut().headers
+    }
+}
+
+impl Metadata {
+    /// Sets the event id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_id(EventId::parse("order-42-placed")?);
+    /// assert_eq!(meta.id().to_string(), "order-42-placed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_id(&mut self, id: EventId) {
+        self.id = id;
+    }
+
+    /// Builder form of [`set_id`](Metadata::set_id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_id(EventId::parse("order-42-placed")?);
+    /// assert_eq!(meta.id().to_string(), "order-42-placed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.set_id(id);
+        self
+    }
+
+    /// Sets the topic; not validated here, the bus checks topics when publishing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_topic("shop.orders");
+    /// assert_eq!(meta.topic(), Some("shop.orders"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_topic(&mut self, topic: impl Into<SmolStr>) {
+        self.topic = Some(topic.into());
+    }
+
+    /// Builder form of [`set_topic`](Metadata::set_topic).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic("shop.orders");
+    /// assert_eq!(meta.topic(), Some("shop.orders"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_topic(mut self, topic: impl Into<SmolStr>) -> Self {
+        self.set_topic(topic);
+        self
+    }
+
+    /// Sets the source URI reference.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_source("/shop/checkout");
+    /// assert_eq!(meta.source(), Some("/shop/checkout"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_source(&mut self, source: impl Into<SmolStr>) {
+        self.ext_mut().source = Some(source.into());
+    }
+
+    /// Builder form of [`set_source`](Metadata::set_source).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_source("/shop/checkout");
+    /// assert_eq!(meta.source(), Some("/shop/checkout"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<SmolStr>) -> Self {
+        self.set_source(source);
+        self
+    }
+
+    /// Sets an explicit event time, overriding the time carried by the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_time(Timestamp::from_unix_millis(1_700_000_000_000));
+    /// assert_eq!(meta.time(), Some(Timestamp::from_unix_millis(1_700_000_000_000)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_time(&mut self, time: Timestamp) {
+        self.ext_mut().time = Some(time);
+    }
+
+    /// Builder form of [`set_time`](Metadata::set_time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_time(Timestamp::from_unix_millis(1_700_000_000_000));
+    /// assert_eq!(meta.time(), Some(Timestamp::from_unix_millis(1_700_000_000_000)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_time(mut self, time: Timestamp) -> Self {
+        self.set_time(time);
+        self
+    }
+
+    /// Sets or clears (with `None`) the entity id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_entity_id(Some(EntityId::new("order-42")?));
+    /// assert_eq!(meta.entity_id().map(EntityId::as_str), Some("order-42"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_entity_id(&mut self, entity_id: Option<EntityId>) {
+        self.entity_id = entity_id;
+    }
+
+    /// Builder form of [`set_entity_id`](Metadata::set_entity_id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_entity_id(Some(EntityId::new("order-42")?));
+    /// assert_eq!(meta.entity_id().map(EntityId::as_str), Some("order-42"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_entity_id(mut self, entity_id: Option<EntityId>) -> Self {
+        self.set_entity_id(entity_id);
+        self
+    }
+
+    /// Sets or clears (with `None`) the version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_version(Some(4));
+    /// assert_eq!(meta.version(), Some(4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_version(&mut self, version: Option<u64>) {
+        self.version = version;
+    }
+
+    /// Builder form of [`set_version`](Metadata::set_version).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_version(Some(4));
+    /// assert_eq!(meta.version(), Some(4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_version(mut self, version: Option<u64>) -> Self {
+        self.set_version(version);
+        self
+    }
+
+    /// Sets or clears (with `None`) the correlation id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_correlation_id(Some(EventId::parse("conv-1")?));
+    /// assert_eq!(meta.correlation_id().map(ToString::to_string).as_deref(), Some("conv-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_correlation_id(&mut self, correlation_id: Option<EventId>) {
+        self.set_ext_opt(|e| e.correlation_id = correlation_id);
+    }
+
+    /// Builder form of [`set_correlation_id`](Metadata::set_correlation_id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_correlation_id(Some(EventId::parse("conv-1")?));
+    /// assert_eq!(meta.correlation_id().map(ToString::to_string).as_deref(), Some("conv-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_correlation_id(mut self, correlation_id: Option<EventId>) -> Self {
+        self.set_correlation_id(correlation_id);
+        self
+    }
+
+    /// Sets or clears (with `None`) the causation id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_causation_id(Some(EventId::parse("cmd-9")?));
+    /// assert_eq!(meta.causation_id().map(ToString::to_string).as_deref(), Some("cmd-9"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_causation_id(&mut self, causation_id: Option<EventId>) {
+        self.set_ext_opt(|e| e.causation_id = causation_id);
+    }
+
+    /// Builder form of [`set_causation_id`](Metadata::set_causation_id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_causation_id(Some(EventId::parse("cmd-9")?));
+    /// assert_eq!(meta.causation_id().map(ToString::to_string).as_deref(), Some("cmd-9"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_causation_id(mut self, causation_id: Option<EventId>) -> Self {
+        self.set_causation_id(causation_id);
+        self
+    }
+
+    /// Sets the user headers, replacing any set before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_headers({ let mut h = Headers::new(); h.insert("tenant", "acme")?; h });
+    /// assert_eq!(meta.headers().get("tenant"), Some("acme"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_headers(&mut self, headers: Headers) {
+        self.set_ext_opt(|e| e.headers = headers);
+    }
+
+    /// Builder form of [`set_headers`](Metadata::set_headers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_headers({ let mut h = Headers::new(); h.insert("tenant", "acme")?; h });
+    /// assert_eq!(meta.headers().get("tenant"), Some("acme"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.set_headers(headers);
+        self
+    }
+
+    /// Sets the payload media type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_content_type("application/json");
+    /// assert_eq!(meta.content_type(), Some("application/json"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_content_type(&mut self, content_type: impl Into<SmolStr>) {
+        self.ext_mut().content_type = Some(content_type.into());
+    }
+
+    /// Builder form of [`set_content_type`](Metadata::set_content_type).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_content_type("application/json");
+    /// assert_eq!(meta.content_type(), Some("application/json"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<SmolStr>) -> Self {
+        self.set_content_type(content_type);
+        self
+    }
+
+    /// Applies `f` to the rare-field block, skipping the allocation when it would only
+    /// store empty values into metadata that has none.
+    fn set_ext_opt(&mut self, f: impl FnOnce(&mut Ext)) {
+        if self.ext.is_none() {
+            let mut ext = Ext::default();
+            f(&mut ext);
+            if ext != EMPTY_EXT {
+                self.ext = Some(Arc::new(ext));
+            }
+        } else {
+            f(self.ext_mut());
+        }
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.event_type == other.event_type
+            && self.topic == other.topic
+            && self.entity_id == other.entity_id
+            && self.version == other.version
+            && self.source() == other.source()
+            && self.time() == other.time()
+            && self.correlation_id() == other.correlation_id()
+            && self.causation_id() == other.causation_id()
+            && self.headers() == other.headers()
+            && self.content_type() == other.content_type()
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Metadata");
+        d.field("id", &self.id).field("event_type", &self.event_type);
+        if let Some(topic) = self.topic() {
+            d.field("topic", &topic);
+        }
+        if let Some(entity_id) = &self.entity_id {
+            d.field("entity_id", entity_id);
+        }
+        if let Some(version) = self.version {
+            d.field("version", &version);
+        }
+        let ext = self.ext();
+        if let Some(source) = &ext.source {
+            d.field("source", source);
+        }
+        if let Some(time) = &ext.time {
+            d.field("time", time);
+        }
+        if let Some(id) = &ext.correlation_id {
+            d.field("correlation_id", id);
+        }
+        if let Some(id) = &ext.causation_id {
+            d.field("causation_id", id);
+        }
+        if !ext.headers.is_empty() {
+            d.field("headers", &ext.headers);
+        }
+        if let Some(content_type) = &ext.content_type {
+            d.field("content_type", content_type);
+        }
+        d.finish()
+    }
+}
