@@ -1,1 +1,97 @@
-//! x
+//! The core of syncbus: topics and wildcard patterns, a lock-free router, push subscriptions
+//! (inline, queued, keyed lanes) and pull consumers.
+//!
+//! ```
+//! use syncbus_core::{Bus, Event, EntityId};
+//!
+//! #[derive(Clone, Debug)]
+//! struct OrderPlaced { order: u64, total_cents: u64 }
+//!
+//! impl Event for OrderPlaced {
+//!     const TYPE: &'static str = "orders.placed";
+//!     fn entity_id(&self) -> Option<EntityId> { Some(self.order.into()) }
+//! }
+//!
+//! let bus = Bus::new();
+//! let _sub = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
+//!     println!("order {} for {} cents", env.payload().order, env.payload().total_cents);
+//! })?;
+//! bus.publish(OrderPlaced { order: 1, total_cents: 999 })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Topics and patterns
+//!
+//! A [`Topic`] is dot-separated tokens, `orders.eu.created`. A [`Pattern`] may use `*` for
+//! exactly one token and `>` for one or more trailing tokens (NATS rules): `orders.*.created`,
+//! `orders.>`. Both are validated when made; a bad name is a [`TopicError`] saying where.
+//!
+//! # Delivery
+//!
+//! An event reaches every subscription whose pattern matches its topic and whose payload type
+//! is the published type. Delivery is at-least-once at best and never exactly-once: make
+//! handlers idempotent (the workflow layers add dedup by event id).
+//!
+//! - **Inline** handlers run on the publisher's thread, inside `publish`.
+//! - **Queued** handlers run on worker threads (or tokio tasks for async handlers), fed by a
+//!   bounded queue per subscription. With one worker, events are handled in queue order.
+//! - **Keyed** subscriptions hash the entity id to one of N lanes, each with one worker:
+//!   events of one entity are handled one at a time and in publish order; entities run in
+//!   parallel.
+//!
+//! A handler that fails or panics is counted ([`SubscriptionMetrics`]) and logged; the bus and
+//! the other subscriptions go on.
+//!
+//! # Overflow
+//!
+//! Each queue has a capacity and an [`Overflow`] policy: `Block` (the publisher waits: the
+//! default), `Reject` (the publish fails with the event handed back) or `DropOldest` (the
+//! oldest queued event is dropped, counted, and reported to the subscription's `on_lag`).
+//!
+//! # Pull consumers
+//!
+//! [`Bus::consumer`] retains matching events until the consumer fetches and acks them; see
+//! [`Consumer`] for ack timeouts, nack, term, max deliveries and dead letters.
+//!
+//! # Closing
+//!
+//! [`Bus::shutdown`] stops intake (publishing returns [`PublishError::Closed`] with the event),
+//! lets workers drain their queues until a deadline, and returns a [`ShutdownReport`] with
+//! what was left undelivered.
+//!
+//! # Observability
+//!
+//! `tracing` spans `publish` and `handle` at TRACE level; [`Bus::metrics`] reads the
+//! counters, and [`BusMetrics::emit`] hands them to the `metrics` facade.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod bus;
+mod error;
+mod handler;
+mod metrics;
+mod overflow;
+mod pull;
+mod queue;
+mod router;
+mod subscription;
+mod topic;
+mod trie;
+mod wait;
+
+pub use crate::bus::{Bus, Publisher, ShutdownReport, Undelivered};
+pub use crate::error::{PublishError, SubscribeError};
+pub use crate::handler::HandlerResult;
+pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
+pub use crate::overflow::Overflow;
+pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
+pub use crate::subscription::{SubscribeBuilder, Subscription};
+pub use crate::topic::{Pattern, Topic, TopicError};
+pub use syncbus_envelope::{
+    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, SmolStr, Timestamp,
+};

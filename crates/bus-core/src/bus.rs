@@ -1,0 +1,591 @@
+//! The bus handle: publish, subscribe, consume, shut down.
+
+use std::any::TypeId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use syncbus_envelope::{Envelope, Event};
+
+use crate::error::{PublishError, SubscribeError};
+use crate::metrics::{BusMetrics, Counter};
+use crate::pull::{Consumer, ConsumerConfig};
+use crate::router::{Delivered, Route, Router, SubEntry};
+use crate::subscription::{SubscribeBuilder, Workers};
+use crate::topic::{Pattern, Topic, TopicError};
+
+/// An in-process event bus. Cheap to clone: clones share one bus.
+///
+/// Events are routed by topic (`orders.eu.created`) to subscriptions whose pattern matches
+/// (`orders.*.created`, `orders.>`) and whose payload type is the published type. Publishing
+/// never takes a lock; see the crate docs for delivery, ordering and overflow semantics.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Event};
+///
+/// #[derive(Clone, Debug)]
+/// struct OrderPlaced { total_cents: u64 }
+/// impl Event for OrderPlaced { const TYPE: &'static str = "orders.placed"; }
+///
+/// let bus = Bus::new();
+/// let revenue = Arc::new(AtomicU64::new(0));
+/// let r = revenue.clone();
+/// let _sub = bus.subscribe::<OrderPlaced>("orders.*")?.inline(move |env| {
+///     r.fetch_add(env.payload().total_cents, Ordering::Relaxed);
+/// })?;
+/// bus.publish(OrderPlaced { total_cents: 1250 })?;
+/// assert_eq!(revenue.load(Ordering::Relaxed), 1250);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bus {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus::new()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) router: Router,
+    closed: AtomicBool,
+    lifecycle: Mutex<Retired>,
+    published: Counter,
+    unrouted: Counter,
+    pub(crate) completion: Arc<Workers>,
+}
+
+/// Subscriptions removed while their workers may still drain, and the totals of those done.
+#[derive(Debug, Default)]
+struct Retired {
+    draining: Vec<Arc<SubEntry>>,
+    totals: BusMetrics,
+}
+
+impl Retired {
+    fn compact(&mut self) {
+        let totals = &mut self.totals;
+        self.draining.retain(|e| {
+            let done = e.workers.as_ref().is_none_or(|w| w.is_idle());
+            if done {
+                let mut m = e.stats.snapshot(0);
+                m.pending = 0;
+                totals.add_sub(&m);
+                totals.subscriptions -= 1;
+            }
+            !done
+        });
+    }
+}
+
+impl Inner {
+    pub(crate) fn add_subscription(&self, entry: Arc<SubEntry>) -> bool {
+        let _life = self.lifecycle.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.router.add(entry);
+        true
+    }
+
+    pub(crate) fn remove_subscription(&self, id: u64) {
+        let mut life = self.lifecycle.lock();
+        if let Some(entry) = self.router.remove(id) {
+            entry.sink.close();
+            life.draining.push(entry);
+            life.compact();
+        }
+    }
+
+    #[inline]
+    fn dispatch<P: Clone + Send + 'static>(
+        &self,
+        route: Option<&Route>,
+        env: Envelope<P>,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        let sinks = match route {
+            Some(r) => r.sinks(TypeId::of::<P>()),
+            None => &[],
+        };
+        if sinks.is_empty() {
+            self.published.incr();
+            self.unrouted.incr();
+            return Ok(0);
+        }
+        let _span = tracing::trace_span!("publish", topic = env.meta().topic()).entered();
+        let mut slot = Some(env);
+        let mut delivered = 0;
+        let mut full = false;
+        let n = sinks.len();
+        for (i, s) in sinks.iter().enumerate() {
+            let last = i + 1 == n;
+            let outcome = if last && full {
+                // Something refused the event already: keep the original to hand back.
+                let mut copy = slot.clone();
+                s.sink.deliver(&mut copy, true)
+            } else {
+                s.sink.deliver(&mut slot, last)
+            };
+            match outcome {
+                Delivered::Ok => delivered += 1,
+                Delivered::Displaced => {
+                    delivered += 1;
+                    s.stats.dropped.incr();
+                }
+                Delivered::Full => {
+                    full = true;
+                    s.stats.rejected.incr();
+                }
+                Delivered::Closed => {}
+            }
+        }
+        match slot {
+            Some(env) if full => Err(PublishError::Full(env)),
+            _ => {
+                self.published.incr();
+                Ok(delivered)
+            }
+        }
+    }
+}
+
+impl Bus {
+    /// Creates a bus with no subscriptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// assert!(!bus.is_closed());
+    /// ```
+    pub fn new() -> Bus {
+        Bus {
+            inner: Arc::new(Inner {
+                router: Router::new(),
+                closed: AtomicBool::new(false),
+                lifecycle: Mutex::new(Retired::default()),
+                published: Counter::default(),
+                unrouted: Counter::default(),
+                completion: Arc::new(Workers::default()),
+            }),
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Publishes a typed event on its default topic, [`Event::TOPIC`].
+    ///
+    /// Returns the number of subscriptions that took the event. No subscriber is not an error.
+    /// Subscriptions with [`Overflow::Block`](crate::Overflow::Block) make this wait while
+    /// their queue is full; inline handlers run before it returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// #[derive(Clone, Debug)]
+    /// struct Ping;
+    /// impl Event for Ping { const TYPE: &'static str = "ping"; }
+    ///
+    /// let bus = Bus::new();
+    /// assert_eq!(bus.publish(Ping).unwrap(), 0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] after shutdown, [`PublishError::Full`] when a `Reject`
+    /// subscription is full, [`PublishError::InvalidTopic`] if `E::TOPIC` is not a valid
+    /// topic. The event is handed back in each case.
+    #[inline]
+    pub fn publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_to(E::TOPIC, event)
+    }
+
+    /// Publishes a typed event on `topic`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("pings.*").unwrap().inline(|env| {
+    ///     assert_eq!(env.meta().topic(), Some("pings.eu"));
+    /// }).unwrap();
+    /// assert_eq!(bus.publish_to("pings.eu", Ping).unwrap(), 1);
+    /// assert!(bus.publish_to("pings..eu", Ping).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    #[inline]
+    pub fn publish_to<E: Event>(&self, topic: &str, event: E) -> Result<usize, PublishError<E>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let mut slot = Some(event);
+        let outcome = self.inner.router.with_route(topic, |route| {
+            let Some(event) = slot.take() else {
+                return Ok(0);
+            };
+            let mut env = Envelope::from_event(event);
+            if let Some(r) = route {
+                env.meta_mut().set_topic(r.topic.clone());
+            }
+            self.inner.dispatch(route, env)
+        });
+        match outcome {
+            Ok(r) => r.map_err(|e| e.map(Envelope::into_payload)),
+            Err(e) => match slot.take() {
+                Some(event) => Err(PublishError::InvalidTopic(event, e)),
+                None => Ok(0),
+            },
+        }
+    }
+
+    /// Publishes a ready-made envelope (typed or bytes) on the topic in its metadata.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    ///
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Bytes>("raw.>").unwrap().inline(|env| {
+    ///     assert_eq!(env.payload().as_ref(), b"{}");
+    /// }).unwrap();
+    /// let meta = Metadata::new(EventType::new("thing.happened").unwrap()).with_topic("raw.things");
+    /// assert_eq!(bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish); a missing topic is [`TopicError::Empty`].
+    pub fn publish_envelope<P: Clone + Send + 'static>(
+        &self,
+        envelope: Envelope<P>,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(envelope));
+        }
+        let Some(topic) = envelope.meta().topic().map(smol_str::SmolStr::new) else {
+            return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
+        };
+        let mut slot = Some(envelope);
+        let outcome = self.inner.router.with_route(&topic, |route| match slot.take() {
+            Some(env) => self.inner.dispatch(route, env),
+            None => Ok(0),
+        });
+        match outcome {
+            Ok(r) => r,
+            Err(e) => match slot.take() {
+                Some(env) => Err(PublishError::InvalidTopic(env, e)),
+                None => Ok(0),
+            },
+        }
+    }
+
+    /// A publisher bound to one topic and event type. It caches the route, so a publish
+    /// through it skips the topic lookup until subscriptions change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>").unwrap().inline(|_| {}).unwrap();
+    /// let ticks = bus.publisher::<Tick>("clock.tick").unwrap();
+    /// for i in 0..3 {
+    ///     assert_eq!(ticks.publish(Tick(i)).unwrap(), 1);
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`TopicError`] for an invalid topic.
+    pub fn publisher<E: Event>(&self, topic: impl AsRef<str>) -> Result<Publisher<E>, TopicError> {
+        let topic = Topic::new(topic)?;
+        let (generation, route) = self.inner.router.route_of(&topic);
+        Ok(Publisher {
+            bus: self.clone(),
+            topic,
+            cache: ArcSwap::from_pointee((generation, route)),
+            _event: std::marker::PhantomData,
+        })
+    }
+
+    /// Starts a push subscription for payload type `P` on `pattern`; the builder chooses
+    /// inline, queued or keyed delivery.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>(">")?.queued(|_| {})?;
+    /// assert_eq!(sub.pattern().as_str(), ">");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::InvalidPattern`], or [`SubscribeError::Closed`] after shutdown.
+    pub fn subscribe<P: Clone + Send + 'static>(
+        &self,
+        pattern: impl AsRef<str>,
+    ) -> Result<SubscribeBuilder<P>, SubscribeError> {
+        let pattern = Pattern::new(pattern)?;
+        if self.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        Ok(SubscribeBuilder::new(self.clone(), pattern))
+    }
+
+    /// Creates a pull consumer for payload type `P` on `pattern`: events are retained for it
+    /// until fetched and acked. See [`Consumer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let consumer = bus.consumer::<Ping>("ping", ConsumerConfig::default())?;
+    /// bus.publish(Ping)?;
+    /// let batch = consumer.try_fetch(10);
+    /// assert_eq!(batch.len(), 1);
+    /// for d in batch { d.ack()?; }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe), plus [`SubscribeError::InvalidConfig`].
+    pub fn consumer<P: Clone + Send + 'static>(
+        &self,
+        pattern: impl AsRef<str>,
+        config: ConsumerConfig<P>,
+    ) -> Result<Consumer<P>, SubscribeError> {
+        let pattern = Pattern::new(pattern)?;
+        Consumer::create(self.clone(), pattern, config)
+    }
+
+    pub(crate) fn register_entry(&self, entry: Arc<SubEntry>) -> bool {
+        self.inner.add_subscription(entry)
+    }
+
+    /// The bus counters now: published and unrouted, plus the sums over subscriptions
+    /// (including ones removed since).
+    pub fn metrics(&self) -> BusMetrics {
+        let mut m = {
+            let mut life = self.inner.lifecycle.lock();
+            life.compact();
+            let mut m = life.totals;
+            for e in &life.draining {
+                m.add_sub(&e.stats.snapshot(e.sink.pending()));
+                m.subscriptions -= 1;
+            }
+            m
+        };
+        m.published = self.inner.published.get();
+        m.unrouted = self.inner.unrouted.get();
+        for e in self.inner.router.snapshot().subs.iter() {
+            m.add_sub(&e.stats.snapshot(e.sink.pending()));
+        }
+        m
+    }
+
+    /// Stops intake and drains: publishing fails with [`PublishError::Closed`], queued events
+    /// are handled until `timeout`, and the report says what was left undelivered.
+    ///
+    /// Blocks the calling thread; in async code use [`shutdown`](Self::shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("ping").unwrap().queued(|_| {}).unwrap();
+    /// for _ in 0..100 { bus.publish(Ping).unwrap(); }
+    /// let report = bus.shutdown_blocking(Duration::from_secs(5));
+    /// assert!(report.is_clean());
+    /// assert!(bus.publish(Ping).is_err());
+    /// ```
+    pub fn shutdown_blocking(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + timeout;
+        let entries = self.begin_shutdown();
+        let drained = self.inner.completion.wait(Some(deadline));
+        Self::finish_shutdown(drained, entries)
+    }
+
+    /// Async form of [`shutdown_blocking`](Self::shutdown_blocking).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the bus closed and its workers draining.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let entries = self.begin_shutdown();
+        let drained = tokio::time::timeout(timeout, self.inner.completion.wait_async())
+            .await
+            .is_ok();
+        Self::finish_shutdown(drained, entries)
+    }
+
+    fn begin_shutdown(&self) -> Vec<Arc<SubEntry>> {
+        let mut life = self.inner.lifecycle.lock();
+        self.inner.closed.store(true, Ordering::Release);
+        let mut entries = self.inner.router.clear();
+        entries.append(&mut life.draining);
+        for e in &entries {
+            e.sink.close();
+        }
+        entries
+    }
+
+    fn finish_shutdown(drained: bool, entries: Vec<Arc<SubEntry>>) -> ShutdownReport {
+        let mut undelivered = Vec::new();
+        for e in &entries {
+            let count = e.sink.discard();
+            if count > 0 {
+                tracing::warn!(subscription = %e.name, count, "undelivered at shutdown");
+                undelivered.push(Undelivered {
+                    subscription: e.name.to_string(),
+                    pattern: e.pattern.clone(),
+                    count,
+                });
+            }
+        }
+        ShutdownReport {
+            drained,
+            undelivered,
+        }
+    }
+}
+
+/// What [`Bus::shutdown`] left behind.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// let report = syncbus_core::Bus::new().shutdown_blocking(Duration::from_millis(10));
+/// assert!(report.drained && report.undelivered.is_empty() && report.is_clean());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Every worker finished before the deadline.
+    pub drained: bool,
+    /// Subscriptions that still held events at the deadline (they were dropped), and
+    /// pull consumers' events that were never acked.
+    pub undelivered: Vec<Undelivered>,
+}
+
+impl ShutdownReport {
+    /// Drained in time and nothing left behind.
+    pub fn is_clean(&self) -> bool {
+        self.drained && self.undelivered.is_empty()
+    }
+
+    /// Events left behind, over all subscriptions.
+    pub fn total_undelivered(&self) -> usize {
+        self.undelivered.iter().map(|u| u.count).sum()
+    }
+}
+
+/// Events one subscription did not deliver before shutdown.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// The subscription's name.
+    pub subscription: String,
+    /// Its pattern.
+    pub pattern: Pattern,
+    /// How many events it did not deliver.
+    pub count: usize,
+}
+
+/// A publisher bound to one topic and one event type; see [`Bus::publisher`].
+///
+/// Clone it per thread or share it: it is `Send + Sync`.
+pub struct Publisher<E> {
+    bus: Bus,
+    topic: Topic,
+    cache: ArcSwap<(u64, Arc<Route>)>,
+    _event: std::marker::PhantomData<fn(E)>,
+}
+
+impl<E> Clone for Publisher<E> {
+    fn clone(&self) -> Self {
+        Publisher {
+            bus: self.bus.clone(),
+            topic: self.topic.clone(),
+            cache: ArcSwap::new(self.cache.load_full()),
+            _event: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for Publisher<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Event> Publisher<E> {
+    /// The topic this publisher sends to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Publishes `event`; see [`Bus::publish`].
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] or [`PublishError::Full`], with the event handed back.
+    #[inline]
+    pub fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        let inner = &self.bus.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed(event));
+        }
+        let generation = inner.router.generation();
+        let cached = self.cache.load();
+        let mut env = Envelope::from_event(event);
+        env.meta_mut().set_topic(self.topic.as_smol_str().clone());
+        let result = if cached.0 == generation {
+            inner.dispatch(Some(&cached.1), env)
+        } else {
+            drop(cached);
+            let (generation, route) = inner.router.route_of(&self.topic);
+            self.cache.store(Arc::new((generation, route.clone())));
+            inner.dispatch(Some(&route), env)
+        };
+        result.map_err(|e| e.map(Envelope::into_payload))
+    }
+}
+

@@ -1,0 +1,30 @@
+/// What a subscription does when its queue is full. Chosen per subscription; never silent.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Overflow};
+/// # #[derive(Clone, Debug)] struct Tick;
+/// # impl syncbus_core::Event for Tick { const TYPE: &'static str = "clock.tick"; }
+///
+/// let bus = Bus::new();
+/// let _sub = bus
+///     .subscribe::<Tick>("clock.tick")
+///     .unwrap()
+///     .capacity(1024)
+///     .overflow(Overflow::DropOldest)
+///     .queued(|_tick| {});
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The publisher waits for room: backpressure. The default.
+    #[default]
+    Block,
+    /// The publish fails with [`PublishError::Full`](crate::PublishError::Full), handing the
+    /// event back. Subscriptions that had room keep their copy.
+    Reject,
+    /// The oldest queued event is dropped to make room. Drops are counted in the
+    /// subscription's metrics and reported to its `on_lag` callback before the next event.
+    DropOldest,
+}

@@ -1,0 +1,642 @@
+//! Pull consumers: the subscriber asks for events and acknowledges each one.
+//!
+//! Semantics a caller relies on:
+//!
+//! - **At-least-once.** A fetched event stays *in flight* until it is acked. If it is not
+//!   acked within the ack timeout, or it is nacked, it is delivered again (its
+//!   [`Delivery::deliveries`] count grows). Make handlers idempotent.
+//! - **Max deliveries.** An event delivered `max_deliver` times without an ack, or
+//!   [`term`](Delivery::term)inated, goes to the dead-letter hook; without a hook it is kept
+//!   for [`Consumer::take_dead_letters`]. Nothing is dropped silently.
+//! - **Retention.** At most `max_pending` unfetched events are kept; when full, the
+//!   consumer's [`Overflow`] policy applies (block the publisher, reject, or drop the oldest,
+//!   counted).
+//! - **Order.** Fresh events come in publish order; redeliveries come first once due.
+//! - This consumer lives in memory: what it holds is lost with the process, and reported by
+//!   [`Bus::shutdown`](crate::Bus::shutdown). Durable consumers come with the store.
+
+use std::any::{Any, TypeId};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use smol_str::SmolStr;
+use syncbus_envelope::Envelope;
+
+use crate::bus::Bus;
+use crate::error::SubscribeError;
+use crate::metrics::{SubStats, SubscriptionMetrics};
+use crate::overflow::Overflow;
+use crate::queue::{Pushed, Queue};
+use crate::router::{Delivered, Sink, SubEntry};
+use crate::topic::Pattern;
+
+type DeadLetterFn<P> = Arc<dyn Fn(DeadLetter<P>) + Send + Sync>;
+
+/// Settings of a pull consumer.
+///
+/// Defaults: ack timeout 30 s, at most 5 deliveries, 10,000 retained events,
+/// [`Overflow::Block`], dead letters kept for [`Consumer::take_dead_letters`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{ConsumerConfig, Overflow};
+/// # #[derive(Clone, Debug)] struct Ping;
+///
+/// let config = ConsumerConfig::<Ping>::default()
+///     .name("billing")
+///     .ack_timeout(Duration::from_secs(5))
+///     .max_deliver(3)
+///     .max_pending(1_000)
+///     .overflow(Overflow::Reject)
+///     .on_dead_letter(|dl| eprintln!("gave up on {} after {}", dl.envelope.id(), dl.deliveries));
+/// # let _ = config;
+/// ```
+pub struct ConsumerConfig<P> {
+    name: Option<SmolStr>,
+    ack_timeout: Duration,
+    max_deliver: u32,
+    max_pending: usize,
+    overflow: Overflow,
+    dead_letter: Option<DeadLetterFn<P>>,
+}
+
+impl<P> Default for ConsumerConfig<P> {
+    fn default() -> Self {
+        ConsumerConfig {
+            name: None,
+            ack_timeout: Duration::from_secs(30),
+            max_deliver: 5,
+            max_pending: 10_000,
+            overflow: Overflow::Block,
+            dead_letter: None,
+        }
+    }
+}
+
+impl<P> fmt::Debug for ConsumerConfig<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerConfig")
+            .field("name", &self.name)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("max_deliver", &self.max_deliver)
+            .field("max_pending", &self.max_pending)
+            .field("overflow", &self.overflow)
+            .field("dead_letter", &self.dead_letter.is_some())
+            .finish()
+    }
+}
+
+impl<P> ConsumerConfig<P> {
+    /// Names the consumer in metrics and shutdown reports.
+    pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How long a fetched event may stay unacked before it is delivered again.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// Deliveries before an event goes to the dead-letter hook (at least 1).
+    pub fn max_deliver(mut self, n: u32) -> Self {
+        self.max_deliver = n;
+        self
+    }
+
+    /// Unfetched events retained before the overflow policy applies.
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// What a publish does when `max_pending` events wait.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Where dead letters go. Called outside the consumer's lock.
+    pub fn on_dead_letter(mut self, f: impl Fn(DeadLetter<P>) + Send + Sync + 'static) -> Self {
+        self.dead_letter = Some(Arc::new(f));
+        self
+    }
+}
+
+/// Why an event was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// Delivered `max_deliver` times without an ack.
+    MaxDeliveries,
+    /// The handler called [`Delivery::term`].
+    Terminated,
+}
+
+/// An event the consumer gave up on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter<P> {
+    /// The event.
+    pub envelope: Envelope<P>,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+    /// Why it was given up.
+    pub reason: DeadLetterReason,
+}
+
+/// An ack, nack or term that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The delivery is no longer in flight: its ack timeout passed and it was handed out
+    /// again, or the consumer closed.
+    NotInFlight,
+}
+
+impl fmt::Display for AckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AckError::NotInFlight => f.write_str(
+                "delivery is no longer in flight (ack timeout passed or consumer closed)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AckError {}
+
+struct Waiting<P> {
+    ready_at: Instant,
+    seq: u64,
+    envelope: Envelope<P>,
+    deliveries: u32,
+}
+
+impl<P> PartialEq for Waiting<P> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ready_at, self.seq) == (other.ready_at, other.seq)
+    }
+}
+impl<P> Eq for Waiting<P> {}
+impl<P> PartialOrd for Waiting<P> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<P> Ord for Waiting<P> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.ready_at, self.seq).cmp(&(other.ready_at, other.seq))
+    }
+}
+
+struct InFlight<P> {
+    envelope: Envelope<P>,
+    deliveries: u32,
+    deadline: Instant,
+}
+
+struct State<P> {
+    redeliver: BinaryHeap<Reverse<Waiting<P>>>,
+    in_flight: FxHashMap<u64, InFlight<P>>,
+    dead: VecDeque<DeadLetter<P>>,
+    next_seq: u64,
+}
+
+struct Shared<P> {
+    intake: Queue<Envelope<P>>,
+    state: Mutex<State<P>>,
+    ack_timeout: Duration,
+    max_deliver: u32,
+    dead_letter: Option<DeadLetterFn<P>>,
+    stats: Arc<SubStats>,
+}
+
+impl<P: Clone> Shared<P> {
+    /// Moves expired in-flight events back to the redelivery heap or to dead letters.
+    fn expire(&self, st: &mut State<P>, now: Instant, dead: &mut Vec<DeadLetter<P>>) {
+        let expired: Vec<u64> = st
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in expired {
+            if let Some(f) = st.in_flight.remove(&seq) {
+                self.requeue(st, seq, f.envelope, f.deliveries, now, dead);
+            }
+        }
+    }
+
+    fn requeue(
+        &self,
+        st: &mut State<P>,
+        seq: u64,
+        envelope: Envelope<P>,
+        deliveries: u32,
+        ready_at: Instant,
+        dead: &mut Vec<DeadLetter<P>>,
+    ) {
+        if deliveries >= self.max_deliver {
+            dead.push(DeadLetter {
+                envelope,
+                deliveries,
+                reason: DeadLetterReason::MaxDeliveries,
+            });
+        } else {
+            st.redeliver.push(Reverse(Waiting {
+                ready_at,
+                seq,
+                envelope,
+                deliveries,
+            }));
+        }
+    }
+
+    fn bury(&self, dead: Vec<DeadLetter<P>>) {
+        for dl in dead {
+            self.stats.dead_lettered.incr();
+            tracing::warn!(id = %dl.envelope.id(), deliveries = dl.deliveries, reason = ?dl.reason, "dead letter");
+            match &self.dead_letter {
+                Some(f) => f(dl),
+                None => self.state.lock().dead.push_back(dl),
+            }
+        }
+    }
+
+    fn try_fetch(self: &Arc<Self>, max: usize) -> Vec<Delivery<P>> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            self.expire(&mut st, now, &mut dead);
+            let mut taken: Vec<(Envelope<P>, u32)> = Vec::new();
+            while taken.len() < max {
+                match st.redeliver.peek() {
+                    Some(Reverse(w)) if w.ready_at <= now => {}
+                    _ => break,
+                }
+                if let Some(Reverse(w)) = st.redeliver.pop() {
+                    taken.push((w.envelope, w.deliveries));
+                }
+            }
+            let mut fresh = Vec::new();
+            self.intake.pop_into(&mut fresh, max - taken.len());
+            taken.extend(fresh.into_iter().map(|e| (e, 0)));
+            let deadline = now + self.ack_timeout;
+            for (envelope, previous) in taken {
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                let deliveries = previous + 1;
+                if deliveries > 1 {
+                    self.stats.redelivered.incr();
+                }
+                out.push(Delivery {
+                    envelope: envelope.clone(),
+                    seq,
+                    deliveries,
+                    shared: self.clone(),
+                });
+                st.in_flight.insert(
+                    seq,
+                    InFlight {
+                        envelope,
+                        deliveries,
+                        deadline,
+                    },
+                );
+            }
+        }
+        self.bury(dead);
+        out
+    }
+
+    /// When the next redelivery or ack timeout falls due, if any.
+    fn next_due(&self) -> Option<Instant> {
+        let st = self.state.lock();
+        let a = st.redeliver.peek().map(|Reverse(w)| w.ready_at);
+        let b = st.in_flight.values().map(|f| f.deadline).min();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn settle(&self, seq: u64, how: Settle) -> Result<(), AckError> {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
+            match how {
+                Settle::Ack => self.stats.delivered.incr(),
+                Settle::Nack(delay) => {
+                    self.stats.failed.incr();
+                    let ready = Instant::now() + delay;
+                    self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
+                }
+                Settle::Term => dead.push(DeadLetter {
+                    envelope: f.envelope,
+                    deliveries: f.deliveries,
+                    reason: DeadLetterReason::Terminated,
+                }),
+            }
+        }
+        let woke = !dead.is_empty();
+        self.bury(dead);
+        if !woke {
+            self.intake_wake();
+        }
+        Ok(())
+    }
+
+    fn intake_wake(&self) {
+        // A nack with no delay makes an event fetchable now: wake fetchers.
+        self.intake.nudge();
+    }
+
+    fn held(&self) -> usize {
+        let st = self.state.lock();
+        self.intake.len() + st.redeliver.len() + st.in_flight.len()
+    }
+}
+
+enum Settle {
+    Ack,
+    Nack(Duration),
+    Term,
+}
+
+/// One fetched event. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
+/// [`term`](Self::term); dropping it unsettled means it comes back after the ack timeout.
+pub struct Delivery<P> {
+    envelope: Envelope<P>,
+    seq: u64,
+    deliveries: u32,
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: fmt::Debug> fmt::Debug for Delivery<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("envelope", &self.envelope)
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone> Delivery<P> {
+    /// The event.
+    pub fn envelope(&self) -> &Envelope<P> {
+        &self.envelope
+    }
+
+    /// The event's payload.
+    pub fn payload(&self) -> &P {
+        self.envelope.payload()
+    }
+
+    /// How many times this event was handed out, this time included (1 the first time).
+    pub fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    /// Done: the event will not come back.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again.
+    pub fn ack(self) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Settle::Ack)
+    }
+
+    /// Failed: deliver it again now (or dead-letter it if it reached `max_deliver`).
+    ///
+    /// # Errors
+    ///
+    /// As [`ack`](Self::ack).
+    pub fn nack(self) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Settle::Nack(Duration::ZERO))
+    }
+
+    /// Failed: deliver it again after `delay`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ack`](Self::ack).
+    pub fn nack_with_delay(self, delay: Duration) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Settle::Nack(delay))
+    }
+
+    /// Failed for good: send it to the dead-letter hook now, without more attempts.
+    ///
+    /// # Errors
+    ///
+    /// As [`ack`](Self::ack).
+    pub fn term(self) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Settle::Term)
+    }
+}
+
+/// A pull consumer; see the [module docs](crate#pull-consumers) and [`Bus::consumer`].
+///
+/// Dropping it unsubscribes it; what it held is dropped with it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, ConsumerConfig, Event};
+/// # #[derive(Clone, Debug)] struct Job(u32);
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(2))?;
+/// bus.publish(Job(1))?;
+/// let first = jobs.fetch(10, Duration::from_millis(100)).await;
+/// first.into_iter().for_each(|d| d.nack().unwrap()); // fails once...
+/// let again = jobs.fetch(10, Duration::from_millis(100)).await;
+/// assert_eq!(again[0].deliveries(), 2);               // ...and comes back
+/// again.into_iter().for_each(|d| d.ack().unwrap());
+/// # Ok(()) }
+/// ```
+pub struct Consumer<P> {
+    bus: Bus,
+    entry: Arc<SubEntry>,
+    shared: Arc<Shared<P>>,
+}
+
+impl<P> fmt::Debug for Consumer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.entry.name)
+            .field("pattern", &self.entry.pattern)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone + Send + 'static> Consumer<P> {
+    pub(crate) fn create(
+        bus: Bus,
+        pattern: Pattern,
+        config: ConsumerConfig<P>,
+    ) -> Result<Consumer<P>, SubscribeError> {
+        if config.max_deliver == 0 {
+            return Err(SubscribeError::InvalidConfig("max_deliver must be at least 1"));
+        }
+        if config.max_pending == 0 {
+            return Err(SubscribeError::InvalidConfig("max_pending must be at least 1"));
+        }
+        if config.ack_timeout.is_zero() {
+            return Err(SubscribeError::InvalidConfig("ack_timeout must be positive"));
+        }
+        let stats = Arc::new(SubStats::default());
+        let shared = Arc::new(Shared {
+            intake: Queue::new(config.max_pending, config.overflow),
+            state: Mutex::new(State {
+                redeliver: BinaryHeap::new(),
+                in_flight: FxHashMap::default(),
+                dead: VecDeque::new(),
+                next_seq: 0,
+            }),
+            ack_timeout: config.ack_timeout,
+            max_deliver: config.max_deliver,
+            dead_letter: config.dead_letter,
+            stats: stats.clone(),
+        });
+        let entry = Arc::new(SubEntry {
+            id: bus.inner.router.next_id(),
+            name: config
+                .name
+                .unwrap_or_else(|| SmolStr::new(pattern.as_str())),
+            pattern,
+            type_id: TypeId::of::<P>(),
+            stats,
+            sink: Box::new(PullSink {
+                shared: shared.clone(),
+            }),
+            workers: None,
+        });
+        if !bus.register_entry(entry.clone()) {
+            return Err(SubscribeError::Closed);
+        }
+        Ok(Consumer { bus, entry, shared })
+    }
+
+    /// Takes up to `max` deliverable events without waiting.
+    pub fn try_fetch(&self, max: usize) -> Vec<Delivery<P>> {
+        self.shared.try_fetch(max)
+    }
+
+    /// Waits up to `timeout` for at least one event, then takes up to `max`.
+    /// Returns an empty batch if none came, or if the bus shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is taken until the future completes.
+    pub async fn fetch(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let batch = self.shared.try_fetch(max);
+            let now = Instant::now();
+            if !batch.is_empty() || now >= deadline || self.shared.intake.is_closed() {
+                return batch;
+            }
+            let wake = self.shared.next_due().map_or(deadline, |d| d.min(deadline));
+            let _ = tokio::time::timeout_at(wake.into(), self.shared.intake.readable_async()).await;
+        }
+    }
+
+    /// Blocking form of [`fetch`](Self::fetch), for threads outside a runtime.
+    pub fn fetch_blocking(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let batch = self.shared.try_fetch(max);
+            let now = Instant::now();
+            if !batch.is_empty() || now >= deadline || self.shared.intake.is_closed() {
+                return batch;
+            }
+            let wake = self.shared.next_due().map_or(deadline, |d| d.min(deadline));
+            self.shared.intake.wait_readable(wake);
+        }
+    }
+
+    /// Dead letters kept because no hook was configured; takes them out.
+    pub fn take_dead_letters(&self) -> Vec<DeadLetter<P>> {
+        self.shared.state.lock().dead.drain(..).collect()
+    }
+
+    /// Events held: unfetched, waiting for redelivery, or in flight.
+    pub fn pending(&self) -> usize {
+        self.shared.held()
+    }
+
+    /// The consumer's counters now.
+    pub fn metrics(&self) -> SubscriptionMetrics {
+        self.shared.stats.snapshot(self.shared.held())
+    }
+}
+
+impl<P> Drop for Consumer<P> {
+    fn drop(&mut self) {
+        self.bus.inner.remove_subscription(self.entry.id);
+    }
+}
+
+struct PullSink<P> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Clone + Send + 'static> Sink for PullSink<P> {
+    fn deliver(&self, msg: &mut dyn Any, last: bool) -> Delivered {
+        let Some(slot) = msg.downcast_mut::<Option<Envelope<P>>>() else {
+            return Delivered::Closed;
+        };
+        let env = if last { slot.take() } else { slot.clone() };
+        let Some(env) = env else {
+            return Delivered::Closed;
+        };
+        match self.shared.intake.push(env) {
+            Pushed::Queued => Delivered::Ok,
+            Pushed::Displaced => Delivered::Displaced,
+            Pushed::Full(env) => {
+                if last {
+                    *slot = Some(env);
+                }
+                Delivered::Full
+            }
+            Pushed::Closed(env) => {
+                if last {
+                    *slot = Some(env);
+                }
+                Delivered::Closed
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.shared.intake.close();
+    }
+
+    fn pending(&self) -> usize {
+        self.shared.held()
+    }
+
+    fn discard(&self) -> usize {
+        let mut st = self.shared.state.lock();
+        let n = st.redeliver.len() + st.in_flight.len();
+        st.redeliver.clear();
+        st.in_flight.clear();
+        drop(st);
+        n + self.shared.intake.discard()
+    }
+}

@@ -1,0 +1,217 @@
+//! The bounded queue behind queued subscriptions, keyed lanes and pull consumers.
+//!
+//! A fixed array of slots (crossbeam's `ArrayQueue`, Vyukov's bounded MPMC algorithm): a push
+//! moves the event into a pre-allocated slot, so the steady state allocates nothing. Waiting
+//! on either side goes through [`Signal`]: spin, yield, then park.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use crate::overflow::Overflow;
+use crate::wait::Signal;
+
+/// What a push did.
+#[derive(Debug)]
+pub(crate) enum Pushed<T> {
+    /// The value is in the queue.
+    Queued,
+    /// The value is in the queue; the oldest one was dropped to make room (`DropOldest`).
+    Displaced,
+    /// The queue is full and the policy is `Reject`: the value comes back.
+    Full(T),
+    /// The queue is closed: the value comes back.
+    Closed(T),
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue<T> {
+    items: ArrayQueue<T>,
+    overflow: Overflow,
+    closed: AtomicBool,
+    /// Events dropped by `DropOldest` since the consumer last asked.
+    lost: CachePadded<AtomicU64>,
+    not_empty: Signal,
+    not_full: Signal,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
+        Self {
+            items: ArrayQueue::new(capacity.max(1)),
+            overflow,
+            closed: AtomicBool::new(false),
+            lost: CachePadded::new(AtomicU64::new(0)),
+            not_empty: Signal::new(),
+            not_full: Signal::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops intake and wakes everyone; what is queued stays for the consumers to drain.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.not_empty.notify();
+        self.not_full.notify();
+    }
+
+    /// Pushes by the queue's overflow policy. `Block` waits for room (or for the close).
+    #[inline]
+    pub(crate) fn push(&self, value: T) -> Pushed<T> {
+        if self.is_closed() {
+            return Pushed::Closed(value);
+        }
+        match self.items.push(value) {
+            Ok(()) => {
+                self.not_empty.notify();
+                Pushed::Queued
+            }
+            Err(value) => self.push_full(value),
+        }
+    }
+
+    #[cold]
+    fn push_full(&self, value: T) -> Pushed<T> {
+        match self.overflow {
+            Overflow::Reject => Pushed::Full(value),
+            Overflow::DropOldest => {
+                let displaced = self.items.force_push(value);
+                self.not_empty.notify();
+                match displaced {
+                    Some(old) => {
+                        drop(old);
+                        self.lost.fetch_add(1, Ordering::Relaxed);
+                        Pushed::Displaced
+                    }
+                    None => Pushed::Queued,
+                }
+            }
+            Overflow::Block => {
+                let mut slot = Some(value);
+                let done = self.not_full.wait_until(None, || {
+                    if self.is_closed() {
+                        return Some(false);
+                    }
+                    let v = slot.take()?;
+                    match self.items.push(v) {
+                        Ok(()) => Some(true),
+                        Err(v) => {
+                            slot = Some(v);
+                            None
+                        }
+                    }
+                });
+                match (done, slot) {
+                    (Some(true), _) => {
+                        self.not_empty.notify();
+                        Pushed::Queued
+                    }
+                    (_, Some(v)) => Pushed::Closed(v),
+                    // wait_until without a deadline only returns Some, and a `false` answer
+                    // always leaves the value in the slot.
+                    (_, None) => Pushed::Queued,
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` items into `out` without waiting. Returns how many.
+    #[inline]
+    pub(crate) fn pop_into(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.items.pop() {
+                Some(v) => {
+                    out.push(v);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n > 0 {
+            self.not_full.notify();
+        }
+        n
+    }
+
+    /// Waits for items (or for the close, or the deadline) and takes up to `max`.
+    /// Returns 0 only when the queue is closed and empty, or the deadline passed.
+    pub(crate) fn pop_wait(&self, out: &mut Vec<T>, max: usize, deadline: Option<Instant>) -> usize {
+        self.not_empty
+            .wait_until(deadline, || {
+                let n = self.pop_into(out, max);
+                if n > 0 {
+                    Some(n)
+                } else if self.is_closed() {
+                    Some(0)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(0)
+    }
+
+    /// Async form of [`Queue::pop_wait`] without a deadline. Cancel safe.
+    pub(crate) async fn pop_wait_async(&self, out: &mut Vec<T>, max: usize) -> usize {
+        self.not_empty
+            .wait_async(|| {
+                let n = self.pop_into(out, max);
+                if n > 0 {
+                    Some(n)
+                } else if self.is_closed() {
+                    Some(0)
+                } else {
+                    None
+                }
+            })
+            .await
+    }
+
+    /// Blocks until the queue has an item, is closed, or `deadline` passes.
+    pub(crate) fn wait_readable(&self, deadline: Instant) {
+        self.not_empty
+            .wait_until(Some(deadline), || {
+                (!self.items.is_empty() || self.is_closed()).then_some(())
+            });
+    }
+
+    /// Waits until the queue has an item or is closed, without taking anything.
+    pub(crate) async fn readable_async(&self) {
+        self.not_empty
+            .wait_async(|| (!self.items.is_empty() || self.is_closed()).then_some(()))
+            .await
+    }
+
+    /// Wakes waiting consumers without pushing: something else became ready.
+    pub(crate) fn nudge(&self) {
+        self.not_empty.notify();
+    }
+
+    /// Events lost to `DropOldest` since the last call.
+    #[inline]
+    pub(crate) fn take_lost(&self) -> u64 {
+        if self.lost.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.lost.swap(0, Ordering::Relaxed)
+        }
+    }
+
+    /// Drains what is left (after a deadline passed), returning the count.
+    pub(crate) fn discard(&self) -> usize {
+        let mut n = 0;
+        while self.items.pop().is_some() {
+            n += 1;
+        }
+        n
+    }
+}

@@ -1,0 +1,665 @@
+//! Push subscriptions: inline, queued (threads or tasks) and keyed lanes.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxBuildHasher;
+use smol_str::SmolStr;
+use syncbus_envelope::Envelope;
+
+use crate::bus::Bus;
+use crate::error::SubscribeError;
+use crate::handler::{run_async, run_sync, HandlerResult};
+use crate::metrics::{SubStats, SubscriptionMetrics};
+use crate::overflow::Overflow;
+use crate::queue::{Pushed, Queue};
+use crate::router::{Delivered, Sink, SubEntry};
+use crate::topic::Pattern;
+use crate::wait::Signal;
+
+/// Events a worker takes from its queue at once.
+const BATCH: usize = 64;
+
+type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Configures a push subscription; finish with [`inline`](Self::inline),
+/// [`queued`](Self::queued), [`keyed`](Self::keyed) or their `_async` forms.
+///
+/// A subscription receives events whose topic matches its pattern **and** whose payload type
+/// is `P`. Defaults: capacity 1024, one worker, four lanes, [`Overflow::Block`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Event, EntityId, Overflow};
+///
+/// #[derive(Clone, Debug)]
+/// struct StockChanged { sku: u64, qty: i64 }
+/// impl Event for StockChanged {
+///     const TYPE: &'static str = "stock.changed";
+///     fn entity_id(&self) -> Option<EntityId> { Some(self.sku.into()) }
+/// }
+///
+/// let bus = Bus::new();
+/// let sub = bus
+///     .subscribe::<StockChanged>("stock.*")?
+///     .name("warehouse")
+///     .capacity(4096)
+///     .lanes(8)
+///     .overflow(Overflow::Block)
+///     .keyed(|env| println!("{} -> {}", env.payload().sku, env.payload().qty))?;
+/// bus.publish(StockChanged { sku: 7, qty: 3 })?;
+/// # drop(sub);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until a handler is given"]
+pub struct SubscribeBuilder<P> {
+    bus: Bus,
+    pattern: Pattern,
+    name: Option<SmolStr>,
+    capacity: usize,
+    workers: usize,
+    lanes: usize,
+    overflow: Overflow,
+    on_lag: Option<LagFn>,
+    _payload: PhantomData<fn(P)>,
+}
+
+impl<P> std::fmt::Debug for SubscribeBuilder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscribeBuilder")
+            .field("pattern", &self.pattern)
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("workers", &self.workers)
+            .field("lanes", &self.lanes)
+            .field("overflow", &self.overflow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
+    pub(crate) fn new(bus: Bus, pattern: Pattern) -> Self {
+        SubscribeBuilder {
+            bus,
+            pattern,
+            name: None,
+            capacity: 1024,
+            workers: 1,
+            lanes: 4,
+            overflow: Overflow::Block,
+            on_lag: None,
+            _payload: PhantomData,
+        }
+    }
+
+    /// Names the subscription in metrics, logs and shutdown reports. Defaults to the pattern.
+    pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Queue capacity (per lane for keyed subscriptions). Ignored by inline subscriptions.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Workers draining a queued subscription in parallel (order is then not kept).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Lanes of a keyed subscription: events of one entity always go to the same lane.
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    /// What to do when the queue is full.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Called on the worker with the number of events lost to [`Overflow::DropOldest`],
+    /// before the next event is handled.
+    pub fn on_lag(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_lag = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `handler` on the publisher's thread, during `publish`: the fastest path, and
+    /// backpressure by construction. Keep the handler short.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Closed`] if the bus is shut down.
+    pub fn inline<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
+        R: HandlerResult,
+    {
+        let name = self.display_name();
+        let stats = Arc::new(SubStats::default());
+        let sink = InlineSink {
+            handler,
+            stats: stats.clone(),
+            name: name.clone(),
+            closed: AtomicBool::new(false),
+            _payload: PhantomData::<fn(P)>,
+        };
+        self.register(name, stats, Box::new(sink), None)
+    }
+
+    /// Queues events for `workers` threads running `handler`.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Closed`], [`SubscribeError::InvalidConfig`] for a zero capacity or
+    /// worker count, [`SubscribeError::Spawn`] if a thread cannot start.
+    pub fn queued<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
+        R: HandlerResult,
+    {
+        let workers = self.check_workers()?;
+        self.spawn_threads(false, workers, handler)
+    }
+
+    /// Keyed lanes on threads: events with the same entity id are handled one at a time and
+    /// in publish order; different entities run in parallel across lanes. Events without an
+    /// entity id are spread by event id.
+    ///
+    /// # Errors
+    ///
+    /// As [`queued`](Self::queued), with the lane count checked instead of workers.
+    pub fn keyed<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
+        R: HandlerResult,
+    {
+        let lanes = self.check_lanes()?;
+        self.spawn_threads(true, lanes, handler)
+    }
+
+    /// Queues events for `workers` tokio tasks running the async `handler`.
+    ///
+    /// # Errors
+    ///
+    /// As [`queued`](Self::queued), plus [`SubscribeError::NoRuntime`] outside a runtime.
+    pub fn queued_async<F, Fut, R>(self, handler: F) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(Envelope<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let workers = self.check_workers()?;
+        self.spawn_tasks(false, workers, handler)
+    }
+
+    /// Keyed lanes on tokio tasks; see [`keyed`](Self::keyed).
+    ///
+    /// # Errors
+    ///
+    /// As [`queued_async`](Self::queued_async).
+    pub fn keyed_async<F, Fut, R>(self, handler: F) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(Envelope<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let lanes = self.check_lanes()?;
+        self.spawn_tasks(true, lanes, handler)
+    }
+
+    fn display_name(&self) -> SmolStr {
+        self.name
+            .clone()
+            .unwrap_or_else(|| SmolStr::new(self.pattern.as_str()))
+    }
+
+    fn check_workers(&self) -> Result<usize, SubscribeError> {
+        if self.capacity == 0 {
+            return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
+        }
+        if self.workers == 0 {
+            return Err(SubscribeError::InvalidConfig("workers must be at least 1"));
+        }
+        Ok(self.workers)
+    }
+
+    fn check_lanes(&self) -> Result<usize, SubscribeError> {
+        if self.capacity == 0 {
+            return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
+        }
+        if self.lanes == 0 {
+            return Err(SubscribeError::InvalidConfig("lanes must be at least 1"));
+        }
+        Ok(self.lanes)
+    }
+
+    fn queues(&self, keyed: bool, n: usize) -> Box<[Arc<Queue<Envelope<P>>>]> {
+        let count = if keyed { n } else { 1 };
+        (0..count)
+            .map(|_| Arc::new(Queue::new(self.capacity, self.overflow)))
+            .collect()
+    }
+
+    fn spawn_threads<F, R>(
+        self,
+        keyed: bool,
+        n: usize,
+        handler: F,
+    ) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
+        R: HandlerResult,
+    {
+        if self.bus.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        let name = self.display_name();
+        let stats = Arc::new(SubStats::default());
+        let queues = self.queues(keyed, n);
+        let workers = Arc::new(Workers::default());
+        let handler = Arc::new(handler);
+        let completion = self.bus.inner.completion.clone();
+        let mut started = Vec::with_capacity(n);
+        for i in 0..n {
+            let queue = queues[if keyed { i } else { 0 }].clone();
+            let ctx = WorkerCtx {
+                stats: stats.clone(),
+                name: name.clone(),
+                on_lag: self.on_lag.clone(),
+                workers: workers.clone(),
+                completion: completion.clone(),
+            };
+            let handler = handler.clone();
+            ctx.workers.start();
+            ctx.completion.start();
+            let spawned = std::thread::Builder::new()
+                .name(format!("syncbus-{name}-{i}"))
+                .spawn(move || ctx.run_thread(&queue, &*handler));
+            match spawned {
+                Ok(h) => started.push(h),
+                Err(e) => {
+                    workers.finish();
+                    completion.finish();
+                    for q in queues.iter() {
+                        q.close();
+                    }
+                    return Err(SubscribeError::Spawn(e));
+                }
+            }
+        }
+        let sink = QueueSink { queues, keyed };
+        self.register(name, stats, Box::new(sink), Some(workers))
+    }
+
+    fn spawn_tasks<F, Fut, R>(
+        self,
+        keyed: bool,
+        n: usize,
+        handler: F,
+    ) -> Result<Subscription, SubscribeError>
+    where
+        F: Fn(Envelope<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
+        if self.bus.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        let name = self.display_name();
+        let stats = Arc::new(SubStats::default());
+        let queues = self.queues(keyed, n);
+        let workers = Arc::new(Workers::default());
+        let handler = Arc::new(handler);
+        for i in 0..n {
+            let queue = queues[if keyed { i } else { 0 }].clone();
+            let ctx = WorkerCtx {
+                stats: stats.clone(),
+                name: name.clone(),
+                on_lag: self.on_lag.clone(),
+                workers: workers.clone(),
+                completion: self.bus.inner.completion.clone(),
+            };
+            let handler = handler.clone();
+            ctx.workers.start();
+            ctx.completion.start();
+            runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
+        }
+        let sink = QueueSink { queues, keyed };
+        self.register(name, stats, Box::new(sink), Some(workers))
+    }
+
+    fn register(
+        self,
+        name: SmolStr,
+        stats: Arc<SubStats>,
+        sink: Box<dyn Sink>,
+        workers: Option<Arc<Workers>>,
+    ) -> Result<Subscription, SubscribeError> {
+        let entry = Arc::new(SubEntry {
+            id: self.bus.inner.router.next_id(),
+            name,
+            pattern: self.pattern,
+            type_id: TypeId::of::<P>(),
+            stats,
+            sink,
+            workers,
+        });
+        if !self.bus.inner.add_subscription(entry.clone()) {
+            entry.sink.close();
+            return Err(SubscribeError::Closed);
+        }
+        Ok(Subscription {
+            bus: self.bus,
+            entry,
+            detached: false,
+        })
+    }
+}
+
+/// A live push subscription. Dropping it unsubscribes; [`detach`](Self::detach) keeps it
+/// running until the bus shuts down.
+///
+/// After unsubscribing, publishes that start later do not reach it; events already queued
+/// are still handled by its workers, which then stop.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::Bus;
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// let bus = Bus::new();
+/// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
+/// assert_eq!(bus.publish(Ping).unwrap(), 1);
+/// sub.unsubscribe();
+/// assert_eq!(bus.publish(Ping).unwrap(), 0);
+/// ```
+#[must_use = "dropping a Subscription unsubscribes it; call .detach() to keep it"]
+pub struct Subscription {
+    bus: Bus,
+    entry: Arc<SubEntry>,
+    detached: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.entry.id)
+            .field("name", &self.entry.name)
+            .field("pattern", &self.entry.pattern)
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The subscription's id, unique within its bus.
+    pub fn id(&self) -> u64 {
+        self.entry.id
+    }
+
+    /// The subscription's name (the pattern unless named).
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// The pattern it listens on.
+    pub fn pattern(&self) -> &Pattern {
+        &self.entry.pattern
+    }
+
+    /// Its counters now.
+    pub fn metrics(&self) -> SubscriptionMetrics {
+        self.entry.stats.snapshot(self.entry.sink.pending())
+    }
+
+    /// Stops new deliveries. Queued events are still handled.
+    pub fn unsubscribe(mut self) {
+        self.remove();
+    }
+
+    /// Stops new deliveries and waits up to `timeout` for the workers to finish what is
+    /// queued. Returns `true` if they finished.
+    pub fn unsubscribe_and_wait(mut self, timeout: std::time::Duration) -> bool {
+        self.remove();
+        match &self.entry.workers {
+            Some(w) => w.wait(Some(Instant::now() + timeout)),
+            None => true,
+        }
+    }
+
+    /// Keeps the subscription running after this handle is dropped, until the bus shuts down.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+
+    fn remove(&mut self) {
+        self.detached = true;
+        self.bus.inner.remove_subscription(self.entry.id);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.remove();
+        }
+    }
+}
+
+/// Counts running workers, bus-wide or per subscription, and wakes whoever waits for zero.
+#[derive(Debug, Default)]
+pub(crate) struct Workers {
+    running: AtomicUsize,
+    signal: Signal,
+}
+
+impl Workers {
+    pub(crate) fn start(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.signal.notify();
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.running.load(Ordering::SeqCst) == 0
+    }
+
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        self.signal
+            .wait_until(deadline, || {
+                (self.running.load(Ordering::SeqCst) == 0).then_some(())
+            })
+            .is_some()
+    }
+
+    pub(crate) async fn wait_async(&self) {
+        self.signal
+            .wait_async(|| (self.running.load(Ordering::SeqCst) == 0).then_some(()))
+            .await
+    }
+}
+
+struct WorkerCtx {
+    stats: Arc<SubStats>,
+    name: SmolStr,
+    on_lag: Option<LagFn>,
+    workers: Arc<Workers>,
+    completion: Arc<Workers>,
+}
+
+impl WorkerCtx {
+    fn run_thread<P, F, R>(self, queue: &Queue<Envelope<P>>, handler: &F)
+    where
+        F: Fn(&Envelope<P>) -> R,
+        R: HandlerResult,
+    {
+        let _done = Done(&self);
+        let mut buf = Vec::with_capacity(BATCH);
+        while queue.pop_wait(&mut buf, BATCH, None) > 0 {
+            self.report_lag(queue);
+            for env in buf.drain(..) {
+                let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+                run_sync(&self.stats, &self.name, || handler(&env));
+            }
+        }
+    }
+
+    async fn run_task<P, F, Fut, R>(self, queue: &Queue<Envelope<P>>, handler: &F)
+    where
+        F: Fn(Envelope<P>) -> Fut,
+        Fut: Future<Output = R>,
+        R: HandlerResult,
+    {
+        let _done = Done(&self);
+        let mut buf = Vec::with_capacity(BATCH);
+        while queue.pop_wait_async(&mut buf, BATCH).await > 0 {
+            self.report_lag(queue);
+            for env in buf.drain(..) {
+                run_async(&self.stats, &self.name, handler(env)).await;
+            }
+        }
+    }
+
+    #[inline]
+    fn report_lag<T>(&self, queue: &Queue<T>) {
+        let lost = queue.take_lost();
+        if lost > 0 {
+            tracing::warn!(subscription = %self.name, lost, "subscription lagged: events dropped");
+            if let Some(f) = &self.on_lag {
+                f(lost);
+            }
+        }
+    }
+}
+
+/// Marks a worker finished even if its loop unwinds.
+struct Done<'a>(&'a WorkerCtx);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.workers.finish();
+        self.0.completion.finish();
+    }
+}
+
+struct InlineSink<P, F> {
+    handler: F,
+    stats: Arc<SubStats>,
+    name: SmolStr,
+    closed: AtomicBool,
+    _payload: PhantomData<fn(P)>,
+}
+
+impl<P, F, R> Sink for InlineSink<P, F>
+where
+    P: 'static,
+    F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
+    R: HandlerResult,
+{
+    #[inline]
+    fn deliver(&self, msg: &mut dyn Any, _last: bool) -> Delivered {
+        if self.closed.load(Ordering::Relaxed) {
+            return Delivered::Closed;
+        }
+        let Some(Some(env)) = msg.downcast_ref::<Option<Envelope<P>>>() else {
+            return Delivered::Closed;
+        };
+        let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+        run_sync(&self.stats, &self.name, || (self.handler)(env));
+        Delivered::Ok
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn pending(&self) -> usize {
+        0
+    }
+
+    fn discard(&self) -> usize {
+        0
+    }
+}
+
+struct QueueSink<P> {
+    queues: Box<[Arc<Queue<Envelope<P>>>]>,
+    keyed: bool,
+}
+
+impl<P> QueueSink<P> {
+    #[inline]
+    fn lane(&self, env: &Envelope<P>) -> usize {
+        if !self.keyed || self.queues.len() == 1 {
+            return 0;
+        }
+        let mut h = FxBuildHasher.build_hasher();
+        match env.meta().entity_id() {
+            Some(id) => id.as_str().hash(&mut h),
+            None => env.id().hash(&mut h),
+        }
+        (h.finish() % self.queues.len() as u64) as usize
+    }
+}
+
+impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
+    #[inline]
+    fn deliver(&self, msg: &mut dyn Any, last: bool) -> Delivered {
+        let Some(slot) = msg.downcast_mut::<Option<Envelope<P>>>() else {
+            return Delivered::Closed;
+        };
+        let env = if last { slot.take() } else { slot.clone() };
+        let Some(env) = env else {
+            return Delivered::Closed;
+        };
+        let queue = &self.queues[self.lane(&env)];
+        match queue.push(env) {
+            Pushed::Queued => Delivered::Ok,
+            Pushed::Displaced => Delivered::Displaced,
+            Pushed::Full(env) => {
+                if last {
+                    *slot = Some(env);
+                }
+                Delivered::Full
+            }
+            Pushed::Closed(env) => {
+                if last {
+                    *slot = Some(env);
+                }
+                Delivered::Closed
+            }
+        }
+    }
+
+    fn close(&self) {
+        for q in self.queues.iter() {
+            q.close();
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.queues.iter().map(|q| q.len()).sum()
+    }
+
+    fn discard(&self) -> usize {
+        self.queues.iter().map(|q| q.discard()).sum()
+    }
+}
