@@ -1,1 +1,59 @@
-//! x
+//! syncbus: an embedded event bus and data-sync toolkit for Rust monoliths.
+//!
+//! Decouple modules with typed events on wildcard topics, deliver them inline, through
+//! bounded queues, in per-entity lanes or to pull consumers, and move them across process
+//! edges as CloudEvents JSON or a compact binary form.
+//!
+//! ```
+//! use syncbus::prelude::*;
+//!
+//! #[derive(Clone, Debug)]
+//! struct OrderPlaced { order: u64 }
+//! impl Event for OrderPlaced {
+//!     const TYPE: &'static str = "orders.placed";
+//!     fn entity_id(&self) -> Option<EntityId> { Some(self.order.into()) }
+//! }
+//!
+//! let bus = Bus::new();
+//! let _audit = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
+//!     println!("{} {}", env.meta().event_type(), env.payload().order);
+//! })?;
+//! bus.publish(OrderPlaced { order: 7 })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What is here
+//!
+//! | area | items |
+//! | --- | --- |
+//! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
+//! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
+//! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
+//! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
+//! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+pub use syncbus_core::{
+    AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
+    HandlerResult, Overflow, Pattern, PublishError, Publisher, ShutdownReport, SubscribeBuilder,
+    SubscribeError, Subscription, SubscriptionMetrics, Topic, TopicError, Undelivered,
+};
+pub use syncbus_envelope::{
+    Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
+    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, SmolStr, TimeError,
+    Timestamp,
+};
+
+/// The names most programs need: `use syncbus::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Bus, Consumer, ConsumerConfig, EntityId, Envelope, Event, EventId, Overflow, Pattern,
+        Topic,
+    };
+}
