@@ -42,10 +42,13 @@ impl fmt::Display for EncodeError {
             EncodeError::InvalidJsonPayload {
                 content_type: Some(ct),
                 ..
-            } => write!(f, "payload is not valid json but its content type is {ct:?}"),
-            EncodeError::InvalidJsonPayload { .. } => f.write_str(
-                "payload is not valid json; set a content type for non-json payloads",
+            } => write!(
+                f,
+                "payload is not valid json but its content type is {ct:?}"
             ),
+            EncodeError::InvalidJsonPayload { .. } => {
+                f.write_str("payload is not valid json; set a content type for non-json payloads")
+            }
             EncodeError::Serialize { .. } => f.write_str("failed to serialize event"),
         }
     }
@@ -161,7 +164,10 @@ impl fmt::Display for DecodeError {
                 write!(f, "invalid attribute {attribute:?}: {reason}")
             }
             DecodeError::UnsupportedSpecVersion(v) => {
-                write!(f, "unsupported cloudevents specversion {v:?}, expected \"1.0\"")
+                write!(
+                    f,
+                    "unsupported cloudevents specversion {v:?}, expected \"1.0\""
+                )
             }
             DecodeError::UnsupportedVersion(v) => {
                 write!(f, "unsupported binary format version {v}, expected 1")
@@ -180,7 +186,11 @@ impl fmt::Display for DecodeError {
                 write!(f, "input is {len} bytes, at most {max} are allowed")
             }
             DecodeError::WrongType { expected, found } => {
-                write!(f, "expected event type {expected:?}, found {:?}", found.as_str())
+                write!(
+                    f,
+                    "expected event type {expected:?}, found {:?}",
+                    found.as_str()
+                )
             }
         }
     }

@@ -379,7 +379,9 @@ impl fmt::Display for HeaderError {
                 f,
                 "value of header {name:?} is {len} bytes long, at most {max} are allowed"
             ),
-            HeaderError::TooMany { max } => write!(f, "too many headers, at most {max} are allowed"),
+            HeaderError::TooMany { max } => {
+                write!(f, "too many headers, at most {max} are allowed")
+            }
         }
     }
 }

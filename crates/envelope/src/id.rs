@@ -198,6 +198,16 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// The text of a foreign id; empty for a UUID.
+    pub(crate) fn as_text(&self) -> &str {
+        match &self.0 {
+            Repr::Uuid(_) => "",
+            Repr::Text(s) => s,
+        }
+    }
+}
+
 impl Default for EventId {
     /// Same as [`EventId::new`].
     ///
@@ -391,7 +401,11 @@ fn generate_v7() -> u128 {
     // Thread-local storage is gone while the thread exits: fall back to fresh randomness.
     .unwrap_or_else(|_| {
         let r = random_u64();
-        layout(now, r & COUNTER_MAX, (r >> COUNTER_BITS) as u32 ^ random_u64() as u32)
+        layout(
+            now,
+            r & COUNTER_MAX,
+            (r >> COUNTER_BITS) as u32 ^ random_u64() as u32,
+        )
     })
 }
 

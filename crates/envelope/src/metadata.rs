@@ -677,7 +677,8 @@ impl PartialEq for Metadata {
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Metadata");
-        d.field("id", &self.id).field("event_type", &self.event_type);
+        d.field("id", &self.id)
+            .field("event_type", &self.event_type);
         if let Some(topic) = self.topic() {
             d.field("topic", &topic);
         }

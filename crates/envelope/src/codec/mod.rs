@@ -43,7 +43,8 @@ impl Limits {
     }
 
     pub(crate) fn header_value_max(&self) -> usize {
-        self.max_header_value_bytes.min(crate::Headers::MAX_VALUE_LEN)
+        self.max_header_value_bytes
+            .min(crate::Headers::MAX_VALUE_LEN)
     }
 
     pub(crate) fn check_input(&self, len: usize) -> Result<(), crate::DecodeError> {
