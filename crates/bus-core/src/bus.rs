@@ -125,11 +125,13 @@ impl Inner {
         let mut slot = Some(env);
         let mut delivered = 0;
         let mut full = false;
+        let mut closed = false;
         let n = sinks.len();
         for (i, s) in sinks.iter().enumerate() {
             let last = i + 1 == n;
-            let outcome = if last && full {
+            let outcome = if last && (full || closed) {
                 // Something refused the event already: keep the original to hand back.
+                // (Closed sinks put it back themselves, so this only costs a clone then.)
                 let mut copy = slot.clone();
                 s.sink.deliver(&mut copy, true)
             } else {
@@ -145,10 +147,13 @@ impl Inner {
                     full = true;
                     s.stats.rejected.incr();
                 }
-                Delivered::Closed => {}
+                Delivered::Closed => closed = true,
             }
         }
+        // A sink closed by unsubscribe is skipped; one closed by shutdown hands the event back.
+        let shut = closed && self.closed.load(Ordering::Acquire);
         match slot {
+            Some(env) if shut => Err(PublishError::Closed(env)),
             Some(env) if full => Err(PublishError::Full(env)),
             _ => {
                 self.published.incr();
@@ -437,6 +442,12 @@ impl Bus {
         let deadline = Instant::now() + timeout;
         let entries = self.begin_shutdown();
         let drained = self.inner.completion.wait(Some(deadline));
+        if !drained {
+            for e in &entries {
+                e.sink.abort();
+            }
+            self.inner.completion.wait(Some(Instant::now() + ABORT_GRACE));
+        }
         Self::finish_shutdown(drained, entries)
     }
 
@@ -450,6 +461,12 @@ impl Bus {
         let drained = tokio::time::timeout(timeout, self.inner.completion.wait_async())
             .await
             .is_ok();
+        if !drained {
+            for e in &entries {
+                e.sink.abort();
+            }
+            let _ = tokio::time::timeout(ABORT_GRACE, self.inner.completion.wait_async()).await;
+        }
         Self::finish_shutdown(drained, entries)
     }
 
@@ -483,6 +500,10 @@ impl Bus {
         }
     }
 }
+
+/// After the deadline, how long workers get to put down what they hold and report it.
+/// A handler still running after that finishes on its own; its leftovers are logged.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
 
 /// What [`Bus::shutdown`] left behind.
 ///

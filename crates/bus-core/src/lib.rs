@@ -64,6 +64,7 @@
 //! `tracing` spans `publish` and `handle` at TRACE level; [`Bus::metrics`] reads the
 //! counters, and [`BusMetrics::emit`] hands them to the `metrics` facade.
 
+#![forbid(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,

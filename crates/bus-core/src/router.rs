@@ -48,7 +48,9 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn close(&self);
     /// Events waiting in the sink.
     fn pending(&self) -> usize;
-    /// Drops what is still queued (after a shutdown deadline) and says how many.
+    /// Tells workers to stop after the event in hand (a shutdown deadline passed).
+    fn abort(&self) {}
+    /// Drops what is still queued or abandoned by stopped workers, and says how many.
     fn discard(&self) -> usize;
 }
 

@@ -269,6 +269,7 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
         let stats = Arc::new(SubStats::default());
         let queues = self.queues(keyed, n);
         let workers = Arc::new(Workers::default());
+        let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
         let completion = self.bus.inner.completion.clone();
         let mut started = Vec::with_capacity(n);
@@ -276,6 +277,7 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
             let queue = queues[if keyed { i } else { 0 }].clone();
             let ctx = WorkerCtx {
                 stats: stats.clone(),
+                stop: stop.clone(),
                 name: name.clone(),
                 on_lag: self.on_lag.clone(),
                 workers: workers.clone(),
@@ -299,7 +301,11 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
                 }
             }
         }
-        let sink = QueueSink { queues, keyed };
+        let sink = QueueSink {
+            queues,
+            keyed,
+            stop,
+        };
         self.register(name, stats, Box::new(sink), Some(workers))
     }
 
@@ -323,11 +329,13 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
         let stats = Arc::new(SubStats::default());
         let queues = self.queues(keyed, n);
         let workers = Arc::new(Workers::default());
+        let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
         for i in 0..n {
             let queue = queues[if keyed { i } else { 0 }].clone();
             let ctx = WorkerCtx {
                 stats: stats.clone(),
+                stop: stop.clone(),
                 name: name.clone(),
                 on_lag: self.on_lag.clone(),
                 workers: workers.clone(),
@@ -338,7 +346,11 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
             ctx.completion.start();
             runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
         }
-        let sink = QueueSink { queues, keyed };
+        let sink = QueueSink {
+            queues,
+            keyed,
+            stop,
+        };
         self.register(name, stats, Box::new(sink), Some(workers))
     }
 
@@ -499,6 +511,7 @@ impl Workers {
 
 struct WorkerCtx {
     stats: Arc<SubStats>,
+    stop: Arc<Stop>,
     name: SmolStr,
     on_lag: Option<LagFn>,
     workers: Arc<Workers>,
@@ -515,9 +528,18 @@ impl WorkerCtx {
         let mut buf = Vec::with_capacity(BATCH);
         while queue.pop_wait(&mut buf, BATCH, None) > 0 {
             self.report_lag(queue);
+            let mut left = buf.len();
             for env in buf.drain(..) {
+                if self.stop.aborted() {
+                    break;
+                }
+                left -= 1;
                 let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
                 run_sync(&self.stats, &self.name, || handler(&env));
+            }
+            if self.stop.aborted() {
+                self.stop.abandon(left);
+                break;
             }
         }
     }
@@ -532,8 +554,17 @@ impl WorkerCtx {
         let mut buf = Vec::with_capacity(BATCH);
         while queue.pop_wait_async(&mut buf, BATCH).await > 0 {
             self.report_lag(queue);
+            let mut left = buf.len();
             for env in buf.drain(..) {
+                if self.stop.aborted() {
+                    break;
+                }
+                left -= 1;
                 run_async(&self.stats, &self.name, handler(env)).await;
+            }
+            if self.stop.aborted() {
+                self.stop.abandon(left);
+                break;
             }
         }
     }
@@ -603,6 +634,29 @@ where
 struct QueueSink<P> {
     queues: Box<[Arc<Queue<Envelope<P>>>]>,
     keyed: bool,
+    stop: Arc<Stop>,
+}
+
+/// Tells workers to stop before their queue is empty (a shutdown deadline passed), and
+/// collects the events they had taken but not handled.
+#[derive(Debug, Default)]
+struct Stop {
+    abort: AtomicBool,
+    abandoned: AtomicUsize,
+}
+
+impl Stop {
+    #[inline]
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    fn abandon(&self, n: usize) {
+        if n > 0 {
+            self.abandoned.fetch_add(n, Ordering::SeqCst);
+            tracing::warn!(count = n, "worker stopped by shutdown with events in hand");
+        }
+    }
 }
 
 impl<P> QueueSink<P> {
@@ -659,7 +713,15 @@ impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
         self.queues.iter().map(|q| q.len()).sum()
     }
 
+    fn abort(&self) {
+        self.stop.abort.store(true, Ordering::SeqCst);
+        for q in self.queues.iter() {
+            q.nudge();
+        }
+    }
+
     fn discard(&self) -> usize {
-        self.queues.iter().map(|q| q.discard()).sum()
+        let queued: usize = self.queues.iter().map(|q| q.discard()).sum();
+        queued + self.stop.abandoned.swap(0, Ordering::SeqCst)
     }
 }

@@ -1,0 +1,159 @@
+//! Lifecycle: shutdown drains queues, reports what was left, and closes intake.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use syncbus_core::{Bus, ConsumerConfig, Event, PublishError, SubscribeError};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Tick(u64);
+
+impl Event for Tick {
+    const TYPE: &'static str = "clock.tick";
+}
+
+#[test]
+fn shutdown_drains_queued_events() {
+    let bus = Bus::new();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let _sub = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .capacity(10_000)
+        .queued(move |_| {
+            std::thread::sleep(Duration::from_micros(20));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    for i in 0..2_000 {
+        bus.publish(Tick(i)).unwrap();
+    }
+    let report = bus.shutdown_blocking(Duration::from_secs(30));
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(handled.load(Ordering::SeqCst), 2_000, "every queued event handled");
+    assert!(bus.is_closed());
+}
+
+#[test]
+fn shutdown_reports_what_missed_the_deadline() {
+    let bus = Bus::new();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let _slow = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .name("slow")
+        .capacity(100)
+        .queued(move |_| {
+            std::thread::sleep(Duration::from_millis(20));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let pull = bus
+        .consumer::<Tick>("clock.>", ConsumerConfig::default().name("puller"))
+        .unwrap();
+    for i in 0..50 {
+        bus.publish(Tick(i)).unwrap();
+    }
+    let in_flight = pull.try_fetch(5);
+    assert_eq!(in_flight.len(), 5);
+    let started = Instant::now();
+    let report = bus.shutdown_blocking(Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!report.drained);
+    let slow = report
+        .undelivered
+        .iter()
+        .find(|u| u.subscription == "slow")
+        .expect("slow reported");
+    // Every event is either handled or reported, including those the worker had taken.
+    assert!(slow.count > 0, "{report:?}");
+    assert_eq!(slow.count as u64 + handled.load(Ordering::SeqCst), 50, "{report:?}");
+    let puller = report
+        .undelivered
+        .iter()
+        .find(|u| u.subscription == "puller")
+        .expect("pull consumer reported");
+    assert_eq!(puller.count, 50, "45 unfetched + 5 unacked");
+    assert_eq!(report.total_undelivered(), slow.count + 50);
+}
+
+#[test]
+fn closed_bus_refuses_publish_and_subscribe() {
+    let bus = Bus::new();
+    let p = bus.publisher::<Tick>("clock.tick").unwrap();
+    bus.shutdown_blocking(Duration::from_secs(1));
+    assert!(matches!(bus.publish(Tick(1)), Err(PublishError::Closed(Tick(1)))));
+    assert!(matches!(p.publish(Tick(2)), Err(PublishError::Closed(Tick(2)))));
+    assert!(matches!(
+        bus.subscribe::<Tick>("clock.tick"),
+        Err(SubscribeError::Closed)
+    ));
+    let err = bus.publish(Tick(3)).unwrap_err();
+    assert_eq!(err.to_string(), "publish on a closed bus");
+    assert_eq!(err.into_inner(), Tick(3));
+}
+
+#[test]
+fn a_publisher_blocked_on_a_full_queue_is_released_by_shutdown() {
+    let bus = Bus::new();
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let g = gate.clone();
+    let _sub = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .capacity(1)
+        .queued(move |t| {
+            if t.payload().0 == 0 {
+                g.wait();
+            }
+        })
+        .unwrap();
+    bus.publish(Tick(0)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    bus.publish(Tick(1)).unwrap();
+    let blocked = {
+        let bus = bus.clone();
+        std::thread::spawn(move || bus.publish(Tick(2)))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!blocked.is_finished());
+    let closer = {
+        let bus = bus.clone();
+        std::thread::spawn(move || bus.shutdown_blocking(Duration::from_secs(5)))
+    };
+    match blocked.join().unwrap() {
+        Err(PublishError::Closed(t)) => assert_eq!(t, Tick(2), "handed back, not lost"),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    gate.wait();
+    let report = closer.join().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_shutdown_drains_tasks() {
+    let bus = Bus::new();
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    let _s = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .capacity(1000)
+        .queued_async(move |_| {
+            let c = c.clone();
+            async move {
+                tokio::time::sleep(Duration::from_micros(100)).await;
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    for i in 0..200 {
+        bus.publish(Tick(i)).unwrap();
+    }
+    let report = bus.shutdown(Duration::from_secs(10)).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(n.load(Ordering::SeqCst), 200);
+}
