@@ -32,6 +32,7 @@
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
 
+#![forbid(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,
