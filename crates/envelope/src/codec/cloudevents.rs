@@ -241,8 +241,8 @@ impl Serialize for Wire<'_> {
 const MAX_KEPT: usize = RESERVED_COUNT + Headers::MAX_LEN + 1;
 const RESERVED_COUNT: usize = 15;
 
-/// A JSON object's members in input order, values left unparsed, and how many members
-/// past [`MAX_KEPT`] were skipped.
+/// A JSON object's members in input order, values left unparsed, and how many extension
+/// attributes past [`MAX_KEPT`] were skipped.
 struct RawEvent<'a>(Vec<(Cow<'a, str>, &'a RawValue)>, usize);
 
 impl<'de> Deserialize<'de> for RawEvent<'de> {
@@ -262,7 +262,7 @@ impl<'de> Deserialize<'de> for RawEvent<'de> {
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     if attrs.len() == MAX_KEPT {
                         map.next_value::<de::IgnoredAny>()?;
-                        skipped += 1;
+                        skipped += usize::from(!is_standard(&key.0));
                         continue;
                     }
                     let value: &'de RawValue = map.next_value()?;

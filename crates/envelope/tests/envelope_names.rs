@@ -1,0 +1,140 @@
+//! EventType and EntityId validation.
+
+use proptest::prelude::*;
+use syncbus_envelope::{EntityId, EventType, NameError};
+
+#[test]
+fn event_type_accepts_printable_ascii() {
+    for s in [
+        "a",
+        "shop.order.placed",
+        "com.example/v1:Thing_Done!",
+        "~",
+        &"x".repeat(256),
+    ] {
+        let t = EventType::new(s).unwrap();
+        assert_eq!(t.as_str(), s);
+        assert_eq!(t.to_string(), s);
+    }
+}
+
+#[test]
+fn event_type_rejects_bad_names() {
+    assert_eq!(EventType::new(""), Err(NameError::Empty));
+    assert_eq!(
+        EventType::new("x".repeat(257)),
+        Err(NameError::TooLong { len: 257, max: 256 })
+    );
+    for (s, ch, position) in [
+        ("a b", ' ', 1),
+        ("a\tb", '\t', 1),
+        ("café", 'é', 3),
+        ("x\u{7f}", '\u{7f}', 1),
+        ("\n", '\n', 0),
+    ] {
+        assert_eq!(
+            EventType::new(s),
+            Err(NameError::InvalidChar { ch, position }),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn event_type_from_static_works_in_const() {
+    const T: EventType = EventType::from_static("shop.order.placed");
+    assert_eq!(T, EventType::new("shop.order.placed").unwrap());
+}
+
+#[test]
+#[should_panic(expected = "invalid event type")]
+fn event_type_from_static_panics_on_invalid() {
+    let _ = EventType::from_static("no spaces allowed");
+}
+
+#[test]
+fn entity_id_allows_spaces_and_unicode_but_not_controls() {
+    for s in ["order 42", "ключ", "a/b#c", "\u{a0}x", &"x".repeat(256)] {
+        assert_eq!(EntityId::new(s).unwrap().as_str(), s);
+    }
+    assert_eq!(EntityId::new(""), Err(NameError::Empty));
+    assert_eq!(
+        EntityId::new("x".repeat(257)),
+        Err(NameError::TooLong { len: 257, max: 256 })
+    );
+    for (s, ch, position) in [
+        ("a\nb", '\n', 1),
+        ("\u{0}", '\0', 0),
+        ("ab\u{7f}", '\u{7f}', 2),
+        ("é\u{85}", '\u{85}', 2),
+    ] {
+        assert_eq!(
+            EntityId::new(s),
+            Err(NameError::InvalidChar { ch, position }),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "invalid entity id")]
+fn entity_id_from_static_panics_on_control_char() {
+    let _ = EntityId::from_static("a\u{85}");
+}
+
+#[test]
+fn entity_id_from_integers() {
+    assert_eq!(EntityId::from(0u64).as_str(), "0");
+    assert_eq!(EntityId::from(u64::MAX).as_str(), u64::MAX.to_string());
+    assert_eq!(EntityId::from(u32::MAX).as_str(), u32::MAX.to_string());
+    assert_eq!(EntityId::from(i64::MIN).as_str(), i64::MIN.to_string());
+    assert_eq!(EntityId::from(-1i64).as_str(), "-1");
+    assert_eq!(EntityId::from(42i64), EntityId::new("42").unwrap());
+}
+
+#[test]
+fn names_serialize_as_strings_and_validate_on_deserialize() {
+    let t = EventType::from_static("a.b");
+    assert_eq!(serde_json::to_string(&t).unwrap(), "\"a.b\"");
+    assert_eq!(serde_json::from_str::<EventType>("\"a.b\"").unwrap(), t);
+    assert!(serde_json::from_str::<EventType>("\"a b\"").is_err());
+    assert!(serde_json::from_str::<EventType>("\"\"").is_err());
+
+    let e = EntityId::from(7u32);
+    assert_eq!(serde_json::to_string(&e).unwrap(), "\"7\"");
+    assert_eq!(serde_json::from_str::<EntityId>("\"7\"").unwrap(), e);
+    assert!(serde_json::from_str::<EntityId>("\"a\\u0001\"").is_err());
+}
+
+#[test]
+fn debug_and_errors_read_well() {
+    assert_eq!(
+        format!("{:?}", EventType::from_static("a.b")),
+        "EventType(\"a.b\")"
+    );
+    assert_eq!(format!("{:?}", EntityId::from(3u32)), "EntityId(\"3\")");
+    assert_eq!(NameError::Empty.to_string(), "name is empty");
+    assert_eq!(
+        NameError::InvalidChar {
+            ch: ' ',
+            position: 1
+        }
+        .to_string(),
+        "invalid character ' ' at byte 1 of name"
+    );
+}
+
+proptest! {
+    #[test]
+    fn event_type_validation_matches_rule(s in "\\PC{0,8}|[!-~]{1,300}") {
+        let ok = !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        prop_assert_eq!(EventType::new(&s).is_ok(), ok);
+    }
+
+    #[test]
+    fn integer_entity_ids_match_to_string(n: i64, u: u64) {
+        let (a, b) = (EntityId::from(n), EntityId::from(u));
+        prop_assert_eq!(a.as_str(), n.to_string());
+        prop_assert_eq!(b.as_str(), u.to_string());
+    }
+}
