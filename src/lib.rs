@@ -54,7 +54,6 @@ pub use syncbus_envelope::{
 /// The names most programs need: `use syncbus::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Bus, Consumer, ConsumerConfig, EntityId, Envelope, Event, EventId, Overflow, Pattern,
-        Topic,
+        Bus, Consumer, ConsumerConfig, EntityId, Envelope, Event, EventId, Overflow, Pattern, Topic,
     };
 }

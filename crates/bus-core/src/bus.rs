@@ -291,10 +291,13 @@ impl Bus {
             return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
         };
         let mut slot = Some(envelope);
-        let outcome = self.inner.router.with_route(&topic, |route| match slot.take() {
-            Some(env) => self.inner.dispatch(route, env),
-            None => Ok(0),
-        });
+        let outcome = self
+            .inner
+            .router
+            .with_route(&topic, |route| match slot.take() {
+                Some(env) => self.inner.dispatch(route, env),
+                None => Ok(0),
+            });
         match outcome {
             Ok(r) => r,
             Err(e) => match slot.take() {
@@ -446,9 +449,11 @@ impl Bus {
             for e in &entries {
                 e.sink.abort();
             }
-            self.inner.completion.wait(Some(Instant::now() + ABORT_GRACE));
+            self.inner
+                .completion
+                .wait(Some(Instant::now() + ABORT_GRACE));
         }
-        Self::finish_shutdown(drained, entries)
+        self.finish_shutdown(drained, entries)
     }
 
     /// Async form of [`shutdown_blocking`](Self::shutdown_blocking).
@@ -467,7 +472,7 @@ impl Bus {
             }
             let _ = tokio::time::timeout(ABORT_GRACE, self.inner.completion.wait_async()).await;
         }
-        Self::finish_shutdown(drained, entries)
+        self.finish_shutdown(drained, entries)
     }
 
     fn begin_shutdown(&self) -> Vec<Arc<SubEntry>> {
@@ -481,7 +486,7 @@ impl Bus {
         entries
     }
 
-    fn finish_shutdown(drained: bool, entries: Vec<Arc<SubEntry>>) -> ShutdownReport {
+    fn finish_shutdown(&self, drained: bool, entries: Vec<Arc<SubEntry>>) -> ShutdownReport {
         let mut undelivered = Vec::new();
         for e in &entries {
             let count = e.sink.discard();
@@ -494,6 +499,10 @@ impl Bus {
                 });
             }
         }
+        // Keep their counters in the bus totals.
+        let mut life = self.inner.lifecycle.lock();
+        life.draining.extend(entries);
+        life.compact();
         ShutdownReport {
             drained,
             undelivered,
@@ -609,4 +618,3 @@ impl<E: Event> Publisher<E> {
         result.map_err(|e| e.map(Envelope::into_payload))
     }
 }
-

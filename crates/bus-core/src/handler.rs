@@ -67,7 +67,11 @@ pub(crate) fn run_sync<R: HandlerResult>(
         Err(panic) => {
             stats.failed.incr();
             stats.panicked.incr();
-            tracing::error!(subscription = name, panic = panic_message(&panic), "handler panicked");
+            tracing::error!(
+                subscription = name,
+                panic = panic_message(&panic),
+                "handler panicked"
+            );
             false
         }
     }
@@ -86,7 +90,11 @@ pub(crate) async fn run_async<R: HandlerResult>(
         Err(panic) => {
             stats.failed.incr();
             stats.panicked.incr();
-            tracing::error!(subscription = name, panic = panic_message(&panic), "handler panicked");
+            tracing::error!(
+                subscription = name,
+                panic = panic_message(&panic),
+                "handler panicked"
+            );
             false
         }
     }

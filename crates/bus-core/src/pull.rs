@@ -491,13 +491,19 @@ impl<P: Clone + Send + 'static> Consumer<P> {
         config: ConsumerConfig<P>,
     ) -> Result<Consumer<P>, SubscribeError> {
         if config.max_deliver == 0 {
-            return Err(SubscribeError::InvalidConfig("max_deliver must be at least 1"));
+            return Err(SubscribeError::InvalidConfig(
+                "max_deliver must be at least 1",
+            ));
         }
         if config.max_pending == 0 {
-            return Err(SubscribeError::InvalidConfig("max_pending must be at least 1"));
+            return Err(SubscribeError::InvalidConfig(
+                "max_pending must be at least 1",
+            ));
         }
         if config.ack_timeout.is_zero() {
-            return Err(SubscribeError::InvalidConfig("ack_timeout must be positive"));
+            return Err(SubscribeError::InvalidConfig(
+                "ack_timeout must be positive",
+            ));
         }
         let stats = Arc::new(SubStats::default());
         let shared = Arc::new(Shared {

@@ -145,7 +145,12 @@ impl<T> Queue<T> {
 
     /// Waits for items (or for the close, or the deadline) and takes up to `max`.
     /// Returns 0 only when the queue is closed and empty, or the deadline passed.
-    pub(crate) fn pop_wait(&self, out: &mut Vec<T>, max: usize, deadline: Option<Instant>) -> usize {
+    pub(crate) fn pop_wait(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> usize {
         self.not_empty
             .wait_until(deadline, || {
                 let n = self.pop_into(out, max);
@@ -178,10 +183,9 @@ impl<T> Queue<T> {
 
     /// Blocks until the queue has an item, is closed, or `deadline` passes.
     pub(crate) fn wait_readable(&self, deadline: Instant) {
-        self.not_empty
-            .wait_until(Some(deadline), || {
-                (!self.items.is_empty() || self.is_closed()).then_some(())
-            });
+        self.not_empty.wait_until(Some(deadline), || {
+            (!self.items.is_empty() || self.is_closed()).then_some(())
+        });
     }
 
     /// Waits until the queue has an item or is closed, without taking anything.

@@ -107,25 +107,49 @@ fn steady_state_publish_does_not_allocate() {
     };
     // Warm up: thread-locals, route caches, worker buffers.
     for i in 0..100 {
-        bus.publish(Reading { sensor: i, value: 1.0 }).unwrap();
-        publisher.publish(Reading { sensor: i, value: 1.0 }).unwrap();
+        bus.publish(Reading {
+            sensor: i,
+            value: 1.0,
+        })
+        .unwrap();
+        publisher
+            .publish(Reading {
+                sensor: i,
+                value: 1.0,
+            })
+            .unwrap();
     }
     wait(200);
 
     let by_type = count_allocs(|| {
         for i in 0..N {
-            bus.publish(Reading { sensor: i % 16, value: 1.0 }).unwrap();
+            bus.publish(Reading {
+                sensor: i % 16,
+                value: 1.0,
+            })
+            .unwrap();
         }
     });
     let bound = count_allocs(|| {
         for i in 0..N {
-            publisher.publish(Reading { sensor: i % 16, value: 1.0 }).unwrap();
+            publisher
+                .publish(Reading {
+                    sensor: i % 16,
+                    value: 1.0,
+                })
+                .unwrap();
         }
     });
     wait(200 + 2 * N);
     // The worker threads allocate nothing either: the counter saw their handling too,
     // since they ran while counting was on.
-    assert_eq!(by_type, 0, "bus.publish allocated {by_type} times for {N} events");
-    assert_eq!(bound, 0, "Publisher::publish allocated {bound} times for {N} events");
+    assert_eq!(
+        by_type, 0,
+        "bus.publish allocated {by_type} times for {N} events"
+    );
+    assert_eq!(
+        bound, 0,
+        "Publisher::publish allocated {bound} times for {N} events"
+    );
     assert_eq!(sum.load(Ordering::Relaxed), 3 * (200 + 2 * N));
 }

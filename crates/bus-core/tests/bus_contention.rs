@@ -24,9 +24,18 @@ const PER_PUBLISHER: u64 = 20_000;
 fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
     let bus = Bus::new();
     // Stable: one exact, one wildcard, one queued; each records (publisher, seq).
-    let exact = Arc::new(Mutex::new(vec![0u32; (PUBLISHERS * PER_PUBLISHER) as usize]));
-    let wild = Arc::new(Mutex::new(vec![0u32; (PUBLISHERS * PER_PUBLISHER) as usize]));
-    let queued = Arc::new(Mutex::new(vec![0u32; (PUBLISHERS * PER_PUBLISHER) as usize]));
+    let exact = Arc::new(Mutex::new(vec![
+        0u32;
+        (PUBLISHERS * PER_PUBLISHER) as usize
+    ]));
+    let wild = Arc::new(Mutex::new(vec![
+        0u32;
+        (PUBLISHERS * PER_PUBLISHER) as usize
+    ]));
+    let queued = Arc::new(Mutex::new(vec![
+        0u32;
+        (PUBLISHERS * PER_PUBLISHER) as usize
+    ]));
     let idx = |e: &Ev| (e.publisher * PER_PUBLISHER + e.seq) as usize;
     let (x, w, q) = (exact.clone(), wild.clone(), queued.clone());
     let _s1 = bus
@@ -106,5 +115,9 @@ fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
         let dup = counts.iter().filter(|&&c| c > 1).count();
         assert_eq!((lost, dup), (0, 0), "{name}: lost {lost}, duplicated {dup}");
     }
-    assert_eq!(phantom.load(Ordering::SeqCst), 0, "no delivery after unsubscribe");
+    assert_eq!(
+        phantom.load(Ordering::SeqCst),
+        0,
+        "no delivery after unsubscribe"
+    );
 }

@@ -23,7 +23,9 @@ fn seqs(batch: &[syncbus_core::Delivery<Job>]) -> Vec<u64> {
 #[test]
 fn fetch_and_ack_in_publish_order() {
     let bus = Bus::new();
-    let c = bus.consumer::<Job>("jobs.*", ConsumerConfig::default()).unwrap();
+    let c = bus
+        .consumer::<Job>("jobs.*", ConsumerConfig::default())
+        .unwrap();
     for i in 0..10 {
         assert_eq!(bus.publish(Job(i)).unwrap(), 1);
     }
@@ -45,16 +47,16 @@ fn fetch_and_ack_in_publish_order() {
 #[test]
 fn nack_redelivers_and_delay_is_honoured() {
     let bus = Bus::new();
-    let c = bus.consumer::<Job>("jobs.new", ConsumerConfig::default()).unwrap();
+    let c = bus
+        .consumer::<Job>("jobs.new", ConsumerConfig::default())
+        .unwrap();
     bus.publish(Job(1)).unwrap();
     bus.publish(Job(2)).unwrap();
     let mut batch = c.try_fetch(2);
     let second = batch.pop().unwrap();
     let first = batch.pop().unwrap();
     first.nack().unwrap();
-    second
-        .nack_with_delay(Duration::from_millis(150))
-        .unwrap();
+    second.nack_with_delay(Duration::from_millis(150)).unwrap();
     let again = c.try_fetch(10);
     assert_eq!(seqs(&again), vec![1], "the delayed one is not due yet");
     assert_eq!(again[0].deliveries(), 2);
@@ -152,7 +154,9 @@ fn ack_timeouts_count_towards_max_deliveries() {
 #[test]
 fn term_dead_letters_immediately() {
     let bus = Bus::new();
-    let c = bus.consumer::<Job>("jobs.new", ConsumerConfig::default()).unwrap();
+    let c = bus
+        .consumer::<Job>("jobs.new", ConsumerConfig::default())
+        .unwrap();
     bus.publish(Job(3)).unwrap();
     let d = c.try_fetch(1).into_iter().next().unwrap();
     d.term().unwrap();
@@ -205,7 +209,10 @@ fn retention_overflow_policies() {
         std::thread::spawn(move || bus.publish_to("c", Job(2)).unwrap())
     };
     std::thread::sleep(Duration::from_millis(50));
-    assert!(!publisher.is_finished(), "blocked until the consumer fetches");
+    assert!(
+        !publisher.is_finished(),
+        "blocked until the consumer fetches"
+    );
     let first = block.try_fetch(1);
     publisher.join().unwrap();
     assert_eq!(seqs(&first), vec![1]);
@@ -215,7 +222,9 @@ fn retention_overflow_policies() {
 #[tokio::test]
 async fn async_fetch_waits_for_events() {
     let bus = Bus::new();
-    let c = bus.consumer::<Job>("jobs.new", ConsumerConfig::default()).unwrap();
+    let c = bus
+        .consumer::<Job>("jobs.new", ConsumerConfig::default())
+        .unwrap();
     let empty = c.fetch(10, Duration::from_millis(20)).await;
     assert!(empty.is_empty());
     let b = bus.clone();
@@ -253,7 +262,9 @@ fn consumer_errors() {
 #[test]
 fn dropping_a_consumer_unsubscribes_it() {
     let bus = Bus::new();
-    let c = bus.consumer::<Job>("jobs.new", ConsumerConfig::default()).unwrap();
+    let c = bus
+        .consumer::<Job>("jobs.new", ConsumerConfig::default())
+        .unwrap();
     assert_eq!(bus.publish(Job(1)).unwrap(), 1);
     drop(c);
     assert_eq!(bus.publish(Job(2)).unwrap(), 0);

@@ -147,7 +147,8 @@ fn bytes_envelopes_route_to_bytes_subscribers() {
         .unwrap()
         .inline(move |env| g.lock().unwrap().push(env.payload().clone()))
         .unwrap();
-    let meta = Metadata::new(EventType::new("webhook.received").unwrap()).with_topic("ingress.stripe");
+    let meta =
+        Metadata::new(EventType::new("webhook.received").unwrap()).with_topic("ingress.stripe");
     let env = Envelope::new(meta, Bytes::from_static(br#"{"a":1}"#));
     assert_eq!(bus.publish_envelope(env).unwrap(), 1);
     assert_eq!(got.lock().unwrap()[0].as_ref(), br#"{"a":1}"#);
@@ -174,7 +175,11 @@ fn invalid_topics_and_patterns_are_typed_errors() {
         }
     }
     // Same with a wildcard subscription present (the cached path).
-    let _s = bus.subscribe::<Shipped>("a.*").unwrap().inline(|_| {}).unwrap();
+    let _s = bus
+        .subscribe::<Shipped>("a.*")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
     assert!(matches!(
         bus.publish_to("a..b", Shipped(1)),
         Err(PublishError::InvalidTopic(..))
@@ -209,7 +214,11 @@ fn queued_handler_runs_on_worker_thread_in_order() {
         })
         .unwrap();
     for seq in 0..1000 {
-        bus.publish(Placed { order: seq % 3, seq }).unwrap();
+        bus.publish(Placed {
+            order: seq % 3,
+            seq,
+        })
+        .unwrap();
     }
     wait_for("1000 events", || seen.lock().unwrap().len() == 1000);
     assert_eq!(*seen.lock().unwrap(), (0..1000).collect::<Vec<_>>());
@@ -243,8 +252,7 @@ fn keyed_lanes_keep_per_entity_order_with_many_entities() {
     const ENTITIES: u64 = 500;
     const PER_ENTITY: u64 = 40;
     let bus = Bus::new();
-    let seen: Arc<Mutex<Vec<Vec<u64>>>> =
-        Arc::new(Mutex::new(vec![Vec::new(); ENTITIES as usize]));
+    let seen: Arc<Mutex<Vec<Vec<u64>>>> = Arc::new(Mutex::new(vec![Vec::new(); ENTITIES as usize]));
     let in_flight: Arc<Vec<AtomicUsize>> =
         Arc::new((0..ENTITIES).map(|_| AtomicUsize::new(0)).collect());
     let lanes_used = Arc::new(Mutex::new(std::collections::HashSet::new()));
@@ -294,7 +302,10 @@ fn keyed_lanes_keep_per_entity_order_with_many_entities() {
             "entity {order} out of order"
         );
     }
-    assert!(lanes_used.lock().unwrap().len() > 1, "entities ran in parallel lanes");
+    assert!(
+        lanes_used.lock().unwrap().len() > 1,
+        "entities ran in parallel lanes"
+    );
     assert_eq!(sub.metrics().failed, 0);
 }
 
@@ -326,7 +337,10 @@ fn block_policy_applies_backpressure_without_loss() {
         })
     };
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!publisher.is_finished(), "publisher must be blocked by the full queue");
+    assert!(
+        !publisher.is_finished(),
+        "publisher must be blocked by the full queue"
+    );
     assert!(sub.metrics().pending <= 2);
     gate.wait();
     publisher.join().unwrap();
@@ -398,7 +412,11 @@ fn reject_with_fanout_still_returns_the_event() {
         Err(PublishError::Full(ev)) => assert_eq!(ev, Shipped(2)),
         other => panic!("expected Full, got {other:?}"),
     }
-    assert_eq!(roomy.load(Ordering::SeqCst), 3, "the subscription with room got it");
+    assert_eq!(
+        roomy.load(Ordering::SeqCst),
+        3,
+        "the subscription with room got it"
+    );
     gate.wait();
 }
 
@@ -434,7 +452,11 @@ fn drop_oldest_counts_and_reports_lag() {
     assert_eq!((m.dropped, m.pending), (6, 4));
     gate.wait();
     wait_for("drained", || seen.lock().unwrap().len() == 5);
-    assert_eq!(*seen.lock().unwrap(), vec![0, 7, 8, 9, 10], "the newest four survive");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![0, 7, 8, 9, 10],
+        "the newest four survive"
+    );
     assert_eq!(lost.load(Ordering::SeqCst), 6, "on_lag told the subscriber");
     let bm = bus.metrics();
     assert_eq!((bm.dropped, bm.lagging), (6, 1));
@@ -519,7 +541,11 @@ fn unsubscribe_and_detach() {
         })
         .unwrap()
         .detach();
-    assert_eq!(bus.publish(Shipped(3)).unwrap(), 1, "detached keeps running");
+    assert_eq!(
+        bus.publish(Shipped(3)).unwrap(),
+        1,
+        "detached keeps running"
+    );
     assert_eq!(n.load(Ordering::SeqCst), 2);
     let m = bus.metrics();
     assert_eq!((m.delivered, m.subscriptions), (2, 1));
@@ -530,9 +556,17 @@ fn publisher_handle_follows_subscription_changes() {
     let bus = Bus::new();
     let p = bus.publisher::<Shipped>("orders.eu.shipped").unwrap();
     assert_eq!(p.publish(Shipped(0)).unwrap(), 0);
-    let a = bus.subscribe::<Shipped>("orders.*.shipped").unwrap().inline(|_| {}).unwrap();
+    let a = bus
+        .subscribe::<Shipped>("orders.*.shipped")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
     assert_eq!(p.publish(Shipped(1)).unwrap(), 1);
-    let b = bus.subscribe::<Shipped>("orders.eu.shipped").unwrap().inline(|_| {}).unwrap();
+    let b = bus
+        .subscribe::<Shipped>("orders.eu.shipped")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
     assert_eq!(p.publish(Shipped(2)).unwrap(), 2);
     drop(a);
     assert_eq!(p.publish(Shipped(3)).unwrap(), 1);
@@ -575,7 +609,11 @@ async fn async_queued_and_keyed_handlers() {
         })
         .unwrap();
     for seq in 0..400u64 {
-        bus.publish(Placed { order: seq % 8, seq }).unwrap();
+        bus.publish(Placed {
+            order: seq % 8,
+            seq,
+        })
+        .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while q.metrics().delivered < 400 || k.metrics().delivered < 400 {

@@ -32,7 +32,16 @@ fn shutdown_drains_queued_events() {
     }
     let report = bus.shutdown_blocking(Duration::from_secs(30));
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(handled.load(Ordering::SeqCst), 2_000, "every queued event handled");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        2_000,
+        "every queued event handled"
+    );
+    assert_eq!(
+        bus.metrics().delivered,
+        2_000,
+        "counters outlive the shutdown"
+    );
     assert!(bus.is_closed());
 }
 
@@ -70,7 +79,11 @@ fn shutdown_reports_what_missed_the_deadline() {
         .expect("slow reported");
     // Every event is either handled or reported, including those the worker had taken.
     assert!(slow.count > 0, "{report:?}");
-    assert_eq!(slow.count as u64 + handled.load(Ordering::SeqCst), 50, "{report:?}");
+    assert_eq!(
+        slow.count as u64 + handled.load(Ordering::SeqCst),
+        50,
+        "{report:?}"
+    );
     let puller = report
         .undelivered
         .iter()
@@ -85,8 +98,14 @@ fn closed_bus_refuses_publish_and_subscribe() {
     let bus = Bus::new();
     let p = bus.publisher::<Tick>("clock.tick").unwrap();
     bus.shutdown_blocking(Duration::from_secs(1));
-    assert!(matches!(bus.publish(Tick(1)), Err(PublishError::Closed(Tick(1)))));
-    assert!(matches!(p.publish(Tick(2)), Err(PublishError::Closed(Tick(2)))));
+    assert!(matches!(
+        bus.publish(Tick(1)),
+        Err(PublishError::Closed(Tick(1)))
+    ));
+    assert!(matches!(
+        p.publish(Tick(2)),
+        Err(PublishError::Closed(Tick(2)))
+    ));
     assert!(matches!(
         bus.subscribe::<Tick>("clock.tick"),
         Err(SubscribeError::Closed)
