@@ -65,6 +65,9 @@
 //! counters, and [`BusMetrics::emit`] hands them to the `metrics` facade.
 
 #![forbid(unsafe_code)]
+// A failed publish hands the whole event back (as tokio's and crossbeam's send errors do), so
+// the error is as large as the event by design.
+#![allow(clippy::result_large_err)]
 #![warn(
     missing_docs,
     missing_debug_implementations,

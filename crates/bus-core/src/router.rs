@@ -13,7 +13,7 @@
 //! starts after `subscribe` or `unsubscribe` returns sees the new ones.
 
 use std::any::{Any, TypeId};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -84,11 +84,14 @@ impl PartialEq for SubRef {
     }
 }
 
+/// The subscriptions for one payload type, in subscription order.
+type SinkGroup = (TypeId, Box<[Arc<SubEntry>]>);
+
 /// The subscriptions that receive one topic, grouped by payload type.
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) topic: SmolStr,
-    groups: Box<[(TypeId, Box<[Arc<SubEntry>]>)]>,
+    groups: Box<[SinkGroup]>,
 }
 
 impl Route {
@@ -333,7 +336,5 @@ impl Router {
 }
 
 fn slot_of(topic: &str) -> usize {
-    let mut h = FxBuildHasher.build_hasher();
-    topic.hash(&mut h);
-    (h.finish() as usize) & (CACHE_SLOTS - 1)
+    (FxBuildHasher.hash_one(topic) as usize) & (CACHE_SLOTS - 1)
 }
