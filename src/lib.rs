@@ -57,3 +57,8 @@ pub mod prelude {
         Bus, Consumer, ConsumerConfig, EntityId, Envelope, Event, EventId, Overflow, Pattern, Topic,
     };
 }
+
+/// The README's examples, compiled and run as doc tests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
