@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use syncbus_envelope::{Envelope, Event};
 
 use crate::error::{PublishError, SubscribeError};
-use crate::metrics::{BusMetrics, Counter};
+use crate::metrics::{BusMetrics, Counter, Stat};
 use crate::pull::{Consumer, ConsumerConfig};
 use crate::router::{Delivered, Route, Router, SubEntry};
 use crate::subscription::{SubscribeBuilder, Workers};
@@ -121,7 +121,8 @@ impl Inner {
             self.unrouted.incr();
             return Ok(0);
         }
-        let _span = tracing::trace_span!("publish", topic = env.meta().topic()).entered();
+        let _span = crate::handler::tracing_on()
+            .then(|| tracing::trace_span!("publish", topic = env.meta().topic()).entered());
         let mut slot = Some(env);
         let mut delivered = 0;
         let mut full = false;
@@ -141,11 +142,11 @@ impl Inner {
                 Delivered::Ok => delivered += 1,
                 Delivered::Displaced => {
                     delivered += 1;
-                    s.stats.dropped.incr();
+                    s.stats.incr(Stat::Dropped);
                 }
                 Delivered::Full => {
                     full = true;
-                    s.stats.rejected.incr();
+                    s.stats.incr(Stat::Rejected);
                 }
                 Delivered::Closed => closed = true,
             }

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::metrics::SubStats;
+use crate::metrics::{Stat, SubStats};
 
 /// The return type of a push handler: `()` (always succeeds) or `Result<(), E>`.
 ///
@@ -47,6 +47,13 @@ impl<E: fmt::Display> HandlerResult for Result<(), E> {
     }
 }
 
+/// Whether TRACE spans would be recorded: one load of the global level filter, so hot paths
+/// skip building spans when nobody listens.
+#[inline]
+pub(crate) fn tracing_on() -> bool {
+    tracing::level_enabled!(tracing::Level::TRACE)
+}
+
 /// Runs a sync handler, catching a panic, and counts the outcome.
 #[inline]
 pub(crate) fn run_sync<R: HandlerResult>(
@@ -56,17 +63,17 @@ pub(crate) fn run_sync<R: HandlerResult>(
 ) -> bool {
     match catch_unwind(AssertUnwindSafe(|| f().into_outcome())) {
         Ok(Ok(())) => {
-            stats.delivered.incr();
+            stats.incr(Stat::Delivered);
             true
         }
         Ok(Err(e)) => {
-            stats.failed.incr();
+            stats.incr(Stat::Failed);
             tracing::warn!(subscription = name, error = %e, "handler failed");
             false
         }
         Err(panic) => {
-            stats.failed.incr();
-            stats.panicked.incr();
+            stats.incr(Stat::Failed);
+            stats.incr(Stat::Panicked);
             tracing::error!(
                 subscription = name,
                 panic = panic_message(&panic),
@@ -88,8 +95,8 @@ pub(crate) async fn run_async<R: HandlerResult>(
     match caught {
         Ok(r) => run_sync(stats, name, || r),
         Err(panic) => {
-            stats.failed.incr();
-            stats.panicked.incr();
+            stats.incr(Stat::Failed);
+            stats.incr(Stat::Panicked);
             tracing::error!(
                 subscription = name,
                 panic = panic_message(&panic),

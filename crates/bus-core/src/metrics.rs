@@ -1,74 +1,151 @@
 //! Counters: cheap to bump on hot paths, read on demand, exported through `metrics`.
+//!
+//! Each counter is split into stripes, one cache line each. A thread claims a stripe of its
+//! own the first time it counts and gives it back when it exits; while it owns the stripe it
+//! is the only writer, so a bump is a plain load and store, no locked instruction and no
+//! cache line shared with other writers. Threads beyond the stripe count share the last
+//! stripe with atomic adds. Readers sum the stripes.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
 
-const STRIPES: usize = 8;
+/// Stripes per counter: the last one is shared by threads that found no free stripe.
+const STRIPES: usize = 16;
+const SHARED: usize = STRIPES - 1;
 
-/// A counter split over cache lines so threads bumping it do not fight over one line.
-#[derive(Debug, Default)]
-pub(crate) struct Counter {
-    stripes: [CachePadded<AtomicU64>; STRIPES],
+static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static FREE_INIT: std::sync::Once = std::sync::Once::new();
+
+struct Claim {
+    index: Cell<usize>,
+}
+
+impl Claim {
+    #[cold]
+    fn claim(&self) -> usize {
+        FREE_INIT.call_once(|| FREE.lock().extend((0..SHARED).rev()));
+        let index = FREE.lock().pop().unwrap_or(SHARED);
+        self.index.set(index);
+        index
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let index = self.index.get();
+        if index < SHARED {
+            FREE.lock().push(index);
+        }
+    }
 }
 
 thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    static CLAIM: Claim = const { Claim { index: Cell::new(usize::MAX) } };
 }
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
+/// This thread's stripe. During thread exit (the claim already dropped) the shared one.
 #[inline]
 fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        s.set(v);
-        v
-    })
+    CLAIM
+        .try_with(|c| match c.index.get() {
+            usize::MAX => c.claim(),
+            i => i,
+        })
+        .unwrap_or(SHARED)
 }
+
+/// `N` counters striped together: a thread's bumps of any of them touch one cache line.
+#[derive(Debug)]
+pub(crate) struct Striped<const N: usize> {
+    stripes: Box<[CachePadded<[AtomicU64; N]>]>,
+}
+
+impl<const N: usize> Default for Striped<N> {
+    fn default() -> Self {
+        Striped {
+            stripes: (0..STRIPES)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+}
+
+impl<const N: usize> Striped<N> {
+    #[inline]
+    pub(crate) fn add(&self, field: usize, n: u64) {
+        let s = stripe();
+        let cell = &self.stripes[s][field];
+        if s == SHARED {
+            cell.fetch_add(n, Ordering::Relaxed);
+        } else {
+            // Sole writer of this stripe: see the module docs.
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    pub(crate) fn get(&self, field: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s[field].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+/// One striped counter.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(Striped<1>);
 
 impl Counter {
     #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.stripes[stripe()].fetch_add(n, Ordering::Relaxed);
-    }
-
-    #[inline]
     pub(crate) fn incr(&self) {
-        self.add(1);
+        self.0.add(0, 1);
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+        self.0.get(0)
     }
 }
 
-/// Counters of one subscription or consumer.
-#[derive(Debug, Default)]
-pub(crate) struct SubStats {
-    pub(crate) delivered: Counter,
-    pub(crate) failed: Counter,
-    pub(crate) panicked: Counter,
-    pub(crate) dropped: Counter,
-    pub(crate) rejected: Counter,
-    pub(crate) dead_lettered: Counter,
-    pub(crate) redelivered: Counter,
+/// The counters of one subscription or consumer.
+#[derive(Debug)]
+#[repr(usize)]
+pub(crate) enum Stat {
+    Delivered,
+    Failed,
+    Panicked,
+    Dropped,
+    Rejected,
+    DeadLettered,
+    Redelivered,
 }
 
+const STATS: usize = 7;
+
+/// Counters of one subscription or consumer.
+#[derive(Debug, Default)]
+pub(crate) struct SubStats(Striped<STATS>);
+
 impl SubStats {
+    #[inline]
+    pub(crate) fn incr(&self, stat: Stat) {
+        self.0.add(stat as usize, 1);
+    }
+
     pub(crate) fn snapshot(&self, pending: usize) -> SubscriptionMetrics {
         SubscriptionMetrics {
-            delivered: self.delivered.get(),
-            failed: self.failed.get(),
-            panicked: self.panicked.get(),
-            dropped: self.dropped.get(),
-            rejected: self.rejected.get(),
-            dead_lettered: self.dead_lettered.get(),
-            redelivered: self.redelivered.get(),
+            delivered: self.0.get(Stat::Delivered as usize),
+            failed: self.0.get(Stat::Failed as usize),
+            panicked: self.0.get(Stat::Panicked as usize),
+            dropped: self.0.get(Stat::Dropped as usize),
+            rejected: self.0.get(Stat::Rejected as usize),
+            dead_lettered: self.0.get(Stat::DeadLettered as usize),
+            redelivered: self.0.get(Stat::Redelivered as usize),
             pending,
         }
     }

@@ -29,7 +29,7 @@ use syncbus_envelope::Envelope;
 
 use crate::bus::Bus;
 use crate::error::SubscribeError;
-use crate::metrics::{SubStats, SubscriptionMetrics};
+use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Pushed, Queue};
 use crate::router::{Delivered, Sink, SubEntry};
@@ -263,7 +263,7 @@ impl<P: Clone> Shared<P> {
 
     fn bury(&self, dead: Vec<DeadLetter<P>>) {
         for dl in dead {
-            self.stats.dead_lettered.incr();
+            self.stats.incr(Stat::DeadLettered);
             tracing::warn!(id = %dl.envelope.id(), deliveries = dl.deliveries, reason = ?dl.reason, "dead letter");
             match &self.dead_letter {
                 Some(f) => f(dl),
@@ -298,7 +298,7 @@ impl<P: Clone> Shared<P> {
                 st.next_seq += 1;
                 let deliveries = previous + 1;
                 if deliveries > 1 {
-                    self.stats.redelivered.incr();
+                    self.stats.incr(Stat::Redelivered);
                 }
                 out.push(Delivery {
                     envelope: envelope.clone(),
@@ -337,9 +337,9 @@ impl<P: Clone> Shared<P> {
             let mut st = self.state.lock();
             let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
             match how {
-                Settle::Ack => self.stats.delivered.incr(),
+                Settle::Ack => self.stats.incr(Stat::Delivered),
                 Settle::Nack(delay) => {
-                    self.stats.failed.incr();
+                    self.stats.incr(Stat::Failed);
                     let ready = Instant::now() + delay;
                     self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
                 }

@@ -534,7 +534,8 @@ impl WorkerCtx {
                     break;
                 }
                 left -= 1;
-                let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+                let _span = crate::handler::tracing_on()
+                    .then(|| tracing::trace_span!("handle", subscription = %self.name).entered());
                 run_sync(&self.stats, &self.name, || handler(&env));
             }
             if self.stop.aborted() {
@@ -560,7 +561,15 @@ impl WorkerCtx {
                     break;
                 }
                 left -= 1;
-                run_async(&self.stats, &self.name, handler(env)).await;
+                if crate::handler::tracing_on() {
+                    use tracing::Instrument;
+                    let span = tracing::trace_span!("handle", subscription = %self.name);
+                    run_async(&self.stats, &self.name, handler(env))
+                        .instrument(span)
+                        .await;
+                } else {
+                    run_async(&self.stats, &self.name, handler(env)).await;
+                }
             }
             if self.stop.aborted() {
                 self.stop.abandon(left);
@@ -613,7 +622,8 @@ where
         let Some(Some(env)) = msg.downcast_ref::<Option<Envelope<P>>>() else {
             return Delivered::Closed;
         };
-        let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+        let _span = crate::handler::tracing_on()
+            .then(|| tracing::trace_span!("handle", subscription = %self.name).entered());
         run_sync(&self.stats, &self.name, || (self.handler)(env));
         Delivered::Ok
     }

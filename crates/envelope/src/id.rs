@@ -71,8 +71,10 @@ impl EventId {
     /// Makes a fresh UUIDv7 id.
     ///
     /// Needs no lock and does not allocate: each thread keeps its own counter and random
-    /// tag. Reads the wall clock (a vDSO call on Linux, not a syscall) so that the embedded
-    /// time stays accurate for threads that make ids rarely. If the clock steps back, ids keep
+    /// tag. The embedded time comes from a shared clock that a background thread
+    /// (`syncbus-clock`) refreshes every millisecond while ids are being made, so it costs a
+    /// load and stays within a few milliseconds of the system clock even for threads that
+    /// make ids rarely. If the clock steps back, ids keep
     /// the last time seen and stay increasing.
     ///
     /// # Examples
@@ -417,10 +419,7 @@ fn layout(ms: u64, counter: u64, tag: u32) -> u128 {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }
 
 fn random_u64() -> u64 {

@@ -56,22 +56,33 @@ fn new_ids_are_rfc9562_v7() {
     }
 }
 
+/// How far an id's time may trail the system clock: a few ticks of the shared clock, plus
+/// scheduling delays on a loaded machine.
+const CLOCK_SLACK_MS: u64 = 100;
+
 #[test]
 fn v7_timestamp_is_close_to_now() {
     let before = now_ms();
     let id = EventId::new();
     let after = now_ms();
     let ts = id.timestamp_ms().unwrap();
-    assert!(ts >= before && ts <= after, "{before} <= {ts} <= {after}");
+    // Ids read a shared clock refreshed every millisecond: it may trail by a few ticks.
+    assert!(
+        ts + CLOCK_SLACK_MS >= before && ts <= after,
+        "{before} <= {ts} <= {after}"
+    );
 }
 
 #[test]
 fn timestamp_stays_accurate_for_a_thread_that_makes_few_ids() {
     let _ = EventId::new();
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    std::thread::sleep(std::time::Duration::from_millis(400));
     let before = now_ms();
     let ts = EventId::new().timestamp_ms().unwrap();
-    assert!(ts >= before, "stale timestamp {ts} < {before}");
+    assert!(
+        ts + CLOCK_SLACK_MS >= before,
+        "stale timestamp {ts} < {before}"
+    );
 }
 
 #[test]
