@@ -1,6 +1,5 @@
 //! The bus handle: publish, subscribe, consume, shut down.
 
-use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use syncbus_envelope::{Envelope, Event};
 use crate::error::{PublishError, SubscribeError};
 use crate::metrics::{BusMetrics, Counter, Stat};
 use crate::pull::{Consumer, ConsumerConfig};
-use crate::router::{Delivered, Route, Router, SubEntry};
+use crate::router::{Delivered, Group, Route, Router, SubEntry};
 use crate::subscription::{SubscribeBuilder, Workers};
 use crate::topic::{Pattern, Topic, TopicError};
 
@@ -106,62 +105,108 @@ impl Inner {
         }
     }
 
+    /// Counts a publish nobody receives.
+    #[inline]
+    fn unrouted(&self) -> usize {
+        self.published.incr();
+        self.unrouted.incr();
+        0
+    }
+
+    /// Hands the envelope in `slot` to every sink of `group`. On success the slot may be
+    /// empty (the last sink took it); when refused it still holds the envelope.
     #[inline]
     fn dispatch<P: Clone + Send + 'static>(
         &self,
-        route: Option<&Route>,
-        env: Envelope<P>,
-    ) -> Result<usize, PublishError<Envelope<P>>> {
-        let sinks = match route {
-            Some(r) => r.sinks(TypeId::of::<P>()),
-            None => &[],
-        };
-        if sinks.is_empty() {
-            self.published.incr();
-            self.unrouted.incr();
-            return Ok(0);
+        group: &Group<P>,
+        slot: &mut Option<Envelope<P>>,
+    ) -> Result<usize, Refused> {
+        if crate::handler::tracing_on() {
+            let topic = slot.as_ref().and_then(|e| e.meta().topic()).unwrap_or("");
+            let _span = tracing::trace_span!("publish", topic).entered();
+            self.deliver_all(group, slot)
+        } else {
+            self.deliver_all(group, slot)
         }
-        let _span = crate::handler::tracing_on()
-            .then(|| tracing::trace_span!("publish", topic = env.meta().topic()).entered());
-        let mut slot = Some(env);
+    }
+
+    #[inline]
+    fn deliver_all<P: Clone + Send + 'static>(
+        &self,
+        group: &Group<P>,
+        slot: &mut Option<Envelope<P>>,
+    ) -> Result<usize, Refused> {
         let mut delivered = 0;
         let mut full = false;
         let mut closed = false;
-        let n = sinks.len();
-        for (i, s) in sinks.iter().enumerate() {
+        let n = group.sinks.len();
+        for (i, (sink, stats)) in group.sinks.iter().enumerate() {
             let last = i + 1 == n;
             let outcome = if last && (full || closed) {
                 // Something refused the event already: keep the original to hand back.
-                // (Closed sinks put it back themselves, so this only costs a clone then.)
                 let mut copy = slot.clone();
-                s.sink.deliver(&mut copy, true)
+                sink.deliver(&mut copy, true)
             } else {
-                s.sink.deliver(&mut slot, last)
+                sink.deliver(slot, last)
             };
             match outcome {
                 Delivered::Ok => delivered += 1,
                 Delivered::Displaced => {
                     delivered += 1;
-                    s.stats.incr(Stat::Dropped);
+                    stats.incr(Stat::Dropped);
                 }
                 Delivered::Full => {
                     full = true;
-                    s.stats.incr(Stat::Rejected);
+                    stats.incr(Stat::Rejected);
                 }
                 Delivered::Closed => closed = true,
             }
         }
-        // A sink closed by unsubscribe is skipped; one closed by shutdown hands the event back.
-        let shut = closed && self.closed.load(Ordering::Acquire);
-        match slot {
-            Some(env) if shut => Err(PublishError::Closed(env)),
-            Some(env) if full => Err(PublishError::Full(env)),
-            _ => {
-                self.published.incr();
-                Ok(delivered)
+        if slot.is_some() {
+            // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
+            if closed && self.closed.load(Ordering::Acquire) {
+                return Err(Refused::Closed);
+            }
+            if full {
+                return Err(Refused::Full);
             }
         }
+        self.published.incr();
+        Ok(delivered)
     }
+}
+
+/// Why a dispatch handed the event back.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    Full,
+    Closed,
+}
+
+impl Refused {
+    fn error<T>(self, value: T) -> PublishError<T> {
+        match self {
+            Refused::Full => PublishError::Full(value),
+            Refused::Closed => PublishError::Closed(value),
+        }
+    }
+}
+
+/// Builds the envelope for `event` in `slot`, on `route`'s topic, and dispatches it. Nothing
+/// is built when nobody subscribed to the type on that topic.
+#[inline]
+fn publish_event<E: Event>(
+    inner: &Inner,
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<usize, Refused> {
+    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
+        return Ok(inner.unrouted());
+    };
+    let env = slot.insert(Envelope::from_event(event));
+    env.meta_mut().set_topic(route.topic.clone());
+    inner.dispatch(group, slot)
 }
 
 impl Bus {
@@ -243,20 +288,22 @@ impl Bus {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
         }
-        let mut slot = Some(event);
-        let outcome = self.inner.router.with_route(topic, |route| {
-            let Some(event) = slot.take() else {
-                return Ok(0);
-            };
-            let mut env = Envelope::from_event(event);
-            if let Some(r) = route {
-                env.meta_mut().set_topic(r.topic.clone());
-            }
-            self.inner.dispatch(route, env)
-        });
-        match outcome {
-            Ok(r) => r.map_err(|e| e.map(Envelope::into_payload)),
-            Err(e) => match slot.take() {
+        let mut event = Some(event);
+        let mut slot = None;
+        let routed = self
+            .inner
+            .router
+            .with_route(topic, |route| match event.take() {
+                Some(event) => publish_event(&self.inner, route, event, &mut slot),
+                None => Ok(0),
+            });
+        match routed {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(refused)) => match slot {
+                Some(env) => Err(refused.error(env.into_payload())),
+                None => Ok(0),
+            },
+            Err(e) => match event {
                 Some(event) => Err(PublishError::InvalidTopic(event, e)),
                 None => Ok(0),
             },
@@ -292,19 +339,18 @@ impl Bus {
             return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
         };
         let mut slot = Some(envelope);
-        let outcome = self
-            .inner
-            .router
-            .with_route(&topic, |route| match slot.take() {
-                Some(env) => self.inner.dispatch(route, env),
-                None => Ok(0),
-            });
-        match outcome {
-            Ok(r) => r,
-            Err(e) => match slot.take() {
-                Some(env) => Err(PublishError::InvalidTopic(env, e)),
-                None => Ok(0),
-            },
+        let routed =
+            self.inner
+                .router
+                .with_route(&topic, |route| match route.and_then(Route::group::<P>) {
+                    Some(group) => self.inner.dispatch(group, &mut slot),
+                    None => Ok(self.inner.unrouted()),
+                });
+        match (routed, slot) {
+            (Ok(Ok(n)), _) => Ok(n),
+            (Ok(Err(refused)), Some(env)) => Err(refused.error(env)),
+            (Err(e), Some(env)) => Err(PublishError::InvalidTopic(env, e)),
+            (_, None) => Ok(0),
         }
     }
 
@@ -606,16 +652,19 @@ impl<E: Event> Publisher<E> {
         }
         let generation = inner.router.generation();
         let cached = self.cache.load();
-        let mut env = Envelope::from_event(event);
-        env.meta_mut().set_topic(self.topic.as_smol_str().clone());
+        let mut slot = None;
         let result = if cached.0 == generation {
-            inner.dispatch(Some(&cached.1), env)
+            publish_event(inner, Some(&cached.1), event, &mut slot)
         } else {
             drop(cached);
             let (generation, route) = inner.router.route_of(&self.topic);
             self.cache.store(Arc::new((generation, route.clone())));
-            inner.dispatch(Some(&route), env)
+            publish_event(inner, Some(&route), event, &mut slot)
         };
-        result.map_err(|e| e.map(Envelope::into_payload))
+        match (result, slot) {
+            (Ok(n), _) => Ok(n),
+            (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
+            (Err(_), None) => Ok(0),
+        }
     }
 }

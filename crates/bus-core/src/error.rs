@@ -45,14 +45,6 @@ impl<T> PublishError<T> {
             PublishError::Closed(t) | PublishError::Full(t) | PublishError::InvalidTopic(t, _) => t,
         }
     }
-
-    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> PublishError<U> {
-        match self {
-            PublishError::Closed(t) => PublishError::Closed(f(t)),
-            PublishError::Full(t) => PublishError::Full(f(t)),
-            PublishError::InvalidTopic(t, e) => PublishError::InvalidTopic(f(t), e),
-        }
-    }
 }
 
 impl<T> fmt::Debug for PublishError<T> {

@@ -15,7 +15,6 @@
 //! - This consumer lives in memory: what it holds is lost with the process, and reported by
 //!   [`Bus::shutdown`](crate::Bus::shutdown). Durable consumers come with the store.
 
-use std::any::{Any, TypeId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
@@ -32,7 +31,7 @@ use crate::error::SubscribeError;
 use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Pushed, Queue};
-use crate::router::{Delivered, Sink, SubEntry};
+use crate::router::{Deliver, Delivered, Sink, SubEntry};
 use crate::topic::Pattern;
 
 type DeadLetterFn<P> = Arc<dyn Fn(DeadLetter<P>) + Send + Sync>;
@@ -519,19 +518,20 @@ impl<P: Clone + Send + 'static> Consumer<P> {
             dead_letter: config.dead_letter,
             stats: stats.clone(),
         });
-        let entry = Arc::new(SubEntry {
-            id: bus.inner.router.next_id(),
-            name: config
-                .name
-                .unwrap_or_else(|| SmolStr::new(pattern.as_str())),
-            pattern,
-            type_id: TypeId::of::<P>(),
-            stats,
-            sink: Box::new(PullSink {
-                shared: shared.clone(),
-            }),
-            workers: None,
+        let name = config
+            .name
+            .unwrap_or_else(|| SmolStr::new(pattern.as_str()));
+        let sink = Arc::new(PullSink {
+            shared: shared.clone(),
         });
+        let entry = Arc::new(SubEntry::new(
+            bus.inner.router.next_id(),
+            name,
+            pattern,
+            stats,
+            sink,
+            None,
+        ));
         if !bus.register_entry(entry.clone()) {
             return Err(SubscribeError::Closed);
         }
@@ -602,11 +602,8 @@ struct PullSink<P> {
     shared: Arc<Shared<P>>,
 }
 
-impl<P: Clone + Send + 'static> Sink for PullSink<P> {
-    fn deliver(&self, msg: &mut dyn Any, last: bool) -> Delivered {
-        let Some(slot) = msg.downcast_mut::<Option<Envelope<P>>>() else {
-            return Delivered::Closed;
-        };
+impl<P: Clone + Send + 'static> Deliver<P> for PullSink<P> {
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
@@ -628,7 +625,9 @@ impl<P: Clone + Send + 'static> Sink for PullSink<P> {
             }
         }
     }
+}
 
+impl<P: Clone + Send + 'static> Sink for PullSink<P> {
     fn close(&self) {
         self.shared.intake.close();
     }

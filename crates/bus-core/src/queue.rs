@@ -59,7 +59,8 @@ impl<T> Queue<T> {
 
     /// Stops intake and wakes everyone; what is queued stays for the consumers to drain.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        // A SeqCst RMW, so the notifications below need no fence (see `wait`).
+        self.closed.swap(true, Ordering::SeqCst);
         self.not_empty.notify();
         self.not_full.notify();
     }
@@ -143,40 +144,39 @@ impl<T> Queue<T> {
         n
     }
 
-    /// Waits for items (or for the close, or the deadline) and takes up to `max`.
-    /// Returns 0 only when the queue is closed and empty, or the deadline passed.
-    pub(crate) fn pop_wait(
-        &self,
-        out: &mut Vec<T>,
-        max: usize,
-        deadline: Option<Instant>,
-    ) -> usize {
-        self.not_empty
-            .wait_until(deadline, || {
-                let n = self.pop_into(out, max);
-                if n > 0 {
-                    Some(n)
-                } else if self.is_closed() {
-                    Some(0)
-                } else {
-                    None
-                }
-            })
-            .unwrap_or(0)
+    /// Takes one item without waiting.
+    #[inline]
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        let v = self.items.pop()?;
+        self.not_full.notify();
+        Some(v)
     }
 
-    /// Async form of [`Queue::pop_wait`] without a deadline. Cancel safe.
-    pub(crate) async fn pop_wait_async(&self, out: &mut Vec<T>, max: usize) -> usize {
+    /// Waits for an item and takes it; `None` once the queue is closed and empty.
+    #[inline]
+    pub(crate) fn pop_wait(&self) -> Option<T> {
+        if let Some(v) = self.try_pop() {
+            return Some(v);
+        }
         self.not_empty
-            .wait_async(|| {
-                let n = self.pop_into(out, max);
-                if n > 0 {
-                    Some(n)
-                } else if self.is_closed() {
-                    Some(0)
-                } else {
-                    None
-                }
+            .wait_until(None, || match self.try_pop() {
+                Some(v) => Some(Some(v)),
+                None if self.is_closed() => Some(None),
+                None => None,
+            })
+            .flatten()
+    }
+
+    /// Async form of [`Queue::pop_wait`]. Cancel safe.
+    pub(crate) async fn pop_wait_async(&self) -> Option<T> {
+        if let Some(v) = self.try_pop() {
+            return Some(v);
+        }
+        self.not_empty
+            .wait_async(|| match self.try_pop() {
+                Some(v) => Some(Some(v)),
+                None if self.is_closed() => Some(None),
+                None => None,
             })
             .await
     }
@@ -197,7 +197,7 @@ impl<T> Queue<T> {
 
     /// Wakes waiting consumers without pushing: something else became ready.
     pub(crate) fn nudge(&self) {
-        self.not_empty.notify();
+        self.not_empty.notify_fenced();
     }
 
     /// Events lost to `DropOldest` since the last call.

@@ -22,6 +22,8 @@ use parking_lot::Mutex;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smol_str::SmolStr;
 
+use syncbus_envelope::Envelope;
+
 use crate::metrics::SubStats;
 use crate::topic::{Pattern, Topic, TopicError};
 use crate::trie::PatternTrie;
@@ -39,11 +41,8 @@ pub(crate) enum Delivered {
     Closed,
 }
 
-/// A subscription's receiving end, type-erased so one route can hold every kind.
+/// A subscription's lifecycle, type-erased.
 pub(crate) trait Sink: Send + Sync + 'static {
-    /// `msg` is a `&mut Option<Envelope<P>>` of the sink's payload type. A sink takes the
-    /// envelope out only when `last` is true; otherwise it clones.
-    fn deliver(&self, msg: &mut dyn Any, last: bool) -> Delivered;
     /// Stops intake; queued events stay to be drained.
     fn close(&self);
     /// Events waiting in the sink.
@@ -54,14 +53,49 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn discard(&self) -> usize;
 }
 
+/// A subscription's receiving end for payload type `P`.
+pub(crate) trait Deliver<P>: Send + Sync + 'static {
+    /// Takes the envelope out of `slot` only when `last` is true; otherwise clones it.
+    /// A sink that refuses it puts it back.
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered;
+}
+
 pub(crate) struct SubEntry {
     pub(crate) id: u64,
     pub(crate) name: SmolStr,
     pub(crate) pattern: Pattern,
     pub(crate) type_id: TypeId,
     pub(crate) stats: Arc<SubStats>,
-    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) sink: Arc<dyn Sink>,
     pub(crate) workers: Option<Arc<crate::subscription::Workers>>,
+    /// An `Arc<dyn Deliver<P>>` for the entry's `P`.
+    typed: Box<dyn Any + Send + Sync>,
+    /// Builds the [`Group`] of entries of the same `P`.
+    group: fn(&[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync>,
+}
+
+impl SubEntry {
+    pub(crate) fn new<P: 'static, S: Sink + Deliver<P>>(
+        id: u64,
+        name: SmolStr,
+        pattern: Pattern,
+        stats: Arc<SubStats>,
+        sink: Arc<S>,
+        workers: Option<Arc<crate::subscription::Workers>>,
+    ) -> SubEntry {
+        let typed: Arc<dyn Deliver<P>> = sink.clone();
+        SubEntry {
+            id,
+            name,
+            pattern,
+            type_id: TypeId::of::<P>(),
+            stats,
+            sink,
+            workers,
+            typed: Box::new(typed),
+            group: Group::<P>::build,
+        }
+    }
 }
 
 impl std::fmt::Debug for SubEntry {
@@ -71,6 +105,26 @@ impl std::fmt::Debug for SubEntry {
             .field("name", &self.name)
             .field("pattern", &self.pattern)
             .finish_non_exhaustive()
+    }
+}
+
+/// The sinks of one payload type on one route, in subscription order, ready to call without
+/// a type check per sink.
+pub(crate) struct Group<P> {
+    pub(crate) sinks: Box<[(Arc<dyn Deliver<P>>, Arc<SubStats>)]>,
+}
+
+impl<P: 'static> Group<P> {
+    fn build(entries: &[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync> {
+        let sinks = entries
+            .iter()
+            .filter_map(|e| {
+                e.typed
+                    .downcast_ref::<Arc<dyn Deliver<P>>>()
+                    .map(|d| (d.clone(), e.stats.clone()))
+            })
+            .collect();
+        Box::new(Group::<P> { sinks })
     }
 }
 
@@ -84,42 +138,46 @@ impl PartialEq for SubRef {
     }
 }
 
-/// The subscriptions for one payload type, in subscription order.
-type SinkGroup = (TypeId, Box<[Arc<SubEntry>]>);
-
 /// The subscriptions that receive one topic, grouped by payload type.
-#[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) topic: SmolStr,
-    groups: Box<[SinkGroup]>,
+    groups: Box<[(TypeId, Box<dyn Any + Send + Sync>)]>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("topic", &self.topic)
+            .field("types", &self.groups.len())
+            .finish()
+    }
 }
 
 impl Route {
     #[inline]
-    pub(crate) fn sinks(&self, type_id: TypeId) -> &[Arc<SubEntry>] {
-        for (t, sinks) in self.groups.iter() {
-            if *t == type_id {
-                return sinks;
-            }
-        }
-        &[]
+    pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
+        let type_id = TypeId::of::<P>();
+        self.groups
+            .iter()
+            .find(|(t, _)| *t == type_id)
+            .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
     }
 
     fn build(topic: SmolStr, mut subs: Vec<Arc<SubEntry>>) -> Route {
         subs.sort_by_key(|s| s.id);
         subs.dedup_by_key(|s| s.id);
-        let mut groups: Vec<(TypeId, Vec<Arc<SubEntry>>)> = Vec::new();
+        let mut by_type: Vec<(TypeId, Vec<Arc<SubEntry>>)> = Vec::new();
         for s in subs {
-            match groups.iter_mut().find(|(t, _)| *t == s.type_id) {
+            match by_type.iter_mut().find(|(t, _)| *t == s.type_id) {
                 Some((_, v)) => v.push(s),
-                None => groups.push((s.type_id, vec![s])),
+                None => by_type.push((s.type_id, vec![s])),
             }
         }
         Route {
             topic,
-            groups: groups
+            groups: by_type
                 .into_iter()
-                .map(|(t, v)| (t, v.into_boxed_slice()))
+                .map(|(t, v)| (t, (v[0].group)(&v)))
                 .collect(),
         }
     }

@@ -1,6 +1,5 @@
 //! Push subscriptions: inline, queued (threads or tasks) and keyed lanes.
 
-use std::any::{Any, TypeId};
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
@@ -18,12 +17,9 @@ use crate::handler::{run_async, run_sync, HandlerResult};
 use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Pushed, Queue};
-use crate::router::{Delivered, Sink, SubEntry};
+use crate::router::{Deliver, Delivered, Sink, SubEntry};
 use crate::topic::Pattern;
 use crate::wait::Signal;
-
-/// Events a worker takes from its queue at once.
-const BATCH: usize = 64;
 
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -155,7 +151,7 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
             closed: AtomicBool::new(false),
             _payload: PhantomData::<fn(P)>,
         };
-        self.register(name, stats, Box::new(sink), None)
+        self.register(name, stats, Arc::new(sink), None)
     }
 
     /// Queues events for `workers` threads running `handler`.
@@ -306,7 +302,7 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
             keyed,
             stop,
         };
-        self.register(name, stats, Box::new(sink), Some(workers))
+        self.register(name, stats, Arc::new(sink), Some(workers))
     }
 
     fn spawn_tasks<F, Fut, R>(
@@ -351,25 +347,24 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
             keyed,
             stop,
         };
-        self.register(name, stats, Box::new(sink), Some(workers))
+        self.register(name, stats, Arc::new(sink), Some(workers))
     }
 
-    fn register(
+    fn register<S: Sink + Deliver<P>>(
         self,
         name: SmolStr,
         stats: Arc<SubStats>,
-        sink: Box<dyn Sink>,
+        sink: Arc<S>,
         workers: Option<Arc<Workers>>,
     ) -> Result<Subscription, SubscribeError> {
-        let entry = Arc::new(SubEntry {
-            id: self.bus.inner.router.next_id(),
+        let entry = Arc::new(SubEntry::new(
+            self.bus.inner.router.next_id(),
             name,
-            pattern: self.pattern,
-            type_id: TypeId::of::<P>(),
+            self.pattern,
             stats,
             sink,
             workers,
-        });
+        ));
         if !self.bus.inner.add_subscription(entry.clone()) {
             entry.sink.close();
             return Err(SubscribeError::Closed);
@@ -525,22 +520,17 @@ impl WorkerCtx {
         R: HandlerResult,
     {
         let _done = Done(&self);
-        let mut buf = Vec::with_capacity(BATCH);
-        while queue.pop_wait(&mut buf, BATCH, None) > 0 {
-            self.report_lag(queue);
-            let mut left = buf.len();
-            for env in buf.drain(..) {
-                if self.stop.aborted() {
-                    break;
-                }
-                left -= 1;
-                let _span = crate::handler::tracing_on()
-                    .then(|| tracing::trace_span!("handle", subscription = %self.name).entered());
-                run_sync(&self.stats, &self.name, || handler(&env));
-            }
+        while let Some(env) = queue.pop_wait() {
             if self.stop.aborted() {
-                self.stop.abandon(left);
+                self.stop.abandon(1);
                 break;
+            }
+            self.report_lag(queue);
+            if crate::handler::tracing_on() {
+                let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+                run_sync(&self.stats, &self.name, || handler(&env));
+            } else {
+                run_sync(&self.stats, &self.name, || handler(&env));
             }
         }
     }
@@ -552,28 +542,20 @@ impl WorkerCtx {
         R: HandlerResult,
     {
         let _done = Done(&self);
-        let mut buf = Vec::with_capacity(BATCH);
-        while queue.pop_wait_async(&mut buf, BATCH).await > 0 {
-            self.report_lag(queue);
-            let mut left = buf.len();
-            for env in buf.drain(..) {
-                if self.stop.aborted() {
-                    break;
-                }
-                left -= 1;
-                if crate::handler::tracing_on() {
-                    use tracing::Instrument;
-                    let span = tracing::trace_span!("handle", subscription = %self.name);
-                    run_async(&self.stats, &self.name, handler(env))
-                        .instrument(span)
-                        .await;
-                } else {
-                    run_async(&self.stats, &self.name, handler(env)).await;
-                }
-            }
+        while let Some(env) = queue.pop_wait_async().await {
             if self.stop.aborted() {
-                self.stop.abandon(left);
+                self.stop.abandon(1);
                 break;
+            }
+            self.report_lag(queue);
+            if crate::handler::tracing_on() {
+                use tracing::Instrument;
+                let span = tracing::trace_span!("handle", subscription = %self.name);
+                run_async(&self.stats, &self.name, handler(env))
+                    .instrument(span)
+                    .await;
+            } else {
+                run_async(&self.stats, &self.name, handler(env)).await;
             }
         }
     }
@@ -608,26 +590,35 @@ struct InlineSink<P, F> {
     _payload: PhantomData<fn(P)>,
 }
 
-impl<P, F, R> Sink for InlineSink<P, F>
+impl<P, F, R> Deliver<P> for InlineSink<P, F>
 where
     P: 'static,
     F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
     R: HandlerResult,
 {
     #[inline]
-    fn deliver(&self, msg: &mut dyn Any, _last: bool) -> Delivered {
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, _last: bool) -> Delivered {
         if self.closed.load(Ordering::Relaxed) {
             return Delivered::Closed;
         }
-        let Some(Some(env)) = msg.downcast_ref::<Option<Envelope<P>>>() else {
+        let Some(env) = slot.as_ref() else {
             return Delivered::Closed;
         };
-        let _span = crate::handler::tracing_on()
-            .then(|| tracing::trace_span!("handle", subscription = %self.name).entered());
-        run_sync(&self.stats, &self.name, || (self.handler)(env));
+        if crate::handler::tracing_on() {
+            let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
+            run_sync(&self.stats, &self.name, || (self.handler)(env));
+        } else {
+            run_sync(&self.stats, &self.name, || (self.handler)(env));
+        }
         Delivered::Ok
     }
+}
 
+impl<P, F> Sink for InlineSink<P, F>
+where
+    P: 'static,
+    F: Send + Sync + 'static,
+{
     fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
     }
@@ -684,12 +675,9 @@ impl<P> QueueSink<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
+impl<P: Clone + Send + 'static> Deliver<P> for QueueSink<P> {
     #[inline]
-    fn deliver(&self, msg: &mut dyn Any, last: bool) -> Delivered {
-        let Some(slot) = msg.downcast_mut::<Option<Envelope<P>>>() else {
-            return Delivered::Closed;
-        };
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
@@ -712,7 +700,9 @@ impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
             }
         }
     }
+}
 
+impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
     fn close(&self) {
         for q in self.queues.iter() {
             q.close();

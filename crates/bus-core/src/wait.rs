@@ -1,9 +1,12 @@
 //! Waiting without burning a core: spin, then yield, then park.
 //!
-//! A `Signal` is an event count in the style of Dekker: the waker publishes its state change,
-//! issues a `SeqCst` fence and only then looks for sleepers; a sleeper registers itself, fences,
-//! and re-checks the condition before it parks. One side always sees the other, so no wake-up
-//! is lost, and the hot path of the waker is a fence and a load when nobody sleeps.
+//! A `Signal` is an event count in the style of Dekker: the waker makes its state change with
+//! a `SeqCst` read-modify-write (the queue's CAS on its tail or head, a `swap`, a `fetch_sub`)
+//! and then loads the sleeper count with `SeqCst`; a sleeper increments the count, issues a
+//! `SeqCst` fence and re-checks the condition before it parks. By the fence rule of the C++
+//! memory model one side always sees the other, so no wake-up is lost, and the hot path of
+//! the waker is one plain load when nobody sleeps. A waker whose state change is not such an
+//! RMW calls [`Signal::notify_fenced`].
 
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -29,13 +32,19 @@ impl Signal {
         Self::default()
     }
 
-    /// Wakes every waiter. Call after the state change the waiters look for.
+    /// Wakes every waiter. Call after the state change the waiters look for, made with a
+    /// `SeqCst` read-modify-write.
     #[inline]
     pub(crate) fn notify(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
             self.notify_slow();
         }
+    }
+
+    /// Wakes every waiter after a state change made some other way (plain stores, a mutex).
+    pub(crate) fn notify_fenced(&self) {
+        fence(Ordering::SeqCst);
+        self.notify();
     }
 
     #[cold]

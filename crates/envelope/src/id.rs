@@ -48,7 +48,9 @@ pub struct EventId(Repr);
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Repr {
-    Uuid(u128),
+    /// Big-endian bytes: byte-aligned, so the enum fits in 24 bytes (a `u128` would make it
+    /// 32) and orders like the integer.
+    Uuid([u8; 16]),
     Text(SmolStr),
 }
 
@@ -87,7 +89,7 @@ impl EventId {
     /// ```
     #[inline]
     pub fn new() -> EventId {
-        EventId(Repr::Uuid(generate_v7()))
+        EventId(Repr::Uuid(generate_v7().to_be_bytes()))
     }
 
     /// Makes an id from a UUID given as a 128-bit big-endian integer.
@@ -102,7 +104,7 @@ impl EventId {
     /// ```
     #[inline]
     pub const fn from_u128(value: u128) -> EventId {
-        EventId(Repr::Uuid(value))
+        EventId(Repr::Uuid(value.to_be_bytes()))
     }
 
     /// The UUID as a 128-bit integer, or `None` for a foreign text id.
@@ -119,7 +121,7 @@ impl EventId {
     #[inline]
     pub fn as_u128(&self) -> Option<u128> {
         match self.0 {
-            Repr::Uuid(v) => Some(v),
+            Repr::Uuid(v) => Some(u128::from_be_bytes(v)),
             Repr::Text(_) => None,
         }
     }
@@ -142,7 +144,9 @@ impl EventId {
     /// ```
     pub fn timestamp_ms(&self) -> Option<u64> {
         match self.0 {
-            Repr::Uuid(v) if is_v7(v) => Some((v >> 80) as u64),
+            Repr::Uuid(v) if is_v7(u128::from_be_bytes(v)) => {
+                Some((u128::from_be_bytes(v) >> 80) as u64)
+            }
             _ => None,
         }
     }
@@ -178,7 +182,7 @@ impl EventId {
     pub fn parse(s: &str) -> Result<EventId, IdError> {
         if s.len() == 32 || s.len() == 36 {
             if let Ok(uuid) = uuid::Uuid::try_parse(s) {
-                return Ok(EventId(Repr::Uuid(uuid.as_u128())));
+                return Ok(EventId(Repr::Uuid(*uuid.as_bytes())));
             }
         }
         if s.is_empty() {
@@ -239,7 +243,7 @@ impl fmt::Display for EventId {
             Repr::Uuid(v) => {
                 let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
                 f.write_str(
-                    uuid::Uuid::from_u128(*v)
+                    uuid::Uuid::from_bytes(*v)
                         .hyphenated()
                         .encode_lower(&mut buf),
                 )
@@ -264,7 +268,7 @@ impl Serialize for EventId {
             Repr::Uuid(v) => {
                 let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
                 serializer.serialize_str(
-                    uuid::Uuid::from_u128(*v)
+                    uuid::Uuid::from_bytes(*v)
                         .hyphenated()
                         .encode_lower(&mut buf),
                 )

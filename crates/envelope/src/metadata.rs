@@ -1,6 +1,7 @@
 //! Metadata carried by every envelope.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use smol_str::SmolStr;
@@ -52,7 +53,9 @@ pub struct Metadata {
     event_type: EventType,
     topic: Option<SmolStr>,
     entity_id: Option<EntityId>,
-    version: Option<u64>,
+    /// `version + 1`, so that `None` needs no tag and the metadata stays small enough to be
+    /// moved inline; `u64::MAX` itself is flagged in `ext`.
+    version: Option<NonZeroU64>,
     ext: Option<Arc<Ext>>,
 }
 
@@ -64,6 +67,7 @@ struct Ext {
     causation_id: Option<EventId>,
     headers: Headers,
     content_type: Option<SmolStr>,
+    version_max: bool,
 }
 
 static EMPTY_EXT: Ext = Ext {
@@ -73,6 +77,7 @@ static EMPTY_EXT: Ext = Ext {
     causation_id: None,
     headers: Headers::new(),
     content_type: None,
+    version_max: false,
 };
 
 impl Metadata {
@@ -99,14 +104,16 @@ impl Metadata {
         entity_id: Option<EntityId>,
         version: Option<u64>,
     ) -> Metadata {
-        Metadata {
+        let mut meta = Metadata {
             id,
             event_type,
             topic,
             entity_id,
-            version,
+            version: None,
             ext: None,
-        }
+        };
+        meta.set_version(version);
+        meta
     }
 
     fn ext(&self) -> &Ext {
@@ -229,7 +236,10 @@ impl Metadata {
     /// assert_eq!(meta.version(), Some(12));
     /// ```
     pub fn version(&self) -> Option<u64> {
-        self.version
+        match self.version {
+            Some(v) => Some(v.get() - 1),
+            None => self.ext().version_max.then_some(u64::MAX),
+        }
     }
 
     /// The id shared by all events of one conversation or workflow, if set.
@@ -491,7 +501,11 @@ impl Metadata {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_version(&mut self, version: Option<u64>) {
-        self.version = version;
+        self.version = version.and_then(|v| NonZeroU64::new(v.wrapping_add(1)));
+        let max = version == Some(u64::MAX);
+        if max || self.ext().version_max {
+            self.ext_mut().version_max = max;
+        }
     }
 
     /// Builder form of [`set_version`](Metadata::set_version).
@@ -664,7 +678,7 @@ impl PartialEq for Metadata {
             && self.event_type == other.event_type
             && self.topic == other.topic
             && self.entity_id == other.entity_id
-            && self.version == other.version
+            && self.version() == other.version()
             && self.source() == other.source()
             && self.time() == other.time()
             && self.correlation_id() == other.correlation_id()
@@ -685,7 +699,7 @@ impl fmt::Debug for Metadata {
         if let Some(entity_id) = &self.entity_id {
             d.field("entity_id", entity_id);
         }
-        if let Some(version) = self.version {
+        if let Some(version) = self.version() {
             d.field("version", &version);
         }
         let ext = self.ext();

@@ -153,3 +153,29 @@ fn envelope_accessors() {
     assert_eq!(payload, Bytes::from_static(b"2"));
     assert_eq!(env.into_payload(), Bytes::from_static(b"2"));
 }
+
+#[test]
+fn version_round_trips_at_the_edges() {
+    use syncbus_envelope::{EventType, Metadata};
+    let mut m = Metadata::new(EventType::from_static("a.b"));
+    assert_eq!(m.version(), None);
+    for v in [0, 1, 41, u64::MAX - 1, u64::MAX, 7] {
+        m.set_version(Some(v));
+        assert_eq!(m.version(), Some(v));
+    }
+    m.set_version(Some(u64::MAX));
+    m.set_version(None);
+    assert_eq!(m.version(), None, "clearing after MAX clears the flag too");
+    let a = Metadata::new(EventType::from_static("a.b")).with_version(Some(u64::MAX));
+    let mut b = a.clone();
+    assert_eq!(a, b);
+    b.set_version(Some(u64::MAX - 1));
+    assert_ne!(a, b);
+}
+
+#[test]
+fn envelope_stays_small_enough_to_move_inline() {
+    // The hot paths move envelopes through queues: past 128 bytes the compiler calls memmove.
+    assert!(std::mem::size_of::<syncbus_envelope::Metadata>() <= 112);
+    assert!(std::mem::size_of::<syncbus_envelope::EventId>() <= 24);
+}
