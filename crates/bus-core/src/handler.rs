@@ -24,7 +24,8 @@ use crate::metrics::{Stat, SubStats};
 /// let sub = bus
 ///     .subscribe::<Ping>("ping")
 ///     .unwrap()
-///     .inline(|_| -> Result<(), String> { Err("downstream is down".into()) });
+///     .inline(|_| -> Result<(), String> { Err("downstream is down".into()) })
+///     .unwrap();
 /// bus.publish(Ping).unwrap();
 /// assert_eq!(sub.metrics().failed, 1);
 /// ```

@@ -161,7 +161,7 @@ impl SubStats {
 /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
 ///
 /// let bus = Bus::new();
-/// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {});
+/// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
 /// bus.publish(Ping).unwrap();
 /// assert_eq!(sub.metrics().delivered, 1);
 /// ```
@@ -196,7 +196,7 @@ pub struct SubscriptionMetrics {
 /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
 ///
 /// let bus = Bus::new();
-/// let _sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {});
+/// let _sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
 /// bus.publish(Ping).unwrap();
 /// let m = bus.metrics();
 /// assert_eq!((m.published, m.delivered), (1, 1));
