@@ -47,8 +47,8 @@ pub use syncbus_core::{
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
-    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, SmolStr, TimeError,
-    Timestamp,
+    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, Payload, SmolStr,
+    TimeError, Timestamp,
 };
 
 /// The names most programs need: `use syncbus::prelude::*;`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use syncbus_envelope::{Envelope, Event};
+use syncbus_envelope::{Envelope, Event, Payload};
 
 use crate::error::{PublishError, SubscribeError};
 use crate::metrics::{BusMetrics, Counter, Stat};
@@ -116,25 +116,27 @@ impl Inner {
     /// Hands the envelope in `slot` to every sink of `group`. On success the slot may be
     /// empty (the last sink took it); when refused it still holds the envelope.
     #[inline]
-    fn dispatch<P: Clone + Send + 'static>(
+    fn dispatch<P: Payload>(
         &self,
         group: &Group<P>,
         slot: &mut Option<Envelope<P>>,
+        pristine: bool,
     ) -> Result<usize, Refused> {
         if crate::handler::tracing_on() {
             let topic = slot.as_ref().and_then(|e| e.meta().topic()).unwrap_or("");
             let _span = tracing::trace_span!("publish", topic).entered();
-            self.deliver_all(group, slot)
+            self.deliver_all(group, slot, pristine)
         } else {
-            self.deliver_all(group, slot)
+            self.deliver_all(group, slot, pristine)
         }
     }
 
     #[inline]
-    fn deliver_all<P: Clone + Send + 'static>(
+    fn deliver_all<P: Payload>(
         &self,
         group: &Group<P>,
         slot: &mut Option<Envelope<P>>,
+        pristine: bool,
     ) -> Result<usize, Refused> {
         let mut delivered = 0;
         let mut full = false;
@@ -145,9 +147,9 @@ impl Inner {
             let outcome = if last && (full || closed) {
                 // Something refused the event already: keep the original to hand back.
                 let mut copy = slot.clone();
-                sink.deliver(&mut copy, true)
+                sink.deliver(&mut copy, true, pristine)
             } else {
-                sink.deliver(slot, last)
+                sink.deliver(slot, last, pristine)
             };
             match outcome {
                 Delivered::Ok => delivered += 1,
@@ -206,7 +208,7 @@ fn publish_event<E: Event>(
     };
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    inner.dispatch(group, slot)
+    inner.dispatch(group, slot, true)
 }
 
 impl Bus {
@@ -328,7 +330,7 @@ impl Bus {
     /// # Errors
     ///
     /// As [`publish`](Self::publish); a missing topic is [`TopicError::Empty`].
-    pub fn publish_envelope<P: Clone + Send + 'static>(
+    pub fn publish_envelope<P: Payload>(
         &self,
         envelope: Envelope<P>,
     ) -> Result<usize, PublishError<Envelope<P>>> {
@@ -343,7 +345,7 @@ impl Bus {
             self.inner
                 .router
                 .with_route(&topic, |route| match route.and_then(Route::group::<P>) {
-                    Some(group) => self.inner.dispatch(group, &mut slot),
+                    Some(group) => self.inner.dispatch(group, &mut slot, false),
                     None => Ok(self.inner.unrouted()),
                 });
         match (routed, slot) {
@@ -403,7 +405,7 @@ impl Bus {
     /// # Errors
     ///
     /// [`SubscribeError::InvalidPattern`], or [`SubscribeError::Closed`] after shutdown.
-    pub fn subscribe<P: Clone + Send + 'static>(
+    pub fn subscribe<P: Payload>(
         &self,
         pattern: impl AsRef<str>,
     ) -> Result<SubscribeBuilder<P>, SubscribeError> {
@@ -435,7 +437,7 @@ impl Bus {
     /// # Errors
     ///
     /// As [`subscribe`](Self::subscribe), plus [`SubscribeError::InvalidConfig`].
-    pub fn consumer<P: Clone + Send + 'static>(
+    pub fn consumer<P: Payload>(
         &self,
         pattern: impl AsRef<str>,
         config: ConsumerConfig<P>,

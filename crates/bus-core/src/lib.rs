@@ -97,5 +97,6 @@ pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetter
 pub use crate::subscription::{SubscribeBuilder, Subscription};
 pub use crate::topic::{Pattern, Topic, TopicError};
 pub use syncbus_envelope::{
-    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, SmolStr, Timestamp,
+    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, Payload, SmolStr,
+    Timestamp,
 };

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
-use syncbus_envelope::Envelope;
+use syncbus_envelope::{Envelope, Payload};
 
 use crate::bus::Bus;
 use crate::error::SubscribeError;
@@ -483,7 +483,7 @@ impl<P> fmt::Debug for Consumer<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Consumer<P> {
+impl<P: Payload> Consumer<P> {
     pub(crate) fn create(
         bus: Bus,
         pattern: Pattern,
@@ -602,8 +602,8 @@ struct PullSink<P> {
     shared: Arc<Shared<P>>,
 }
 
-impl<P: Clone + Send + 'static> Deliver<P> for PullSink<P> {
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered {
+impl<P: Payload> Deliver<P> for PullSink<P> {
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, _pristine: bool) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
@@ -627,7 +627,7 @@ impl<P: Clone + Send + 'static> Deliver<P> for PullSink<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Sink for PullSink<P> {
+impl<P: Payload> Sink for PullSink<P> {
     fn close(&self) {
         self.shared.intake.close();
     }

@@ -56,8 +56,9 @@ pub(crate) trait Sink: Send + Sync + 'static {
 /// A subscription's receiving end for payload type `P`.
 pub(crate) trait Deliver<P>: Send + Sync + 'static {
     /// Takes the envelope out of `slot` only when `last` is true; otherwise clones it.
-    /// A sink that refuses it puts it back.
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered;
+    /// A sink that refuses it puts it back. `pristine`: the metadata is what
+    /// `Envelope::from_event` made, apart from the topic (queues may then pack it small).
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, pristine: bool) -> Delivered;
 }
 
 pub(crate) struct SubEntry {
@@ -111,8 +112,11 @@ impl std::fmt::Debug for SubEntry {
 /// The sinks of one payload type on one route, in subscription order, ready to call without
 /// a type check per sink.
 pub(crate) struct Group<P> {
-    pub(crate) sinks: Box<[(Arc<dyn Deliver<P>>, Arc<SubStats>)]>,
+    pub(crate) sinks: Box<[TypedSink<P>]>,
 }
+
+/// A sink of payload type `P` and the counters of its subscription.
+pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>);
 
 impl<P: 'static> Group<P> {
     fn build(entries: &[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync> {

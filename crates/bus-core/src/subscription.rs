@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rustc_hash::FxBuildHasher;
 use smol_str::SmolStr;
-use syncbus_envelope::Envelope;
+use syncbus_envelope::{Envelope, Payload};
 
 use crate::bus::Bus;
 use crate::error::SubscribeError;
@@ -79,7 +79,7 @@ impl<P> std::fmt::Debug for SubscribeBuilder<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
+impl<P: Payload> SubscribeBuilder<P> {
     pub(crate) fn new(bus: Bus, pattern: Pattern) -> Self {
         SubscribeBuilder {
             bus,
@@ -241,7 +241,7 @@ impl<P: Clone + Send + 'static> SubscribeBuilder<P> {
         Ok(self.lanes)
     }
 
-    fn queues(&self, keyed: bool, n: usize) -> Box<[Arc<Queue<Envelope<P>>>]> {
+    fn queues(&self, keyed: bool, n: usize) -> Box<[Arc<Queue<P::Packed>>]> {
         let count = if keyed { n } else { 1 };
         (0..count)
             .map(|_| Arc::new(Queue::new(self.capacity, self.overflow)))
@@ -514,13 +514,14 @@ struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn run_thread<P, F, R>(self, queue: &Queue<Envelope<P>>, handler: &F)
+    fn run_thread<P: Payload, F, R>(self, queue: &Queue<P::Packed>, handler: &F)
     where
         F: Fn(&Envelope<P>) -> R,
         R: HandlerResult,
     {
         let _done = Done(&self);
-        while let Some(env) = queue.pop_wait() {
+        while let Some(packed) = queue.pop_wait() {
+            let env = P::unpack(packed);
             if self.stop.aborted() {
                 self.stop.abandon(1);
                 break;
@@ -535,14 +536,15 @@ impl WorkerCtx {
         }
     }
 
-    async fn run_task<P, F, Fut, R>(self, queue: &Queue<Envelope<P>>, handler: &F)
+    async fn run_task<P: Payload, F, Fut, R>(self, queue: &Queue<P::Packed>, handler: &F)
     where
         F: Fn(Envelope<P>) -> Fut,
         Fut: Future<Output = R>,
         R: HandlerResult,
     {
         let _done = Done(&self);
-        while let Some(env) = queue.pop_wait_async().await {
+        while let Some(packed) = queue.pop_wait_async().await {
+            let env = P::unpack(packed);
             if self.stop.aborted() {
                 self.stop.abandon(1);
                 break;
@@ -597,7 +599,7 @@ where
     R: HandlerResult,
 {
     #[inline]
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, _last: bool) -> Delivered {
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, _last: bool, _pristine: bool) -> Delivered {
         if self.closed.load(Ordering::Relaxed) {
             return Delivered::Closed;
         }
@@ -632,8 +634,8 @@ where
     }
 }
 
-struct QueueSink<P> {
-    queues: Box<[Arc<Queue<Envelope<P>>>]>,
+struct QueueSink<P: Payload> {
+    queues: Box<[Arc<Queue<P::Packed>>]>,
     keyed: bool,
     stop: Arc<Stop>,
 }
@@ -660,7 +662,7 @@ impl Stop {
     }
 }
 
-impl<P> QueueSink<P> {
+impl<P: Payload> QueueSink<P> {
     #[inline]
     fn lane(&self, env: &Envelope<P>) -> usize {
         if !self.keyed || self.queues.len() == 1 {
@@ -675,26 +677,26 @@ impl<P> QueueSink<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Deliver<P> for QueueSink<P> {
+impl<P: Payload> Deliver<P> for QueueSink<P> {
     #[inline]
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool) -> Delivered {
+    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, pristine: bool) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
         };
         let queue = &self.queues[self.lane(&env)];
-        match queue.push(env) {
+        match queue.push(P::pack(env, pristine)) {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
-            Pushed::Full(env) => {
+            Pushed::Full(packed) => {
                 if last {
-                    *slot = Some(env);
+                    *slot = Some(P::unpack(packed));
                 }
                 Delivered::Full
             }
-            Pushed::Closed(env) => {
+            Pushed::Closed(packed) => {
                 if last {
-                    *slot = Some(env);
+                    *slot = Some(P::unpack(packed));
                 }
                 Delivered::Closed
             }
@@ -702,7 +704,7 @@ impl<P: Clone + Send + 'static> Deliver<P> for QueueSink<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Sink for QueueSink<P> {
+impl<P: Payload> Sink for QueueSink<P> {
     fn close(&self) {
         for q in self.queues.iter() {
             q.close();

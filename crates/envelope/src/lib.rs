@@ -61,6 +61,7 @@ mod headers;
 mod id;
 mod metadata;
 mod names;
+mod payload;
 mod time;
 
 pub use bytes::Bytes;
@@ -74,5 +75,6 @@ pub use headers::{HeaderError, Headers};
 pub use id::{EventId, IdError};
 pub use metadata::Metadata;
 pub use names::{EntityId, EventType, NameError};
+pub use payload::{PackedEvent, Payload};
 pub use smol_str::SmolStr;
 pub use time::{TimeError, Timestamp};

@@ -116,6 +116,11 @@ impl Metadata {
         meta
     }
 
+    /// Moves the topic out (queues carry it separately).
+    pub(crate) fn take_topic(&mut self) -> Option<SmolStr> {
+        self.topic.take()
+    }
+
     fn ext(&self) -> &Ext {
         self.ext.as_deref().unwrap_or(&EMPTY_EXT)
     }
