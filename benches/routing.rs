@@ -130,6 +130,10 @@ fn routing_10k_topics(c: &mut Criterion) {
         BenchmarkId::new("fxhashmap_wildcard_topics", 64),
         &wild[..64],
     );
+    lookup_cycling(
+        BenchmarkId::new("fxhashmap_wildcard_topics", n_patterns),
+        &wild,
+    );
 
     group.finish();
 
