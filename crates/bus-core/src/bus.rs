@@ -296,7 +296,7 @@ impl Bus {
             .inner
             .router
             .with_route(topic, |route| match event.take() {
-                Some(event) => publish_event(&self.inner, route, event, &mut slot),
+                Some(event) => publish_event(&self.inner, route.map(|r| &**r), event, &mut slot),
                 None => Ok(0),
             });
         match routed {
@@ -341,13 +341,12 @@ impl Bus {
             return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
         };
         let mut slot = Some(envelope);
-        let routed =
-            self.inner
-                .router
-                .with_route(&topic, |route| match route.and_then(Route::group::<P>) {
-                    Some(group) => self.inner.dispatch(group, &mut slot, false),
-                    None => Ok(self.inner.unrouted()),
-                });
+        let routed = self.inner.router.with_route(&topic, |route| {
+            match route.and_then(|r| r.group::<P>()) {
+                Some(group) => self.inner.dispatch(group, &mut slot, false),
+                None => Ok(self.inner.unrouted()),
+            }
+        });
         match (routed, slot) {
             (Ok(Ok(n)), _) => Ok(n),
             (Ok(Err(refused)), Some(env)) => Err(refused.error(env)),
@@ -465,7 +464,7 @@ impl Bus {
         };
         m.published = self.inner.published.get();
         m.unrouted = self.inner.unrouted.get();
-        for e in self.inner.router.snapshot().subs.iter() {
+        for e in self.inner.router.entries().iter() {
             m.add_sub(&e.stats.snapshot(e.sink.pending()));
         }
         m

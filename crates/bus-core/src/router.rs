@@ -13,6 +13,7 @@
 //! starts after `subscribe` or `unsubscribe` returns sees the new ones.
 
 use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -187,55 +188,55 @@ impl Route {
     }
 }
 
+/// What publishers read: precomputed routes, sharded so a subscribe copies one shard, not
+/// every route; and the wildcard trie for topics no literal subscription names.
 #[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
-    pub(crate) generation: u64,
-    pub(crate) subs: Vec<Arc<SubEntry>>,
-    literal: FxHashMap<SmolStr, Vec<Arc<SubEntry>>>,
-    trie: PatternTrie<SubRef>,
-    exact: FxHashMap<SmolStr, Arc<Route>>,
+struct Snapshot {
+    generation: u64,
+    shards: Box<[Arc<RouteMap>]>,
+    trie: Arc<PatternTrie<SubRef>>,
 }
 
+type RouteMap = FxHashMap<SmolStr, Arc<Route>>;
+
+/// Routes of literal topics are spread over this many maps.
+const SHARDS: usize = 64;
+
 impl Snapshot {
-    fn empty() -> Self {
+    fn empty(generation: u64) -> Self {
         Snapshot {
-            generation: 0,
-            subs: Vec::new(),
-            literal: FxHashMap::default(),
-            trie: PatternTrie::new(),
-            exact: FxHashMap::default(),
+            generation,
+            shards: (0..SHARDS).map(|_| Arc::new(RouteMap::default())).collect(),
+            trie: Arc::new(PatternTrie::new()),
         }
     }
 
-    fn compute(&self, topic: &str) -> Route {
+    #[inline]
+    fn exact(&self, topic: &str) -> Option<&Arc<Route>> {
+        self.shards[shard_of(topic)].get(topic)
+    }
+}
+
+#[inline]
+fn shard_of(topic: &str) -> usize {
+    (FxBuildHasher.hash_one(topic) >> 58) as usize % SHARDS
+}
+
+/// What writers keep: every subscription, literal ones by topic, and the master trie.
+/// Publishers never see it.
+#[derive(Debug, Default)]
+struct Registry {
+    subs: BTreeMap<u64, Arc<SubEntry>>,
+    literal: FxHashMap<SmolStr, Vec<Arc<SubEntry>>>,
+    trie: PatternTrie<SubRef>,
+}
+
+impl Registry {
+    fn route(&self, topic: &str) -> Route {
         let mut subs: Vec<Arc<SubEntry>> = self.literal.get(topic).cloned().unwrap_or_default();
         self.trie
             .for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
         Route::build(SmolStr::new(topic), subs)
-    }
-
-    /// Recomputes the precomputed routes a change of `pattern` affects.
-    fn refresh(&mut self, pattern: &Pattern) {
-        if pattern.is_literal() {
-            let key = SmolStr::new(pattern.as_str());
-            if self.literal.contains_key(pattern.as_str()) {
-                let route = Arc::new(self.compute(&key));
-                self.exact.insert(key, route);
-            } else {
-                self.exact.remove(pattern.as_str());
-            }
-        } else {
-            let affected: Vec<SmolStr> = self
-                .exact
-                .keys()
-                .filter(|k| pattern.matches_str(k))
-                .cloned()
-                .collect();
-            for key in affected {
-                let route = Arc::new(self.compute(&key));
-                self.exact.insert(key, route);
-            }
-        }
     }
 }
 
@@ -244,12 +245,13 @@ struct CachedRoute {
     route: Arc<Route>,
 }
 
-const CACHE_SLOTS: usize = 1024;
+/// Direct-mapped cache of routes for topics only wildcards match.
+const CACHE_SLOTS: usize = 4096;
 
 pub(crate) struct Router {
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
-    writer: Mutex<()>,
+    registry: Mutex<Registry>,
     cache: Box<[ArcSwapOption<CachedRoute>]>,
     next_id: AtomicU64,
 }
@@ -265,9 +267,9 @@ impl std::fmt::Debug for Router {
 impl Router {
     pub(crate) fn new() -> Self {
         Router {
-            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(0)),
             generation: AtomicU64::new(0),
-            writer: Mutex::new(()),
+            registry: Mutex::new(Registry::default()),
             cache: (0..CACHE_SLOTS).map(|_| ArcSwapOption::empty()).collect(),
             next_id: AtomicU64::new(1),
         }
@@ -277,64 +279,90 @@ impl Router {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.snapshot.load()
-    }
-
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Every live subscription, in subscription order.
+    pub(crate) fn entries(&self) -> Vec<Arc<SubEntry>> {
+        self.registry.lock().subs.values().cloned().collect()
+    }
+
     pub(crate) fn add(&self, entry: Arc<SubEntry>) {
-        let _w = self.writer.lock();
-        let mut next = Snapshot::clone(&self.snapshot.load());
-        next.generation += 1;
-        next.subs.push(entry.clone());
+        let mut reg = self.registry.lock();
+        reg.subs.insert(entry.id, entry.clone());
         let pattern = entry.pattern.clone();
         if pattern.is_literal() {
-            next.literal
+            reg.literal
                 .entry(SmolStr::new(pattern.as_str()))
                 .or_default()
                 .push(entry);
         } else {
-            next.trie.insert(&pattern, SubRef(entry));
+            reg.trie.insert(&pattern, SubRef(entry));
         }
-        next.refresh(&pattern);
-        self.install(next);
+        self.publish_change(&reg, &pattern);
     }
 
     pub(crate) fn remove(&self, id: u64) -> Option<Arc<SubEntry>> {
-        let _w = self.writer.lock();
-        let current = self.snapshot.load();
-        let entry = current.subs.iter().find(|s| s.id == id)?.clone();
-        let mut next = Snapshot::clone(&current);
-        drop(current);
-        next.generation += 1;
-        next.subs.retain(|s| s.id != id);
+        let mut reg = self.registry.lock();
+        let entry = reg.subs.remove(&id)?;
         let pattern = entry.pattern.clone();
         if pattern.is_literal() {
-            if let Some(v) = next.literal.get_mut(pattern.as_str()) {
+            if let Some(v) = reg.literal.get_mut(pattern.as_str()) {
                 v.retain(|s| s.id != id);
                 if v.is_empty() {
-                    next.literal.remove(pattern.as_str());
+                    reg.literal.remove(pattern.as_str());
                 }
             }
         } else {
-            next.trie.remove(&pattern, &SubRef(entry.clone()));
+            reg.trie.remove(&pattern, &SubRef(entry.clone()));
         }
-        next.refresh(&pattern);
-        self.install(next);
+        self.publish_change(&reg, &pattern);
         Some(entry)
     }
 
     /// Removes every subscription (shutdown) and returns them.
     pub(crate) fn clear(&self) -> Vec<Arc<SubEntry>> {
-        let _w = self.writer.lock();
+        let mut reg = self.registry.lock();
+        let entries = std::mem::take(&mut *reg).subs.into_values().collect();
+        let generation = self.snapshot.load().generation + 1;
+        self.install(Snapshot::empty(generation));
+        entries
+    }
+
+    /// Builds and installs the next snapshot after `pattern`'s subscriptions changed: only
+    /// the routes it matches are recomputed, only their shards copied.
+    fn publish_change(&self, reg: &Registry, pattern: &Pattern) {
         let current = self.snapshot.load_full();
-        let mut next = Snapshot::empty();
-        next.generation = current.generation + 1;
+        let mut next = Snapshot::clone(&current);
+        next.generation += 1;
+        let topics: Vec<SmolStr> = if pattern.is_literal() {
+            vec![SmolStr::new(pattern.as_str())]
+        } else {
+            next.trie = Arc::new(reg.trie.clone());
+            reg.literal
+                .keys()
+                .filter(|t| pattern.matches_str(t))
+                .cloned()
+                .collect()
+        };
+        let mut copied: FxHashMap<usize, RouteMap> = FxHashMap::default();
+        for topic in topics {
+            let shard = shard_of(&topic);
+            let map = copied
+                .entry(shard)
+                .or_insert_with(|| RouteMap::clone(&next.shards[shard]));
+            if reg.literal.contains_key(topic.as_str()) {
+                let route = Arc::new(reg.route(&topic));
+                map.insert(topic, route);
+            } else {
+                map.remove(topic.as_str());
+            }
+        }
+        for (shard, map) in copied {
+            next.shards[shard] = Arc::new(map);
+        }
         self.install(next);
-        current.subs.clone()
     }
 
     fn install(&self, next: Snapshot) {
@@ -349,10 +377,10 @@ impl Router {
     pub(crate) fn with_route<R>(
         &self,
         topic: &str,
-        f: impl FnOnce(Option<&Route>) -> R,
+        f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> Result<R, TopicError> {
         let snap = self.snapshot.load();
-        if let Some(route) = snap.exact.get(topic) {
+        if let Some(route) = snap.exact(topic) {
             return Ok(f(Some(route)));
         }
         self.with_route_slow(&snap, topic, f)
@@ -363,7 +391,7 @@ impl Router {
         &self,
         snap: &Snapshot,
         topic: &str,
-        f: impl FnOnce(Option<&Route>) -> R,
+        f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> Result<R, TopicError> {
         if snap.trie.is_empty() {
             Topic::new(topic)?;
@@ -379,7 +407,7 @@ impl Router {
             }
         }
         Topic::new(topic)?;
-        let route = Arc::new(snap.compute(topic));
+        let route = Arc::new(wildcard_route(snap, topic));
         slot.store(Some(Arc::new(CachedRoute {
             generation: snap.generation,
             route: route.clone(),
@@ -390,11 +418,22 @@ impl Router {
     /// The route of a validated topic, for handles that cache it.
     pub(crate) fn route_of(&self, topic: &Topic) -> (u64, Arc<Route>) {
         let snap = self.snapshot.load();
-        if let Some(route) = snap.exact.get(topic.as_str()) {
+        if let Some(route) = snap.exact(topic.as_str()) {
             return (snap.generation, route.clone());
         }
-        (snap.generation, Arc::new(snap.compute(topic.as_str())))
+        (
+            snap.generation,
+            Arc::new(wildcard_route(&snap, topic.as_str())),
+        )
     }
+}
+
+/// The route of a topic no literal subscription names: wildcard matches only.
+fn wildcard_route(snap: &Snapshot, topic: &str) -> Route {
+    let mut subs = Vec::new();
+    snap.trie
+        .for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
+    Route::build(SmolStr::new(topic), subs)
 }
 
 fn slot_of(topic: &str) -> usize {
