@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use syncbus_envelope::{Envelope, Event, Payload};
 
 use crate::error::{PublishError, SubscribeError};
-use crate::metrics::{BusMetrics, Counter, Stat};
+use crate::metrics::{BusMetrics, Counter, Stat, SubStats};
 use crate::pull::{Consumer, ConsumerConfig};
 use crate::router::{Delivered, Group, Route, Router, SubEntry};
 use crate::subscription::{SubscribeBuilder, Workers};
@@ -121,13 +121,14 @@ impl Inner {
         group: &Group<P>,
         slot: &mut Option<Envelope<P>>,
         pristine: bool,
+        wait: bool,
     ) -> Result<usize, Refused> {
         if crate::handler::tracing_on() {
             let topic = slot.as_ref().and_then(|e| e.meta().topic()).unwrap_or("");
             let _span = tracing::trace_span!("publish", topic).entered();
-            self.deliver_all(group, slot, pristine)
+            self.deliver_all(group, slot, pristine, wait)
         } else {
-            self.deliver_all(group, slot, pristine)
+            self.deliver_all(group, slot, pristine, wait)
         }
     }
 
@@ -137,44 +138,112 @@ impl Inner {
         group: &Group<P>,
         slot: &mut Option<Envelope<P>>,
         pristine: bool,
+        wait: bool,
     ) -> Result<usize, Refused> {
-        let mut delivered = 0;
-        let mut full = false;
-        let mut closed = false;
+        let mut tally = Tally::default();
         let n = group.sinks.len();
         for (i, (sink, stats)) in group.sinks.iter().enumerate() {
             let last = i + 1 == n;
-            let outcome = if last && (full || closed) {
+            let outcome = if last && tally.refused() {
                 // Something refused the event already: keep the original to hand back.
                 let mut copy = slot.clone();
-                sink.deliver(&mut copy, true, pristine)
+                sink.deliver(&mut copy, true, pristine, wait)
             } else {
-                sink.deliver(slot, last, pristine)
+                sink.deliver(slot, last, pristine, wait)
             };
-            match outcome {
-                Delivered::Ok => delivered += 1,
-                Delivered::Displaced => {
-                    delivered += 1;
-                    stats.incr(Stat::Dropped);
+            tally.count(outcome, stats, wait);
+        }
+        self.settle(tally, slot.is_some())
+    }
+
+    /// The async form of [`deliver_all`](Self::deliver_all): a full `Block` queue is waited
+    /// for without blocking the thread.
+    async fn deliver_all_async<P: Payload>(
+        &self,
+        group: &Group<P>,
+        slot: &mut Option<Envelope<P>>,
+        pristine: bool,
+    ) -> Result<usize, Refused> {
+        let mut tally = Tally::default();
+        let n = group.sinks.len();
+        for (i, (sink, stats)) in group.sinks.iter().enumerate() {
+            let last = i + 1 == n;
+            loop {
+                let outcome = if last && tally.refused() {
+                    let mut copy = slot.clone();
+                    sink.deliver(&mut copy, true, pristine, false)
+                } else {
+                    sink.deliver(slot, last, pristine, false)
+                };
+                if outcome == Delivered::WouldBlock {
+                    if let Some(room) = slot.as_ref().and_then(|env| sink.room(env)) {
+                        room.signal()
+                            .wait_async(|| room.has_room().then_some(()))
+                            .await;
+                        continue;
+                    }
                 }
-                Delivered::Full => {
-                    full = true;
-                    stats.incr(Stat::Rejected);
-                }
-                Delivered::Closed => closed = true,
+                tally.count(outcome, stats, false);
+                break;
             }
         }
-        if slot.is_some() {
+        self.settle(tally, slot.is_some())
+    }
+
+    fn settle(&self, tally: Tally, still_held: bool) -> Result<usize, Refused> {
+        if still_held {
             // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
-            if closed && self.closed.load(Ordering::Acquire) {
+            if tally.closed && self.closed.load(Ordering::Acquire) {
                 return Err(Refused::Closed);
             }
-            if full {
+            if tally.would_block {
+                return Err(Refused::WouldBlock);
+            }
+            if tally.full {
                 return Err(Refused::Full);
             }
         }
         self.published.incr();
-        Ok(delivered)
+        Ok(tally.delivered)
+    }
+}
+
+/// What the sinks of one publish did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    delivered: usize,
+    full: bool,
+    would_block: bool,
+    closed: bool,
+}
+
+impl Tally {
+    #[inline]
+    fn refused(&self) -> bool {
+        self.full || self.would_block || self.closed
+    }
+
+    #[inline]
+    fn count(&mut self, outcome: Delivered, stats: &SubStats, wait: bool) {
+        match outcome {
+            Delivered::Ok => self.delivered += 1,
+            Delivered::Displaced => {
+                self.delivered += 1;
+                stats.incr(Stat::Dropped);
+            }
+            Delivered::Full => {
+                self.full = true;
+                stats.incr(Stat::Rejected);
+            }
+            // A publish that may wait got this only where waiting would stall the runtime;
+            // a try_publish gets it for any full `Block` queue, and that is plain `Full`.
+            Delivered::WouldBlock if wait => self.would_block = true,
+            Delivered::WouldBlock => {
+                self.full = true;
+                stats.incr(Stat::Rejected);
+            }
+            Delivered::Closed => self.closed = true,
+        }
     }
 }
 
@@ -182,6 +251,7 @@ impl Inner {
 #[derive(Debug, Clone, Copy)]
 enum Refused {
     Full,
+    WouldBlock,
     Closed,
 }
 
@@ -189,26 +259,52 @@ impl Refused {
     fn error<T>(self, value: T) -> PublishError<T> {
         match self {
             Refused::Full => PublishError::Full(value),
+            Refused::WouldBlock => PublishError::WouldBlock(value),
             Refused::Closed => PublishError::Closed(value),
         }
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic, and dispatches it. Nothing
-/// is built when nobody subscribed to the type on that topic.
+/// Builds the envelope for `event` in `slot`, on `route`'s topic. `None` when nobody
+/// subscribed to the type on that topic (then nothing is built).
+#[inline]
+fn build<'r, E: Event>(
+    route: Option<&'r Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Option<&'r Group<E>> {
+    let route = route?;
+    let group = route.group::<E>()?;
+    let env = slot.insert(Envelope::from_event(event));
+    env.meta_mut().set_topic(route.topic.clone());
+    Some(group)
+}
+
+/// Builds and dispatches `event` on `route`.
 #[inline]
 fn publish_event<E: Event>(
     inner: &Inner,
     route: Option<&Route>,
     event: E,
     slot: &mut Option<Envelope<E>>,
+    wait: bool,
 ) -> Result<usize, Refused> {
-    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
-        return Ok(inner.unrouted());
-    };
-    let env = slot.insert(Envelope::from_event(event));
-    env.meta_mut().set_topic(route.topic.clone());
-    inner.dispatch(group, slot, true)
+    match build(route, event, slot) {
+        Some(group) => inner.dispatch(group, slot, true, wait),
+        None => Ok(inner.unrouted()),
+    }
+}
+
+/// Maps a dispatch result to the public one, handing the event back when refused.
+fn outcome<E>(
+    result: Result<usize, Refused>,
+    slot: Option<Envelope<E>>,
+) -> Result<usize, PublishError<E>> {
+    match (result, slot) {
+        (Ok(n), _) => Ok(n),
+        (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
+        (Err(_), None) => Ok(0),
+    }
 }
 
 impl Bus {
@@ -287,6 +383,97 @@ impl Bus {
     /// As [`publish`](Self::publish).
     #[inline]
     pub fn publish_to<E: Event>(&self, topic: &str, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(topic, event, true)
+    }
+
+    /// Publishes a typed event on its default topic without ever waiting: a full queue with
+    /// the [`Overflow::Block`](crate::Overflow::Block) policy refuses it like `Reject` would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event, PublishError};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+    /// let g = gate.clone();
+    /// let _s = bus.subscribe::<Ping>("ping")?.capacity(1).queued(move |_| { g.wait(); })?;
+    /// bus.publish(Ping)?;                       // the worker takes it and waits at the gate
+    /// while bus.try_publish(Ping).is_ok() {}    // fills the queue, then refuses
+    /// assert!(matches!(bus.try_publish(Ping), Err(PublishError::Full(Ping))));
+    /// gate.wait();
+    /// gate.wait();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn try_publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(E::TOPIC, event, false)
+    }
+
+    /// Publishes a typed event on its default topic from async code: a full
+    /// [`Overflow::Block`](crate::Overflow::Block) queue is awaited, not blocked on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("ping")?.capacity(4).queued_async(|_| async {})?;
+    /// for _ in 0..100 {
+    ///     bus.publish_async(Ping).await?; // waits while the task drains the queue
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for room drops the event: subscriptions earlier in
+    /// the route may have received it, later ones not.
+    pub async fn publish_async<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_to_async(E::TOPIC, event).await
+    }
+
+    /// Async form of [`publish_to`](Self::publish_to); see [`publish_async`](Self::publish_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`publish_async`](Self::publish_async).
+    pub async fn publish_to_async<E: Event>(
+        &self,
+        topic: &str,
+        event: E,
+    ) -> Result<usize, PublishError<E>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let route = match self.inner.router.with_route(topic, |r| r.cloned()) {
+            Ok(route) => route,
+            Err(e) => return Err(PublishError::InvalidTopic(event, e)),
+        };
+        publish_event_async(&self.inner, route.as_deref(), event).await
+    }
+
+    fn publish_with<E: Event>(
+        &self,
+        topic: &str,
+        event: E,
+        wait: bool,
+    ) -> Result<usize, PublishError<E>> {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
         }
@@ -296,15 +483,13 @@ impl Bus {
             .inner
             .router
             .with_route(topic, |route| match event.take() {
-                Some(event) => publish_event(&self.inner, route.map(|r| &**r), event, &mut slot),
+                Some(event) => {
+                    publish_event(&self.inner, route.map(|r| &**r), event, &mut slot, wait)
+                }
                 None => Ok(0),
             });
         match routed {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(refused)) => match slot {
-                Some(env) => Err(refused.error(env.into_payload())),
-                None => Ok(0),
-            },
+            Ok(result) => outcome(result, slot),
             Err(e) => match event {
                 Some(event) => Err(PublishError::InvalidTopic(event, e)),
                 None => Ok(0),
@@ -343,7 +528,7 @@ impl Bus {
         let mut slot = Some(envelope);
         let routed = self.inner.router.with_route(&topic, |route| {
             match route.and_then(|r| r.group::<P>()) {
-                Some(group) => self.inner.dispatch(group, &mut slot, false),
+                Some(group) => self.inner.dispatch(group, &mut slot, false, true),
                 None => Ok(self.inner.unrouted()),
             }
         });
@@ -644,9 +829,54 @@ impl<E: Event> Publisher<E> {
     ///
     /// # Errors
     ///
-    /// [`PublishError::Closed`] or [`PublishError::Full`], with the event handed back.
+    /// As [`Bus::publish`], with the event handed back.
     #[inline]
     pub fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, true)
+    }
+
+    /// Publishes `event` without waiting; see [`Bus::try_publish`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::publish`], with the event handed back.
+    #[inline]
+    pub fn try_publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, false)
+    }
+
+    /// Publishes `event` from async code; see [`Bus::publish_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::publish`], with the event handed back.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Bus::publish_async`].
+    pub async fn publish_async(&self, event: E) -> Result<usize, PublishError<E>> {
+        if self.bus.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let route = self.route();
+        publish_event_async(&self.bus.inner, Some(&route), event).await
+    }
+
+    /// The cached route, refreshed if subscriptions changed since.
+    fn route(&self) -> Arc<Route> {
+        let generation = self.bus.inner.router.generation();
+        let cached = self.cache.load();
+        if cached.0 == generation {
+            return cached.1.clone();
+        }
+        drop(cached);
+        let (generation, route) = self.bus.inner.router.route_of(&self.topic);
+        self.cache.store(Arc::new((generation, route.clone())));
+        route
+    }
+
+    #[inline]
+    fn publish_with(&self, event: E, wait: bool) -> Result<usize, PublishError<E>> {
         let inner = &self.bus.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed(event));
@@ -655,17 +885,38 @@ impl<E: Event> Publisher<E> {
         let cached = self.cache.load();
         let mut slot = None;
         let result = if cached.0 == generation {
-            publish_event(inner, Some(&cached.1), event, &mut slot)
+            publish_event(inner, Some(&cached.1), event, &mut slot, wait)
         } else {
             drop(cached);
-            let (generation, route) = inner.router.route_of(&self.topic);
-            self.cache.store(Arc::new((generation, route.clone())));
-            publish_event(inner, Some(&route), event, &mut slot)
+            let route = self.route();
+            publish_event(inner, Some(&route), event, &mut slot, wait)
         };
-        match (result, slot) {
-            (Ok(n), _) => Ok(n),
-            (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
-            (Err(_), None) => Ok(0),
-        }
+        outcome(result, slot)
     }
+}
+
+/// Builds and dispatches `event` on `route`, awaiting room in full `Block` queues.
+async fn publish_event_async<E: Event>(
+    inner: &Inner,
+    route: Option<&Route>,
+    event: E,
+) -> Result<usize, PublishError<E>> {
+    let mut slot = None;
+    let result = match build(route, event, &mut slot) {
+        Some(group) => {
+            if crate::handler::tracing_on() {
+                use tracing::Instrument;
+                let topic = route.map_or("", |r| r.topic.as_str());
+                let span = tracing::trace_span!("publish", topic);
+                inner
+                    .deliver_all_async(group, &mut slot, true)
+                    .instrument(span)
+                    .await
+            } else {
+                inner.deliver_all_async(group, &mut slot, true).await
+            }
+        }
+        None => Ok(inner.unrouted()),
+    };
+    outcome(result, slot)
 }

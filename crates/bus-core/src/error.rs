@@ -29,20 +29,30 @@ pub enum PublishError<T> {
     Full(T),
     /// The topic name is not valid.
     InvalidTopic(T, TopicError),
+    /// A subscription with the `Block` policy is full, and waiting for room here would stall
+    /// the tokio runtime that has to make it (a blocking `publish` on a current-thread
+    /// runtime). Use `publish_async` from async code.
+    WouldBlock(T),
 }
 
 impl<T> PublishError<T> {
     /// The event that was not published.
     pub fn into_inner(self) -> T {
         match self {
-            PublishError::Closed(t) | PublishError::Full(t) | PublishError::InvalidTopic(t, _) => t,
+            PublishError::Closed(t)
+            | PublishError::Full(t)
+            | PublishError::WouldBlock(t)
+            | PublishError::InvalidTopic(t, _) => t,
         }
     }
 
     /// Borrows the event that was not published.
     pub fn event(&self) -> &T {
         match self {
-            PublishError::Closed(t) | PublishError::Full(t) | PublishError::InvalidTopic(t, _) => t,
+            PublishError::Closed(t)
+            | PublishError::Full(t)
+            | PublishError::WouldBlock(t)
+            | PublishError::InvalidTopic(t, _) => t,
         }
     }
 }
@@ -53,6 +63,7 @@ impl<T> fmt::Debug for PublishError<T> {
             PublishError::Closed(_) => f.write_str("Closed(..)"),
             PublishError::Full(_) => f.write_str("Full(..)"),
             PublishError::InvalidTopic(_, e) => write!(f, "InvalidTopic(.., {e:?})"),
+            PublishError::WouldBlock(_) => f.write_str("WouldBlock(..)"),
         }
     }
 }
@@ -63,6 +74,10 @@ impl<T> fmt::Display for PublishError<T> {
             PublishError::Closed(_) => f.write_str("publish on a closed bus"),
             PublishError::Full(_) => f.write_str("a subscription's queue is full"),
             PublishError::InvalidTopic(_, e) => write!(f, "invalid topic: {e}"),
+            PublishError::WouldBlock(_) => f.write_str(
+                "a subscription's queue is full and waiting here would stall the async runtime; \
+                 use publish_async",
+            ),
         }
     }
 }

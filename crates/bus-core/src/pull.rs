@@ -30,7 +30,7 @@ use crate::bus::Bus;
 use crate::error::SubscribeError;
 use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Pushed, Queue};
+use crate::queue::{Drainer, Pushed, Queue, Room};
 use crate::router::{Deliver, Delivered, Sink, SubEntry};
 use crate::topic::Pattern;
 
@@ -506,7 +506,7 @@ impl<P: Payload> Consumer<P> {
         }
         let stats = Arc::new(SubStats::default());
         let shared = Arc::new(Shared {
-            intake: Queue::new(config.max_pending, config.overflow),
+            intake: Queue::new(config.max_pending, config.overflow, Drainer::Tasks),
             state: Mutex::new(State {
                 redeliver: BinaryHeap::new(),
                 in_flight: FxHashMap::default(),
@@ -603,12 +603,18 @@ struct PullSink<P> {
 }
 
 impl<P: Payload> Deliver<P> for PullSink<P> {
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, _pristine: bool) -> Delivered {
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        last: bool,
+        _pristine: bool,
+        wait: bool,
+    ) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
         };
-        match self.shared.intake.push(env) {
+        match self.shared.intake.push(env, wait) {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(env) => {
@@ -617,6 +623,12 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
                 }
                 Delivered::Full
             }
+            Pushed::WouldBlock(env) => {
+                if last {
+                    *slot = Some(env);
+                }
+                Delivered::WouldBlock
+            }
             Pushed::Closed(env) => {
                 if last {
                     *slot = Some(env);
@@ -624,6 +636,20 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
                 Delivered::Closed
             }
         }
+    }
+
+    fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
+        Some(self.shared.clone())
+    }
+}
+
+impl<P: Payload> Room for Shared<P> {
+    fn signal(&self) -> &crate::wait::Signal {
+        self.intake.signal()
+    }
+
+    fn has_room(&self) -> bool {
+        self.intake.has_room()
     }
 }
 

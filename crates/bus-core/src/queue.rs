@@ -22,14 +22,28 @@ pub(crate) enum Pushed<T> {
     Displaced,
     /// The queue is full and the policy is `Reject`: the value comes back.
     Full(T),
+    /// The queue is full, its policy is `Block`, and waiting is not allowed here (a
+    /// non-blocking publish, or a thread that must not block): the value comes back.
+    WouldBlock(T),
     /// The queue is closed: the value comes back.
     Closed(T),
+}
+
+/// Who drains a queue, which decides whether a publisher may block on it inside a
+/// current-thread tokio runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drainer {
+    /// Worker threads: they make room whatever the publisher's thread does.
+    Threads,
+    /// Tokio tasks, or callers we do not know (pull consumers).
+    Tasks,
 }
 
 #[derive(Debug)]
 pub(crate) struct Queue<T> {
     items: ArrayQueue<T>,
     overflow: Overflow,
+    drainer: Drainer,
     closed: AtomicBool,
     /// Events dropped by `DropOldest` since the consumer last asked.
     lost: CachePadded<AtomicU64>,
@@ -38,10 +52,11 @@ pub(crate) struct Queue<T> {
 }
 
 impl<T> Queue<T> {
-    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
+    pub(crate) fn new(capacity: usize, overflow: Overflow, drainer: Drainer) -> Self {
         Self {
             items: ArrayQueue::new(capacity.max(1)),
             overflow,
+            drainer,
             closed: AtomicBool::new(false),
             lost: CachePadded::new(AtomicU64::new(0)),
             not_empty: Signal::new(),
@@ -65,9 +80,10 @@ impl<T> Queue<T> {
         self.not_full.notify();
     }
 
-    /// Pushes by the queue's overflow policy. `Block` waits for room (or for the close).
+    /// Pushes by the queue's overflow policy. `Block` waits for room (or for the close) when
+    /// `wait` is true and waiting is safe on this thread.
     #[inline]
-    pub(crate) fn push(&self, value: T) -> Pushed<T> {
+    pub(crate) fn push(&self, value: T, wait: bool) -> Pushed<T> {
         if self.is_closed() {
             return Pushed::Closed(value);
         }
@@ -76,12 +92,12 @@ impl<T> Queue<T> {
                 self.not_empty.notify();
                 Pushed::Queued
             }
-            Err(value) => self.push_full(value),
+            Err(value) => self.push_full(value, wait),
         }
     }
 
     #[cold]
-    fn push_full(&self, value: T) -> Pushed<T> {
+    fn push_full(&self, value: T, wait: bool) -> Pushed<T> {
         match self.overflow {
             Overflow::Reject => Pushed::Full(value),
             Overflow::DropOldest => {
@@ -96,32 +112,51 @@ impl<T> Queue<T> {
                     None => Pushed::Queued,
                 }
             }
-            Overflow::Block => {
-                let mut slot = Some(value);
-                let done = self.not_full.wait_until(None, || {
-                    if self.is_closed() {
-                        return Some(false);
-                    }
-                    let v = slot.take()?;
-                    match self.items.push(v) {
-                        Ok(()) => Some(true),
-                        Err(v) => {
-                            slot = Some(v);
-                            None
-                        }
-                    }
-                });
-                match (done, slot) {
-                    (Some(true), _) => {
-                        self.not_empty.notify();
-                        Pushed::Queued
-                    }
-                    (_, Some(v)) => Pushed::Closed(v),
-                    // wait_until without a deadline only returns Some, and a `false` answer
-                    // always leaves the value in the slot.
-                    (_, None) => Pushed::Queued,
+            Overflow::Block if !wait => Pushed::WouldBlock(value),
+            Overflow::Block => self.push_blocking(value),
+        }
+    }
+
+    /// Waits for room. Inside a tokio runtime a plain wait could park the very worker that
+    /// has to run the consumer (a task woken from this thread sits in its LIFO slot, which no
+    /// other worker steals), so on a multi-thread runtime the wait moves off the worker with
+    /// `block_in_place`, and on a current-thread runtime it is refused unless threads drain
+    /// the queue.
+    fn push_blocking(&self, value: T) -> Pushed<T> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.wait_push(value)),
+            Ok(RuntimeFlavor::CurrentThread) if self.drainer == Drainer::Tasks => {
+                Pushed::WouldBlock(value)
+            }
+            _ => self.wait_push(value),
+        }
+    }
+
+    fn wait_push(&self, value: T) -> Pushed<T> {
+        let mut slot = Some(value);
+        let done = self.not_full.wait_until(None, || {
+            if self.is_closed() {
+                return Some(false);
+            }
+            let v = slot.take()?;
+            match self.items.push(v) {
+                Ok(()) => Some(true),
+                Err(v) => {
+                    slot = Some(v);
+                    None
                 }
             }
+        });
+        match (done, slot) {
+            (Some(true), _) => {
+                self.not_empty.notify();
+                Pushed::Queued
+            }
+            (_, Some(v)) => Pushed::Closed(v),
+            // wait_until without a deadline only returns Some, and a `false` answer always
+            // leaves the value in the slot.
+            (_, None) => Pushed::Queued,
         }
     }
 
@@ -217,5 +252,23 @@ impl<T> Queue<T> {
             n += 1;
         }
         n
+    }
+}
+
+/// Lets an async publisher wait for room in a queue whose payload type it does not name.
+pub(crate) trait Room: Send + Sync {
+    /// Signalled when an item leaves (or the queue closes).
+    fn signal(&self) -> &Signal;
+    /// Room for one more, or closed (a push will not wait).
+    fn has_room(&self) -> bool;
+}
+
+impl<T: Send> Room for Queue<T> {
+    fn signal(&self) -> &Signal {
+        &self.not_full
+    }
+
+    fn has_room(&self) -> bool {
+        !self.items.is_full() || self.is_closed()
     }
 }

@@ -38,6 +38,8 @@ pub(crate) enum Delivered {
     Displaced,
     /// Refused by the `Reject` policy.
     Full,
+    /// Full, policy `Block`, and not allowed to wait here.
+    WouldBlock,
     /// The subscription is gone.
     Closed,
 }
@@ -59,7 +61,19 @@ pub(crate) trait Deliver<P>: Send + Sync + 'static {
     /// Takes the envelope out of `slot` only when `last` is true; otherwise clones it.
     /// A sink that refuses it puts it back. `pristine`: the metadata is what
     /// `Envelope::from_event` made, apart from the topic (queues may then pack it small).
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, pristine: bool) -> Delivered;
+    /// `wait`: a `Block` sink may wait for room; otherwise it answers `WouldBlock`.
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        last: bool,
+        pristine: bool,
+        wait: bool,
+    ) -> Delivered;
+
+    /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
+    fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
+        None
+    }
 }
 
 pub(crate) struct SubEntry {

@@ -16,7 +16,7 @@ use crate::error::SubscribeError;
 use crate::handler::{run_async, run_sync, HandlerResult};
 use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Pushed, Queue};
+use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::{Deliver, Delivered, Sink, SubEntry};
 use crate::topic::Pattern;
 use crate::wait::Signal;
@@ -241,10 +241,10 @@ impl<P: Payload> SubscribeBuilder<P> {
         Ok(self.lanes)
     }
 
-    fn queues(&self, keyed: bool, n: usize) -> Box<[Arc<Queue<P::Packed>>]> {
+    fn queues(&self, keyed: bool, n: usize, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
         let count = if keyed { n } else { 1 };
         (0..count)
-            .map(|_| Arc::new(Queue::new(self.capacity, self.overflow)))
+            .map(|_| Arc::new(Queue::new(self.capacity, self.overflow, drainer)))
             .collect()
     }
 
@@ -263,7 +263,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n);
+        let queues = self.queues(keyed, n, Drainer::Threads);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
@@ -323,7 +323,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n);
+        let queues = self.queues(keyed, n, Drainer::Tasks);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
@@ -599,7 +599,13 @@ where
     R: HandlerResult,
 {
     #[inline]
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, _last: bool, _pristine: bool) -> Delivered {
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        _last: bool,
+        _pristine: bool,
+        _wait: bool,
+    ) -> Delivered {
         if self.closed.load(Ordering::Relaxed) {
             return Delivered::Closed;
         }
@@ -679,13 +685,19 @@ impl<P: Payload> QueueSink<P> {
 
 impl<P: Payload> Deliver<P> for QueueSink<P> {
     #[inline]
-    fn deliver(&self, slot: &mut Option<Envelope<P>>, last: bool, pristine: bool) -> Delivered {
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        last: bool,
+        pristine: bool,
+        wait: bool,
+    ) -> Delivered {
         let env = if last { slot.take() } else { slot.clone() };
         let Some(env) = env else {
             return Delivered::Closed;
         };
         let queue = &self.queues[self.lane(&env)];
-        match queue.push(P::pack(env, pristine)) {
+        match queue.push(P::pack(env, pristine), wait) {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(packed) => {
@@ -694,6 +706,12 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
                 }
                 Delivered::Full
             }
+            Pushed::WouldBlock(packed) => {
+                if last {
+                    *slot = Some(P::unpack(packed));
+                }
+                Delivered::WouldBlock
+            }
             Pushed::Closed(packed) => {
                 if last {
                     *slot = Some(P::unpack(packed));
@@ -701,6 +719,10 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
                 Delivered::Closed
             }
         }
+    }
+
+    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
+        Some(self.queues[self.lane(envelope)].clone())
     }
 }
 

@@ -1,0 +1,175 @@
+//! Publishing from async code: no deadlock when a `Block` queue fills up inside a runtime,
+//! `publish_async` awaits room, `try_publish` never waits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncbus_core::{Bus, ConsumerConfig, Event, PublishError};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Ev(u64);
+
+impl Event for Ev {
+    const TYPE: &'static str = "ev";
+}
+
+fn counting_async_sub(bus: &Bus, capacity: usize) -> (Arc<AtomicU64>, syncbus_core::Subscription) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let sub = bus
+        .subscribe::<Ev>("ev")
+        .unwrap()
+        .capacity(capacity)
+        .queued_async(move |_| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    (seen, sub)
+}
+
+/// A blocking `publish` from a task of a multi-thread runtime, on a full queue drained by a
+/// task of the same runtime: this used to park the worker that held the consumer.
+#[test]
+fn blocking_publish_inside_a_multi_thread_runtime_does_not_deadlock() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bus = Bus::new();
+    let (seen, _sub) = {
+        let _g = rt.enter();
+        counting_async_sub(&bus, 4)
+    };
+    let b = bus.clone();
+    let producer = rt.spawn(async move {
+        for i in 0..20_000 {
+            b.publish(Ev(i)).unwrap();
+        }
+    });
+    let finished =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), producer).await });
+    assert!(finished.is_ok(), "publisher deadlocked");
+    rt.block_on(async {
+        while seen.load(Ordering::SeqCst) < 20_000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_publish_on_a_current_thread_runtime_refuses_instead_of_hanging() {
+    let bus = Bus::new();
+    let (seen, _sub) = counting_async_sub(&bus, 2);
+    // The consumer task cannot run while this task does not yield: fill the queue.
+    bus.publish(Ev(0)).unwrap();
+    bus.publish(Ev(1)).unwrap();
+    match bus.publish(Ev(2)) {
+        Err(PublishError::WouldBlock(ev)) => assert_eq!(ev, Ev(2)),
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+    let err = bus.publish(Ev(3)).unwrap_err();
+    assert!(err.to_string().contains("publish_async"), "{err}");
+    // The async form waits for the consumer instead.
+    for i in 2..100 {
+        assert_eq!(bus.publish_async(Ev(i)).await.unwrap(), 1);
+    }
+    while seen.load(Ordering::SeqCst) < 100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn publish_async_waits_for_every_full_subscription() {
+    let bus = Bus::new();
+    let (a, _sa) = counting_async_sub(&bus, 1);
+    let (b, _sb) = counting_async_sub(&bus, 3);
+    let p = bus.publisher::<Ev>("ev").unwrap();
+    for i in 0..500 {
+        let n = if i % 2 == 0 {
+            bus.publish_async(Ev(i)).await.unwrap()
+        } else {
+            p.publish_async(Ev(i)).await.unwrap()
+        };
+        assert_eq!(n, 2);
+    }
+    while a.load(Ordering::SeqCst) < 500 || b.load(Ordering::SeqCst) < 500 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(bus.metrics().rejected, 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn publish_async_waits_for_a_pull_consumer_to_fetch() {
+    let bus = Bus::new();
+    let consumer = bus
+        .consumer::<Ev>("ev", ConsumerConfig::default().max_pending(2))
+        .unwrap();
+    let b = bus.clone();
+    let producer = tokio::spawn(async move {
+        for i in 0..10 {
+            b.publish_async(Ev(i)).await.unwrap();
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        for d in consumer.fetch(10, Duration::from_secs(5)).await {
+            got.push(d.payload().0);
+            d.ack().unwrap();
+        }
+    }
+    producer.await.unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn try_publish_never_waits() {
+    let bus = Bus::new();
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let g = gate.clone();
+    let sub = bus
+        .subscribe::<Ev>("ev")
+        .unwrap()
+        .capacity(1)
+        .queued(move |e| {
+            if e.payload().0 == 0 {
+                g.wait();
+            }
+        })
+        .unwrap();
+    bus.publish(Ev(0)).unwrap();
+    while sub.metrics().pending > 0 {
+        std::thread::yield_now();
+    }
+    let p = bus.publisher::<Ev>("ev").unwrap();
+    assert_eq!(p.try_publish(Ev(1)).unwrap(), 1);
+    match bus.try_publish(Ev(2)) {
+        Err(PublishError::Full(ev)) => assert_eq!(ev, Ev(2)),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(matches!(
+        p.try_publish(Ev(3)),
+        Err(PublishError::Full(Ev(3)))
+    ));
+    assert_eq!(sub.metrics().rejected, 2);
+    gate.wait();
+}
+
+#[tokio::test]
+async fn publish_async_reports_closed_and_bad_topics() {
+    let bus = Bus::new();
+    assert!(matches!(
+        bus.publish_to_async("a..b", Ev(1)).await,
+        Err(PublishError::InvalidTopic(Ev(1), _))
+    ));
+    assert_eq!(bus.publish_to_async("nobody.here", Ev(2)).await.unwrap(), 0);
+    bus.shutdown(Duration::from_secs(1)).await;
+    assert!(matches!(
+        bus.publish_async(Ev(3)).await,
+        Err(PublishError::Closed(Ev(3)))
+    ));
+}
