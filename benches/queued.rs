@@ -10,8 +10,8 @@
 //!   vs crossbeam-channel, std `sync_channel`, flume, an rtrb SPSC ring with a busy-polling
 //!   consumer (the practical limit), and tokio mpsc with a consumer task on 2 workers.
 //! - `async_1to1`: `queued_async` on a 2-worker tokio runtime vs tokio mpsc on the same
-//!   runtime, with the producer on a plain thread and as a task (syncbus has no async
-//!   publish, so its task producer runs inside `block_in_place`).
+//!   runtime, with the producer on a plain thread and as a task (`publish_async`, awaiting
+//!   room like tokio's `send().await`).
 //! - `fanout_1to2`, `fanout_1to4`: k queued subscriptions on one topic vs one crossbeam
 //!   channel per consumer (a clone sent to each) vs tokio broadcast (lagged events counted
 //!   as seen, and reported). Throughput counts published events, not deliveries.
@@ -317,21 +317,16 @@ fn async_1to1(c: &mut Criterion) {
                 })
             })
         });
-        // A plain `bus.publish` loop in a task deadlocks here once the queue fills: the
-        // consumer task, woken from the producer's worker, waits in that worker's LIFO slot
-        // while the worker blocks in `publish`. `block_in_place` hands the worker's queue on.
-        group.bench_function("syncbus_queued_async/task_producer_block_in_place", |b| {
+        group.bench_function("syncbus_queued_async/task_producer", |b| {
             b.iter_custom(|iters| {
                 let total = iters * batch();
                 let target = count.load(Ordering::Acquire) + total;
                 let bus = bus.clone();
                 let start = Instant::now();
                 let producer = rt.spawn(async move {
-                    tokio::task::block_in_place(|| {
-                        for seq in 0..total {
-                            bus.publish(Ev { seq, a: 1 }).expect("publish");
-                        }
-                    })
+                    for seq in 0..total {
+                        bus.publish_async(Ev { seq, a: 1 }).await.expect("publish");
+                    }
                 });
                 rt.block_on(producer).unwrap();
                 wait_for(&count, target);
