@@ -8,20 +8,26 @@
 //! the waker is one plain load when nobody sleeps. A waker whose state change is not such an
 //! RMW calls [`Signal::notify_fenced`].
 
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
-/// Spin iterations before yielding. Short: on two cores a long spin steals the producer's time.
-const SPINS: u32 = 64;
+/// Spin rounds before yielding, each twice as long as the one before (1 to 64 pauses). Few
+/// checks on purpose: every check reads the lines the other side is writing, and polling them
+/// hard slows that side down more than it speeds this one up.
+const SPINS: u32 = 7;
 /// `yield_now` calls before parking.
 const YIELDS: u32 = 16;
 
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     sleepers: AtomicUsize,
+    /// A wake-up is on its way to the current sleepers: later notifications skip the lock
+    /// until a sleeper re-registers (which clears it). Without it every state change while a
+    /// sleeper is still waking (tens of microseconds) would take the lock again.
+    notified: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
     notify: Notify,
@@ -36,7 +42,10 @@ impl Signal {
     /// `SeqCst` read-modify-write.
     #[inline]
     pub(crate) fn notify(&self) {
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        if self.sleepers.load(Ordering::SeqCst) != 0
+            && !self.notified.load(Ordering::SeqCst)
+            && !self.notified.swap(true, Ordering::SeqCst)
+        {
             self.notify_slow();
         }
     }
@@ -65,7 +74,7 @@ impl Signal {
             if let Some(r) = ready() {
                 return Some(r);
             }
-            for _ in 0..(1u32 << (i / 8).min(5)) {
+            for _ in 0..(1u32 << i) {
                 std::hint::spin_loop();
             }
         }
@@ -77,6 +86,7 @@ impl Signal {
         }
         loop {
             let mut guard = self.lock.lock();
+            self.notified.store(false, Ordering::SeqCst);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if let Some(r) = ready() {
@@ -108,6 +118,7 @@ impl Signal {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            self.notified.store(false, Ordering::SeqCst);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if let Some(r) = ready() {
