@@ -396,14 +396,18 @@ impl Bus {
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
     /// let bus = Bus::new();
-    /// let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
-    /// let g = gate.clone();
-    /// let _s = bus.subscribe::<Ping>("ping")?.capacity(1).queued(move |_| { g.wait(); })?;
-    /// bus.publish(Ping)?;                       // the worker takes it and waits at the gate
-    /// while bus.try_publish(Ping).is_ok() {}    // fills the queue, then refuses
+    /// let (release, wait) = std::sync::mpsc::channel::<()>();
+    /// let wait = std::sync::Mutex::new(wait);
+    /// let sub = bus.subscribe::<Ping>("ping")?.capacity(1).queued(move |_| {
+    ///     let _ = wait.lock().unwrap().recv(); // hold the worker until released
+    /// })?;
+    /// bus.publish(Ping)?;                      // the worker takes it and waits
+    /// while sub.metrics().pending > 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// bus.publish(Ping)?;                      // fills the queue (capacity 1)
     /// assert!(matches!(bus.try_publish(Ping), Err(PublishError::Full(Ping))));
-    /// gate.wait();
-    /// gate.wait();
+    /// drop(release);                           // let the worker go
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

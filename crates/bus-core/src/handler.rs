@@ -72,16 +72,7 @@ pub(crate) fn run_sync<R: HandlerResult>(
             tracing::warn!(subscription = name, error = %e, "handler failed");
             false
         }
-        Err(panic) => {
-            stats.incr(Stat::Failed);
-            stats.incr(Stat::Panicked);
-            tracing::error!(
-                subscription = name,
-                panic = panic_message(&panic),
-                "handler panicked"
-            );
-            false
-        }
+        Err(panic) => panicked(stats, name, &panic),
     }
 }
 
@@ -95,20 +86,24 @@ pub(crate) async fn run_async<R: HandlerResult>(
     let caught = CatchUnwind { fut: fut.as_mut() }.await;
     match caught {
         Ok(r) => run_sync(stats, name, || r),
-        Err(panic) => {
-            stats.incr(Stat::Failed);
-            stats.incr(Stat::Panicked);
-            tracing::error!(
-                subscription = name,
-                panic = panic_message(&panic),
-                "handler panicked"
-            );
-            false
-        }
+        Err(panic) => panicked(stats, name, &panic),
     }
 }
 
 type Panic = Box<dyn std::any::Any + Send>;
+
+/// Counts and logs a handler panic: a failure like any other, never a crashed worker.
+#[cold]
+fn panicked(stats: &SubStats, name: &str, panic: &Panic) -> bool {
+    stats.incr(Stat::Failed);
+    stats.incr(Stat::Panicked);
+    tracing::error!(
+        subscription = name,
+        panic = panic_message(panic),
+        "handler panicked"
+    );
+    false
+}
 
 struct CatchUnwind<'a, F> {
     fut: Pin<&'a mut F>,
