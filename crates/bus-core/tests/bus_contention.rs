@@ -11,7 +11,14 @@ use syncbus_core::{Bus, Event};
 struct Ev {
     publisher: u64,
     seq: u64,
+    /// `EPOCH` read just before this event's publish started.
+    started_at: u64,
 }
+
+/// Bumped by the churner right after each unsubscribe returns. An event whose publish read
+/// an epoch at or past a subscription's death started after its unsubscribe returned, and must
+/// not reach it; one that read an earlier epoch may still be in flight (no timing involved).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
 
 impl Event for Ev {
     const TYPE: &'static str = "load.ev";
@@ -63,24 +70,22 @@ fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
             let mut rounds = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let pattern = ["load.t0", "load.*", "load.>", "other.*"][(rounds % 4) as usize];
-                let live = Arc::new(AtomicBool::new(true));
-                let (l, p) = (live.clone(), phantom.clone());
+                let died_at = Arc::new(AtomicU64::new(u64::MAX));
+                let (d, p) = (died_at.clone(), phantom.clone());
                 let sub = bus
                     .subscribe::<Ev>(pattern)
                     .unwrap()
-                    .inline(move |_| {
-                        if !l.load(Ordering::SeqCst) {
+                    .inline(move |env| {
+                        if env.payload().started_at >= d.load(Ordering::SeqCst) {
                             p.fetch_add(1, Ordering::SeqCst);
                         }
                     })
                     .unwrap();
                 std::thread::yield_now();
                 drop(sub);
-                // Publishes that start from now on must not reach it. One already inside
-                // `publish` may still call it: that is in flight, not a phantom, so allow a
-                // short grace before marking it dead.
-                std::thread::sleep(Duration::from_micros(200));
-                live.store(false, Ordering::SeqCst);
+                let epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
+                died_at.store(epoch, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(100));
                 rounds += 1;
             }
             rounds
@@ -92,7 +97,11 @@ fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
             std::thread::spawn(move || {
                 let bound = bus.publisher::<Ev>("load.t0").unwrap();
                 for seq in 0..PER_PUBLISHER {
-                    let ev = Ev { publisher: p, seq };
+                    let ev = Ev {
+                        publisher: p,
+                        seq,
+                        started_at: EPOCH.load(Ordering::SeqCst),
+                    };
                     if seq % 2 == 0 {
                         bound.publish(ev).unwrap();
                     } else {
