@@ -28,6 +28,7 @@
 //! | --- | --- |
 //! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
+//! | publish | [`Bus::publish`], [`Bus::try_publish`], [`Bus::publish_async`], [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |

@@ -42,6 +42,13 @@
 //! A handler that fails or panics is counted ([`SubscriptionMetrics`]) and logged; the bus and
 //! the other subscriptions go on.
 //!
+//! # Publishing
+//!
+//! [`Bus::publish`] may wait for room in a full `Block` queue; [`Bus::try_publish`] never
+//! waits; [`Bus::publish_async`] awaits room and is the one to use inside a tokio runtime. A
+//! [`Publisher`] bound to a topic caches its route. A refused event always comes back in the
+//! [`PublishError`].
+//!
 //! # Overflow
 //!
 //! Each queue has a capacity and an [`Overflow`] policy: `Block` (the publisher waits: the
