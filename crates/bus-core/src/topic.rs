@@ -19,6 +19,64 @@ use std::str::FromStr;
 
 use smol_str::SmolStr;
 
+/// The string conversions and formatting `Topic` and `Pattern` share.
+macro_rules! string_newtype_impls {
+    ($name:ident, $kind:expr) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name))
+                    .field(&self.as_str())
+                    .finish()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        // Sound because the derived `Hash`, `Eq` and `Ord` delegate to `SmolStr`, which
+        // hashes and compares as `str`.
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = TopicError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = TopicError;
+
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                $name::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = TopicError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                validate(&s, $kind)?;
+                Ok($name(SmolStr::from(s)))
+            }
+        }
+    };
+}
+
 const MAX_LEN: usize = 256;
 const MAX_TOKENS: usize = 32;
 /// How much of an over-long input a [`TopicError::TooLong`] keeps, in characters.
@@ -200,56 +258,7 @@ impl Topic {
     }
 }
 
-impl fmt::Debug for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Topic").field(&self.as_str()).finish()
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl AsRef<str> for Topic {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-// Sound because the derived `Hash`, `Eq` and `Ord` delegate to `SmolStr`, which hashes
-// and compares as `str`.
-impl Borrow<str> for Topic {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl FromStr for Topic {
-    type Err = TopicError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Topic::new(s)
-    }
-}
-
-impl TryFrom<&str> for Topic {
-    type Error = TopicError;
-
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Topic::new(s)
-    }
-}
-
-impl TryFrom<String> for Topic {
-    type Error = TopicError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        validate(&s, Kind::Topic)?;
-        Ok(Topic(SmolStr::from(s)))
-    }
-}
+string_newtype_impls!(Topic, Kind::Topic);
 
 /// A topic pattern for subscribing, such as `orders.*.created` or `orders.>`.
 ///
@@ -457,56 +466,7 @@ impl Pattern {
     }
 }
 
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Pattern").field(&self.as_str()).finish()
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl AsRef<str> for Pattern {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-// Sound because the derived `Hash`, `Eq` and `Ord` delegate to `SmolStr`, which hashes
-// and compares as `str`.
-impl Borrow<str> for Pattern {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl FromStr for Pattern {
-    type Err = TopicError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Pattern::new(s)
-    }
-}
-
-impl TryFrom<&str> for Pattern {
-    type Error = TopicError;
-
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Pattern::new(s)
-    }
-}
-
-impl TryFrom<String> for Pattern {
-    type Error = TopicError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        validate(&s, Kind::Pattern)?;
-        Ok(Pattern(SmolStr::from(s)))
-    }
-}
+string_newtype_impls!(Pattern, Kind::Pattern);
 
 impl From<Topic> for Pattern {
     /// A topic is the literal pattern that matches only itself.
