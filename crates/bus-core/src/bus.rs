@@ -79,7 +79,6 @@ impl Retired {
                 let mut m = e.stats.snapshot(0);
                 m.pending = 0;
                 totals.add_sub(&m);
-                totals.subscriptions -= 1;
             }
             !done
         });
@@ -634,10 +633,6 @@ impl Bus {
         Consumer::create(self.clone(), pattern, config)
     }
 
-    pub(crate) fn register_entry(&self, entry: Arc<SubEntry>) -> bool {
-        self.inner.add_subscription(entry)
-    }
-
     /// The bus counters now: published and unrouted, plus the sums over subscriptions
     /// (including ones removed since).
     pub fn metrics(&self) -> BusMetrics {
@@ -647,13 +642,14 @@ impl Bus {
             let mut m = life.totals;
             for e in &life.draining {
                 m.add_sub(&e.stats.snapshot(e.sink.pending()));
-                m.subscriptions -= 1;
             }
             m
         };
         m.published = self.inner.published.get();
         m.unrouted = self.inner.unrouted.get();
-        for e in self.inner.router.entries().iter() {
+        let live = self.inner.router.entries();
+        m.subscriptions = live.len() as u64;
+        for e in &live {
             m.add_sub(&e.stats.snapshot(e.sink.pending()));
         }
         m

@@ -244,7 +244,6 @@ impl BusMetrics {
         self.dead_lettered += s.dead_lettered;
         self.lagging += u64::from(s.dropped > 0);
         self.pending += s.pending as u64;
-        self.subscriptions += 1;
     }
 
     /// Sets the `syncbus_*` counters and gauges of the installed `metrics` recorder to these

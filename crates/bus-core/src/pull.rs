@@ -532,7 +532,7 @@ impl<P: Payload> Consumer<P> {
             sink,
             None,
         ));
-        if !bus.register_entry(entry.clone()) {
+        if !bus.inner.add_subscription(entry.clone()) {
             return Err(SubscribeError::Closed);
         }
         Ok(Consumer { bus, entry, shared })

@@ -247,11 +247,16 @@ struct Registry {
 
 impl Registry {
     fn route(&self, topic: &str) -> Route {
-        let mut subs: Vec<Arc<SubEntry>> = self.literal.get(topic).cloned().unwrap_or_default();
-        self.trie
-            .for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
-        Route::build(SmolStr::new(topic), subs)
+        let literal = self.literal.get(topic).map_or(&[][..], Vec::as_slice);
+        route_for(topic, literal, &self.trie)
     }
+}
+
+/// The route of `topic`: its literal subscriptions plus every wildcard that matches.
+fn route_for(topic: &str, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef>) -> Route {
+    let mut subs = literal.to_vec();
+    trie.for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
+    Route::build(SmolStr::new(topic), subs)
 }
 
 struct CachedRoute {
@@ -444,10 +449,7 @@ impl Router {
 
 /// The route of a topic no literal subscription names: wildcard matches only.
 fn wildcard_route(snap: &Snapshot, topic: &str) -> Route {
-    let mut subs = Vec::new();
-    snap.trie
-        .for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
-    Route::build(SmolStr::new(topic), subs)
+    route_for(topic, &[], &snap.trie)
 }
 
 fn slot_of(topic: &str) -> usize {

@@ -258,51 +258,14 @@ impl<P: Payload> SubscribeBuilder<P> {
         F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
         R: HandlerResult,
     {
-        if self.bus.is_closed() {
-            return Err(SubscribeError::Closed);
-        }
-        let name = self.display_name();
-        let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n, Drainer::Threads);
-        let workers = Arc::new(Workers::default());
-        let stop = Arc::new(Stop::default());
         let handler = Arc::new(handler);
-        let completion = self.bus.inner.completion.clone();
-        let mut started = Vec::with_capacity(n);
-        for i in 0..n {
-            let queue = queues[if keyed { i } else { 0 }].clone();
-            let ctx = WorkerCtx {
-                stats: stats.clone(),
-                stop: stop.clone(),
-                name: name.clone(),
-                on_lag: self.on_lag.clone(),
-                workers: workers.clone(),
-                completion: completion.clone(),
-            };
+        self.start_workers(keyed, n, Drainer::Threads, |i, ctx, queue| {
             let handler = handler.clone();
-            ctx.workers.start();
-            ctx.completion.start();
-            let spawned = std::thread::Builder::new()
-                .name(format!("syncbus-{name}-{i}"))
-                .spawn(move || ctx.run_thread(&queue, &*handler));
-            match spawned {
-                Ok(h) => started.push(h),
-                Err(e) => {
-                    workers.finish();
-                    completion.finish();
-                    for q in queues.iter() {
-                        q.close();
-                    }
-                    return Err(SubscribeError::Spawn(e));
-                }
-            }
-        }
-        let sink = QueueSink {
-            queues,
-            keyed,
-            stop,
-        };
-        self.register(name, stats, Arc::new(sink), Some(workers))
+            std::thread::Builder::new()
+                .name(format!("syncbus-{}-{i}", ctx.name))
+                .spawn(move || ctx.run_thread(&queue, &*handler))
+                .map(drop)
+        })
     }
 
     fn spawn_tasks<F, Fut, R>(
@@ -318,29 +281,53 @@ impl<P: Payload> SubscribeBuilder<P> {
     {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
+        let handler = Arc::new(handler);
+        self.start_workers(keyed, n, Drainer::Tasks, |_, ctx, queue| {
+            let handler = handler.clone();
+            runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
+            Ok(())
+        })
+    }
+
+    /// Builds the queues (one, or one per lane) and starts `n` workers on them with `spawn`;
+    /// if one cannot start, the queues close and the others drain and stop.
+    fn start_workers(
+        self,
+        keyed: bool,
+        n: usize,
+        drainer: Drainer,
+        mut spawn: impl FnMut(usize, WorkerCtx, Arc<Queue<P::Packed>>) -> std::io::Result<()>,
+    ) -> Result<Subscription, SubscribeError> {
         if self.bus.is_closed() {
             return Err(SubscribeError::Closed);
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n, Drainer::Tasks);
+        let queues = self.queues(keyed, n, drainer);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
-        let handler = Arc::new(handler);
+        let completion = &self.bus.inner.completion;
         for i in 0..n {
-            let queue = queues[if keyed { i } else { 0 }].clone();
             let ctx = WorkerCtx {
                 stats: stats.clone(),
                 stop: stop.clone(),
                 name: name.clone(),
                 on_lag: self.on_lag.clone(),
                 workers: workers.clone(),
-                completion: self.bus.inner.completion.clone(),
+                completion: completion.clone(),
             };
-            let handler = handler.clone();
-            ctx.workers.start();
-            ctx.completion.start();
-            runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
+            workers.start();
+            completion.start();
+            let queue = queues[if keyed { i } else { 0 }].clone();
+            if let Err(e) = spawn(i, ctx, queue) {
+                // The worker never ran, so its `Done` guard never will.
+                workers.finish();
+                completion.finish();
+                for q in queues.iter() {
+                    q.close();
+                }
+                return Err(SubscribeError::Spawn(e));
+            }
         }
         let sink = QueueSink {
             queues,
