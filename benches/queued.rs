@@ -143,6 +143,28 @@ fn finish(subs: Vec<Subscription>) {
     }
 }
 
+/// A bounded channel peer: a consumer thread drains `rx` while the bench thread calls `send`;
+/// dropping `send` (and with it the sender) ends the consumer.
+fn bench_channel(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rx: impl IntoIterator<Item = Ev> + Send + 'static,
+    mut send: impl FnMut(Ev),
+) {
+    let count = counter();
+    let c2 = count.clone();
+    let consumer = spawn_consumer(move || {
+        for ev in rx {
+            consume(&c2, ev.seq, ev.a);
+        }
+    });
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| measure(iters, slice::from_ref(&count), &mut send))
+    });
+    drop(send);
+    consumer.join().unwrap();
+}
+
 fn spawn_consumer(body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     thread::Builder::new()
         .name("bench-consumer".into())
@@ -168,59 +190,18 @@ fn queued_1to1(c: &mut Criterion) {
         finish(vec![sub]);
     }
 
-    {
-        let count = counter();
-        let (tx, rx) = crossbeam_channel::bounded::<Ev>(CAPACITY);
-        let c2 = count.clone();
-        let consumer = spawn_consumer(move || {
-            for ev in rx {
-                consume(&c2, ev.seq, ev.a);
-            }
-        });
-        group.bench_function("crossbeam_bounded", |b| {
-            b.iter_custom(|iters| {
-                measure(iters, slice::from_ref(&count), |ev| tx.send(ev).unwrap())
-            })
-        });
-        drop(tx);
-        consumer.join().unwrap();
-    }
-
-    {
-        let count = counter();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Ev>(CAPACITY);
-        let c2 = count.clone();
-        let consumer = spawn_consumer(move || {
-            for ev in rx {
-                consume(&c2, ev.seq, ev.a);
-            }
-        });
-        group.bench_function("std_sync_channel", |b| {
-            b.iter_custom(|iters| {
-                measure(iters, slice::from_ref(&count), |ev| tx.send(ev).unwrap())
-            })
-        });
-        drop(tx);
-        consumer.join().unwrap();
-    }
-
-    {
-        let count = counter();
-        let (tx, rx) = flume::bounded::<Ev>(CAPACITY);
-        let c2 = count.clone();
-        let consumer = spawn_consumer(move || {
-            for ev in rx {
-                consume(&c2, ev.seq, ev.a);
-            }
-        });
-        group.bench_function("flume_bounded", |b| {
-            b.iter_custom(|iters| {
-                measure(iters, slice::from_ref(&count), |ev| tx.send(ev).unwrap())
-            })
-        });
-        drop(tx);
-        consumer.join().unwrap();
-    }
+    let (tx, rx) = crossbeam_channel::bounded::<Ev>(CAPACITY);
+    bench_channel(&mut group, "crossbeam_bounded", rx, move |ev| {
+        tx.send(ev).unwrap()
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Ev>(CAPACITY);
+    bench_channel(&mut group, "std_sync_channel", rx, move |ev| {
+        tx.send(ev).unwrap()
+    });
+    let (tx, rx) = flume::bounded::<Ev>(CAPACITY);
+    bench_channel(&mut group, "flume_bounded", rx, move |ev| {
+        tx.send(ev).unwrap()
+    });
 
     {
         let count = counter();
