@@ -252,6 +252,10 @@ fn consumer_errors() {
         bus.consumer::<Job>("a", ConsumerConfig::default().max_pending(0)),
         Err(SubscribeError::InvalidConfig(_))
     ));
+    assert!(matches!(
+        bus.consumer::<Job>("a", ConsumerConfig::default().ack_timeout(Duration::ZERO)),
+        Err(SubscribeError::InvalidConfig(_))
+    ));
     bus.shutdown_blocking(Duration::from_millis(10));
     assert!(matches!(
         bus.consumer::<Job>("a", ConsumerConfig::default()),

@@ -153,6 +153,17 @@ fn bytes_envelopes_route_to_bytes_subscribers() {
     assert_eq!(bus.publish_envelope(env).unwrap(), 1);
     assert_eq!(got.lock().unwrap()[0].as_ref(), br#"{"a":1}"#);
 
+    let bad_topic = Envelope::new(
+        Metadata::new(EventType::new("x").unwrap()).with_topic("ingress..stripe"),
+        Bytes::from_static(b"2"),
+    );
+    match bus.publish_envelope(bad_topic) {
+        Err(PublishError::InvalidTopic(back, TopicError::EmptyToken { .. })) => {
+            assert_eq!(back.payload().as_ref(), b"2")
+        }
+        other => panic!("expected InvalidTopic, got {other:?}"),
+    }
+
     let no_topic = Envelope::new(
         Metadata::new(EventType::new("x").unwrap()),
         Bytes::from_static(b"1"),
