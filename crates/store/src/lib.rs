@@ -4,9 +4,9 @@
 //!
 //! | trait | what it stores | memory | SQLite |
 //! | --- | --- | --- | --- |
-//! | [`EventLog`] | appended envelopes, consumer offsets and leases | [`MemoryStore`] | `SqliteStore` |
-//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | `SqliteStore` |
-//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | `SqliteStore` |
+//! | [`EventLog`] | appended envelopes, consumer offsets and leases | [`MemoryStore`] | [`SqliteStore`] |
+//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | [`SqliteStore`] |
+//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | [`SqliteStore`] |
 //!
 //! # Examples
 //!
@@ -36,9 +36,11 @@ mod error;
 mod log;
 mod memory;
 mod outbox;
+mod sqlite;
 
 pub use crate::checkpoint::Checkpoints;
 pub use crate::error::StoreError;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
+pub use crate::sqlite::{SqliteConfig, SqliteStore, Synchronous};
