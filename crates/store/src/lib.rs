@@ -32,15 +32,21 @@
 )]
 
 mod checkpoint;
+mod consumer;
 mod error;
+mod feed;
 mod log;
 mod memory;
 mod outbox;
+mod relay;
 mod sqlite;
 
 pub use crate::checkpoint::Checkpoints;
+pub use crate::consumer::{DurableConfig, DurableConsumer};
 pub use crate::error::StoreError;
+pub use crate::feed::LogFeed;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
+pub use crate::relay::{Relay, RelayError, RelayHandle};
 pub use crate::sqlite::{SqliteConfig, SqliteStore, Synchronous};

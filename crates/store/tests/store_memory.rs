@@ -46,7 +46,7 @@ async fn outbox() {
     let s = store.clone();
     let enqueue = move |env| -> syncbus_store::StoreFuture<'static, u64> {
         let id = s.enqueue(env);
-        Box::pin(async move { Ok(id) })
+        Box::pin(async move { id })
     };
     contract::outbox(&store, &enqueue).await;
 }

@@ -384,9 +384,11 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`] if the envelope cannot be encoded, [`StoreError::Backend`] for
+    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
+    /// publish it), [`StoreError::Codec`] if it cannot be encoded, [`StoreError::Backend`] for
     /// SQLite errors (a missing schema among them).
     pub fn enqueue(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, StoreError> {
+        crate::outbox::check_topic(envelope)?;
         let blob = Binary::encode(envelope).map_err(|e| StoreError::Codec(Box::new(e)))?;
         let mut stmt = conn
             .prepare_cached("INSERT INTO syncbus_outbox (enqueued_at, envelope) VALUES (?1, ?2)")?;

@@ -287,6 +287,23 @@ pub async fn outbox(outbox: &dyn Outbox, enqueue: Enqueue<'_>) {
     outbox.mark_sent(&ids).await.unwrap();
     outbox.mark_sent(&[9_999]).await.unwrap();
     assert!(outbox.pending(10).await.unwrap().is_empty());
+
+    // An event the relay could never publish is refused up front.
+    let (meta, payload) = env("out", 5).into_parts();
+    let no_topic = Envelope::new(
+        syncbus_core::Metadata::new(meta.event_type().clone()),
+        payload,
+    );
+    assert!(matches!(
+        enqueue(no_topic).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    let bad = Envelope::new(meta.with_topic("orders..x"), Bytes::new());
+    assert!(matches!(
+        enqueue(bad).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(outbox.pending(10).await.unwrap().is_empty());
 }
 
 fn env_like(stored: &Envelope<Bytes>, n: u64) -> Envelope<Bytes> {
