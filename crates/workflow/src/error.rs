@@ -50,8 +50,8 @@ pub enum ErrorKind {
     /// The handler panicked. Treated as permanent: a bug does not fix itself on retry;
     /// the event is dead-lettered and can be redriven after the fix.
     Panicked,
-    /// The circuit breaker is open and its policy rejects rather than waits: retried later
-    /// by the retry layer, or dead-lettered when the policy says so.
+    /// The circuit breaker is open and its policy dead-letters rather than waits: not
+    /// retried.
     CircuitOpen,
     /// A follow-up event could not be published (a full queue): retried.
     Emit,
@@ -73,7 +73,7 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Retryable | ErrorKind::Timeout | ErrorKind::CircuitOpen | ErrorKind::Emit
+            ErrorKind::Retryable | ErrorKind::Timeout | ErrorKind::Emit
         )
     }
 

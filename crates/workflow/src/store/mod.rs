@@ -16,6 +16,7 @@ mod saga;
 pub use dead_letter::{
     DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, MemoryDeadLetterStore,
 };
+pub(crate) use dedup::deadline;
 pub use dedup::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
 pub use saga::{MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction};
 
