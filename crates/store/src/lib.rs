@@ -38,6 +38,7 @@ mod feed;
 mod log;
 mod memory;
 mod outbox;
+mod purge;
 mod relay;
 mod sqlite;
 
@@ -48,5 +49,9 @@ pub use crate::feed::LogFeed;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
+pub use crate::purge::DedupPurger;
 pub use crate::relay::{Relay, RelayError, RelayHandle};
-pub use crate::sqlite::{SqliteConfig, SqliteStore, Synchronous};
+pub use crate::sqlite::{
+    SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
+    Synchronous,
+};
