@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
-use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore};
+use syncbus_workflow::store::DeadLetterFilter;
 use syncbus_workflow::{
     handler_fn, Context, Dedup, ErrorKind, HandlerError, Jitter, RateLimit, Redrive, RetryPolicy,
     Workflow, REDRIVE_HEADER,
