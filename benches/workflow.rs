@@ -115,14 +115,14 @@ fn dedup(c: &mut Criterion) {
     run(
         &mut g,
         "dedup_miss",
-        &Dedup::memory(1 << 20).layer().layer(handler()),
+        &Dedup::memory(100_000).layer().layer(handler()),
         fresh_id,
     );
     run(&mut g, "bare_handler_same_id", &handler(), same);
     run(
         &mut g,
         "dedup_hit",
-        &Dedup::memory(1 << 20).layer().layer(handler()),
+        &Dedup::memory(100_000).layer().layer(handler()),
         same,
     );
     g.finish();
@@ -163,7 +163,7 @@ fn stack(c: &mut Criterion) {
     run(&mut g, "default_stack", &default, next_version);
     let full = Stack::new()
         .layer(DeadLetterLayer::new(dl.clone()))
-        .layer(Dedup::memory(1 << 20).layer())
+        .layer(Dedup::memory(100_000).layer())
         .layer(Ordering::new().dead_letters(dl).layer())
         .layer(RetryPolicy::default().layer())
         .layer(CircuitBreaker::new().layer())

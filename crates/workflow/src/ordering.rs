@@ -374,11 +374,26 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
             (Admit::Held { arm }, _) => {
                 ctx.bump(Stat::Held);
                 if arm {
-                    tokio::spawn(watch::<P, H>(
-                        self.inner.clone(),
-                        self.state.clone(),
-                        entity,
-                    ));
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => {
+                            rt.spawn(watch::<P, H>(
+                                self.inner.clone(),
+                                self.state.clone(),
+                                entity,
+                            ));
+                        }
+                        Err(_) => {
+                            // No runtime to run the expiry timer on: held events wait for
+                            // their gap only. Said loudly, once per hold.
+                            if let Some(e) = self.state.entities.lock().get_mut(&entity) {
+                                e.timer = false;
+                            }
+                            tracing::error!(
+                                %entity,
+                                "ordering layer outside a tokio runtime: held events have no expiry"
+                            );
+                        }
+                    }
                 }
                 Ok(())
             }
