@@ -27,6 +27,28 @@ fn counting(runs: Arc<AtomicU32>, fail_first: bool) -> impl Handler<Job> {
     })
 }
 
+/// Hands the same envelope to `h` from 8 tasks at once; their results.
+async fn deliver_8_at_once(
+    h: &Arc<impl Handler<Job>>,
+    bus: &Bus,
+    e: &Envelope<Job>,
+) -> Vec<Result<(), HandlerError>> {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
+            tokio::spawn(async move {
+                let ctx = ctx_for(&bus, &e);
+                h.call(e, ctx).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_deliveries_run_the_handler_once() {
     let bus = Bus::new();
@@ -37,17 +59,8 @@ async fn eight_concurrent_deliveries_run_the_handler_once() {
             .layer(counting(runs.clone(), false)),
     );
     let e = env(Job { n: 1 });
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
-            tokio::spawn(async move {
-                let ctx = ctx_for(&bus, &e);
-                h.call(e, ctx).await
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
+    for r in deliver_8_at_once(&h, &bus, &e).await {
+        r.unwrap();
     }
     assert_eq!(runs.load(SeqCst), 1);
     // A later redelivery is a duplicate too.
@@ -65,21 +78,11 @@ async fn a_failed_run_releases_the_key_to_one_waiter() {
             .layer(counting(runs.clone(), true)),
     );
     let e = env(Job { n: 1 });
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
-            tokio::spawn(async move {
-                let ctx = ctx_for(&bus, &e);
-                h.call(e, ctx).await
-            })
-        })
-        .collect();
-    let mut errors = 0;
-    for t in tasks {
-        if t.await.unwrap().is_err() {
-            errors += 1;
-        }
-    }
+    let errors = deliver_8_at_once(&h, &bus, &e)
+        .await
+        .iter()
+        .filter(|r| r.is_err())
+        .count();
     assert_eq!(errors, 1, "only the failed run reports the failure");
     assert_eq!(
         runs.load(SeqCst),
