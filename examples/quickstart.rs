@@ -1,6 +1,9 @@
 //! A tour of syncbus in one process: typed publish/subscribe, a wildcard subscription,
 //! keyed lanes that keep each order's events in sequence, and a pull consumer with
-//! ack / nack and dead letters.
+//! ack / nack and dead letters; then the durable side on the embedded default, an SQLite
+//! file: an outbox written in the same transaction as the business row, relayed to the bus,
+//! a workflow subscription with dedup and dead letters kept in SQLite, and a durable
+//! consumer that picks up after a restart where its acks stopped.
 //!
 //! Run it with `cargo run --example quickstart`.
 
@@ -8,7 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
+use syncbus::store::{
+    rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
+};
+use syncbus::workflow::store::DeadLetterFilter;
+use syncbus::Dedup;
 
 #[derive(Clone, Debug)]
 struct OrderPlaced {
@@ -163,5 +172,118 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         m.published, m.delivered, m.failed, m.dropped
     );
     println!("shutdown clean: {}", report.is_clean());
+
+    tokio::runtime::Runtime::new()?.block_on(durable())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PaymentReceived {
+    order: u64,
+    cents: u64,
+}
+
+impl Event for PaymentReceived {
+    const TYPE: &'static str = "shop.payment.received";
+    const TOPIC: &'static str = "payments.received";
+}
+
+/// The durable side, on one SQLite file (WAL, `synchronous=FULL`).
+async fn durable() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("syncbus-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("shop.db");
+    let store = SqliteStore::open(&path).await?;
+    println!("\ndurable part, in {}", path.display());
+
+    let bus = Bus::new();
+    // Dedup keys and dead letters live in the same file, so they survive a restart.
+    let wf = Workflow::builder(&bus)
+        .dead_letters(Arc::new(store.dead_letters()))
+        .build();
+    let ledger = Arc::new(Mutex::new(Vec::new()));
+    let l = ledger.clone();
+    let _ledger = wf
+        .subscribe::<PaymentReceived>("payments.*")?
+        .name("ledger")
+        .dedup(Dedup::new(Arc::new(store.dedup())))
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(5))
+                .max_attempts(2),
+        )
+        .handle(handler_fn(move |env: Envelope<PaymentReceived>, _ctx| {
+            let l = l.clone();
+            async move {
+                if env.payload().cents == 0 {
+                    return Err(HandlerError::permanent("a payment of 0 cents"));
+                }
+                l.lock().unwrap().push(env.payload().order);
+                Ok(())
+            }
+        }))?;
+    // Everything on `payments.>` is also appended to the store's event log.
+    let log: Arc<dyn EventLog> = Arc::new(store.clone());
+    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", log.clone())?;
+
+    // 6. The outbox: the payment row and its event commit in one transaction; the relay
+    //    publishes committed events in commit order.
+    for (order, cents) in [(1u64, 1000u64), (2, 0), (3, 3000)] {
+        let event = Envelope::from_event(PaymentReceived { order, cents }).to_bytes_payload()?;
+        store
+            .with_connection(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "CREATE TABLE IF NOT EXISTS payments (payment_order INTEGER PRIMARY KEY, cents INTEGER)",
+                    [],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO payments VALUES (?1, ?2)",
+                    rusqlite::params![order as i64, cents as i64],
+                )?;
+                SqliteStore::enqueue(&tx, &event)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+    }
+    let relayed = Relay::new(Arc::new(store.clone()), bus.clone())
+        .typed::<PaymentReceived>() // delivered to `subscribe::<PaymentReceived>` handlers
+        .run_once()
+        .await?;
+    println!("relay: published {relayed} outbox events in commit order");
+
+    // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
+    while feed.appended() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
+    let first = audit.fetch(10).await?;
+    audit.ack(&first[0]).await?;
+    drop(audit);
+    let audit = DurableConsumer::open(log, "audit", DurableConfig::new()).await?;
+    let again = audit.fetch(10).await?;
+    println!(
+        "audit after restart: {} unacked events came back (delivery #{})",
+        again.len(),
+        again[0].deliveries
+    );
+    assert_eq!(again.len(), first.len() - 1);
+    audit.ack_all(&again).await?;
+
+    bus.shutdown(Duration::from_secs(5)).await;
+    let mut applied = ledger.lock().unwrap().clone();
+    applied.sort_unstable();
+    println!("ledger applied payments for orders {applied:?}");
+    let dead = wf.dead_letters().list(&DeadLetterFilter::new()).await?;
+    for d in &dead {
+        println!(
+            "dead letter in SQLite: {} ({} attempts)",
+            d.error(),
+            d.attempts
+        );
+    }
+    assert_eq!(applied, vec![1, 3]);
+    assert_eq!(dead.len(), 1);
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -35,6 +35,7 @@
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
 //! | reliability | [`Workflow::subscribe`] with [`Dedup`], [`Ordering`], [`RetryPolicy`], [`CircuitBreaker`], [`RateLimit`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
+//! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -61,6 +62,10 @@ pub use syncbus_workflow::{
     RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow, WorkflowMetrics,
     WorkflowSubscription,
 };
+
+/// Durable storage: the event log and durable consumers, checkpoints, the outbox and its
+/// relay, and the SQLite (embedded default) backend of every store trait.
+pub use syncbus_store as store;
 
 /// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`])
 /// and the storage traits ([`workflow::store`]).

@@ -77,6 +77,11 @@ mod purge;
 mod relay;
 mod sqlite;
 
+/// The SQLite driver the store is built on, for the closures of
+/// [`SqliteStore::with_connection`] and for [`SqliteStore::enqueue`] on the application's own
+/// connection: the same version, so the types match.
+pub use rusqlite;
+
 pub use crate::checkpoint::Checkpoints;
 pub use crate::consumer::{DurableConfig, DurableConsumer};
 pub use crate::error::StoreError;

@@ -5,7 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use syncbus_core::{Bus, PublishError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use syncbus_core::{Bus, Bytes, Envelope, Event, PublishError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -101,11 +106,31 @@ impl From<StoreError> for RelayError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Relay {
     outbox: Arc<dyn Outbox>,
     bus: Bus,
     batch: usize,
+    typed: HashMap<String, Decoder>,
+}
+
+/// Publishes one outbox envelope as a typed event.
+type Decoder = Arc<
+    dyn for<'a> Fn(
+            &'a Bus,
+            Envelope<Bytes>,
+        ) -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send + 'a>>
+        + Send
+        + Sync,
+>;
+
+impl fmt::Debug for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("batch", &self.batch)
+            .field("typed", &self.typed.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Relay {
@@ -127,6 +152,7 @@ impl Relay {
             outbox,
             bus,
             batch: 256,
+            typed: HashMap::new(),
         }
     }
 
@@ -184,12 +210,21 @@ impl Relay {
             let mut sent = Vec::with_capacity(batch.len());
             let mut refused = None;
             for record in batch {
-                match self.bus.publish_envelope_async(record.envelope).await {
+                let decoder = self.typed.get(record.envelope.meta().event_type().as_str());
+                let published = match decoder {
+                    Some(publish) => publish(&self.bus, record.envelope).await,
+                    None => self
+                        .bus
+                        .publish_envelope_async(record.envelope)
+                        .await
+                        .map_err(|e| describe(&e)),
+                };
+                match published {
                     Ok(_) => sent.push(record.id),
-                    Err(e) => {
+                    Err(reason) => {
                         refused = Some(RelayError::Publish {
                             id: record.id,
-                            reason: describe(&e),
+                            reason,
                         });
                         break;
                     }
@@ -206,6 +241,51 @@ impl Relay {
                 return Ok(total);
             }
         }
+    }
+
+    /// Publishes outbox events of type `E` as typed events (decoded from their JSON
+    /// payload), so `subscribe::<E>` handlers receive them; other types go out as bytes.
+    /// An event that does not decode stops the round like a refused one: it stays pending
+    /// with the reason in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Envelope, Event};
+    /// use syncbus_store::{MemoryStore, Relay};
+    ///
+    /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    /// struct Shipped { order: u64 }
+    /// impl Event for Shipped { const TYPE: &'static str = "order.shipped"; }
+    ///
+    /// let store = Arc::new(MemoryStore::new());
+    /// store.enqueue(Envelope::from_event(Shipped { order: 7 }).to_bytes_payload()?)?;
+    /// let bus = Bus::new();
+    /// let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let s = seen.clone();
+    /// let _sub = bus.subscribe::<Shipped>("order.shipped")?.inline(move |e| {
+    ///     s.store(e.payload().order, std::sync::atomic::Ordering::SeqCst);
+    /// })?;
+    /// Relay::new(store, bus).typed::<Shipped>().run_once().await?;
+    /// assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn typed<E: Event + DeserializeOwned>(mut self) -> Relay {
+        let decode: Decoder = Arc::new(|bus: &Bus, env: Envelope<Bytes>| {
+            Box::pin(async move {
+                let typed = env
+                    .decode_payload::<E>()
+                    .map_err(|e| format!("does not decode as {}: {e}", E::TYPE))?;
+                bus.publish_envelope_async(typed)
+                    .await
+                    .map_err(|e| describe(&e))
+            })
+        });
+        self.typed.insert(E::TYPE.to_owned(), decode);
+        self
     }
 
     /// Runs the relay on a tokio task every `interval` until the handle is stopped. Errors

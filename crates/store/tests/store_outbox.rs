@@ -209,3 +209,53 @@ async fn a_relay_moves_more_than_one_batch() {
     assert_eq!(relay.run_once().await.unwrap(), 25);
     assert_eq!(*seen.lock().unwrap(), (0..25).collect::<Vec<_>>());
 }
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Shipped {
+    order: u64,
+}
+
+impl syncbus_core::Event for Shipped {
+    const TYPE: &'static str = "out.shipped";
+}
+
+#[tokio::test]
+async fn a_typed_relay_delivers_typed_events_and_keeps_an_undecodable_one_pending() {
+    use syncbus_core::{Envelope, EventType, Metadata};
+    let store = Arc::new(MemoryStore::new());
+    store
+        .enqueue(
+            Envelope::from_event(Shipped { order: 1 })
+                .to_bytes_payload()
+                .unwrap(),
+        )
+        .unwrap();
+    // Same type name, a payload that is not a `Shipped`.
+    let meta = Metadata::new(EventType::new("out.shipped").unwrap()).with_topic("out.shipped");
+    store
+        .enqueue(Envelope::new(
+            meta,
+            Bytes::from_static(b"{\"order\":\"x\"}"),
+        ))
+        .unwrap();
+    let bus = Bus::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let _sub = bus
+        .subscribe::<Shipped>("out.>")
+        .unwrap()
+        .inline(move |e| s.lock().unwrap().push(e.payload().order))
+        .unwrap();
+    let relay = Relay::new(store.clone(), bus).typed::<Shipped>();
+    let err = relay.run_once().await.unwrap_err();
+    assert!(
+        matches!(&err, RelayError::Publish { reason, .. } if reason.contains("does not decode")),
+        "{err}"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![1]);
+    assert_eq!(
+        store.pending(10).await.unwrap().len(),
+        1,
+        "the bad one stays pending"
+    );
+}
