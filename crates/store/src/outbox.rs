@@ -1,0 +1,91 @@
+//! The transactional outbox: events enqueued inside the caller's database transaction, and
+//! the relay that publishes them to the bus in commit order.
+
+use syncbus_envelope::{Bytes, Envelope};
+
+use crate::StoreFuture;
+
+/// One enqueued, not yet sent, outbox event.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use syncbus_store::{MemoryStore, Outbox};
+/// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+/// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+/// let store = MemoryStore::new();
+/// store.enqueue(env.clone());
+/// let pending = store.pending(10).await?;
+/// assert_eq!(pending[0].envelope, env);
+/// # Ok::<(), syncbus_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRecord {
+    /// The row id: unique, and what [`Outbox::mark_sent`] takes. Its order is not
+    /// necessarily the commit order; [`Outbox::pending`]'s order is.
+    pub id: u64,
+    /// The event.
+    pub envelope: Envelope<Bytes>,
+}
+
+/// The relay's side of an outbox. Enqueueing is backend-specific, because it must join the
+/// caller's own transaction (for SQLite: `SqliteStore::enqueue` on a
+/// `rusqlite::Transaction`).
+///
+/// # Ordering and gaps
+///
+/// [`pending`](Self::pending) returns committed, unsent events in commit order, and an event
+/// stays pending until marked sent: a relay never skips an event whose transaction commits
+/// after a later-numbered one (it is not a cursor over ids).
+pub trait Outbox: Send + Sync + std::fmt::Debug {
+    /// Up to `max` committed, unsent events, oldest commit first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use syncbus_store::{MemoryStore, Outbox};
+    /// assert!(MemoryStore::new().pending(10).await?.is_empty());
+    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Codec`](crate::StoreError::Codec), [`StoreError::Backend`](crate::StoreError::Backend).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    fn pending(&self, max: usize) -> StoreFuture<'_, Vec<OutboxRecord>>;
+
+    /// Marks events sent, so they are not relayed again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use syncbus_store::{MemoryStore, Outbox};
+    /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// let store = MemoryStore::new();
+    /// store.enqueue(env);
+    /// let ids: Vec<u64> = store.pending(10).await?.iter().map(|r| r.id).collect();
+    /// store.mark_sent(&ids).await?;
+    /// assert!(store.pending(10).await?.is_empty());
+    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`](crate::StoreError::Backend).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped, the marking may or may not happen; unmarked events are relayed again
+    /// (at-least-once).
+    fn mark_sent<'a>(&'a self, ids: &'a [u64]) -> StoreFuture<'a, ()>;
+}
