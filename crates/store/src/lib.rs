@@ -36,9 +36,15 @@ mod error;
 mod log;
 mod memory;
 mod outbox;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use crate::checkpoint::Checkpoints;
 pub use crate::error::StoreError;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PgStore, PgStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;

@@ -1,0 +1,163 @@
+//! The tables, created and migrated when a store opens.
+//!
+//! Every migration runs in one transaction under an advisory lock keyed by the schema name,
+//! so processes opening the same store at once apply each step exactly once. The applied
+//! version is kept in `schema_version`; a store whose version is above [`LATEST`] was
+//! written by a newer build and is refused untouched.
+
+use crate::StoreError;
+
+use super::error::pg_error;
+use super::pool::Conn;
+
+/// Migrations in order; migration `i` brings the schema to version `i + 1`. Never edit one
+/// that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: log, consumers, checkpoints, outbox.
+    "
+    -- The event log. seq is taken under the append lock (see log.rs), so seq order is
+    -- commit order and a reader never sees seq n before every lower seq has committed.
+    CREATE TABLE log (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        appended_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        envelope bytea NOT NULL
+    );
+    CREATE INDEX log_appended_at ON log (appended_at);
+
+    -- Appends under a transaction-scoped advisory lock, held to commit: offsets are then
+    -- handed out in commit order (see log.rs). One statement, one round trip.
+    CREATE FUNCTION append_log(lock_key bigint, envelopes bytea[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(lock_key);
+        RETURN QUERY
+            INSERT INTO log (envelope)
+            SELECT e FROM unnest(envelopes) WITH ORDINALITY AS t(e, n) ORDER BY n
+            RETURNING seq;
+    END
+    $fn$;
+
+    CREATE TABLE consumers (
+        name text PRIMARY KEY,
+        committed bigint
+    );
+
+    -- One row per record a consumer has claimed or acked above its committed offset.
+    -- A fresh claim row has no member and an expired lease.
+    CREATE TABLE claims (
+        consumer text NOT NULL,
+        seq bigint NOT NULL,
+        member text,
+        expires timestamptz NOT NULL DEFAULT '-infinity',
+        deliveries integer NOT NULL DEFAULT 0,
+        acked boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (consumer, seq)
+    );
+    CREATE INDEX claims_member ON claims (consumer, member) WHERE member IS NOT NULL;
+
+    CREATE TABLE checkpoints (
+        name text PRIMARY KEY,
+        value bytea NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+
+    -- txid: the writing transaction's id; the relay reads only rows of transactions older
+    -- than every transaction still running (see outbox.rs).
+    CREATE TABLE outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        enqueued_at timestamptz NOT NULL DEFAULT now(),
+        envelope bytea NOT NULL
+    );
+    CREATE INDEX outbox_order ON outbox (txid, id);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// Creates the schema if needed and applies the migrations it lacks.
+///
+/// # Errors
+///
+/// [`StoreError::NewerSchema`] when the schema is ahead of this build (nothing is changed);
+/// [`StoreError::Backend`] on SQL errors.
+pub(crate) async fn migrate(conn: &mut Conn, schema: &str) -> Result<u32, StoreError> {
+    let tx = conn
+        .client
+        .transaction()
+        .await
+        .map_err(|e| pg_error("begin migration", e))?;
+    // hashtext gives an int4; widening keeps the key stable across versions of this code.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('syncbus-store/' || $1::text)::bigint)",
+        &[&schema],
+    )
+    .await
+    .map_err(|e| pg_error("lock the schema for migration", e))?;
+    // The schema name is validated (lowercase letters, digits, underscores) and quoted.
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+         CREATE TABLE IF NOT EXISTS \"{schema}\".schema_version (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await
+    .map_err(|e| pg_error("create the schema", e))?;
+    let row = tx
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error("read the schema version", e))?;
+    let found: i32 = row.get(0);
+    let found = u32::try_from(found).map_err(|_| {
+        StoreError::backend(
+            "read the schema version",
+            format!("negative schema version {found}"),
+        )
+    })?;
+    if found > LATEST {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(&format!("SET LOCAL search_path TO \"{schema}\"; {sql}"))
+            .await
+            .map_err(|e| pg_error("apply a schema migration", e))?;
+        let version = i as i32 + 1;
+        tx.execute(
+            &format!("INSERT INTO \"{schema}\".schema_version (version) VALUES ($1)"),
+            &[&version],
+        )
+        .await
+        .map_err(|e| pg_error("record the schema version", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| pg_error("commit migration", e))?;
+    Ok(LATEST)
+}
+
+/// Checks a schema name: 1 to 63 bytes of lowercase ASCII letters, digits and underscores,
+/// not starting with a digit, and not `pg_`-prefixed (reserved by PostgreSQL).
+pub(crate) fn check_schema_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with("pg_")
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!(
+            "schema name {name:?}: use 1 to 63 lowercase letters, digits and underscores, not starting with a digit or pg_"
+        )))
+    }
+}
