@@ -1,0 +1,353 @@
+//! The storage contract on PostgreSQL, plus what only a shared server has: several stores on
+//! one schema, concurrent opening, schema versions, and the outbox gap between transactions
+//! that commit out of id order.
+//!
+//! Needs `SYNCBUS_PG_URL` (for example `postgres://postgres@127.0.0.1:5432/test`); without
+//! it every test returns at once after one printed line. Each test works in its own schema.
+//!
+//! The tests of this file run one at a time: the outbox relay waits for every older
+//! transaction on the server, so a migration or ack of a parallel test could hold back what
+//! an outbox test expects to see at once.
+
+mod pg_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_support::PgTest;
+use support::{contract, env, num};
+use syncbus_store::{EventLog, Outbox, PgStore, StoreError, StoreFuture};
+use tokio::sync::{Mutex, MutexGuard};
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// A fresh store, holding the file-wide lock; `None` when no server is configured.
+async fn fresh() -> Option<(MutexGuard<'static, ()>, PgTest)> {
+    pg_support::url()?;
+    let guard = SERIAL.lock().await;
+    Some((guard, PgTest::new().await?))
+}
+
+macro_rules! contract_test {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some((_serial, t)) = fresh().await else {
+                return;
+            };
+            contract::$name(&t.store).await;
+            t.finish().await;
+        }
+    };
+}
+
+contract_test!(log_append_read);
+contract_test!(log_commit);
+contract_test!(log_claim_ack);
+contract_test!(log_ack_skips_acked);
+contract_test!(log_leases);
+contract_test!(log_retention);
+contract_test!(checkpoints);
+
+#[tokio::test]
+async fn outbox() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let client = Arc::new(t.client().await);
+    let store = t.store.clone();
+    let enqueue = move |env| -> StoreFuture<'static, u64> {
+        let (store, client) = (store.clone(), client.clone());
+        Box::pin(async move { store.enqueue(&*client, &env).await })
+    };
+    contract::outbox(&t.store, &enqueue).await;
+    t.finish().await;
+}
+
+/// The outbox gap: A enqueues first (lower id), B enqueues and commits while A is open. The
+/// relay must not hand out B yet (a relay remembering "sent up to B" would never see A);
+/// once A commits, both come, A's first, and nothing is skipped.
+#[tokio::test]
+async fn outbox_gap_between_interleaved_transactions() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let mut app_a = t.client().await;
+    let mut app_b = t.client().await;
+
+    let tx_a = app_a.transaction().await.unwrap();
+    let id_a = t.store.enqueue(&tx_a, &env("orders", 1)).await.unwrap();
+    let tx_b = app_b.transaction().await.unwrap();
+    let id_b = t.store.enqueue(&tx_b, &env("orders", 2)).await.unwrap();
+    tx_b.commit().await.unwrap();
+    assert!(id_a < id_b, "A took the lower id");
+
+    // B is committed and visible, but A, older, is still open.
+    let visible: i64 = t
+        .client()
+        .await
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".outbox", t.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 1, "B's row is committed");
+    assert!(
+        t.store.pending(10).await.unwrap().is_empty(),
+        "nothing is relayed past an open older transaction"
+    );
+
+    tx_a.commit().await.unwrap();
+    let pending = t.store.pending(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [id_a, id_b]
+    );
+    assert_eq!(
+        pending.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    t.store.mark_sent(&[id_a, id_b]).await.unwrap();
+    assert!(t.store.pending(10).await.unwrap().is_empty());
+
+    // A rolled-back transaction leaves nothing behind and holds nothing back.
+    let tx_c = app_a.transaction().await.unwrap();
+    t.store.enqueue(&tx_c, &env("orders", 3)).await.unwrap();
+    let tx_d = app_b.transaction().await.unwrap();
+    let id_d = t.store.enqueue(&tx_d, &env("orders", 4)).await.unwrap();
+    tx_d.commit().await.unwrap();
+    tx_c.rollback().await.unwrap();
+    let pending = t.store.pending(10).await.unwrap();
+    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [id_d]);
+    t.finish().await;
+}
+
+/// Many writers racing, each transaction with several events, a relay polling meanwhile:
+/// every committed event is relayed exactly once, a transaction's events come together and
+/// in enqueue order, and no rolled-back event ever shows.
+#[tokio::test]
+async fn outbox_relay_under_concurrent_writers() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    const WRITERS: u64 = 4;
+    const TXS: u64 = 25;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = t.store.clone();
+        let mut client = t.client().await;
+        writers.push(tokio::spawn(async move {
+            for i in 0..TXS {
+                let tx = client.transaction().await.unwrap();
+                let base = (w * TXS + i) * 10;
+                for k in 0..3 {
+                    store.enqueue(&tx, &env("out", base + k)).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                if i % 5 == 4 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    let mut relayed = Vec::new();
+    let mut done = false;
+    while !done {
+        done = writers.iter().all(|w| w.is_finished());
+        let batch = t.store.pending(7).await.unwrap();
+        let ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
+        relayed.extend(batch.iter().map(|r| num(&r.envelope)));
+        t.store.mark_sent(&ids).await.unwrap();
+        if batch.len() == 7 {
+            done = false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    loop {
+        let batch = t.store.pending(100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        relayed.extend(batch.iter().map(|r| num(&r.envelope)));
+        let ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
+        t.store.mark_sent(&ids).await.unwrap();
+    }
+    let expected: BTreeSet<u64> = (0..WRITERS * TXS)
+        .filter(|tx| tx % TXS % 5 != 4)
+        .flat_map(|tx| (0..3).map(move |k| tx * 10 + k))
+        .collect();
+    assert_eq!(relayed.len(), expected.len(), "each event exactly once");
+    assert_eq!(relayed.iter().copied().collect::<BTreeSet<_>>(), expected);
+    for chunk in relayed.chunks(3) {
+        let base = chunk[0] - chunk[0] % 10;
+        assert_eq!(chunk, [base, base + 1, base + 2], "a transaction's events together, in order");
+    }
+    t.finish().await;
+}
+
+/// Two stores on one schema (two pools, as two processes) claim concurrently: every record
+/// is leased to exactly one member at a time.
+#[tokio::test]
+async fn concurrent_claims_across_stores_never_share_a_record() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let offsets = t
+        .store
+        .append_batch((0..300).map(|n| env("work", n)).collect())
+        .await
+        .unwrap();
+    let other = t.reopen().await;
+    let lease = Duration::from_secs(600);
+    let mut members = Vec::new();
+    for (i, store) in [t.store.clone(), other.clone(), t.store.clone(), other.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        members.push(tokio::spawn(async move {
+            let member = format!("m{i}");
+            let mut got = Vec::new();
+            loop {
+                let claimed = store.claim("group", &member, 7, lease).await.unwrap();
+                if claimed.is_empty() {
+                    break;
+                }
+                let offs: Vec<u64> = claimed.iter().map(|c| c.record.offset).collect();
+                assert!(claimed.iter().all(|c| c.deliveries == 1));
+                store.ack("group", &offs).await.unwrap();
+                got.extend(offs);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    let mut workers_with_work = 0;
+    for m in members {
+        let got = m.await.unwrap();
+        workers_with_work += usize::from(!got.is_empty());
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(all, offsets, "every record claimed exactly once");
+    assert!(workers_with_work >= 2, "the members shared the work");
+    assert_eq!(t.store.committed("group").await.unwrap(), offsets.last().copied());
+    other.close();
+    t.finish().await;
+}
+
+/// A store opened again on the same schema sees everything, and opening the same new schema
+/// from several pools at once migrates it exactly once.
+#[tokio::test]
+async fn reopen_and_concurrent_open() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let offset = t.store.append(env("a", 1)).await.unwrap();
+    t.store.commit("c", offset).await.unwrap();
+    let again = t.reopen().await;
+    assert_eq!(again.head().await.unwrap(), Some(offset));
+    assert_eq!(again.committed("c").await.unwrap(), Some(offset));
+    again.close();
+
+    let schema = pg_support::unique_schema();
+    let opens = (0..4).map(|_| {
+        let (url, schema) = (t.url.clone(), schema.clone());
+        tokio::spawn(async move { PgStore::builder(&url).schema(schema).connect().await })
+    });
+    for open in opens.collect::<Vec<_>>() {
+        open.await.unwrap().unwrap().close();
+    }
+    let versions: i64 = t
+        .client()
+        .await
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1, "each migration applied once");
+    pg_support::drop_schema(&t.url, &schema).await;
+    t.finish().await;
+}
+
+/// A schema written by a newer build is refused, untouched, with an error that says so.
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    t.store.append(env("a", 1)).await.unwrap();
+    let client = t.client().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO \"{}\".schema_version (version) VALUES (99)",
+            t.schema
+        ))
+        .await
+        .unwrap();
+    let err = PgStore::builder(&t.url)
+        .schema(&t.schema)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, supported } if supported < 99),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer"), "{err}");
+    // Untouched: the data is still there for the newer build.
+    assert_eq!(t.store.read(0, 10).await.unwrap().len(), 1);
+    t.finish().await;
+}
+
+/// Bad input is a typed error, never a panic or a query.
+#[tokio::test]
+async fn bad_input_is_a_typed_error() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    for schema in ["", "Upper", "1abc", "pg_x", "a-b", "quote\"d", &"x".repeat(64)] {
+        let err = PgStore::builder(&t.url).schema(schema).connect().await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{schema:?}: {err:?}");
+    }
+    let err = PgStore::connect("postgres://host:notaport/db").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+    assert!(matches!(
+        t.store.claim("", "m", 1, Duration::from_secs(1)).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    // Offsets beyond PostgreSQL's bigint match nothing instead of failing.
+    assert!(t.store.read(u64::MAX, 10).await.unwrap().is_empty());
+    t.store.ack("c", &[u64::MAX]).await.unwrap();
+    t.store.mark_sent(&[u64::MAX]).await.unwrap();
+
+    let store = t.reopen().await;
+    store.close();
+    assert!(store.is_closed());
+    assert!(matches!(store.head().await, Err(StoreError::Closed)));
+    t.finish().await;
+}
+
+/// An unreachable server is a backend error, not a hang or a panic.
+#[tokio::test]
+async fn unreachable_server_is_a_backend_error() {
+    if pg_support::url().is_none() {
+        return;
+    }
+    let err = PgStore::builder("host=127.0.0.1 port=1 user=postgres dbname=none connect_timeout=2")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+}
