@@ -1,1 +1,3 @@
+//! Placeholder until the SQLite benches land.
+
 fn main() {}

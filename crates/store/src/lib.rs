@@ -4,9 +4,9 @@
 //!
 //! | trait | what it stores | memory | SQLite |
 //! | --- | --- | --- | --- |
-//! | [`EventLog`] | appended envelopes, consumer offsets and leases | [`MemoryStore`] | `SqliteStore` |
-//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | `SqliteStore` |
-//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | `SqliteStore` |
+//! | [`EventLog`] | appended envelopes, consumer offsets and leases | [`MemoryStore`] | [`SqliteStore`] |
+//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | [`SqliteStore`] |
+//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | [`SqliteStore`] |
 //!
 //! # Examples
 //!
@@ -32,19 +32,27 @@
 )]
 
 mod checkpoint;
+mod consumer;
 mod error;
+mod feed;
 mod log;
 mod memory;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod relay;
+mod sqlite;
 
 pub use crate::checkpoint::Checkpoints;
+pub use crate::consumer::{DurableConfig, DurableConsumer};
 pub use crate::error::StoreError;
+pub use crate::feed::LogFeed;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PgStore, PgStoreBuilder};
+pub use crate::relay::{Relay, RelayError, RelayHandle};
+pub use crate::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;

@@ -84,6 +84,11 @@ impl MemoryStore {
     /// Enqueues an outbox event. Memory has no transactions to join: the event is committed
     /// at once. Returns its id.
     ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
+    /// publish it).
+    ///
     /// # Examples
     ///
     /// ```
@@ -92,17 +97,18 @@ impl MemoryStore {
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let store = MemoryStore::new();
-    /// let id = store.enqueue(env);
+    /// let id = store.enqueue(env)?;
     /// assert_eq!(store.pending(1).await?[0].id, id);
     /// # Ok::<(), syncbus_store::StoreError>(())
     /// # }).unwrap();
     /// ```
-    pub fn enqueue(&self, envelope: Envelope<Bytes>) -> u64 {
+    pub fn enqueue(&self, envelope: Envelope<Bytes>) -> Result<u64, StoreError> {
+        crate::outbox::check_topic(&envelope)?;
         let mut s = self.inner.lock();
         s.next_outbox += 1;
         let id = s.next_outbox;
         s.outbox.insert(id, envelope);
-        id
+        Ok(id)
     }
 
     fn with<T: Send + 'static>(

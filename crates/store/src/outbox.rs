@@ -3,7 +3,7 @@
 
 use syncbus_envelope::{Bytes, Envelope};
 
-use crate::StoreFuture;
+use crate::{StoreError, StoreFuture};
 
 /// One enqueued, not yet sent, outbox event.
 ///
@@ -15,7 +15,7 @@ use crate::StoreFuture;
 /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
 /// let store = MemoryStore::new();
-/// store.enqueue(env.clone());
+/// store.enqueue(env.clone())?;
 /// let pending = store.pending(10).await?;
 /// assert_eq!(pending[0].envelope, env);
 /// # Ok::<(), syncbus_store::StoreError>(())
@@ -31,8 +31,8 @@ pub struct OutboxRecord {
 }
 
 /// The relay's side of an outbox. Enqueueing is backend-specific, because it must join the
-/// caller's own transaction (for SQLite: `SqliteStore::enqueue` on a
-/// `rusqlite::Transaction`).
+/// caller's own transaction (for SQLite: [`SqliteStore::enqueue`](crate::SqliteStore::enqueue)
+/// on a `rusqlite::Transaction`).
 ///
 /// # Ordering and gaps
 ///
@@ -71,7 +71,7 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let store = MemoryStore::new();
-    /// store.enqueue(env);
+    /// store.enqueue(env)?;
     /// let ids: Vec<u64> = store.pending(10).await?.iter().map(|r| r.id).collect();
     /// store.mark_sent(&ids).await?;
     /// assert!(store.pending(10).await?.is_empty());
@@ -88,4 +88,17 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// If dropped, the marking may or may not happen; unmarked events are relayed again
     /// (at-least-once).
     fn mark_sent<'a>(&'a self, ids: &'a [u64]) -> StoreFuture<'a, ()>;
+}
+
+/// An outbox row the relay could never publish would hold up every event after it, so an
+/// event without a valid topic is refused at enqueue.
+pub(crate) fn check_topic(envelope: &Envelope<Bytes>) -> Result<(), StoreError> {
+    match envelope.meta().topic() {
+        Some(topic) => syncbus_core::Topic::new(topic)
+            .map(drop)
+            .map_err(|e| StoreError::InvalidInput(format!("outbox event topic {topic:?}: {e}"))),
+        None => Err(StoreError::InvalidInput(
+            "an outbox event needs a topic to be published on".into(),
+        )),
+    }
 }

@@ -1,0 +1,211 @@
+//! The SQLite outbox with its relay: events commit or roll back with the business write, and
+//! the relay publishes them in commit order without skipping one whose transaction commits
+//! after a later-started one.
+
+mod support;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{env, num};
+use syncbus_core::{Bus, Bytes};
+use syncbus_store::{MemoryStore, Outbox, Relay, RelayError, SqliteStore};
+
+fn app_connection(path: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// A bus with one subscriber recording the numbers of what it receives.
+fn recording_bus() -> (Bus, Arc<Mutex<Vec<u64>>>, syncbus_core::Subscription) {
+    let bus = Bus::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sub = bus
+        .subscribe::<Bytes>("out.>")
+        .unwrap()
+        .inline(move |e| s.lock().unwrap().push(num(e)))
+        .unwrap();
+    (bus, seen, sub)
+}
+
+#[tokio::test]
+async fn events_commit_and_roll_back_with_the_business_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut conn = app_connection(&path);
+    conn.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .unwrap();
+
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (1)", [])
+        .unwrap();
+    SqliteStore::enqueue(&tx, &env("out.orders", 1)).unwrap();
+    tx.rollback().unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (2)", [])
+        .unwrap();
+    SqliteStore::enqueue(&tx, &env("out.orders", 2)).unwrap();
+    tx.commit().unwrap();
+
+    let orders: Vec<i64> = conn
+        .prepare("SELECT id FROM orders")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(orders, [2]);
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        [2]
+    );
+
+    let (bus, seen, _sub) = recording_bus();
+    let relay = Relay::new(Arc::new(store.clone()), bus);
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    assert_eq!(
+        relay.run_once().await.unwrap(),
+        0,
+        "sent events are not sent again"
+    );
+    assert_eq!(*seen.lock().unwrap(), [2]);
+}
+
+/// The gap bug: transaction A enqueues first, B second; the relay runs while A is still
+/// open. A relay that kept an "id > last sent" cursor could publish B and then skip A when A
+/// commits. Here B cannot even take its id before A commits (SQLite has one writer), and
+/// the relay works on unsent rows, so both arrive, in commit order.
+#[tokio::test]
+async fn a_relay_round_during_open_transactions_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (bus, seen, _sub) = recording_bus();
+    let relay = Relay::new(Arc::new(store.clone()), bus);
+
+    let mut a = app_connection(&path);
+    let tx_a = a.transaction().unwrap();
+    SqliteStore::enqueue(&tx_a, &env("out.x", 1)).unwrap();
+
+    // B starts in another thread and blocks on A's write lock.
+    let (started_tx, started) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let b_path = path.clone();
+    let b = std::thread::spawn(move || {
+        let mut b = app_connection(&b_path);
+        let tx_b = b.transaction().unwrap();
+        started_tx.send(()).unwrap();
+        SqliteStore::enqueue(&tx_b, &env("out.x", 2)).unwrap();
+        tx_b.commit().unwrap();
+        done_tx.send(()).unwrap();
+    });
+    started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        done.try_recv().is_err(),
+        "B committed while A held the write lock"
+    );
+
+    // A relay round while A is open and B waits: nothing is committed, nothing is sent.
+    assert_eq!(relay.run_once().await.unwrap(), 0);
+    tx_a.commit().unwrap();
+    b.join().unwrap();
+    done.recv().unwrap();
+
+    assert_eq!(relay.run_once().await.unwrap(), 2);
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    assert!(store.pending(10).await.unwrap().is_empty());
+}
+
+/// Four writers interleave transactions that hold the write lock for random times while a
+/// relay runs continuously: every committed event is published once, in commit order, and
+/// rolled-back ones never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_a_running_relay_keep_commit_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (bus, seen, _sub) = recording_bus();
+    let handle = Relay::new(Arc::new(store.clone()), bus.clone())
+        .batch_size(7)
+        .spawn(Duration::from_millis(1));
+
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (path, committed) = (path.clone(), committed.clone());
+            std::thread::spawn(move || {
+                let mut conn = app_connection(&path);
+                let mut seed = w * 7919 + 1;
+                for i in 0..50u64 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let n = w * 1000 + i;
+                    let tx = conn.transaction().unwrap();
+                    SqliteStore::enqueue(&tx, &env("out.x", n)).unwrap();
+                    std::thread::sleep(Duration::from_micros(seed % 2000));
+                    if seed % 5 == 0 {
+                        tx.rollback().unwrap();
+                        continue;
+                    }
+                    // Recorded while the write lock is held: the order of commits.
+                    committed.lock().unwrap().push(n);
+                    tx.commit().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let expected = committed.lock().unwrap().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < expected.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.stop().await;
+    assert!(
+        expected.len() > 100 && expected.len() < 200,
+        "{}",
+        expected.len()
+    );
+    assert_eq!(*seen.lock().unwrap(), expected);
+    assert!(store.pending(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_event_stops_the_round_and_stays_pending() {
+    let store = MemoryStore::new();
+    for n in 1..=3 {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    let bus = Bus::new();
+    let _sub = bus
+        .subscribe::<Bytes>("out.>")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
+    bus.shutdown(Duration::from_secs(1)).await;
+    let relay = Relay::new(Arc::new(store.clone()), bus);
+    let err = relay.run_once().await.unwrap_err();
+    assert!(matches!(err, RelayError::Publish { id: 1, .. }), "{err:?}");
+    assert_eq!(store.pending(10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_relay_moves_more_than_one_batch() {
+    let store = MemoryStore::new();
+    for n in 0..25 {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    let (bus, seen, _sub) = recording_bus();
+    let relay = Relay::new(Arc::new(store.clone()), bus).batch_size(10);
+    assert_eq!(relay.run_once().await.unwrap(), 25);
+    assert_eq!(*seen.lock().unwrap(), (0..25).collect::<Vec<_>>());
+}

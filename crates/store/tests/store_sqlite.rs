@@ -1,0 +1,299 @@
+//! The storage contract on SQLite files, plus what only a file has: reopening, schema
+//! versions, unreadable files, several processes' worth of connections on one file.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{contract, env, num};
+use syncbus_store::{
+    Checkpoints, EventLog, Outbox, SqliteConfig, SqliteStore, StoreError, StoreFuture, Synchronous,
+};
+use tempfile::TempDir;
+
+async fn fresh() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("store.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn log_append_read() {
+    let (_dir, store) = fresh().await;
+    contract::log_append_read(&store).await;
+}
+
+#[tokio::test]
+async fn log_commit() {
+    let (_dir, store) = fresh().await;
+    contract::log_commit(&store).await;
+}
+
+#[tokio::test]
+async fn log_claim_ack() {
+    let (_dir, store) = fresh().await;
+    contract::log_claim_ack(&store).await;
+}
+
+#[tokio::test]
+async fn log_ack_skips_acked() {
+    let (_dir, store) = fresh().await;
+    contract::log_ack_skips_acked(&store).await;
+}
+
+#[tokio::test]
+async fn log_leases() {
+    let (_dir, store) = fresh().await;
+    contract::log_leases(&store).await;
+}
+
+#[tokio::test]
+async fn log_retention() {
+    let (_dir, store) = fresh().await;
+    contract::log_retention(&store).await;
+}
+
+#[tokio::test]
+async fn checkpoints() {
+    let (_dir, store) = fresh().await;
+    contract::checkpoints(&store).await;
+}
+
+#[tokio::test]
+async fn outbox() {
+    let (_dir, store) = fresh().await;
+    let s = store.clone();
+    let enqueue = move |env| -> StoreFuture<'static, u64> {
+        s.with_connection(move |conn| SqliteStore::enqueue(conn, &env))
+    };
+    contract::outbox(&store, &enqueue).await;
+}
+
+#[tokio::test]
+async fn everything_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let offsets = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let offsets = store
+            .append_batch((1..=3).map(|n| env("a", n)).collect())
+            .await
+            .unwrap();
+        store
+            .claim("c", "m", 10, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        store.ack("c", &offsets[..1]).await.unwrap();
+        store.put("cursor", vec![7]).await.unwrap();
+        store
+            .with_connection(|conn| SqliteStore::enqueue(conn, &env("out", 9)))
+            .await
+            .unwrap();
+        offsets
+    };
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.head().await.unwrap(), Some(offsets[2]));
+    assert_eq!(store.committed("c").await.unwrap(), Some(offsets[0]));
+    assert_eq!(store.get("cursor").await.unwrap(), Some(vec![7]));
+    assert_eq!(num(&store.pending(10).await.unwrap()[0].envelope), 9);
+    // m's leases survived too: after a restart it releases them to get them back at once.
+    assert!(store
+        .claim("c", "m", 10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release_member("c", "m").await.unwrap(), 2);
+    let back = store
+        .claim("c", "m", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        back.iter().map(|c| c.record.offset).collect::<Vec<_>>(),
+        &offsets[1..]
+    );
+}
+
+#[tokio::test]
+async fn wal_mode_and_synchronous_setting_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sync, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+        let config = SqliteConfig::new().synchronous(sync);
+        let store = SqliteStore::open_with(dir.path().join("s.db"), config)
+            .await
+            .unwrap();
+        let (mode, level): (String, i64) = store
+            .with_connection(|conn| {
+                let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let level = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                Ok((mode, level))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(level, expected, "{sync:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sqlite_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, b"this is not a database at all, just text that goes on for a while ........................................................................").unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreadable { .. }), "{err:?}");
+    assert!(err.to_string().contains("garbage.db"), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .append_batch((0..200).map(|n| env("a", n)).collect())
+            .await
+            .unwrap();
+        store
+            .with_connection(|conn| {
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    // Keep the header, overwrite every page after the first with garbage.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192, "{}", bytes.len());
+    for (i, b) in bytes.iter_mut().enumerate().skip(4096) {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("corrupt.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("corrupt.db-shm"));
+    match SqliteStore::open(&path).await {
+        Err(e) => assert!(
+            matches!(
+                e,
+                StoreError::Unreadable { .. } | StoreError::Backend { .. }
+            ),
+            "{e:?}"
+        ),
+        // The schema page may survive; then reading the damaged log must fail cleanly.
+        Ok(store) => {
+            let read = store.read(0, 1_000).await;
+            assert!(
+                read.is_err(),
+                "garbage pages read back as records: {read:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE syncbus_schema SET version = 999", [])
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    match err {
+        StoreError::NewerSchema { found, supported } => {
+            assert_eq!(found, 999);
+            assert_eq!(supported, SqliteStore::SCHEMA_VERSION);
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    // Refusing did not touch the file.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .query_row("SELECT version FROM syncbus_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 999);
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_record_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    for _ in 0..2 {
+        drop(SqliteStore::open(&path).await.unwrap());
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let rows: u32 = conn
+        .query_row("SELECT COUNT(*) FROM syncbus_schema", [], |r| r.get(0))
+        .unwrap();
+    let v: u32 = conn
+        .query_row("SELECT version FROM syncbus_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((rows, v), (1, SqliteStore::SCHEMA_VERSION));
+}
+
+#[tokio::test]
+async fn the_store_lives_beside_application_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY); INSERT INTO users VALUES (1);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let users: i64 = store
+        .with_connection(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn two_connections_on_one_file_split_a_consumer_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("group.db");
+    let a = SqliteStore::open(&path).await.unwrap();
+    let b = SqliteStore::open(&path).await.unwrap();
+    a.append_batch((0..200).map(|n| env("a", n)).collect())
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(3600);
+    let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+    loop {
+        let (ca, cb) = tokio::join!(a.claim("g", "a", 7, lease), b.claim("g", "b", 5, lease));
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        if ca.is_empty() && cb.is_empty() {
+            break;
+        }
+        seen_a.extend(ca.iter().map(|c| c.record.offset));
+        seen_b.extend(cb.iter().map(|c| c.record.offset));
+    }
+    assert!(!seen_a.is_empty() && !seen_b.is_empty());
+    let mut all: Vec<u64> = seen_a.iter().chain(&seen_b).copied().collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a record was claimed by both members");
+    assert_eq!(all.len(), 200);
+}
+
+#[tokio::test]
+async fn a_dropped_future_still_leaves_the_store_usable() {
+    let (_dir, store) = fresh().await;
+    drop(store.append(env("a", 1)));
+    let err = store
+        .with_connection(|_| -> Result<(), StoreError> { panic!("a bug in a caller's closure") })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err:?}");
+    // The connection thread survived the panic.
+    store.append(env("a", 2)).await.unwrap();
+    assert!(store.head().await.unwrap().is_some());
+}
