@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use pg_support::PgTest;
 use support::{contract, env, num};
-use syncbus_store::{EventLog, Outbox, PgStore, StoreError, StoreFuture};
+use syncbus_core::{Bus, Bytes};
+use syncbus_store::{EventLog, Outbox, PgStore, Relay, StoreError, StoreFuture};
 use tokio::sync::{Mutex, MutexGuard};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -67,13 +68,22 @@ async fn outbox() {
 }
 
 /// The outbox gap: A enqueues first (lower id), B enqueues and commits while A is open. The
-/// relay must not hand out B yet (a relay remembering "sent up to B" would never see A);
-/// once A commits, both come, A's first, and nothing is skipped.
+/// relay must not publish B yet (a relay remembering "sent up to B" would never see A);
+/// once A commits, the relay publishes both to the bus, A's first, and skips nothing.
 #[tokio::test]
 async fn outbox_gap_between_interleaved_transactions() {
     let Some((_serial, t)) = fresh().await else {
         return;
     };
+    let bus = Bus::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let _sub = bus
+        .subscribe::<Bytes>("orders")
+        .unwrap()
+        .inline(move |e| s.lock().unwrap().push(num(e)))
+        .unwrap();
+    let relay = Relay::new(Arc::new(t.store.clone()), bus.clone());
     let mut app_a = t.client().await;
     let mut app_b = t.client().await;
 
@@ -96,33 +106,31 @@ async fn outbox_gap_between_interleaved_transactions() {
         .unwrap()
         .get(0);
     assert_eq!(visible, 1, "B's row is committed");
+    assert_eq!(relay.run_once().await.unwrap(), 0);
     assert!(
-        t.store.pending(10).await.unwrap().is_empty(),
+        seen.lock().unwrap().is_empty(),
         "nothing is relayed past an open older transaction"
     );
+    assert!(t.store.pending(10).await.unwrap().is_empty());
 
     tx_a.commit().await.unwrap();
-    let pending = t.store.pending(10).await.unwrap();
-    assert_eq!(
-        pending.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [id_a, id_b]
+    assert_eq!(relay.run_once().await.unwrap(), 2);
+    assert_eq!(*seen.lock().unwrap(), [1, 2], "both published, A's first");
+    assert!(
+        t.store.pending(10).await.unwrap().is_empty(),
+        "and marked sent"
     );
-    assert_eq!(
-        pending.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
-        [1, 2]
-    );
-    t.store.mark_sent(&[id_a, id_b]).await.unwrap();
-    assert!(t.store.pending(10).await.unwrap().is_empty());
 
     // A rolled-back transaction leaves nothing behind and holds nothing back.
     let tx_c = app_a.transaction().await.unwrap();
     t.store.enqueue(&tx_c, &env("orders", 3)).await.unwrap();
     let tx_d = app_b.transaction().await.unwrap();
-    let id_d = t.store.enqueue(&tx_d, &env("orders", 4)).await.unwrap();
+    t.store.enqueue(&tx_d, &env("orders", 4)).await.unwrap();
     tx_d.commit().await.unwrap();
+    assert_eq!(relay.run_once().await.unwrap(), 0, "C is still open");
     tx_c.rollback().await.unwrap();
-    let pending = t.store.pending(10).await.unwrap();
-    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [id_d]);
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 4]);
     t.finish().await;
 }
 
@@ -189,7 +197,11 @@ async fn outbox_relay_under_concurrent_writers() {
     assert_eq!(relayed.iter().copied().collect::<BTreeSet<_>>(), expected);
     for chunk in relayed.chunks(3) {
         let base = chunk[0] - chunk[0] % 10;
-        assert_eq!(chunk, [base, base + 1, base + 2], "a transaction's events together, in order");
+        assert_eq!(
+            chunk,
+            [base, base + 1, base + 2],
+            "a transaction's events together, in order"
+        );
     }
     t.finish().await;
 }
@@ -209,9 +221,14 @@ async fn concurrent_claims_across_stores_never_share_a_record() {
     let other = t.reopen().await;
     let lease = Duration::from_secs(600);
     let mut members = Vec::new();
-    for (i, store) in [t.store.clone(), other.clone(), t.store.clone(), other.clone()]
-        .into_iter()
-        .enumerate()
+    for (i, store) in [
+        t.store.clone(),
+        other.clone(),
+        t.store.clone(),
+        other.clone(),
+    ]
+    .into_iter()
+    .enumerate()
     {
         members.push(tokio::spawn(async move {
             let member = format!("m{i}");
@@ -239,7 +256,10 @@ async fn concurrent_claims_across_stores_never_share_a_record() {
     all.sort_unstable();
     assert_eq!(all, offsets, "every record claimed exactly once");
     assert!(workers_with_work >= 2, "the members shared the work");
-    assert_eq!(t.store.committed("group").await.unwrap(), offsets.last().copied());
+    assert_eq!(
+        t.store.committed("group").await.unwrap(),
+        offsets.last().copied()
+    );
     other.close();
     t.finish().await;
 }
@@ -317,11 +337,28 @@ async fn bad_input_is_a_typed_error() {
     let Some((_serial, t)) = fresh().await else {
         return;
     };
-    for schema in ["", "Upper", "1abc", "pg_x", "a-b", "quote\"d", &"x".repeat(64)] {
-        let err = PgStore::builder(&t.url).schema(schema).connect().await.unwrap_err();
-        assert!(matches!(err, StoreError::InvalidInput(_)), "{schema:?}: {err:?}");
+    for schema in [
+        "",
+        "Upper",
+        "1abc",
+        "pg_x",
+        "a-b",
+        "quote\"d",
+        &"x".repeat(64),
+    ] {
+        let err = PgStore::builder(&t.url)
+            .schema(schema)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidInput(_)),
+            "{schema:?}: {err:?}"
+        );
     }
-    let err = PgStore::connect("postgres://host:notaport/db").await.unwrap_err();
+    let err = PgStore::connect("postgres://host:notaport/db")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
     assert!(matches!(
         t.store.claim("", "m", 1, Duration::from_secs(1)).await,

@@ -30,7 +30,8 @@ use super::error::pg_error;
 use super::{decode, encode, from_db, millis, timestamp, to_db, PgStore};
 
 const APPEND: &str = "SELECT append_log($1, $2)";
-const READ: &str = "SELECT seq, appended_at, envelope FROM log WHERE seq >= $1 ORDER BY seq LIMIT $2";
+const READ: &str =
+    "SELECT seq, appended_at, envelope FROM log WHERE seq >= $1 ORDER BY seq LIMIT $2";
 const HEAD: &str = "SELECT max(seq) FROM log";
 const COMMIT: &str = "
     WITH c AS (
@@ -184,9 +185,10 @@ impl EventLog for PgStore {
     fn append(&self, envelope: Envelope<Bytes>) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let offsets = self.append_all(std::slice::from_ref(&envelope)).await?;
-            offsets.first().copied().ok_or_else(|| {
-                StoreError::backend("append", "the database returned no offset")
-            })
+            offsets
+                .first()
+                .copied()
+                .ok_or_else(|| StoreError::backend("append", "the database returned no offset"))
         })
     }
 

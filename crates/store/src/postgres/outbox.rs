@@ -69,7 +69,8 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`] if the envelope cannot be encoded, [`StoreError::Backend`] if
+    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
+    /// publish it), [`StoreError::Codec`] if it cannot be encoded, [`StoreError::Backend`] if
     /// the insert fails (the caller's transaction is then aborted, as with any failed
     /// statement).
     ///
@@ -82,6 +83,7 @@ impl PgStore {
         client: &C,
         envelope: &Envelope<Bytes>,
     ) -> Result<u64, StoreError> {
+        crate::outbox::check_topic(envelope)?;
         let bytes = encode(envelope)?;
         let row = client
             .query_one(self.inner.enqueue_sql.as_str(), &[&bytes])

@@ -63,10 +63,7 @@ impl Tx<'_> {
     }
 
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
-        self.tx
-            .commit()
-            .await
-            .map_err(|e| pg_error("commit", e))
+        self.tx.commit().await.map_err(|e| pg_error("commit", e))
     }
 }
 
@@ -108,7 +105,10 @@ impl Pool {
         .map_err(|_| {
             StoreError::backend(
                 "no PostgreSQL connection free",
-                format!("all pooled connections stayed busy for {:?}", self.inner.acquire_timeout),
+                format!(
+                    "all pooled connections stayed busy for {:?}",
+                    self.inner.acquire_timeout
+                ),
             )
         })?
         .map_err(|_| closed())?;

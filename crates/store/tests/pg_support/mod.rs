@@ -116,10 +116,7 @@ async fn drop_stale_schemas(url: &str) {
         .unwrap();
     for row in rows {
         let name: String = row.get(0);
-        let secs = name
-            .split('_')
-            .nth(2)
-            .and_then(|s| s.parse::<u64>().ok());
+        let secs = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
         if secs.is_some_and(|s| s + 3600 < now) {
             // Another binary may drop it at the same moment: ignore errors.
             let _ = c
