@@ -543,6 +543,59 @@ impl Bus {
         }
     }
 
+    /// Async form of [`publish_envelope`](Self::publish_envelope): a full
+    /// [`Overflow::Block`](crate::Overflow::Block) queue is awaited, not blocked on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Bytes>("raw.>")?.capacity(2).queued_async(|_| async {})?;
+    /// for _ in 0..10 {
+    ///     let meta = Metadata::new(EventType::new("thing.happened")?).with_topic("raw.things");
+    ///     bus.publish_envelope_async(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_envelope`](Self::publish_envelope).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`publish_async`](Self::publish_async).
+    pub async fn publish_envelope_async<P: Payload>(
+        &self,
+        envelope: Envelope<P>,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(envelope));
+        }
+        let route = match envelope.meta().topic() {
+            None => return Err(PublishError::InvalidTopic(envelope, TopicError::Empty)),
+            Some(topic) => self.inner.router.with_route(topic, |r| r.cloned()),
+        };
+        let route = match route {
+            Ok(route) => route,
+            Err(e) => return Err(PublishError::InvalidTopic(envelope, e)),
+        };
+        let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
+            return Ok(self.inner.unrouted());
+        };
+        let mut slot = Some(envelope);
+        match (
+            self.inner.deliver_all_async(group, &mut slot, false).await,
+            slot,
+        ) {
+            (Ok(n), _) => Ok(n),
+            (Err(refused), Some(env)) => Err(refused.error(env)),
+            (Err(_), None) => Ok(0),
+        }
+    }
+
     /// A publisher bound to one topic and event type. It caches the route, so a publish
     /// through it skips the topic lookup until subscriptions change.
     ///

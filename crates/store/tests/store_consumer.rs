@@ -1,0 +1,262 @@
+//! Durable pull consumers: resuming after a restart, redelivery after the ack timeout,
+//! groups, and feeding the log from the bus.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{env, num};
+use syncbus_core::{Bus, Bytes, Envelope};
+use syncbus_store::{
+    Claimed, DurableConfig, DurableConsumer, EventLog, LogFeed, LogRecord, MemoryStore, Retention,
+    SqliteStore, StoreError, StoreFuture,
+};
+
+#[tokio::test]
+async fn a_restarted_consumer_gets_back_everything_not_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    {
+        let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        log.append_batch((1..=10).map(|n| env("a", n)).collect())
+            .await
+            .unwrap();
+        let c = DurableConsumer::open(log, "billing", DurableConfig::new())
+            .await
+            .unwrap();
+        let batch = c.fetch(6).await.unwrap();
+        // Acks 1, 2, 3 and 5; 4 and 6 were handled by nobody when the process died.
+        for d in batch
+            .iter()
+            .filter(|d| [1, 2, 3, 5].contains(&num(&d.record.envelope)))
+        {
+            c.ack(d).await.unwrap();
+        }
+    }
+    let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let c = DurableConsumer::open(log.clone(), "billing", DurableConfig::new())
+        .await
+        .unwrap();
+    let again = c.fetch(100).await.unwrap();
+    let nums: Vec<u64> = again.iter().map(|d| num(&d.record.envelope)).collect();
+    assert_eq!(nums, [4, 6, 7, 8, 9, 10]);
+    let deliveries: Vec<u32> = again.iter().map(|d| d.deliveries).collect();
+    assert_eq!(deliveries, [2, 2, 1, 1, 1, 1]);
+    c.ack_all(&again).await.unwrap();
+    assert_eq!(c.committed().await.unwrap(), log.head().await.unwrap());
+    assert!(c.fetch(100).await.unwrap().is_empty());
+}
+
+async fn redelivers_after_the_ack_timeout(log: Arc<dyn EventLog>) {
+    log.append(env("a", 1)).await.unwrap();
+    let config = DurableConfig::new().ack_timeout(Duration::from_millis(80));
+    let c = DurableConsumer::open(log, "c", config).await.unwrap();
+    let first = c.fetch(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(c.fetch(10).await.unwrap().is_empty(), "leased");
+    let again = c.fetch_wait(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (num(&again[0].record.envelope), again[0].deliveries),
+        (1, 2)
+    );
+    c.nack(&again[0], Duration::from_millis(100)).await.unwrap();
+    assert!(c.fetch(10).await.unwrap().is_empty(), "nacked with a delay");
+    let third = c.fetch_wait(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(third[0].deliveries, 3);
+}
+
+#[tokio::test]
+async fn redelivery_after_the_ack_timeout_memory() {
+    redelivers_after_the_ack_timeout(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn redelivery_after_the_ack_timeout_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("c.db")).await.unwrap();
+    redelivers_after_the_ack_timeout(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_members_on_one_file_handles_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let writer = SqliteStore::open(&path).await.unwrap();
+    writer
+        .append_batch((0..300).map(|n| env("a", n)).collect())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    let start = Arc::new(tokio::sync::Barrier::new(3));
+    for m in 0..3 {
+        // Each member has its own connection, as separate processes would.
+        let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let c = DurableConsumer::open(log, "g", DurableConfig::new().member(format!("m{m}")))
+            .await
+            .unwrap();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut handled = Vec::new();
+            loop {
+                let batch = c.fetch(10).await.unwrap();
+                if batch.is_empty() {
+                    return handled;
+                }
+                handled.extend(batch.iter().map(|d| num(&d.record.envelope)));
+                // Some work, so the other members get to claim meanwhile.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                c.ack_all(&batch).await.unwrap();
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut members_that_worked = 0;
+    for t in tasks {
+        let handled = t.await.unwrap();
+        members_that_worked += usize::from(!handled.is_empty());
+        all.extend(handled);
+    }
+    assert!(members_that_worked >= 2, "the work was not shared");
+    let unique: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 300, "an event was handled twice");
+    assert_eq!(unique.len(), 300);
+    assert_eq!(
+        writer.committed("g").await.unwrap(),
+        writer.head().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn bad_consumer_settings_are_typed_errors() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryStore::new());
+    let zero = DurableConfig::new().ack_timeout(Duration::ZERO);
+    assert!(matches!(
+        DurableConsumer::open(log.clone(), "c", zero).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        DurableConsumer::open(log.clone(), "", DurableConfig::new()).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        DurableConsumer::open(log, "c", DurableConfig::new().member("")).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_records_bus_events_in_publish_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> =
+        Arc::new(SqliteStore::open(dir.path().join("f.db")).await.unwrap());
+    let bus = Bus::new();
+    let feed = LogFeed::bytes(&bus, "orders.>", log.clone()).unwrap();
+    for n in 0..50 {
+        bus.publish_envelope(env("orders.placed", n)).unwrap();
+    }
+    bus.publish_envelope(env("users.renamed", 99)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while feed.appended() < 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        tokio::task::spawn_blocking(move || feed.stop(Duration::from_secs(5)))
+            .await
+            .unwrap()
+    );
+    let stored: Vec<u64> = log
+        .read(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| num(&r.envelope))
+        .collect();
+    assert_eq!(stored, (0..50).collect::<Vec<_>>());
+}
+
+/// A log whose appends always fail.
+#[derive(Debug)]
+struct Broken;
+
+impl EventLog for Broken {
+    fn append(&self, _: Envelope<Bytes>) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::backend("append", "disk on fire")) })
+    }
+    fn append_batch(&self, _: Vec<Envelope<Bytes>>) -> StoreFuture<'_, Vec<u64>> {
+        Box::pin(async { Err(StoreError::backend("append", "disk on fire")) })
+    }
+    fn read(&self, _: u64, _: usize) -> StoreFuture<'_, Vec<LogRecord>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn head(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn commit<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn committed<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn claim<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: usize,
+        _: Duration,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn ack<'a>(&'a self, _: &'a str, _: &'a [u64]) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn release<'a>(&'a self, _: &'a str, _: &'a [u64], _: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn release_member<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async { Ok(0) })
+    }
+    fn retain(&self, _: Retention) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_feed_append_is_counted_not_silent() {
+    let bus = Bus::new();
+    let feed = LogFeed::bytes(&bus, "a.>", Arc::new(Broken)).unwrap();
+    for n in 0..3 {
+        bus.publish_envelope(env("a.b", n)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while feed.failed() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!((feed.appended(), feed.failed()), (0, 3));
+    assert_eq!(feed.subscription().metrics().failed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_feed_stores_json_payloads() {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Shipped {
+        order: u64,
+    }
+    impl syncbus_core::Event for Shipped {
+        const TYPE: &'static str = "order.shipped";
+        const TOPIC: &'static str = "orders.shipped";
+    }
+    let log = Arc::new(MemoryStore::new());
+    let bus = Bus::new();
+    let feed = LogFeed::typed::<Shipped>(&bus, "orders.*", log.clone()).unwrap();
+    bus.publish_async(Shipped { order: 7 }).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while feed.appended() < 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stored = log.read(0, 10).await.unwrap();
+    let back = stored[0].envelope.decode_payload::<Shipped>().unwrap();
+    assert_eq!(back.payload(), &Shipped { order: 7 });
+}

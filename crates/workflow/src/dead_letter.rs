@@ -1,0 +1,169 @@
+//! The dead-letter layer: failures that retries could not fix are recorded, never lost.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use syncbus_envelope::{Bytes, DecodeError, EncodeError, Envelope, Event, EventId, Timestamp};
+
+use crate::context::Context;
+use crate::error::HandlerError;
+use crate::handler::Handler;
+use crate::layer::Layer;
+use crate::metrics::Stat;
+use crate::store::{DeadLetterRecord, DeadLetterStore};
+
+/// A payload that can be stored as bytes and read back: every `Event` that is
+/// `Serialize + DeserializeOwned` (JSON). Dead letters and redrive need it.
+pub trait Storable: Clone + Send + Sync + Sized + 'static {
+    /// The envelope with its payload as JSON bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError`] if the payload does not serialize.
+    fn to_stored(env: &Envelope<Self>) -> Result<Envelope<Bytes>, EncodeError>;
+
+    /// The typed envelope back.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] for another event type or a payload that does not decode.
+    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<Self>, DecodeError>;
+}
+
+impl<E: Event + Serialize + DeserializeOwned> Storable for E {
+    fn to_stored(env: &Envelope<E>) -> Result<Envelope<Bytes>, EncodeError> {
+        env.to_bytes_payload()
+    }
+
+    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<E>, DecodeError> {
+        env.decode_payload::<E>()
+    }
+}
+
+/// Makes [`DeadLettering`] handlers.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use syncbus_workflow::{DeadLetterLayer, store::MemoryDeadLetterStore};
+/// let layer = DeadLetterLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct DeadLetterLayer {
+    store: Arc<dyn DeadLetterStore>,
+}
+
+impl std::fmt::Debug for DeadLetterLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeadLetterLayer")
+    }
+}
+
+impl DeadLetterLayer {
+    /// Records final failures in `store`.
+    ///
+    /// # Examples
+    ///
+    /// See [`DeadLetterLayer`].
+    pub fn new(store: Arc<dyn DeadLetterStore>) -> Self {
+        DeadLetterLayer { store }
+    }
+}
+
+impl<H> Layer<H> for DeadLetterLayer {
+    type Handler = DeadLettering<H>;
+    fn layer(&self, inner: H) -> DeadLettering<H> {
+        DeadLettering {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// Records the inner handler's final failure (after any retries) in a dead-letter store,
+/// then returns the error. If the store fails too, the failure is logged with the event and
+/// counted in `dead_letter_lost`.
+#[derive(Clone)]
+pub struct DeadLettering<H> {
+    inner: H,
+    store: Arc<dyn DeadLetterStore>,
+}
+
+impl<H> std::fmt::Debug for DeadLettering<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeadLettering")
+    }
+}
+
+impl<P: Storable, H: Handler<P>> Handler<P> for DeadLettering<H> {
+    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+        let keep = env.clone();
+        match self.inner.call(env, ctx.clone()).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                record(&*self.store, &keep, &ctx, &err).await;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Records one failure; shared by the layer and by the ordering layer's released events.
+pub(crate) async fn record<P: Storable>(
+    store: &dyn DeadLetterStore,
+    env: &Envelope<P>,
+    ctx: &Context,
+    err: &HandlerError,
+) {
+    if ctx.failures().is_none() {
+        ctx.note_failure();
+    }
+    let (first, last) = ctx
+        .failures()
+        .unwrap_or((Timestamp::now(), Timestamp::now()));
+    let mut chain = err.chain();
+    let envelope = match P::to_stored(env) {
+        Ok(e) => e,
+        Err(e) => {
+            chain.push(format!("the payload could not be stored: {e}"));
+            Envelope::new(env.meta().clone(), Bytes::new())
+        }
+    };
+    let record = DeadLetterRecord {
+        id: EventId::new(),
+        envelope,
+        subscription: ctx.subscription().to_owned(),
+        handler: ctx.handler_name().to_owned(),
+        error_kind: err.kind(),
+        error_chain: chain,
+        attempts: ctx.attempt().max(1),
+        first_failure: first,
+        last_failure: last,
+    };
+    let id = record.id.clone();
+    match store.put(record).await {
+        Ok(()) => {
+            ctx.bump(Stat::DeadLettered);
+            tracing::warn!(
+                subscription = ctx.subscription(),
+                event = %env.meta().id(),
+                dead_letter = %id,
+                error = %err,
+                "dead-lettered"
+            );
+        }
+        Err(e) => {
+            ctx.bump(Stat::DeadLetterLost);
+            tracing::error!(
+                subscription = ctx.subscription(),
+                event = %env.meta().id(),
+                error = %err,
+                store_error = %e,
+                "the dead-letter store failed: the failed event is only in this log"
+            );
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The idempotent consumer: run each key's handler once.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncbus_envelope::{Envelope, Metadata};
+
+use crate::context::Context;
+use crate::error::HandlerError;
+use crate::handler::Handler;
+use crate::layer::Layer;
+use crate::metrics::Stat;
+use crate::store::{Claim, DedupKey, DedupStore, MemoryDedupStore, Outcome};
+
+type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
+
+/// Dedup settings: where keys live, how a key is derived, how long they are remembered.
+///
+/// The key is the event id by default; [`key`](Self::key) derives another from the
+/// metadata (a webhook id header, `entity@version`); an event without a key passes through.
+/// A key is claimed before the handler runs. If another delivery holds it, this one waits
+/// for its outcome: done → acknowledged as a duplicate without running; failed → claimed and
+/// run. So of concurrent deliveries of one key, one runs the handler. A done key is
+/// remembered for `ttl` (default 24 h); a claim whose holder died expires after `lease`
+/// (default 5 min).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_workflow::{Dedup, store::DedupKey};
+/// let dedup = Dedup::memory(100_000)
+///     .ttl(Duration::from_secs(3600))
+///     .key(|meta| {
+///         let v = meta.version()?;
+///         DedupKey::new(&format!("{}@{v}", meta.entity_id()?)).ok()
+///     });
+/// # let _ = dedup;
+/// ```
+#[derive(Clone)]
+pub struct Dedup {
+    store: Arc<dyn DedupStore>,
+    key: Option<KeyFn>,
+    ttl: Duration,
+    lease: Duration,
+}
+
+impl fmt::Debug for Dedup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedup")
+            .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dedup {
+    /// Dedup backed by `store`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::{Dedup, store::MemoryDedupStore};
+    /// let d = Dedup::new(Arc::new(MemoryDedupStore::new(10_000)));
+    /// # let _ = d;
+    /// ```
+    pub fn new(store: Arc<dyn DedupStore>) -> Dedup {
+        Dedup {
+            store,
+            key: None,
+            ttl: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(300),
+        }
+    }
+
+    /// Dedup in memory, remembering about `capacity` keys.
+    ///
+    /// # Examples
+    ///
+    /// See [`Dedup`].
+    pub fn memory(capacity: usize) -> Dedup {
+        Dedup::new(Arc::new(MemoryDedupStore::new(capacity)))
+    }
+
+    /// Derives the key from the metadata; `None` lets the event through without dedup.
+    ///
+    /// # Examples
+    ///
+    /// See [`Dedup`].
+    pub fn key(
+        mut self,
+        f: impl Fn(&Metadata) -> Option<DedupKey> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Some(Arc::new(f));
+        self
+    }
+
+    /// How long a done key is remembered.
+    ///
+    /// # Examples
+    ///
+    /// See [`Dedup`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a claim holds without an outcome before another delivery may take over.
+    /// Longer than the slowest handling, retries included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = syncbus_workflow::Dedup::memory(100).lease(std::time::Duration::from_secs(900));
+    /// # let _ = d;
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = syncbus_workflow::Dedup::memory(100);
+    /// let _store = d.store();
+    /// ```
+    pub fn store(&self) -> &Arc<dyn DedupStore> {
+        &self.store
+    }
+
+    /// This as a layer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = syncbus_workflow::Dedup::memory(100).layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(self) -> DedupLayer {
+        DedupLayer { cfg: self }
+    }
+}
+
+/// Makes [`Deduped`] handlers.
+#[derive(Debug, Clone)]
+pub struct DedupLayer {
+    cfg: Dedup,
+}
+
+impl<H> Layer<H> for DedupLayer {
+    type Handler = Deduped<H>;
+    fn layer(&self, inner: H) -> Deduped<H> {
+        Deduped {
+            inner,
+            cfg: self.cfg.clone(),
+        }
+    }
+}
+
+/// A handler run at most once per key; see [`Dedup`].
+#[derive(Debug, Clone)]
+pub struct Deduped<H> {
+    inner: H,
+    cfg: Dedup,
+}
+
+impl<P: Send + 'static, H: Handler<P>> Handler<P> for Deduped<H> {
+    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+        let key = match &self.cfg.key {
+            None => Some(DedupKey::from(env.meta().id())),
+            Some(f) => f(env.meta()),
+        };
+        let Some(key) = key else {
+            return self.inner.call(env, ctx).await;
+        };
+        let store = &self.cfg.store;
+        loop {
+            match store.claim(&key, self.cfg.lease).await {
+                Ok(Claim::Acquired) => break,
+                Ok(Claim::Duplicate) => {
+                    ctx.bump(Stat::Duplicates);
+                    tracing::debug!(subscription = ctx.subscription(), %key, "duplicate acknowledged");
+                    return Ok(());
+                }
+                Ok(Claim::InFlight) => store.wait(&key, self.cfg.lease).await,
+                Err(e) => {
+                    // Without knowing whether the key was handled, running could duplicate:
+                    // fail retryably and let the store come back.
+                    return Err(HandlerError::retryable(format!("dedup store: {e}")).with_source(e));
+                }
+            }
+        }
+        let result = self.inner.call(env, ctx.clone()).await;
+        let outcome = if result.is_ok() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        };
+        if let Err(e) = store.finish(&key, outcome, self.cfg.ttl).await {
+            // The handler's outcome stands; the key stays in flight until its lease ends,
+            // after which a redelivery may run again (at-least-once).
+            tracing::error!(
+                subscription = ctx.subscription(),
+                %key,
+                error = %e,
+                "dedup store could not record the outcome"
+            );
+        }
+        result
+    }
+}

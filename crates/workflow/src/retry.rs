@@ -1,0 +1,339 @@
+//! Retry with exponential backoff and jitter.
+
+use std::time::Duration;
+
+use syncbus_envelope::Envelope;
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::error::HandlerError;
+use crate::handler::Handler;
+use crate::layer::Layer;
+use crate::metrics::Stat;
+
+/// How the delay before a retry is randomized, so failed consumers do not retry in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Exactly the exponential delay.
+    None,
+    /// The exponential delay times a uniform factor in `[1 - f, 1 + f]` (`f` in 0..=1).
+    Proportional(f64),
+    /// Uniform in `[0, exponential delay]` ("full jitter").
+    Full,
+    /// Uniform in `[initial, 3 × previous delay]`, capped ("decorrelated jitter").
+    Decorrelated,
+}
+
+/// When and how often to retry.
+///
+/// Defaults: first retry after 100 ms, doubling (100 ms × 2ⁿ), ±50 % jitter, each delay
+/// capped at 5 minutes, at most 8 attempts in all, no limit on total time. Only
+/// [retryable](HandlerError::is_retryable) errors are retried; a handler's
+/// [`retry_after`](HandlerError::retry_after) replaces the computed delay.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_workflow::{Jitter, RetryPolicy};
+///
+/// let p = RetryPolicy::default()
+///     .initial(Duration::from_millis(200))
+///     .max_attempts(5)
+///     .jitter(Jitter::None);
+/// assert_eq!(p.base_delay(1), Duration::from_millis(200));
+/// assert_eq!(p.base_delay(3), Duration::from_millis(800));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    initial: Duration,
+    multiplier: f64,
+    max_delay: Duration,
+    max_attempts: u32,
+    max_elapsed: Option<Duration>,
+    jitter: Jitter,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(300),
+            max_attempts: 8,
+            max_elapsed: None,
+            jitter: Jitter::Proportional(0.5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy (see the type's docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(syncbus_workflow::RetryPolicy::new().get_max_attempts(), 8);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Never retry: one attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(syncbus_workflow::RetryPolicy::never().get_max_attempts(), 1);
+    /// ```
+    pub fn never() -> Self {
+        Self::default().max_attempts(1)
+    }
+
+    /// The delay before the first retry.
+    ///
+    /// # Examples
+    ///
+    /// See [`RetryPolicy`].
+    pub fn initial(mut self, d: Duration) -> Self {
+        self.initial = d;
+        self
+    }
+
+    /// The growth factor per retry (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new().multiplier(3.0).jitter(syncbus_workflow::Jitter::None);
+    /// assert_eq!(p.base_delay(2), Duration::from_millis(300));
+    /// ```
+    pub fn multiplier(mut self, m: f64) -> Self {
+        self.multiplier = if m.is_finite() { m.max(1.0) } else { 1.0 };
+        self
+    }
+
+    /// The cap on any one delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new().max_delay(Duration::from_secs(1));
+    /// assert_eq!(p.base_delay(20), Duration::from_secs(1));
+    /// ```
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Attempts in all, the first included (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// See [`RetryPolicy`].
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Gives up when the next retry would start later than `d` after the first attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new().max_elapsed(Duration::from_secs(60));
+    /// # let _ = p;
+    /// ```
+    pub fn max_elapsed(mut self, d: Duration) -> Self {
+        self.max_elapsed = Some(d);
+        self
+    }
+
+    /// The jitter.
+    ///
+    /// # Examples
+    ///
+    /// See [`RetryPolicy`].
+    pub fn jitter(mut self, j: Jitter) -> Self {
+        self.jitter = match j {
+            Jitter::Proportional(f) if f.is_finite() => Jitter::Proportional(f.clamp(0.0, 1.0)),
+            Jitter::Proportional(_) => Jitter::None,
+            other => other,
+        };
+        self
+    }
+
+    /// Attempts in all.
+    ///
+    /// # Examples
+    ///
+    /// See [`RetryPolicy::new`].
+    pub fn get_max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The delay after failed attempt `n` (1-based) before jitter: `initial × multiplierⁿ⁻¹`,
+    /// capped.
+    ///
+    /// # Examples
+    ///
+    /// See [`RetryPolicy`].
+    pub fn base_delay(&self, n: u32) -> Duration {
+        let exp = self.multiplier.powi(n.saturating_sub(1).min(1024) as i32);
+        let secs = self.initial.as_secs_f64() * exp;
+        if !secs.is_finite() || secs >= self.max_delay.as_secs_f64() {
+            self.max_delay
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    /// The range the delay after failed attempt `n` falls in, jitter included
+    /// (`previous` is the last delay, used by decorrelated jitter).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new(); // 100 ms, ±50 %
+    /// let (lo, hi) = p.bounds(1, Duration::ZERO);
+    /// assert_eq!((lo, hi), (Duration::from_millis(50), Duration::from_millis(150)));
+    /// ```
+    pub fn bounds(&self, n: u32, previous: Duration) -> (Duration, Duration) {
+        let base = self.base_delay(n);
+        let cap = |d: Duration| d.min(self.max_delay);
+        match self.jitter {
+            Jitter::None => (base, base),
+            Jitter::Proportional(f) => (base.mul_f64(1.0 - f), cap(base.mul_f64(1.0 + f))),
+            Jitter::Full => (Duration::ZERO, base),
+            Jitter::Decorrelated => {
+                let lo = cap(self.initial);
+                let hi = cap(previous.max(self.initial).saturating_mul(3));
+                (lo, hi.max(lo))
+            }
+        }
+    }
+
+    /// A delay after failed attempt `n`, drawn within [`bounds`](Self::bounds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new();
+    /// let d = p.delay(2, Duration::ZERO);
+    /// assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(300));
+    /// ```
+    pub fn delay(&self, n: u32, previous: Duration) -> Duration {
+        let (lo, hi) = self.bounds(n, previous);
+        if hi <= lo {
+            return lo;
+        }
+        lo + (hi - lo).mul_f64(fastrand::f64())
+    }
+
+    /// This policy as a layer.
+    ///
+    /// # Examples
+    ///
+    /// See [`Layer`].
+    pub fn layer(self) -> RetryLayer {
+        RetryLayer { policy: self }
+    }
+}
+
+/// Makes [`Retry`] handlers.
+#[derive(Debug, Clone)]
+pub struct RetryLayer {
+    policy: RetryPolicy,
+}
+
+impl RetryLayer {
+    /// A layer retrying by `policy`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = syncbus_workflow::RetryLayer::new(syncbus_workflow::RetryPolicy::default());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(policy: RetryPolicy) -> Self {
+        RetryLayer { policy }
+    }
+}
+
+impl<H> Layer<H> for RetryLayer {
+    type Handler = Retry<H>;
+    fn layer(&self, inner: H) -> Retry<H> {
+        Retry {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// Retries the inner handler's retryable failures; see [`RetryPolicy`].
+///
+/// Each attempt gets a clone of the envelope and the same [`Context`], whose
+/// [`attempt`](Context::attempt) counts up. The delay is slept on tokio's clock: the
+/// delivery (and its worker) waits.
+#[derive(Debug, Clone)]
+pub struct Retry<H> {
+    inner: H,
+    policy: RetryPolicy,
+}
+
+impl<P, H> Handler<P> for Retry<H>
+where
+    P: Clone + Send + Sync + 'static,
+    H: Handler<P>,
+{
+    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+        let start = Instant::now();
+        let mut previous = Duration::ZERO;
+        let mut env = Some(env);
+        loop {
+            let attempt = ctx.begin_attempt();
+            ctx.bump(Stat::Attempts);
+            if attempt > 1 {
+                ctx.bump(Stat::Retries);
+            }
+            let last = attempt >= self.policy.max_attempts;
+            let this = if last { env.take() } else { env.clone() };
+            let Some(this) = this else {
+                // Unreachable: the envelope is only taken on the last attempt.
+                return Err(HandlerError::permanent("retry ran past its last attempt"));
+            };
+            let err = match self.inner.call(this, ctx.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            ctx.note_failure();
+            if last || !err.is_retryable() {
+                return Err(err);
+            }
+            let delay = match err.retry_after_hint() {
+                Some(d) => d,
+                None => self.policy.delay(attempt, previous),
+            };
+            if let Some(max) = self.policy.max_elapsed {
+                if start.elapsed() + delay > max {
+                    return Err(err);
+                }
+            }
+            tracing::debug!(
+                subscription = ctx.subscription(),
+                attempt,
+                ?delay,
+                error = %err,
+                "retrying"
+            );
+            previous = delay;
+            tokio::time::sleep(delay).await;
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Dead letters: events whose handling failed for good, kept for inspection and redrive.
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+use syncbus_core::Pattern;
+use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
+
+use super::{BoxFuture, StoreError};
+use crate::error::ErrorKind;
+
+/// A dead letter's id: a fresh UUIDv7, so ids sort by the time they were recorded.
+pub type DeadLetterId = EventId;
+
+/// One event that failed for good: what it was, where it failed, why, and how often.
+///
+/// The envelope is kept with its payload serialized (JSON), so a record outlives the process
+/// and can be redriven into a typed handler.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    /// This record's id (not the event's).
+    pub id: DeadLetterId,
+    /// The event, payload as bytes.
+    pub envelope: Envelope<Bytes>,
+    /// The subscription it failed in.
+    pub subscription: String,
+    /// The handler's name.
+    pub handler: String,
+    /// The kind of the last error.
+    pub error_kind: ErrorKind,
+    /// The last error's message and its causes, outermost first.
+    pub error_chain: Vec<String>,
+    /// How many attempts ran.
+    pub attempts: u32,
+    /// When the first attempt failed.
+    pub first_failure: Timestamp,
+    /// When the last attempt failed.
+    pub last_failure: Timestamp,
+}
+
+impl DeadLetterRecord {
+    /// The last error's message (the first entry of the chain).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterRecord;
+    /// # fn show(r: &DeadLetterRecord) {
+    /// println!("{} failed: {}", r.envelope.meta().id(), r.error());
+    /// # }
+    /// ```
+    pub fn error(&self) -> &str {
+        self.error_chain.first().map_or("", String::as_str)
+    }
+}
+
+/// Which dead letters to list or redrive. Every set field must match; an empty filter
+/// matches everything. Records come back oldest failure first.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::store::DeadLetterFilter;
+/// use syncbus_core::Pattern;
+///
+/// let f = DeadLetterFilter::new()
+///     .topic(Pattern::new("orders.>")?)
+///     .error_contains("timeout")
+///     .limit(50);
+/// assert_eq!(f.limit, Some(50));
+/// # Ok::<(), syncbus_core::TopicError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DeadLetterFilter {
+    /// Topic matching this pattern.
+    pub topic: Option<Pattern>,
+    /// Exact event type.
+    pub event_type: Option<String>,
+    /// Exact subscription name.
+    pub subscription: Option<String>,
+    /// Any entry of the error chain contains this text (case-sensitive).
+    pub error_contains: Option<String>,
+    /// Last failure at or after.
+    pub since: Option<Timestamp>,
+    /// Last failure before.
+    pub until: Option<Timestamp>,
+    /// At most this many records.
+    pub limit: Option<usize>,
+}
+
+impl DeadLetterFilter {
+    /// A filter that matches everything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = syncbus_workflow::store::DeadLetterFilter::new();
+    /// assert!(f.topic.is_none());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only topics matching `pattern`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// let f = DeadLetterFilter::new().topic(syncbus_core::Pattern::new("orders.*")?);
+    /// # Ok::<(), syncbus_core::TopicError>(())
+    /// ```
+    pub fn topic(mut self, pattern: Pattern) -> Self {
+        self.topic = Some(pattern);
+        self
+    }
+
+    /// Only this event type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// let f = DeadLetterFilter::new().event_type("shop.order.placed");
+    /// ```
+    pub fn event_type(mut self, t: impl Into<String>) -> Self {
+        self.event_type = Some(t.into());
+        self
+    }
+
+    /// Only this subscription.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// let f = DeadLetterFilter::new().subscription("billing");
+    /// ```
+    pub fn subscription(mut self, s: impl Into<String>) -> Self {
+        self.subscription = Some(s.into());
+        self
+    }
+
+    /// Only records whose error chain contains `text`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// let f = DeadLetterFilter::new().error_contains("503");
+    /// ```
+    pub fn error_contains(mut self, text: impl Into<String>) -> Self {
+        self.error_contains = Some(text.into());
+        self
+    }
+
+    /// Only records whose last failure is in `[since, until)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// use syncbus_envelope::Timestamp;
+    /// let f = DeadLetterFilter::new().between(Timestamp::from_unix_millis(0), Timestamp::now());
+    /// ```
+    pub fn between(mut self, since: Timestamp, until: Timestamp) -> Self {
+        self.since = Some(since);
+        self.until = Some(until);
+        self
+    }
+
+    /// At most `n` records.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// assert_eq!(DeadLetterFilter::new().limit(10).limit, Some(10));
+    /// ```
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Whether `record` passes the filter (ignoring `limit`). SQL stores prefilter in SQL
+    /// and must agree with this reference.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::store::{DeadLetterFilter, DeadLetterRecord};
+    /// # fn check(r: &DeadLetterRecord) {
+    /// assert!(DeadLetterFilter::new().matches(r));
+    /// # }
+    /// ```
+    pub fn matches(&self, r: &DeadLetterRecord) -> bool {
+        let meta = r.envelope.meta();
+        self.topic
+            .as_ref()
+            .is_none_or(|p| meta.topic().is_some_and(|t| p.matches_str(t)))
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|t| meta.event_type().as_str() == t)
+            && self
+                .subscription
+                .as_deref()
+                .is_none_or(|s| r.subscription == s)
+            && self
+                .error_contains
+                .as_deref()
+                .is_none_or(|t| r.error_chain.iter().any(|e| e.contains(t)))
+            && self.since.is_none_or(|s| r.last_failure >= s)
+            && self.until.is_none_or(|u| r.last_failure < u)
+    }
+}
+
+/// Where dead letters are kept.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryDeadLetterStore::new(1_000);
+/// assert!(store.list(&DeadLetterFilter::new()).await?.is_empty());
+/// # Ok(()) }
+/// ```
+pub trait DeadLetterStore: Send + Sync + 'static {
+    /// Records a dead letter.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The records passing `filter`, oldest last failure first (then by id).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails or a stored record cannot be decoded.
+    fn list<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, StoreError>>;
+
+    /// One record by id.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails or the record cannot be decoded.
+    fn get<'a>(
+        &'a self,
+        id: &'a DeadLetterId,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, StoreError>>;
+
+    /// Deletes a record; `false` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// The in-memory [`DeadLetterStore`], bounded: when full, the oldest record is dropped and
+/// counted in [`evicted`](Self::evicted) (and logged), never silently.
+///
+/// # Examples
+///
+/// ```
+/// let store = syncbus_workflow::store::MemoryDeadLetterStore::new(10_000);
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryDeadLetterStore {
+    inner: Mutex<MemoryDl>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct MemoryDl {
+    records: BTreeMap<DeadLetterId, DeadLetterRecord>,
+    evicted: u64,
+}
+
+impl MemoryDeadLetterStore {
+    /// A store keeping at most `capacity` records (at least one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// assert!(store.is_empty());
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        MemoryDeadLetterStore {
+            inner: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many records are held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// assert_eq!(store.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.lock().records.len()
+    }
+
+    /// Whether no record is held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// assert!(store.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many records were dropped because the store was full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// assert_eq!(store.evicted(), 0);
+    /// ```
+    pub fn evicted(&self) -> u64 {
+        self.inner.lock().evicted
+    }
+}
+
+impl DeadLetterStore for MemoryDeadLetterStore {
+    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut inner = self.inner.lock();
+        while inner.records.len() >= self.capacity {
+            if let Some((id, old)) = inner.records.pop_first() {
+                inner.evicted += 1;
+                tracing::error!(
+                    dead_letter = %id,
+                    event = %old.envelope.meta().id(),
+                    "memory dead-letter store full: dropped the oldest record"
+                );
+            }
+        }
+        inner.records.insert(record.id.clone(), record);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn list<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, StoreError>> {
+        let inner = self.inner.lock();
+        let mut out: Vec<DeadLetterRecord> = inner
+            .records
+            .values()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.last_failure, &a.id).cmp(&(b.last_failure, &b.id)));
+        if let Some(n) = filter.limit {
+            out.truncate(n);
+        }
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a DeadLetterId,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, StoreError>> {
+        let r = self.inner.lock().records.get(id).cloned();
+        Box::pin(std::future::ready(Ok(r)))
+    }
+
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let gone = self.inner.lock().records.remove(id).is_some();
+        Box::pin(std::future::ready(Ok(gone)))
+    }
+}

@@ -1,0 +1,401 @@
+//! Dedup keys: the memory of the idempotent consumer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use syncbus_envelope::{EventId, IdError};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{BoxFuture, StoreError};
+
+/// The key an idempotent consumer remembers: by default the event id, or a key derived from
+/// the event (a webhook id, `entity@version`).
+///
+/// Keys compare by their text; a UUID in any case is one key. Keys are 1 to 256 bytes with no
+/// whitespace or control characters.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::store::DedupKey;
+/// use syncbus_envelope::EventId;
+///
+/// let id = EventId::new();
+/// assert_eq!(DedupKey::from(id.clone()).to_string(), id.to_string());
+/// let k = DedupKey::new("webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")?;
+/// assert_eq!(k.to_string(), "webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+/// assert!(DedupKey::new("two words").is_err());
+/// # Ok::<(), syncbus_envelope::IdError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DedupKey(EventId);
+
+impl DedupKey {
+    /// A key from text.
+    ///
+    /// # Errors
+    ///
+    /// [`IdError`] for empty text, more than 256 bytes, whitespace or control characters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_workflow::store::DedupKey;
+    /// assert!(DedupKey::new("order-7@3").is_ok());
+    /// assert!(DedupKey::new("").is_err());
+    /// ```
+    pub fn new(key: &str) -> Result<DedupKey, IdError> {
+        EventId::parse(key).map(DedupKey)
+    }
+}
+
+impl From<EventId> for DedupKey {
+    fn from(id: EventId) -> Self {
+        DedupKey(id)
+    }
+}
+
+impl From<&EventId> for DedupKey {
+    fn from(id: &EventId) -> Self {
+        DedupKey(id.clone())
+    }
+}
+
+impl fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DedupKey({self})")
+    }
+}
+
+/// What [`DedupStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The key was free (new, failed before, or its lease expired): run the handler.
+    Acquired,
+    /// The key is done: this delivery is a duplicate, acknowledge it without running.
+    Duplicate,
+    /// Another delivery holds the key and has not finished: wait for its outcome.
+    InFlight,
+}
+
+/// How a claimed key ended, for [`DedupStore::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded: later deliveries of the key are duplicates until it expires.
+    Done,
+    /// The handler failed: the key is released so a redelivery can run.
+    Failed,
+}
+
+/// The state of a key, as [`DedupStore::state`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// Claimed and running, until the lease expires.
+    InFlight,
+    /// Handled successfully.
+    Done,
+    /// The last attempt failed; the key may be claimed again.
+    Failed,
+}
+
+/// Where the idempotent consumer keeps its keys.
+///
+/// A key is claimed before the handler runs and finished after: `Done` keeps it (duplicates
+/// are acknowledged) for a time-to-live, `Failed` releases it. An in-flight claim carries a
+/// lease: if its holder dies, the key is claimable again once the lease expires. Claiming
+/// must be atomic: of two concurrent claims of a free key exactly one gets
+/// [`Claim::Acquired`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_workflow::store::{Claim, DedupKey, DedupStore, MemoryDedupStore, Outcome};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryDedupStore::new(10_000);
+/// let key = DedupKey::new("payment-81")?;
+/// let minute = Duration::from_secs(60);
+/// assert_eq!(store.claim(&key, minute).await?, Claim::Acquired);
+/// assert_eq!(store.claim(&key, minute).await?, Claim::InFlight);
+/// store.finish(&key, Outcome::Done, minute).await?;
+/// assert_eq!(store.claim(&key, minute).await?, Claim::Duplicate);
+/// # Ok(()) }
+/// ```
+pub trait DedupStore: Send + Sync + 'static {
+    /// Claims `key` for one run, holding it in flight for at most `lease`.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn claim<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Records how a claimed run ended; `ttl` is how long a `Done` key is remembered.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn finish<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        outcome: Outcome,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Waits until the key's state may have changed, or `max` passed. The default polls;
+    /// stores that can notify (the memory store) wake the waiter when the key finishes.
+    fn wait<'a>(&'a self, key: &'a DedupKey, max: Duration) -> BoxFuture<'a, ()> {
+        let _ = key;
+        Box::pin(tokio::time::sleep(max.min(Duration::from_millis(20))))
+    }
+
+    /// The key's current state, `None` if unknown or expired.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn state<'a>(
+        &'a self,
+        key: &'a DedupKey,
+    ) -> BoxFuture<'a, Result<Option<KeyState>, StoreError>>;
+
+    /// Removes expired keys and returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the backend fails.
+    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+const SHARDS: usize = 16;
+
+/// The in-memory [`DedupStore`]: bounded by count, expiring by time (tokio's clock, so tests
+/// on a paused clock are exact). When full, expired keys go first, then the done or failed
+/// keys closest to expiry; in-flight keys are never evicted.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::store::MemoryDedupStore;
+/// let store = MemoryDedupStore::new(100_000);
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryDedupStore {
+    shards: Box<[Shard]>,
+    per_shard: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    keys: Mutex<HashMap<DedupKey, Entry>>,
+    changed: Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    state: KeyState,
+    expires: Instant,
+}
+
+impl MemoryDedupStore {
+    /// A store that remembers at most about `capacity` keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = syncbus_workflow::store::MemoryDedupStore::new(1_000);
+    /// assert!(store.is_empty());
+    /// ```
+    pub fn new(capacity: usize) -> MemoryDedupStore {
+        MemoryDedupStore {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            hasher: Default::default(),
+        }
+    }
+
+    /// How many keys are held, expired ones included until purged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let store = syncbus_workflow::store::MemoryDedupStore::new(10);
+    /// assert_eq!(store.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.keys.lock().len()).sum()
+    }
+
+    /// Whether no key is held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let store = syncbus_workflow::store::MemoryDedupStore::new(10);
+    /// assert!(store.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &DedupKey) -> &Shard {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// Claims without awaiting: the memory store never waits for I/O.
+    fn claim_now(&self, key: &DedupKey, lease: Duration) -> Claim {
+        let now = Instant::now();
+        let shard = self.shard(key);
+        let mut keys = shard.keys.lock();
+        if let Some(e) = keys.get_mut(key) {
+            let live = e.expires > now;
+            return match e.state {
+                KeyState::Done if live => Claim::Duplicate,
+                KeyState::InFlight if live => Claim::InFlight,
+                _ => {
+                    *e = Entry {
+                        state: KeyState::InFlight,
+                        expires: deadline(now, lease),
+                    };
+                    Claim::Acquired
+                }
+            };
+        }
+        if keys.len() >= self.per_shard {
+            evict(&mut keys, now, self.per_shard);
+        }
+        keys.insert(
+            key.clone(),
+            Entry {
+                state: KeyState::InFlight,
+                expires: deadline(now, lease),
+            },
+        );
+        Claim::Acquired
+    }
+
+    fn finish_now(&self, key: &DedupKey, outcome: Outcome, ttl: Duration) {
+        let shard = self.shard(key);
+        let state = match outcome {
+            Outcome::Done => KeyState::Done,
+            Outcome::Failed => KeyState::Failed,
+        };
+        let expires = deadline(Instant::now(), ttl);
+        shard
+            .keys
+            .lock()
+            .insert(key.clone(), Entry { state, expires });
+        shard.changed.notify_waiters();
+    }
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// Makes room in a full shard: drops expired keys, then, if still full, the eighth of the
+/// settled keys closest to expiry. In-flight keys stay: dropping one would let a duplicate run.
+#[cold]
+fn evict(keys: &mut HashMap<DedupKey, Entry>, now: Instant, cap: usize) {
+    keys.retain(|_, e| e.expires > now);
+    if keys.len() < cap {
+        return;
+    }
+    let mut settled: Vec<(Instant, DedupKey)> = keys
+        .iter()
+        .filter(|(_, e)| e.state != KeyState::InFlight)
+        .map(|(k, e)| (e.expires, k.clone()))
+        .collect();
+    let n = (cap / 8).max(1).min(settled.len());
+    if n == 0 {
+        return;
+    }
+    settled.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+    for (_, k) in &settled[..n] {
+        keys.remove(k);
+    }
+}
+
+impl DedupStore for MemoryDedupStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        let claim = self.claim_now(key, lease);
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        outcome: Outcome,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.finish_now(key, outcome, ttl);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn wait<'a>(&'a self, key: &'a DedupKey, max: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let shard = self.shard(key);
+            let notified = shard.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let in_flight = shard
+                .keys
+                .lock()
+                .get(key)
+                .is_some_and(|e| e.state == KeyState::InFlight && e.expires > Instant::now());
+            if in_flight {
+                let _ = tokio::time::timeout(max, notified).await;
+            }
+        })
+    }
+
+    fn state<'a>(
+        &'a self,
+        key: &'a DedupKey,
+    ) -> BoxFuture<'a, Result<Option<KeyState>, StoreError>> {
+        let now = Instant::now();
+        let state = self
+            .shard(key)
+            .keys
+            .lock()
+            .get(key)
+            .filter(|e| e.expires > now)
+            .map(|e| e.state);
+        Box::pin(std::future::ready(Ok(state)))
+    }
+
+    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let now = Instant::now();
+        let mut purged = 0u64;
+        for shard in self.shards.iter() {
+            let mut keys = shard.keys.lock();
+            let before = keys.len();
+            keys.retain(|_, e| e.expires > now);
+            purged += (before - keys.len()) as u64;
+        }
+        Box::pin(std::future::ready(Ok(purged)))
+    }
+}

@@ -1,0 +1,901 @@
+//! Workflow subscriptions: a bus subscription running a handler inside the default stack of
+//! reliability layers, plus dead-letter redrive and chain queries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use smol_str::SmolStr;
+use syncbus_core::{
+    Bus, Overflow, SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics,
+};
+use syncbus_envelope::{Bytes, Envelope, EventId, Payload};
+
+use crate::breaker::CircuitBreaker;
+use crate::chain::{ChainNode, Chains};
+use crate::context::{Context, SubscriptionInfo};
+use crate::dead_letter::{DeadLetterLayer, Storable};
+use crate::dedup::Dedup;
+use crate::error::{ErrorKind, HandlerError};
+use crate::handler::{catch_panic, Handler};
+use crate::layer::{Layer, Stack};
+use crate::limit::{Bucket, ConcurrencyLimitLayer, RateLimit, TimeoutLayer};
+use crate::metrics::{Stat, Stats, WorkflowMetrics};
+use crate::ordering::{Ordering, REDRIVE_HEADER};
+use crate::retry::{RetryLayer, RetryPolicy};
+use crate::store::{
+    BoxFuture, DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
+};
+
+type Redriver =
+    Arc<dyn Fn(Envelope<Bytes>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
+/// The workflow runtime of one bus: makes workflow subscriptions, keeps the dead-letter
+/// store they share and the chains of events they handled, and redrives dead letters.
+///
+/// Cloning is cheap and shares everything.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, HandlerError, RetryPolicy, Workflow};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize)]
+/// struct OrderPlaced { order: u64 }
+/// impl Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let sub = wf
+///     .subscribe::<OrderPlaced>("shop.order.placed")?
+///     .name("reserve-stock")
+///     .retry(RetryPolicy::default().max_attempts(3))
+///     .dedup(syncbus_workflow::Dedup::memory(100_000))
+///     .handle(handler_fn(|env: Envelope<OrderPlaced>, _ctx| async move {
+///         println!("reserving stock for order {}", env.payload().order);
+///         Ok::<(), HandlerError>(())
+///     }))?;
+/// bus.publish_async(OrderPlaced { order: 1 }).await?;
+/// bus.shutdown(std::time::Duration::from_secs(1)).await;
+/// assert_eq!(sub.metrics().succeeded, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Workflow {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: Bus,
+    chains: Option<Chains>,
+    dead_letters: Arc<dyn DeadLetterStore>,
+    redrivers: Mutex<HashMap<SmolStr, Redriver>>,
+}
+
+impl fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workflow")
+            .field("subscriptions", &self.inner.redrivers.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Workflow`] with a chosen dead-letter store and chain retention.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use syncbus_workflow::{store::MemoryDeadLetterStore, Workflow};
+/// let bus = syncbus_core::Bus::new();
+/// let wf = Workflow::builder(&bus)
+///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(50_000)))
+///     .chains(0) // do not retain chains
+///     .build();
+/// assert!(wf.chains().is_none());
+/// ```
+#[derive(Clone)]
+pub struct WorkflowBuilder {
+    bus: Bus,
+    dead_letters: Option<Arc<dyn DeadLetterStore>>,
+    chains: usize,
+}
+
+impl fmt::Debug for WorkflowBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowBuilder")
+            .field("chains", &self.chains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkflowBuilder {
+    /// The store dead letters go to (default: in memory, 10,000 records).
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowBuilder`].
+    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+        self.dead_letters = Some(store);
+        self
+    }
+
+    /// How many events the chain view retains (default 10,000; 0 turns it off).
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowBuilder`].
+    pub fn chains(mut self, capacity: usize) -> Self {
+        self.chains = capacity;
+        self
+    }
+
+    /// The workflow.
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowBuilder`].
+    pub fn build(self) -> Workflow {
+        Workflow {
+            inner: Arc::new(Inner {
+                bus: self.bus,
+                chains: (self.chains > 0).then(|| Chains::new(self.chains)),
+                dead_letters: self
+                    .dead_letters
+                    .unwrap_or_else(|| Arc::new(MemoryDeadLetterStore::new(10_000))),
+                redrivers: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl Workflow {
+    /// A workflow on `bus` with an in-memory dead-letter store and chain retention.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn new(bus: &Bus) -> Workflow {
+        Workflow::builder(bus).build()
+    }
+
+    /// A builder; see [`WorkflowBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowBuilder`].
+    pub fn builder(bus: &Bus) -> WorkflowBuilder {
+        WorkflowBuilder {
+            bus: bus.clone(),
+            dead_letters: None,
+            chains: 10_000,
+        }
+    }
+
+    /// The bus.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(!wf.bus().is_closed());
+    /// ```
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The dead-letter store subscriptions use unless told otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// let _store = wf.dead_letters();
+    /// ```
+    pub fn dead_letters(&self) -> &Arc<dyn DeadLetterStore> {
+        &self.inner.dead_letters
+    }
+
+    /// The chain view, unless turned off.
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowBuilder`].
+    pub fn chains(&self) -> Option<&Chains> {
+        self.inner.chains.as_ref()
+    }
+
+    /// The tree of events `id` caused, while they are retained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(wf.chain(&syncbus_core::EventId::new()).is_none());
+    /// ```
+    pub fn chain(&self, id: &EventId) -> Option<ChainNode> {
+        self.inner.chains.as_ref()?.tree(id)
+    }
+
+    /// Starts a workflow subscription to `pattern`; see [`WorkflowSubscribe`].
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError`] for an invalid pattern or a closed bus.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn subscribe<P: Payload + Storable>(
+        &self,
+        pattern: &str,
+    ) -> Result<WorkflowSubscribe<P>, SubscribeError> {
+        let bus = self.inner.bus.subscribe::<P>(pattern)?;
+        Ok(WorkflowSubscribe {
+            wf: self.clone(),
+            bus,
+            pattern: SmolStr::new(pattern),
+            name: None,
+            handler_name: None,
+            keyed: false,
+            dedup: None,
+            ordering: None,
+            retry: Some(RetryPolicy::default()),
+            timeout: None,
+            concurrency: None,
+            rate: None,
+            breaker: None,
+            dead_letters: None,
+        })
+    }
+
+    /// Redrives the dead letters `redrive` selects into the subscriptions they failed in.
+    ///
+    /// Each record's event is replayed with a fresh event id (so dedup by id does not take
+    /// it for a duplicate) and the header [`REDRIVE_HEADER`] naming the original id. It runs
+    /// through the subscription's whole stack, awaited one by one at the given rate; the
+    /// record is deleted once replayed (if it fails again, the stack records a new one).
+    /// Records of a subscription that does not exist (any more) are skipped and kept.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if listing or deleting records fails; records replayed before it
+    /// stay replayed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_workflow::{Redrive, Workflow, store::DeadLetterFilter};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("billing")).dry_run()).await?;
+    /// assert_eq!(report.matched, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn redrive(&self, redrive: Redrive) -> Result<RedriveReport, StoreError> {
+        let records = self.inner.dead_letters.list(&redrive.filter).await?;
+        let mut report = RedriveReport {
+            matched: records.len(),
+            ..RedriveReport::default()
+        };
+        let bucket = redrive.rate.map(Bucket::new);
+        for record in records {
+            let redriver = self
+                .inner
+                .redrivers
+                .lock()
+                .get(record.subscription.as_str())
+                .cloned();
+            let Some(redriver) = redriver else {
+                report.skipped.push(record.id);
+                continue;
+            };
+            if redrive.dry_run {
+                report.redriven.push(record.id);
+                continue;
+            }
+            if let Some(b) = &bucket {
+                b.take_quiet().await;
+            }
+            let mut env = record.envelope.clone();
+            let original = env.meta().id().to_string();
+            let meta = env.meta_mut();
+            meta.set_id(EventId::new());
+            if let Err(e) = meta.headers_mut().insert(REDRIVE_HEADER, original.as_str()) {
+                report.skipped.push(record.id.clone());
+                tracing::error!(dead_letter = %record.id, error = %e, "cannot mark the redriven event");
+                continue;
+            }
+            match redriver(env).await {
+                Ok(()) => report.succeeded += 1,
+                Err(_) => report.failed += 1,
+            }
+            self.inner.dead_letters.delete(&record.id).await?;
+            report.redriven.push(record.id);
+        }
+        Ok(report)
+    }
+
+    /// Redrives one dead letter by id; see [`redrive`](Self::redrive).
+    ///
+    /// # Errors
+    ///
+    /// As [`redrive`](Self::redrive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// let report = wf.redrive_one(&syncbus_core::EventId::new()).await?;
+    /// assert_eq!(report.matched, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn redrive_one(&self, id: &DeadLetterId) -> Result<RedriveReport, StoreError> {
+        let Some(record) = self.inner.dead_letters.get(id).await? else {
+            return Ok(RedriveReport::default());
+        };
+        let filter = DeadLetterFilter::new()
+            .subscription(record.subscription.clone())
+            .between(
+                record.last_failure,
+                syncbus_envelope::Timestamp::from_unix_nanos(
+                    record.last_failure.as_unix_nanos().saturating_add(1),
+                ),
+            );
+        let mut redrive = Redrive::new(filter);
+        redrive.only = Some(record.id);
+        self.redrive(redrive).await
+    }
+}
+
+/// Which dead letters to redrive, how fast, and whether for real.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{RateLimit, Redrive, store::DeadLetterFilter};
+/// let r = Redrive::new(DeadLetterFilter::new().error_contains("503"))
+///     .rate_limit(RateLimit::per_second(20))
+///     .dry_run();
+/// # let _ = r;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Redrive {
+    filter: DeadLetterFilter,
+    rate: Option<RateLimit>,
+    dry_run: bool,
+    only: Option<DeadLetterId>,
+}
+
+impl Redrive {
+    /// Redrive what `filter` selects.
+    ///
+    /// # Examples
+    ///
+    /// See [`Redrive`].
+    pub fn new(filter: DeadLetterFilter) -> Self {
+        Redrive {
+            filter,
+            rate: None,
+            dry_run: false,
+            only: None,
+        }
+    }
+
+    /// At most this rate.
+    ///
+    /// # Examples
+    ///
+    /// See [`Redrive`].
+    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Only report what would be redriven.
+    ///
+    /// # Examples
+    ///
+    /// See [`Redrive`].
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedriveReport {
+    /// Records the filter selected.
+    pub matched: usize,
+    /// Records replayed (or, in a dry run, that would be), now deleted.
+    pub redriven: Vec<DeadLetterId>,
+    /// Replays that succeeded.
+    pub succeeded: usize,
+    /// Replays that failed again (and were dead-lettered anew).
+    pub failed: usize,
+    /// Records kept because their subscription is not running.
+    pub skipped: Vec<DeadLetterId>,
+}
+
+/// A workflow subscription being set up: the bus subscription's settings plus the layers.
+///
+/// The stack, outermost first: **dead letters → dedup → ordering → retry → circuit breaker
+/// → rate limit → per-attempt timeout → concurrency limit → handler**. Retry is on by
+/// default ([`RetryPolicy::default`]), dead letters always (the workflow's store unless
+/// [`dead_letters`](Self::dead_letters) says otherwise); the rest are off until set.
+///
+/// Handlers run on tokio tasks ([`workers`](Self::workers) of them, default 1, or one per
+/// lane with [`keyed`](Self::keyed)). A delivery waiting for a retry holds its worker:
+/// give a subscription whose handler may back off for long more workers, or keyed lanes.
+///
+/// # Examples
+///
+/// See [`Workflow`].
+pub struct WorkflowSubscribe<P> {
+    wf: Workflow,
+    bus: SubscribeBuilder<P>,
+    pattern: SmolStr,
+    name: Option<SmolStr>,
+    handler_name: Option<SmolStr>,
+    keyed: bool,
+    dedup: Option<Dedup>,
+    ordering: Option<Ordering>,
+    retry: Option<RetryPolicy>,
+    timeout: Option<Duration>,
+    concurrency: Option<usize>,
+    rate: Option<RateLimit>,
+    breaker: Option<CircuitBreaker>,
+    dead_letters: Option<Arc<dyn DeadLetterStore>>,
+}
+
+impl<P> fmt::Debug for WorkflowSubscribe<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowSubscribe")
+            .field("pattern", &self.pattern)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Payload + Storable> WorkflowSubscribe<P> {
+    /// The subscription's name: in metrics, logs, dead letters and redrive (default: the
+    /// pattern). Names are unique within a workflow.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(SmolStr::new(name));
+        self
+    }
+
+    /// The handler's name in dead letters (default: the subscription's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.handler_name("pinger-v2");
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn handler_name(mut self, name: &str) -> Self {
+        self.handler_name = Some(SmolStr::new(name));
+        self
+    }
+
+    /// The queue's capacity (see `SubscribeBuilder::capacity`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.capacity(4096).workers(8);
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.bus = self.bus.capacity(n);
+        self
+    }
+
+    /// How many tasks handle events (default 1); see [`capacity`](Self::capacity).
+    ///
+    /// # Examples
+    ///
+    /// See [`capacity`](Self::capacity).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.bus = self.bus.workers(n);
+        self
+    }
+
+    /// Keyed lanes: events of one entity one at a time, in order, `lanes` entities at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.keyed(16);
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn keyed(mut self, lanes: usize) -> Self {
+        self.keyed = true;
+        self.bus = self.bus.lanes(lanes);
+        self
+    }
+
+    /// The queue's overflow policy (see `Overflow`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.overflow(syncbus_core::Overflow::Reject);
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.bus = self.bus.overflow(overflow);
+        self
+    }
+
+    /// Runs each key once; see [`Dedup`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn dedup(mut self, dedup: Dedup) -> Self {
+        self.dedup = Some(dedup);
+        self
+    }
+
+    /// Applies each entity's versions in order; see [`Ordering`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.ordering(syncbus_workflow::Ordering::new());
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.ordering = Some(ordering);
+        self
+    }
+
+    /// The retry policy (default [`RetryPolicy::default`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// No retries: one attempt, then dead letters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.no_retry();
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn no_retry(mut self) -> Self {
+        self.retry = None;
+        self
+    }
+
+    /// Each attempt may take at most `d`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.timeout(std::time::Duration::from_secs(3));
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// At most `n` attempts run at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.workers(16).concurrency(4);
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// At most this rate of attempts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.rate_limit(syncbus_workflow::RateLimit::per_second(10));
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// A circuit breaker in front of the handler.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.circuit_breaker(syncbus_workflow::CircuitBreaker::new());
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Dead letters of this subscription go to `store` instead of the workflow's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let store = std::sync::Arc::new(syncbus_workflow::store::MemoryDeadLetterStore::new(100));
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.dead_letters(store);
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+        self.dead_letters = Some(store);
+        self
+    }
+
+    /// Starts the subscription with `handler` inside the stack.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError`] as the bus gives it (no tokio runtime, a bad capacity, a closed
+    /// bus), or `InvalidConfig` if the workflow has a subscription of this name already.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn handle<H: Handler<P>>(self, handler: H) -> Result<WorkflowSubscription, SubscribeError> {
+        let name = self.name.clone().unwrap_or_else(|| self.pattern.clone());
+        let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
+        let wf = self.wf.clone();
+        if wf.inner.redrivers.lock().contains_key(&name) {
+            return Err(SubscribeError::InvalidConfig(
+                "the workflow has a subscription of this name already",
+            ));
+        }
+        let dl = self
+            .dead_letters
+            .clone()
+            .unwrap_or_else(|| wf.inner.dead_letters.clone());
+        let stack = Stack::new()
+            .layer(DeadLetterLayer::new(dl.clone()))
+            .layer(self.dedup.map(Dedup::layer))
+            .layer(self.ordering.map(|o| o.dead_letters(dl.clone()).layer()))
+            .layer(self.retry.map(RetryLayer::new))
+            .layer(self.breaker.map(CircuitBreaker::layer))
+            .layer(self.rate.map(RateLimit::layer))
+            .layer(self.timeout.map(TimeoutLayer::new))
+            .layer(self.concurrency.map(ConcurrencyLimitLayer::new))
+            .layer(FlushLayer)
+            .handler(handler);
+        let stack = Arc::new(stack);
+        let info = SubscriptionInfo::new(
+            Some(wf.inner.bus.clone()),
+            name.clone(),
+            handler_name,
+            wf.inner.chains.clone(),
+        );
+        let stats = info.stats.clone();
+
+        let (s, i) = (stack.clone(), info.clone());
+        let run = move |env: Envelope<P>| {
+            let (s, i) = (s.clone(), i.clone());
+            async move { run_one(&*s, &i, env).await }
+        };
+        let bus_sub = self.bus.name(name.clone());
+        let sub = if self.keyed {
+            bus_sub.keyed_async(run)?
+        } else {
+            bus_sub.queued_async(run)?
+        };
+
+        let redriver: Redriver = Arc::new(move |env: Envelope<Bytes>| {
+            let (s, i) = (stack.clone(), info.clone());
+            Box::pin(async move {
+                let env = P::from_stored(&env).map_err(|e| {
+                    HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
+                })?;
+                run_one(&*s, &i, env).await
+            })
+        });
+        let mut redrivers = wf.inner.redrivers.lock();
+        if redrivers.contains_key(&name) {
+            return Err(SubscribeError::InvalidConfig(
+                "the workflow has a subscription of this name already",
+            ));
+        }
+        redrivers.insert(name.clone(), redriver);
+        drop(redrivers);
+        Ok(WorkflowSubscription {
+            sub: Some(sub),
+            name,
+            stats,
+            wf: Arc::downgrade(&wf.inner),
+        })
+    }
+}
+
+/// Runs one delivery through the stack: makes its context, records the outcome.
+async fn run_one<P: Payload, H: Handler<P>>(
+    stack: &H,
+    info: &Arc<SubscriptionInfo>,
+    env: Envelope<P>,
+) -> Result<(), HandlerError> {
+    let ctx = Context::for_delivery(info, env.meta());
+    let meta = info.chains.is_some().then(|| env.meta().clone());
+    let r = catch_panic(stack.call(env, ctx)).await;
+    info.stats.incr(if r.is_ok() {
+        Stat::Succeeded
+    } else {
+        Stat::Failed
+    });
+    if let (Some(chains), Some(meta)) = (&info.chains, meta) {
+        chains.handled(
+            &meta,
+            &info.subscription,
+            r.as_ref().map_err(|e| e.to_string()).copied(),
+        );
+    }
+    r
+}
+
+/// The innermost layer: publishes the attempt's follow-ups when it succeeded, counts panics.
+#[derive(Debug, Clone, Copy)]
+struct FlushLayer;
+
+impl<H> Layer<H> for FlushLayer {
+    type Handler = Flush<H>;
+    fn layer(&self, inner: H) -> Flush<H> {
+        Flush(inner)
+    }
+}
+
+struct Flush<H>(H);
+
+impl<P: Send + 'static, H: Handler<P>> Handler<P> for Flush<H> {
+    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+        match self.0.call(env, ctx.clone()).await {
+            Ok(()) => ctx.flush().await,
+            Err(e) => {
+                if e.kind() == ErrorKind::Panicked {
+                    ctx.bump(Stat::Panicked);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A running workflow subscription. Dropping it unsubscribes (as a bus `Subscription`
+/// does) and stops redrives into it.
+pub struct WorkflowSubscription {
+    sub: Option<Subscription>,
+    name: SmolStr,
+    stats: Arc<Stats>,
+    wf: Weak<Inner>,
+}
+
+impl fmt::Debug for WorkflowSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowSubscription")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkflowSubscription {
+    /// The name.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The layers' counters.
+    ///
+    /// # Examples
+    ///
+    /// See [`Workflow`].
+    pub fn metrics(&self) -> WorkflowMetrics {
+        self.stats.snapshot()
+    }
+
+    /// The bus subscription's counters (queue, deliveries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let bus = syncbus_core::Bus::new();
+    /// let sub = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?
+    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    /// assert_eq!(sub.bus_metrics().pending, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn bus_metrics(&self) -> SubscriptionMetrics {
+        self.sub
+            .as_ref()
+            .map(Subscription::metrics)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for WorkflowSubscription {
+    fn drop(&mut self) {
+        if let Some(wf) = self.wf.upgrade() {
+            wf.redrivers.lock().remove(&self.name);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Dedup: one handler run per key, even under concurrent deliveries.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use support::*;
+use syncbus_core::{Bus, Envelope};
+use syncbus_workflow::store::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
+use syncbus_workflow::{handler_fn, Dedup, Handler, HandlerError, Layer};
+
+fn counting(runs: Arc<AtomicU32>, fail_first: bool) -> impl Handler<Job> {
+    handler_fn(move |_e: Envelope<Job>, _ctx| {
+        let runs = runs.clone();
+        async move {
+            let n = runs.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if fail_first && n == 0 {
+                Err(HandlerError::permanent("first run fails"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_deliveries_run_the_handler_once() {
+    let bus = Bus::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let h = Arc::new(Dedup::memory(1000).layer().layer(counting(runs.clone(), false)));
+    let e = env(Job { n: 1 });
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
+            tokio::spawn(async move {
+                let ctx = ctx_for(&bus, &e);
+                h.call(e, ctx).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(runs.load(SeqCst), 1);
+    // A later redelivery is a duplicate too.
+    h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
+    assert_eq!(runs.load(SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_releases_the_key_to_one_waiter() {
+    let bus = Bus::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let h = Arc::new(Dedup::memory(1000).layer().layer(counting(runs.clone(), true)));
+    let e = env(Job { n: 1 });
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
+            tokio::spawn(async move {
+                let ctx = ctx_for(&bus, &e);
+                h.call(e, ctx).await
+            })
+        })
+        .collect();
+    let mut errors = 0;
+    for t in tasks {
+        if t.await.unwrap().is_err() {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 1, "only the failed run reports the failure");
+    assert_eq!(runs.load(SeqCst), 2, "one failed run, then one successful run");
+}
+
+#[tokio::test]
+async fn a_derived_key_dedups_across_event_ids() {
+    let bus = Bus::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let dedup = Dedup::memory(100).key(|m| {
+        DedupKey::new(&format!("{}@{}", m.entity_id()?, m.version()?)).ok()
+    });
+    let h = dedup.layer().layer(handler_fn(move |_e: Envelope<Change>, _c| {
+        r.fetch_add(1, SeqCst);
+        async { Ok(()) }
+    }));
+    for _ in 0..3 {
+        // Fresh event ids, same entity and version.
+        let e = env(Change { entity: 7, version: 2 });
+        h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
+    }
+    let e = env(Change { entity: 7, version: 3 });
+    h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
+    assert_eq!(runs.load(SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_lets_another_delivery_take_over() {
+    let store = MemoryDedupStore::new(100);
+    let k = DedupKey::new("k").unwrap();
+    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
+    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::InFlight);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
+    store.finish(&k, Outcome::Failed, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(store.state(&k).await.unwrap(), Some(KeyState::Failed));
+    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_is_bounded_by_count_and_purges_by_time() {
+    let store = MemoryDedupStore::new(160);
+    for i in 0..2000 {
+        let k = DedupKey::new(&format!("k{i}")).unwrap();
+        store.claim(&k, Duration::from_secs(5)).await.unwrap();
+        store.finish(&k, Outcome::Done, Duration::from_secs(60)).await.unwrap();
+    }
+    assert!(store.len() <= 160, "{} keys held", store.len());
+    // The newest key is still known.
+    let newest = DedupKey::new("k1999").unwrap();
+    assert_eq!(store.claim(&newest, Duration::from_secs(5)).await.unwrap(), Claim::Duplicate);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let before = store.len();
+    assert_eq!(store.purge_expired().await.unwrap() as usize, before);
+    assert!(store.is_empty());
+}
+
+proptest! {
+    /// Against a model: a key is a duplicate exactly when it was done less than `ttl` ago.
+    #[test]
+    fn dedup_window_matches_a_model(ops in prop::collection::vec((0u8..6, 0u64..3000), 1..80)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ttl = Duration::from_millis(1000);
+            let store = MemoryDedupStore::new(100_000);
+            let mut done_at: std::collections::HashMap<u8, tokio::time::Instant> = Default::default();
+            for (key, advance) in ops {
+                tokio::time::advance(Duration::from_millis(advance)).await;
+                let k = DedupKey::new(&format!("key-{key}")).unwrap();
+                let now = tokio::time::Instant::now();
+                let expect_dup = done_at.get(&key).is_some_and(|t| now < *t + ttl);
+                let claim = store.claim(&k, Duration::from_millis(10)).await.unwrap();
+                if expect_dup {
+                    prop_assert_eq!(claim, Claim::Duplicate);
+                } else {
+                    prop_assert_eq!(claim, Claim::Acquired);
+                    store.finish(&k, Outcome::Done, ttl).await.unwrap();
+                    done_at.insert(key, now);
+                }
+            }
+            Ok(())
+        })?;
+    }
+}

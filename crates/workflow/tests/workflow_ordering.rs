@@ -1,0 +1,188 @@
+//! Ordering by version: per entity, versions reach the handler in order.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use support::*;
+use syncbus_core::{Bus, Envelope};
+use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+use syncbus_workflow::{handler_fn, Handler, HandlerError, Layer, OnExpiry, Ordering, StartAt};
+
+fn recording(log: Log<(u64, u64)>) -> impl Handler<Change> {
+    handler_fn(move |e: Envelope<Change>, _c| {
+        let log = log.clone();
+        async move {
+            log.push((e.payload().entity, e.payload().version));
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+async fn deliver(h: &impl Handler<Change>, bus: &Bus, entity: u64, version: u64) -> Result<(), HandlerError> {
+    let e = env(Change { entity, version });
+    let ctx = ctx_for(bus, &e);
+    h.call(e, ctx).await
+}
+
+proptest! {
+    /// Any arrival order of versions 1..=N, with duplicates, within the hold bound: the
+    /// handler sees 1..=N in order, each once.
+    #[test]
+    fn any_arrival_order_is_applied_in_order(
+        order in (1u64..40).prop_flat_map(|n| Just((1..=n).collect::<Vec<u64>>()).prop_shuffle()),
+        dups in prop::collection::vec(0usize..40, 0..10),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let bus = Bus::new();
+            let log = Log::default();
+            let h = Ordering::new().start_at(StartAt::Version(1)).hold_for(Duration::from_secs(60)).layer().layer(recording(log.clone()));
+            let n = order.len() as u64;
+            let mut arrivals = order.clone();
+            for d in &dups {
+                let v = order[d % order.len()];
+                let at = (d * 7) % (arrivals.len() + 1);
+                arrivals.insert(at, v);
+            }
+            for v in arrivals {
+                deliver(&h, &bus, 1, v).await.unwrap();
+            }
+            let seen: Vec<u64> = log.get().into_iter().map(|(_, v)| v).collect();
+            prop_assert_eq!(seen, (1..=n).collect::<Vec<_>>());
+            prop_assert_eq!(h.held(), 0);
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn entities_are_ordered_independently_and_first_seen_starts_anywhere() {
+    let bus = Bus::new();
+    let log = Log::default();
+    let h = Ordering::new().layer().layer(recording(log.clone()));
+    deliver(&h, &bus, 1, 5).await.unwrap(); // first seen: applied
+    deliver(&h, &bus, 2, 1).await.unwrap();
+    deliver(&h, &bus, 1, 4).await.unwrap(); // stale
+    deliver(&h, &bus, 1, 5).await.unwrap(); // duplicate
+    deliver(&h, &bus, 2, 3).await.unwrap(); // held
+    deliver(&h, &bus, 1, 6).await.unwrap();
+    deliver(&h, &bus, 2, 2).await.unwrap(); // fills the gap: 2 then 3
+    assert_eq!(log.get(), vec![(1, 5), (2, 1), (1, 6), (2, 2), (2, 3)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_hold_releases_by_default() {
+    let bus = Bus::new();
+    let log = Log::default();
+    let h = Ordering::new()
+        .hold_for(Duration::from_secs(5))
+        .layer()
+        .layer(recording(log.clone()));
+    deliver(&h, &bus, 1, 1).await.unwrap();
+    deliver(&h, &bus, 1, 3).await.unwrap();
+    deliver(&h, &bus, 1, 4).await.unwrap();
+    assert_eq!(h.held(), 2);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(log.len(), 1, "still holding before the deadline");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(log.get(), vec![(1, 1), (1, 3), (1, 4)]);
+    // The missing version, late, is stale now.
+    deliver(&h, &bus, 1, 2).await.unwrap();
+    deliver(&h, &bus, 1, 5).await.unwrap();
+    assert_eq!(log.get(), vec![(1, 1), (1, 3), (1, 4), (1, 5)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_hold_dead_letters_when_told() {
+    let bus = Bus::new();
+    let log = Log::default();
+    let dl = Arc::new(MemoryDeadLetterStore::new(100));
+    let h = Ordering::new()
+        .hold_for(Duration::from_secs(5))
+        .on_expiry(OnExpiry::DeadLetter)
+        .dead_letters(dl.clone())
+        .layer()
+        .layer(recording(log.clone()));
+    deliver(&h, &bus, 1, 1).await.unwrap();
+    deliver(&h, &bus, 1, 3).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(log.get(), vec![(1, 1)]);
+    let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].envelope.meta().version(), Some(3));
+    assert!(dead[0].error().contains("missing earlier version"), "{}", dead[0].error());
+    // Strict: the entity still waits for 2; when it comes, 2 applies, and 3 redelivered too.
+    deliver(&h, &bus, 1, 2).await.unwrap();
+    deliver(&h, &bus, 1, 3).await.unwrap();
+    assert_eq!(log.get(), vec![(1, 1), (1, 2), (1, 3)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_held_follow_the_policy() {
+    let bus = Bus::new();
+    let log = Log::default();
+    let strict = Ordering::new()
+        .max_held(2)
+        .on_expiry(OnExpiry::DeadLetter)
+        .layer()
+        .layer(recording(log.clone()));
+    deliver(&strict, &bus, 1, 1).await.unwrap();
+    deliver(&strict, &bus, 1, 3).await.unwrap();
+    deliver(&strict, &bus, 1, 4).await.unwrap();
+    let err = deliver(&strict, &bus, 1, 5).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(strict.held(), 2);
+
+    let log = Log::default();
+    let lenient = Ordering::new().max_held(2).layer().layer(recording(log.clone()));
+    for v in [1, 3, 4, 5] {
+        deliver(&lenient, &bus, 1, v).await.unwrap();
+    }
+    assert_eq!(log.get(), vec![(1, 1), (1, 3), (1, 4), (1, 5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_of_one_entity_apply_in_order() {
+    let bus = Bus::new();
+    let log = Log::default();
+    let l = log.clone();
+    let h = Arc::new(Ordering::new().start_at(StartAt::Version(1)).layer().layer(handler_fn(
+        move |e: Envelope<Change>, _c| {
+            let l = l.clone();
+            async move {
+                tokio::task::yield_now().await;
+                l.push((e.payload().entity, e.payload().version));
+                Ok::<(), HandlerError>(())
+            }
+        },
+    )));
+    let mut tasks = Vec::new();
+    for v in (1..=200u64).rev() {
+        let (h, bus) = (h.clone(), bus.clone());
+        tasks.push(tokio::spawn(async move { deliver(&*h, &bus, 9, v).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let seen: Vec<u64> = log.get().into_iter().map(|(_, v)| v).collect();
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn events_without_entity_or_version_pass_through() {
+    let bus = Bus::new();
+    let log: Log<u64> = Log::default();
+    let l = log.clone();
+    let h = Ordering::new().layer().layer(handler_fn(move |e: Envelope<Job>, _c| {
+        l.push(e.payload().n);
+        async { Ok::<(), HandlerError>(()) }
+    }));
+    for n in [3, 1, 2] {
+        let e = env(Job { n });
+        h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
+    }
+    assert_eq!(log.get(), vec![3, 1, 2]);
+}
