@@ -6,6 +6,7 @@ mod log;
 mod outbox;
 mod pool;
 mod schema;
+mod workflow;
 
 use std::fmt;
 use std::sync::Arc;

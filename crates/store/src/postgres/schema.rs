@@ -13,7 +13,7 @@ use super::pool::Conn;
 /// Migrations in order; migration `i` brings the schema to version `i + 1`. Never edit one
 /// that has shipped: add the next.
 const MIGRATIONS: &[&str] = &[
-    // 1: log, consumers, checkpoints, outbox.
+    // 1: log, consumers, checkpoints, outbox, dedup keys, dead letters, sagas.
     "
     -- The event log. seq is taken under the append lock (see log.rs), so seq order is
     -- commit order and a reader never sees seq n before every lower seq has committed.
@@ -70,6 +70,43 @@ const MIGRATIONS: &[&str] = &[
         envelope bytea NOT NULL
     );
     CREATE INDEX outbox_order ON outbox (txid, id);
+
+    -- Dedup keys of the idempotent consumer: in_flight (leased), done or failed, each with
+    -- an expiry (the lease, or the time-to-live of the outcome).
+    CREATE TABLE dedup_keys (
+        key text PRIMARY KEY,
+        state text NOT NULL CHECK (state IN ('in_flight', 'done', 'failed')),
+        expires timestamptz NOT NULL
+    );
+    CREATE INDEX dedup_keys_expires ON dedup_keys (expires);
+
+    -- Dead letters; times are unix nanoseconds, exact round trips of Timestamp.
+    CREATE TABLE dead_letters (
+        id text PRIMARY KEY,
+        topic text,
+        event_type text NOT NULL,
+        subscription text NOT NULL,
+        handler text NOT NULL,
+        error_kind text NOT NULL,
+        error_chain text[] NOT NULL,
+        attempts integer NOT NULL,
+        first_failure bigint NOT NULL,
+        last_failure bigint NOT NULL,
+        envelope bytea NOT NULL
+    );
+    CREATE INDEX dead_letters_order ON dead_letters (last_failure, id);
+
+    -- Saga instances: the whole instance as JSON, plus the columns queries need.
+    CREATE TABLE sagas (
+        saga text NOT NULL,
+        id text NOT NULL,
+        status text NOT NULL,
+        version bigint NOT NULL,
+        started bigint NOT NULL,
+        instance jsonb NOT NULL,
+        PRIMARY KEY (saga, id)
+    );
+    CREATE INDEX sagas_status ON sagas (saga, status);
     ",
 ];
 
