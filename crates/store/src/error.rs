@@ -107,6 +107,22 @@ impl Error for StoreError {
     }
 }
 
+impl From<StoreError> for syncbus_workflow::store::StoreError {
+    /// The workflow layers' view of a storage failure: same message, same source, the
+    /// closest kind.
+    fn from(e: StoreError) -> Self {
+        use syncbus_workflow::store::{StoreError as W, StoreErrorKind as K};
+        let kind = match &e {
+            StoreError::Unreadable { .. } | StoreError::Codec(_) => K::Corrupt,
+            StoreError::NewerSchema { .. } => K::Incompatible,
+            StoreError::InvalidInput(_) => K::Invalid,
+            StoreError::Closed => K::Closed,
+            _ => K::Backend,
+        };
+        W::new(kind, e.to_string()).with_source(e)
+    }
+}
+
 /// Checks a consumer, member or checkpoint name: not empty, at most 256 bytes.
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
     if name.is_empty() {

@@ -40,6 +40,7 @@ mod memory;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod purge;
 mod relay;
 mod sqlite;
 
@@ -51,8 +52,12 @@ pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
 #[cfg(feature = "postgres")]
-pub use crate::postgres::{PgStore, PgStoreBuilder};
+pub use crate::postgres::{PgDeadLetterStore, PgDedupStore, PgSagaStore, PgStore, PgStoreBuilder};
+pub use crate::purge::DedupPurger;
 pub use crate::relay::{Relay, RelayError, RelayHandle};
-pub use crate::sqlite::{SqliteConfig, SqliteStore, Synchronous};
+pub use crate::sqlite::{
+    SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
+    Synchronous,
+};
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;

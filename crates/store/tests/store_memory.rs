@@ -50,3 +50,18 @@ async fn outbox() {
     };
     contract::outbox(&store, &enqueue).await;
 }
+
+#[tokio::test]
+async fn dedup() {
+    contract::dedup(&syncbus_workflow::store::MemoryDedupStore::new(10_000)).await;
+}
+
+#[tokio::test]
+async fn dead_letters() {
+    contract::dead_letters(&syncbus_workflow::store::MemoryDeadLetterStore::new(100)).await;
+}
+
+#[tokio::test]
+async fn sagas() {
+    contract::sagas(&syncbus_workflow::store::MemorySagaStore::new()).await;
+}

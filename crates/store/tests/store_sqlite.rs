@@ -72,6 +72,24 @@ async fn outbox() {
 }
 
 #[tokio::test]
+async fn dedup() {
+    let (_dir, store) = fresh().await;
+    contract::dedup(&store.dedup()).await;
+}
+
+#[tokio::test]
+async fn dead_letters() {
+    let (_dir, store) = fresh().await;
+    contract::dead_letters(&store.dead_letters()).await;
+}
+
+#[tokio::test]
+async fn sagas() {
+    let (_dir, store) = fresh().await;
+    contract::sagas(&store.sagas()).await;
+}
+
+#[tokio::test]
 async fn everything_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
@@ -296,4 +314,55 @@ async fn a_dropped_future_still_leaves_the_store_usable() {
     // The connection thread survived the panic.
     store.append(env("a", 2)).await.unwrap();
     assert!(store.head().await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_claims_are_atomic_across_connections() {
+    use syncbus_workflow::store::{Claim, DedupKey, DedupStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.db");
+    let a = SqliteStore::open(&path).await.unwrap().dedup();
+    let b = SqliteStore::open(&path).await.unwrap().dedup();
+    let lease = Duration::from_secs(60);
+    for n in 0..100 {
+        let key = DedupKey::new(&format!("key-{n}")).unwrap();
+        let (x, y) = tokio::join!(a.claim(&key, lease), b.claim(&key, lease));
+        let won = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|c| **c == Claim::Acquired)
+            .count();
+        assert_eq!(won, 1, "key-{n}");
+    }
+}
+
+#[tokio::test]
+async fn expired_dedup_keys_are_purged_in_the_background() {
+    use std::sync::Arc;
+    use syncbus_workflow::store::{DedupKey, DedupStore, Outcome};
+    let (_dir, store) = fresh().await;
+    let dedup = store.dedup();
+    for n in 0..10 {
+        let key = DedupKey::new(&format!("k{n}")).unwrap();
+        dedup
+            .finish(&key, Outcome::Done, Duration::from_millis(20))
+            .await
+            .unwrap();
+    }
+    let count = |s: SqliteStore| async move {
+        s.with_connection(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM syncbus_dedup", [], |r| {
+                r.get::<_, i64>(0)
+            })?)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(count(store.clone()).await, 10);
+    let purger = syncbus_store::DedupPurger::spawn(Arc::new(dedup), Duration::from_millis(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while count(store.clone()).await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    purger.stop().await;
+    assert_eq!(count(store).await, 0);
 }

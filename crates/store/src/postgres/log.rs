@@ -40,14 +40,20 @@ const COMMIT: &str = "
     )
     DELETE FROM claims WHERE consumer = $1 AND seq <= $2";
 const COMMITTED: &str = "SELECT committed FROM consumers WHERE name = $1";
+/// Enrolls up to $2 unclaimed records as fresh claim rows; returns how many it found (a
+/// member enrolling the same ones at that moment makes the insert skip them).
 const ENROLL: &str = "
-    INSERT INTO claims (consumer, seq)
-    SELECT $1, l.seq FROM log l
-    WHERE l.seq > coalesce((SELECT committed FROM consumers WHERE name = $1), 0)
-      AND NOT EXISTS (SELECT 1 FROM claims k WHERE k.consumer = $1 AND k.seq = l.seq)
-    ORDER BY l.seq
-    LIMIT $2
-    ON CONFLICT DO NOTHING";
+    WITH candidates AS (
+        SELECT l.seq FROM log l
+        WHERE l.seq > coalesce((SELECT committed FROM consumers WHERE name = $1), 0)
+          AND NOT EXISTS (SELECT 1 FROM claims k WHERE k.consumer = $1 AND k.seq = l.seq)
+        ORDER BY l.seq
+        LIMIT $2
+    ), enrolled AS (
+        INSERT INTO claims (consumer, seq) SELECT $1, seq FROM candidates
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) FROM candidates";
 const CLAIM: &str = "
     WITH picked AS (
         SELECT k.seq FROM claims k
@@ -107,6 +113,9 @@ const RETAIN_COUNT: &str = "
     DELETE FROM log WHERE seq <= (SELECT seq FROM log ORDER BY seq DESC OFFSET $1 LIMIT 1)";
 const RETAIN_CLAIMS: &str =
     "DELETE FROM claims k WHERE NOT EXISTS (SELECT 1 FROM log l WHERE l.seq = k.seq)";
+
+/// How many enroll-and-lease rounds one claim makes at most.
+const ENROLL_ROUNDS: usize = 8;
 
 fn limit(max: usize) -> i64 {
     i64::try_from(max).unwrap_or(i64::MAX)
@@ -270,24 +279,37 @@ impl EventLog for PgStore {
             let mut conn = self.inner.pool.get().await?;
             let enroll = conn.prepare(ENROLL).await?;
             let claim = conn.prepare(CLAIM).await?;
-            conn.client
-                .execute(&enroll, &[&consumer, &limit(max)])
-                .await
-                .map_err(|e| pg_error("claim", e))?;
-            let rows = conn
-                .client
-                .query(&claim, &[&consumer, &limit(max), &member, &millis(lease)])
-                .await
-                .map_err(|e| pg_error("claim", e))?;
-            rows.iter()
-                .map(|row| {
+            let mut out = Vec::new();
+            // Members claiming at the same moment enroll the same records, and may lease
+            // each other's: whoever comes back short goes round again, past them, instead of
+            // returning empty-handed while records wait.
+            for _ in 0..ENROLL_ROUNDS {
+                let need = limit(max - out.len());
+                let row = conn
+                    .client
+                    .query_one(&enroll, &[&consumer, &need])
+                    .await
+                    .map_err(|e| pg_error("claim", e))?;
+                let found: i64 = row.get(0);
+                let rows = conn
+                    .client
+                    .query(&claim, &[&consumer, &need, &member, &millis(lease)])
+                    .await
+                    .map_err(|e| pg_error("claim", e))?;
+                for row in &rows {
                     let deliveries: i32 = row.get(3);
-                    Ok(Claimed {
+                    out.push(Claimed {
                         record: record(row)?,
                         deliveries: u32::try_from(deliveries).unwrap_or(0),
-                    })
-                })
-                .collect()
+                    });
+                }
+                // Nothing left to enroll: what is claimable was just leased.
+                if out.len() >= max || found == 0 {
+                    break;
+                }
+            }
+            out.sort_by_key(|c| c.record.offset);
+            Ok(out)
         })
     }
 

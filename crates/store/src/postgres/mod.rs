@@ -18,6 +18,7 @@ use tokio_postgres::Config;
 use crate::StoreError;
 
 use self::pool::Pool;
+pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 
 /// A store in a PostgreSQL database, shared by every process that opens the same schema.
 ///

@@ -6,9 +6,9 @@ use std::time::Duration;
 use syncbus_core::Pattern;
 use syncbus_envelope::Timestamp;
 use syncbus_workflow::store::{
-    BoxFuture, Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore,
-    DedupKey, DedupStore, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore,
-    StoreError as WfError, StoreErrorKind,
+    BoxFuture, Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey,
+    DedupStore, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreError as WfError,
+    StoreErrorKind,
 };
 use syncbus_workflow::ErrorKind;
 use tokio_postgres::types::ToSql;
@@ -16,18 +16,6 @@ use tokio_postgres::types::ToSql;
 use super::error::pg_error;
 use super::{decode, encode, millis, PgStore};
 use crate::StoreError;
-
-/// The workflow crate's error for one of ours.
-fn wf(e: StoreError) -> WfError {
-    let kind = match &e {
-        StoreError::NewerSchema { .. } => StoreErrorKind::Incompatible,
-        StoreError::InvalidInput(_) => StoreErrorKind::Invalid,
-        StoreError::Codec(_) | StoreError::Unreadable { .. } => StoreErrorKind::Corrupt,
-        StoreError::Closed => StoreErrorKind::Closed,
-        _ => StoreErrorKind::Backend,
-    };
-    WfError::new(kind, e.to_string()).with_source(e)
-}
 
 const DEDUP_CLAIM: &str = "
     WITH taken AS (
@@ -47,7 +35,115 @@ const DEDUP_FINISH: &str = "
 const DEDUP_STATE: &str = "SELECT state FROM dedup_keys WHERE key = $1 AND expires > now()";
 const DEDUP_PURGE: &str = "DELETE FROM dedup_keys WHERE expires <= now()";
 
+/// [`DedupStore`] in the store's PostgreSQL schema: processes sharing the schema see each
+/// other's claims, and a claim is one atomic `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE`
+/// (a free, failed or expired key is taken; of two racing claims exactly one wins). Made by
+/// [`PgStore::dedup`]; purge expired keys in the background with
+/// [`DedupPurger`](crate::DedupPurger).
+///
+/// # Examples
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use syncbus_store::PgStore;
+/// use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+///
+/// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// let dedup = store.dedup();
+/// let key = DedupKey::new("payment-81")?;
+/// let minute = Duration::from_secs(60);
+/// assert_eq!(dedup.claim(&key, minute).await?, Claim::Acquired);
+/// assert_eq!(dedup.claim(&key, minute).await?, Claim::InFlight);
+/// dedup.finish(&key, Outcome::Done, minute).await?;
+/// assert_eq!(dedup.claim(&key, minute).await?, Claim::Duplicate);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgDedupStore {
+    store: PgStore,
+}
+
+/// [`DeadLetterStore`] in the store's PostgreSQL schema; every filter, the topic pattern
+/// and the limit included, runs in SQL. Made by [`PgStore::dead_letters`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use syncbus_core::Pattern;
+/// use syncbus_store::PgStore;
+/// use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore};
+///
+/// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// let filter = DeadLetterFilter::new().topic(Pattern::new("orders.>")?).limit(50);
+/// for letter in store.dead_letters().list(&filter).await? {
+///     println!("{} failed {} times: {}", letter.id, letter.attempts, letter.error());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgDeadLetterStore {
+    store: PgStore,
+}
+
+/// [`SagaStore`] in the store's PostgreSQL schema, with the optimistic version check done in
+/// the `UPDATE`, so two processes saving the same instance cannot both win. Made by
+/// [`PgStore::sagas`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use syncbus_store::PgStore;
+/// use syncbus_workflow::store::SagaStore;
+///
+/// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// assert!(store.sagas().load("checkout", "order-1").await?.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgSagaStore {
+    store: PgStore,
+}
+
 impl PgStore {
+    /// This store as the workflow crate's [`DedupStore`].
+    ///
+    /// # Examples
+    ///
+    /// See [`PgDedupStore`].
+    pub fn dedup(&self) -> PgDedupStore {
+        PgDedupStore {
+            store: self.clone(),
+        }
+    }
+
+    /// This store as the workflow crate's [`DeadLetterStore`].
+    ///
+    /// # Examples
+    ///
+    /// See [`PgDeadLetterStore`].
+    pub fn dead_letters(&self) -> PgDeadLetterStore {
+        PgDeadLetterStore {
+            store: self.clone(),
+        }
+    }
+
+    /// This store as the workflow crate's [`SagaStore`].
+    ///
+    /// # Examples
+    ///
+    /// See [`PgSagaStore`].
+    pub fn sagas(&self) -> PgSagaStore {
+        PgSagaStore {
+            store: self.clone(),
+        }
+    }
+
     async fn run(
         &self,
         op: &'static str,
@@ -75,45 +171,6 @@ impl PgStore {
             .await
             .map_err(|e| pg_error(op, e))
     }
-
-    /// Purges expired dedup keys every `every`, in a task of the current tokio runtime, until
-    /// the store is closed or the handle aborted. Several processes may each run one.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// let store = syncbus_store::PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
-    /// let purger = store.spawn_dedup_purger(Duration::from_secs(60));
-    /// // ...
-    /// purger.abort();
-    /// # Ok::<(), syncbus_store::StoreError>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn_dedup_purger(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        let every = every.max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if store.is_closed() {
-                    return;
-                }
-                match DedupStore::purge_expired(&store).await {
-                    Ok(n) if n > 0 => tracing::debug!(purged = n, "expired dedup keys purged"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging expired dedup keys failed"),
-                }
-            }
-        })
-    }
 }
 
 fn key_state(s: &str) -> Option<KeyState> {
@@ -125,7 +182,7 @@ fn key_state(s: &str) -> Option<KeyState> {
     }
 }
 
-impl DedupStore for PgStore {
+impl DedupStore for PgDedupStore {
     fn claim<'a>(
         &'a self,
         key: &'a DedupKey,
@@ -134,9 +191,10 @@ impl DedupStore for PgStore {
         Box::pin(async move {
             let key = key.to_string();
             let rows = self
+                .store
                 .run("claim a dedup key", DEDUP_CLAIM, &[&key, &millis(lease)])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             let state = rows.first().map(|r| r.get::<_, String>(0));
             Ok(match state.as_deref() {
                 Some("acquired") => Claim::Acquired,
@@ -160,9 +218,14 @@ impl DedupStore for PgStore {
                 Outcome::Done => "done",
                 Outcome::Failed => "failed",
             };
-            self.exec("finish a dedup key", DEDUP_FINISH, &[&key, &state, &millis(ttl)])
+            self.store
+                .exec(
+                    "finish a dedup key",
+                    DEDUP_FINISH,
+                    &[&key, &state, &millis(ttl)],
+                )
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             Ok(())
         })
     }
@@ -171,9 +234,10 @@ impl DedupStore for PgStore {
         Box::pin(async move {
             let key = key.to_string();
             let rows = self
+                .store
                 .run("read a dedup key", DEDUP_STATE, &[&key])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             match rows.first() {
                 None => Ok(None),
                 Some(r) => {
@@ -188,9 +252,10 @@ impl DedupStore for PgStore {
 
     fn purge_expired(&self) -> BoxFuture<'_, Result<u64, WfError>> {
         Box::pin(async move {
-            self.exec("purge expired dedup keys", DEDUP_PURGE, &[])
+            self.store
+                .exec("purge expired dedup keys", DEDUP_PURGE, &[])
                 .await
-                .map_err(wf)
+                .map_err(WfError::from)
         })
     }
 }
@@ -228,7 +293,7 @@ fn dead_letter(row: &tokio_postgres::Row) -> Result<DeadLetterRecord, WfError> {
         attempts: u32::try_from(attempts).unwrap_or(0),
         first_failure: Timestamp::from_unix_nanos(row.get(6)),
         last_failure: Timestamp::from_unix_nanos(row.get(7)),
-        envelope: decode(row.get(8)).map_err(wf)?,
+        envelope: decode(row.get(8)).map_err(WfError::from)?,
     })
 }
 
@@ -257,31 +322,32 @@ fn pattern_regex(pattern: &Pattern) -> String {
     re
 }
 
-impl DeadLetterStore for PgStore {
+impl DeadLetterStore for PgDeadLetterStore {
     fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), WfError>> {
         Box::pin(async move {
             let meta = record.envelope.meta();
-            let envelope = encode(&record.envelope).map_err(wf)?;
+            let envelope = encode(&record.envelope).map_err(WfError::from)?;
             let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
-            self.exec(
-                "store a dead letter",
-                DL_PUT,
-                &[
-                    &record.id.to_string(),
-                    &meta.topic(),
-                    &meta.event_type().as_str(),
-                    &record.subscription,
-                    &record.handler,
-                    &record.error_kind.as_str(),
-                    &record.error_chain,
-                    &attempts,
-                    &record.first_failure.as_unix_nanos(),
-                    &record.last_failure.as_unix_nanos(),
-                    &envelope,
-                ],
-            )
-            .await
-            .map_err(wf)?;
+            self.store
+                .exec(
+                    "store a dead letter",
+                    DL_PUT,
+                    &[
+                        &record.id.to_string(),
+                        &meta.topic(),
+                        &meta.event_type().as_str(),
+                        &record.subscription,
+                        &record.handler,
+                        &record.error_kind.as_str(),
+                        &record.error_chain,
+                        &attempts,
+                        &record.first_failure.as_unix_nanos(),
+                        &record.last_failure.as_unix_nanos(),
+                        &envelope,
+                    ],
+                )
+                .await
+                .map_err(WfError::from)?;
             Ok(())
         })
     }
@@ -326,16 +392,14 @@ impl DeadLetterStore for PgStore {
                 params.push(Box::new(i64::try_from(n).unwrap_or(i64::MAX)));
                 sql.push_str(&format!(" LIMIT ${}", params.len()));
             }
-            let refs: Vec<&(dyn ToSql + Sync)> = params
-                .iter()
-                .map(|p| &**p as &(dyn ToSql + Sync))
-                .collect();
-            let conn = self.inner.pool.get().await.map_err(wf)?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            let conn = self.store.inner.pool.get().await.map_err(WfError::from)?;
             let rows = conn
                 .client
                 .query(sql.as_str(), &refs)
                 .await
-                .map_err(|e| wf(pg_error("list dead letters", e)))?;
+                .map_err(|e| WfError::from(pg_error("list dead letters", e)))?;
             rows.iter().map(dead_letter).collect()
         })
     }
@@ -346,9 +410,10 @@ impl DeadLetterStore for PgStore {
     ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, WfError>> {
         Box::pin(async move {
             let rows = self
+                .store
                 .run("read a dead letter", DL_GET, &[&id.to_string()])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             rows.first().map(dead_letter).transpose()
         })
     }
@@ -356,9 +421,10 @@ impl DeadLetterStore for PgStore {
     fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, WfError>> {
         Box::pin(async move {
             let n = self
+                .store
                 .exec("delete a dead letter", DL_DELETE, &[&id.to_string()])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             Ok(n > 0)
         })
     }
@@ -370,8 +436,8 @@ const SAGA_CREATE: &str = "
     ON CONFLICT (saga, id) DO NOTHING";
 /// Saves only over the version before this one (optimistic concurrency).
 const SAGA_SAVE: &str = "
-    UPDATE sagas SET status = $3, version = $4, started = $5, instance = ($6::text)::jsonb
-    WHERE saga = $1 AND id = $2 AND version = $4 - 1";
+    UPDATE sagas SET status = $3, version = $4::bigint, started = $5, instance = ($6::text)::jsonb
+    WHERE saga = $1 AND id = $2 AND version = $4::bigint - 1";
 const SAGA_VERSION: &str = "SELECT version FROM sagas WHERE saga = $1 AND id = $2";
 const SAGA_LOAD: &str = "SELECT instance::text FROM sagas WHERE saga = $1 AND id = $2";
 const SAGA_LIST: &str = "
@@ -383,12 +449,18 @@ fn saga_params(i: &SagaInstance) -> Result<(i64, String), WfError> {
     let version = i64::try_from(i.version).map_err(|_| {
         WfError::new(
             StoreErrorKind::Invalid,
-            format!("saga {} instance {}: version {} is too large", i.saga, i.id, i.version),
+            format!(
+                "saga {} instance {}: version {} is too large",
+                i.saga, i.id, i.version
+            ),
         )
     })?;
     let json = serde_json::to_string(i).map_err(|e| {
-        WfError::new(StoreErrorKind::Invalid, format!("saga {} instance {}", i.saga, i.id))
-            .with_source(e)
+        WfError::new(
+            StoreErrorKind::Invalid,
+            format!("saga {} instance {}", i.saga, i.id),
+        )
+        .with_source(e)
     })?;
     Ok((version, json))
 }
@@ -399,11 +471,12 @@ fn saga(row: &tokio_postgres::Row) -> Result<SagaInstance, WfError> {
         .map_err(|e| WfError::corrupt("a stored saga instance does not decode").with_source(e))
 }
 
-impl SagaStore for PgStore {
+impl SagaStore for PgSagaStore {
     fn create<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<bool, WfError>> {
         Box::pin(async move {
             let (version, json) = saga_params(instance)?;
             let n = self
+                .store
                 .exec(
                     "create a saga instance",
                     SAGA_CREATE,
@@ -417,7 +490,7 @@ impl SagaStore for PgStore {
                     ],
                 )
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             Ok(n == 1)
         })
     }
@@ -426,6 +499,7 @@ impl SagaStore for PgStore {
         Box::pin(async move {
             let (version, json) = saga_params(instance)?;
             let n = self
+                .store
                 .exec(
                     "save a saga instance",
                     SAGA_SAVE,
@@ -439,18 +513,26 @@ impl SagaStore for PgStore {
                     ],
                 )
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             if n == 1 {
                 return Ok(());
             }
             let rows = self
-                .run("save a saga instance", SAGA_VERSION, &[&instance.saga, &instance.id])
+                .store
+                .run(
+                    "save a saga instance",
+                    SAGA_VERSION,
+                    &[&instance.saga, &instance.id],
+                )
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             Err(match rows.first() {
                 None => WfError::new(
                     StoreErrorKind::Invalid,
-                    format!("saga {} instance {} does not exist", instance.saga, instance.id),
+                    format!(
+                        "saga {} instance {} does not exist",
+                        instance.saga, instance.id
+                    ),
                 ),
                 Some(r) => WfError::conflict(format!(
                     "saga {} instance {} is at version {}, the save expected {}",
@@ -470,9 +552,10 @@ impl SagaStore for PgStore {
     ) -> BoxFuture<'a, Result<Option<SagaInstance>, WfError>> {
         Box::pin(async move {
             let rows = self
+                .store
                 .run("load a saga instance", SAGA_LOAD, &[&saga_name, &id])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             rows.first().map(saga).transpose()
         })
     }
@@ -485,9 +568,10 @@ impl SagaStore for PgStore {
         Box::pin(async move {
             let status = status.map(SagaStatus::as_str);
             let rows = self
+                .store
                 .run("list saga instances", SAGA_LIST, &[&saga_name, &status])
                 .await
-                .map_err(wf)?;
+                .map_err(WfError::from)?;
             rows.iter().map(saga).collect()
         })
     }

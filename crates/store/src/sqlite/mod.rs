@@ -2,6 +2,9 @@
 
 mod log;
 mod schema;
+mod workflow;
+
+pub use workflow::{SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -433,6 +436,7 @@ fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, Sto
     conn.pragma_update(None, "synchronous", config.synchronous.pragma())
         .map_err(|e| unreadable(path, e))?;
     conn.set_prepared_statement_cache_capacity(64);
+    workflow::register_functions(&conn).map_err(|e| StoreError::backend("open", e))?;
     let found = schema::migrate(&mut conn).map_err(|e| unreadable(path, e))?;
     schema::check(found)?;
     Ok(conn)

@@ -42,6 +42,40 @@ const MIGRATIONS: &[&str] = &[
         envelope BLOB NOT NULL
     );
     ",
+    // 2: the workflow stores: dedup keys, dead letters, saga instances.
+    "
+    CREATE TABLE syncbus_dedup (
+        key TEXT PRIMARY KEY,
+        state INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX syncbus_dedup_expiry ON syncbus_dedup (expires_at);
+    CREATE TABLE syncbus_dead_letters (
+        id TEXT PRIMARY KEY,
+        envelope BLOB NOT NULL,
+        topic TEXT,
+        event_type TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        handler TEXT NOT NULL,
+        error_kind TEXT NOT NULL,
+        error_chain TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failure INTEGER NOT NULL,
+        last_failure INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX syncbus_dead_letters_time ON syncbus_dead_letters (last_failure, id);
+    CREATE INDEX syncbus_dead_letters_subscription ON syncbus_dead_letters (subscription, last_failure);
+    CREATE TABLE syncbus_sagas (
+        saga TEXT NOT NULL,
+        id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        started INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (saga, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX syncbus_sagas_status ON syncbus_sagas (saga, status, started);
+    ",
 ];
 
 /// The newest schema version this build knows.

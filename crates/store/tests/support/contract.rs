@@ -313,3 +313,348 @@ fn env_like(stored: &Envelope<Bytes>, n: u64) -> Envelope<Bytes> {
     meta.set_id(stored.id().clone());
     Envelope::new(meta, payload)
 }
+
+// ---------------------------------------------------------------------------------------
+// The workflow crate's store traits.
+
+use syncbus_core::{Pattern, Timestamp};
+use syncbus_workflow::store::{
+    Claim, DeadLetterFilter, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore, KeyState,
+    Outcome, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreErrorKind,
+};
+use syncbus_workflow::ErrorKind;
+
+/// Claim, finish, leases, time-to-live, purge, and one winner among concurrent claims.
+pub async fn dedup(store: &dyn DedupStore) {
+    let minute = Duration::from_secs(60);
+    let key = DedupKey::new("payment-1").unwrap();
+    assert_eq!(store.state(&key).await.unwrap(), None);
+    assert_eq!(store.claim(&key, minute).await.unwrap(), Claim::Acquired);
+    assert_eq!(store.claim(&key, minute).await.unwrap(), Claim::InFlight);
+    assert_eq!(store.state(&key).await.unwrap(), Some(KeyState::InFlight));
+    store.finish(&key, Outcome::Done, minute).await.unwrap();
+    assert_eq!(store.claim(&key, minute).await.unwrap(), Claim::Duplicate);
+    assert_eq!(store.state(&key).await.unwrap(), Some(KeyState::Done));
+
+    // A failed run releases the key.
+    let failed = DedupKey::new("payment-2").unwrap();
+    assert_eq!(store.claim(&failed, minute).await.unwrap(), Claim::Acquired);
+    store
+        .finish(&failed, Outcome::Failed, minute)
+        .await
+        .unwrap();
+    assert_eq!(store.state(&failed).await.unwrap(), Some(KeyState::Failed));
+    assert_eq!(store.claim(&failed, minute).await.unwrap(), Claim::Acquired);
+
+    // An expired lease (its holder died) frees the key; so does an expired Done.
+    let short = Duration::from_millis(40);
+    let leased = DedupKey::new("payment-3").unwrap();
+    let remembered = DedupKey::new("payment-4").unwrap();
+    assert_eq!(store.claim(&leased, short).await.unwrap(), Claim::Acquired);
+    store
+        .finish(&remembered, Outcome::Done, short)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.state(&remembered).await.unwrap(), None);
+    assert!(store.purge_expired().await.unwrap() >= 2);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(store.claim(&leased, minute).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        store.claim(&remembered, minute).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim(&key, minute).await.unwrap(),
+        Claim::Duplicate,
+        "not purged"
+    );
+
+    // Of concurrent claims of a free key exactly one wins.
+    let contested = DedupKey::new("payment-5").unwrap();
+    let claims = futures_join_all((0..8).map(|_| store.claim(&contested, minute)).collect()).await;
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Acquired)))
+        .count();
+    assert_eq!(won, 1, "{claims:?}");
+}
+
+async fn futures_join_all<T>(futs: Vec<StoreFutureAny<'_, T>>) -> Vec<T> {
+    let mut handles = Vec::new();
+    for f in futs {
+        handles.push(f);
+    }
+    let mut out = Vec::new();
+    // Poll them together: start all before awaiting any.
+    let mut pinned: Vec<_> = handles.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in pinned.iter_mut() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        out.push(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out
+}
+
+type StoreFutureAny<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn letter(
+    n: u64,
+    topic: Option<&str>,
+    subscription: &str,
+    errors: &[&str],
+    at_ms: u64,
+) -> DeadLetterRecord {
+    let envelope = env(topic.unwrap_or("x"), n);
+    let envelope = match topic {
+        Some(_) => envelope,
+        None => {
+            let (meta, payload) = envelope.into_parts();
+            let bare =
+                syncbus_core::Metadata::new(meta.event_type().clone()).with_id(meta.id().clone());
+            Envelope::new(bare, payload)
+        }
+    };
+    DeadLetterRecord {
+        id: syncbus_core::EventId::from_u128(
+            0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
+        ),
+        envelope,
+        subscription: subscription.to_owned(),
+        handler: format!("handler-{n}"),
+        error_kind: if n % 2 == 0 {
+            ErrorKind::Permanent
+        } else {
+            ErrorKind::Retryable
+        },
+        error_chain: errors.iter().map(|e| (*e).to_owned()).collect(),
+        attempts: n as u32,
+        first_failure: Timestamp::from_unix_millis(at_ms - 500),
+        last_failure: Timestamp::from_unix_millis(at_ms),
+    }
+}
+
+/// Put, get, delete, replace, and every filter with its order and limit.
+pub async fn dead_letters(store: &dyn DeadLetterStore) {
+    let t0 = 1_800_000_000_000;
+    let records = [
+        letter(
+            1,
+            Some("orders.eu.placed"),
+            "billing",
+            &["card declined", "gateway 402"],
+            t0 + 30,
+        ),
+        letter(
+            2,
+            Some("orders.us.placed"),
+            "billing",
+            &["timeout"],
+            t0 + 10,
+        ),
+        letter(3, Some("users.renamed"), "search", &["index down"], t0 + 20),
+        letter(4, None, "search", &[], t0 + 40),
+    ];
+    for r in &records {
+        store.put(r.clone()).await.unwrap();
+    }
+    let ids = |v: Vec<DeadLetterRecord>| v.iter().map(|r| r.attempts).collect::<Vec<_>>();
+    let all = store.list(&DeadLetterFilter::new()).await.unwrap();
+    assert_eq!(ids(all.clone()), [2, 3, 1, 4], "oldest last failure first");
+    let one = &all[2];
+    assert_eq!(one.envelope, records[0].envelope);
+    assert_eq!(one.error_chain, records[0].error_chain);
+    assert_eq!(one.error(), "card declined");
+    assert_eq!(one.error_kind, ErrorKind::Retryable);
+    assert_eq!(
+        (one.first_failure, one.last_failure),
+        (records[0].first_failure, records[0].last_failure)
+    );
+    assert_eq!(
+        (one.subscription.as_str(), one.handler.as_str()),
+        ("billing", "handler-1")
+    );
+
+    let f = |filter: DeadLetterFilter| async move { ids(store.list(&filter).await.unwrap()) };
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new("orders.*.placed").unwrap())).await,
+        [2, 1]
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new("orders.>").unwrap())).await,
+        [2, 1]
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new(">").unwrap())).await,
+        [2, 3, 1],
+        "no topic never matches"
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new("orders").unwrap())).await,
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().event_type("test.event")).await,
+        [2, 3, 1, 4]
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().event_type("other")).await,
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().subscription("search")).await,
+        [3, 4]
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().error_contains("402")).await,
+        [1],
+        "any error in the chain"
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().error_contains("e")).await,
+        [2, 3, 1]
+    );
+    let (a, b) = (
+        Timestamp::from_unix_millis(t0 + 20),
+        Timestamp::from_unix_millis(t0 + 40),
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().between(a, b)).await,
+        [3, 1],
+        "since inclusive, until exclusive"
+    );
+    assert_eq!(f(DeadLetterFilter::new().limit(2)).await, [2, 3]);
+    assert_eq!(
+        f(DeadLetterFilter::new()
+            .subscription("billing")
+            .error_contains("timeout")
+            .limit(5))
+        .await,
+        [2]
+    );
+
+    let id = records[2].id.clone();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 3);
+    let mut again = records[2].clone();
+    again.attempts = 30;
+    store.put(again).await.unwrap();
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().attempts,
+        30,
+        "same id replaces"
+    );
+    assert_eq!(store.list(&DeadLetterFilter::new()).await.unwrap().len(), 4);
+    assert!(store.delete(&id).await.unwrap());
+    assert!(!store.delete(&id).await.unwrap());
+    assert!(store.get(&id).await.unwrap().is_none());
+}
+
+fn saga(id: &str, started_ms: u64, status: SagaStatus) -> SagaInstance {
+    SagaInstance {
+        saga: "checkout".into(),
+        id: id.into(),
+        status,
+        step: 0,
+        data: serde_json::json!({ "order": id, "items": [1, 2] }),
+        error: None,
+        history: vec![SagaStepRecord {
+            step: "reserve".into(),
+            action: StepAction::Run,
+            ok: true,
+            error: None,
+            attempts: 1,
+            at: Timestamp::from_unix_millis(started_ms),
+        }],
+        started: Timestamp::from_unix_millis(started_ms),
+        updated: Timestamp::from_unix_millis(started_ms),
+        version: 1,
+    }
+}
+
+/// Create once, optimistic saves, load, list by status in start order.
+pub async fn sagas(store: &dyn SagaStore) {
+    let t0 = 1_800_000_000_000;
+    let first = saga("o-1", t0 + 20, SagaStatus::Running);
+    assert!(store.create(&first).await.unwrap());
+    let mut dup = first.clone();
+    dup.step = 9;
+    assert!(!store.create(&dup).await.unwrap(), "a redelivered start");
+    assert_eq!(
+        store.load("checkout", "o-1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.load("checkout", "o-9").await.unwrap(), None);
+    assert_eq!(store.load("other", "o-1").await.unwrap(), None);
+
+    let mut next = first.clone();
+    next.step = 1;
+    next.status = SagaStatus::Compensating;
+    next.error = Some("payment refused".into());
+    next.version = 2;
+    store.save(&next).await.unwrap();
+    assert_eq!(
+        store.load("checkout", "o-1").await.unwrap(),
+        Some(next.clone())
+    );
+    let stale = store.save(&next).await.unwrap_err();
+    assert_eq!(stale.kind(), StoreErrorKind::Conflict, "{stale}");
+    let mut skipped = next.clone();
+    skipped.version = 5;
+    assert_eq!(
+        store.save(&skipped).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    assert_eq!(
+        store.load("checkout", "o-1").await.unwrap(),
+        Some(next.clone())
+    );
+    let missing = store
+        .save(&saga("o-404", t0, SagaStatus::Running))
+        .await
+        .unwrap_err();
+    assert_ne!(missing.kind(), StoreErrorKind::Conflict);
+
+    store
+        .create(&saga("o-2", t0 + 10, SagaStatus::Running))
+        .await
+        .unwrap();
+    store
+        .create(&saga("o-3", t0 + 30, SagaStatus::Completed))
+        .await
+        .unwrap();
+    let ids = |v: Vec<SagaInstance>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list("checkout", None).await.unwrap()),
+        ["o-2", "o-1", "o-3"]
+    );
+    assert_eq!(
+        ids(store
+            .list("checkout", Some(SagaStatus::Running))
+            .await
+            .unwrap()),
+        ["o-2"]
+    );
+    assert_eq!(
+        ids(store
+            .list("checkout", Some(SagaStatus::Compensating))
+            .await
+            .unwrap()),
+        ["o-1"]
+    );
+    assert!(store.list("refund", None).await.unwrap().is_empty());
+}

@@ -1,0 +1,75 @@
+//! Purging expired dedup keys in the background.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncbus_workflow::store::DedupStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A tokio task that calls [`DedupStore::purge_expired`] every `interval`, so expired keys
+/// do not pile up in a persistent store. Failures are logged at WARN and retried next time.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use syncbus_store::{DedupPurger, SqliteStore};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("s.db")).await?;
+/// let purger = DedupPurger::spawn(Arc::new(store.dedup()), Duration::from_secs(60));
+/// purger.stop().await;
+/// # Ok::<(), syncbus_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct DedupPurger {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl DedupPurger {
+    /// Starts purging `store` every `interval` (the first purge runs at once).
+    ///
+    /// # Examples
+    ///
+    /// See [`DedupPurger`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn`).
+    pub fn spawn(store: Arc<dyn DedupStore>, interval: Duration) -> DedupPurger {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "expired dedup keys purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired dedup keys failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        DedupPurger { stop, task }
+    }
+
+    /// Stops purging and waits for the task to end.
+    ///
+    /// # Examples
+    ///
+    /// See [`DedupPurger`].
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped, the task still stops after its current purge.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
