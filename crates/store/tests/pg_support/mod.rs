@@ -2,6 +2,7 @@
 //! schema, dropped when the test ends.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,11 @@ pub fn url() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             if !SAID.swap(true, Ordering::Relaxed) {
-                println!("{URL_VAR} is not set: PostgreSQL tests skipped");
+                // Straight to stderr: the test harness would capture println!.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{URL_VAR} is not set: PostgreSQL tests skipped"
+                );
             }
             None
         }
