@@ -1,4 +1,7 @@
 //! The PostgreSQL backend: one database shared by several processes.
+//!
+//! Files: `pool` (connections), `schema` (migrations), `log` (event log and consumer
+//! claims), `outbox`, `checkpoint`, `workflow` (dedup keys, dead letters, sagas).
 
 mod checkpoint;
 mod error;
@@ -22,9 +25,45 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 
 /// A store in a PostgreSQL database, shared by every process that opens the same schema.
 ///
-/// It implements every storage trait, and clones share one connection pool. Opening applies
-/// the schema migrations this build lacks (several processes may open at once); a schema
-/// written by a newer build is refused with [`StoreError::NewerSchema`].
+/// It implements [`EventLog`](crate::EventLog), [`Checkpoints`](crate::Checkpoints) and
+/// [`Outbox`](crate::Outbox); [`dedup`](Self::dedup), [`dead_letters`](Self::dead_letters)
+/// and [`sagas`](Self::sagas) give the workflow layers' stores on the same schema. Clones
+/// share one connection pool. Needs PostgreSQL 13 or newer.
+///
+/// # Opening and schema versions
+///
+/// All tables live in one schema ([`PgStore::DEFAULT_SCHEMA`] unless
+/// [`PgStoreBuilder::schema`] says otherwise), created if missing. Opening applies the
+/// migrations this build lacks, in one transaction under an advisory lock, so processes
+/// opening at once migrate once. A schema written by a newer build is refused untouched with
+/// [`StoreError::NewerSchema`].
+///
+/// # Log offsets and consumer groups
+///
+/// Appends draw offsets under a transaction-scoped advisory lock, so offset order is commit
+/// order: once a reader sees offset n, every lower offset is visible or was rolled back, and
+/// reading on from an offset never skips a late commit. Consumers claim records with
+/// `FOR UPDATE SKIP LOCKED` under a lease: members of one consumer in any number of
+/// processes never hold the same record at once, a killed member's records come back when
+/// its lease expires (or at once when it restarts with the same member name), and the
+/// committed offset advances over the contiguous acked prefix.
+///
+/// # Outbox
+///
+/// [`enqueue`](Self::enqueue) joins the caller's own transaction. The relay's
+/// [`pending`](crate::Outbox::pending) returns only events of transactions older than every
+/// transaction still running, ordered by transaction id then row id, so it never hands out an
+/// event while an older transaction could still add one before it (the outbox gap). Events
+/// of one transaction stay together; a transaction left open on the server delays the relay,
+/// it never loses events.
+///
+/// # Connections
+///
+/// At most [`pool_size`](PgStoreBuilder::pool_size) connections, opened on demand, each with
+/// its statements prepared once. A connection that broke is dropped and replaced on the
+/// next call; the call that met the failure returns [`StoreError::Backend`]. Statements rely
+/// on prepared statements and a per-connection `search_path`: a pooler in front of the
+/// server must run in session mode.
 ///
 /// # Examples
 ///
