@@ -12,16 +12,22 @@
 //!
 //! # Claims
 //!
-//! A claim is two statements. The first enrolls the next unclaimed records as claim rows
-//! (`ON CONFLICT DO NOTHING`, so two members enrolling at once agree). The second leases
-//! claimable rows with `FOR UPDATE SKIP LOCKED`: a member skips rows another member is
-//! leasing at that moment, and a row leased and committed meanwhile is re-checked against
-//! `expires <= now()` before it is taken. So a record is leased to one member at a time,
-//! across processes.
+//! A claim is one transaction of two statements. The first enrolls the next unclaimed
+//! records as claim rows (`ON CONFLICT DO NOTHING`, so two members enrolling at once agree).
+//! The second leases claimable rows with `FOR UPDATE SKIP LOCKED`: a member skips rows
+//! another member is leasing at that moment, and a row leased and committed meanwhile is
+//! re-checked against `expires <= now()` before it is taken. So a record is leased to one
+//! member at a time, across processes.
+//!
+//! # Acks
+//!
+//! The `ack_claims` function marks the offsets and advances the committed offset in one
+//! statement, under the consumer row's lock.
 
 use std::time::{Duration, SystemTime};
 
 use syncbus_envelope::{Bytes, Envelope};
+use tokio_postgres::types::ToSql;
 
 use crate::error::check_name;
 use crate::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
@@ -73,34 +79,7 @@ const CLAIM: &str = "
     SELECT l.seq, l.appended_at, l.envelope, leased.deliveries
     FROM leased JOIN log l ON l.seq = leased.seq
     ORDER BY l.seq";
-/// Locks the consumer's row (creating it) for the rest of the ack transaction.
-const LOCK_CONSUMER: &str = "
-    INSERT INTO consumers (name) VALUES ($1)
-    ON CONFLICT (name) DO UPDATE SET name = excluded.name
-    RETURNING coalesce(committed, 0)";
-const MARK_ACKED: &str = "
-    INSERT INTO claims (consumer, seq, acked)
-    SELECT $1, l.seq, true FROM log l WHERE l.seq = ANY($2) AND l.seq > $3
-    ON CONFLICT (consumer, seq) DO UPDATE SET acked = true, member = NULL";
-/// Moves the committed offset over the acked prefix and forgets the claims below it.
-const ADVANCE: &str = "
-    WITH gap AS (
-        SELECT l.seq FROM log l
-        WHERE l.seq > $2
-          AND NOT EXISTS (
-              SELECT 1 FROM claims k WHERE k.consumer = $1 AND k.seq = l.seq AND k.acked)
-        ORDER BY l.seq
-        LIMIT 1
-    ), done AS (
-        SELECT max(l.seq) AS seq FROM log l
-        WHERE l.seq > $2 AND l.seq < coalesce((SELECT seq FROM gap), 9223372036854775807)
-    ), moved AS (
-        UPDATE consumers SET committed = done.seq FROM done
-        WHERE name = $1 AND done.seq IS NOT NULL
-    ), forgotten AS (
-        DELETE FROM claims k USING done WHERE k.consumer = $1 AND k.seq <= done.seq
-    )
-    SELECT seq FROM done";
+const ACK: &str = "SELECT ack_claims($1, $2)";
 const RELEASE: &str = "
     UPDATE claims SET member = NULL, expires = now() + $3::bigint * interval '1 millisecond'
     WHERE consumer = $1 AND seq = ANY($2) AND NOT acked";
@@ -168,25 +147,12 @@ impl PgStore {
         check_name("consumer", consumer)?;
         let offsets = offsets_to_db(offsets);
         let mut conn = self.inner.pool.get().await?;
-        let mut tx = conn.transaction().await?;
-        let lock = tx.prepare(LOCK_CONSUMER).await?;
-        let mark = tx.prepare(MARK_ACKED).await?;
-        let advance = tx.prepare(ADVANCE).await?;
-        let committed: i64 = tx
-            .tx
-            .query_one(&lock, &[&consumer])
-            .await
-            .map_err(|e| pg_error("ack", e))?
-            .get(0);
-        tx.tx
-            .execute(&mark, &[&consumer, &offsets, &committed])
+        let stmt = conn.prepare(ACK).await?;
+        conn.client
+            .execute(&stmt, &[&consumer, &offsets])
             .await
             .map_err(|e| pg_error("ack", e))?;
-        tx.tx
-            .execute(&advance, &[&consumer, &committed])
-            .await
-            .map_err(|e| pg_error("ack", e))?;
-        tx.commit().await
+        Ok(())
     }
 }
 
@@ -285,17 +251,21 @@ impl EventLog for PgStore {
             // returning empty-handed while records wait.
             for _ in 0..ENROLL_ROUNDS {
                 let need = limit(max - out.len());
-                let row = conn
-                    .client
-                    .query_one(&enroll, &[&consumer, &need])
-                    .await
-                    .map_err(|e| pg_error("claim", e))?;
-                let found: i64 = row.get(0);
-                let rows = conn
-                    .client
-                    .query(&claim, &[&consumer, &need, &member, &millis(lease)])
-                    .await
-                    .map_err(|e| pg_error("claim", e))?;
+                let lease = millis(lease);
+                let client = &conn.client;
+                let enroll_params: [&(dyn ToSql + Sync); 2] = [&consumer, &need];
+                let claim_params: [&(dyn ToSql + Sync); 4] = [&consumer, &need, &member, &lease];
+                // One round trip: begin, enroll, lease, commit, sent back to back. A lease
+                // lost to a server crash only means an earlier redelivery (at-least-once), so
+                // this transaction does not wait for its commit to reach the disk.
+                let (_, found, rows, _) = tokio::try_join!(
+                    client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+                    client.query_one(&enroll, &enroll_params),
+                    client.query(&claim, &claim_params),
+                    client.batch_execute("COMMIT"),
+                )
+                .map_err(|e| pg_error("claim", e))?;
+                let found: i64 = found.get(0);
                 for row in &rows {
                     let deliveries: i32 = row.get(3);
                     out.push(Claimed {

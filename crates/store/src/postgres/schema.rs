@@ -37,6 +37,42 @@ const MIGRATIONS: &[&str] = &[
     END
     $fn$;
 
+    -- Acks: marks the offsets acked and moves the committed offset over the contiguous
+    -- acked prefix of the log, under the consumer row's lock (acks of one consumer from
+    -- several processes take turns, so none computes the prefix from a stale view).
+    -- Returns the committed offset, NULL if the consumer never committed.
+    CREATE FUNCTION ack_claims(p_consumer text, p_offsets bigint[]) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+    DECLARE
+        done_before bigint;
+        done_now bigint;
+    BEGIN
+        INSERT INTO consumers (name) VALUES (p_consumer)
+        ON CONFLICT (name) DO UPDATE SET name = excluded.name
+        RETURNING coalesce(committed, 0) INTO done_before;
+        INSERT INTO claims (consumer, seq, acked)
+        SELECT p_consumer, l.seq, true FROM log l
+        WHERE l.seq = ANY(p_offsets) AND l.seq > done_before
+        ON CONFLICT (consumer, seq) DO UPDATE SET acked = true, member = NULL;
+        SELECT max(l.seq) INTO done_now FROM log l
+        WHERE l.seq > done_before
+          AND l.seq < coalesce((
+              SELECT g.seq FROM log g
+              WHERE g.seq > done_before
+                AND NOT EXISTS (
+                    SELECT 1 FROM claims k
+                    WHERE k.consumer = p_consumer AND k.seq = g.seq AND k.acked)
+              ORDER BY g.seq
+              LIMIT 1), 9223372036854775807);
+        IF done_now IS NOT NULL THEN
+            UPDATE consumers SET committed = done_now WHERE name = p_consumer;
+            DELETE FROM claims WHERE consumer = p_consumer AND seq <= done_now;
+            RETURN done_now;
+        END IF;
+        RETURN (SELECT committed FROM consumers WHERE name = p_consumer);
+    END
+    $fn$;
+
     CREATE TABLE consumers (
         name text PRIMARY KEY,
         committed bigint

@@ -17,17 +17,23 @@ use super::error::pg_error;
 use super::{decode, encode, millis, PgStore};
 use crate::StoreError;
 
+/// A live done or in-flight key answers from a plain read (no row lock, no write, no wait
+/// for the disk); otherwise one atomic upsert takes the key if it is new, failed or expired.
 const DEDUP_CLAIM: &str = "
-    WITH taken AS (
+    WITH held AS (
+        SELECT state FROM dedup_keys
+        WHERE key = $1 AND expires > now() AND state <> 'failed'
+    ), taken AS (
         INSERT INTO dedup_keys (key, state, expires)
-        VALUES ($1, 'in_flight', now() + $2::bigint * interval '1 millisecond')
+        SELECT $1, 'in_flight', now() + $2::bigint * interval '1 millisecond'
+        WHERE NOT EXISTS (SELECT 1 FROM held)
         ON CONFLICT (key) DO UPDATE SET state = 'in_flight', expires = excluded.expires
         WHERE dedup_keys.state = 'failed' OR dedup_keys.expires <= now()
         RETURNING 'acquired'::text AS state
     )
     SELECT state FROM taken
     UNION ALL
-    SELECT state FROM dedup_keys WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM taken)";
+    SELECT state FROM held";
 const DEDUP_FINISH: &str = "
     INSERT INTO dedup_keys (key, state, expires)
     VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
