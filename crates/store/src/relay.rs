@@ -62,7 +62,8 @@ impl From<StoreError> for RelayError {
 }
 
 /// Moves outbox events to the bus: reads committed, unsent events in commit order, publishes
-/// each with [`Bus::publish_envelope`], and marks the published ones sent.
+/// each with [`Bus::publish_envelope_async`] (a full `Block` queue is awaited), and marks the
+/// published ones sent.
 ///
 /// Delivery is at-least-once: if the process stops between publishing and marking, those
 /// events are published again on the next round. An event that the bus refuses stops the
@@ -162,7 +163,7 @@ impl Relay {
             let mut sent = Vec::with_capacity(batch.len());
             let mut refused = None;
             for record in batch {
-                match self.bus.publish_envelope(record.envelope) {
+                match self.bus.publish_envelope_async(record.envelope).await {
                     Ok(_) => sent.push(record.id),
                     Err(e) => {
                         refused = Some(RelayError::Publish {

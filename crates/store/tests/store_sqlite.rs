@@ -366,3 +366,56 @@ async fn expired_dedup_keys_are_purged_in_the_background() {
     purger.stop().await;
     assert_eq!(count(store).await, 0);
 }
+
+#[tokio::test]
+async fn an_older_store_is_migrated_forward_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.append(env("a", 1)).await.unwrap();
+    }
+    // Make it look like a version-1 store: no workflow tables yet.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE syncbus_dedup; DROP TABLE syncbus_dead_letters; DROP TABLE syncbus_sagas;
+             UPDATE syncbus_schema SET version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(num(&store.read(0, 10).await.unwrap()[0].envelope), 1);
+    let version: u32 = store
+        .with_connection(|c| {
+            Ok(c.query_row("SELECT version FROM syncbus_schema", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    use syncbus_workflow::store::{Claim, DedupKey, DedupStore};
+    let key = DedupKey::new("k").unwrap();
+    assert_eq!(
+        store
+            .dedup()
+            .claim(&key, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_opened_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(dir.path()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend { .. } | StoreError::Unreadable { .. }
+        ),
+        "{err:?}"
+    );
+    let missing = dir.path().join("no/such/dir/s.db");
+    assert!(SqliteStore::open(missing).await.is_err());
+}

@@ -72,6 +72,60 @@ fn advance(conn: &Connection, consumer: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// Acks records for `consumer` on `conn`, normally the application's open transaction:
+    /// the handler's effect and the ack then commit or roll back together, so a crash can
+    /// never leave the effect without the ack (no redelivery of an applied event). The
+    /// database must be this store's file. Same semantics as [`EventLog::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, SqliteStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.db");
+    /// let store = SqliteStore::open(&path).await?;
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+    /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
+    /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
+    /// let batch = consumer.fetch(10).await?;
+    ///
+    /// let mut app = rusqlite::Connection::open(&path)?;
+    /// app.execute_batch("CREATE TABLE totals (n INTEGER)")?;
+    /// let tx = app.transaction()?;
+    /// tx.execute("INSERT INTO totals (n) VALUES (7)", [])?;
+    /// SqliteStore::ack_in(&tx, "totals", &[batch[0].record.offset])?;
+    /// tx.commit()?; // the effect and the ack, together
+    /// assert_eq!(store.committed("totals").await?, Some(offset));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`] for SQLite
+    /// errors (a missing schema among them).
+    pub fn ack_in(conn: &Connection, consumer: &str, offsets: &[u64]) -> Result<(), StoreError> {
+        check_name("consumer", consumer)?;
+        let from = committed(conn, consumer)?.map_or(0, seq);
+        {
+            let mut mark = conn.prepare_cached(
+                "INSERT INTO syncbus_claims (consumer, seq, member, expires_at, deliveries, acked)
+                 SELECT ?1, seq, NULL, 0, 0, 1 FROM syncbus_log WHERE seq = ?2 AND seq > ?3
+                 ON CONFLICT (consumer, seq) DO UPDATE SET acked = 1, member = NULL",
+            )?;
+            for &offset in offsets {
+                mark.execute((consumer, seq(offset), from))?;
+            }
+        }
+        advance(conn, consumer)
+    }
+}
+
 impl EventLog for SqliteStore {
     fn append(&self, envelope: Envelope<Bytes>) -> StoreFuture<'_, u64> {
         let blob = encode(&envelope);
@@ -214,20 +268,8 @@ impl EventLog for SqliteStore {
         let consumer = consumer.to_owned();
         let offsets = offsets.to_vec();
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let from = committed(&tx, &consumer)?.map_or(0, seq);
-            {
-                let mut mark = tx.prepare_cached(
-                    "INSERT INTO syncbus_claims (consumer, seq, member, expires_at, deliveries, acked)
-                     SELECT ?1, seq, NULL, 0, 0, 1 FROM syncbus_log WHERE seq = ?2 AND seq > ?3
-                     ON CONFLICT (consumer, seq) DO UPDATE SET acked = 1, member = NULL",
-                )?;
-                for offset in offsets {
-                    mark.execute((&consumer, seq(offset), from))?;
-                }
-            }
-            advance(&tx, &consumer)?;
+            SqliteStore::ack_in(&tx, &consumer, &offsets)?;
             tx.commit()?;
             Ok(())
         })

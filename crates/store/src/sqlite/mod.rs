@@ -218,7 +218,7 @@ impl SqliteStore {
     /// let path = dir.path().join("garbage.db");
     /// std::fs::write(&path, vec![0xAB; 8192]).unwrap();
     /// assert!(matches!(SqliteStore::open(&path).await, Err(StoreError::Unreadable { .. })));
-    /// # }));
+    /// # });
     /// ```
     ///
     /// # Cancel safety

@@ -175,6 +175,11 @@ impl DedupStore for SqliteDedupStore {
     ) -> BoxFuture<'a, Result<Claim, WorkflowError>> {
         let key = key.to_string();
         lift(self.store.with_connection(move |conn| {
+            // The common duplicate needs no write lock: a live Done key stays done until it
+            // expires, whatever another writer does meanwhile.
+            if key_state(conn, &key, now())? == Some(DONE) {
+                return Ok(Claim::Duplicate);
+            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let at = now();
             // Free means: unknown, expired, or failed last time.
