@@ -30,7 +30,7 @@ fn event_count() -> u64 {
     std::env::var("SYNCBUS_CRASH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30_000)
+        .unwrap_or(100_000)
 }
 
 /// Event `n` always has the same id, so a re-published event is recognisably the same one.
@@ -109,8 +109,8 @@ const APPLY: &str = "
     )
     INSERT INTO effects (event_id, n) SELECT i.event_id, i.n FROM input i JOIN fresh USING (event_id)";
 
-/// Child: a durable consumer whose handler applies each batch in one transaction of its own
-/// connection, then acks. Exits when every event is applied.
+/// Child: a durable consumer whose handler applies each batch and acks it in one transaction
+/// of its own connection (`PgStore::ack_in`). Exits when every event is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a child process of the PostgreSQL crash test"]
 async fn pg_crash_child_consumer() {
@@ -128,7 +128,7 @@ async fn pg_crash_child_consumer() {
     ))
     .await
     .unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(store);
+    let log: Arc<dyn EventLog> = Arc::new(store.clone());
     let consumer = DurableConsumer::open(log, "crash-consumer", DurableConfig::new())
         .await
         .unwrap();
@@ -162,13 +162,15 @@ async fn pg_crash_child_consumer() {
             })
             .collect();
         let redelivered = batch.iter().filter(|d| d.deliveries > 1).count() as i64;
+        let offsets: Vec<u64> = batch.iter().map(|d| d.record.offset).collect();
+        // The effects, the dedup record and the ack commit together.
         let tx = app.transaction().await.unwrap();
         tx.execute(APPLY, &[&ids, &ns]).await.unwrap();
         tx.execute("INSERT INTO redelivered (n) VALUES ($1)", &[&redelivered])
             .await
             .unwrap();
+        store.ack_in(&tx, "crash-consumer", &offsets).await.unwrap();
         tx.commit().await.unwrap();
-        consumer.ack_all(&batch).await.unwrap();
     }
 }
 
@@ -249,7 +251,13 @@ fn pg_killed_publishers_and_consumers_lose_nothing_and_apply_once() {
     let mut consumer = spawn("pg_crash_child_consumer");
     let (mut publisher_kills, mut consumer_kills) = (0, 0);
     for round in 0..6 {
-        std::thread::sleep(Duration::from_millis(150 + rng.below(900)));
+        // The first kill comes early, while the publisher is surely still appending.
+        let pause = if round == 0 {
+            50 + rng.below(250)
+        } else {
+            150 + rng.below(900)
+        };
+        std::thread::sleep(Duration::from_millis(pause));
         if kill(&mut consumer) {
             consumer_kills += 1;
         }

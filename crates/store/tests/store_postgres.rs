@@ -298,6 +298,48 @@ async fn concurrent_claims_across_stores_never_share_a_record() {
     t.finish().await;
 }
 
+/// `ack_in` acks inside the application's transaction: rolled back with it, committed with it.
+#[tokio::test]
+async fn ack_in_commits_and_rolls_back_with_the_application() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let offsets = t
+        .store
+        .append_batch(vec![env("a", 1), env("a", 2)])
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(600);
+    assert_eq!(t.store.claim("c", "m", 10, lease).await.unwrap().len(), 2);
+    let mut app = t.client().await;
+    app.batch_execute(&format!("CREATE TABLE \"{}\".effects (n bigint)", t.schema))
+        .await
+        .unwrap();
+    let insert = format!("INSERT INTO \"{}\".effects VALUES (1)", t.schema);
+
+    let tx = app.transaction().await.unwrap();
+    tx.execute(&insert, &[]).await.unwrap();
+    t.store.ack_in(&tx, "c", &offsets[..1]).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(t.store.committed("c").await.unwrap(), None, "rolled back");
+
+    let tx = app.transaction().await.unwrap();
+    tx.execute(&insert, &[]).await.unwrap();
+    t.store.ack_in(&tx, "c", &offsets[..1]).await.unwrap();
+    assert_eq!(
+        t.store.committed("c").await.unwrap(),
+        None,
+        "not yet committed"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(t.store.committed("c").await.unwrap(), Some(offsets[0]));
+    assert!(matches!(
+        t.store.ack_in(&app, "", &offsets).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    t.finish().await;
+}
+
 /// A store opened again on the same schema sees everything, and opening the same new schema
 /// from several pools at once migrates it exactly once.
 #[tokio::test]

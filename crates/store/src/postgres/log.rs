@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
 
 use crate::error::check_name;
 use crate::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
@@ -150,6 +151,59 @@ impl PgStore {
         let stmt = conn.prepare(ACK).await?;
         conn.client
             .execute(&stmt, &[&consumer, &offsets])
+            .await
+            .map_err(|e| pg_error("ack", e))?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Acks records for `consumer` on `client`, normally the application's open transaction
+    /// on the same database: the handler's effect and the ack then commit or roll back
+    /// together, so a crash can never leave the effect without the ack (no redelivery of an
+    /// applied event). Same semantics as [`EventLog::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_store::{tokio_postgres, DurableConfig, DurableConsumer, PgStore};
+    ///
+    /// let url = "postgres://postgres@127.0.0.1:5432/app";
+    /// let store = PgStore::connect(url).await?;
+    /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
+    /// let (mut app, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    /// tokio::spawn(connection);
+    ///
+    /// for delivery in consumer.fetch(10).await? {
+    ///     let tx = app.transaction().await?;
+    ///     tx.execute("UPDATE totals SET n = n + 1", &[]).await?;
+    ///     store.ack_in(&tx, "totals", &[delivery.record.offset]).await?;
+    ///     tx.commit().await?; // the effect and the ack, together
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`] for SQL
+    /// errors (the caller's transaction is then aborted, as with any failed statement).
+    ///
+    /// # Cancel safety
+    ///
+    /// The ack commits or rolls back with the caller's transaction.
+    pub async fn ack_in<C: GenericClient>(
+        &self,
+        client: &C,
+        consumer: &str,
+        offsets: &[u64],
+    ) -> Result<(), StoreError> {
+        check_name("consumer", consumer)?;
+        let offsets = offsets_to_db(offsets);
+        client
+            .execute(self.inner.ack_sql.as_str(), &[&consumer, &offsets])
             .await
             .map_err(|e| pg_error("ack", e))?;
         Ok(())

@@ -93,6 +93,8 @@ struct Inner {
     append_lock: i64,
     /// `INSERT INTO "<schema>".outbox ...`, for the caller's own connection.
     enqueue_sql: String,
+    /// `SELECT "<schema>".ack_claims(...)`, for the caller's own connection.
+    ack_sql: String,
 }
 
 /// Options for [`PgStore`]; made by [`PgStore::builder`].
@@ -317,6 +319,7 @@ impl PgStoreBuilder {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 append_lock: lock_key("log", &schema),
+                ack_sql: format!("SELECT \"{schema}\".ack_claims($1, $2)"),
                 enqueue_sql: format!(
                     "INSERT INTO \"{schema}\".outbox (envelope) VALUES ($1) RETURNING id"
                 ),
