@@ -19,7 +19,8 @@ use std::time::Duration;
 use pg_support::PgTest;
 use support::{contract, env, num};
 use syncbus_core::{Bus, Bytes};
-use syncbus_store::{EventLog, Outbox, PgStore, Relay, StoreError, StoreFuture};
+use syncbus_store::{DedupPurger, EventLog, Outbox, PgStore, Relay, StoreError, StoreFuture};
+use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
 use tokio::sync::{Mutex, MutexGuard};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -294,6 +295,64 @@ async fn concurrent_claims_across_stores_never_share_a_record() {
         t.store.committed("group").await.unwrap(),
         offsets.last().copied()
     );
+    other.close();
+    t.finish().await;
+}
+
+/// Racing claims of one dedup key from two pools: exactly one wins; the purger running in
+/// the background removes the key once its time-to-live is over.
+#[tokio::test]
+async fn dedup_claims_race_and_expired_keys_are_purged_in_the_background() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let other = t.reopen().await;
+    let key = DedupKey::from(syncbus_core::EventId::new());
+    let lease = Duration::from_secs(60);
+    let claims: Vec<_> = (0..8)
+        .map(|i| {
+            let dedup = if i % 2 == 0 {
+                t.store.dedup()
+            } else {
+                other.dedup()
+            };
+            let key = key.clone();
+            tokio::spawn(async move { dedup.claim(&key, lease).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for c in claims {
+        match c.await.unwrap() {
+            Claim::Acquired => won += 1,
+            Claim::InFlight => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one claim wins");
+
+    let dedup = t.store.dedup();
+    dedup
+        .finish(&key, Outcome::Done, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(dedup.claim(&key, lease).await.unwrap(), Claim::Duplicate);
+    let purger = DedupPurger::spawn(Arc::new(dedup.clone()), Duration::from_millis(20));
+    let count = format!("SELECT count(*) FROM \"{}\".dedup_keys", t.schema);
+    let client = t.client().await;
+    let start = std::time::Instant::now();
+    loop {
+        let n: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the key was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    purger.stop().await;
+    assert_eq!(dedup.state(&key).await.unwrap(), None);
     other.close();
     t.finish().await;
 }
