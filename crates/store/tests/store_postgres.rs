@@ -511,6 +511,41 @@ async fn bad_input_is_a_typed_error() {
     t.finish().await;
 }
 
+/// Connections the server kills are replaced: after a brief error at most, the store works
+/// again without being reopened.
+#[tokio::test]
+async fn killed_connections_are_replaced() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let offset = t.store.append(env("a", 1)).await.unwrap();
+    let admin = t.client().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1) k",
+            &[&format!("syncbus-store:{}", t.schema)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        killed >= 1,
+        "the store's connections are named after its schema"
+    );
+    let mut errors = 0;
+    let head = loop {
+        match t.store.head().await {
+            Ok(head) => break head,
+            Err(StoreError::Backend { .. }) if errors < 8 => errors += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(head, Some(offset));
+    assert!(t.store.append(env("a", 2)).await.unwrap() > offset);
+    t.finish().await;
+}
+
 /// An unreachable server is a backend error, not a hang or a panic.
 #[tokio::test]
 async fn unreachable_server_is_a_backend_error() {

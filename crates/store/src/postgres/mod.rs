@@ -309,7 +309,8 @@ impl PgStoreBuilder {
         };
         config.options(options);
         if config.get_application_name().is_none() {
-            config.application_name("syncbus-store");
+            // Names the store's connections in pg_stat_activity.
+            config.application_name(format!("syncbus-store:{schema}"));
         }
         let pool = Pool::new(config, self.pool_size, self.acquire_timeout);
         {
