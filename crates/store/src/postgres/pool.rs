@@ -1,5 +1,9 @@
 //! A small connection pool: at most `size` connections, each with its own cache of prepared
 //! statements. Connections that broke are dropped instead of returned.
+//!
+//! Our own rather than deadpool-postgres: the store needs only checkout with a timeout,
+//! statement caching and dropping dead connections, which is this file, with no dependency
+//! beyond tokio and tokio-postgres.
 
 use std::collections::HashMap;
 use std::fmt;
