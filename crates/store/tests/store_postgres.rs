@@ -19,7 +19,10 @@ use std::time::Duration;
 use pg_support::PgTest;
 use support::{contract, env, num};
 use syncbus_core::{Bus, Bytes};
-use syncbus_store::{DedupPurger, EventLog, Outbox, PgStore, Relay, StoreError, StoreFuture};
+use syncbus_store::{
+    DedupPurger, DurableConfig, DurableConsumer, EventLog, Outbox, PgStore, Relay, StoreError,
+    StoreFuture,
+};
 use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -396,6 +399,65 @@ async fn ack_in_commits_and_rolls_back_with_the_application() {
         t.store.ack_in(&app, "", &offsets).await,
         Err(StoreError::InvalidInput(_))
     ));
+    t.finish().await;
+}
+
+/// A durable consumer on PostgreSQL resumes after a restart from its last ack: everything
+/// not acked comes back (at once, since the member releases its old claims when it opens),
+/// and a record whose ack timeout passed comes back to whoever asks.
+#[tokio::test]
+async fn a_restarted_durable_consumer_gets_back_everything_not_acked() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    {
+        let log: Arc<dyn EventLog> = Arc::new(t.reopen().await);
+        log.append_batch((1..=10).map(|n| env("a", n)).collect())
+            .await
+            .unwrap();
+        let c = DurableConsumer::open(log, "billing", DurableConfig::new())
+            .await
+            .unwrap();
+        let batch = c.fetch(6).await.unwrap();
+        // Acks 1, 2, 3 and 5; 4 and 6 were handled by nobody when the process died.
+        for d in batch
+            .iter()
+            .filter(|d| [1, 2, 3, 5].contains(&num(&d.record.envelope)))
+        {
+            c.ack(d).await.unwrap();
+        }
+    }
+    let log: Arc<dyn EventLog> = Arc::new(t.reopen().await);
+    let c = DurableConsumer::open(log.clone(), "billing", DurableConfig::new())
+        .await
+        .unwrap();
+    let again = c.fetch(100).await.unwrap();
+    let nums: Vec<u64> = again.iter().map(|d| num(&d.record.envelope)).collect();
+    assert_eq!(nums, [4, 6, 7, 8, 9, 10]);
+    let deliveries: Vec<u32> = again.iter().map(|d| d.deliveries).collect();
+    assert_eq!(deliveries, [2, 2, 1, 1, 1, 1]);
+    c.ack_all(&again).await.unwrap();
+    assert_eq!(c.committed().await.unwrap(), log.head().await.unwrap());
+    assert!(c.fetch(100).await.unwrap().is_empty());
+
+    // A member that hangs: its lease runs out and another member gets the record.
+    let offset = log.append(env("a", 11)).await.unwrap();
+    let short = DurableConfig::new().ack_timeout(Duration::from_millis(100));
+    let hung = DurableConsumer::open(log.clone(), "billing", short.clone().member("hung"))
+        .await
+        .unwrap();
+    assert_eq!(hung.fetch(10).await.unwrap().len(), 1);
+    let other = DurableConsumer::open(log.clone(), "billing", short.member("other"))
+        .await
+        .unwrap();
+    assert!(
+        other.fetch(10).await.unwrap().is_empty(),
+        "leased to the hung member"
+    );
+    let taken = other.fetch_wait(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].record.offset, offset);
+    assert_eq!(taken[0].deliveries, 2);
     t.finish().await;
 }
 
