@@ -223,34 +223,60 @@ fn killed_publishers_and_consumers_lose_nothing_and_apply_once() {
     let mut rng = Rng(seed);
     let started = Instant::now();
 
+    // Kill points are progress thresholds, not times, so every kill lands mid-run however
+    // fast the machine: the consumer at 6 random counts of applied events, the publisher at
+    // 3 random log sizes, each between 5% and 90% of the run.
+    let mut thresholds = |n: usize| {
+        let mut t: Vec<u64> = (0..n)
+            .map(|_| count / 20 + rng.below(count * 17 / 20))
+            .collect();
+        t.sort_unstable();
+        t.reverse(); // pop() yields the smallest
+        t
+    };
+    let mut consumer_at = thresholds(6);
+    let mut publisher_at = thresholds(3);
+    let progress = |sql: &str| -> u64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
+            .map_or(0, |v| v as u64)
+    };
+
     let mut publisher = spawn_child("crash_child_publisher", &db, count, &ok_file);
     let mut consumer = spawn_child("crash_child_consumer", &db, count, &ok_file);
     let (mut publisher_kills, mut consumer_kills) = (0, 0);
-    for round in 0..6 {
-        std::thread::sleep(Duration::from_millis(150 + rng.below(900)));
-        if kill(&mut consumer) {
-            consumer_kills += 1;
-        }
-        consumer = spawn_child("crash_child_consumer", &db, count, &ok_file);
-        if round % 2 == 0 {
-            if kill(&mut publisher) {
-                publisher_kills += 1;
-            }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !(consumer_at.is_empty() && publisher_at.is_empty()) {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+        if publisher_at
+            .last()
+            .is_some_and(|&t| progress("SELECT MAX(seq) FROM syncbus_log") >= t)
+        {
+            publisher_at.pop();
+            publisher_kills += u32::from(kill(&mut publisher));
             publisher = spawn_child("crash_child_publisher", &db, count, &ok_file);
         }
+        if consumer_at
+            .last()
+            .is_some_and(|&t| progress("SELECT COUNT(*) FROM applied") >= t)
+        {
+            consumer_at.pop();
+            consumer_kills += u32::from(kill(&mut consumer));
+            consumer = spawn_child("crash_child_consumer", &db, count, &ok_file);
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
     wait_success(&mut publisher, "the publisher", deadline);
     wait_success(&mut consumer, "the consumer", deadline);
     eprintln!(
         "crash test: {publisher_kills} publisher and {consumer_kills} consumer kills mid-run, done in {:.1?}",
         started.elapsed()
     );
-    assert!(
-        consumer_kills >= 3,
-        "too few kills hit a running consumer: {consumer_kills}"
-    );
-    assert!(publisher_kills >= 1, "no kill hit a running publisher");
+    assert_eq!(consumer_kills, 6, "a kill missed the running consumer");
+    assert_eq!(publisher_kills, 3, "a kill missed the running publisher");
 
     // Every publish that returned Ok is in the log; every event is in the log.
     let conn = rusqlite::Connection::open(&db).unwrap();
