@@ -247,40 +247,65 @@ fn pg_killed_publishers_and_consumers_lose_nothing_and_apply_once() {
     let started = Instant::now();
     let spawn = |name: &str| spawn_child(name, &t.url, &t.schema, count, &ok_file);
 
+    // Kill points are progress thresholds, not times, so every kill lands mid-run however
+    // fast the machine: the consumer at 6 random counts of applied events, the publisher at
+    // 3 random log sizes, each between 5% and 90% of the run.
+    let mut thresholds = |n: usize| {
+        let mut t: Vec<u64> = (0..n)
+            .map(|_| count / 20 + rng.below(count * 17 / 20))
+            .collect();
+        t.sort_unstable();
+        t.reverse(); // pop() yields the smallest
+        t
+    };
+    let mut consumer_at = thresholds(6);
+    let mut publisher_at = thresholds(3);
+    let probe = rt.block_on(t.client());
+    let progress = |sql: &str| -> u64 {
+        // Before the consumer made its tables the query fails: no progress yet.
+        rt.block_on(probe.query_one(sql, &[]))
+            .ok()
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map_or(0, |v| v as u64)
+    };
+    let log_size = format!("SELECT max(seq) FROM \"{}\".log", t.schema);
+    let applied = format!("SELECT count(*) FROM \"{}\".applied", t.schema);
+
     let mut publisher = spawn("pg_crash_child_publisher");
     let mut consumer = spawn("pg_crash_child_consumer");
     let (mut publisher_kills, mut consumer_kills) = (0, 0);
-    for round in 0..6 {
-        // The first kill comes early, while the publisher is surely still appending.
-        let pause = if round == 0 {
-            50 + rng.below(250)
-        } else {
-            150 + rng.below(900)
-        };
-        std::thread::sleep(Duration::from_millis(pause));
-        if kill(&mut consumer) {
-            consumer_kills += 1;
-        }
-        consumer = spawn("pg_crash_child_consumer");
-        if round % 2 == 0 {
-            if kill(&mut publisher) {
-                publisher_kills += 1;
-            }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !(consumer_at.is_empty() && publisher_at.is_empty()) {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+        if publisher_at
+            .last()
+            .is_some_and(|&at| progress(&log_size) >= at)
+        {
+            publisher_at.pop();
+            publisher_kills += u32::from(kill(&mut publisher));
             publisher = spawn("pg_crash_child_publisher");
         }
+        if consumer_at
+            .last()
+            .is_some_and(|&at| progress(&applied) >= at)
+        {
+            consumer_at.pop();
+            // A little later, at a random point of the batch under way: between its claim
+            // and its commit, or while it fetches.
+            std::thread::sleep(Duration::from_millis(rng.below(40)));
+            consumer_kills += u32::from(kill(&mut consumer));
+            consumer = spawn("pg_crash_child_consumer");
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
     wait_success(&mut publisher, "the publisher", deadline);
     wait_success(&mut consumer, "the consumer", deadline);
     eprintln!(
         "pg crash test: {publisher_kills} publisher and {consumer_kills} consumer kills mid-run, done in {:.1?}",
         started.elapsed()
     );
-    assert!(
-        consumer_kills >= 3,
-        "too few kills hit a running consumer: {consumer_kills}"
-    );
-    assert!(publisher_kills >= 1, "no kill hit a running publisher");
+    assert_eq!(consumer_kills, 6, "a kill missed the running consumer");
+    assert_eq!(publisher_kills, 3, "a kill missed the running publisher");
 
     // Every publish that returned Ok is in the log; every event is in the log.
     let promised: Vec<u64> = std::fs::read_to_string(&ok_file)
