@@ -50,10 +50,16 @@ const COMMITTED: &str = "SELECT committed FROM consumers WHERE name = $1";
 /// Enrolls up to $2 unclaimed records as fresh claim rows; returns how many it found (a
 /// member enrolling the same ones at that moment makes the insert skip them).
 const ENROLL: &str = "
-    WITH candidates AS (
-        SELECT l.seq FROM log l
-        WHERE l.seq > coalesce((SELECT committed FROM consumers WHERE name = $1), 0)
-          AND NOT EXISTS (SELECT 1 FROM claims k WHERE k.consumer = $1 AND k.seq = l.seq)
+    WITH done AS (
+        SELECT coalesce((SELECT committed FROM consumers WHERE name = $1), 0) AS seq
+    ), candidates AS (
+        -- Both scans start above the committed offset: below it lie only the index entries
+        -- of deleted claims, which vacuum has perhaps not removed yet.
+        SELECT l.seq FROM log l, done
+        WHERE l.seq > done.seq
+          AND NOT EXISTS (
+              SELECT 1 FROM claims k
+              WHERE k.consumer = $1 AND k.seq > done.seq AND k.seq = l.seq)
         ORDER BY l.seq
         LIMIT $2
     ), enrolled AS (

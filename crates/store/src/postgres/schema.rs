@@ -47,9 +47,13 @@ const MIGRATIONS: &[&str] = &[
         done_before bigint;
         done_now bigint;
     BEGIN
-        INSERT INTO consumers (name) VALUES (p_consumer)
-        ON CONFLICT (name) DO UPDATE SET name = excluded.name
-        RETURNING coalesce(committed, 0) INTO done_before;
+        SELECT coalesce(committed, 0) INTO done_before
+        FROM consumers WHERE name = p_consumer FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO consumers (name) VALUES (p_consumer) ON CONFLICT (name) DO NOTHING;
+            SELECT coalesce(committed, 0) INTO done_before
+            FROM consumers WHERE name = p_consumer FOR UPDATE;
+        END IF;
         INSERT INTO claims (consumer, seq, acked)
         SELECT p_consumer, l.seq, true FROM log l
         WHERE l.seq = ANY(p_offsets) AND l.seq > done_before
@@ -66,7 +70,10 @@ const MIGRATIONS: &[&str] = &[
               LIMIT 1), 9223372036854775807);
         IF done_now IS NOT NULL THEN
             UPDATE consumers SET committed = done_now WHERE name = p_consumer;
-            DELETE FROM claims WHERE consumer = p_consumer AND seq <= done_now;
+            -- Claims at or below done_before are gone already: scanning from the start
+            -- would walk the index entries of every claim deleted since the last vacuum.
+            DELETE FROM claims
+            WHERE consumer = p_consumer AND seq > done_before AND seq <= done_now;
             RETURN done_now;
         END IF;
         RETURN (SELECT committed FROM consumers WHERE name = p_consumer);
