@@ -13,6 +13,7 @@ mod pg_support;
 mod support;
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -606,6 +607,20 @@ async fn killed_connections_are_replaced() {
     assert_eq!(head, Some(offset));
     assert!(t.store.append(env("a", 2)).await.unwrap() > offset);
     t.finish().await;
+}
+
+/// Outside a tokio runtime the store answers with an error instead of panicking.
+#[test]
+fn outside_tokio_is_an_error_not_a_panic() {
+    let Some(url) = pg_support::url() else {
+        return;
+    };
+    let open = std::pin::pin!(PgStore::connect(&url));
+    let waker = std::task::Waker::noop();
+    match open.poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(Err(StoreError::Backend { .. })) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 /// An unreachable server is a backend error, not a hang or a panic.

@@ -101,6 +101,14 @@ impl Pool {
 
     /// A connection: an idle one, or a new one while fewer than `size` are out.
     pub(crate) async fn get(&self) -> Result<PooledConn, StoreError> {
+        // Timers, sockets and connection tasks are tokio's: another executor gets an error,
+        // not a panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::backend(
+                "get a PostgreSQL connection",
+                "the PostgreSQL store runs on tokio: call it inside a tokio runtime",
+            ));
+        }
         let permit = tokio::time::timeout(
             self.inner.acquire_timeout,
             self.inner.permits.clone().acquire_owned(),
