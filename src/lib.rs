@@ -32,6 +32,9 @@
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
+//! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
+//! | reliability | [`Workflow::subscribe`] with [`Dedup`], [`Ordering`], [`RetryPolicy`], [`CircuitBreaker`], [`RateLimit`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
+//! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -52,10 +55,22 @@ pub use syncbus_envelope::{
     TimeError, Timestamp,
 };
 
+pub use syncbus_workflow::{
+    handler_fn, sync_handler_fn, ChainNode, CircuitBreaker, Context, Dedup, ErrorKind, Handler,
+    HandlerError, Jitter, OnExpiry, Ordering, RateLimit, Redrive, RedriveReport, ResultExt,
+    RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow, WorkflowMetrics,
+    WorkflowSubscription,
+};
+
+/// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`])
+/// and the storage traits ([`workflow::store`]).
+pub use syncbus_workflow as workflow;
+
 /// The names most programs need: `use syncbus::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Bus, Consumer, ConsumerConfig, EntityId, Envelope, Event, EventId, Overflow, Pattern, Topic,
+        handler_fn, Bus, Consumer, ConsumerConfig, Context, EntityId, Envelope, Event, EventId,
+        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
     };
 }
 

@@ -235,7 +235,15 @@ impl DurableConsumer {
     ///
     /// # Examples
     ///
-    /// See [`open`](Self::open).
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_store::{DurableConfig, DurableConsumer, MemoryStore};
+    /// let c = DurableConsumer::open(Arc::new(MemoryStore::new()), "audit", DurableConfig::new()).await?;
+    /// assert_eq!(c.name(), "audit");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -244,7 +252,16 @@ impl DurableConsumer {
     ///
     /// # Examples
     ///
-    /// See [`open`](Self::open).
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_store::{DurableConfig, DurableConsumer, MemoryStore};
+    /// let config = DurableConfig::new().member("host-b");
+    /// let c = DurableConsumer::open(Arc::new(MemoryStore::new()), "audit", config).await?;
+    /// assert_eq!(c.member(), "host-b");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn member(&self) -> &str {
         &self.member
     }

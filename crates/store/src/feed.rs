@@ -55,7 +55,18 @@ impl LogFeed {
     ///
     /// # Examples
     ///
-    /// See [`LogFeed`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, SubscribeError};
+    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// let bus = Bus::new();
+    /// assert!(LogFeed::bytes(&bus, "orders.>", Arc::new(MemoryStore::new())).is_ok());
+    /// let bad = LogFeed::bytes(&bus, "orders..x", Arc::new(MemoryStore::new()));
+    /// assert!(matches!(bad, Err(SubscribeError::InvalidPattern(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -150,7 +161,16 @@ impl LogFeed {
     ///
     /// # Examples
     ///
-    /// See [`LogFeed`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::Bus;
+    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
+    /// assert_eq!(feed.appended(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn appended(&self) -> u64 {
         self.counts.appended.load(Ordering::Relaxed)
     }

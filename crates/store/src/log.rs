@@ -333,7 +333,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     fn ack<'a>(&'a self, consumer: &'a str, offsets: &'a [u64]) -> StoreFuture<'a, ()>;
 
     /// Releases claims (a nack): the records may be claimed again once `delay` has passed.
-    /// Offsets that are not claimed are ignored.
+    /// Offsets that are not claimed are ignored. The release does not check who holds the
+    /// claim: a member whose lease ran out and whose record another member claimed since
+    /// hands that claim back too, so the record may be delivered once more (at-least-once
+    /// allows it; an ack from either member settles it).
     ///
     /// # Examples
     ///

@@ -36,7 +36,17 @@ impl DedupPurger {
     ///
     /// # Examples
     ///
-    /// See [`DedupPurger`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use syncbus_store::DedupPurger;
+    /// use syncbus_workflow::store::MemoryDedupStore;
+    /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_secs(30));
+    /// purger.stop().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Panics
     ///
@@ -63,7 +73,18 @@ impl DedupPurger {
     ///
     /// # Examples
     ///
-    /// See [`DedupPurger`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use syncbus_store::DedupPurger;
+    /// use syncbus_workflow::store::MemoryDedupStore;
+    /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_millis(5));
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// purger.stop().await; // returns once the task has ended
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -113,7 +113,15 @@ impl Relay {
     ///
     /// # Examples
     ///
-    /// See [`Relay`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_store::{MemoryStore, Relay};
+    /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+    /// assert_eq!(relay.run_once().await?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(outbox: Arc<dyn Outbox>, bus: Bus) -> Relay {
         Relay {
             outbox,
@@ -141,7 +149,20 @@ impl Relay {
     ///
     /// # Examples
     ///
-    /// See [`Relay`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_store::{MemoryStore, Relay};
+    /// let store = MemoryStore::new();
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic("a.b");
+    /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
+    /// let relay = Relay::new(Arc::new(store), Bus::new());
+    /// assert_eq!(relay.run_once().await?, 1); // published, even with nobody subscribed
+    /// assert_eq!(relay.run_once().await?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -237,7 +258,16 @@ fn describe<T>(e: &PublishError<T>) -> String {
 ///
 /// # Examples
 ///
-/// See [`Relay::spawn`].
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use syncbus_store::{MemoryStore, Relay, RelayHandle};
+/// let handle: RelayHandle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+///     .spawn(Duration::from_millis(10));
+/// handle.stop().await;
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct RelayHandle {
     stop: watch::Sender<bool>,
@@ -249,7 +279,16 @@ impl RelayHandle {
     ///
     /// # Examples
     ///
-    /// See [`Relay::spawn`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use syncbus_store::{MemoryStore, Relay};
+    /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+    ///     .spawn(Duration::from_secs(3600));
+    /// handle.stop().await; // does not wait out the interval
+    /// # });
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -285,6 +285,26 @@ impl Shared {
     }
 }
 
+/// Frees the half-open slot if a probe's future is dropped before it ends, so the next
+/// attempt can probe instead of waiting forever.
+struct Probe<'a> {
+    shared: &'a Shared,
+    probe: bool,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            let mut s = self.shared.state.lock();
+            if matches!(*s, State::HalfOpen { probing: true }) {
+                *s = State::HalfOpen { probing: false };
+            }
+            drop(s);
+            self.shared.changed.notify_waiters();
+        }
+    }
+}
+
 /// Makes [`CircuitBreaking`] handlers sharing one breaker.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer {
@@ -364,7 +384,12 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for CircuitBreaking<H> {
                 None => changed.await,
             }
         };
+        let guard = Probe {
+            shared: &self.shared,
+            probe,
+        };
         let r = self.inner.call(env, ctx).await;
+        std::mem::forget(guard);
         let failed = r.as_ref().is_err_and(|e| e.is_retryable());
         self.shared.record(probe, failed);
         r

@@ -146,6 +146,28 @@ impl Dedup {
     }
 }
 
+/// Releases a claimed key if the handling future is dropped part way (a shutdown deadline),
+/// so a redelivery need not wait for the lease to end. Best effort: it needs a runtime to
+/// run the store's `finish` on.
+struct Release<'a> {
+    store: &'a Arc<dyn DedupStore>,
+    key: &'a DedupKey,
+    ttl: Duration,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (store, key, ttl) = (self.store.clone(), self.key.clone(), self.ttl);
+            rt.spawn(async move {
+                if let Err(e) = store.finish(&key, Outcome::Failed, ttl).await {
+                    tracing::warn!(%key, error = %e, "could not release a cancelled claim");
+                }
+            });
+        }
+    }
+}
+
 /// Makes [`Deduped`] handlers.
 #[derive(Debug, Clone)]
 pub struct DedupLayer {
@@ -195,7 +217,13 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for Deduped<H> {
                 }
             }
         }
+        let guard = Release {
+            store,
+            key: &key,
+            ttl: self.cfg.ttl,
+        };
         let result = self.inner.call(env, ctx.clone()).await;
+        std::mem::forget(guard);
         let outcome = if result.is_ok() {
             Outcome::Done
         } else {

@@ -181,6 +181,14 @@ pub(crate) async fn catch_panic<F>(fut: F) -> Result<(), HandlerError>
 where
     F: Future<Output = Result<(), HandlerError>>,
 {
+    catch_panic_value(fut).await
+}
+
+/// [`catch_panic`] for futures with a value.
+pub(crate) async fn catch_panic_value<T, F>(fut: F) -> Result<T, HandlerError>
+where
+    F: Future<Output = Result<T, HandlerError>>,
+{
     tokio::pin!(fut);
     std::future::poll_fn(move |cx: &mut TaskContext<'_>| {
         match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {

@@ -20,6 +20,7 @@ mod limit;
 mod metrics;
 mod ordering;
 mod retry;
+mod saga;
 pub mod store;
 mod workflow;
 
@@ -40,6 +41,7 @@ pub use crate::limit::{
 pub use crate::metrics::WorkflowMetrics;
 pub use crate::ordering::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
 pub use crate::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
+pub use crate::saga::{RunningSaga, Saga};
 pub use crate::workflow::{
     Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,
 };

@@ -104,3 +104,43 @@ pub struct WorkflowMetrics {
     /// Follow-up events published.
     pub emitted: u64,
 }
+
+impl WorkflowMetrics {
+    /// Sets the `syncbus_workflow_*` counters of the installed `metrics` recorder, labelled
+    /// with the subscription's name. Call it from a reporter task, or before a scrape.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = syncbus_workflow::WorkflowMetrics::default();
+    /// m.emit("billing"); // no recorder installed: nothing happens
+    /// ```
+    pub fn emit(&self, subscription: &str) {
+        let sub = subscription.to_owned();
+        let set = |name: &'static str, v: u64| {
+            metrics::counter!(name, "subscription" => sub.clone()).absolute(v);
+        };
+        set("syncbus_workflow_succeeded_total", self.succeeded);
+        set("syncbus_workflow_failed_total", self.failed);
+        set("syncbus_workflow_attempts_total", self.attempts);
+        set("syncbus_workflow_retries_total", self.retries);
+        set("syncbus_workflow_dead_lettered_total", self.dead_lettered);
+        set(
+            "syncbus_workflow_dead_letter_lost_total",
+            self.dead_letter_lost,
+        );
+        set("syncbus_workflow_duplicates_total", self.duplicates);
+        set("syncbus_workflow_stale_total", self.stale);
+        set("syncbus_workflow_held_total", self.held);
+        set("syncbus_workflow_released_total", self.released);
+        set("syncbus_workflow_expired_total", self.expired);
+        set("syncbus_workflow_timeouts_total", self.timeouts);
+        set(
+            "syncbus_workflow_circuit_rejected_total",
+            self.circuit_rejected,
+        );
+        set("syncbus_workflow_rate_limited_total", self.rate_limited);
+        set("syncbus_workflow_panicked_total", self.panicked);
+        set("syncbus_workflow_emitted_total", self.emitted);
+    }
+}

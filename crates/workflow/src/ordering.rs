@@ -362,8 +362,13 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
         }
         match self.state.admit(&entity, v, env, &ctx) {
             (Admit::Run, Some(env)) => {
+                let guard = Busy {
+                    state: &self.state,
+                    entity: &entity,
+                };
                 let r = self.inner.call(env, ctx).await;
                 drain(&self.inner, &self.state, &entity, v + 1).await;
+                std::mem::forget(guard);
                 r
             }
             (Admit::Stale, _) => {
@@ -374,11 +379,26 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
             (Admit::Held { arm }, _) => {
                 ctx.bump(Stat::Held);
                 if arm {
-                    tokio::spawn(watch::<P, H>(
-                        self.inner.clone(),
-                        self.state.clone(),
-                        entity,
-                    ));
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => {
+                            rt.spawn(watch::<P, H>(
+                                self.inner.clone(),
+                                self.state.clone(),
+                                entity,
+                            ));
+                        }
+                        Err(_) => {
+                            // No runtime to run the expiry timer on: held events wait for
+                            // their gap only. Said loudly, once per hold.
+                            if let Some(e) = self.state.entities.lock().get_mut(&entity) {
+                                e.timer = false;
+                            }
+                            tracing::error!(
+                                %entity,
+                                "ordering layer outside a tokio runtime: held events have no expiry"
+                            );
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -402,13 +422,34 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
                             if e.busy { None } else { e.busy = true; Some(e.next) }
                         };
                         if let Some(next) = start {
+                            let guard = Busy {
+                                state: &self.state,
+                                entity: &entity,
+                            };
                             drain(&self.inner, &self.state, &entity, next).await;
+                            std::mem::forget(guard);
                         }
                         Ok(())
                     }
                 }
             }
             (_, None) => Ok(()),
+        }
+    }
+}
+
+/// Clears an entity's `busy` flag if the future applying its versions is dropped part way
+/// (a shutdown deadline), so the entity is not stuck; forgotten once `drain` returns, which
+/// clears it itself.
+struct Busy<'a> {
+    state: &'a State,
+    entity: &'a EntityId,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.state.entities.lock().get_mut(self.entity) {
+            e.busy = false;
         }
     }
 }
@@ -564,7 +605,12 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                     }
                 };
                 if let Some(next) = start {
+                    let guard = Busy {
+                        state: &state,
+                        entity: &entity,
+                    };
                     drain(&*inner, &state, &entity, next).await;
+                    std::mem::forget(guard);
                 }
             }
             OnExpiry::DeadLetter => {

@@ -29,6 +29,9 @@ use crate::store::{
     BoxFuture, DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
 };
 
+type Runner<P> =
+    Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
 type Redriver =
     Arc<dyn Fn(Envelope<Bytes>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
@@ -744,11 +747,14 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         );
         let stats = info.stats.clone();
 
+        // One boxed future per delivery erases the stack's type: nine layers of nested
+        // futures would otherwise be part of every type the bus's worker is built from.
         let (s, i) = (stack.clone(), info.clone());
-        let run = move |env: Envelope<P>| {
+        let runner: Runner<P> = Arc::new(move |env: Envelope<P>| {
             let (s, i) = (s.clone(), i.clone());
-            async move { run_one(&*s, &i, env).await }
-        };
+            Box::pin(async move { run_one(&*s, &i, env).await })
+        });
+        let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());
         let sub = if self.keyed {
             bus_sub.keyed_async(run)?

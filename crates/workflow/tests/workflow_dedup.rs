@@ -27,12 +27,12 @@ fn counting(runs: Arc<AtomicU32>, fail_first: bool) -> impl Handler<Job> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_concurrent_deliveries_run_the_handler_once() {
-    let bus = Bus::new();
-    let runs = Arc::new(AtomicU32::new(0));
-    let h = Arc::new(Dedup::memory(1000).layer().layer(counting(runs.clone(), false)));
-    let e = env(Job { n: 1 });
+/// Hands the same envelope to `h` from 8 tasks at once; their results.
+async fn deliver_8_at_once(
+    h: &Arc<impl Handler<Job>>,
+    bus: &Bus,
+    e: &Envelope<Job>,
+) -> Vec<Result<(), HandlerError>> {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
@@ -42,8 +42,25 @@ async fn eight_concurrent_deliveries_run_the_handler_once() {
             })
         })
         .collect();
+    let mut out = Vec::new();
     for t in tasks {
-        t.await.unwrap().unwrap();
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_deliveries_run_the_handler_once() {
+    let bus = Bus::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let h = Arc::new(
+        Dedup::memory(1000)
+            .layer()
+            .layer(counting(runs.clone(), false)),
+    );
+    let e = env(Job { n: 1 });
+    for r in deliver_8_at_once(&h, &bus, &e).await {
+        r.unwrap();
     }
     assert_eq!(runs.load(SeqCst), 1);
     // A later redelivery is a duplicate too.
@@ -55,25 +72,23 @@ async fn eight_concurrent_deliveries_run_the_handler_once() {
 async fn a_failed_run_releases_the_key_to_one_waiter() {
     let bus = Bus::new();
     let runs = Arc::new(AtomicU32::new(0));
-    let h = Arc::new(Dedup::memory(1000).layer().layer(counting(runs.clone(), true)));
+    let h = Arc::new(
+        Dedup::memory(1000)
+            .layer()
+            .layer(counting(runs.clone(), true)),
+    );
     let e = env(Job { n: 1 });
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (h, e, bus) = (h.clone(), e.clone(), bus.clone());
-            tokio::spawn(async move {
-                let ctx = ctx_for(&bus, &e);
-                h.call(e, ctx).await
-            })
-        })
-        .collect();
-    let mut errors = 0;
-    for t in tasks {
-        if t.await.unwrap().is_err() {
-            errors += 1;
-        }
-    }
+    let errors = deliver_8_at_once(&h, &bus, &e)
+        .await
+        .iter()
+        .filter(|r| r.is_err())
+        .count();
     assert_eq!(errors, 1, "only the failed run reports the failure");
-    assert_eq!(runs.load(SeqCst), 2, "one failed run, then one successful run");
+    assert_eq!(
+        runs.load(SeqCst),
+        2,
+        "one failed run, then one successful run"
+    );
 }
 
 #[tokio::test]
@@ -81,19 +96,26 @@ async fn a_derived_key_dedups_across_event_ids() {
     let bus = Bus::new();
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
-    let dedup = Dedup::memory(100).key(|m| {
-        DedupKey::new(&format!("{}@{}", m.entity_id()?, m.version()?)).ok()
-    });
-    let h = dedup.layer().layer(handler_fn(move |_e: Envelope<Change>, _c| {
-        r.fetch_add(1, SeqCst);
-        async { Ok(()) }
-    }));
+    let dedup = Dedup::memory(100)
+        .key(|m| DedupKey::new(&format!("{}@{}", m.entity_id()?, m.version()?)).ok());
+    let h = dedup
+        .layer()
+        .layer(handler_fn(move |_e: Envelope<Change>, _c| {
+            r.fetch_add(1, SeqCst);
+            async { Ok(()) }
+        }));
     for _ in 0..3 {
         // Fresh event ids, same entity and version.
-        let e = env(Change { entity: 7, version: 2 });
+        let e = env(Change {
+            entity: 7,
+            version: 2,
+        });
         h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
     }
-    let e = env(Change { entity: 7, version: 3 });
+    let e = env(Change {
+        entity: 7,
+        version: 3,
+    });
     h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
     assert_eq!(runs.load(SeqCst), 2);
 }
@@ -102,13 +124,28 @@ async fn a_derived_key_dedups_across_event_ids() {
 async fn an_expired_lease_lets_another_delivery_take_over() {
     let store = MemoryDedupStore::new(100);
     let k = DedupKey::new("k").unwrap();
-    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
-    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::InFlight);
+    assert_eq!(
+        store.claim(&k, Duration::from_secs(5)).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim(&k, Duration::from_secs(5)).await.unwrap(),
+        Claim::InFlight
+    );
     tokio::time::advance(Duration::from_secs(6)).await;
-    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
-    store.finish(&k, Outcome::Failed, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        store.claim(&k, Duration::from_secs(5)).await.unwrap(),
+        Claim::Acquired
+    );
+    store
+        .finish(&k, Outcome::Failed, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(store.state(&k).await.unwrap(), Some(KeyState::Failed));
-    assert_eq!(store.claim(&k, Duration::from_secs(5)).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        store.claim(&k, Duration::from_secs(5)).await.unwrap(),
+        Claim::Acquired
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,12 +154,18 @@ async fn the_store_is_bounded_by_count_and_purges_by_time() {
     for i in 0..2000 {
         let k = DedupKey::new(&format!("k{i}")).unwrap();
         store.claim(&k, Duration::from_secs(5)).await.unwrap();
-        store.finish(&k, Outcome::Done, Duration::from_secs(60)).await.unwrap();
+        store
+            .finish(&k, Outcome::Done, Duration::from_secs(60))
+            .await
+            .unwrap();
     }
     assert!(store.len() <= 160, "{} keys held", store.len());
     // The newest key is still known.
     let newest = DedupKey::new("k1999").unwrap();
-    assert_eq!(store.claim(&newest, Duration::from_secs(5)).await.unwrap(), Claim::Duplicate);
+    assert_eq!(
+        store.claim(&newest, Duration::from_secs(5)).await.unwrap(),
+        Claim::Duplicate
+    );
     tokio::time::advance(Duration::from_secs(61)).await;
     let before = store.len();
     assert_eq!(store.purge_expired().await.unwrap() as usize, before);

@@ -21,7 +21,12 @@ fn recording(log: Log<(u64, u64)>) -> impl Handler<Change> {
     })
 }
 
-async fn deliver(h: &impl Handler<Change>, bus: &Bus, entity: u64, version: u64) -> Result<(), HandlerError> {
+async fn deliver(
+    h: &impl Handler<Change>,
+    bus: &Bus,
+    entity: u64,
+    version: u64,
+) -> Result<(), HandlerError> {
     let e = env(Change { entity, version });
     let ctx = ctx_for(bus, &e);
     h.call(e, ctx).await
@@ -113,7 +118,11 @@ async fn an_expired_hold_dead_letters_when_told() {
     let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].envelope.meta().version(), Some(3));
-    assert!(dead[0].error().contains("missing earlier version"), "{}", dead[0].error());
+    assert!(
+        dead[0].error().contains("missing earlier version"),
+        "{}",
+        dead[0].error()
+    );
     // Strict: the entity still waits for 2; when it comes, 2 applies, and 3 redelivered too.
     deliver(&h, &bus, 1, 2).await.unwrap();
     deliver(&h, &bus, 1, 3).await.unwrap();
@@ -137,7 +146,10 @@ async fn too_many_held_follow_the_policy() {
     assert_eq!(strict.held(), 2);
 
     let log = Log::default();
-    let lenient = Ordering::new().max_held(2).layer().layer(recording(log.clone()));
+    let lenient = Ordering::new()
+        .max_held(2)
+        .layer()
+        .layer(recording(log.clone()));
     for v in [1, 3, 4, 5] {
         deliver(&lenient, &bus, 1, v).await.unwrap();
     }
@@ -149,16 +161,19 @@ async fn concurrent_deliveries_of_one_entity_apply_in_order() {
     let bus = Bus::new();
     let log = Log::default();
     let l = log.clone();
-    let h = Arc::new(Ordering::new().start_at(StartAt::Version(1)).layer().layer(handler_fn(
-        move |e: Envelope<Change>, _c| {
-            let l = l.clone();
-            async move {
-                tokio::task::yield_now().await;
-                l.push((e.payload().entity, e.payload().version));
-                Ok::<(), HandlerError>(())
-            }
-        },
-    )));
+    let h = Arc::new(
+        Ordering::new()
+            .start_at(StartAt::Version(1))
+            .layer()
+            .layer(handler_fn(move |e: Envelope<Change>, _c| {
+                let l = l.clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    l.push((e.payload().entity, e.payload().version));
+                    Ok::<(), HandlerError>(())
+                }
+            })),
+    );
     let mut tasks = Vec::new();
     for v in (1..=200u64).rev() {
         let (h, bus) = (h.clone(), bus.clone());
@@ -176,10 +191,12 @@ async fn events_without_entity_or_version_pass_through() {
     let bus = Bus::new();
     let log: Log<u64> = Log::default();
     let l = log.clone();
-    let h = Ordering::new().layer().layer(handler_fn(move |e: Envelope<Job>, _c| {
-        l.push(e.payload().n);
-        async { Ok::<(), HandlerError>(()) }
-    }));
+    let h = Ordering::new()
+        .layer()
+        .layer(handler_fn(move |e: Envelope<Job>, _c| {
+            l.push(e.payload().n);
+            async { Ok::<(), HandlerError>(()) }
+        }));
     for n in [3, 1, 2] {
         let e = env(Job { n });
         h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();

@@ -15,11 +15,7 @@ use syncbus_workflow::{
 use tokio::time::Instant;
 
 /// Fails `fails` times with `err()`, recording when each attempt started.
-fn flaky(
-    fails: u32,
-    times: Log<Instant>,
-    err: fn() -> HandlerError,
-) -> impl Handler<Job> {
+fn flaky(fails: u32, times: Log<Instant>, err: fn() -> HandlerError) -> impl Handler<Job> {
     let n = Arc::new(AtomicU32::new(0));
     handler_fn(move |_env: Envelope<Job>, _ctx| {
         let (n, times) = (n.clone(), times.clone());
@@ -39,7 +35,10 @@ async fn default_schedule_within_jitter_bounds() {
     let bus = Bus::new();
     let policy = RetryPolicy::default();
     let times = Log::default();
-    let h = policy.clone().layer().layer(flaky(7, times.clone(), || HandlerError::retryable("503")));
+    let h = policy
+        .clone()
+        .layer()
+        .layer(flaky(7, times.clone(), || HandlerError::retryable("503")));
     let e = env(Job { n: 1 });
     let ctx = ctx_for(&bus, &e);
     h.call(e, ctx.clone()).await.unwrap();
@@ -51,7 +50,10 @@ async fn default_schedule_within_jitter_bounds() {
         let (lo, hi) = policy.bounds(i as u32 + 1, Duration::ZERO);
         // 100 ms × 2^i, ±50 %: the paused clock makes the sleep exact.
         assert_eq!(lo, Duration::from_millis(100 << i).mul_f64(0.5));
-        assert!(gap >= lo && gap <= hi, "retry {i}: {gap:?} not in [{lo:?}, {hi:?}]");
+        assert!(
+            gap >= lo && gap <= hi,
+            "retry {i}: {gap:?} not in [{lo:?}, {hi:?}]"
+        );
     }
 }
 
@@ -60,7 +62,9 @@ async fn exhausted_attempts_return_the_last_error() {
     let bus = Bus::new();
     let times = Log::default();
     let policy = RetryPolicy::default().max_attempts(3).jitter(Jitter::None);
-    let h = policy.layer().layer(flaky(10, times.clone(), || HandlerError::retryable("down")));
+    let h = policy
+        .layer()
+        .layer(flaky(10, times.clone(), || HandlerError::retryable("down")));
     let e = env(Job { n: 1 });
     let start = Instant::now();
     let err = h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap_err();
@@ -76,7 +80,9 @@ async fn permanent_errors_are_not_retried() {
     let times = Log::default();
     let h = RetryPolicy::default()
         .layer()
-        .layer(flaky(10, times.clone(), || HandlerError::permanent("bad data")));
+        .layer(flaky(10, times.clone(), || {
+            HandlerError::permanent("bad data")
+        }));
     let e = env(Job { n: 1 });
     let err = h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
@@ -87,9 +93,11 @@ async fn permanent_errors_are_not_retried() {
 async fn retry_after_is_honoured() {
     let bus = Bus::new();
     let times = Log::default();
-    let h = RetryPolicy::default().layer().layer(flaky(1, times.clone(), || {
-        HandlerError::retryable("429").retry_after(Duration::from_secs(7))
-    }));
+    let h = RetryPolicy::default()
+        .layer()
+        .layer(flaky(1, times.clone(), || {
+            HandlerError::retryable("429").retry_after(Duration::from_secs(7))
+        }));
     let e = env(Job { n: 1 });
     h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap();
     let t = times.get();
@@ -104,7 +112,9 @@ async fn max_elapsed_stops_retrying() {
         .jitter(Jitter::None)
         .max_attempts(100)
         .max_elapsed(Duration::from_millis(1000));
-    let h = policy.layer().layer(flaky(100, times.clone(), || HandlerError::retryable("down")));
+    let h = policy.layer().layer(flaky(100, times.clone(), || {
+        HandlerError::retryable("down")
+    }));
     let e = env(Job { n: 1 });
     h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap_err();
     // Starts at 0, 100, 300, 700 ms; the next would start at 1500 ms > 1 s.

@@ -333,6 +333,9 @@ impl SqliteStore {
     /// # }).unwrap();
     /// ```
     ///
+    /// `f` runs on the store's only connection thread: it must not wait for this store's
+    /// own futures (that would wait forever).
+    ///
     /// # Errors
     ///
     /// What `f` returns; [`StoreError::Closed`] if the connection thread is gone (or `f`
@@ -359,7 +362,8 @@ impl SqliteStore {
     /// Enqueues an outbox event on `conn`, which is normally the application's open
     /// transaction (a `rusqlite::Transaction` derefs to a `Connection`): the event commits or
     /// rolls back with the business write. The database must have been opened once as an
-    /// [`SqliteStore`] (for the schema). Returns the row id.
+    /// [`SqliteStore`] (for the schema). Returns the row id. On an application's own
+    /// connection, its `synchronous` setting decides how durable the commit is.
     ///
     /// # Examples
     ///

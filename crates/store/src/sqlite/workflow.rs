@@ -130,7 +130,17 @@ impl SqliteStore {
     ///
     /// # Examples
     ///
-    /// See [`SqliteDedupStore`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::store::DedupStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
+    /// let shared: Arc<dyn DedupStore> = Arc::new(store.dedup());
+    /// # let _ = shared;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn dedup(&self) -> SqliteDedupStore {
         SqliteDedupStore {
             store: self.clone(),
@@ -141,7 +151,17 @@ impl SqliteStore {
     ///
     /// # Examples
     ///
-    /// See [`SqliteDeadLetterStore`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::store::DeadLetterStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
+    /// let shared: Arc<dyn DeadLetterStore> = Arc::new(store.dead_letters());
+    /// # let _ = shared;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn dead_letters(&self) -> SqliteDeadLetterStore {
         SqliteDeadLetterStore {
             store: self.clone(),
@@ -152,7 +172,17 @@ impl SqliteStore {
     ///
     /// # Examples
     ///
-    /// See [`SqliteSagaStore`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::store::SagaStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
+    /// let shared: Arc<dyn SagaStore> = Arc::new(store.sagas());
+    /// # let _ = shared;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn sagas(&self) -> SqliteSagaStore {
         SqliteSagaStore {
             store: self.clone(),

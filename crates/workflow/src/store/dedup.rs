@@ -1,6 +1,6 @@
 //! Dedup keys: the memory of the idempotent consumer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::time::Duration;
@@ -185,8 +185,8 @@ pub trait DedupStore: Send + Sync + 'static {
 const SHARDS: usize = 16;
 
 /// The in-memory [`DedupStore`]: bounded by count, expiring by time (tokio's clock, so tests
-/// on a paused clock are exact). When full, expired keys go first, then the done or failed
-/// keys closest to expiry; in-flight keys are never evicted.
+/// on a paused clock are exact). When full, the oldest keys go first (first inserted, first
+/// out); a live in-flight key is never evicted, since that would let a duplicate run.
 ///
 /// # Examples
 ///
@@ -199,13 +199,71 @@ const SHARDS: usize = 16;
 pub struct MemoryDedupStore {
     shards: Box<[Shard]>,
     per_shard: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: Hasher,
 }
+
+/// A fast seeded hasher: keys may come from outside (webhook ids), so not an unseeded one.
+type Hasher = foldhash::quality::RandomState;
 
 #[derive(Debug, Default)]
 struct Shard {
-    keys: Mutex<HashMap<DedupKey, Entry>>,
+    keys: Mutex<Keys>,
     changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    map: HashMap<DedupKey, Entry, Hasher>,
+    /// Keys in the order they were first inserted: eviction takes from the front.
+    order: VecDeque<DedupKey>,
+}
+
+impl Keys {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&self, key: &DedupKey) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: &DedupKey, entry: Entry) {
+        match self.map.get_mut(key) {
+            Some(e) => *e = entry,
+            None => {
+                self.map.insert(key.clone(), entry);
+                self.order.push_back(key.clone());
+            }
+        }
+    }
+
+    /// Makes room for one more key: drops expired keys from the front, then the oldest
+    /// settled ones. In-flight keys stay (dropping one would let a duplicate run): they go
+    /// to the back. A full shard of in-flight keys grows past its bound rather than lie.
+    fn make_room(&mut self, now: Instant, cap: usize) {
+        let mut budget = self.order.len();
+        while self.map.len() >= cap && budget > 0 {
+            budget -= 1;
+            let Some(k) = self.order.pop_front() else {
+                return;
+            };
+            // One lookup for the common case (remove); a live in-flight key goes back.
+            if let Some(e) = self.map.remove(&k) {
+                if e.state == KeyState::InFlight && e.expires > now {
+                    self.map.insert(k.clone(), e);
+                    self.order.push_back(k);
+                }
+            }
+        }
+    }
+
+    fn purge(&mut self, now: Instant) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, e| e.expires > now);
+        let map = &self.map;
+        self.order.retain(|k| map.contains_key(k));
+        before - self.map.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,7 +322,7 @@ impl MemoryDedupStore {
         let now = Instant::now();
         let shard = self.shard(key);
         let mut keys = shard.keys.lock();
-        if let Some(e) = keys.get_mut(key) {
+        if let Some(e) = keys.map.get_mut(key) {
             let live = e.expires > now;
             return match e.state {
                 KeyState::Done if live => Claim::Duplicate,
@@ -279,10 +337,10 @@ impl MemoryDedupStore {
             };
         }
         if keys.len() >= self.per_shard {
-            evict(&mut keys, now, self.per_shard);
+            keys.make_room(now, self.per_shard);
         }
         keys.insert(
-            key.clone(),
+            key,
             Entry {
                 state: KeyState::InFlight,
                 expires: deadline(now, lease),
@@ -298,10 +356,7 @@ impl MemoryDedupStore {
             Outcome::Failed => KeyState::Failed,
         };
         let expires = deadline(Instant::now(), ttl);
-        shard
-            .keys
-            .lock()
-            .insert(key.clone(), Entry { state, expires });
+        shard.keys.lock().insert(key, Entry { state, expires });
         shard.changed.notify_waiters();
     }
 }
@@ -310,29 +365,6 @@ impl MemoryDedupStore {
 pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
-/// Makes room in a full shard: drops expired keys, then, if still full, the eighth of the
-/// settled keys closest to expiry. In-flight keys stay: dropping one would let a duplicate run.
-#[cold]
-fn evict(keys: &mut HashMap<DedupKey, Entry>, now: Instant, cap: usize) {
-    keys.retain(|_, e| e.expires > now);
-    if keys.len() < cap {
-        return;
-    }
-    let mut settled: Vec<(Instant, DedupKey)> = keys
-        .iter()
-        .filter(|(_, e)| e.state != KeyState::InFlight)
-        .map(|(k, e)| (e.expires, k.clone()))
-        .collect();
-    let n = (cap / 8).max(1).min(settled.len());
-    if n == 0 {
-        return;
-    }
-    settled.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
-    for (_, k) in &settled[..n] {
-        keys.remove(k);
-    }
 }
 
 impl DedupStore for MemoryDedupStore {
@@ -391,10 +423,7 @@ impl DedupStore for MemoryDedupStore {
         let now = Instant::now();
         let mut purged = 0u64;
         for shard in self.shards.iter() {
-            let mut keys = shard.keys.lock();
-            let before = keys.len();
-            keys.retain(|_, e| e.expires > now);
-            purged += (before - keys.len()) as u64;
+            purged += shard.keys.lock().purge(now) as u64;
         }
         Box::pin(std::future::ready(Ok(purged)))
     }

@@ -1,0 +1,40 @@
+//! The public handles are `Send + Sync`, checked at compile time.
+
+use syncbus_workflow::store::*;
+use syncbus_workflow::*;
+
+fn send_sync<T: Send + Sync>() {}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Ev;
+impl syncbus_core::Event for Ev {
+    const TYPE: &'static str = "ev";
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    send_sync::<Workflow>();
+    send_sync::<WorkflowSubscription>();
+    send_sync::<WorkflowSubscribe<Ev>>();
+    send_sync::<RunningSaga>();
+    send_sync::<Saga<Ev>>();
+    send_sync::<Context>();
+    send_sync::<HandlerError>();
+    send_sync::<Chains>();
+    send_sync::<ChainNode>();
+    send_sync::<Dedup>();
+    send_sync::<Ordering>();
+    send_sync::<RetryPolicy>();
+    send_sync::<CircuitBreaker>();
+    send_sync::<RateLimit>();
+    send_sync::<Redrive>();
+    send_sync::<StoreError>();
+    send_sync::<MemoryDedupStore>();
+    send_sync::<MemoryDeadLetterStore>();
+    send_sync::<MemorySagaStore>();
+    send_sync::<DeadLetterRecord>();
+    send_sync::<SagaInstance>();
+    send_sync::<std::sync::Arc<dyn DedupStore>>();
+    send_sync::<std::sync::Arc<dyn DeadLetterStore>>();
+    send_sync::<std::sync::Arc<dyn SagaStore>>();
+}

@@ -1,0 +1,322 @@
+//! Workflow subscriptions end to end: dead letters after max attempts, list filters,
+//! redrive (dry run, rate limit, dedup not swallowing it), chains of follow-up events.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
+use syncbus_workflow::store::DeadLetterFilter;
+use syncbus_workflow::{
+    handler_fn, Context, Dedup, ErrorKind, HandlerError, Jitter, RateLimit, Redrive, RetryPolicy,
+    Workflow, REDRIVE_HEADER,
+};
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial(Duration::from_millis(10))
+        .max_attempts(3)
+        .jitter(Jitter::None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let down = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen: Log<Envelope<Job>> = Log::default();
+    let (d, c, s) = (down.clone(), calls.clone(), seen.clone());
+    let sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("billing")
+        .handler_name("charge-card")
+        .retry(quick_retry())
+        .dedup(Dedup::memory(1000))
+        .handle(handler_fn(move |e: Envelope<Job>, _ctx| {
+            c.fetch_add(1, SeqCst);
+            s.push(e);
+            let down = d.load(SeqCst);
+            async move {
+                if down {
+                    Err(HandlerError::retryable("card processor unavailable")
+                        .with_source(std::io::Error::other("connection refused")))
+                } else {
+                    Ok(())
+                }
+            }
+        }))
+        .unwrap();
+    let before = Timestamp::now();
+    bus.publish_async(Job { n: 42 }).await.unwrap();
+    assert!(until(10, || sub.metrics().dead_lettered == 1).await);
+    assert_eq!(calls.load(SeqCst), 3);
+    let m = sub.metrics();
+    assert_eq!((m.attempts, m.retries, m.failed, m.succeeded), (3, 2, 1, 0));
+
+    let all = wf
+        .dead_letters()
+        .list(&DeadLetterFilter::new())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let r = &all[0];
+    assert_eq!(r.subscription, "billing");
+    assert_eq!(r.handler, "charge-card");
+    assert_eq!(r.attempts, 3);
+    assert_eq!(r.error_kind, ErrorKind::Retryable);
+    assert_eq!(
+        r.error_chain,
+        vec!["card processor unavailable", "connection refused"]
+    );
+    assert!(r.first_failure <= r.last_failure && r.first_failure >= before);
+    assert_eq!(r.envelope.meta().id(), seen.get()[0].meta().id());
+    assert_eq!(
+        r.envelope.decode_payload::<Job>().unwrap().payload(),
+        &Job { n: 42 }
+    );
+
+    // Filters.
+    let f = |f: DeadLetterFilter| {
+        let wf = wf.clone();
+        async move { wf.dead_letters().list(&f).await.unwrap().len() }
+    };
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new("test.*").unwrap())).await,
+        1
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().topic(Pattern::new("orders.>").unwrap())).await,
+        0
+    );
+    assert_eq!(f(DeadLetterFilter::new().event_type("test.job")).await, 1);
+    assert_eq!(f(DeadLetterFilter::new().event_type("test.other")).await, 0);
+    assert_eq!(
+        f(DeadLetterFilter::new().error_contains("refused")).await,
+        1
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().error_contains("timeout")).await,
+        0
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().between(before, Timestamp::now())).await,
+        1
+    );
+    assert_eq!(
+        f(DeadLetterFilter::new().between(Timestamp::from_unix_millis(0), before)).await,
+        0
+    );
+
+    // A dry run changes nothing.
+    let dry = wf
+        .redrive(Redrive::new(DeadLetterFilter::new()).dry_run())
+        .await
+        .unwrap();
+    assert_eq!((dry.matched, dry.redriven.len(), dry.succeeded), (1, 1, 0));
+    assert_eq!(calls.load(SeqCst), 3);
+    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_some());
+
+    // The downstream is back: redrive delivers again, dedup does not swallow it.
+    down.store(false, SeqCst);
+    let report = wf.redrive_one(&r.id).await.unwrap();
+    assert_eq!((report.matched, report.succeeded, report.failed), (1, 1, 0));
+    assert_eq!(calls.load(SeqCst), 4);
+    let replay = &seen.get()[3];
+    assert_ne!(replay.meta().id(), r.envelope.meta().id(), "a fresh id");
+    assert_eq!(
+        replay.meta().headers().get(REDRIVE_HEADER),
+        Some(r.envelope.meta().id().to_string().as_str()),
+        "a link to the original"
+    );
+    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_none());
+    assert_eq!(sub.metrics().succeeded, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let down = Arc::new(AtomicBool::new(true));
+    let d = down.clone();
+    let sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("jobs")
+        .no_retry()
+        .handle(handler_fn(move |_e: Envelope<Job>, _c| {
+            let down = d.load(SeqCst);
+            async move {
+                if down {
+                    Err(HandlerError::permanent("no"))
+                } else {
+                    Ok(())
+                }
+            }
+        }))
+        .unwrap();
+    for n in 0..5 {
+        bus.publish_async(Job { n }).await.unwrap();
+    }
+    assert!(until(10, || sub.metrics().dead_lettered == 5).await);
+    down.store(false, SeqCst);
+    let start = tokio::time::Instant::now();
+    let report = wf
+        .redrive(
+            Redrive::new(DeadLetterFilter::new().limit(4))
+                .rate_limit(RateLimit::per_second(2).burst(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.succeeded), (4, 4));
+    // 1 at once, then one every 500 ms.
+    assert_eq!(
+        tokio::time::Instant::now() - start,
+        Duration::from_millis(1500)
+    );
+
+    drop(sub);
+    let report = wf
+        .redrive(Redrive::new(DeadLetterFilter::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.matched, report.skipped.len(), report.succeeded),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        wf.dead_letters()
+            .list(&DeadLetterFilter::new())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "kept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_is_dead_lettered_not_retried() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .handle(handler_fn(|e: Envelope<Job>, _c| async move {
+            assert!(e.payload().n != 13, "unlucky job");
+            Ok(())
+        }))
+        .unwrap();
+    bus.publish_async(Job { n: 13 }).await.unwrap();
+    bus.publish_async(Job { n: 14 }).await.unwrap();
+    assert!(
+        until(10, || sub.metrics().succeeded == 1
+            && sub.metrics().dead_lettered == 1)
+        .await
+    );
+    let m = sub.metrics();
+    assert_eq!((m.panicked, m.attempts), (1, 2));
+    let dead = wf
+        .dead_letters()
+        .list(&DeadLetterFilter::new())
+        .await
+        .unwrap();
+    assert_eq!(dead[0].error_kind, ErrorKind::Panicked);
+    assert!(dead[0].error().contains("unlucky job"));
+}
+
+#[tokio::test]
+async fn names_are_unique_within_a_workflow() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let h = || handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) });
+    let _a = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("a")
+        .handle(h())
+        .unwrap();
+    assert!(wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("a")
+        .handle(h())
+        .is_err());
+    assert!(wf.subscribe::<Job>("bad..pattern").is_err());
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Step(u32);
+impl syncbus_core::Event for Step {
+    const TYPE: &'static str = "test.step";
+}
+
+#[tokio::test]
+async fn follow_ups_form_a_queryable_chain() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let fails_once = Arc::new(AtomicBool::new(true));
+    let f = fails_once.clone();
+    // job → step(1) → step(2), step(3); the first attempt of the job handler emits and then
+    // fails: its follow-up must not be published.
+    let _jobs = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .retry(RetryPolicy::default().initial(Duration::from_millis(1)))
+        .handle(handler_fn(move |_e: Envelope<Job>, ctx: Context| {
+            ctx.emit(Step(1));
+            let fail = f.swap(false, SeqCst);
+            async move {
+                if fail {
+                    Err(HandlerError::retryable("first try"))
+                } else {
+                    Ok(())
+                }
+            }
+        }))
+        .unwrap();
+    let steps = wf
+        .subscribe::<Step>("test.step")
+        .unwrap()
+        .handle(handler_fn(|e: Envelope<Step>, ctx: Context| async move {
+            if e.payload().0 == 1 {
+                ctx.emit(Step(2));
+                ctx.emit(Step(3));
+            }
+            Ok(())
+        }))
+        .unwrap();
+    let root = syncbus_core::Envelope::from_event(Job { n: 1 });
+    let root_id = root.meta().id().clone();
+    bus.publish_envelope_async(root).await.unwrap();
+    assert!(until(10, || steps.metrics().succeeded == 3).await);
+    let tree = wf.chain(&root_id).expect("retained");
+    assert_eq!(
+        tree.types(),
+        vec!["test.job", "test.step", "test.step", "test.step"]
+    );
+    let step1 = &tree.children[0];
+    assert_eq!(
+        tree.children.len(),
+        1,
+        "the failed attempt's follow-up was discarded"
+    );
+    assert_eq!(step1.children.len(), 2);
+    for n in tree.iter().skip(1) {
+        assert_eq!(
+            n.correlation_id.as_ref(),
+            Some(&root_id),
+            "correlation inherited"
+        );
+    }
+    assert_eq!(tree.handled.len(), 1);
+    assert!(tree.handled[0].outcome.is_ok());
+    assert_eq!(
+        wf.chains().unwrap().root_of(&step1.children[1].id),
+        Some(root_id)
+    );
+}
