@@ -55,7 +55,8 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 /// transaction still running, ordered by transaction id then row id, so it never hands out an
 /// event while an older transaction could still add one before it (the outbox gap). Events
 /// of one transaction stay together; a transaction left open on the server delays the relay,
-/// it never loses events.
+/// it never loses events. Run one relay per outbox: two relays would both publish each
+/// event (at-least-once, never lost).
 ///
 /// # Connections
 ///
@@ -63,7 +64,9 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 /// its statements prepared once. A connection that broke is dropped and replaced on the
 /// next call; the call that met the failure returns [`StoreError::Backend`]. Statements rely
 /// on prepared statements and a per-connection `search_path`: a pooler in front of the
-/// server must run in session mode.
+/// server must run in session mode. Connections are plain TCP or a Unix socket: TLS is not
+/// supported yet (a URL with `sslmode=require` fails to connect). The store's futures run on
+/// tokio; elsewhere they return an error.
 ///
 /// # Examples
 ///
