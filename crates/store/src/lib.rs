@@ -2,14 +2,18 @@
 //! a transactional outbox with its relay, and the workflow layers' dedup keys, dead letters
 //! and saga instances, behind object-safe traits (hold them as `Arc<dyn EventLog>`...).
 //!
-//! | trait | what it stores | memory | SQLite |
-//! | --- | --- | --- | --- |
-//! | [`EventLog`] | appended envelopes, consumer offsets, claims | [`MemoryStore`] | [`SqliteStore`] |
-//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | [`SqliteStore`] |
-//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | [`SqliteStore`] |
-//! | [`DedupStore`](syncbus_workflow::store::DedupStore) | idempotent-consumer keys | `MemoryDedupStore` (workflow) | [`SqliteStore::dedup`] |
-//! | [`DeadLetterStore`](syncbus_workflow::store::DeadLetterStore) | failed events | `MemoryDeadLetterStore` (workflow) | [`SqliteStore::dead_letters`] |
-//! | [`SagaStore`](syncbus_workflow::store::SagaStore) | saga instances | `MemorySagaStore` (workflow) | [`SqliteStore::sagas`] |
+//! | trait | what it stores | memory | SQLite | PostgreSQL |
+//! | --- | --- | --- | --- | --- |
+//! | [`EventLog`] | appended envelopes, consumer offsets, claims | [`MemoryStore`] | [`SqliteStore`] | [`PgStore`] |
+//! | [`Checkpoints`] | named cursors of pollers, CDC readers, bridges | [`MemoryStore`] | [`SqliteStore`] | [`PgStore`] |
+//! | [`Outbox`] | events enqueued in the caller's transaction | [`MemoryStore`] | [`SqliteStore`] | [`PgStore`] |
+//! | [`DedupStore`](syncbus_workflow::store::DedupStore) | idempotent-consumer keys | `MemoryDedupStore` (workflow) | [`SqliteStore::dedup`] | [`PgStore::dedup`] |
+//! | [`DeadLetterStore`](syncbus_workflow::store::DeadLetterStore) | failed events | `MemoryDeadLetterStore` (workflow) | [`SqliteStore::dead_letters`] | [`PgStore::dead_letters`] |
+//! | [`SagaStore`](syncbus_workflow::store::SagaStore) | saga instances | `MemorySagaStore` (workflow) | [`SqliteStore::sagas`] | [`PgStore::sagas`] |
+//!
+//! [`PgStore`] (cargo feature `postgres`, on by default) keeps everything in one schema of a
+//! PostgreSQL database shared by several processes; its docs say how offsets, consumer groups
+//! and the outbox stay in commit order across them.
 //!
 //! On top of the traits: [`DurableConsumer`] (fetch / ack / nack from a log, resuming after
 //! a restart), [`LogFeed`] (bus → log), [`Relay`] (outbox → bus, in commit order) and
@@ -73,6 +77,8 @@ mod feed;
 mod log;
 mod memory;
 mod outbox;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod purge;
 mod relay;
 mod sqlite;
@@ -89,9 +95,13 @@ pub use crate::feed::LogFeed;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention, StoreFuture};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{Outbox, OutboxRecord};
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PgDeadLetterStore, PgDedupStore, PgSagaStore, PgStore, PgStoreBuilder};
 pub use crate::purge::DedupPurger;
 pub use crate::relay::{Relay, RelayError, RelayHandle};
 pub use crate::sqlite::{
     SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
     Synchronous,
 };
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;

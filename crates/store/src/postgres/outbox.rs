@@ -1,0 +1,135 @@
+//! [`Outbox`] on PostgreSQL.
+//!
+//! # Why the relay reads below the transaction horizon
+//!
+//! Row ids come from a sequence, and sequence order is not commit order: transaction A may
+//! take id 7, transaction B id 8, and B commit first. A relay that read "everything after the
+//! last id I sent" would send 8 and never see 7 (the outbox gap bug). Marking rows sent
+//! instead of keeping a cursor is not enough either when several relays or cursors look at
+//! the table, and it would publish B before A's event that was enqueued earlier.
+//!
+//! So each row records the id of the transaction that wrote it (`pg_current_xact_id()`, an
+//! `xid8` that never wraps), and [`Outbox::pending`] returns only rows whose transaction is
+//! older than the oldest transaction still running (`pg_snapshot_xmin` of the current
+//! snapshot), ordered by (transaction id, row id). Every transaction below that horizon has
+//! finished, and every transaction that could still add rows has a larger id than any row
+//! returned. So the order the relay publishes in never goes back and nothing can later
+//! appear before what was already published; a transaction's events stay together, in
+//! enqueue order. The alternative, a lock that serializes every writer from its enqueue to
+//! its commit, would make the callers' transactions wait for each other.
+//!
+//! The cost: between transactions that overlap in time, the order is the order in which they
+//! first wrote (took a transaction id), not the order they committed; and a transaction left
+//! open anywhere on the server holds the relay back (it delays events, it never loses them).
+
+use syncbus_envelope::{Bytes, Envelope};
+use tokio_postgres::GenericClient;
+
+use crate::{Outbox, OutboxRecord, StoreError, StoreFuture};
+
+use super::error::pg_error;
+use super::{decode, encode, from_db, PgStore};
+
+const PENDING: &str = "
+    SELECT id, envelope FROM outbox
+    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY txid, id
+    LIMIT $1";
+const MARK_SENT: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+
+impl PgStore {
+    /// Enqueues `envelope` in the outbox inside the caller's own transaction: it becomes
+    /// visible to the relay if and when that transaction commits, and vanishes with it on
+    /// rollback. Returns the row id.
+    ///
+    /// `client` is usually a [`tokio_postgres::Transaction`] on the application's own
+    /// connection to the same database (any connection works: this does not use the store's
+    /// pool). Use the `tokio_postgres` this crate re-exports, so the types match.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_store::{tokio_postgres, PgStore};
+    ///
+    /// let url = "postgres://postgres@127.0.0.1:5432/app";
+    /// let store = PgStore::connect(url).await?;
+    ///
+    /// let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    /// tokio::spawn(connection);
+    /// let tx = client.transaction().await?;
+    /// tx.execute("UPDATE orders SET status = 'paid' WHERE id = 42", &[]).await?;
+    /// let meta = Metadata::new(EventType::new("order.paid")?).with_topic("orders.paid");
+    /// store.enqueue(&tx, &Envelope::new(meta, Bytes::from_static(b"{\"id\":42}"))).await?;
+    /// tx.commit().await?; // the order update and its event commit together
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
+    /// publish it), [`StoreError::Codec`] if it cannot be encoded, [`StoreError::Backend`] if
+    /// the insert fails (the caller's transaction is then aborted, as with any failed
+    /// statement).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if dropped the row may or may not be inserted, and it commits or
+    /// rolls back with the caller's transaction.
+    pub async fn enqueue<C: GenericClient>(
+        &self,
+        client: &C,
+        envelope: &Envelope<Bytes>,
+    ) -> Result<u64, StoreError> {
+        crate::outbox::check_topic(envelope)?;
+        let bytes = encode(envelope)?;
+        let row = client
+            .query_one(self.inner.enqueue_sql.as_str(), &[&bytes])
+            .await
+            .map_err(|e| pg_error("enqueue into the outbox", e))?;
+        from_db(row.get(0))
+    }
+}
+
+impl Outbox for PgStore {
+    fn pending(&self, max: usize) -> StoreFuture<'_, Vec<OutboxRecord>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.inner.pool.get().await?;
+            let stmt = conn.prepare(PENDING).await?;
+            let rows = conn
+                .client
+                .query(&stmt, &[&i64::try_from(max).unwrap_or(i64::MAX)])
+                .await
+                .map_err(|e| pg_error("read the outbox", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OutboxRecord {
+                        id: from_db(r.get(0))?,
+                        envelope: decode(r.get(1))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+    }
+
+    fn mark_sent<'a>(&'a self, ids: &'a [u64]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let ids: Vec<i64> = ids.iter().filter_map(|&i| i64::try_from(i).ok()).collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.inner.pool.get().await?;
+            let stmt = conn.prepare(MARK_SENT).await?;
+            conn.client
+                .execute(&stmt, &[&ids])
+                .await
+                .map_err(|e| pg_error("mark outbox events sent", e))?;
+            Ok(())
+        })
+    }
+}
