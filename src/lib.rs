@@ -64,7 +64,8 @@ pub use syncbus_workflow::{
 };
 
 /// Durable storage: the event log and durable consumers, checkpoints, the outbox and its
-/// relay, and the SQLite (embedded default) backend of every store trait.
+/// relay, and the SQLite (embedded default) backend of every store trait; with the
+/// `postgres` feature, the PostgreSQL one too.
 pub use syncbus_store as store;
 
 /// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`])
