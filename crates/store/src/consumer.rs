@@ -1,7 +1,12 @@
 //! Durable pull consumers over an [`EventLog`].
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use syncbus_envelope::{EventId, Timestamp};
+use syncbus_workflow::store::{DeadLetterRecord, DeadLetterStore};
+use syncbus_workflow::ErrorKind;
 
 use crate::error::check_name;
 use crate::{Claimed, EventLog, StoreError};
@@ -17,11 +22,23 @@ use crate::{Claimed, EventLog, StoreError};
 /// let config = DurableConfig::new().member("worker-2").ack_timeout(Duration::from_secs(60));
 /// assert_eq!(config.get_member(), Some("worker-2"));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DurableConfig {
     member: Option<String>,
     ack_timeout: Duration,
     poll_interval: Duration,
+    poison: Option<(u32, Arc<dyn DeadLetterStore>)>,
+}
+
+impl fmt::Debug for DurableConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableConfig")
+            .field("member", &self.member)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_deliveries", &self.poison.as_ref().map(|p| p.0))
+            .finish()
+    }
 }
 
 impl Default for DurableConfig {
@@ -30,6 +47,7 @@ impl Default for DurableConfig {
             member: None,
             ack_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
+            poison: None,
         }
     }
 }
@@ -91,6 +109,37 @@ impl DurableConfig {
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
+    }
+
+    /// Moves a record delivered `max` times without an ack (a poison message) to `store`
+    /// instead of delivering it again: the next fetch that would hand it out a
+    /// `max + 1`-th time records it as a dead letter (subscription = the consumer's name,
+    /// handler = the member) and acks it. If the dead-letter store fails, the record is not
+    /// acked and comes back later. Without this, a record is redelivered forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::store::MemoryDeadLetterStore;
+    /// let config = syncbus_store::DurableConfig::new()
+    ///     .max_deliveries(5, Arc::new(MemoryDeadLetterStore::new(1000)));
+    /// assert_eq!(config.get_max_deliveries(), Some(5));
+    /// ```
+    pub fn max_deliveries(mut self, max: u32, store: Arc<dyn DeadLetterStore>) -> Self {
+        self.poison = Some((max.max(1), store));
+        self
+    }
+
+    /// The delivery limit, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(syncbus_store::DurableConfig::new().get_max_deliveries(), None);
+    /// ```
+    pub fn get_max_deliveries(&self) -> Option<u32> {
+        self.poison.as_ref().map(|p| p.0)
     }
 
     /// The member name, if set.
@@ -293,9 +342,55 @@ impl DurableConsumer {
     ///
     /// Records claimed by a dropped future come back after the ack timeout.
     pub async fn fetch(&self, max: usize) -> Result<Vec<Claimed>, StoreError> {
-        self.log
+        let claimed = self
+            .log
             .claim(&self.name, &self.member, max, self.config.ack_timeout)
-            .await
+            .await?;
+        let Some((limit, store)) = &self.config.poison else {
+            return Ok(claimed);
+        };
+        if claimed.iter().all(|c| c.deliveries <= *limit) {
+            return Ok(claimed);
+        }
+        let mut out = Vec::with_capacity(claimed.len());
+        let mut dead = Vec::new();
+        for c in claimed {
+            if c.deliveries <= *limit {
+                out.push(c);
+                continue;
+            }
+            let now = Timestamp::now();
+            let record = DeadLetterRecord {
+                id: EventId::new(),
+                envelope: c.record.envelope.clone(),
+                subscription: self.name.clone(),
+                handler: self.member.clone(),
+                error_kind: ErrorKind::Permanent,
+                error_chain: vec![format!(
+                    "delivered {limit} times without an ack (durable consumer {}, offset {})",
+                    self.name, c.record.offset
+                )],
+                attempts: c.deliveries - 1,
+                first_failure: c.record.appended_at,
+                last_failure: now,
+            };
+            match store.put(record).await {
+                Ok(()) => {
+                    tracing::warn!(consumer = %self.name, offset = c.record.offset, "poison record dead-lettered");
+                    dead.push(c.record.offset);
+                }
+                Err(e) => tracing::error!(
+                    consumer = %self.name,
+                    offset = c.record.offset,
+                    error = %e,
+                    "poison record not dead-lettered (the store failed); it stays unacked"
+                ),
+            }
+        }
+        if !dead.is_empty() {
+            self.log.ack(&self.name, &dead).await?;
+        }
+        Ok(out)
     }
 
     /// Claims up to `max` records, polling the log until at least one is due or `timeout`

@@ -260,3 +260,43 @@ async fn a_typed_feed_stores_json_payloads() {
     let back = stored[0].envelope.decode_payload::<Shipped>().unwrap();
     assert_eq!(back.payload(), &Shipped { order: 7 });
 }
+
+#[tokio::test]
+async fn a_poison_record_goes_to_dead_letters_after_max_deliveries() {
+    use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> =
+        Arc::new(SqliteStore::open(dir.path().join("p.db")).await.unwrap());
+    let dl = Arc::new(MemoryDeadLetterStore::new(100));
+    let offsets = log
+        .append_batch(vec![env("pay.in", 1), env("pay.in", 2)])
+        .await
+        .unwrap();
+    let config = DurableConfig::new().max_deliveries(2, dl.clone());
+    let c = DurableConsumer::open(log.clone(), "payments", config)
+        .await
+        .unwrap();
+    for round in 1..=2 {
+        let batch = c.fetch(10).await.unwrap();
+        assert_eq!(batch.len(), 2 - usize::from(round > 1), "round {round}");
+        for d in &batch {
+            if num(&d.record.envelope) == 1 {
+                c.nack(d, Duration::ZERO).await.unwrap(); // record 1 always fails
+            } else {
+                c.ack(d).await.unwrap();
+            }
+        }
+    }
+    // A third delivery of record 1 would exceed the limit: it is dead-lettered instead.
+    assert!(c.fetch(10).await.unwrap().is_empty());
+    let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].subscription, "payments");
+    assert_eq!(dead[0].attempts, 2);
+    assert!(
+        dead[0].error().contains("delivered 2 times"),
+        "{}",
+        dead[0].error()
+    );
+    assert_eq!(log.committed("payments").await.unwrap(), Some(offsets[1]));
+}
