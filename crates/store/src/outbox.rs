@@ -36,11 +36,15 @@ pub struct OutboxRecord {
 ///
 /// # Ordering and gaps
 ///
-/// [`pending`](Self::pending) returns committed, unsent events in commit order, and an event
-/// stays pending until marked sent: a relay never skips an event whose transaction commits
-/// after a later-numbered one (it is not a cursor over ids).
+/// [`pending`](Self::pending) returns committed, unsent events, and an event stays pending
+/// until marked sent: a relay never skips an event whose transaction commits after a
+/// later-numbered one (it is not a cursor over ids), and nothing can later appear before what
+/// it already returned. The order is commit order on memory and SQLite (one writer at a
+/// time); on PostgreSQL it is transaction order (the order in which overlapping transactions
+/// first wrote; see `PgStore`), so there, write the business rows before enqueueing, and
+/// give events an entity version when consumers need per-entity order.
 pub trait Outbox: Send + Sync + std::fmt::Debug {
-    /// Up to `max` committed, unsent events, oldest commit first.
+    /// Up to `max` committed, unsent events, in the order above.
     ///
     /// # Examples
     ///

@@ -21,6 +21,10 @@
 //! The cost: between transactions that overlap in time, the order is the order in which they
 //! first wrote (took a transaction id), not the order they committed; and a transaction left
 //! open anywhere on the server holds the relay back (it delays events, it never loses them).
+//! For two transactions changing the same row, the one that writes it first also commits
+//! first (the row lock), so their events follow the row's history as long as each writes its
+//! business rows before it enqueues: do that, and put an entity version on events whose
+//! consumers need per-entity order (the workflow ordering layer then restores it anyway).
 
 use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::GenericClient;
