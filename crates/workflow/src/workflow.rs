@@ -266,7 +266,8 @@ impl Workflow {
     /// it for a duplicate) and the header [`REDRIVE_HEADER`] naming the original id. It runs
     /// through the subscription's whole stack, awaited one by one at the given rate; the
     /// record is deleted once replayed (if it fails again, the stack records a new one).
-    /// Records of a subscription that does not exist (any more) are skipped and kept.
+    /// Records of a subscription that does not exist (any more), or whose payload does not
+    /// decode as the subscription's event type, are skipped and kept.
     ///
     /// # Errors
     ///
@@ -320,6 +321,13 @@ impl Workflow {
             }
             match redriver(env).await {
                 Ok(()) => report.succeeded += 1,
+                Err(e) if e.kind() == ErrorKind::Decode => {
+                    // It never reached the handler, so no new record stands for it: keep this one.
+                    tracing::error!(dead_letter = %record.id, error = %e, "dead letter not redriven");
+                    report.skipped.push(record.id);
+                    continue;
+                }
+                // Failed again: the stack recorded a new dead letter for it.
                 Err(_) => report.failed += 1,
             }
             self.inner.dead_letters.delete(&record.id).await?;
@@ -429,7 +437,8 @@ pub struct RedriveReport {
     pub succeeded: usize,
     /// Replays that failed again (and were dead-lettered anew).
     pub failed: usize,
-    /// Records kept because their subscription is not running.
+    /// Records kept: their subscription is not running, or their payload does not decode
+    /// as its event type (logged).
     pub skipped: Vec<DeadLetterId>,
 }
 

@@ -320,3 +320,39 @@ async fn follow_ups_form_a_queryable_chain() {
         Some(root_id)
     );
 }
+
+#[tokio::test]
+async fn an_undecodable_dead_letter_is_kept_not_lost() {
+    use syncbus_core::{Bytes, EventId, EventType, Metadata, Timestamp};
+    use syncbus_workflow::store::DeadLetterRecord;
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let _sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("jobs")
+        .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
+        .unwrap();
+    let meta = Metadata::new(EventType::new("test.job").unwrap()).with_topic("test.job");
+    let id = EventId::new();
+    wf.dead_letters()
+        .put(DeadLetterRecord {
+            id: id.clone(),
+            envelope: Envelope::new(meta, Bytes::from_static(b"{\"n\":\"not a number\"}")),
+            subscription: "jobs".into(),
+            handler: "jobs".into(),
+            error_kind: ErrorKind::Permanent,
+            error_chain: vec!["bad".into()],
+            attempts: 1,
+            first_failure: Timestamp::now(),
+            last_failure: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let report = wf
+        .redrive(Redrive::new(DeadLetterFilter::new()))
+        .await
+        .unwrap();
+    assert_eq!(report.skipped, vec![id.clone()]);
+    assert!(wf.dead_letters().get(&id).await.unwrap().is_some(), "kept");
+}
