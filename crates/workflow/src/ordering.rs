@@ -211,7 +211,7 @@ impl<H> Layer<H> for OrderingLayer {
             inner: Arc::new(inner),
             state: Arc::new(State {
                 cfg: self.cfg.clone(),
-                entities: Mutex::new(HashMap::new()),
+                entities: Mutex::new(HashMap::default()),
             }),
         }
     }
@@ -255,7 +255,7 @@ impl<H> Ordered<H> {
 
 struct State {
     cfg: Ordering,
-    entities: Mutex<HashMap<EntityId, Entity>>,
+    entities: Mutex<HashMap<EntityId, Entity, foldhash::quality::RandomState>>,
 }
 
 struct Entity {
@@ -295,20 +295,30 @@ impl State {
         ctx: &Context,
     ) -> (Admit, Option<Envelope<P>>) {
         let now = Instant::now();
-        let mut map = self.entities.lock();
-        if !map.contains_key(entity) && map.len() >= self.cfg.max_entities {
-            forget_idle(&mut map, self.cfg.max_entities);
-        }
-        let e = map.entry(entity.clone()).or_insert_with(|| Entity {
-            next: match self.cfg.start {
+        let mut guard = self.entities.lock();
+        let map = &mut *guard;
+        if !map.contains_key(entity) {
+            if map.len() >= self.cfg.max_entities {
+                forget_idle(map, self.cfg.max_entities);
+            }
+            let next = match self.cfg.start {
                 StartAt::FirstSeen => v,
                 StartAt::Version(s) => s,
-            },
-            busy: false,
-            held: BTreeMap::new(),
-            timer: false,
-            touched: now,
-        });
+            };
+            map.insert(
+                entity.clone(),
+                Entity {
+                    next,
+                    busy: false,
+                    held: BTreeMap::new(),
+                    timer: false,
+                    touched: now,
+                },
+            );
+        }
+        let Some(e) = map.get_mut(entity) else {
+            return (Admit::Stale, Some(env));
+        };
         e.touched = now;
         if v < e.next || (v == e.next && e.busy) || e.held.contains_key(&v) {
             return (Admit::Stale, Some(env));
@@ -335,7 +345,7 @@ impl State {
 
 /// Forgets the idle entities touched longest ago, an eighth of the limit at a time.
 #[cold]
-fn forget_idle(map: &mut HashMap<EntityId, Entity>, limit: usize) {
+fn forget_idle(map: &mut HashMap<EntityId, Entity, foldhash::quality::RandomState>, limit: usize) {
     let mut idle: Vec<(Instant, EntityId)> = map
         .iter()
         .filter(|(_, e)| !e.busy && e.held.is_empty())
