@@ -280,6 +280,23 @@ impl DurableConsumer {
         })
     }
 
+    /// The configuration it was opened with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_store::{DurableConfig, DurableConsumer, MemoryStore};
+    /// let c = DurableConsumer::open(Arc::new(MemoryStore::new()), "audit", DurableConfig::new()).await?;
+    /// assert_eq!(c.config().get_member(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn config(&self) -> &DurableConfig {
+        &self.config
+    }
+
     /// The consumer's name.
     ///
     /// # Examples

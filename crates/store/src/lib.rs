@@ -81,6 +81,7 @@ mod outbox;
 mod postgres;
 mod purge;
 mod relay;
+mod serve;
 mod sqlite;
 
 /// The SQLite driver the store is built on, for the closures of
@@ -99,6 +100,7 @@ pub use crate::outbox::{Outbox, OutboxRecord};
 pub use crate::postgres::{PgDeadLetterStore, PgDedupStore, PgSagaStore, PgStore, PgStoreBuilder};
 pub use crate::purge::DedupPurger;
 pub use crate::relay::{Relay, RelayError, RelayHandle};
+pub use crate::serve::{ServeMetrics, Served};
 pub use crate::sqlite::{
     SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
     Synchronous,

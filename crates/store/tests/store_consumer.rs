@@ -300,3 +300,84 @@ async fn a_poison_record_goes_to_dead_letters_after_max_deliveries() {
     );
     assert_eq!(log.committed("payments").await.unwrap(), Some(offsets[1]));
 }
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Mail {
+    to: u64,
+}
+
+impl syncbus_core::Event for Mail {
+    const TYPE: &'static str = "mail.send";
+}
+
+#[tokio::test]
+async fn serving_runs_the_handler_acks_successes_and_redelivers_failures() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+    use syncbus_workflow::{handler_fn, HandlerError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("serve.db"))
+        .await
+        .unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(store.clone());
+    let mail = |to| {
+        Envelope::from_event(Mail { to })
+            .to_bytes_payload()
+            .unwrap()
+    };
+    let mut bad = mail(3);
+    *bad.payload_mut() = Bytes::from_static(b"{\"to\":\"nobody\"}");
+    log.append_batch(vec![mail(1), env("other.thing", 9), mail(2), bad])
+        .await
+        .unwrap();
+    let dl = Arc::new(MemoryDeadLetterStore::new(10));
+    let config = DurableConfig::new()
+        .poll_interval(Duration::from_millis(5))
+        .ack_timeout(Duration::from_millis(50))
+        .max_deliveries(3, dl.clone());
+    let consumer = DurableConsumer::open(log.clone(), "mailer", config)
+        .await
+        .unwrap();
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = sent.clone();
+    let served = consumer.serve(
+        &Bus::new(),
+        handler_fn(move |e: Envelope<Mail>, _ctx| {
+            let first_try_of_2 = e.payload().to == 2 && t.fetch_add(1, SeqCst) == 0;
+            let s = s.clone();
+            async move {
+                if first_try_of_2 {
+                    return Err(HandlerError::retryable("smtp busy").retry_after(Duration::ZERO));
+                }
+                s.lock().unwrap().push(e.payload().to);
+                Ok(())
+            }
+        }),
+    );
+    for _ in 0..400 {
+        if dl.len() == 1 && served.metrics().handled == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let m = served.metrics();
+    served.stop().await;
+    assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
+    assert_eq!((m.handled, m.failed, m.skipped), (2, 1, 1));
+    assert!(
+        m.undecodable >= 3,
+        "the bad record came back until its limit: {m:?}"
+    );
+    let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
+    assert_eq!(
+        dead.len(),
+        1,
+        "the undecodable record ended in dead letters"
+    );
+    // Everything is settled: the committed offset is the last record's.
+    let last = log.head().await.unwrap();
+    assert_eq!(log.committed("mailer").await.unwrap(), last);
+}
