@@ -71,3 +71,113 @@ fn unknown_command_prints_usage() {
     assert_eq!(code, 0);
     assert!(out.starts_with("syncbus "));
 }
+
+/// A store file with one dead letter in it; returns the record's id.
+fn store_with_a_dead_letter(path: &std::path::Path) -> String {
+    use syncbus::store::SqliteStore;
+    use syncbus::workflow::store::{DeadLetterRecord, DeadLetterStore};
+    use syncbus::{Bytes, Envelope, ErrorKind, EventId, EventType, Metadata, Timestamp};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(path).await.unwrap();
+        let meta = Metadata::new(EventType::new("shop.payment.requested").unwrap())
+            .with_topic("payments.requested");
+        let id = EventId::new();
+        store
+            .dead_letters()
+            .put(DeadLetterRecord {
+                id: id.clone(),
+                envelope: Envelope::new(meta, Bytes::from_static(b"{\"cents\":0}")),
+                subscription: "charge-card".into(),
+                handler: "charge-card".into(),
+                error_kind: ErrorKind::Permanent,
+                error_chain: vec!["nothing to charge".into()],
+                attempts: 1,
+                first_failure: Timestamp::now(),
+                last_failure: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        id.to_string()
+    })
+}
+
+#[test]
+fn dead_letters_can_be_listed_shown_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let id = store_with_a_dead_letter(&db);
+    let db = db.to_str().unwrap();
+
+    let (code, out, err) = syncbus(&["dead-letters", "list", db], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&id) && out.contains("charge-card") && out.contains("nothing to charge"),
+        "{out}"
+    );
+    assert!(err.contains("1 dead letters"));
+    let (_, out, _) = syncbus(&["dead-letters", "list", db, "--topic", "orders.>"], b"");
+    assert!(out.is_empty(), "{out}");
+    let (_, out, _) = syncbus(
+        &[
+            "dead-letters",
+            "list",
+            db,
+            "--error",
+            "charge",
+            "--limit",
+            "5",
+        ],
+        b"",
+    );
+    assert!(out.contains(&id));
+
+    let (code, out, _) = syncbus(&["dead-letters", "show", db, &id], b"");
+    assert_eq!(code, 0);
+    assert!(out.contains("\"type\":\"shop.payment.requested\""), "{out}");
+    assert!(out.contains("error:        nothing to charge"), "{out}");
+
+    let (code, out, _) = syncbus(&["dead-letters", "delete", db, &id], b"");
+    assert_eq!((code, out.trim()), (0, format!("deleted {id}").as_str()));
+    let (code, _, err) = syncbus(&["dead-letters", "delete", db, &id], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("no dead letter"), "{err}");
+}
+
+#[test]
+fn dead_letter_commands_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    let (code, _, err) = syncbus(&["dead-letters", "list", missing.to_str().unwrap()], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("no such store file"), "{err}");
+    assert!(!missing.exists(), "an inspection must not create a store");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        b"this is not a database, just some bytes of text..........",
+    )
+    .unwrap();
+    let (code, _, err) = syncbus(&["dead-letters", "list", garbage.to_str().unwrap()], b"");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("not a database") || err.contains("cannot read"),
+        "{err}"
+    );
+
+    let db = dir.path().join("app.db");
+    store_with_a_dead_letter(&db);
+    let db = db.to_str().unwrap();
+    for args in [
+        vec!["dead-letters", "list", db, "--limit", "many"],
+        vec!["dead-letters", "list", db, "--topic", "a..b"],
+        vec!["dead-letters", "list", db, "--colour", "red"],
+        vec!["dead-letters", "show", db, "has spaces"],
+        vec!["dead-letters", "explode", db],
+    ] {
+        let (code, _, err) = syncbus(&args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.is_empty());
+    }
+}

@@ -4,18 +4,28 @@
 //! syncbus match <pattern> <topic>...     which topics the pattern matches
 //! syncbus decode [--binary] [FILE]       validate an envelope (CloudEvents JSON or binary)
 //!                                        and print it as CloudEvents JSON
+//! syncbus dead-letters list DB [--topic P] [--type T] [--subscription S] [--error TEXT] [--limit N]
+//! syncbus dead-letters show DB ID        one record, its event as CloudEvents JSON
+//! syncbus dead-letters delete DB ID
 //! syncbus --version
 //! ```
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use syncbus::{Binary, CloudEventsJson, Limits, Pattern, Topic};
+use syncbus::store::SqliteStore;
+use syncbus::workflow::store::{DeadLetterFilter, DeadLetterRecord, DeadLetterStore};
+use syncbus::{Binary, CloudEventsJson, EventId, Limits, Pattern, Topic};
 
 const USAGE: &str = "usage:
   syncbus match <pattern> <topic>...
   syncbus decode [--binary] [FILE]   (reads stdin without FILE)
-  syncbus --version";
+  syncbus dead-letters list DB [--topic PATTERN] [--type TYPE] [--subscription NAME] [--error TEXT] [--limit N]
+  syncbus dead-letters show DB ID
+  syncbus dead-letters delete DB ID
+  syncbus --version
+
+DB is a syncbus SQLite store file.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +42,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     match args.first().map(String::as_str) {
         Some("match") => match_topics(&args[1..]),
         Some("decode") => decode(&args[1..]),
+        Some("dead-letters") => dead_letters(&args[1..]),
         Some("--version" | "-V") => {
             println!("syncbus {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -94,4 +105,122 @@ fn decode(args: &[String]) -> Result<ExitCode, String> {
         .and_then(|()| out.write_all(b"\n"))
         .map_err(|e| format!("writing: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dead-letters list|show|delete DB ...` on an SQLite store file.
+fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or_else(|| format!("dead-letters needs a command\n{USAGE}"))?;
+    let (db, rest) = rest
+        .split_first()
+        .ok_or_else(|| format!("dead-letters {cmd} needs a store file\n{USAGE}"))?;
+    // Opening creates a store; an inspection tool must not create one by mistake.
+    if !std::path::Path::new(db).is_file() {
+        return Err(format!("{db}: no such store file"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(async {
+        let store = SqliteStore::open(db)
+            .await
+            .map_err(|e| format!("{db}: {e}"))?;
+        let dl = store.dead_letters();
+        match cmd.as_str() {
+            "list" => {
+                let filter = filter_from(rest)?;
+                let records = dl.list(&filter).await.map_err(|e| e.to_string())?;
+                for r in &records {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\tattempts={}\t{}",
+                        r.id,
+                        r.last_failure,
+                        r.subscription,
+                        r.envelope.meta().event_type(),
+                        r.envelope.meta().topic().unwrap_or("-"),
+                        r.attempts,
+                        r.error()
+                    );
+                }
+                eprintln!("{} dead letters", records.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            "show" => {
+                let id = one_id(rest)?;
+                match dl.get(&id).await.map_err(|e| e.to_string())? {
+                    Some(r) => {
+                        show(&r)?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    None => Err(format!("no dead letter {id}")),
+                }
+            }
+            "delete" => {
+                let id = one_id(rest)?;
+                if dl.delete(&id).await.map_err(|e| e.to_string())? {
+                    println!("deleted {id}");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Err(format!("no dead letter {id}"))
+                }
+            }
+            other => Err(format!("unknown dead-letters command {other:?}\n{USAGE}")),
+        }
+    })
+}
+
+fn one_id(args: &[String]) -> Result<EventId, String> {
+    match args {
+        [id] => EventId::parse(id).map_err(|e| format!("invalid id {id:?}: {e}")),
+        _ => Err(format!("expected one dead-letter id\n{USAGE}")),
+    }
+}
+
+fn filter_from(args: &[String]) -> Result<DeadLetterFilter, String> {
+    let mut f = DeadLetterFilter::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        f = match flag.as_str() {
+            "--topic" => f.topic(Pattern::new(value).map_err(|e| format!("invalid pattern: {e}"))?),
+            "--type" => f.event_type(value.clone()),
+            "--subscription" => f.subscription(value.clone()),
+            "--error" => f.error_contains(value.clone()),
+            "--limit" => f.limit(
+                value
+                    .parse()
+                    .map_err(|_| format!("--limit needs a number, not {value:?}"))?,
+            ),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        };
+    }
+    Ok(f)
+}
+
+fn show(r: &DeadLetterRecord) -> Result<(), String> {
+    println!("id:           {}", r.id);
+    println!("subscription: {}", r.subscription);
+    println!("handler:      {}", r.handler);
+    println!("error kind:   {}", r.error_kind);
+    for (i, e) in r.error_chain.iter().enumerate() {
+        println!(
+            "{}{e}",
+            if i == 0 {
+                "error:        "
+            } else {
+                "  caused by:  "
+            }
+        );
+    }
+    println!("attempts:     {}", r.attempts);
+    println!("first failed: {}", r.first_failure);
+    println!("last failed:  {}", r.last_failure);
+    let json =
+        CloudEventsJson::encode(&r.envelope).map_err(|e| format!("encoding the event: {e}"))?;
+    println!("event:        {}", String::from_utf8_lossy(&json));
+    Ok(())
 }
