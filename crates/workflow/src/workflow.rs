@@ -286,7 +286,10 @@ impl Workflow {
     /// # Ok(()) }
     /// ```
     pub async fn redrive(&self, redrive: Redrive) -> Result<RedriveReport, StoreError> {
-        let records = self.inner.dead_letters.list(&redrive.filter).await?;
+        let mut records = self.inner.dead_letters.list(&redrive.filter).await?;
+        if let Some(only) = &redrive.only {
+            records.retain(|r| &r.id == only);
+        }
         let mut report = RedriveReport {
             matched: records.len(),
             ..RedriveReport::default()

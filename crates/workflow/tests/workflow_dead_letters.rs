@@ -356,3 +356,48 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
     assert_eq!(report.skipped, vec![id.clone()]);
     assert!(wf.dead_letters().get(&id).await.unwrap().is_some(), "kept");
 }
+
+#[tokio::test]
+async fn redrive_one_redrives_that_record_only() {
+    use syncbus_core::{EventId, Timestamp};
+    use syncbus_workflow::store::DeadLetterRecord;
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let _sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("jobs")
+        .handle(handler_fn(move |_e: Envelope<Job>, _c| {
+            r.fetch_add(1, SeqCst);
+            async { Ok(()) }
+        }))
+        .unwrap();
+    // Two records failed at the very same instant in the same subscription.
+    let at = Timestamp::now();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let id = EventId::new();
+        ids.push(id.clone());
+        wf.dead_letters()
+            .put(DeadLetterRecord {
+                id,
+                envelope: Envelope::from_event(Job { n }).to_bytes_payload().unwrap(),
+                subscription: "jobs".into(),
+                handler: "jobs".into(),
+                error_kind: ErrorKind::Retryable,
+                error_chain: vec!["down".into()],
+                attempts: 3,
+                first_failure: at,
+                last_failure: at,
+            })
+            .await
+            .unwrap();
+    }
+    let report = wf.redrive_one(&ids[1]).await.unwrap();
+    assert_eq!((report.matched, report.succeeded), (1, 1));
+    assert_eq!(runs.load(SeqCst), 1);
+    assert!(wf.dead_letters().get(&ids[0]).await.unwrap().is_some());
+    assert!(wf.dead_letters().get(&ids[1]).await.unwrap().is_none());
+}
