@@ -18,35 +18,10 @@ use syncbus_store::{
 async fn a_restarted_consumer_gets_back_everything_not_acked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
-    {
-        let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await.unwrap());
-        log.append_batch((1..=10).map(|n| env("a", n)).collect())
-            .await
-            .unwrap();
-        let c = DurableConsumer::open(log, "billing", DurableConfig::new())
-            .await
-            .unwrap();
-        let batch = c.fetch(6).await.unwrap();
-        // Acks 1, 2, 3 and 5; 4 and 6 were handled by nobody when the process died.
-        for d in batch
-            .iter()
-            .filter(|d| [1, 2, 3, 5].contains(&num(&d.record.envelope)))
-        {
-            c.ack(d).await.unwrap();
-        }
-    }
-    let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let c = DurableConsumer::open(log.clone(), "billing", DurableConfig::new())
-        .await
-        .unwrap();
-    let again = c.fetch(100).await.unwrap();
-    let nums: Vec<u64> = again.iter().map(|d| num(&d.record.envelope)).collect();
-    assert_eq!(nums, [4, 6, 7, 8, 9, 10]);
-    let deliveries: Vec<u32> = again.iter().map(|d| d.deliveries).collect();
-    assert_eq!(deliveries, [2, 2, 1, 1, 1, 1]);
-    c.ack_all(&again).await.unwrap();
-    assert_eq!(c.committed().await.unwrap(), log.head().await.unwrap());
-    assert!(c.fetch(100).await.unwrap().is_empty());
+    support::contract::durable_consumer_restart(|| async {
+        Arc::new(SqliteStore::open(&path).await.unwrap()) as Arc<dyn EventLog>
+    })
+    .await;
 }
 
 async fn redelivers_after_the_ack_timeout(log: Arc<dyn EventLog>) {
