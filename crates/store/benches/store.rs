@@ -8,35 +8,19 @@
 //! - `sqlite_dedup`: a dedup claim that hits (a done key: duplicate) and one that misses (a
 //!   new key: acquired), against a primary-key lookup and an `INSERT OR IGNORE`.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{configure, envelope, runtime, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rusqlite::Connection;
-use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 use syncbus_envelope::Binary;
 use syncbus_store::{DurableConfig, DurableConsumer, EventLog, SqliteConfig, SqliteStore};
-use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
 use tokio::runtime::Runtime;
-
-const BATCH: usize = 100;
-
-fn envelope(n: u64) -> Envelope<Bytes> {
-    let meta = Metadata::new(EventType::from_static("bench.event")).with_topic("bench.events");
-    Envelope::new(
-        meta,
-        Bytes::from(format!("{{\"order\":{n},\"total_cents\":1999}}")),
-    )
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn store(rt: &Runtime, dir: &Path, name: &str) -> SqliteStore {
     rt.block_on(SqliteStore::open_with(dir.join(name), SqliteConfig::new()))
@@ -61,13 +45,6 @@ fn raw(dir: &Path, name: &str) -> Connection {
     conn
 }
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
-}
-
 fn sqlite_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
@@ -78,9 +55,7 @@ fn sqlite_append(c: &mut Criterion) {
     configure(&mut group);
 
     group.throughput(Throughput::Elements(1));
-    group.bench_function("syncbus_append_1", |b| {
-        b.iter(|| rt.block_on(log.append(envelope(1))).expect("append"))
-    });
+    common::append_1(&mut group, &rt, &log);
     group.bench_function("rusqlite_insert_1", |b| {
         let mut stmt = conn
             .prepare("INSERT INTO events (at, body) VALUES (?1, ?2)")
@@ -89,12 +64,7 @@ fn sqlite_append(c: &mut Criterion) {
     });
 
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("syncbus_append_batch_100", |b| {
-        b.iter(|| {
-            let batch = (0..BATCH as u64).map(envelope).collect();
-            rt.block_on(log.append_batch(batch)).expect("append")
-        })
-    });
+    common::append_batch(&mut group, &rt, &log);
     group.bench_function("rusqlite_insert_100_in_tx", |b| {
         b.iter(|| {
             conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
@@ -126,21 +96,7 @@ fn sqlite_fetch_ack(c: &mut Criterion) {
     configure(&mut group);
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    group.bench_function("syncbus_fetch_100_ack", |b| {
-        b.iter_custom(|iters| {
-            for _ in 0..iters {
-                let batch = (0..BATCH as u64).map(envelope).collect();
-                rt.block_on(store.append_batch(batch)).expect("fill");
-            }
-            let start = Instant::now();
-            for _ in 0..iters {
-                let got = rt.block_on(consumer.fetch(BATCH)).expect("fetch");
-                assert_eq!(got.len(), BATCH);
-                rt.block_on(consumer.ack_all(&got)).expect("ack");
-            }
-            start.elapsed()
-        })
-    });
+    common::fetch_ack(&mut group, &rt, &store, &consumer);
 
     conn.execute("INSERT OR IGNORE INTO cursor VALUES ('bench', 0)", [])
         .expect("cursor");
@@ -195,22 +151,14 @@ fn sqlite_dedup(c: &mut Criterion) {
     let rt = runtime();
     let dedup = store(&rt, dir.path(), "dedup.db").dedup();
     let conn = raw(dir.path(), "raw.db");
-    let hour = Duration::from_secs(3600);
-    let seen = DedupKey::new("already-done").expect("key");
-    rt.block_on(dedup.finish(&seen, Outcome::Done, hour))
-        .expect("finish");
+    common::prepare_dedup(&rt, &dedup);
     conn.execute("INSERT OR IGNORE INTO keys VALUES ('already-done')", [])
         .expect("key");
     let mut group = c.benchmark_group("sqlite_dedup");
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
 
-    group.bench_function("syncbus_claim_hit", |b| {
-        b.iter(|| {
-            let claim = rt.block_on(dedup.claim(&seen, hour)).expect("claim");
-            assert_eq!(claim, Claim::Duplicate);
-        })
-    });
+    common::claim_hit(&mut group, &rt, &dedup);
     group.bench_function("rusqlite_lookup_hit", |b| {
         let mut stmt = conn
             .prepare("SELECT 1 FROM keys WHERE key = ?1")
@@ -220,15 +168,7 @@ fn sqlite_dedup(c: &mut Criterion) {
             black_box(hit);
         })
     });
-    let mut n = 0u64;
-    group.bench_function("syncbus_claim_miss", |b| {
-        b.iter(|| {
-            n += 1;
-            let key = DedupKey::new(&format!("new-{n}")).expect("key");
-            let claim = rt.block_on(dedup.claim(&key, hour)).expect("claim");
-            assert_eq!(claim, Claim::Acquired);
-        })
-    });
+    common::claim_miss(&mut group, &rt, &dedup);
     let mut m = 0u64;
     group.bench_function("rusqlite_insert_or_ignore_miss", |b| {
         let mut stmt = conn

@@ -9,20 +9,19 @@
 //! - `pg_dedup`: a dedup claim that hits (a done key: duplicate) and one that misses (a new
 //!   key: acquired), against a primary-key lookup and an `INSERT .. ON CONFLICT DO NOTHING`.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{configure, envelope, runtime, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 use syncbus_envelope::Binary;
 use syncbus_store::tokio_postgres::{self, Client, NoTls};
 use syncbus_store::{DurableConfig, DurableConsumer, EventLog, PgStore};
-use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
 use tokio::runtime::Runtime;
-
-const BATCH: usize = 100;
 
 fn url() -> Option<String> {
     static SAID: AtomicU64 = AtomicU64::new(0);
@@ -35,21 +34,6 @@ fn url() -> Option<String> {
             None
         }
     }
-}
-
-fn envelope(n: u64) -> Envelope<Bytes> {
-    let meta = Metadata::new(EventType::from_static("bench.event")).with_topic("bench.events");
-    Envelope::new(
-        meta,
-        Bytes::from(format!("{{\"order\":{n},\"total_cents\":1999}}")),
-    )
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// A store in a fresh schema, and a raw client whose `search_path` is that schema with the
@@ -85,13 +69,6 @@ fn teardown(rt: &Runtime, store: PgStore, client: Client, schema: &str) {
         .expect("drop");
 }
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
-}
-
 fn pg_append(c: &mut Criterion) {
     let Some(url) = url() else { return };
     let rt = runtime();
@@ -101,9 +78,7 @@ fn pg_append(c: &mut Criterion) {
     configure(&mut group);
 
     group.throughput(Throughput::Elements(1));
-    group.bench_function("syncbus_append_1", |b| {
-        b.iter(|| rt.block_on(log.append(envelope(1))).expect("append"))
-    });
+    common::append_1(&mut group, &rt, &log);
     let insert = rt
         .block_on(client.prepare("INSERT INTO events (body) VALUES ($1)"))
         .expect("prepare");
@@ -115,12 +90,7 @@ fn pg_append(c: &mut Criterion) {
     });
 
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("syncbus_append_batch_100", |b| {
-        b.iter(|| {
-            let batch = (0..BATCH as u64).map(envelope).collect();
-            rt.block_on(log.append_batch(batch)).expect("append")
-        })
-    });
+    common::append_batch(&mut group, &rt, &log);
     let insert_many = rt
         .block_on(client.prepare("INSERT INTO events (body) SELECT unnest($1::bytea[])"))
         .expect("prepare");
@@ -150,21 +120,7 @@ fn pg_fetch_ack(c: &mut Criterion) {
     configure(&mut group);
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    group.bench_function("syncbus_fetch_100_ack", |b| {
-        b.iter_custom(|iters| {
-            for _ in 0..iters {
-                let batch = (0..BATCH as u64).map(envelope).collect();
-                rt.block_on(store.append_batch(batch)).expect("fill");
-            }
-            let start = Instant::now();
-            for _ in 0..iters {
-                let got = rt.block_on(consumer.fetch(BATCH)).expect("fetch");
-                assert_eq!(got.len(), BATCH);
-                rt.block_on(consumer.ack_all(&got)).expect("ack");
-            }
-            start.elapsed()
-        })
-    });
+    common::fetch_ack(&mut group, &rt, &store, &consumer);
 
     rt.block_on(client.batch_execute("INSERT INTO cursor VALUES ('bench', 0)"))
         .expect("cursor");
@@ -223,22 +179,14 @@ fn pg_dedup(c: &mut Criterion) {
     let rt = runtime();
     let (store, client, schema) = setup(&rt, &url, "dedup");
     let dedup = store.dedup();
-    let hour = Duration::from_secs(3600);
-    let seen = DedupKey::new("already-done").expect("key");
-    rt.block_on(dedup.finish(&seen, Outcome::Done, hour))
-        .expect("finish");
+    common::prepare_dedup(&rt, &dedup);
     rt.block_on(client.batch_execute("INSERT INTO keys VALUES ('already-done')"))
         .expect("key");
     let mut group = c.benchmark_group("pg_dedup");
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
 
-    group.bench_function("syncbus_claim_hit", |b| {
-        b.iter(|| {
-            let claim = rt.block_on(dedup.claim(&seen, hour)).expect("claim");
-            assert_eq!(claim, Claim::Duplicate);
-        })
-    });
+    common::claim_hit(&mut group, &rt, &dedup);
     let lookup = rt
         .block_on(client.prepare("SELECT 1 FROM keys WHERE key = $1"))
         .expect("prepare");
@@ -250,15 +198,7 @@ fn pg_dedup(c: &mut Criterion) {
             black_box(row.get::<_, i32>(0));
         })
     });
-    let mut n = 0u64;
-    group.bench_function("syncbus_claim_miss", |b| {
-        b.iter(|| {
-            n += 1;
-            let key = DedupKey::new(&format!("new-{n}")).expect("key");
-            let claim = rt.block_on(dedup.claim(&key, hour)).expect("claim");
-            assert_eq!(claim, Claim::Acquired);
-        })
-    });
+    common::claim_miss(&mut group, &rt, &dedup);
     let insert = rt
         .block_on(client.prepare("INSERT INTO keys VALUES ($1) ON CONFLICT DO NOTHING"))
         .expect("prepare");
