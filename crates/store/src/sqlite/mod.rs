@@ -182,6 +182,9 @@ pub struct SqliteStore {
 struct Inner {
     jobs: mpsc::Sender<Job>,
     path: PathBuf,
+    /// A read-only connection for short reads on the caller's thread (a dedup hit), opened
+    /// on first use. In WAL mode a reader never waits for the writer.
+    reader: parking_lot::Mutex<Option<Connection>>,
 }
 
 /// Stored envelopes were written by this crate, so decoding them needs no size limits.
@@ -272,8 +275,32 @@ impl SqliteStore {
             .map_err(|e| StoreError::backend("open", e))?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { jobs, path }),
+            inner: Arc::new(Inner {
+                jobs,
+                path,
+                reader: parking_lot::Mutex::new(None),
+            }),
         })
+    }
+
+    /// Runs a short read on the read-only connection, on the calling thread, skipping the
+    /// hop to the connection thread. `None` when that connection is in use by another caller,
+    /// cannot be opened, or the read fails (busy, say): then take the usual way.
+    pub(crate) fn try_read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let mut reader = self.inner.reader.try_lock()?;
+        if reader.is_none() {
+            let conn = Connection::open_with_flags(
+                &self.inner.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()?;
+            conn.busy_timeout(Duration::ZERO).ok()?;
+            *reader = Some(conn);
+        }
+        f(reader.as_ref()?).ok()
     }
 
     /// The file this store was opened on.

@@ -204,9 +204,12 @@ impl DedupStore for SqliteDedupStore {
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, WorkflowError>> {
         let key = key.to_string();
+        // The common duplicate needs no write lock and no trip to the connection thread: a
+        // live Done key stays done until it expires, whatever another writer does meanwhile.
+        if self.store.try_read(|conn| key_state(conn, &key, now())) == Some(Some(DONE)) {
+            return Box::pin(std::future::ready(Ok(Claim::Duplicate)));
+        }
         lift(self.store.with_connection(move |conn| {
-            // The common duplicate needs no write lock: a live Done key stays done until it
-            // expires, whatever another writer does meanwhile.
             if key_state(conn, &key, now())? == Some(DONE) {
                 return Ok(Claim::Duplicate);
             }
