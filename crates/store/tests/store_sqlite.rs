@@ -419,3 +419,29 @@ async fn a_path_that_cannot_be_opened_is_a_typed_error() {
     let missing = dir.path().join("no/such/dir/s.db");
     assert!(SqliteStore::open(missing).await.is_err());
 }
+
+/// A duplicate is answered on the caller's thread: it does not wait for a busy writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_hit_does_not_wait_for_the_writer() {
+    use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("d.db")).await.unwrap();
+    let dedup = store.dedup();
+    let key = DedupKey::new("done-before").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    dedup.finish(&key, Outcome::Done, hour).await.unwrap();
+
+    // Hold the connection thread until told.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let busy = store.with_connection(move |_| {
+        let _ = hold.recv();
+        Ok(())
+    });
+    let busy = tokio::spawn(busy);
+    let claim = tokio::time::timeout(std::time::Duration::from_secs(10), dedup.claim(&key, hour))
+        .await
+        .expect("a hit must not wait for the writer");
+    assert_eq!(claim.unwrap(), Claim::Duplicate);
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+}
