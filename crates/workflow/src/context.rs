@@ -24,8 +24,10 @@ use crate::store::BoxFuture;
 ///
 /// [`emit`](Self::emit) queues an event that inherits the correlation id (or, at the root of
 /// a chain, takes the handled event's id as correlation id) and gets the handled event's id
-/// as causation id. Queued events are published when the attempt succeeds and discarded when
-/// it fails, so a retried handler does not publish them twice. If a publish fails part way,
+/// as causation id. Queued events are published when the attempt succeeds (by
+/// [`EmitLayer`](crate::EmitLayer), innermost in every workflow subscription: add it to a
+/// stack of your own) and discarded when it fails, so a retried handler does not publish
+/// them twice. If a publish fails part way,
 /// the attempt fails (retryably when the bus was only full) and the retry emits again, so
 /// follow-ups are at-least-once like everything else.
 ///

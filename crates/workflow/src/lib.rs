@@ -52,8 +52,8 @@
 //!
 //! A workflow subscription wraps its handler, outermost first, in: dead letters → dedup →
 //! ordering → retry → circuit breaker → rate limit → per-attempt timeout → concurrency limit
-//! → handler. Every layer is also a [`Layer`] of its own, to compose in another order with
-//! [`Stack`].
+//! → handler (and, innermost, [`EmitLayer`], which publishes follow-up events). Every layer
+//! is also a [`Layer`] of its own, to compose in another order with [`Stack`].
 //!
 //! # Guarantees
 //!
@@ -77,6 +77,7 @@ mod chain;
 mod context;
 mod dead_letter;
 mod dedup;
+mod emit;
 mod error;
 mod handler;
 mod layer;
@@ -95,6 +96,7 @@ pub use crate::chain::{ChainNode, Chains, Handling};
 pub use crate::context::Context;
 pub use crate::dead_letter::{DeadLetterLayer, DeadLettering, Storable};
 pub use crate::dedup::{Dedup, DedupLayer, Deduped};
+pub use crate::emit::{Emit, EmitLayer};
 pub use crate::error::{ErrorKind, HandlerError, ResultExt};
 pub use crate::handler::{handler_fn, sync_handler_fn, Handler, HandlerFn, SyncHandlerFn};
 pub use crate::layer::{Either, Identity, Layer, Pair, Stack};

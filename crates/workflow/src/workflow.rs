@@ -18,9 +18,10 @@ use crate::chain::{ChainNode, Chains};
 use crate::context::{Context, SubscriptionInfo};
 use crate::dead_letter::{DeadLetterLayer, Storable};
 use crate::dedup::Dedup;
+use crate::emit::EmitLayer;
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::{catch_panic, Handler};
-use crate::layer::{Layer, Stack};
+use crate::layer::Stack;
 use crate::limit::{Bucket, ConcurrencyLimitLayer, RateLimit, TimeoutLayer};
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::ordering::{Ordering, REDRIVE_HEADER};
@@ -748,7 +749,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
             .layer(self.rate.map(RateLimit::layer))
             .layer(self.timeout.map(TimeoutLayer::new))
             .layer(self.concurrency.map(ConcurrencyLimitLayer::new))
-            .layer(FlushLayer)
+            .layer(EmitLayer)
             .handler(handler);
         let stack = Arc::new(stack);
         let info = SubscriptionInfo::new(
@@ -822,33 +823,6 @@ async fn run_one<P: Payload, H: Handler<P>>(
         );
     }
     r
-}
-
-/// The innermost layer: publishes the attempt's follow-ups when it succeeded, counts panics.
-#[derive(Debug, Clone, Copy)]
-struct FlushLayer;
-
-impl<H> Layer<H> for FlushLayer {
-    type Handler = Flush<H>;
-    fn layer(&self, inner: H) -> Flush<H> {
-        Flush(inner)
-    }
-}
-
-struct Flush<H>(H);
-
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for Flush<H> {
-    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
-        match self.0.call(env, ctx.clone()).await {
-            Ok(()) => ctx.flush().await,
-            Err(e) => {
-                if e.kind() == ErrorKind::Panicked {
-                    ctx.bump(Stat::Panicked);
-                }
-                Err(e)
-            }
-        }
-    }
 }
 
 /// A running workflow subscription. Dropping it unsubscribes (as a bus `Subscription`
