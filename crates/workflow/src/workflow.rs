@@ -231,6 +231,10 @@ impl Workflow {
 
     /// Starts a workflow subscription to `pattern`; see [`WorkflowSubscribe`].
     ///
+    /// The event type must be [`Storable`]: an `Event` that is also `Serialize` and
+    /// `DeserializeOwned`, because a dead letter keeps the event as JSON and a redrive
+    /// decodes it back.
+    ///
     /// # Errors
     ///
     /// [`SubscribeError`] for an invalid pattern or a closed bus.
