@@ -269,6 +269,20 @@ struct Entity {
     touched: Instant,
 }
 
+impl Entity {
+    /// Skips the gap below `lowest`; the version to apply next if this caller is now the
+    /// one applying (the entity was idle), `None` if another delivery is at it.
+    fn skip_to(&mut self, lowest: u64) -> Option<u64> {
+        self.next = self.next.max(lowest);
+        if self.busy {
+            None
+        } else {
+            self.busy = true;
+            Some(self.next)
+        }
+    }
+}
+
 struct Held {
     /// The `(Envelope<P>, Context)` waiting, typed by the handler that put it there.
     item: Box<dyn Any + Send>,
@@ -377,8 +391,8 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
                     entity: &entity,
                 };
                 let r = self.inner.call(env, ctx).await;
+                std::mem::forget(guard); // `drain` holds the flag from here
                 drain(&self.inner, &self.state, &entity, v + 1).await;
-                std::mem::forget(guard);
                 r
             }
             (Admit::Stale, _) => {
@@ -428,16 +442,10 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
                             e.held.insert(v, Held { item: Box::new((env, ctx.clone())), since: Instant::now() });
                             let lowest = e.held.keys().next().copied().unwrap_or(v);
                             ctx.bump(Stat::Expired);
-                            e.next = e.next.max(lowest);
-                            if e.busy { None } else { e.busy = true; Some(e.next) }
+                            e.skip_to(lowest)
                         };
                         if let Some(next) = start {
-                            let guard = Busy {
-                                state: &self.state,
-                                entity: &entity,
-                            };
                             drain(&self.inner, &self.state, &entity, next).await;
-                            std::mem::forget(guard);
                         }
                         Ok(())
                     }
@@ -466,7 +474,15 @@ impl Drop for Busy<'_> {
 
 /// Applies held versions from `next` on while they are there, then marks the entity idle.
 /// The caller holds the entity's `busy` flag.
-async fn drain<P: Storable, H: Handler<P>>(
+async fn drain<P: Storable, H: Handler<P>>(inner: &H, state: &State, entity: &EntityId, next: u64) {
+    let guard = Busy { state, entity };
+    apply_held(inner, state, entity, next).await;
+    // `apply_held` cleared the flag itself; clearing it again here could clear another
+    // delivery's.
+    std::mem::forget(guard);
+}
+
+async fn apply_held<P: Storable, H: Handler<P>>(
     inner: &H,
     state: &State,
     entity: &EntityId,
@@ -593,7 +609,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                         .filter(|(_, h)| crate::store::deadline(h.since, hold) <= now)
                         .map(|(v, _)| *v)
                         .collect();
-                    let Some(&last) = expired.last() else {
+                    let Some(&lowest) = expired.first() else {
                         continue;
                     };
                     for v in &expired {
@@ -604,23 +620,10 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                             }
                         }
                     }
-                    let _ = last;
-                    let lowest = expired[0];
-                    e.next = e.next.max(lowest);
-                    if e.busy {
-                        None
-                    } else {
-                        e.busy = true;
-                        Some(e.next)
-                    }
+                    e.skip_to(lowest)
                 };
                 if let Some(next) = start {
-                    let guard = Busy {
-                        state: &state,
-                        entity: &entity,
-                    };
                     drain(&*inner, &state, &entity, next).await;
-                    std::mem::forget(guard);
                 }
             }
             OnExpiry::DeadLetter => {
