@@ -224,10 +224,11 @@ impl Bucket {
         }
     }
 
-    pub(crate) async fn take(&self, ctx: &Context) {
+    /// Takes a token, waiting as long as needed; a wait is counted in `ctx`'s metrics.
+    pub(crate) async fn take(&self, ctx: Option<&Context>) {
         let mut counted = false;
         while let Err(wait) = self.try_take() {
-            if !counted {
+            if let (Some(ctx), false) = (ctx, counted) {
                 ctx.bump(Stat::RateLimited);
                 counted = true;
             }
@@ -261,16 +262,7 @@ pub struct RateLimited<H> {
 
 impl<P: Send + 'static, H: Handler<P>> Handler<P> for RateLimited<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
-        self.bucket.take(&ctx).await;
+        self.bucket.take(Some(&ctx)).await;
         self.inner.call(env, ctx).await
-    }
-}
-
-impl Bucket {
-    /// Takes a token, waiting as long as needed, counting nothing.
-    pub(crate) async fn take_quiet(&self) {
-        while let Err(wait) = self.try_take() {
-            tokio::time::sleep(wait).await;
-        }
     }
 }
