@@ -316,7 +316,7 @@ impl Workflow {
                 continue;
             }
             if let Some(b) = &bucket {
-                b.take_quiet().await;
+                b.take(None).await;
             }
             let mut env = record.envelope.clone();
             let original = env.meta().id().to_string();
@@ -735,11 +735,6 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         let name = self.name.clone().unwrap_or_else(|| self.pattern.clone());
         let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
         let wf = self.wf.clone();
-        if wf.inner.redrivers.lock().contains_key(&name) {
-            return Err(SubscribeError::InvalidConfig(
-                "the workflow has a subscription of this name already",
-            ));
-        }
         let dl = self
             .dead_letters
             .clone()
@@ -764,38 +759,51 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         );
         let stats = info.stats.clone();
 
+        let redriver: Redriver = {
+            let (s, i) = (stack.clone(), info.clone());
+            Arc::new(move |env: Envelope<Bytes>| {
+                let (s, i) = (s.clone(), i.clone());
+                Box::pin(async move {
+                    let env = P::from_stored(&env).map_err(|e| {
+                        HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
+                    })?;
+                    run_one(&*s, &i, env).await
+                })
+            })
+        };
+        // The name is taken before the bus subscription starts, so a duplicate never
+        // receives an event.
+        match wf.inner.redrivers.lock().entry(name.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err(SubscribeError::InvalidConfig(
+                    "the workflow has a subscription of this name already",
+                ));
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(redriver);
+            }
+        }
+
         // One boxed future per delivery erases the stack's type: nine layers of nested
         // futures would otherwise be part of every type the bus's worker is built from.
-        let (s, i) = (stack.clone(), info.clone());
         let runner: Runner<P> = Arc::new(move |env: Envelope<P>| {
-            let (s, i) = (s.clone(), i.clone());
+            let (s, i) = (stack.clone(), info.clone());
             Box::pin(async move { run_one(&*s, &i, env).await })
         });
         let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());
         let sub = if self.keyed {
-            bus_sub.keyed_async(run)?
+            bus_sub.keyed_async(run)
         } else {
-            bus_sub.queued_async(run)?
+            bus_sub.queued_async(run)
         };
-
-        let redriver: Redriver = Arc::new(move |env: Envelope<Bytes>| {
-            let (s, i) = (stack.clone(), info.clone());
-            Box::pin(async move {
-                let env = P::from_stored(&env).map_err(|e| {
-                    HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
-                })?;
-                run_one(&*s, &i, env).await
-            })
-        });
-        let mut redrivers = wf.inner.redrivers.lock();
-        if redrivers.contains_key(&name) {
-            return Err(SubscribeError::InvalidConfig(
-                "the workflow has a subscription of this name already",
-            ));
-        }
-        redrivers.insert(name.clone(), redriver);
-        drop(redrivers);
+        let sub = match sub {
+            Ok(sub) => sub,
+            Err(e) => {
+                wf.inner.redrivers.lock().remove(&name);
+                return Err(e);
+            }
+        };
         Ok(WorkflowSubscription {
             sub: Some(sub),
             name,

@@ -247,6 +247,20 @@ async fn names_are_unique_within_a_workflow() {
         .handle(h())
         .is_err());
     assert!(wf.subscribe::<Job>("bad..pattern").is_err());
+    // A subscription the bus refuses does not keep its name.
+    let refused = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("b")
+        .capacity(0)
+        .handle(h());
+    assert!(refused.is_err());
+    assert!(wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("b")
+        .handle(h())
+        .is_ok());
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
