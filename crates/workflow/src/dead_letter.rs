@@ -118,12 +118,11 @@ pub(crate) async fn record<P: Storable>(
     ctx: &Context,
     err: &HandlerError,
 ) {
-    if ctx.failures().is_none() {
-        ctx.note_failure();
-    }
-    let (first, last) = ctx
-        .failures()
-        .unwrap_or((Timestamp::now(), Timestamp::now()));
+    // Without a retry layer no attempt noted its failure: this one is first and last.
+    let (first, last) = ctx.failures().unwrap_or_else(|| {
+        let now = Timestamp::now();
+        (now, now)
+    });
     let mut chain = err.chain();
     let envelope = match P::to_stored(env) {
         Ok(e) => e,

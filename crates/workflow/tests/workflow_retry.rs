@@ -178,3 +178,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nonsense_settings_are_clamped_not_a_panic() {
+    let p = RetryPolicy::default()
+        .multiplier(f64::NAN)
+        .jitter(Jitter::Proportional(f64::INFINITY))
+        .max_attempts(0)
+        .max_delay(Duration::from_secs(1));
+    assert_eq!(p.get_max_attempts(), 1);
+    assert_eq!(
+        p.base_delay(u32::MAX),
+        Duration::from_millis(100),
+        "multiplier 1"
+    );
+    let (lo, hi) = p.bounds(3, Duration::MAX);
+    assert_eq!(
+        (lo, hi),
+        (Duration::from_millis(100), Duration::from_millis(100)),
+        "no jitter"
+    );
+    let huge = RetryPolicy::default()
+        .multiplier(1e300)
+        .jitter(Jitter::Decorrelated);
+    assert_eq!(huge.base_delay(1000), Duration::from_secs(300));
+    let d = huge.delay(1000, Duration::MAX);
+    assert!(d <= Duration::from_secs(300));
+}
