@@ -477,49 +477,48 @@ fn saga(row: &tokio_postgres::Row) -> Result<SagaInstance, WfError> {
         .map_err(|e| WfError::corrupt("a stored saga instance does not decode").with_source(e))
 }
 
+impl PgSagaStore {
+    /// Runs `sql` (create or save) with the instance's columns as parameters.
+    async fn write(
+        &self,
+        instance: &SagaInstance,
+        op: &'static str,
+        sql: &'static str,
+    ) -> Result<u64, WfError> {
+        let (version, json) = saga_params(instance)?;
+        self.store
+            .exec(
+                op,
+                sql,
+                &[
+                    &instance.saga,
+                    &instance.id,
+                    &instance.status.as_str(),
+                    &version,
+                    &instance.started.as_unix_nanos(),
+                    &json,
+                ],
+            )
+            .await
+            .map_err(WfError::from)
+    }
+}
+
 impl SagaStore for PgSagaStore {
     fn create<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<bool, WfError>> {
         Box::pin(async move {
-            let (version, json) = saga_params(instance)?;
             let n = self
-                .store
-                .exec(
-                    "create a saga instance",
-                    SAGA_CREATE,
-                    &[
-                        &instance.saga,
-                        &instance.id,
-                        &instance.status.as_str(),
-                        &version,
-                        &instance.started.as_unix_nanos(),
-                        &json,
-                    ],
-                )
-                .await
-                .map_err(WfError::from)?;
+                .write(instance, "create a saga instance", SAGA_CREATE)
+                .await?;
             Ok(n == 1)
         })
     }
 
     fn save<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<(), WfError>> {
         Box::pin(async move {
-            let (version, json) = saga_params(instance)?;
             let n = self
-                .store
-                .exec(
-                    "save a saga instance",
-                    SAGA_SAVE,
-                    &[
-                        &instance.saga,
-                        &instance.id,
-                        &instance.status.as_str(),
-                        &version,
-                        &instance.started.as_unix_nanos(),
-                        &json,
-                    ],
-                )
-                .await
-                .map_err(WfError::from)?;
+                .write(instance, "save a saga instance", SAGA_SAVE)
+                .await?;
             if n == 1 {
                 return Ok(());
             }
