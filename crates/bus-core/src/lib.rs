@@ -90,6 +90,7 @@ mod overflow;
 mod pull;
 mod queue;
 mod router;
+mod source;
 mod subscription;
 mod topic;
 mod trie;
@@ -101,6 +102,7 @@ pub use crate::handler::HandlerResult;
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
 pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
+pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};
 pub use crate::topic::{Pattern, Topic, TopicError};
 pub use syncbus_envelope::{

@@ -334,9 +334,14 @@ impl<P: Clone> Shared<P> {
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
+            if let Settle::InProgress = how {
+                let f = st.in_flight.get_mut(&seq).ok_or(AckError::NotInFlight)?;
+                f.deadline = Instant::now() + self.ack_timeout;
+                return Ok(());
+            }
             let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
             match how {
-                Settle::Ack => self.stats.incr(Stat::Delivered),
+                Settle::Ack | Settle::InProgress => self.stats.incr(Stat::Delivered),
                 Settle::Nack(delay) => {
                     self.stats.incr(Stat::Failed);
                     let ready = Instant::now() + delay;
@@ -372,6 +377,7 @@ enum Settle {
     Ack,
     Nack(Duration),
     Term,
+    InProgress,
 }
 
 /// One fetched event. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
@@ -442,6 +448,62 @@ impl<P: Clone> Delivery<P> {
     /// As [`ack`](Self::ack).
     pub fn term(self) -> Result<(), AckError> {
         self.shared.settle(self.seq, Settle::Term)
+    }
+
+    /// Still working: push its ack timeout back by the consumer's `ack_timeout` from now.
+    ///
+    /// # Errors
+    ///
+    /// As [`ack`](Self::ack).
+    pub fn in_progress(&mut self) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Settle::InProgress)
+    }
+}
+
+impl<P: Payload> crate::source::Settle for Delivery<P> {
+    type Payload = P;
+    type Error = AckError;
+
+    fn envelope(&self) -> &Envelope<P> {
+        &self.envelope
+    }
+
+    fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    async fn ack(self) -> Result<(), AckError> {
+        Delivery::ack(self)
+    }
+
+    async fn nak(self, delay: Duration) -> Result<(), AckError> {
+        self.nack_with_delay(delay)
+    }
+
+    async fn term(self) -> Result<(), AckError> {
+        Delivery::term(self)
+    }
+
+    async fn in_progress(&mut self) -> Result<(), AckError> {
+        Delivery::in_progress(self)
+    }
+}
+
+impl<P: Payload> crate::source::Source for Consumer<P> {
+    type Payload = P;
+    type Delivery = Delivery<P>;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<P>>, Self::Error> {
+        Ok(Consumer::fetch(self, max, wait).await)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.intake.is_closed()
     }
 }
 
