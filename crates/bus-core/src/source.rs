@@ -36,7 +36,9 @@ use syncbus_envelope::{Envelope, Payload};
 /// # #[derive(Clone, Debug)] struct Job(u32);
 /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
 ///
-/// async fn drain<S: Source>(source: &S) -> Result<usize, S::Error> {
+/// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+///
+/// async fn drain<S: Source>(source: &S) -> Result<usize, BoxError> {
 ///     let mut done = 0;
 ///     loop {
 ///         let batch = source.fetch(16, Duration::from_millis(20)).await?;
@@ -50,7 +52,7 @@ use syncbus_envelope::{Envelope, Payload};
 ///     }
 /// }
 ///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
 /// let bus = Bus::new();
 /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
 /// bus.try_publish(Job(1))?;
