@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use serde::{Deserialize, Serialize};
-use syncbus::workflow::store::MemoryDeadLetterStore;
+use syncbus::store::MemoryDeadLetterStore;
 use syncbus::workflow::{
     ConcurrencyLimitLayer, DeadLetterLayer, Handler, Layer, Stack, TimeoutLayer,
 };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
-use syncbus::workflow::store::SagaStatus;
+use syncbus::store::SagaStatus;
 use syncbus::{ChainNode, Saga};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
+use syncbus::store::DeadLetterFilter;
 use syncbus::store::{
     rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
 };
-use syncbus::workflow::store::DeadLetterFilter;
 use syncbus::Dedup;
 
 #[derive(Clone, Debug)]
@@ -257,18 +257,19 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
-    let first = audit.fetch(10).await?;
-    audit.ack(&first[0]).await?;
-    drop(audit);
+    let mut first = audit.fetch(10, Duration::ZERO).await?;
+    let fetched = first.len();
+    first.remove(0).ack().await?;
+    drop((audit, first));
     let audit = DurableConsumer::open(log, "audit", DurableConfig::new()).await?;
-    let again = audit.fetch(10).await?;
+    let again = audit.fetch(10, Duration::ZERO).await?;
     println!(
         "audit after restart: {} unacked events came back (delivery #{})",
         again.len(),
-        again[0].deliveries
+        again[0].deliveries()
     );
-    assert_eq!(again.len(), first.len() - 1);
-    audit.ack_all(&again).await?;
+    assert_eq!(again.len(), fetched - 1);
+    audit.ack_all(again).await?;
 
     bus.shutdown(Duration::from_secs(5)).await;
     let mut applied = ledger.lock().unwrap().clone();

@@ -63,13 +63,18 @@ pub use syncbus_workflow::{
     WorkflowSubscription,
 };
 
-/// Durable storage: the event log and durable consumers, checkpoints, the outbox and its
-/// relay, and the SQLite (embedded default) backend of every store trait; with the
-/// `postgres` feature, the PostgreSQL one too.
-pub use syncbus_store as store;
+/// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],
+/// [`store::Outbox`], [`store::DedupStore`], [`store::DeadLetterStore`], [`store::SagaStore`]),
+/// one [`store::StoreError`], the memory backends, the durable consumer, the outbox relay;
+/// and the backends: SQLite with the `sqlite` feature (on by default), PostgreSQL with
+/// `postgres`.
+pub mod store {
+    pub use syncbus_storage::*;
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub use syncbus_store::*;
+}
 
-/// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`])
-/// and the storage traits ([`workflow::store`]).
+/// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`]).
 pub use syncbus_workflow as workflow;
 
 /// The names most programs need: `use syncbus::prelude::*;`.

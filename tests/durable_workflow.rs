@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use syncbus::store::DeadLetterFilter;
 use syncbus::store::SqliteStore;
-use syncbus::workflow::store::DeadLetterFilter;
 use syncbus::{handler_fn, Bus, Dedup, Envelope, Event, HandlerError, Redrive, Workflow};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

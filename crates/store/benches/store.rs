@@ -19,7 +19,8 @@ use common::{configure, envelope, runtime, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rusqlite::Connection;
 use syncbus_envelope::Binary;
-use syncbus_store::{DurableConfig, DurableConsumer, EventLog, SqliteConfig, SqliteStore};
+use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
+use syncbus_store::{SqliteConfig, SqliteStore};
 use tokio::runtime::Runtime;
 
 fn store(rt: &Runtime, dir: &Path, name: &str) -> SqliteStore {

@@ -19,8 +19,9 @@ use std::time::Instant;
 use common::{configure, envelope, runtime, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use syncbus_envelope::Binary;
+use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
 use syncbus_store::tokio_postgres::{self, Client, NoTls};
-use syncbus_store::{DurableConfig, DurableConsumer, EventLog, PgStore};
+use syncbus_store::PgStore;
 use tokio::runtime::Runtime;
 
 fn url() -> Option<String> {

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use support::{env, num};
 use syncbus_core::{Bus, Bytes, Envelope};
-use syncbus_store::{
+use syncbus_storage::{
     Claimed, DurableConfig, DurableConsumer, EventLog, LogFeed, LogRecord, MemoryStore, Retention,
-    SqliteStore, StoreError, StoreFuture,
+    StoreError, StoreErrorKind, StoreFuture,
 };
+use syncbus_store::SqliteStore;
 
 #[tokio::test]
 async fn a_restarted_consumer_gets_back_everything_not_acked() {
@@ -28,18 +29,24 @@ async fn redelivers_after_the_ack_timeout(log: Arc<dyn EventLog>) {
     log.append(env("a", 1)).await.unwrap();
     let config = DurableConfig::new().ack_timeout(Duration::from_millis(80));
     let c = DurableConsumer::open(log, "c", config).await.unwrap();
-    let first = c.fetch(10).await.unwrap();
+    let first = c.fetch(10, Duration::ZERO).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert!(c.fetch(10).await.unwrap().is_empty(), "leased");
-    let again = c.fetch_wait(10, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(
-        (num(&again[0].record.envelope), again[0].deliveries),
-        (1, 2)
+    assert!(
+        c.fetch(10, Duration::ZERO).await.unwrap().is_empty(),
+        "leased"
     );
-    c.nack(&again[0], Duration::from_millis(100)).await.unwrap();
-    assert!(c.fetch(10).await.unwrap().is_empty(), "nacked with a delay");
-    let third = c.fetch_wait(10, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(third[0].deliveries, 3);
+    let again = c.fetch(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((num(again[0].envelope()), again[0].deliveries()), (1, 2));
+    let deliveries = again.into_iter().map(|d| d.nak(Duration::from_millis(100)));
+    for nak in deliveries {
+        nak.await.unwrap();
+    }
+    assert!(
+        c.fetch(10, Duration::ZERO).await.unwrap().is_empty(),
+        "nacked with a delay"
+    );
+    let third = c.fetch(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(third[0].deliveries(), 3);
 }
 
 #[tokio::test]
@@ -76,14 +83,14 @@ async fn a_group_of_members_on_one_file_handles_each_event_once() {
             start.wait().await;
             let mut handled = Vec::new();
             loop {
-                let batch = c.fetch(10).await.unwrap();
+                let batch = c.fetch(10, Duration::ZERO).await.unwrap();
                 if batch.is_empty() {
                     return handled;
                 }
-                handled.extend(batch.iter().map(|d| num(&d.record.envelope)));
+                handled.extend(batch.iter().map(|d| num(&d.envelope())));
                 // Some work, so the other members get to claim meanwhile.
                 tokio::time::sleep(Duration::from_millis(3)).await;
-                c.ack_all(&batch).await.unwrap();
+                c.ack_all(batch).await.unwrap();
             }
         }));
     }
@@ -110,16 +117,21 @@ async fn bad_consumer_settings_are_typed_errors() {
     let zero = DurableConfig::new().ack_timeout(Duration::ZERO);
     assert!(matches!(
         DurableConsumer::open(log.clone(), "c", zero).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     assert!(matches!(
         DurableConsumer::open(log.clone(), "", DurableConfig::new()).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     assert!(matches!(
-        DurableConsumer::open(log, "c", DurableConfig::new().member("")).await,
-        Err(StoreError::InvalidInput(_))
+        DurableConsumer::open(log.clone(), "c", DurableConfig::new().member("")).await,
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
+    let nowhere = DurableConsumer::open(log, "c", DurableConfig::new().max_deliver(3)).await;
+    assert!(
+        matches!(&nowhere, Err(e) if e.kind() == StoreErrorKind::Invalid && e.to_string().contains("dead-letter store")),
+        "a delivery limit without a dead-letter store is refused: {nowhere:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +199,15 @@ impl EventLog for Broken {
     fn ack<'a>(&'a self, _: &'a str, _: &'a [u64]) -> StoreFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
+    fn extend<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a [u64],
+        _: Duration,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async { Ok(0) })
+    }
     fn release<'a>(&'a self, _: &'a str, _: &'a [u64], _: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
@@ -238,7 +259,7 @@ async fn a_typed_feed_stores_json_payloads() {
 
 #[tokio::test]
 async fn a_poison_record_goes_to_dead_letters_after_max_deliveries() {
-    use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+    use syncbus_storage::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> =
         Arc::new(SqliteStore::open(dir.path().join("p.db")).await.unwrap());
@@ -247,23 +268,23 @@ async fn a_poison_record_goes_to_dead_letters_after_max_deliveries() {
         .append_batch(vec![env("pay.in", 1), env("pay.in", 2)])
         .await
         .unwrap();
-    let config = DurableConfig::new().max_deliveries(2, dl.clone());
+    let config = DurableConfig::new().max_deliver(2).dead_letters(dl.clone());
     let c = DurableConsumer::open(log.clone(), "payments", config)
         .await
         .unwrap();
     for round in 1..=2 {
-        let batch = c.fetch(10).await.unwrap();
+        let batch = c.fetch(10, Duration::ZERO).await.unwrap();
         assert_eq!(batch.len(), 2 - usize::from(round > 1), "round {round}");
-        for d in &batch {
-            if num(&d.record.envelope) == 1 {
-                c.nack(d, Duration::ZERO).await.unwrap(); // record 1 always fails
+        for d in batch {
+            if num(d.envelope()) == 1 {
+                d.nak(Duration::ZERO).await.unwrap(); // record 1 always fails
             } else {
-                c.ack(d).await.unwrap();
+                d.ack().await.unwrap();
             }
         }
     }
     // A third delivery of record 1 would exceed the limit: it is dead-lettered instead.
-    assert!(c.fetch(10).await.unwrap().is_empty());
+    assert!(c.fetch(10, Duration::ZERO).await.unwrap().is_empty());
     let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].subscription, "payments");
@@ -274,85 +295,4 @@ async fn a_poison_record_goes_to_dead_letters_after_max_deliveries() {
         dead[0].error()
     );
     assert_eq!(log.committed("payments").await.unwrap(), Some(offsets[1]));
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Mail {
-    to: u64,
-}
-
-impl syncbus_core::Event for Mail {
-    const TYPE: &'static str = "mail.send";
-}
-
-#[tokio::test]
-async fn serving_runs_the_handler_acks_successes_and_redelivers_failures() {
-    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-    use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
-    use syncbus_workflow::{handler_fn, HandlerError};
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("serve.db"))
-        .await
-        .unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(store.clone());
-    let mail = |to| {
-        Envelope::from_event(Mail { to })
-            .to_bytes_payload()
-            .unwrap()
-    };
-    let mut bad = mail(3);
-    *bad.payload_mut() = Bytes::from_static(b"{\"to\":\"nobody\"}");
-    log.append_batch(vec![mail(1), env("other.thing", 9), mail(2), bad])
-        .await
-        .unwrap();
-    let dl = Arc::new(MemoryDeadLetterStore::new(10));
-    let config = DurableConfig::new()
-        .poll_interval(Duration::from_millis(5))
-        .ack_timeout(Duration::from_millis(50))
-        .max_deliveries(3, dl.clone());
-    let consumer = DurableConsumer::open(log.clone(), "mailer", config)
-        .await
-        .unwrap();
-    let tries = Arc::new(AtomicU32::new(0));
-    let t = tries.clone();
-    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s = sent.clone();
-    let served = consumer.serve(
-        &Bus::new(),
-        handler_fn(move |e: Envelope<Mail>, _ctx| {
-            let first_try_of_2 = e.payload().to == 2 && t.fetch_add(1, SeqCst) == 0;
-            let s = s.clone();
-            async move {
-                if first_try_of_2 {
-                    return Err(HandlerError::retryable("smtp busy").retry_after(Duration::ZERO));
-                }
-                s.lock().unwrap().push(e.payload().to);
-                Ok(())
-            }
-        }),
-    );
-    for _ in 0..400 {
-        if dl.len() == 1 && served.metrics().handled == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let m = served.metrics();
-    served.stop().await;
-    assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
-    assert_eq!((m.handled, m.failed, m.skipped), (2, 1, 1));
-    assert!(
-        m.undecodable >= 3,
-        "the bad record came back until its limit: {m:?}"
-    );
-    let dead = dl.list(&DeadLetterFilter::new()).await.unwrap();
-    assert_eq!(
-        dead.len(),
-        1,
-        "the undecodable record ended in dead letters"
-    );
-    // Everything is settled: the committed offset is the last record's.
-    let last = log.head().await.unwrap();
-    assert_eq!(log.committed("mailer").await.unwrap(), last);
 }

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crash_support::{check_log, event_count, kill_and_restart, publish, spawn_child, Rng, Run};
-use syncbus_store::{
-    DurableConfig, DurableConsumer, EventLog, SqliteConfig, SqliteStore, Synchronous,
-};
+use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
+use syncbus_store::{SqliteConfig, SqliteStore, Synchronous};
 
 const DB: &str = "SYNCBUS_CRASH_DB";
 const COUNT: &str = "SYNCBUS_CRASH_COUNT";
@@ -82,7 +81,7 @@ async fn crash_child_consumer() {
             return;
         }
         let batch = consumer
-            .fetch_wait(500, Duration::from_millis(200))
+            .fetch(500, Duration::from_millis(200))
             .await
             .unwrap();
         if batch.is_empty() {
@@ -90,7 +89,7 @@ async fn crash_child_consumer() {
         }
         let tx = app.transaction().unwrap();
         for d in &batch {
-            let env = &d.record.envelope;
+            let env = &d.envelope();
             let id = env.id().to_string();
             let n = crash_support::number(env);
             let fresh = tx
@@ -113,13 +112,13 @@ async fn crash_child_consumer() {
         // Both ways a handler may ack: inside its transaction (effect and ack commit
         // together), or after it commits (a kill in between redelivers applied events, which
         // the applied table then skips).
-        let offsets: Vec<u64> = batch.iter().map(|d| d.record.offset).collect();
+        let offsets: Vec<u64> = batch.iter().map(|d| d.offset()).collect();
         if offsets[0] % 2 == 0 {
             SqliteStore::ack_in(&tx, consumer.name(), &offsets).unwrap();
             tx.commit().unwrap();
         } else {
             tx.commit().unwrap();
-            consumer.ack_all(&batch).await.unwrap();
+            consumer.ack_all(batch).await.unwrap();
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use support::{env, num};
 use syncbus_core::{Bus, Bytes};
-use syncbus_store::{MemoryStore, Outbox, Relay, RelayError, SqliteStore};
+use syncbus_storage::{MemoryStore, Outbox, Relay, RelayError};
+use syncbus_store::SqliteStore;
 
 fn app_connection(path: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();

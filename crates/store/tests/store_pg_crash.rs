@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use crash_support::{check_log, event_count, kill_and_restart, publish, spawn_child, Rng, Run};
 use pg_support::PgTest;
-use syncbus_store::{DurableConfig, DurableConsumer, EventLog, PgStore};
+use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
+use syncbus_store::PgStore;
 
 const SCHEMA: &str = "SYNCBUS_PG_CRASH_SCHEMA";
 const COUNT: &str = "SYNCBUS_PG_CRASH_COUNT";
@@ -100,7 +101,7 @@ async fn pg_crash_child_consumer() {
             return;
         }
         let batch = consumer
-            .fetch_wait(500, Duration::from_millis(200))
+            .fetch(500, Duration::from_millis(200))
             .await
             .unwrap();
         if batch.is_empty() {
@@ -108,19 +109,19 @@ async fn pg_crash_child_consumer() {
         }
         let ids: Vec<String> = batch
             .iter()
-            .map(|d| d.record.envelope.id().to_string())
+            .map(|d| d.envelope().id().to_string())
             .collect();
         let ns: Vec<i64> = batch
             .iter()
             .map(|d| {
-                std::str::from_utf8(d.record.envelope.payload())
+                std::str::from_utf8(d.envelope().payload())
                     .unwrap()
                     .parse()
                     .unwrap()
             })
             .collect();
-        let redelivered = batch.iter().filter(|d| d.deliveries > 1).count() as i64;
-        let offsets: Vec<u64> = batch.iter().map(|d| d.record.offset).collect();
+        let redelivered = batch.iter().filter(|d| d.deliveries() > 1).count() as i64;
+        let offsets: Vec<u64> = batch.iter().map(|d| d.offset()).collect();
         // The effects, the dedup record and the ack commit together.
         let tx = app.transaction().await.unwrap();
         tx.execute(APPLY, &[&ids, &ns]).await.unwrap();

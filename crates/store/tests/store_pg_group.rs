@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use pg_support::PgTest;
 use support::env;
-use syncbus_store::{DurableConfig, DurableConsumer, EventLog, PgStore};
+use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
+use syncbus_store::PgStore;
 
 const EVENTS: u64 = 400;
 const CONSUMER: &str = "billing";
@@ -167,7 +168,7 @@ async fn worker() {
 
     let head = store.head().await.unwrap();
     loop {
-        let batch = consumer.fetch(5).await.unwrap();
+        let batch = consumer.fetch(5, Duration::ZERO).await.unwrap();
         if batch.is_empty() {
             if consumer.committed().await.unwrap() == head {
                 break;
@@ -180,7 +181,7 @@ async fn worker() {
             let tx = client.transaction().await.unwrap();
             tx.execute(
                 "INSERT INTO applied (seq, member) VALUES ($1, $2)",
-                &[&(claimed.record.offset as i64), &member],
+                &[&(claimed.offset() as i64), &member],
             )
             .await
             .unwrap();
@@ -188,7 +189,7 @@ async fn worker() {
             // Some work per event, so the two members overlap.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        consumer.ack_all(&batch).await.unwrap();
+        consumer.ack_all(batch).await.unwrap();
     }
     store.close();
 }

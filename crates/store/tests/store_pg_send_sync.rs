@@ -5,12 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use syncbus_core::{Bytes, Envelope};
+use syncbus_storage::{Checkpoints, EventLog, Outbox};
+use syncbus_storage::{DeadLetterStore, DedupStore, SagaStore};
 use syncbus_store::tokio_postgres::Transaction;
-use syncbus_store::{
-    Checkpoints, EventLog, Outbox, PgDeadLetterStore, PgDedupStore, PgSagaStore, PgStore,
-    PgStoreBuilder,
-};
-use syncbus_workflow::store::{DeadLetterStore, DedupStore, SagaStore};
+use syncbus_store::{PgDeadLetterStore, PgDedupStore, PgSagaStore, PgStore, PgStoreBuilder};
 
 fn send_sync<T: Send + Sync + 'static>() {}
 

@@ -3,13 +3,17 @@
 
 use std::sync::Arc;
 
-use syncbus_store::{
+use syncbus_storage::{
     Checkpoints, Claimed, DedupPurger, DurableConfig, DurableConsumer, EventLog, LogFeed,
     LogRecord, MemoryStore, Outbox, OutboxRecord, Relay, RelayError, RelayHandle, Retention,
-    SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
-    StoreError, Synchronous,
+    StoreError,
 };
-use syncbus_workflow::store::{DeadLetterStore, DedupStore, SagaStore};
+
+use syncbus_storage::{DeadLetterStore, DedupStore, SagaStore};
+use syncbus_store::{
+    SqliteConfig, SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore, SqliteStore,
+    Synchronous,
+};
 
 fn send_sync<T: Send + Sync>() {}
 

@@ -6,9 +6,9 @@ mod support;
 use std::time::Duration;
 
 use support::{contract, env, num};
-use syncbus_store::{
-    Checkpoints, EventLog, Outbox, SqliteConfig, SqliteStore, StoreError, StoreFuture, Synchronous,
-};
+use syncbus_storage::StoreErrorKind;
+use syncbus_storage::{Checkpoints, EventLog, Outbox, StoreFuture};
+use syncbus_store::{SqliteConfig, SqliteError, SqliteStore, Synchronous};
 use tempfile::TempDir;
 
 async fn fresh() -> (TempDir, SqliteStore) {
@@ -41,6 +41,12 @@ async fn log_claim_ack() {
 async fn log_ack_skips_acked() {
     let (_dir, store) = fresh().await;
     contract::log_ack_skips_acked(&store).await;
+}
+
+#[tokio::test]
+async fn log_extend() {
+    let (_dir, store) = fresh().await;
+    contract::log_extend(&store).await;
 }
 
 #[tokio::test]
@@ -160,7 +166,7 @@ async fn a_file_that_is_not_sqlite_is_a_typed_error() {
     let path = dir.path().join("garbage.db");
     std::fs::write(&path, b"this is not a database at all, just text that goes on for a while ........................................................................").unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
-    assert!(matches!(err, StoreError::Unreadable { .. }), "{err:?}");
+    assert!(err.kind() == StoreErrorKind::Corrupt, "{err:?}");
     assert!(err.to_string().contains("garbage.db"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
@@ -194,10 +200,7 @@ async fn a_corrupt_database_is_a_typed_error() {
     let _ = std::fs::remove_file(dir.path().join("corrupt.db-shm"));
     match SqliteStore::open(&path).await {
         Err(e) => assert!(
-            matches!(
-                e,
-                StoreError::Unreadable { .. } | StoreError::Backend { .. }
-            ),
+            matches!(e.kind(), StoreErrorKind::Corrupt | StoreErrorKind::Backend),
             "{e:?}"
         ),
         // The schema page may survive; then reading the damaged log must fail cleanly.
@@ -222,13 +225,12 @@ async fn a_store_from_a_newer_version_is_refused() {
             .unwrap();
     }
     let err = SqliteStore::open(&path).await.unwrap_err();
-    match err {
-        StoreError::NewerSchema { found, supported } => {
-            assert_eq!(found, 999);
-            assert_eq!(supported, SqliteStore::SCHEMA_VERSION);
-        }
-        other => panic!("expected NewerSchema, got {other:?}"),
-    }
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err:?}");
+    let expected = format!(
+        "schema version 999, this build knows up to {}",
+        SqliteStore::SCHEMA_VERSION
+    );
+    assert!(err.to_string().contains(&expected), "{err}");
     // Refusing did not touch the file.
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: u32 = conn
@@ -307,10 +309,10 @@ async fn a_dropped_future_still_leaves_the_store_usable() {
     let (_dir, store) = fresh().await;
     drop(store.append(env("a", 1)));
     let err = store
-        .with_connection(|_| -> Result<(), StoreError> { panic!("a bug in a caller's closure") })
+        .with_connection(|_| -> Result<(), SqliteError> { panic!("a bug in a caller's closure") })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Closed), "{err:?}");
+    assert!(err.kind() == StoreErrorKind::Closed, "{err:?}");
     // The connection thread survived the panic.
     store.append(env("a", 2)).await.unwrap();
     assert!(store.head().await.unwrap().is_some());
@@ -318,7 +320,7 @@ async fn a_dropped_future_still_leaves_the_store_usable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_claims_are_atomic_across_connections() {
-    use syncbus_workflow::store::{Claim, DedupKey, DedupStore};
+    use syncbus_storage::{Claim, DedupKey, DedupStore};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dedup.db");
     let a = SqliteStore::open(&path).await.unwrap().dedup();
@@ -338,7 +340,7 @@ async fn dedup_claims_are_atomic_across_connections() {
 #[tokio::test]
 async fn expired_dedup_keys_are_purged_in_the_background() {
     use std::sync::Arc;
-    use syncbus_workflow::store::{DedupKey, DedupStore, Outcome};
+    use syncbus_storage::{DedupKey, DedupStore, Outcome};
     let (_dir, store) = fresh().await;
     let dedup = store.dedup();
     for n in 0..10 {
@@ -358,7 +360,7 @@ async fn expired_dedup_keys_are_purged_in_the_background() {
         .unwrap()
     };
     assert_eq!(count(store.clone()).await, 10);
-    let purger = syncbus_store::DedupPurger::spawn(Arc::new(dedup), Duration::from_millis(10));
+    let purger = syncbus_storage::DedupPurger::spawn(Arc::new(dedup), Duration::from_millis(10));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while count(store.clone()).await > 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -393,7 +395,7 @@ async fn an_older_store_is_migrated_forward_keeping_its_data() {
         .await
         .unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    use syncbus_workflow::store::{Claim, DedupKey, DedupStore};
+    use syncbus_storage::{Claim, DedupKey, DedupStore};
     let key = DedupKey::new("k").unwrap();
     assert_eq!(
         store
@@ -411,8 +413,8 @@ async fn a_path_that_cannot_be_opened_is_a_typed_error() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert!(
         matches!(
-            err,
-            StoreError::Backend { .. } | StoreError::Unreadable { .. }
+            err.kind(),
+            StoreErrorKind::Backend | StoreErrorKind::Corrupt
         ),
         "{err:?}"
     );
@@ -423,7 +425,7 @@ async fn a_path_that_cannot_be_opened_is_a_typed_error() {
 /// A duplicate is answered on the caller's thread: it does not wait for a busy writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedup_hit_does_not_wait_for_the_writer() {
-    use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+    use syncbus_storage::{Claim, DedupKey, DedupStore, Outcome};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("d.db")).await.unwrap();
     let dedup = store.dedup();

@@ -12,7 +12,7 @@ use syncbus_envelope::{Envelope, Event, EventId, Metadata, Timestamp};
 use crate::chain::Chains;
 use crate::error::{ErrorKind, HandlerError};
 use crate::metrics::{Stat, Stats};
-use crate::store::BoxFuture;
+use crate::BoxFuture;
 
 /// The context of one delivery: which event and attempt this is, and a way to emit
 /// follow-up events.

@@ -47,7 +47,8 @@ impl<E: Event + Serialize + DeserializeOwned> Storable for E {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use syncbus_workflow::{DeadLetterLayer, store::MemoryDeadLetterStore};
+/// use syncbus_workflow::{DeadLetterLayer};
+/// use syncbus_storage::MemoryDeadLetterStore;
 /// let layer = DeadLetterLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
 /// # let _ = layer;
 /// ```

@@ -29,7 +29,8 @@ type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::{Dedup, store::DedupKey};
+/// use syncbus_workflow::{Dedup};
+/// use syncbus_storage::DedupKey;
 /// let dedup = Dedup::memory(100_000)
 ///     .ttl(Duration::from_secs(3600))
 ///     .key(|meta| {
@@ -62,7 +63,8 @@ impl Dedup {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use syncbus_workflow::{Dedup, store::MemoryDedupStore};
+    /// use syncbus_workflow::{Dedup};
+    /// use syncbus_storage::MemoryDedupStore;
     /// let d = Dedup::new(Arc::new(MemoryDedupStore::new(10_000)));
     /// # let _ = d;
     /// ```

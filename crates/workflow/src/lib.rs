@@ -86,8 +86,14 @@ mod metrics;
 mod ordering;
 mod retry;
 mod saga;
-pub mod store;
 mod workflow;
+
+// The storage seams live in `syncbus-storage`; the layers reach them as `crate::store`.
+use syncbus_storage as store;
+
+/// A boxed, sendable future: one per delivery, so a stack's type stays out of the bus's.
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 pub use crate::breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, WhenOpen,

@@ -177,7 +177,7 @@ impl Ordering {
     /// ```
     /// use std::sync::Arc;
     /// let o = syncbus_workflow::Ordering::new()
-    ///     .dead_letters(Arc::new(syncbus_workflow::store::MemoryDeadLetterStore::new(1000)));
+    ///     .dead_letters(Arc::new(syncbus_storage::MemoryDeadLetterStore::new(1000)));
     /// # let _ = o;
     /// ```
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
@@ -594,7 +594,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                 }
             }
         };
-        tokio::time::sleep_until(crate::store::deadline(earliest, hold)).await;
+        tokio::time::sleep_until(deadline(earliest, hold)).await;
         let now = Instant::now();
         match state.cfg.on_expiry {
             OnExpiry::Release => {
@@ -606,7 +606,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                     let expired: Vec<u64> = e
                         .held
                         .iter()
-                        .filter(|(_, h)| crate::store::deadline(h.since, hold) <= now)
+                        .filter(|(_, h)| deadline(h.since, hold) <= now)
                         .map(|(v, _)| *v)
                         .collect();
                     let Some(&lowest) = expired.first() else {
@@ -635,7 +635,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                     let keys: Vec<u64> = e
                         .held
                         .iter()
-                        .filter(|(_, h)| crate::store::deadline(h.since, hold) <= now)
+                        .filter(|(_, h)| deadline(h.since, hold) <= now)
                         .map(|(v, _)| *v)
                         .collect();
                     keys.iter().filter_map(|k| e.held.remove(k)).collect()
@@ -655,4 +655,10 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
             }
         }
     }
+}
+
+/// `now + d`, saturating at a hundred years instead of overflowing the clock.
+fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -17,10 +17,10 @@ use crate::error::{ErrorKind, HandlerError};
 use crate::handler::handler_fn;
 use crate::retry::RetryPolicy;
 use crate::store::{
-    BoxFuture, MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,
-    StoreError,
+    MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreError,
 };
 use crate::workflow::{Workflow, WorkflowSubscription};
+use crate::BoxFuture;
 
 type StepFn<D> =
     Arc<dyn Fn(D, Context) -> BoxFuture<'static, Result<D, HandlerError>> + Send + Sync>;
@@ -55,7 +55,8 @@ struct Step<D> {
 /// ```
 /// use serde::{Deserialize, Serialize};
 /// use syncbus_core::{Bus, Event};
-/// use syncbus_workflow::{HandlerError, Saga, Workflow, store::SagaStatus};
+/// use syncbus_workflow::{HandlerError, Saga, Workflow};
+/// use syncbus_storage::SagaStatus;
 ///
 /// #[derive(Clone, Debug, Serialize, Deserialize)]
 /// struct OrderPlaced { order: u64 }
@@ -169,7 +170,7 @@ where
     /// ```
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct D;
     /// let saga = syncbus_workflow::Saga::<D>::new("s")
-    ///     .store(std::sync::Arc::new(syncbus_workflow::store::MemorySagaStore::new()));
+    ///     .store(std::sync::Arc::new(syncbus_storage::MemorySagaStore::new()));
     /// ```
     pub fn store(mut self, store: Arc<dyn SagaStore>) -> Self {
         self.store = store;
@@ -452,8 +453,8 @@ impl RunningSaga {
     /// # Examples
     ///
     /// ```
-    /// # async fn show(running: &syncbus_workflow::RunningSaga) -> Result<(), syncbus_workflow::store::StoreError> {
-    /// for inst in running.instances(Some(syncbus_workflow::store::SagaStatus::Failed)).await? {
+    /// # async fn show(running: &syncbus_workflow::RunningSaga) -> Result<(), syncbus_storage::StoreError> {
+    /// for inst in running.instances(Some(syncbus_storage::SagaStatus::Failed)).await? {
     ///     println!("{} needs an operator: {:?}", inst.id, inst.error);
     /// }
     /// # Ok(()) }

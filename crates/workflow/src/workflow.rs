@@ -27,8 +27,9 @@ use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::ordering::{Ordering, REDRIVE_HEADER};
 use crate::retry::{RetryLayer, RetryPolicy};
 use crate::store::{
-    BoxFuture, DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
+    DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
 };
+use crate::BoxFuture;
 
 type Runner<P> =
     Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
@@ -95,7 +96,8 @@ impl fmt::Debug for Workflow {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use syncbus_workflow::{store::MemoryDeadLetterStore, Workflow};
+/// use syncbus_storage::MemoryDeadLetterStore;
+/// use syncbus_workflow::Workflow;
 /// let bus = syncbus_core::Bus::new();
 /// let wf = Workflow::builder(&bus)
 ///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(50_000)))
@@ -282,7 +284,8 @@ impl Workflow {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::{Redrive, Workflow, store::DeadLetterFilter};
+    /// # use syncbus_workflow::{Redrive, Workflow};
+    /// use syncbus_storage::DeadLetterFilter;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let bus = syncbus_core::Bus::new();
     /// let wf = Workflow::new(&bus);
@@ -383,7 +386,8 @@ impl Workflow {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::{RateLimit, Redrive, store::DeadLetterFilter};
+/// use syncbus_workflow::{RateLimit, Redrive};
+/// use syncbus_storage::DeadLetterFilter;
 /// let r = Redrive::new(DeadLetterFilter::new().error_contains("503"))
 ///     .rate_limit(RateLimit::per_second(20))
 ///     .dry_run();
@@ -712,7 +716,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let store = std::sync::Arc::new(syncbus_workflow::store::MemoryDeadLetterStore::new(100));
+    /// let store = std::sync::Arc::new(syncbus_storage::MemoryDeadLetterStore::new(100));
     /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.dead_letters(store);
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```

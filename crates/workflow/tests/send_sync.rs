@@ -1,6 +1,6 @@
 //! The public handles are `Send + Sync`, checked at compile time.
 
-use syncbus_workflow::store::*;
+use syncbus_storage::*;
 use syncbus_workflow::*;
 
 fn send_sync<T: Send + Sync>() {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
-use syncbus_workflow::store::DeadLetterFilter;
+use syncbus_storage::DeadLetterFilter;
 use syncbus_workflow::{
     handler_fn, Context, Dedup, ErrorKind, HandlerError, Jitter, RateLimit, Redrive, RetryPolicy,
     Workflow, REDRIVE_HEADER,
@@ -338,7 +338,7 @@ async fn follow_ups_form_a_queryable_chain() {
 #[tokio::test]
 async fn an_undecodable_dead_letter_is_kept_not_lost() {
     use syncbus_core::{Bytes, EventId, EventType, Metadata, Timestamp};
-    use syncbus_workflow::store::DeadLetterRecord;
+    use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
     let _sub = wf
@@ -374,7 +374,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
 #[tokio::test]
 async fn redrive_one_redrives_that_record_only() {
     use syncbus_core::{EventId, Timestamp};
-    use syncbus_workflow::store::DeadLetterRecord;
+    use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
     let runs = Arc::new(AtomicU32::new(0));

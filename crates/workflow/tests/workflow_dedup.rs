@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use support::*;
 use syncbus_core::{Bus, Envelope};
-use syncbus_workflow::store::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
+use syncbus_storage::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
 use syncbus_workflow::{handler_fn, Dedup, Handler, HandlerError, Layer};
 
 fn counting(runs: Arc<AtomicU32>, fail_first: bool) -> impl Handler<Job> {

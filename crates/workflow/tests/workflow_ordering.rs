@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use support::*;
 use syncbus_core::{Bus, Envelope};
-use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+use syncbus_storage::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
 use syncbus_workflow::{handler_fn, Handler, HandlerError, Layer, OnExpiry, Ordering, StartAt};
 
 fn recording(log: Log<(u64, u64)>) -> impl Handler<Change> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use support::*;
 use syncbus_core::{Bus, Envelope, Event};
-use syncbus_workflow::store::{
+use syncbus_storage::{
     DeadLetterFilter, MemorySagaStore, SagaInstance, SagaStatus, SagaStore, StepAction,
 };
 use syncbus_workflow::{HandlerError, RetryPolicy, Saga, Workflow};

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::BenchmarkGroup;
 use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-use syncbus_store::{DurableConsumer, EventLog};
-use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+use syncbus_storage::{Claim, DedupKey, DedupStore, Outcome};
+use syncbus_storage::{DurableConsumer, EventLog};
 use tokio::runtime::Runtime;
 
 pub const BATCH: usize = 100;
@@ -70,9 +70,11 @@ pub fn fetch_ack(
             }
             let start = Instant::now();
             for _ in 0..iters {
-                let got = rt.block_on(consumer.fetch(BATCH)).expect("fetch");
+                let got = rt
+                    .block_on(consumer.fetch(BATCH, Duration::ZERO))
+                    .expect("fetch");
                 assert_eq!(got.len(), BATCH);
-                rt.block_on(consumer.ack_all(&got)).expect("ack");
+                rt.block_on(consumer.ack_all(got)).expect("ack");
             }
             start.elapsed()
         })

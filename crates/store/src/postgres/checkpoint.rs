@@ -1,7 +1,7 @@
 //! [`Checkpoints`] on PostgreSQL: one row per name.
 
-use crate::error::check_name;
-use crate::{Checkpoints, StoreFuture};
+use syncbus_storage::check_name;
+use syncbus_storage::{Checkpoints, StoreFuture};
 
 use super::error::pg_error;
 use super::PgStore;

@@ -1,6 +1,6 @@
 //! Turning driver errors into [`StoreError`]s.
 
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 /// A driver error met while doing `op`.
 pub(super) fn pg_error(op: &'static str, e: tokio_postgres::Error) -> StoreError {
@@ -27,5 +27,5 @@ impl std::error::Error for ClosedConnection {
 }
 
 pub(super) fn closed() -> StoreError {
-    StoreError::Closed
+    StoreError::closed()
 }

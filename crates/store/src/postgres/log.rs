@@ -30,8 +30,8 @@ use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
-use crate::error::check_name;
-use crate::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
+use syncbus_storage::check_name;
+use syncbus_storage::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
 
 use super::error::pg_error;
 use super::{decode, encode, from_db, millis, timestamp, to_db, PgStore};
@@ -90,6 +90,9 @@ const ACK: &str = "SELECT ack_claims($1, $2)";
 const RELEASE: &str = "
     UPDATE claims SET member = NULL, expires = now() + $3::bigint * interval '1 millisecond'
     WHERE consumer = $1 AND seq = ANY($2) AND NOT acked";
+const EXTEND: &str = "
+    UPDATE claims SET expires = now() + $4::bigint * interval '1 millisecond'
+    WHERE consumer = $1 AND member = $2 AND seq = ANY($3) AND NOT acked";
 const RELEASE_MEMBER: &str = "
     UPDATE claims SET member = NULL, expires = now()
     WHERE consumer = $1 AND member = $2 AND NOT acked AND expires > now()";
@@ -174,7 +177,8 @@ impl PgStore {
     /// ```no_run
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
-    /// use syncbus_store::{tokio_postgres, DurableConfig, DurableConsumer, PgStore};
+    /// use syncbus_storage::{DurableConfig, DurableConsumer};
+    /// use syncbus_store::{tokio_postgres, PgStore};
     ///
     /// let url = "postgres://postgres@127.0.0.1:5432/app";
     /// let store = PgStore::connect(url).await?;
@@ -182,10 +186,10 @@ impl PgStore {
     /// let (mut app, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     /// tokio::spawn(connection);
     ///
-    /// for delivery in consumer.fetch(10).await? {
+    /// for delivery in consumer.fetch(10, std::time::Duration::ZERO).await? {
     ///     let tx = app.transaction().await?;
     ///     tx.execute("UPDATE totals SET n = n + 1", &[]).await?;
-    ///     store.ack_in(&tx, "totals", &[delivery.record.offset]).await?;
+    ///     store.ack_in(&tx, "totals", &[delivery.offset()]).await?;
     ///     tx.commit().await?; // the effect and the ack, together
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -194,7 +198,7 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`] for SQL
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for SQL
     /// errors (the caller's transaction is then aborted, as with any failed statement).
     ///
     /// # Cancel safety
@@ -362,6 +366,28 @@ impl EventLog for PgStore {
                 .await
                 .map_err(|e| pg_error("release", e))?;
             Ok(())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        consumer: &'a str,
+        member: &'a str,
+        offsets: &'a [u64],
+        lease: Duration,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            check_name("consumer", consumer)?;
+            check_name("member", member)?;
+            let mut conn = self.inner.pool.get().await?;
+            let stmt = conn.prepare(EXTEND).await?;
+            conn.client
+                .execute(
+                    &stmt,
+                    &[&consumer, &member, &offsets_to_db(offsets), &millis(lease)],
+                )
+                .await
+                .map_err(|e| pg_error("extend", e))
         })
     }
 

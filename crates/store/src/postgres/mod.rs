@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use syncbus_envelope::{Binary, Bytes, Envelope, Limits, Timestamp};
 use tokio_postgres::Config;
 
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 use self::pool::Pool;
 pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
@@ -36,7 +36,7 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 /// [`PgStoreBuilder::schema`] says otherwise), created if missing. Opening applies the
 /// migrations this build lacks, in one transaction under an advisory lock, so processes
 /// opening at once migrate once. A schema written by a newer build is refused untouched with
-/// [`StoreError::NewerSchema`].
+/// [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible).
 ///
 /// # Log offsets and consumer groups
 ///
@@ -62,7 +62,7 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 ///
 /// At most [`pool_size`](PgStoreBuilder::pool_size) connections, opened on demand, each with
 /// its statements prepared once. A connection that broke is dropped and replaced on the
-/// next call; the call that met the failure returns [`StoreError::Backend`]. Statements rely
+/// next call; the call that met the failure returns [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend). Statements rely
 /// on prepared statements and a per-connection `search_path`: a pooler in front of the
 /// server must run in session mode. Connections are plain TCP or a Unix socket: TLS is not
 /// supported yet (a URL with `sslmode=require` fails to connect). The store's futures run on
@@ -72,7 +72,8 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 ///
 /// ```no_run
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use syncbus_store::{Checkpoints, PgStore};
+/// use syncbus_storage::Checkpoints;
+/// use syncbus_store::PgStore;
 ///
 /// let store = PgStore::builder("postgres://postgres@127.0.0.1:5432/app")
 ///     .schema("billing_events")
@@ -81,7 +82,7 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 ///     .await?;
 /// store.put("poller", b"etag-7".to_vec()).await?;
 /// assert_eq!(store.get("poller").await?, Some(b"etag-7".to_vec()));
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -116,7 +117,7 @@ struct Inner {
 ///     .connect()
 ///     .await?;
 /// # let _ = store;
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 pub struct PgStoreBuilder {
@@ -139,18 +140,19 @@ impl PgStore {
     ///
     /// ```no_run
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, PgStore};
+    /// use syncbus_storage::EventLog;
+    /// use syncbus_store::PgStore;
     ///
     /// let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
     /// println!("newest offset: {:?}", store.head().await?);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for a malformed URL, [`StoreError::Backend`] when the
-    /// server cannot be reached or a migration fails, [`StoreError::NewerSchema`] when the
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) for a malformed URL, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) when the
+    /// server cannot be reached or a migration fails, [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible) when the
     /// schema was written by a newer build.
     ///
     /// # Cancel safety
@@ -172,14 +174,14 @@ impl PgStore {
     ///     .connect()
     ///     .await?;
     /// assert_eq!(store.schema(), "events");
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn builder(url: &str) -> PgStoreBuilder {
         PgStoreBuilder {
-            config: url.parse::<Config>().map_err(|e| {
-                StoreError::InvalidInput(format!("PostgreSQL connection string: {e}"))
-            }),
+            config: url
+                .parse::<Config>()
+                .map_err(|e| StoreError::invalid(format!("PostgreSQL connection string: {e}"))),
             schema: PgStore::DEFAULT_SCHEMA.to_owned(),
             pool_size: 8,
             acquire_timeout: Duration::from_secs(30),
@@ -194,7 +196,7 @@ impl PgStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let store = syncbus_store::PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
     /// assert_eq!(store.schema(), syncbus_store::PgStore::DEFAULT_SCHEMA);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn schema(&self) -> &str {
@@ -202,17 +204,18 @@ impl PgStore {
     }
 
     /// Closes the pool: idle connections are dropped, and later calls fail with
-    /// [`StoreError::Closed`]. Connections in use close when their call finishes.
+    /// [`StoreErrorKind::Closed`](syncbus_storage::StoreErrorKind::Closed). Connections in use close when their call finishes.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, PgStore, StoreError};
+    /// use syncbus_storage::{EventLog, StoreErrorKind};
+    /// use syncbus_store::PgStore;
     /// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
     /// store.close();
-    /// assert!(matches!(store.head().await, Err(StoreError::Closed)));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// assert!(matches!(store.head().await, Err(e) if e.kind() == StoreErrorKind::Closed));
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn close(&self) {
@@ -227,7 +230,7 @@ impl PgStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let store = syncbus_store::PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
     /// assert!(!store.is_closed());
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn is_closed(&self) -> bool {
@@ -289,13 +292,13 @@ impl PgStoreBuilder {
     ///     .connect()
     ///     .await?;
     /// # let _ = store;
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`PgStore::connect`], plus [`StoreError::InvalidInput`] for a bad schema name.
+    /// As [`PgStore::connect`], plus [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) for a bad schema name.
     ///
     /// # Cancel safety
     ///
@@ -381,11 +384,11 @@ fn stored_limits() -> Limits {
 }
 
 fn encode(envelope: &Envelope<Bytes>) -> Result<Vec<u8>, StoreError> {
-    Binary::encode(envelope).map_err(|e| StoreError::Codec(Box::new(e)))
+    Binary::encode(envelope).map_err(|e| StoreError::codec(e))
 }
 
 fn decode(bytes: &[u8]) -> Result<Envelope<Bytes>, StoreError> {
-    Binary::decode(bytes, &stored_limits()).map_err(|e| StoreError::Codec(Box::new(e)))
+    Binary::decode(bytes, &stored_limits()).map_err(|e| StoreError::codec(e))
 }
 
 fn timestamp(t: SystemTime) -> Timestamp {

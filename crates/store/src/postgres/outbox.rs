@@ -29,7 +29,7 @@
 use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::GenericClient;
 
-use crate::{Outbox, OutboxRecord, StoreError, StoreFuture};
+use syncbus_storage::{Outbox, OutboxRecord, StoreError, StoreFuture};
 
 use super::error::pg_error;
 use super::{decode, encode, from_db, PgStore};
@@ -73,8 +73,8 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
-    /// publish it), [`StoreError::Codec`] if it cannot be encoded, [`StoreError::Backend`] if
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) if the envelope has no valid topic (the relay could never
+    /// publish it), [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if it cannot be encoded, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) if
     /// the insert fails (the caller's transaction is then aborted, as with any failed
     /// statement).
     ///
@@ -87,7 +87,7 @@ impl PgStore {
         client: &C,
         envelope: &Envelope<Bytes>,
     ) -> Result<u64, StoreError> {
-        crate::outbox::check_topic(envelope)?;
+        syncbus_storage::check_outbox_topic(envelope)?;
         let bytes = encode(envelope)?;
         let row = client
             .query_one(self.inner.enqueue_sql.as_str(), &[&bytes])

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::error::{closed, pg_error};
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 pub(crate) struct Pool {
     inner: Arc<PoolInner>,

@@ -5,7 +5,7 @@
 //! version is kept in `schema_version`; a store whose version is above [`LATEST`] was
 //! written by a newer build and is refused untouched.
 
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 use super::error::pg_error;
 use super::pool::Conn;
@@ -160,8 +160,8 @@ pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
 ///
 /// # Errors
 ///
-/// [`StoreError::NewerSchema`] when the schema is ahead of this build (nothing is changed);
-/// [`StoreError::Backend`] on SQL errors.
+/// [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible) when the schema is ahead of this build (nothing is changed);
+/// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) on SQL errors.
 pub(crate) async fn migrate(conn: &mut Conn, schema: &str) -> Result<u32, StoreError> {
     let tx = conn
         .client
@@ -200,10 +200,7 @@ pub(crate) async fn migrate(conn: &mut Conn, schema: &str) -> Result<u32, StoreE
         )
     })?;
     if found > LATEST {
-        return Err(StoreError::NewerSchema {
-            found,
-            supported: LATEST,
-        });
+        return Err(StoreError::newer_schema(found, LATEST));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(&format!("SET LOCAL search_path TO \"{schema}\"; {sql}"))
@@ -236,7 +233,7 @@ pub(crate) fn check_schema_name(name: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidInput(format!(
+        Err(StoreError::invalid(format!(
             "schema name {name:?}: use 1 to 63 lowercase letters, digits and underscores, not starting with a digit or pg_"
         )))
     }

@@ -1,21 +1,20 @@
 //! The workflow layers' stores on PostgreSQL: [`DedupStore`], [`DeadLetterStore`] and
-//! [`SagaStore`] from `syncbus_workflow::store`.
+//! [`SagaStore`].
 
 use std::time::Duration;
 
 use syncbus_core::Pattern;
 use syncbus_envelope::Timestamp;
-use syncbus_workflow::store::{
-    BoxFuture, Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey,
-    DedupStore, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreError as WfError,
-    StoreErrorKind,
+use syncbus_storage::ErrorKind;
+use syncbus_storage::{
+    Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore,
+    KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind, StoreFuture,
 };
-use syncbus_workflow::ErrorKind;
 use tokio_postgres::types::ToSql;
 
 use super::error::pg_error;
 use super::{decode, encode, millis, PgStore};
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 /// A live done or in-flight key answers from a plain read (no row lock, no write, no wait
 /// for the disk); otherwise one atomic upsert takes the key if it is new, failed or expired.
@@ -53,7 +52,7 @@ const DEDUP_PURGE: &str = "DELETE FROM dedup_keys WHERE expires <= now()";
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use syncbus_store::PgStore;
-/// use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+/// use syncbus_storage::{Claim, DedupKey, DedupStore, Outcome};
 ///
 /// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
 /// let dedup = store.dedup();
@@ -80,7 +79,7 @@ pub struct PgDedupStore {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use syncbus_core::Pattern;
 /// use syncbus_store::PgStore;
-/// use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore};
+/// use syncbus_storage::{DeadLetterFilter, DeadLetterStore};
 ///
 /// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
 /// let filter = DeadLetterFilter::new().topic(Pattern::new("orders.>")?).limit(50);
@@ -104,7 +103,7 @@ pub struct PgDeadLetterStore {
 /// ```no_run
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use syncbus_store::PgStore;
-/// use syncbus_workflow::store::SagaStore;
+/// use syncbus_storage::SagaStore;
 ///
 /// let store = PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
 /// assert!(store.sagas().load("checkout", "order-1").await?.is_none());
@@ -189,18 +188,13 @@ fn key_state(s: &str) -> Option<KeyState> {
 }
 
 impl DedupStore for PgDedupStore {
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupKey,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, WfError>> {
+    fn claim<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
             let key = key.to_string();
             let rows = self
                 .store
                 .run("claim a dedup key", DEDUP_CLAIM, &[&key, &millis(lease)])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             let state = rows.first().map(|r| r.get::<_, String>(0));
             Ok(match state.as_deref() {
                 Some("acquired") => Claim::Acquired,
@@ -217,7 +211,7 @@ impl DedupStore for PgDedupStore {
         key: &'a DedupKey,
         outcome: Outcome,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), WfError>> {
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let key = key.to_string();
             let state = match outcome {
@@ -230,38 +224,35 @@ impl DedupStore for PgDedupStore {
                     DEDUP_FINISH,
                     &[&key, &state, &millis(ttl)],
                 )
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             Ok(())
         })
     }
 
-    fn state<'a>(&'a self, key: &'a DedupKey) -> BoxFuture<'a, Result<Option<KeyState>, WfError>> {
+    fn state<'a>(&'a self, key: &'a DedupKey) -> StoreFuture<'a, Option<KeyState>> {
         Box::pin(async move {
             let key = key.to_string();
             let rows = self
                 .store
                 .run("read a dedup key", DEDUP_STATE, &[&key])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             match rows.first() {
                 None => Ok(None),
                 Some(r) => {
                     let s: String = r.get(0);
                     key_state(&s)
                         .map(Some)
-                        .ok_or_else(|| WfError::corrupt(format!("dedup key state {s:?}")))
+                        .ok_or_else(|| StoreError::corrupt(format!("dedup key state {s:?}")))
                 }
             }
         })
     }
 
-    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, WfError>> {
+    fn purge_expired(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             self.store
                 .exec("purge expired dedup keys", DEDUP_PURGE, &[])
                 .await
-                .map_err(WfError::from)
         })
     }
 }
@@ -284,22 +275,22 @@ const DL_GET: &str = "
     FROM dead_letters WHERE id = $1";
 const DL_DELETE: &str = "DELETE FROM dead_letters WHERE id = $1";
 
-fn dead_letter(row: &tokio_postgres::Row) -> Result<DeadLetterRecord, WfError> {
+fn dead_letter(row: &tokio_postgres::Row) -> Result<DeadLetterRecord, StoreError> {
     let id: String = row.get(0);
     let kind: String = row.get(3);
     let attempts: i32 = row.get(5);
     Ok(DeadLetterRecord {
         id: DeadLetterId::parse(&id)
-            .map_err(|e| WfError::corrupt(format!("dead letter id {id:?}")).with_source(e))?,
+            .map_err(|e| StoreError::corrupt(format!("dead letter id {id:?}")).with_source(e))?,
         subscription: row.get(1),
         handler: row.get(2),
         error_kind: ErrorKind::parse(&kind)
-            .ok_or_else(|| WfError::corrupt(format!("dead letter error kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("dead letter error kind {kind:?}")))?,
         error_chain: row.get(4),
         attempts: u32::try_from(attempts).unwrap_or(0),
         first_failure: Timestamp::from_unix_nanos(row.get(6)),
         last_failure: Timestamp::from_unix_nanos(row.get(7)),
-        envelope: decode(row.get(8)).map_err(WfError::from)?,
+        envelope: decode(row.get(8))?,
     })
 }
 
@@ -329,10 +320,10 @@ fn pattern_regex(pattern: &Pattern) -> String {
 }
 
 impl DeadLetterStore for PgDeadLetterStore {
-    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), WfError>> {
+    fn put(&self, record: DeadLetterRecord) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let meta = record.envelope.meta();
-            let envelope = encode(&record.envelope).map_err(WfError::from)?;
+            let envelope = encode(&record.envelope)?;
             let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
             self.store
                 .exec(
@@ -352,16 +343,12 @@ impl DeadLetterStore for PgDeadLetterStore {
                         &envelope,
                     ],
                 )
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             Ok(())
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        filter: &'a DeadLetterFilter,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, WfError>> {
+    fn list<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, Vec<DeadLetterRecord>> {
         Box::pin(async move {
             // Every filter runs in SQL, the limit included.
             let mut sql = format!("SELECT {DL_COLUMNS} FROM dead_letters WHERE true");
@@ -400,37 +387,32 @@ impl DeadLetterStore for PgDeadLetterStore {
             }
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-            let conn = self.store.inner.pool.get().await.map_err(WfError::from)?;
+            let conn = self.store.inner.pool.get().await?;
             let rows = conn
                 .client
                 .query(sql.as_str(), &refs)
                 .await
-                .map_err(|e| WfError::from(pg_error("list dead letters", e)))?;
+                .map_err(|e| pg_error("list dead letters", e))?;
             rows.iter().map(dead_letter).collect()
         })
     }
 
-    fn get<'a>(
-        &'a self,
-        id: &'a DeadLetterId,
-    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, WfError>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
         Box::pin(async move {
             let rows = self
                 .store
                 .run("read a dead letter", DL_GET, &[&id.to_string()])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             rows.first().map(dead_letter).transpose()
         })
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, WfError>> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let n = self
                 .store
                 .exec("delete a dead letter", DL_DELETE, &[&id.to_string()])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             Ok(n > 0)
         })
     }
@@ -451,9 +433,9 @@ const SAGA_LIST: &str = "
     WHERE saga = $1 AND ($2::text IS NULL OR status = $2)
     ORDER BY started, id COLLATE \"C\"";
 
-fn saga_params(i: &SagaInstance) -> Result<(i64, String), WfError> {
+fn saga_params(i: &SagaInstance) -> Result<(i64, String), StoreError> {
     let version = i64::try_from(i.version).map_err(|_| {
-        WfError::new(
+        StoreError::new(
             StoreErrorKind::Invalid,
             format!(
                 "saga {} instance {}: version {} is too large",
@@ -462,7 +444,7 @@ fn saga_params(i: &SagaInstance) -> Result<(i64, String), WfError> {
         )
     })?;
     let json = serde_json::to_string(i).map_err(|e| {
-        WfError::new(
+        StoreError::new(
             StoreErrorKind::Invalid,
             format!("saga {} instance {}", i.saga, i.id),
         )
@@ -471,10 +453,10 @@ fn saga_params(i: &SagaInstance) -> Result<(i64, String), WfError> {
     Ok((version, json))
 }
 
-fn saga(row: &tokio_postgres::Row) -> Result<SagaInstance, WfError> {
+fn saga(row: &tokio_postgres::Row) -> Result<SagaInstance, StoreError> {
     let json: String = row.get(0);
     serde_json::from_str(&json)
-        .map_err(|e| WfError::corrupt("a stored saga instance does not decode").with_source(e))
+        .map_err(|e| StoreError::corrupt("a stored saga instance does not decode").with_source(e))
 }
 
 impl PgSagaStore {
@@ -484,7 +466,7 @@ impl PgSagaStore {
         instance: &SagaInstance,
         op: &'static str,
         sql: &'static str,
-    ) -> Result<u64, WfError> {
+    ) -> Result<u64, StoreError> {
         let (version, json) = saga_params(instance)?;
         self.store
             .exec(
@@ -500,12 +482,11 @@ impl PgSagaStore {
                 ],
             )
             .await
-            .map_err(WfError::from)
     }
 }
 
 impl SagaStore for PgSagaStore {
-    fn create<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<bool, WfError>> {
+    fn create<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let n = self
                 .write(instance, "create a saga instance", SAGA_CREATE)
@@ -514,7 +495,7 @@ impl SagaStore for PgSagaStore {
         })
     }
 
-    fn save<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<(), WfError>> {
+    fn save<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let n = self
                 .write(instance, "save a saga instance", SAGA_SAVE)
@@ -529,17 +510,16 @@ impl SagaStore for PgSagaStore {
                     SAGA_VERSION,
                     &[&instance.saga, &instance.id],
                 )
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             Err(match rows.first() {
-                None => WfError::new(
+                None => StoreError::new(
                     StoreErrorKind::Invalid,
                     format!(
                         "saga {} instance {} does not exist",
                         instance.saga, instance.id
                     ),
                 ),
-                Some(r) => WfError::conflict(format!(
+                Some(r) => StoreError::conflict(format!(
                     "saga {} instance {} is at version {}, the save expected {}",
                     instance.saga,
                     instance.id,
@@ -554,13 +534,12 @@ impl SagaStore for PgSagaStore {
         &'a self,
         saga_name: &'a str,
         id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SagaInstance>, WfError>> {
+    ) -> StoreFuture<'a, Option<SagaInstance>> {
         Box::pin(async move {
             let rows = self
                 .store
                 .run("load a saga instance", SAGA_LOAD, &[&saga_name, &id])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             rows.first().map(saga).transpose()
         })
     }
@@ -569,14 +548,13 @@ impl SagaStore for PgSagaStore {
         &'a self,
         saga_name: &'a str,
         status: Option<SagaStatus>,
-    ) -> BoxFuture<'a, Result<Vec<SagaInstance>, WfError>> {
+    ) -> StoreFuture<'a, Vec<SagaInstance>> {
         Box::pin(async move {
             let status = status.map(SagaStatus::as_str);
             let rows = self
                 .store
                 .run("list saga instances", SAGA_LIST, &[&saga_name, &status])
-                .await
-                .map_err(WfError::from)?;
+                .await?;
             rows.iter().map(saga).collect()
         })
     }

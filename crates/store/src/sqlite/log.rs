@@ -5,9 +5,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use syncbus_envelope::{Bytes, Envelope, Timestamp};
 
-use super::{decode, encode, SqliteStore};
-use crate::error::check_name;
-use crate::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
+use super::{decode, encode, SqliteError, SqliteStore};
+use syncbus_storage::check_name;
+use syncbus_storage::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
 
 fn now_nanos() -> i64 {
     Timestamp::now().as_unix_nanos()
@@ -25,21 +25,21 @@ fn limit(max: usize) -> i64 {
     i64::try_from(max).unwrap_or(i64::MAX)
 }
 
-fn insert(conn: &Connection, blob: &[u8], now: i64) -> Result<u64, StoreError> {
+fn insert(conn: &Connection, blob: &[u8], now: i64) -> Result<u64, SqliteError> {
     let mut stmt =
         conn.prepare_cached("INSERT INTO syncbus_log (appended_at, envelope) VALUES (?1, ?2)")?;
     stmt.execute((now, blob))?;
     Ok(conn.last_insert_rowid() as u64)
 }
 
-fn committed(conn: &Connection, consumer: &str) -> Result<Option<u64>, StoreError> {
+fn committed(conn: &Connection, consumer: &str) -> Result<Option<u64>, SqliteError> {
     let mut stmt =
         conn.prepare_cached("SELECT committed FROM syncbus_consumers WHERE name = ?1")?;
     let found: Option<i64> = stmt.query_row([consumer], |r| r.get(0)).optional()?;
     Ok(found.map(|c| c as u64))
 }
 
-fn set_committed(conn: &Connection, consumer: &str, offset: u64) -> Result<(), StoreError> {
+fn set_committed(conn: &Connection, consumer: &str, offset: u64) -> Result<(), SqliteError> {
     conn.prepare_cached(
         "INSERT INTO syncbus_consumers (name, committed) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET committed = excluded.committed",
@@ -51,7 +51,7 @@ fn set_committed(conn: &Connection, consumer: &str, offset: u64) -> Result<(), S
 }
 
 /// Moves `consumer`'s committed offset over the contiguous acked records after it.
-fn advance(conn: &Connection, consumer: &str) -> Result<(), StoreError> {
+fn advance(conn: &Connection, consumer: &str) -> Result<(), SqliteError> {
     let from = committed(conn, consumer)?.map_or(0, seq);
     let first_open: Option<i64> = conn
         .prepare_cached(
@@ -84,7 +84,8 @@ impl SqliteStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, SqliteStore};
+    /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog};
+    /// use syncbus_store::SqliteStore;
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("app.db");
@@ -92,13 +93,13 @@ impl SqliteStore {
     /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
     /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
     /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
-    /// let batch = consumer.fetch(10).await?;
+    /// let batch = consumer.fetch(10, std::time::Duration::ZERO).await?;
     ///
     /// let mut app = rusqlite::Connection::open(&path)?;
     /// app.execute_batch("CREATE TABLE totals (n INTEGER)")?;
     /// let tx = app.transaction()?;
     /// tx.execute("INSERT INTO totals (n) VALUES (7)", [])?;
-    /// SqliteStore::ack_in(&tx, "totals", &[batch[0].record.offset])?;
+    /// SqliteStore::ack_in(&tx, "totals", &[batch[0].offset()])?;
     /// tx.commit()?; // the effect and the ack, together
     /// assert_eq!(store.committed("totals").await?, Some(offset));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -107,9 +108,9 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`] for SQLite
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for SQLite
     /// errors (a missing schema among them).
-    pub fn ack_in(conn: &Connection, consumer: &str, offsets: &[u64]) -> Result<(), StoreError> {
+    pub fn ack_in(conn: &Connection, consumer: &str, offsets: &[u64]) -> Result<(), SqliteError> {
         check_name("consumer", consumer)?;
         let from = committed(conn, consumer)?.map_or(0, seq);
         {
@@ -298,6 +299,35 @@ impl EventLog for SqliteStore {
             }
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        consumer: &'a str,
+        member: &'a str,
+        offsets: &'a [u64],
+        lease: Duration,
+    ) -> StoreFuture<'a, u64> {
+        let (consumer, member) = (consumer.to_owned(), member.to_owned());
+        let offsets = offsets.to_vec();
+        self.with_connection(move |conn| {
+            check_name("consumer", &consumer)?;
+            check_name("member", &member)?;
+            let until = now_nanos().saturating_add(nanos(lease));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut n = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE syncbus_claims SET expires_at = ?4
+                     WHERE consumer = ?1 AND member = ?2 AND seq = ?3 AND acked = 0",
+                )?;
+                for offset in offsets {
+                    n += stmt.execute((&consumer, &member, seq(offset), until))? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
         })
     }
 

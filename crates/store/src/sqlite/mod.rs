@@ -15,8 +15,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use syncbus_envelope::{Binary, Bytes, Envelope, Limits, Timestamp};
 use tokio::sync::oneshot;
 
-use crate::error::check_name;
-use crate::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreFuture};
+use syncbus_storage::check_name;
+use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreFuture};
 
 /// When SQLite considers a commit done.
 ///
@@ -159,7 +159,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-/// use syncbus_store::{EventLog, SqliteStore};
+/// use syncbus_storage::EventLog;
+/// use syncbus_store::SqliteStore;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("events.db");
@@ -170,7 +171,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// }
 /// let reopened = SqliteStore::open(&path).await?;
 /// assert_eq!(reopened.read(0, 10).await?.len(), 1);
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
@@ -204,23 +205,24 @@ impl SqliteStore {
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
     /// assert!(store.path().ends_with("s.db"));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unreadable`] for a file that is not an SQLite database or is corrupt,
-    /// [`StoreError::NewerSchema`] for a store written by a newer syncbus,
-    /// [`StoreError::Backend`] if the file cannot be opened or migrated.
+    /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) for a file that is not an SQLite database or is corrupt,
+    /// [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible) for a store written by a newer syncbus,
+    /// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) if the file cannot be opened or migrated.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{SqliteStore, StoreError};
+    /// use syncbus_storage::StoreErrorKind;
+    /// use syncbus_store::SqliteStore;
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("garbage.db");
     /// std::fs::write(&path, vec![0xAB; 8192]).unwrap();
-    /// assert!(matches!(SqliteStore::open(&path).await, Err(StoreError::Unreadable { .. })));
+    /// assert!(matches!(SqliteStore::open(&path).await, Err(e) if e.kind() == StoreErrorKind::Corrupt));
     /// # });
     /// ```
     ///
@@ -242,7 +244,7 @@ impl SqliteStore {
     /// let config = SqliteConfig::new().synchronous(Synchronous::Normal);
     /// let store = SqliteStore::open_with(dir.path().join("s.db"), config).await?;
     /// # let _ = store;
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
@@ -273,7 +275,7 @@ impl SqliteStore {
                 }
             })
             .map_err(|e| StoreError::backend("open", e))?;
-        ready_rx.await.map_err(|_| StoreError::Closed)??;
+        ready_rx.await.map_err(|_| StoreError::closed())??;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 jobs,
@@ -288,7 +290,7 @@ impl SqliteStore {
     /// cannot be opened, or the read fails (busy, say): then take the usual way.
     pub(crate) fn try_read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, SqliteError>,
     ) -> Option<T> {
         let mut reader = self.inner.reader.try_lock()?;
         if reader.is_none() {
@@ -312,7 +314,7 @@ impl SqliteStore {
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = syncbus_store::SqliteStore::open(dir.path().join("a.db")).await?;
     /// assert_eq!(store.path(), dir.path().join("a.db"));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn path(&self) -> &Path {
@@ -337,7 +339,8 @@ impl SqliteStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// use syncbus_store::{Outbox, SqliteStore};
+    /// use syncbus_storage::Outbox;
+    /// use syncbus_store::SqliteStore;
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = SqliteStore::open(dir.path().join("shop.db")).await?;
@@ -356,7 +359,7 @@ impl SqliteStore {
     ///     Ok(())
     /// }).await?;
     /// assert_eq!(store.pending(10).await?.len(), 1);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
@@ -365,7 +368,7 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// What `f` returns; [`StoreError::Closed`] if the connection thread is gone (or `f`
+    /// What `f` returns; [`StoreErrorKind::Closed`](syncbus_storage::StoreErrorKind::Closed) if the connection thread is gone (or `f`
     /// panicked: the panic is caught, logged, and any open transaction rolled back).
     ///
     /// # Cancel safety
@@ -374,15 +377,15 @@ impl SqliteStore {
     pub fn with_connection<T, F>(&self, f: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let sent = self.inner.jobs.send(Box::new(move |conn: &mut Connection| {
-            let _ = tx.send(f(conn));
+            let _ = tx.send(f(conn).map_err(StoreError::from));
         }));
         Box::pin(async move {
-            sent.map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
+            sent.map_err(|_| StoreError::closed())?;
+            rx.await.map_err(|_| StoreError::closed())?
         })
     }
 
@@ -400,7 +403,8 @@ impl SqliteStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// use syncbus_store::{Outbox, SqliteStore};
+    /// use syncbus_storage::Outbox;
+    /// use syncbus_store::SqliteStore;
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("app.db");
@@ -412,18 +416,18 @@ impl SqliteStore {
     /// SqliteStore::enqueue(&tx, &Envelope::new(meta, Bytes::new()))?;
     /// tx.rollback()?; // rolled back: no event
     /// assert!(store.pending(10).await?.is_empty());
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
-    /// publish it), [`StoreError::Codec`] if it cannot be encoded, [`StoreError::Backend`] for
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) if the envelope has no valid topic (the relay could never
+    /// publish it), [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if it cannot be encoded, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for
     /// SQLite errors (a missing schema among them).
-    pub fn enqueue(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, StoreError> {
-        crate::outbox::check_topic(envelope)?;
-        let blob = Binary::encode(envelope).map_err(|e| StoreError::Codec(Box::new(e)))?;
+    pub fn enqueue(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
+        syncbus_storage::check_outbox_topic(envelope)?;
+        let blob = Binary::encode(envelope).map_err(|e| StoreError::codec(e))?;
         let mut stmt = conn
             .prepare_cached("INSERT INTO syncbus_outbox (enqueued_at, envelope) VALUES (?1, ?2)")?;
         stmt.execute((Timestamp::now().as_unix_nanos(), blob))?;
@@ -431,18 +435,83 @@ impl SqliteStore {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
+/// What a closure run on the store's connection fails with
+/// ([`SqliteStore::with_connection`]): SQLite's own error, or a store error, so `?` works on
+/// both. It becomes a [`StoreError`] when the closure's result is handed back (an SQLite
+/// error as [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend)).
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use syncbus_store::{SqliteError, SqliteStore};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("app.db")).await?;
+/// let n: i64 = store
+///     .with_connection(|conn| -> Result<i64, SqliteError> {
+///         Ok(conn.query_row("SELECT 40 + 2", [], |r| r.get(0))?)
+///     })
+///     .await?;
+/// assert_eq!(n, 42);
+/// let err = store.with_connection(|conn| Ok(conn.execute("NOT SQL", [])?)).await.unwrap_err();
+/// assert_eq!(err.kind(), syncbus_storage::StoreErrorKind::Backend);
+/// # Ok::<(), syncbus_storage::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// SQLite refused the statement or the transaction.
+    Sql(rusqlite::Error),
+    /// A store rule was broken (a bad name, an undecodable row).
+    Store(StoreError),
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqliteError::Sql(e) => write!(f, "sqlite: {e}"),
+            SqliteError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SqliteError::Sql(e) => Some(e),
+            SqliteError::Store(e) => e.source(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for SqliteError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::backend("sqlite", e)
+        SqliteError::Sql(e)
+    }
+}
+
+impl From<StoreError> for SqliteError {
+    fn from(e: StoreError) -> Self {
+        SqliteError::Store(e)
+    }
+}
+
+impl From<SqliteError> for StoreError {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::Sql(e) => StoreError::backend("sqlite", e),
+            SqliteError::Store(e) => e,
+        }
     }
 }
 
 fn unreadable(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Unreadable {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::unreadable(path, e)
+        }
         _ => StoreError::backend("open", e),
     }
 }
@@ -482,11 +551,11 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
 }
 
 pub(crate) fn encode(envelope: &Envelope<Bytes>) -> Result<Vec<u8>, StoreError> {
-    Binary::encode(envelope).map_err(|e| StoreError::Codec(Box::new(e)))
+    Binary::encode(envelope).map_err(|e| StoreError::codec(e))
 }
 
 pub(crate) fn decode(blob: &[u8]) -> Result<Envelope<Bytes>, StoreError> {
-    Binary::decode(blob, &STORED).map_err(|e| StoreError::Codec(Box::new(e)))
+    Binary::decode(blob, &STORED).map_err(|e| StoreError::codec(e))
 }
 
 impl Checkpoints for SqliteStore {

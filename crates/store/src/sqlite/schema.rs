@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use crate::StoreError;
+use syncbus_storage::StoreError;
 
 /// Every migration, in order; the schema version is the number applied. Append only: a
 /// released migration is never edited, so every file converges to the same schema.
@@ -107,10 +107,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, rusqlite::Error> {
 /// Maps the outcome of [`migrate`] to the store's error.
 pub(crate) fn check(found: u32) -> Result<(), StoreError> {
     if found > LATEST {
-        return Err(StoreError::NewerSchema {
-            found,
-            supported: LATEST,
-        });
+        return Err(StoreError::newer_schema(found, LATEST));
     }
     Ok(())
 }

@@ -6,15 +6,14 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use syncbus_core::Pattern;
 use syncbus_envelope::Timestamp;
-use syncbus_workflow::store::{
-    BoxFuture, Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey,
-    DedupStore, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore,
-    StoreError as WorkflowError, StoreErrorKind,
+use syncbus_storage::ErrorKind;
+use syncbus_storage::{
+    Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore,
+    KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind,
 };
-use syncbus_workflow::ErrorKind;
 
-use super::{decode, encode, SqliteStore};
-use crate::{StoreError, StoreFuture};
+use super::{decode, encode, SqliteError, SqliteStore};
+use syncbus_storage::{StoreError, StoreFuture};
 
 const IN_FLIGHT: i64 = 0;
 const DONE: i64 = 1;
@@ -28,14 +27,8 @@ fn after(d: Duration) -> i64 {
     now().saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn lift<T: Send + 'static>(
-    fut: StoreFuture<'static, T>,
-) -> BoxFuture<'static, Result<T, WorkflowError>> {
-    Box::pin(async move { fut.await.map_err(WorkflowError::from) })
-}
-
 fn corrupt(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
-    StoreError::Codec(format!("{what}: {}", e.into()).into())
+    StoreError::codec(format!("{what}: {}", e.into()))
 }
 
 /// Registers `syncbus_topic_matches(pattern, topic)`, so dead-letter topic filters with
@@ -65,7 +58,7 @@ pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use syncbus_store::SqliteStore;
-/// use syncbus_workflow::store::{Claim, DedupKey, DedupStore, Outcome};
+/// use syncbus_storage::{Claim, DedupKey, DedupStore, Outcome};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let dedup = SqliteStore::open(dir.path().join("s.db")).await?.dedup();
@@ -91,7 +84,7 @@ pub struct SqliteDedupStore {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use syncbus_store::SqliteStore;
-/// use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore};
+/// use syncbus_storage::{DeadLetterFilter, DeadLetterStore};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let letters = SqliteStore::open(dir.path().join("s.db")).await?.dead_letters();
@@ -112,7 +105,7 @@ pub struct SqliteDeadLetterStore {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use syncbus_store::SqliteStore;
-/// use syncbus_workflow::store::SagaStore;
+/// use syncbus_storage::SagaStore;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let sagas = SqliteStore::open(dir.path().join("s.db")).await?.sagas();
@@ -133,7 +126,7 @@ impl SqliteStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
-    /// use syncbus_workflow::store::DedupStore;
+    /// use syncbus_storage::DedupStore;
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
     /// let shared: Arc<dyn DedupStore> = Arc::new(store.dedup());
@@ -154,7 +147,7 @@ impl SqliteStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
-    /// use syncbus_workflow::store::DeadLetterStore;
+    /// use syncbus_storage::DeadLetterStore;
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
     /// let shared: Arc<dyn DeadLetterStore> = Arc::new(store.dead_letters());
@@ -175,7 +168,7 @@ impl SqliteStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
-    /// use syncbus_workflow::store::SagaStore;
+    /// use syncbus_storage::SagaStore;
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = syncbus_store::SqliteStore::open(dir.path().join("s.db")).await?;
     /// let shared: Arc<dyn SagaStore> = Arc::new(store.sagas());
@@ -190,7 +183,7 @@ impl SqliteStore {
     }
 }
 
-fn key_state(conn: &Connection, key: &str, at: i64) -> Result<Option<i64>, StoreError> {
+fn key_state(conn: &Connection, key: &str, at: i64) -> Result<Option<i64>, SqliteError> {
     Ok(conn
         .prepare_cached("SELECT state FROM syncbus_dedup WHERE key = ?1 AND expires_at > ?2")?
         .query_row((key, at), |r| r.get(0))
@@ -198,18 +191,14 @@ fn key_state(conn: &Connection, key: &str, at: i64) -> Result<Option<i64>, Store
 }
 
 impl DedupStore for SqliteDedupStore {
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupKey,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, WorkflowError>> {
+    fn claim<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, Claim> {
         let key = key.to_string();
         // The common duplicate needs no write lock and no trip to the connection thread: a
         // live Done key stays done until it expires, whatever another writer does meanwhile.
         if self.store.try_read(|conn| key_state(conn, &key, now())) == Some(Some(DONE)) {
             return Box::pin(std::future::ready(Ok(Claim::Duplicate)));
         }
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             if key_state(conn, &key, now())? == Some(DONE) {
                 return Ok(Claim::Duplicate);
             }
@@ -232,7 +221,7 @@ impl DedupStore for SqliteDedupStore {
             };
             tx.commit()?;
             Ok(claim)
-        }))
+        })
     }
 
     fn finish<'a>(
@@ -240,44 +229,41 @@ impl DedupStore for SqliteDedupStore {
         key: &'a DedupKey,
         outcome: Outcome,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), WorkflowError>> {
+    ) -> StoreFuture<'a, ()> {
         let key = key.to_string();
         let state = match outcome {
             Outcome::Done => DONE,
             Outcome::Failed => FAILED,
         };
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO syncbus_dedup (key, state, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET state = ?2, expires_at = ?3",
             )?
             .execute((&key, state, after(ttl)))?;
             Ok(())
-        }))
+        })
     }
 
-    fn state<'a>(
-        &'a self,
-        key: &'a DedupKey,
-    ) -> BoxFuture<'a, Result<Option<KeyState>, WorkflowError>> {
+    fn state<'a>(&'a self, key: &'a DedupKey) -> StoreFuture<'a, Option<KeyState>> {
         let key = key.to_string();
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             Ok(match key_state(conn, &key, now())? {
                 None => None,
                 Some(IN_FLIGHT) => Some(KeyState::InFlight),
                 Some(DONE) => Some(KeyState::Done),
                 Some(_) => Some(KeyState::Failed),
             })
-        }))
+        })
     }
 
-    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, WorkflowError>> {
-        lift(self.store.with_connection(move |conn| {
+    fn purge_expired(&self) -> StoreFuture<'_, u64> {
+        self.store.with_connection(move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM syncbus_dedup WHERE expires_at <= ?1")?
                 .execute([now()])?;
             Ok(n as u64)
-        }))
+        })
     }
 }
 
@@ -316,7 +302,7 @@ const DEAD_LETTER_COLUMNS: &str = "id, envelope, subscription, handler, error_ki
 fn read_dead_letters(
     stmt: &mut rusqlite::CachedStatement<'_>,
     params: impl rusqlite::Params,
-) -> Result<Vec<DeadLetterRecord>, StoreError> {
+) -> Result<Vec<DeadLetterRecord>, SqliteError> {
     let rows = stmt.query_map(params, |r| {
         Ok((
             r.get(0)?,
@@ -338,11 +324,11 @@ fn read_dead_letters(
 }
 
 impl DeadLetterStore for SqliteDeadLetterStore {
-    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), WorkflowError>> {
+    fn put(&self, record: DeadLetterRecord) -> StoreFuture<'_, ()> {
         let encoded = encode(&record.envelope);
         let chain = serde_json::to_string(&record.error_chain);
-        lift(self.store.with_connection(move |conn| {
-            let chain = chain.map_err(|e| StoreError::Codec(Box::new(e)))?;
+        self.store.with_connection(move |conn| {
+            let chain = chain.map_err(|e| StoreError::codec(e))?;
             let meta = record.envelope.meta();
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO syncbus_dead_letters
@@ -364,13 +350,10 @@ impl DeadLetterStore for SqliteDeadLetterStore {
                 record.last_failure.as_unix_nanos(),
             ])?;
             Ok(())
-        }))
+        })
     }
 
-    fn list<'a>(
-        &'a self,
-        filter: &'a DeadLetterFilter,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, WorkflowError>> {
+    fn list<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, Vec<DeadLetterRecord>> {
         let topic = filter.topic.as_ref().map(|p| p.as_str().to_owned());
         let event_type = filter.event_type.clone();
         let subscription = filter.subscription.clone();
@@ -380,7 +363,7 @@ impl DeadLetterStore for SqliteDeadLetterStore {
         let limit = filter
             .limit
             .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             let sql = format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM syncbus_dead_letters
                  WHERE (?1 IS NULL OR syncbus_topic_matches(?1, topic))
@@ -397,30 +380,27 @@ impl DeadLetterStore for SqliteDeadLetterStore {
                 &mut stmt,
                 (topic, event_type, subscription, error, since, until, limit),
             )
-        }))
+        })
     }
 
-    fn get<'a>(
-        &'a self,
-        id: &'a DeadLetterId,
-    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, WorkflowError>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
         let id = id.to_string();
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             let sql =
                 format!("SELECT {DEAD_LETTER_COLUMNS} FROM syncbus_dead_letters WHERE id = ?1");
             let mut stmt = conn.prepare_cached(&sql)?;
             Ok(read_dead_letters(&mut stmt, [id])?.pop())
-        }))
+        })
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, WorkflowError>> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
         let id = id.to_string();
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM syncbus_dead_letters WHERE id = ?1")?
                 .execute([id])?;
             Ok(n > 0)
-        }))
+        })
     }
 }
 
@@ -429,14 +409,10 @@ fn saga_from_body(body: &str) -> Result<SagaInstance, StoreError> {
 }
 
 impl SagaStore for SqliteSagaStore {
-    fn create<'a>(
-        &'a self,
-        instance: &'a SagaInstance,
-    ) -> BoxFuture<'a, Result<bool, WorkflowError>> {
+    fn create<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, bool> {
         let instance = instance.clone();
-        lift(self.store.with_connection(move |conn| {
-            let body =
-                serde_json::to_string(&instance).map_err(|e| StoreError::Codec(Box::new(e)))?;
+        self.store.with_connection(move |conn| {
+            let body = serde_json::to_string(&instance).map_err(|e| StoreError::codec(e))?;
             let n = conn
                 .prepare_cached(
                     "INSERT INTO syncbus_sagas (saga, id, status, version, started, body)
@@ -451,17 +427,17 @@ impl SagaStore for SqliteSagaStore {
                     body,
                 ])?;
             Ok(n == 1)
-        }))
+        })
     }
 
-    fn save<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<(), WorkflowError>> {
+    fn save<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, ()> {
         let instance = instance.clone();
         Box::pin(async move {
             let outcome = self
                 .store
                 .with_connection(move |conn| {
-                    let body = serde_json::to_string(&instance)
-                        .map_err(|e| StoreError::Codec(Box::new(e)))?;
+                    let body =
+                        serde_json::to_string(&instance).map_err(|e| StoreError::codec(e))?;
                     let version = i64::try_from(instance.version).unwrap_or(i64::MAX);
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     let n = tx
@@ -489,15 +465,14 @@ impl SagaStore for SqliteSagaStore {
                     tx.commit()?;
                     Ok((n, stored, instance))
                 })
-                .await
-                .map_err(WorkflowError::from)?;
+                .await?;
             match outcome {
                 (1, _, _) => Ok(()),
-                (_, Some(-1), i) => Err(WorkflowError::new(
+                (_, Some(-1), i) => Err(StoreError::new(
                     StoreErrorKind::Invalid,
                     format!("saga {} instance {} does not exist", i.saga, i.id),
                 )),
-                (_, stored, i) => Err(WorkflowError::conflict(format!(
+                (_, stored, i) => Err(StoreError::conflict(format!(
                     "saga {} instance {} is at version {}, the save expected {}",
                     i.saga,
                     i.id,
@@ -508,29 +483,25 @@ impl SagaStore for SqliteSagaStore {
         })
     }
 
-    fn load<'a>(
-        &'a self,
-        saga: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SagaInstance>, WorkflowError>> {
+    fn load<'a>(&'a self, saga: &'a str, id: &'a str) -> StoreFuture<'a, Option<SagaInstance>> {
         let (saga, id) = (saga.to_owned(), id.to_owned());
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM syncbus_sagas WHERE saga = ?1 AND id = ?2")?
                 .query_row((&saga, &id), |r| r.get(0))
                 .optional()?;
-            body.as_deref().map(saga_from_body).transpose()
-        }))
+            Ok(body.as_deref().map(saga_from_body).transpose()?)
+        })
     }
 
     fn list<'a>(
         &'a self,
         saga: &'a str,
         status: Option<SagaStatus>,
-    ) -> BoxFuture<'a, Result<Vec<SagaInstance>, WorkflowError>> {
+    ) -> StoreFuture<'a, Vec<SagaInstance>> {
         let saga = saga.to_owned();
         let status = status.map(SagaStatus::as_str);
-        lift(self.store.with_connection(move |conn| {
+        self.store.with_connection(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT body FROM syncbus_sagas
                  WHERE saga = ?1 AND (?2 IS NULL OR status = ?2)
@@ -542,6 +513,6 @@ impl SagaStore for SqliteSagaStore {
                 out.push(saga_from_body(&body?)?);
             }
             Ok(out)
-        }))
+        })
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use syncbus_core::{Bytes, Envelope, EventId, EventType, Metadata};
-use syncbus_store::EventLog;
+use syncbus_storage::EventLog;
 
 /// Events per `append_batch` of the publisher child.
 pub const BATCH: u64 = 100;

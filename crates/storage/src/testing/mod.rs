@@ -1,12 +1,69 @@
-//! The storage contract, written once against the traits and run for every backend. A
-//! backend's test file calls each function with a fresh, empty store.
+//! The storage contract, written once against the traits and run for every backend (cargo
+//! feature `testing`). A backend's test file calls each function with a fresh, empty store;
+//! each one panics, as a test does, when the backend breaks the contract.
+//!
+//! # Examples
+//!
+//! The memory backends pass it:
+//!
+//! ```
+//! use syncbus_storage::{testing, MemoryDedupStore, MemoryStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! testing::log_append_read(&MemoryStore::new()).await;
+//! testing::checkpoints(&MemoryStore::new()).await;
+//! testing::dedup(&MemoryDedupStore::new(10_000)).await;
+//! # });
+//! ```
+//!
+//! A new backend's test file runs every function the same way, one `#[tokio::test]` each.
+
+#![allow(clippy::missing_panics_doc)]
 
 use std::time::Duration;
 
-use syncbus_core::{Bytes, Envelope};
-use syncbus_store::{Checkpoints, EventLog, Outbox, Retention, StoreError, StoreFuture};
+use syncbus_core::{Bytes, EntityId, Envelope, EventType, Metadata};
 
-use super::{env, num};
+use crate::{Checkpoints, EventLog, Outbox, Retention, StoreErrorKind, StoreFuture};
+
+/// An envelope on `topic` whose payload is `n` as text, with an entity id, a version and a
+/// header, so a round trip checks more than the payload.
+///
+/// # Examples
+///
+/// ```
+/// let env = syncbus_storage::testing::env("orders.placed", 7);
+/// assert_eq!(syncbus_storage::testing::num(&env), 7);
+/// ```
+pub fn env(topic: &str, n: u64) -> Envelope<Bytes> {
+    let mut meta = Metadata::new(EventType::from_static("test.event"))
+        .with_topic(topic.to_owned())
+        .with_entity_id(Some(EntityId::from(n % 7)))
+        .with_version(Some(n));
+    if let Err(e) = meta.headers_mut().insert("n", n.to_string()) {
+        panic!("a numeric header is valid: {e}");
+    }
+    Envelope::new(meta, Bytes::from(n.to_string()))
+}
+
+/// The number an [`env`] carries.
+///
+/// # Panics
+///
+/// If the payload is not a number as text (not made by [`env`]).
+///
+/// # Examples
+///
+/// ```
+/// let env = syncbus_storage::testing::env("a", 42);
+/// assert_eq!(syncbus_storage::testing::num(&env), 42);
+/// ```
+pub fn num(env: &Envelope<Bytes>) -> u64 {
+    std::str::from_utf8(env.payload())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an envelope made by testing::env: {env:?}"))
+}
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -62,16 +119,16 @@ pub async fn log_commit(log: &dyn EventLog) {
     );
     assert!(matches!(
         log.commit("", 1).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     assert!(matches!(
         log.committed("").await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     let long = "x".repeat(300);
     assert!(matches!(
         log.committed(&long).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
 }
 
@@ -125,7 +182,48 @@ pub async fn log_claim_ack(log: &dyn EventLog) {
     assert!(log.claim("c", "m1", 0, LONG).await.unwrap().is_empty());
     assert!(matches!(
         log.claim("c", "", 1, LONG).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
+    ));
+}
+
+/// An "in progress" extends only the holder's own unacked claims; an extended lease keeps a
+/// record from other members past its first expiry.
+pub async fn log_extend(log: &dyn EventLog) {
+    let short = Duration::from_millis(80);
+    let offsets = log
+        .append_batch((1..=2).map(|n| env("a", n)).collect())
+        .await
+        .unwrap();
+    assert_eq!(log.claim("c", "m1", 10, short).await.unwrap().len(), 2);
+    assert_eq!(
+        log.extend("c", "m1", &offsets, LONG).await.unwrap(),
+        2,
+        "both claims held by m1 are extended"
+    );
+    assert_eq!(
+        log.extend("c", "m2", &offsets, LONG).await.unwrap(),
+        0,
+        "m2 holds nothing"
+    );
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        log.claim("c", "m2", 10, LONG).await.unwrap().is_empty(),
+        "an extended lease outlives its first expiry"
+    );
+    log.ack("c", &offsets[..1]).await.unwrap();
+    assert_eq!(
+        log.extend("c", "m1", &offsets, LONG).await.unwrap(),
+        1,
+        "an acked claim is not extended"
+    );
+    assert_eq!(
+        log.extend("other", "m1", &offsets, LONG).await.unwrap(),
+        0,
+        "another consumer's claims are its own"
+    );
+    assert!(matches!(
+        log.extend("c", "", &offsets, LONG).await,
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
 }
 
@@ -250,7 +348,7 @@ pub async fn checkpoints(store: &dyn Checkpoints) {
     );
     assert!(matches!(
         store.get_str("cdc").await,
-        Err(StoreError::Codec(_))
+        Err(e) if e.kind() == StoreErrorKind::Corrupt
     ));
     store.put_str("empty", "").await.unwrap();
     assert_eq!(store.get("empty").await.unwrap(), Some(Vec::new()));
@@ -260,7 +358,7 @@ pub async fn checkpoints(store: &dyn Checkpoints) {
     assert_eq!(store.get("cdc").await.unwrap(), Some(vec![0, 255]));
     assert!(matches!(
         store.put("", vec![]).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
 }
 
@@ -296,12 +394,12 @@ pub async fn outbox(outbox: &dyn Outbox, enqueue: Enqueue<'_>) {
     );
     assert!(matches!(
         enqueue(no_topic).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     let bad = Envelope::new(meta.with_topic("orders..x"), Bytes::new());
     assert!(matches!(
         enqueue(bad).await,
-        Err(StoreError::InvalidInput(_))
+        Err(e) if e.kind() == StoreErrorKind::Invalid
     ));
     assert!(outbox.pending(10).await.unwrap().is_empty());
 }
@@ -315,14 +413,13 @@ fn env_like(stored: &Envelope<Bytes>, n: u64) -> Envelope<Bytes> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The workflow crate's store traits.
+// Dedup keys, dead letters and saga instances.
 
-use syncbus_core::{Pattern, Timestamp};
-use syncbus_workflow::store::{
-    Claim, DeadLetterFilter, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore, KeyState,
-    Outcome, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreErrorKind,
+use crate::{
+    Claim, DeadLetterFilter, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore, ErrorKind,
+    KeyState, Outcome, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,
 };
-use syncbus_workflow::ErrorKind;
+use syncbus_core::{Pattern, Timestamp};
 
 /// Claim, finish, leases, time-to-live, purge, and one winner among concurrent claims.
 pub async fn dedup(store: &dyn DedupStore) {
@@ -666,7 +763,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = std::sync::Arc<dyn EventLog>>,
 {
-    use syncbus_store::{DurableConfig, DurableConsumer};
+    use crate::{DurableConfig, DurableConsumer};
     {
         let log = reopen().await;
         log.append_batch((1..=10).map(|n| env("a", n)).collect())
@@ -675,25 +772,25 @@ where
         let c = DurableConsumer::open(log, "billing", DurableConfig::new())
             .await
             .unwrap();
-        let batch = c.fetch(6).await.unwrap();
+        let batch = c.fetch(6, Duration::ZERO).await.unwrap();
         // Acks 1, 2, 3 and 5; 4 and 6 were handled by nobody when the process died.
         for d in batch
-            .iter()
-            .filter(|d| [1, 2, 3, 5].contains(&num(&d.record.envelope)))
+            .into_iter()
+            .filter(|d| [1, 2, 3, 5].contains(&num(d.envelope())))
         {
-            c.ack(d).await.unwrap();
+            d.ack().await.unwrap();
         }
     }
     let log = reopen().await;
     let c = DurableConsumer::open(log.clone(), "billing", DurableConfig::new())
         .await
         .unwrap();
-    let again = c.fetch(100).await.unwrap();
-    let nums: Vec<u64> = again.iter().map(|d| num(&d.record.envelope)).collect();
+    let again = c.fetch(100, Duration::ZERO).await.unwrap();
+    let nums: Vec<u64> = again.iter().map(|d| num(d.envelope())).collect();
     assert_eq!(nums, [4, 6, 7, 8, 9, 10]);
-    let deliveries: Vec<u32> = again.iter().map(|d| d.deliveries).collect();
+    let deliveries: Vec<u32> = again.iter().map(|d| d.deliveries()).collect();
     assert_eq!(deliveries, [2, 2, 1, 1, 1, 1]);
-    c.ack_all(&again).await.unwrap();
+    c.ack_all(again).await.unwrap();
     assert_eq!(c.committed().await.unwrap(), log.head().await.unwrap());
-    assert!(c.fetch(100).await.unwrap().is_empty());
+    assert!(c.fetch(100, Duration::ZERO).await.unwrap().is_empty());
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use syncbus_workflow::store::DedupStore;
+use crate::DedupStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -16,13 +16,12 @@ use tokio::task::JoinHandle;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use syncbus_store::{DedupPurger, SqliteStore};
+/// use syncbus_storage::{DedupPurger, MemoryDedupStore};
 ///
-/// let dir = tempfile::tempdir().unwrap();
-/// let store = SqliteStore::open(dir.path().join("s.db")).await?;
-/// let purger = DedupPurger::spawn(Arc::new(store.dedup()), Duration::from_secs(60));
+/// let store = MemoryDedupStore::new(100_000);
+/// let purger = DedupPurger::spawn(Arc::new(store), Duration::from_secs(60));
 /// purger.stop().await;
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
@@ -40,8 +39,8 @@ impl DedupPurger {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use syncbus_store::DedupPurger;
-    /// use syncbus_workflow::store::MemoryDedupStore;
+    /// use syncbus_storage::DedupPurger;
+    /// use syncbus_storage::MemoryDedupStore;
     /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_secs(30));
     /// purger.stop().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -77,8 +76,8 @@ impl DedupPurger {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use syncbus_store::DedupPurger;
-    /// use syncbus_workflow::store::MemoryDedupStore;
+    /// use syncbus_storage::DedupPurger;
+    /// use syncbus_storage::MemoryDedupStore;
     /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_millis(5));
     /// tokio::time::sleep(Duration::from_millis(20)).await;
     /// purger.stop().await; // returns once the task has ended

@@ -11,14 +11,14 @@ use crate::{StoreError, StoreFuture};
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use syncbus_store::{MemoryStore, Outbox};
+/// use syncbus_storage::{MemoryStore, Outbox};
 /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
 /// let store = MemoryStore::new();
 /// store.enqueue(env.clone())?;
 /// let pending = store.pending(10).await?;
 /// assert_eq!(pending[0].envelope, env);
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -50,15 +50,15 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{MemoryStore, Outbox};
+    /// use syncbus_storage::{MemoryStore, Outbox};
     /// assert!(MemoryStore::new().pending(10).await?.is_empty());
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`](crate::StoreError::Codec), [`StoreError::Backend`](crate::StoreError::Backend).
+    /// [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt)(crate::StoreError::Codec), [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend)(crate::StoreError::Backend).
     ///
     /// # Cancel safety
     ///
@@ -71,7 +71,7 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{MemoryStore, Outbox};
+    /// use syncbus_storage::{MemoryStore, Outbox};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let store = MemoryStore::new();
@@ -79,13 +79,13 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// let ids: Vec<u64> = store.pending(10).await?.iter().map(|r| r.id).collect();
     /// store.mark_sent(&ids).await?;
     /// assert!(store.pending(10).await?.is_empty());
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`](crate::StoreError::Backend).
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend)(crate::StoreError::Backend).
     ///
     /// # Cancel safety
     ///
@@ -94,15 +94,31 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     fn mark_sent<'a>(&'a self, ids: &'a [u64]) -> StoreFuture<'a, ()>;
 }
 
-/// An outbox row the relay could never publish would hold up every event after it, so an
-/// event without a valid topic is refused at enqueue.
-pub(crate) fn check_topic(envelope: &Envelope<Bytes>) -> Result<(), StoreError> {
+/// Checks an envelope before it enters an outbox, as every backend does at enqueue: an outbox
+/// row the relay could never publish would hold up every event after it, so an event
+/// without a valid topic is refused.
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid), saying what is wrong.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+/// use syncbus_storage::check_outbox_topic;
+///
+/// let meta = Metadata::new(EventType::from_static("order.placed"));
+/// assert!(check_outbox_topic(&Envelope::new(meta.clone(), Bytes::new())).is_err());
+/// assert!(check_outbox_topic(&Envelope::new(meta.with_topic("orders.placed"), Bytes::new())).is_ok());
+/// ```
+pub fn check_outbox_topic(envelope: &Envelope<Bytes>) -> Result<(), StoreError> {
     match envelope.meta().topic() {
         Some(topic) => syncbus_core::Topic::new(topic)
             .map(drop)
-            .map_err(|e| StoreError::InvalidInput(format!("outbox event topic {topic:?}: {e}"))),
-        None => Err(StoreError::InvalidInput(
-            "an outbox event needs a topic to be published on".into(),
+            .map_err(|e| StoreError::invalid(format!("outbox event topic {topic:?}: {e}"))),
+        None => Err(StoreError::invalid(
+            "an outbox event needs a topic to be published on",
         )),
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use syncbus_core::{Bus, Envelope, Event};
-use syncbus_store::SqliteStore;
-use syncbus_workflow::store::{SagaStatus, SagaStore};
-use syncbus_workflow::{handler_fn, Context, Dedup, Handler, Layer, Saga, Workflow};
+use syncbus::store::SqliteStore;
+use syncbus::store::{SagaStatus, SagaStore};
+use syncbus::workflow::{handler_fn, Context, Dedup, Handler, Layer, Saga, Workflow};
+use syncbus::{Bus, Envelope, Event};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct OrderPlaced {

@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use syncbus_envelope::Timestamp;
 
-use super::{BoxFuture, StoreError};
+use crate::{StoreError, StoreFuture};
 
 /// Where a saga instance is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ impl SagaStatus {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_workflow::store::SagaStatus;
+    /// use syncbus_storage::SagaStatus;
     /// assert!(SagaStatus::Completed.is_final());
     /// assert!(!SagaStatus::Compensating.is_final());
     /// ```
@@ -47,7 +47,7 @@ impl SagaStatus {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::SagaStatus;
+    /// # use syncbus_storage::SagaStatus;
     /// assert_eq!(SagaStatus::FailedCompensated.as_str(), "failed_compensated");
     /// ```
     pub fn as_str(self) -> &'static str {
@@ -65,7 +65,7 @@ impl SagaStatus {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::SagaStatus;
+    /// # use syncbus_storage::SagaStatus;
     /// assert_eq!(SagaStatus::parse("running"), Some(SagaStatus::Running));
     /// ```
     pub fn parse(s: &str) -> Option<SagaStatus> {
@@ -138,7 +138,7 @@ pub struct SagaInstance {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::store::{MemorySagaStore, SagaStore};
+/// use syncbus_storage::{MemorySagaStore, SagaStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemorySagaStore::new();
 /// assert!(store.load("order", "o-1").await?.is_none());
@@ -151,28 +151,24 @@ pub trait SagaStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn create<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn create<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, bool>;
 
     /// Replaces an instance. `instance.version` must be the stored version plus one, else a
-    /// [`StoreErrorKind::Conflict`](super::StoreErrorKind::Conflict) error (someone else
+    /// [`StoreErrorKind::Conflict`](crate::StoreErrorKind::Conflict) error (someone else
     /// saved it first) and nothing changes.
     ///
     /// # Errors
     ///
     /// A conflict as above, or a [`StoreError`] when the backend fails or the instance does
     /// not exist.
-    fn save<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn save<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, ()>;
 
     /// One instance.
     ///
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails or the stored instance cannot be decoded.
-    fn load<'a>(
-        &'a self,
-        saga: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>>;
+    fn load<'a>(&'a self, saga: &'a str, id: &'a str) -> StoreFuture<'a, Option<SagaInstance>>;
 
     /// The instances of `saga`, optionally only those with `status`, oldest first.
     ///
@@ -183,7 +179,7 @@ pub trait SagaStore: Send + Sync + 'static {
         &'a self,
         saga: &'a str,
         status: Option<SagaStatus>,
-    ) -> BoxFuture<'a, Result<Vec<SagaInstance>, StoreError>>;
+    ) -> StoreFuture<'a, Vec<SagaInstance>>;
 }
 
 /// The in-memory [`SagaStore`].
@@ -191,7 +187,7 @@ pub trait SagaStore: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// let store = syncbus_workflow::store::MemorySagaStore::new();
+/// let store = syncbus_storage::MemorySagaStore::new();
 /// # let _ = store;
 /// ```
 #[derive(Debug, Default)]
@@ -205,7 +201,7 @@ impl MemorySagaStore {
     /// # Examples
     ///
     /// ```
-    /// let store = syncbus_workflow::store::MemorySagaStore::new();
+    /// let store = syncbus_storage::MemorySagaStore::new();
     /// # let _ = store;
     /// ```
     pub fn new() -> Self {
@@ -214,7 +210,7 @@ impl MemorySagaStore {
 }
 
 impl SagaStore for MemorySagaStore {
-    fn create<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn create<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, bool> {
         let key = (instance.saga.clone(), instance.id.clone());
         let mut map = self.instances.lock();
         let created = match map.entry(key) {
@@ -227,12 +223,12 @@ impl SagaStore for MemorySagaStore {
         Box::pin(std::future::ready(Ok(created)))
     }
 
-    fn save<'a>(&'a self, instance: &'a SagaInstance) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, ()> {
         let key = (instance.saga.clone(), instance.id.clone());
         let mut map = self.instances.lock();
         let result = match map.get_mut(&key) {
             None => Err(StoreError::new(
-                super::StoreErrorKind::Invalid,
+                crate::StoreErrorKind::Invalid,
                 format!(
                     "saga {} instance {} does not exist",
                     instance.saga, instance.id
@@ -255,11 +251,7 @@ impl SagaStore for MemorySagaStore {
         Box::pin(std::future::ready(result))
     }
 
-    fn load<'a>(
-        &'a self,
-        saga: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
+    fn load<'a>(&'a self, saga: &'a str, id: &'a str) -> StoreFuture<'a, Option<SagaInstance>> {
         let found = self
             .instances
             .lock()
@@ -272,7 +264,7 @@ impl SagaStore for MemorySagaStore {
         &'a self,
         saga: &'a str,
         status: Option<SagaStatus>,
-    ) -> BoxFuture<'a, Result<Vec<SagaInstance>, StoreError>> {
+    ) -> StoreFuture<'a, Vec<SagaInstance>> {
         let mut out: Vec<SagaInstance> = self
             .instances
             .lock()

@@ -21,7 +21,7 @@ use crate::{Outbox, StoreError};
 /// # Examples
 ///
 /// ```
-/// use syncbus_store::RelayError;
+/// use syncbus_storage::RelayError;
 /// let e = RelayError::Publish { id: 4, reason: "the bus is closed".into() };
 /// assert_eq!(e.to_string(), "outbox event 4 was not published: the bus is closed");
 /// ```
@@ -80,18 +80,12 @@ impl From<StoreError> for RelayError {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
-/// use syncbus_store::{Outbox, Relay, SqliteStore};
+/// use syncbus_storage::{MemoryStore, Outbox, Relay};
 ///
-/// let dir = tempfile::tempdir().unwrap();
-/// let store = SqliteStore::open(dir.path().join("app.db")).await?;
+/// // SQLite and PostgreSQL enqueue in the application's own transaction; memory just adds.
+/// let store = MemoryStore::new();
 /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
-/// let event = Envelope::new(meta, Bytes::from_static(b"{}"));
-/// store.with_connection(move |conn| {
-///     let tx = conn.transaction()?;
-///     SqliteStore::enqueue(&tx, &event)?;
-///     tx.commit()?;
-///     Ok(())
-/// }).await?;
+/// store.enqueue(Envelope::new(meta, Bytes::from_static(b"{}")))?;
 ///
 /// let bus = Bus::new();
 /// let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -141,7 +135,7 @@ impl Relay {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
     /// assert_eq!(relay.run_once().await?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -162,7 +156,7 @@ impl Relay {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new()).batch_size(32);
     /// # let _ = relay;
     /// ```
@@ -179,7 +173,7 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic("a.b");
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
@@ -254,7 +248,7 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::{Bus, Envelope, Event};
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     ///
     /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
     /// struct Shipped { order: u64 }
@@ -297,7 +291,7 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_millis(10));
     /// handle.stop().await;
@@ -342,7 +336,7 @@ fn describe<T>(e: &PublishError<T>) -> String {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use syncbus_store::{MemoryStore, Relay, RelayHandle};
+/// use syncbus_storage::{MemoryStore, Relay, RelayHandle};
 /// let handle: RelayHandle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
 ///     .spawn(Duration::from_millis(10));
 /// handle.stop().await;
@@ -363,7 +357,7 @@ impl RelayHandle {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use syncbus_store::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay};
     /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_secs(3600));
     /// handle.stop().await; // does not wait out the interval

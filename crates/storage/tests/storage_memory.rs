@@ -1,9 +1,7 @@
 //! The storage contract on the in-memory store.
 
-mod support;
-
-use support::contract;
-use syncbus_store::MemoryStore;
+use syncbus_storage::testing as contract;
+use syncbus_storage::{MemoryDeadLetterStore, MemoryDedupStore, MemorySagaStore, MemoryStore};
 
 #[tokio::test]
 async fn log_append_read() {
@@ -26,6 +24,11 @@ async fn log_ack_skips_acked() {
 }
 
 #[tokio::test]
+async fn log_extend() {
+    contract::log_extend(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn log_leases() {
     contract::log_leases(&MemoryStore::new()).await;
 }
@@ -44,7 +47,7 @@ async fn checkpoints() {
 async fn outbox() {
     let store = MemoryStore::new();
     let s = store.clone();
-    let enqueue = move |env| -> syncbus_store::StoreFuture<'static, u64> {
+    let enqueue = move |env| -> syncbus_storage::StoreFuture<'static, u64> {
         let id = s.enqueue(env);
         Box::pin(async move { id })
     };
@@ -53,15 +56,15 @@ async fn outbox() {
 
 #[tokio::test]
 async fn dedup() {
-    contract::dedup(&syncbus_workflow::store::MemoryDedupStore::new(10_000)).await;
+    contract::dedup(&MemoryDedupStore::new(10_000)).await;
 }
 
 #[tokio::test]
 async fn dead_letters() {
-    contract::dead_letters(&syncbus_workflow::store::MemoryDeadLetterStore::new(100)).await;
+    contract::dead_letters(&MemoryDeadLetterStore::new(100)).await;
 }
 
 #[tokio::test]
 async fn sagas() {
-    contract::sagas(&syncbus_workflow::store::MemorySagaStore::new()).await;
+    contract::sagas(&MemorySagaStore::new()).await;
 }

@@ -1,17 +1,11 @@
 //! The event log: an append-only sequence of envelopes with per-consumer positions and
 //! leases, the storage behind durable pull consumers.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use syncbus_envelope::{Bytes, Envelope, Timestamp};
 
-use crate::StoreError;
-
-/// The future every storage trait method returns: boxed, so the traits stay object-safe and
-/// can be held as `Arc<dyn EventLog>`.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+use crate::StoreFuture;
 
 /// One stored event.
 ///
@@ -19,7 +13,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use syncbus_store::{EventLog, MemoryStore};
+/// use syncbus_storage::{EventLog, MemoryStore};
 /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 ///
 /// let log = MemoryStore::new();
@@ -28,7 +22,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// let records = log.read(offset, 10).await?;
 /// assert_eq!(records[0].offset, offset);
 /// assert_eq!(records[0].envelope.payload().as_ref(), b"1");
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +43,7 @@ pub struct LogRecord {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use syncbus_store::{EventLog, MemoryStore};
+/// use syncbus_storage::{EventLog, MemoryStore};
 /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
 ///
@@ -57,7 +51,7 @@ pub struct LogRecord {
 /// log.append(env).await?;
 /// let claimed = log.claim("billing", "worker-1", 10, Duration::from_secs(30)).await?;
 /// assert_eq!(claimed[0].deliveries, 1);
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -79,7 +73,7 @@ pub struct Claimed {
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_store::Retention;
+/// use syncbus_storage::Retention;
 ///
 /// let keep_a_week = Retention { max_age: Some(Duration::from_secs(7 * 86_400)), max_records: None };
 /// assert_eq!(Retention::default(), Retention { max_age: None, max_records: None });
@@ -116,20 +110,20 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
     /// let first = log.append(env.clone()).await?;
     /// let second = log.append(env).await?;
     /// assert!(second > first);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`] if the envelope cannot be encoded, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt) if the envelope cannot be encoded, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -143,14 +137,14 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offsets = log.append_batch(vec![env.clone(), env]).await?;
     /// assert_eq!(offsets.len(), 2);
     /// assert!(offsets[0] < offsets[1]);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
@@ -169,20 +163,20 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offsets = log.append_batch(vec![env.clone(), env.clone(), env]).await?;
     /// let tail = log.read(offsets[1], 10).await?;
     /// assert_eq!(tail.len(), 2);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`] for a stored record that no longer decodes, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt) for a stored record that no longer decodes, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -195,20 +189,20 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
     /// assert_eq!(log.head().await?, None);
     /// let offset = log.append(env).await?;
     /// assert_eq!(log.head().await?, Some(offset));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`].
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -222,17 +216,17 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// let log = MemoryStore::new();
     /// log.commit("indexer", 41).await?;
     /// assert_eq!(log.committed("indexer").await?, Some(41));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -245,16 +239,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// let log = MemoryStore::new();
     /// assert_eq!(log.committed("new-consumer").await?, None);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -270,7 +264,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::time::Duration;
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
@@ -279,14 +273,14 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// assert_eq!(log.claim("c", "m1", 10, lease).await?.len(), 1);
     /// // Leased to m1: nobody else gets it meanwhile.
     /// assert!(log.claim("c", "m2", 10, lease).await?.is_empty());
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Codec`],
-    /// [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt),
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -308,7 +302,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::time::Duration;
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
@@ -318,13 +312,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// assert_eq!(log.committed("c").await?, None);
     /// log.ack("c", &offsets[..1]).await?;
     /// assert_eq!(log.committed("c").await?, Some(offsets[1]));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -343,7 +337,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::time::Duration;
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
@@ -352,13 +346,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// log.release("c", &[offset], Duration::ZERO).await?;
     /// let again = log.claim("c", "m", 10, Duration::from_secs(30)).await?;
     /// assert_eq!(again[0].deliveries, 2);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -370,6 +364,46 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         delay: Duration,
     ) -> StoreFuture<'a, ()>;
 
+    /// Extends the leases `member` holds on `offsets` for `consumer` to `lease` from now (an
+    /// "in progress" signal from a slow handler). Returns how many claims were extended: an
+    /// offset no longer held by `member` (acked, released, or claimed by another member after
+    /// its lease ran out) is left alone and not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_storage::{EventLog, MemoryStore};
+    /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// let log = MemoryStore::new();
+    /// let offset = log.append(env).await?;
+    /// log.claim("c", "m", 10, Duration::from_millis(10)).await?;
+    /// assert_eq!(log.extend("c", "m", &[offset], Duration::from_secs(60)).await?, 1);
+    /// tokio::time::sleep(Duration::from_millis(30)).await;
+    /// assert!(log.claim("c", "other", 10, Duration::from_secs(30)).await?.is_empty());
+    /// assert_eq!(log.extend("c", "other", &[offset], Duration::from_secs(60)).await?, 0);
+    /// # Ok::<(), syncbus_storage::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name,
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped, the extension may or may not happen.
+    fn extend<'a>(
+        &'a self,
+        consumer: &'a str,
+        member: &'a str,
+        offsets: &'a [u64],
+        lease: Duration,
+    ) -> StoreFuture<'a, u64>;
+
     /// Releases every claim `member` holds for `consumer`, now. A member calls it when it
     /// starts, so what it held before a crash is redelivered at once instead of after the
     /// lease.
@@ -379,7 +413,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::time::Duration;
-    /// use syncbus_store::{EventLog, MemoryStore};
+    /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
@@ -387,13 +421,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// log.claim("c", "m", 10, Duration::from_secs(3600)).await?;
     /// assert_eq!(log.release_member("c", "m").await?, 1);
     /// assert_eq!(log.claim("c", "m", 10, Duration::from_secs(30)).await?.len(), 1);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -406,20 +440,20 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{EventLog, MemoryStore, Retention};
+    /// use syncbus_storage::{EventLog, MemoryStore, Retention};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let log = MemoryStore::new();
     /// log.append_batch(vec![env.clone(), env.clone(), env]).await?;
     /// let removed = log.retain(Retention { max_records: Some(1), ..Retention::default() }).await?;
     /// assert_eq!(removed, 2);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`].
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///

@@ -10,12 +10,12 @@ use crate::{StoreError, StoreFuture};
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use syncbus_store::{Checkpoints, MemoryStore};
+/// use syncbus_storage::{Checkpoints, MemoryStore};
 ///
 /// let store = MemoryStore::new();
 /// store.put("github-poller", b"etag-1".to_vec()).await?;
 /// assert_eq!(store.get("github-poller").await?, Some(b"etag-1".to_vec()));
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 pub trait Checkpoints: Send + Sync + std::fmt::Debug {
@@ -25,15 +25,15 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{Checkpoints, MemoryStore};
+    /// use syncbus_storage::{Checkpoints, MemoryStore};
     /// assert_eq!(MemoryStore::new().get("nothing-yet").await?, None);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -46,18 +46,18 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{Checkpoints, MemoryStore};
+    /// use syncbus_storage::{Checkpoints, MemoryStore};
     /// let store = MemoryStore::new();
     /// store.put("cdc", vec![1]).await?;
     /// store.put("cdc", vec![2]).await?;
     /// assert_eq!(store.get("cdc").await?, Some(vec![2]));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -70,18 +70,18 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{Checkpoints, MemoryStore};
+    /// use syncbus_storage::{Checkpoints, MemoryStore};
     /// let store = MemoryStore::new();
     /// store.put("x", vec![]).await?;
     /// assert!(store.remove("x").await?);
     /// assert!(!store.remove("x").await?);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for an empty name, [`StoreError::Backend`].
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
     ///
     /// # Cancel safety
     ///
@@ -94,17 +94,17 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{Checkpoints, MemoryStore};
+    /// use syncbus_storage::{Checkpoints, MemoryStore};
     /// let store = MemoryStore::new();
     /// store.put_str("poller", "2026-01-01T00:00:00Z").await?;
     /// assert_eq!(store.get_str("poller").await?.as_deref(), Some("2026-01-01T00:00:00Z"));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`get`](Self::get), plus [`StoreError::Codec`] if the stored bytes are not UTF-8.
+    /// As [`get`](Self::get), plus [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt) if the stored bytes are not UTF-8.
     ///
     /// # Cancel safety
     ///
@@ -115,7 +115,7 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
                 None => Ok(None),
                 Some(bytes) => String::from_utf8(bytes)
                     .map(Some)
-                    .map_err(|e| StoreError::Codec(Box::new(e))),
+                    .map_err(|e| StoreError::codec(e)),
             }
         })
     }
@@ -126,11 +126,11 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{Checkpoints, MemoryStore};
+    /// use syncbus_storage::{Checkpoints, MemoryStore};
     /// let store = MemoryStore::new();
     /// store.put_str("lsn", "0/16B3748").await?;
     /// assert_eq!(store.get("lsn").await?, Some(b"0/16B3748".to_vec()));
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     ///

@@ -75,7 +75,7 @@ fn unknown_command_prints_usage() {
 /// A store file with one dead letter in it; returns the record's id.
 fn store_with_a_dead_letter(path: &std::path::Path) -> String {
     use syncbus::store::SqliteStore;
-    use syncbus::workflow::store::{DeadLetterRecord, DeadLetterStore};
+    use syncbus::store::{DeadLetterRecord, DeadLetterStore};
     use syncbus::{Bytes, Envelope, ErrorKind, EventId, EventType, Metadata, Timestamp};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

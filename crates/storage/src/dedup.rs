@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -10,7 +12,7 @@ use syncbus_envelope::{EventId, IdError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{BoxFuture, StoreError};
+use crate::StoreFuture;
 
 /// The key an idempotent consumer remembers: by default the event id, or a key derived from
 /// the event (a webhook id, `entity@version`).
@@ -21,7 +23,7 @@ use super::{BoxFuture, StoreError};
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::store::DedupKey;
+/// use syncbus_storage::DedupKey;
 /// use syncbus_envelope::EventId;
 ///
 /// let id = EventId::new();
@@ -44,7 +46,7 @@ impl DedupKey {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_workflow::store::DedupKey;
+    /// use syncbus_storage::DedupKey;
     /// assert!(DedupKey::new("order-7@3").is_ok());
     /// assert!(DedupKey::new("").is_err());
     /// ```
@@ -79,7 +81,7 @@ impl fmt::Debug for DedupKey {
 
 /// What [`DedupStore::claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
+// Not `non_exhaustive`: the dedup layer must handle every answer a store can give.
 pub enum Claim {
     /// The key was free (new, failed before, or its lease expired): run the handler.
     Acquired,
@@ -121,7 +123,7 @@ pub enum KeyState {
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::store::{Claim, DedupKey, DedupStore, MemoryDedupStore, Outcome};
+/// use syncbus_storage::{Claim, DedupKey, DedupStore, MemoryDedupStore, Outcome};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryDedupStore::new(10_000);
@@ -139,11 +141,7 @@ pub trait DedupStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupKey,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+    fn claim<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, Claim>;
 
     /// Records how a claimed run ended; `ttl` is how long a `Done` key is remembered.
     ///
@@ -155,11 +153,15 @@ pub trait DedupStore: Send + Sync + 'static {
         key: &'a DedupKey,
         outcome: Outcome,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> StoreFuture<'a, ()>;
 
     /// Waits until the key's state may have changed, or `max` passed. The default polls;
     /// stores that can notify (the memory store) wake the waiter when the key finishes.
-    fn wait<'a>(&'a self, key: &'a DedupKey, max: Duration) -> BoxFuture<'a, ()> {
+    fn wait<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        max: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         let _ = key;
         Box::pin(tokio::time::sleep(max.min(Duration::from_millis(20))))
     }
@@ -169,17 +171,14 @@ pub trait DedupStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn state<'a>(
-        &'a self,
-        key: &'a DedupKey,
-    ) -> BoxFuture<'a, Result<Option<KeyState>, StoreError>>;
+    fn state<'a>(&'a self, key: &'a DedupKey) -> StoreFuture<'a, Option<KeyState>>;
 
     /// Removes expired keys and returns how many went.
     ///
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn purge_expired(&self) -> StoreFuture<'_, u64>;
 }
 
 const SHARDS: usize = 16;
@@ -191,7 +190,7 @@ const SHARDS: usize = 16;
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::store::MemoryDedupStore;
+/// use syncbus_storage::MemoryDedupStore;
 /// let store = MemoryDedupStore::new(100_000);
 /// assert_eq!(store.len(), 0);
 /// ```
@@ -278,7 +277,7 @@ impl MemoryDedupStore {
     /// # Examples
     ///
     /// ```
-    /// let store = syncbus_workflow::store::MemoryDedupStore::new(1_000);
+    /// let store = syncbus_storage::MemoryDedupStore::new(1_000);
     /// assert!(store.is_empty());
     /// ```
     pub fn new(capacity: usize) -> MemoryDedupStore {
@@ -294,7 +293,7 @@ impl MemoryDedupStore {
     /// # Examples
     ///
     /// ```
-    /// # let store = syncbus_workflow::store::MemoryDedupStore::new(10);
+    /// # let store = syncbus_storage::MemoryDedupStore::new(10);
     /// assert_eq!(store.len(), 0);
     /// ```
     pub fn len(&self) -> usize {
@@ -306,7 +305,7 @@ impl MemoryDedupStore {
     /// # Examples
     ///
     /// ```
-    /// # let store = syncbus_workflow::store::MemoryDedupStore::new(10);
+    /// # let store = syncbus_storage::MemoryDedupStore::new(10);
     /// assert!(store.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -368,11 +367,7 @@ pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
 }
 
 impl DedupStore for MemoryDedupStore {
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupKey,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+    fn claim<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, Claim> {
         let claim = self.claim_now(key, lease);
         Box::pin(std::future::ready(Ok(claim)))
     }
@@ -382,12 +377,16 @@ impl DedupStore for MemoryDedupStore {
         key: &'a DedupKey,
         outcome: Outcome,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> StoreFuture<'a, ()> {
         self.finish_now(key, outcome, ttl);
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn wait<'a>(&'a self, key: &'a DedupKey, max: Duration) -> BoxFuture<'a, ()> {
+    fn wait<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        max: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let shard = self.shard(key);
             let notified = shard.changed.notified();
@@ -404,10 +403,7 @@ impl DedupStore for MemoryDedupStore {
         })
     }
 
-    fn state<'a>(
-        &'a self,
-        key: &'a DedupKey,
-    ) -> BoxFuture<'a, Result<Option<KeyState>, StoreError>> {
+    fn state<'a>(&'a self, key: &'a DedupKey) -> StoreFuture<'a, Option<KeyState>> {
         let now = Instant::now();
         let state = self
             .shard(key)
@@ -419,7 +415,7 @@ impl DedupStore for MemoryDedupStore {
         Box::pin(std::future::ready(Ok(state)))
     }
 
-    fn purge_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn purge_expired(&self) -> StoreFuture<'_, u64> {
         let now = Instant::now();
         let mut purged = 0u64;
         for shard in self.shards.iter() {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use syncbus::store::SqliteStore;
-use syncbus::workflow::store::{DeadLetterFilter, DeadLetterRecord, DeadLetterStore};
+use syncbus::store::{DeadLetterFilter, DeadLetterRecord, DeadLetterStore};
 use syncbus::{Binary, CloudEventsJson, EventId, Limits, Pattern, Topic};
 
 const USAGE: &str = "usage:

@@ -7,7 +7,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use syncbus_envelope::{Bytes, Envelope, Timestamp};
 
-use crate::error::check_name;
+use crate::check_name;
 use crate::{
     Checkpoints, Claimed, EventLog, LogRecord, Outbox, OutboxRecord, Retention, StoreError,
     StoreFuture,
@@ -21,14 +21,14 @@ use crate::{
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use syncbus_store::{Checkpoints, EventLog, MemoryStore};
+/// use syncbus_storage::{Checkpoints, EventLog, MemoryStore};
 ///
 /// let store = MemoryStore::new();
 /// let log: Arc<dyn EventLog> = Arc::new(store.clone());
 /// let cursors: Arc<dyn Checkpoints> = Arc::new(store);
 /// assert_eq!(log.head().await?, None);
 /// assert_eq!(cursors.get("c").await?, None);
-/// # Ok::<(), syncbus_store::StoreError>(())
+/// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -74,7 +74,7 @@ impl MemoryStore {
     /// # Examples
     ///
     /// ```
-    /// let store = syncbus_store::MemoryStore::new();
+    /// let store = syncbus_storage::MemoryStore::new();
     /// # let _ = store;
     /// ```
     pub fn new() -> MemoryStore {
@@ -86,24 +86,24 @@ impl MemoryStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] if the envelope has no valid topic (the relay could never
+    /// [`StoreErrorKind::Invalid`](crate::StoreErrorKind::Invalid) if the envelope has no valid topic (the relay could never
     /// publish it).
     ///
     /// # Examples
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use syncbus_store::{MemoryStore, Outbox};
+    /// use syncbus_storage::{MemoryStore, Outbox};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
     /// let store = MemoryStore::new();
     /// let id = store.enqueue(env)?;
     /// assert_eq!(store.pending(1).await?[0].id, id);
-    /// # Ok::<(), syncbus_store::StoreError>(())
+    /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub fn enqueue(&self, envelope: Envelope<Bytes>) -> Result<u64, StoreError> {
-        crate::outbox::check_topic(&envelope)?;
+        crate::check_outbox_topic(&envelope)?;
         let mut s = self.inner.lock();
         s.next_outbox += 1;
         let id = s.next_outbox;
@@ -278,6 +278,34 @@ impl EventLog for MemoryStore {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        consumer: &'a str,
+        member: &'a str,
+        offsets: &'a [u64],
+        lease: Duration,
+    ) -> StoreFuture<'a, u64> {
+        self.with(|s| {
+            check_name("consumer", consumer)?;
+            check_name("member", member)?;
+            let until = now_ms().saturating_add(ms(lease));
+            let mut n = 0;
+            if let Some(c) = s.consumers.get_mut(consumer) {
+                for offset in offsets {
+                    if let Some(row) = c
+                        .claims
+                        .get_mut(offset)
+                        .filter(|r| !r.acked && r.member.as_deref() == Some(member))
+                    {
+                        row.expires_ms = until;
+                        n += 1;
+                    }
+                }
+            }
+            Ok(n)
         })
     }
 

@@ -6,8 +6,8 @@ use parking_lot::Mutex;
 use syncbus_core::Pattern;
 use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
 
-use super::{BoxFuture, StoreError};
-use crate::error::ErrorKind;
+use crate::ErrorKind;
+use crate::StoreFuture;
 
 /// A dead letter's id: a fresh UUIDv7, so ids sort by the time they were recorded.
 pub type DeadLetterId = EventId;
@@ -44,7 +44,7 @@ impl DeadLetterRecord {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterRecord;
+    /// # use syncbus_storage::DeadLetterRecord;
     /// # fn show(r: &DeadLetterRecord) {
     /// println!("{} failed: {}", r.envelope.meta().id(), r.error());
     /// # }
@@ -60,7 +60,7 @@ impl DeadLetterRecord {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::store::DeadLetterFilter;
+/// use syncbus_storage::DeadLetterFilter;
 /// use syncbus_core::Pattern;
 ///
 /// let f = DeadLetterFilter::new()
@@ -95,7 +95,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// let f = syncbus_workflow::store::DeadLetterFilter::new();
+    /// let f = syncbus_storage::DeadLetterFilter::new();
     /// assert!(f.topic.is_none());
     /// ```
     pub fn new() -> Self {
@@ -107,7 +107,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// let f = DeadLetterFilter::new().topic(syncbus_core::Pattern::new("orders.*")?);
     /// # Ok::<(), syncbus_core::TopicError>(())
     /// ```
@@ -121,7 +121,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// let f = DeadLetterFilter::new().event_type("shop.order.placed");
     /// ```
     pub fn event_type(mut self, t: impl Into<String>) -> Self {
@@ -134,7 +134,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// let f = DeadLetterFilter::new().subscription("billing");
     /// ```
     pub fn subscription(mut self, s: impl Into<String>) -> Self {
@@ -147,7 +147,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// let f = DeadLetterFilter::new().error_contains("503");
     /// ```
     pub fn error_contains(mut self, text: impl Into<String>) -> Self {
@@ -160,7 +160,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// use syncbus_envelope::Timestamp;
     /// let f = DeadLetterFilter::new().between(Timestamp::from_unix_millis(0), Timestamp::now());
     /// ```
@@ -175,7 +175,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::DeadLetterFilter;
+    /// # use syncbus_storage::DeadLetterFilter;
     /// assert_eq!(DeadLetterFilter::new().limit(10).limit, Some(10));
     /// ```
     pub fn limit(mut self, n: usize) -> Self {
@@ -189,7 +189,7 @@ impl DeadLetterFilter {
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::store::{DeadLetterFilter, DeadLetterRecord};
+    /// # use syncbus_storage::{DeadLetterFilter, DeadLetterRecord};
     /// # fn check(r: &DeadLetterRecord) {
     /// assert!(DeadLetterFilter::new().matches(r));
     /// # }
@@ -221,7 +221,7 @@ impl DeadLetterFilter {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::store::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
+/// use syncbus_storage::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryDeadLetterStore::new(1_000);
 /// assert!(store.list(&DeadLetterFilter::new()).await?.is_empty());
@@ -233,34 +233,28 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn put(&self, record: DeadLetterRecord) -> StoreFuture<'_, ()>;
 
     /// The records passing `filter`, oldest last failure first (then by id).
     ///
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails or a stored record cannot be decoded.
-    fn list<'a>(
-        &'a self,
-        filter: &'a DeadLetterFilter,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, StoreError>>;
+    fn list<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, Vec<DeadLetterRecord>>;
 
     /// One record by id.
     ///
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails or the record cannot be decoded.
-    fn get<'a>(
-        &'a self,
-        id: &'a DeadLetterId,
-    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, StoreError>>;
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>>;
 
     /// Deletes a record; `false` if there was none.
     ///
     /// # Errors
     ///
     /// A [`StoreError`] when the backend fails.
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool>;
 }
 
 /// The in-memory [`DeadLetterStore`], bounded: when full, the oldest record is dropped and
@@ -269,7 +263,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// let store = syncbus_workflow::store::MemoryDeadLetterStore::new(10_000);
+/// let store = syncbus_storage::MemoryDeadLetterStore::new(10_000);
 /// assert_eq!(store.len(), 0);
 /// ```
 #[derive(Debug)]
@@ -290,7 +284,7 @@ impl MemoryDeadLetterStore {
     /// # Examples
     ///
     /// ```
-    /// let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// let store = syncbus_storage::MemoryDeadLetterStore::new(100);
     /// assert!(store.is_empty());
     /// ```
     pub fn new(capacity: usize) -> Self {
@@ -305,7 +299,7 @@ impl MemoryDeadLetterStore {
     /// # Examples
     ///
     /// ```
-    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// # let store = syncbus_storage::MemoryDeadLetterStore::new(100);
     /// assert_eq!(store.len(), 0);
     /// ```
     pub fn len(&self) -> usize {
@@ -317,7 +311,7 @@ impl MemoryDeadLetterStore {
     /// # Examples
     ///
     /// ```
-    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// # let store = syncbus_storage::MemoryDeadLetterStore::new(100);
     /// assert!(store.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -329,7 +323,7 @@ impl MemoryDeadLetterStore {
     /// # Examples
     ///
     /// ```
-    /// # let store = syncbus_workflow::store::MemoryDeadLetterStore::new(100);
+    /// # let store = syncbus_storage::MemoryDeadLetterStore::new(100);
     /// assert_eq!(store.evicted(), 0);
     /// ```
     pub fn evicted(&self) -> u64 {
@@ -338,7 +332,7 @@ impl MemoryDeadLetterStore {
 }
 
 impl DeadLetterStore for MemoryDeadLetterStore {
-    fn put(&self, record: DeadLetterRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn put(&self, record: DeadLetterRecord) -> StoreFuture<'_, ()> {
         let mut inner = self.inner.lock();
         while inner.records.len() >= self.capacity {
             if let Some((id, old)) = inner.records.pop_first() {
@@ -354,10 +348,7 @@ impl DeadLetterStore for MemoryDeadLetterStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn list<'a>(
-        &'a self,
-        filter: &'a DeadLetterFilter,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetterRecord>, StoreError>> {
+    fn list<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, Vec<DeadLetterRecord>> {
         let inner = self.inner.lock();
         let mut out: Vec<DeadLetterRecord> = inner
             .records
@@ -372,15 +363,12 @@ impl DeadLetterStore for MemoryDeadLetterStore {
         Box::pin(std::future::ready(Ok(out)))
     }
 
-    fn get<'a>(
-        &'a self,
-        id: &'a DeadLetterId,
-    ) -> BoxFuture<'a, Result<Option<DeadLetterRecord>, StoreError>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
         let r = self.inner.lock().records.get(id).cloned();
         Box::pin(std::future::ready(Ok(r)))
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
         let gone = self.inner.lock().records.remove(id).is_some();
         Box::pin(std::future::ready(Ok(gone)))
     }

@@ -24,7 +24,7 @@ use crate::EventLog;
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
-/// use syncbus_store::{EventLog, LogFeed, MemoryStore};
+/// use syncbus_storage::{EventLog, LogFeed, MemoryStore};
 ///
 /// let bus = Bus::new();
 /// let log = Arc::new(MemoryStore::new());
@@ -59,7 +59,7 @@ impl LogFeed {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::{Bus, SubscribeError};
-    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let bus = Bus::new();
     /// assert!(LogFeed::bytes(&bus, "orders.>", Arc::new(MemoryStore::new())).is_ok());
     /// let bad = LogFeed::bytes(&bus, "orders..x", Arc::new(MemoryStore::new()));
@@ -89,7 +89,7 @@ impl LogFeed {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_core::{Bus, Event};
-    /// use syncbus_store::{EventLog, LogFeed, MemoryStore};
+    /// use syncbus_storage::{EventLog, LogFeed, MemoryStore};
     ///
     /// #[derive(Clone, Debug, serde::Serialize)]
     /// struct Shipped { order: u64 }
@@ -165,7 +165,7 @@ impl LogFeed {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
-    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
     /// assert_eq!(feed.appended(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -183,7 +183,7 @@ impl LogFeed {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
-    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
     /// assert_eq!(feed.failed(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -201,7 +201,7 @@ impl LogFeed {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
-    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let feed = LogFeed::bytes(&Bus::new(), "a.>", Arc::new(MemoryStore::new()))?;
     /// assert_eq!(feed.subscription().pattern().as_str(), "a.>");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -221,7 +221,7 @@ impl LogFeed {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_core::Bus;
-    /// use syncbus_store::{LogFeed, MemoryStore};
+    /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
     /// assert!(tokio::task::spawn_blocking(move || feed.stop(Duration::from_secs(1))).await?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
