@@ -72,42 +72,33 @@
     rust_2018_idioms
 )]
 
-mod breaker;
 mod chain;
 mod context;
-mod dead_letter;
-mod dedup;
-mod emit;
 mod error;
 mod handler;
 mod layer;
-mod limit;
+mod layers;
 mod metrics;
-mod ordering;
-mod retry;
 mod saga;
+mod storable;
 pub mod store;
 mod workflow;
 
-pub use crate::breaker::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, WhenOpen,
-};
 pub use crate::chain::{ChainNode, Chains, Handling};
 pub use crate::context::Context;
-pub use crate::dead_letter::{DeadLetterLayer, DeadLettering, Storable};
-pub use crate::dedup::{Dedup, DedupLayer, Deduped};
-pub use crate::emit::{Emit, EmitLayer};
 pub use crate::error::{ErrorKind, HandlerError, ResultExt};
 pub use crate::handler::{handler_fn, sync_handler_fn, Handler, HandlerFn, SyncHandlerFn};
 pub use crate::layer::{Either, Identity, Layer, Pair, Stack};
-pub use crate::limit::{
-    ConcurrencyLimit, ConcurrencyLimitLayer, RateLimit, RateLimitLayer, RateLimited, Timeout,
-    TimeoutLayer,
+pub use crate::layers::{
+    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, ConcurrencyLimit,
+    ConcurrencyLimitLayer, DeadLetterLayer, DeadLettering, Dedup, DedupLayer, Deduped, Emit,
+    EmitLayer, Jitter, OnExpiry, Ordered, Ordering, OrderingLayer, RateLimit, RateLimitLayer,
+    RateLimited, Retry, RetryLayer, RetryPolicy, StartAt, Timeout, TimeoutLayer, WhenOpen,
+    REDRIVE_HEADER,
 };
 pub use crate::metrics::WorkflowMetrics;
-pub use crate::ordering::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
-pub use crate::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
 pub use crate::saga::{RunningSaga, Saga};
+pub use crate::storable::Storable;
 pub use crate::workflow::{
     Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,
 };

@@ -12,10 +12,10 @@ use syncbus_core::{Envelope, Payload, SubscribeError};
 use syncbus_envelope::Timestamp;
 
 use crate::context::Context;
-use crate::dead_letter::Storable;
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::handler_fn;
-use crate::retry::RetryPolicy;
+use crate::layers::RetryPolicy;
+use crate::storable::Storable;
 use crate::store::{
     BoxFuture, MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,
     StoreError,

@@ -13,19 +13,17 @@ use syncbus_core::{
 };
 use syncbus_envelope::{Bytes, Envelope, EventId, Payload};
 
-use crate::breaker::CircuitBreaker;
 use crate::chain::{ChainNode, Chains};
 use crate::context::{Context, SubscriptionInfo};
-use crate::dead_letter::{DeadLetterLayer, Storable};
-use crate::dedup::Dedup;
-use crate::emit::EmitLayer;
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::{catch_panic, Handler};
 use crate::layer::Stack;
-use crate::limit::{Bucket, ConcurrencyLimitLayer, RateLimit, TimeoutLayer};
+use crate::layers::{
+    Bucket, CircuitBreaker, ConcurrencyLimitLayer, DeadLetterLayer, Dedup, EmitLayer, Ordering,
+    RateLimit, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
+};
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
-use crate::ordering::{Ordering, REDRIVE_HEADER};
-use crate::retry::{RetryLayer, RetryPolicy};
+use crate::storable::Storable;
 use crate::store::{
     BoxFuture, DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
 };

@@ -2,44 +2,15 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use syncbus_envelope::{Bytes, DecodeError, EncodeError, Envelope, Event, EventId, Timestamp};
+use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
 
 use crate::context::Context;
 use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
+use crate::storable::Storable;
 use crate::store::{DeadLetterRecord, DeadLetterStore};
-
-/// A payload that can be stored as bytes and read back: every `Event` that is
-/// `Serialize + DeserializeOwned` (JSON). Dead letters and redrive need it.
-pub trait Storable: Clone + Send + Sync + Sized + 'static {
-    /// The envelope with its payload as JSON bytes.
-    ///
-    /// # Errors
-    ///
-    /// [`EncodeError`] if the payload does not serialize.
-    fn to_stored(env: &Envelope<Self>) -> Result<Envelope<Bytes>, EncodeError>;
-
-    /// The typed envelope back.
-    ///
-    /// # Errors
-    ///
-    /// [`DecodeError`] for another event type or a payload that does not decode.
-    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<Self>, DecodeError>;
-}
-
-impl<E: Event + Serialize + DeserializeOwned> Storable for E {
-    fn to_stored(env: &Envelope<E>) -> Result<Envelope<Bytes>, EncodeError> {
-        env.to_bytes_payload()
-    }
-
-    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<E>, DecodeError> {
-        env.decode_payload::<E>()
-    }
-}
 
 /// Makes [`DeadLettering`] handlers.
 ///

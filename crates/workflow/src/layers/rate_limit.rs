@@ -1,130 +1,17 @@
-//! Per-attempt timeout, concurrency limit and rate limit.
+//! The rate limit: a token bucket in front of each attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use syncbus_envelope::Envelope;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::error::{ErrorKind, HandlerError};
+use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
-
-/// Makes [`Timeout`] handlers.
-///
-/// # Examples
-///
-/// ```
-/// let layer = syncbus_workflow::TimeoutLayer::new(std::time::Duration::from_secs(10));
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct TimeoutLayer {
-    after: Duration,
-}
-
-impl TimeoutLayer {
-    /// Each attempt may take at most `after`.
-    ///
-    /// # Examples
-    ///
-    /// See [`TimeoutLayer`].
-    pub fn new(after: Duration) -> Self {
-        TimeoutLayer { after }
-    }
-}
-
-impl<H> Layer<H> for TimeoutLayer {
-    type Handler = Timeout<H>;
-    fn layer(&self, inner: H) -> Timeout<H> {
-        Timeout {
-            inner,
-            after: self.after,
-        }
-    }
-}
-
-/// Fails an attempt that takes too long with a retryable [`ErrorKind::Timeout`]; the
-/// attempt's future is dropped (cancelled) at the deadline.
-#[derive(Debug, Clone)]
-pub struct Timeout<H> {
-    inner: H,
-    after: Duration,
-}
-
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for Timeout<H> {
-    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
-        match tokio::time::timeout(self.after, self.inner.call(env, ctx.clone())).await {
-            Ok(r) => r,
-            Err(_) => {
-                ctx.bump(Stat::Timeouts);
-                Err(HandlerError::new(
-                    ErrorKind::Timeout,
-                    format!("attempt timed out after {:?}", self.after),
-                ))
-            }
-        }
-    }
-}
-
-/// Makes [`ConcurrencyLimit`] handlers sharing one set of permits.
-///
-/// # Examples
-///
-/// ```
-/// let layer = syncbus_workflow::ConcurrencyLimitLayer::new(8);
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone)]
-pub struct ConcurrencyLimitLayer {
-    permits: Arc<Semaphore>,
-}
-
-impl ConcurrencyLimitLayer {
-    /// At most `n` (at least 1) attempts run at once.
-    ///
-    /// # Examples
-    ///
-    /// See [`ConcurrencyLimitLayer`].
-    pub fn new(n: usize) -> Self {
-        ConcurrencyLimitLayer {
-            permits: Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))),
-        }
-    }
-}
-
-impl<H> Layer<H> for ConcurrencyLimitLayer {
-    type Handler = ConcurrencyLimit<H>;
-    fn layer(&self, inner: H) -> ConcurrencyLimit<H> {
-        ConcurrencyLimit {
-            inner,
-            permits: self.permits.clone(),
-        }
-    }
-}
-
-/// Lets at most N attempts run at once; the others wait for a permit.
-#[derive(Debug, Clone)]
-pub struct ConcurrencyLimit<H> {
-    inner: H,
-    permits: Arc<Semaphore>,
-}
-
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for ConcurrencyLimit<H> {
-    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
-        // The semaphore is never closed, so acquiring only fails if it were.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HandlerError::retryable("concurrency limiter closed"))?;
-        self.inner.call(env, ctx).await
-    }
-}
 
 /// A token bucket: `rate` tokens per `per`, holding at most `burst`.
 ///

@@ -1,0 +1,25 @@
+//! The reliability layers, one module each.
+
+mod circuit_breaker;
+mod concurrency_limit;
+mod dead_letters;
+mod dedup;
+mod emit;
+mod rate_limit;
+mod resequence;
+mod retry;
+mod timeout;
+
+pub use self::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, WhenOpen,
+};
+pub use self::concurrency_limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
+pub(crate) use self::dead_letters::record;
+pub use self::dead_letters::{DeadLetterLayer, DeadLettering};
+pub use self::dedup::{Dedup, DedupLayer, Deduped};
+pub use self::emit::{Emit, EmitLayer};
+pub(crate) use self::rate_limit::Bucket;
+pub use self::rate_limit::{RateLimit, RateLimitLayer, RateLimited};
+pub use self::resequence::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
+pub use self::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
+pub use self::timeout::{Timeout, TimeoutLayer};
