@@ -17,11 +17,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use serde::{Deserialize, Serialize};
 use syncbus::workflow::store::MemoryDeadLetterStore;
 use syncbus::workflow::{
-    ConcurrencyLimitLayer, DeadLetterLayer, Handler, Layer, Stack, TimeoutLayer,
+    ConcurrencyLimitLayer, DeadLettersLayer, Handler, Layer, Stack, TimeoutLayer,
 };
 use syncbus::{
-    handler_fn, Bus, CircuitBreaker, Context, Dedup, EntityId, Envelope, Event, EventId,
-    HandlerError, Ordering, RateLimit, RetryPolicy,
+    handler_fn, Bus, CircuitBreakerConfig, Context, DedupConfig, EntityId, Envelope, Event,
+    EventId, HandlerError, Ordering, RateLimitConfig, RetryPolicy,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,14 +115,14 @@ fn dedup(c: &mut Criterion) {
     run(
         &mut g,
         "dedup_miss",
-        &Dedup::memory(100_000).layer().layer(handler()),
+        &DedupConfig::memory(100_000).layer().layer(handler()),
         fresh_id,
     );
     run(&mut g, "bare_handler_same_id", &handler(), same);
     run(
         &mut g,
         "dedup_hit",
-        &Dedup::memory(100_000).layer().layer(handler()),
+        &DedupConfig::memory(100_000).layer().layer(handler()),
         same,
     );
     g.finish();
@@ -157,17 +157,17 @@ fn stack(c: &mut Criterion) {
     let dl = std::sync::Arc::new(MemoryDeadLetterStore::new(1000));
     run(&mut g, "bare_handler", &handler(), next_version);
     let default = Stack::new()
-        .layer(DeadLetterLayer::new(dl.clone()))
+        .layer(DeadLettersLayer::new(dl.clone()))
         .layer(RetryPolicy::default().layer())
         .handler(handler());
     run(&mut g, "default_stack", &default, next_version);
     let full = Stack::new()
-        .layer(DeadLetterLayer::new(dl.clone()))
-        .layer(Dedup::memory(100_000).layer())
+        .layer(DeadLettersLayer::new(dl.clone()))
+        .layer(DedupConfig::memory(100_000).layer())
         .layer(Ordering::new().dead_letters(dl).layer())
         .layer(RetryPolicy::default().layer())
-        .layer(CircuitBreaker::new().layer())
-        .layer(RateLimit::per_second(1_000_000_000).layer())
+        .layer(CircuitBreakerConfig::new().layer())
+        .layer(RateLimitConfig::per_second(1_000_000_000).layer())
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(ConcurrencyLimitLayer::new(64))
         .handler(handler());

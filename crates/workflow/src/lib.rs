@@ -9,7 +9,7 @@
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
 //! use syncbus_core::{Bus, Envelope, Event};
-//! use syncbus_workflow::{handler_fn, Dedup, HandlerError, ResultExt, RetryPolicy, Workflow};
+//! use syncbus_workflow::{handler_fn, DedupConfig, HandlerError, ResultExt, RetryPolicy, Workflow};
 //!
 //! #[derive(Clone, Debug, Serialize, Deserialize)]
 //! struct StockChanged { sku: String, qty: i64 }
@@ -21,7 +21,7 @@
 //! let sub = wf
 //!     .subscribe::<StockChanged>("stock.changed")?
 //!     .name("search-index")
-//!     .dedup(Dedup::memory(100_000))
+//!     .dedup(DedupConfig::memory(100_000))
 //!     .retry(RetryPolicy::default().max_attempts(5))
 //!     .timeout(Duration::from_secs(2))
 //!     .handle(handler_fn(|env: Envelope<StockChanged>, _ctx| async move {
@@ -39,11 +39,11 @@
 //! | piece | what it does |
 //! | --- | --- |
 //! | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] | the contract: an envelope and a context in, `Ok` or a [`HandlerError`] out; follow-up events through the context |
-//! | [`Dedup`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
+//! | [`DedupConfig`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
 //! | [`Ordering`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
 //! | [`RetryPolicy`] | exponential backoff with jitter, only for retryable errors |
-//! | [`CircuitBreaker`], [`RateLimit`], [`TimeoutLayer`], [`ConcurrencyLimitLayer`] | protect a downstream |
-//! | [`DeadLetterLayer`], [`Workflow::redrive`] | record final failures, list them, replay them |
+//! | [`CircuitBreakerConfig`], [`RateLimitConfig`], [`TimeoutLayer`], [`ConcurrencyLimitLayer`] | protect a downstream |
+//! | [`DeadLettersLayer`], [`Workflow::redrive`] | record final failures, list them, replay them |
 //! | [`Chains`], [`Workflow::chain`] | the tree of events an event caused |
 //! | [`Saga`] | steps with compensations, keyed by correlation id |
 //! | [`store`] | the storage traits behind dedup, dead letters and sagas, with memory stores |
@@ -90,10 +90,10 @@ pub use crate::error::{ErrorKind, HandlerError, ResultExt};
 pub use crate::handler::{handler_fn, sync_handler_fn, Handler, HandlerFn, SyncHandlerFn};
 pub use crate::layer::{Either, Identity, Layer, Pair, Stack};
 pub use crate::layers::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, ConcurrencyLimit,
-    ConcurrencyLimitLayer, DeadLetterLayer, DeadLettering, Dedup, DedupLayer, Deduped, Emit,
-    EmitLayer, Jitter, OnExpiry, Ordered, Ordering, OrderingLayer, RateLimit, RateLimitLayer,
-    RateLimited, Retry, RetryLayer, RetryPolicy, StartAt, Timeout, TimeoutLayer, WhenOpen,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ConcurrencyLimit,
+    ConcurrencyLimitLayer, DeadLetters, DeadLettersLayer, Dedup, DedupConfig, DedupLayer, Emit,
+    EmitLayer, Jitter, OnExpiry, Ordered, Ordering, OrderingLayer, RateLimit, RateLimitConfig,
+    RateLimitLayer, Retry, RetryLayer, RetryPolicy, StartAt, Timeout, TimeoutLayer, WhenOpen,
     REDRIVE_HEADER,
 };
 pub use crate::metrics::WorkflowMetrics;

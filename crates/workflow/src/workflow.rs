@@ -19,8 +19,8 @@ use crate::error::{ErrorKind, HandlerError};
 use crate::handler::{catch_panic, Handler};
 use crate::layer::Stack;
 use crate::layers::{
-    Bucket, CircuitBreaker, ConcurrencyLimitLayer, DeadLetterLayer, Dedup, EmitLayer, Ordering,
-    RateLimit, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
+    Bucket, CircuitBreakerConfig, ConcurrencyLimitLayer, DeadLettersLayer, DedupConfig, EmitLayer,
+    Ordering, RateLimitConfig, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
@@ -57,7 +57,7 @@ type Redriver =
 ///     .subscribe::<OrderPlaced>("shop.order.placed")?
 ///     .name("reserve-stock")
 ///     .retry(RetryPolicy::default().max_attempts(3))
-///     .dedup(syncbus_workflow::Dedup::memory(100_000))
+///     .dedup(syncbus_workflow::DedupConfig::memory(100_000))
 ///     .handle(handler_fn(|env: Envelope<OrderPlaced>, _ctx| async move {
 ///         println!("reserving stock for order {}", env.payload().order);
 ///         Ok::<(), HandlerError>(())
@@ -381,16 +381,16 @@ impl Workflow {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::{RateLimit, Redrive, store::DeadLetterFilter};
+/// use syncbus_workflow::{RateLimitConfig, Redrive, store::DeadLetterFilter};
 /// let r = Redrive::new(DeadLetterFilter::new().error_contains("503"))
-///     .rate_limit(RateLimit::per_second(20))
+///     .rate_limit(RateLimitConfig::per_second(20))
 ///     .dry_run();
 /// # let _ = r;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Redrive {
     filter: DeadLetterFilter,
-    rate: Option<RateLimit>,
+    rate: Option<RateLimitConfig>,
     dry_run: bool,
     only: Option<DeadLetterId>,
 }
@@ -415,7 +415,7 @@ impl Redrive {
     /// # Examples
     ///
     /// See [`Redrive`].
-    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+    pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
         self.rate = Some(rate);
         self
     }
@@ -469,13 +469,13 @@ pub struct WorkflowSubscribe<P> {
     name: Option<SmolStr>,
     handler_name: Option<SmolStr>,
     keyed: bool,
-    dedup: Option<Dedup>,
+    dedup: Option<DedupConfig>,
     ordering: Option<Ordering>,
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
     concurrency: Option<usize>,
-    rate: Option<RateLimit>,
-    breaker: Option<CircuitBreaker>,
+    rate: Option<RateLimitConfig>,
+    breaker: Option<CircuitBreakerConfig>,
     dead_letters: Option<Arc<dyn DeadLetterStore>>,
 }
 
@@ -579,12 +579,12 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         self
     }
 
-    /// Runs each key once; see [`Dedup`].
+    /// Runs each key once; see [`DedupConfig`].
     ///
     /// # Examples
     ///
     /// See [`Workflow`].
-    pub fn dedup(mut self, dedup: Dedup) -> Self {
+    pub fn dedup(mut self, dedup: DedupConfig) -> Self {
         self.dedup = Some(dedup);
         self
     }
@@ -676,10 +676,10 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.rate_limit(syncbus_workflow::RateLimit::per_second(10));
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.rate_limit(syncbus_workflow::RateLimitConfig::per_second(10));
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+    pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
         self.rate = Some(rate);
         self
     }
@@ -693,10 +693,10 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.circuit_breaker(syncbus_workflow::CircuitBreaker::new());
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.circuit_breaker(syncbus_workflow::CircuitBreakerConfig::new());
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+    pub fn circuit_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -738,12 +738,12 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
             .clone()
             .unwrap_or_else(|| wf.inner.dead_letters.clone());
         let stack = Stack::new()
-            .layer(DeadLetterLayer::new(dl.clone()))
-            .layer(self.dedup.map(Dedup::layer))
+            .layer(DeadLettersLayer::new(dl.clone()))
+            .layer(self.dedup.map(DedupConfig::layer))
             .layer(self.ordering.map(|o| o.dead_letters(dl.clone()).layer()))
             .layer(self.retry.map(RetryLayer::new))
-            .layer(self.breaker.map(CircuitBreaker::layer))
-            .layer(self.rate.map(RateLimit::layer))
+            .layer(self.breaker.map(CircuitBreakerConfig::layer))
+            .layer(self.rate.map(RateLimitConfig::layer))
             .layer(self.timeout.map(TimeoutLayer::new))
             .layer(self.concurrency.map(ConcurrencyLimitLayer::new))
             .layer(EmitLayer)

@@ -22,11 +22,11 @@ fn public_types_are_send_and_sync() {
     send_sync::<HandlerError>();
     send_sync::<Chains>();
     send_sync::<ChainNode>();
-    send_sync::<Dedup>();
+    send_sync::<DedupConfig>();
     send_sync::<Ordering>();
     send_sync::<RetryPolicy>();
-    send_sync::<CircuitBreaker>();
-    send_sync::<RateLimit>();
+    send_sync::<CircuitBreakerConfig>();
+    send_sync::<RateLimitConfig>();
     send_sync::<Redrive>();
     send_sync::<StoreError>();
     send_sync::<MemoryDedupStore>();

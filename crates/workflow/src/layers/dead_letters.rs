@@ -12,42 +12,42 @@ use crate::metrics::Stat;
 use crate::storable::Storable;
 use crate::store::{DeadLetterRecord, DeadLetterStore};
 
-/// Makes [`DeadLettering`] handlers.
+/// Makes [`DeadLetters`] handlers.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::sync::Arc;
-/// use syncbus_workflow::{DeadLetterLayer, store::MemoryDeadLetterStore};
-/// let layer = DeadLetterLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
+/// use syncbus_workflow::{DeadLettersLayer, store::MemoryDeadLetterStore};
+/// let layer = DeadLettersLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
-pub struct DeadLetterLayer {
+pub struct DeadLettersLayer {
     store: Arc<dyn DeadLetterStore>,
 }
 
-impl std::fmt::Debug for DeadLetterLayer {
+impl std::fmt::Debug for DeadLettersLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeadLetterLayer")
+        f.write_str("DeadLettersLayer")
     }
 }
 
-impl DeadLetterLayer {
+impl DeadLettersLayer {
     /// Records final failures in `store`.
     ///
     /// # Examples
     ///
-    /// See [`DeadLetterLayer`].
+    /// See [`DeadLettersLayer`].
     pub fn new(store: Arc<dyn DeadLetterStore>) -> Self {
-        DeadLetterLayer { store }
+        DeadLettersLayer { store }
     }
 }
 
-impl<H> Layer<H> for DeadLetterLayer {
-    type Handler = DeadLettering<H>;
-    fn layer(&self, inner: H) -> DeadLettering<H> {
-        DeadLettering {
+impl<H> Layer<H> for DeadLettersLayer {
+    type Handler = DeadLetters<H>;
+    fn layer(&self, inner: H) -> DeadLetters<H> {
+        DeadLetters {
             inner,
             store: self.store.clone(),
         }
@@ -58,18 +58,18 @@ impl<H> Layer<H> for DeadLetterLayer {
 /// then returns the error. If the store fails too, the failure is logged with the event and
 /// counted in `dead_letter_lost`.
 #[derive(Clone)]
-pub struct DeadLettering<H> {
+pub struct DeadLetters<H> {
     inner: H,
     store: Arc<dyn DeadLetterStore>,
 }
 
-impl<H> std::fmt::Debug for DeadLettering<H> {
+impl<H> std::fmt::Debug for DeadLetters<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeadLettering")
+        f.write_str("DeadLetters")
     }
 }
 
-impl<P: Storable, H: Handler<P>> Handler<P> for DeadLettering<H> {
+impl<P: Storable, H: Handler<P>> Handler<P> for DeadLetters<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let keep = env.clone();
         match self.inner.call(env, ctx.clone()).await {

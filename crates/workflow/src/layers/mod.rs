@@ -11,15 +11,15 @@ mod retry;
 mod timeout;
 
 pub use self::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, WhenOpen,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, WhenOpen,
 };
 pub use self::concurrency_limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub(crate) use self::dead_letters::record;
-pub use self::dead_letters::{DeadLetterLayer, DeadLettering};
-pub use self::dedup::{Dedup, DedupLayer, Deduped};
+pub use self::dead_letters::{DeadLetters, DeadLettersLayer};
+pub use self::dedup::{Dedup, DedupConfig, DedupLayer};
 pub use self::emit::{Emit, EmitLayer};
 pub(crate) use self::rate_limit::Bucket;
-pub use self::rate_limit::{RateLimit, RateLimitLayer, RateLimited};
+pub use self::rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer};
 pub use self::resequence::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
 pub use self::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
 pub use self::timeout::{Timeout, TimeoutLayer};

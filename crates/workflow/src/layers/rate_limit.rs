@@ -19,27 +19,27 @@ use crate::metrics::Stat;
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::RateLimit;
-/// let limit = RateLimit::per_second(100).burst(20);
-/// let slow = RateLimit::new(1, Duration::from_secs(60)); // one a minute
+/// use syncbus_workflow::RateLimitConfig;
+/// let limit = RateLimitConfig::per_second(100).burst(20);
+/// let slow = RateLimitConfig::new(1, Duration::from_secs(60)); // one a minute
 /// # let _ = (limit, slow);
 /// ```
 #[derive(Debug, Clone)]
-pub struct RateLimit {
+pub struct RateLimitConfig {
     rate: u32,
     per: Duration,
     burst: u32,
 }
 
-impl RateLimit {
+impl RateLimitConfig {
     /// `rate` (at least 1) events per `per`, with a burst of `rate`.
     ///
     /// # Examples
     ///
-    /// See [`RateLimit`].
+    /// See [`RateLimitConfig`].
     pub fn new(rate: u32, per: Duration) -> Self {
         let rate = rate.max(1);
-        RateLimit {
+        RateLimitConfig {
             rate,
             per: per.max(Duration::from_nanos(1)),
             burst: rate,
@@ -50,16 +50,16 @@ impl RateLimit {
     ///
     /// # Examples
     ///
-    /// See [`RateLimit`].
+    /// See [`RateLimitConfig`].
     pub fn per_second(n: u32) -> Self {
-        RateLimit::new(n, Duration::from_secs(1))
+        RateLimitConfig::new(n, Duration::from_secs(1))
     }
 
     /// How many tokens the bucket holds (at least 1): the burst allowed after a quiet spell.
     ///
     /// # Examples
     ///
-    /// See [`RateLimit`].
+    /// See [`RateLimitConfig`].
     pub fn burst(mut self, n: u32) -> Self {
         self.burst = n.max(1);
         self
@@ -70,24 +70,22 @@ impl RateLimit {
     /// # Examples
     ///
     /// ```
-    /// let layer = syncbus_workflow::RateLimit::per_second(50).layer();
+    /// let layer = syncbus_workflow::RateLimitConfig::per_second(50).layer();
     /// # let _ = layer;
     /// ```
     pub fn layer(self) -> RateLimitLayer {
-        RateLimitLayer {
-            bucket: Arc::new(Bucket::new(self)),
-        }
+        RateLimitLayer::new(self)
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct Bucket {
-    limit: RateLimit,
+    limit: RateLimitConfig,
     state: Mutex<(f64, Instant)>,
 }
 
 impl Bucket {
-    pub(crate) fn new(limit: RateLimit) -> Bucket {
+    pub(crate) fn new(limit: RateLimitConfig) -> Bucket {
         let full = f64::from(limit.burst);
         Bucket {
             limit,
@@ -124,30 +122,70 @@ impl Bucket {
     }
 }
 
-/// Makes [`RateLimited`] handlers sharing one bucket.
+/// Makes [`RateLimit`] handlers sharing one bucket.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::Envelope;
+/// use syncbus_workflow::{handler_fn, Context, Handler, Layer, RateLimitConfig, RateLimitLayer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = RateLimitLayer::new(RateLimitConfig::per_second(10).burst(1));
+/// let h = layer.layer(handler_fn(|_e: Envelope<Ping>, _c| async { Ok(()) }));
+/// let bus = syncbus_core::Bus::new();
+/// let start = tokio::time::Instant::now();
+/// for _ in 0..3 {
+///     let env = Envelope::from_event(Ping);
+///     h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// }
+/// assert!(start.elapsed() >= Duration::from_millis(200)); // one token per 100 ms
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     bucket: Arc<Bucket>,
 }
 
+impl RateLimitLayer {
+    /// A layer whose handlers share one bucket set by `cfg`; the same as
+    /// [`RateLimitConfig::layer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_workflow::{RateLimitConfig, RateLimitLayer};
+    /// let layer = RateLimitLayer::new(RateLimitConfig::per_second(50));
+    /// # let _ = layer;
+    /// ```
+    pub fn new(cfg: RateLimitConfig) -> RateLimitLayer {
+        RateLimitLayer {
+            bucket: Arc::new(Bucket::new(cfg)),
+        }
+    }
+}
+
 impl<H> Layer<H> for RateLimitLayer {
-    type Handler = RateLimited<H>;
-    fn layer(&self, inner: H) -> RateLimited<H> {
-        RateLimited {
+    type Handler = RateLimit<H>;
+    fn layer(&self, inner: H) -> RateLimit<H> {
+        RateLimit {
             inner,
             bucket: self.bucket.clone(),
         }
     }
 }
 
-/// Waits for a token before each attempt; see [`RateLimit`].
+/// Waits for a token before each attempt; see [`RateLimitConfig`].
 #[derive(Debug, Clone)]
-pub struct RateLimited<H> {
+pub struct RateLimit<H> {
     inner: H,
     bucket: Arc<Bucket>,
 }
 
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for RateLimited<H> {
+impl<P: Send + 'static, H: Handler<P>> Handler<P> for RateLimit<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         self.bucket.take(Some(&ctx)).await;
         self.inner.call(env, ctx).await
