@@ -4,10 +4,11 @@
 //! Groups (per event, on a current-thread tokio runtime, no I/O):
 //! - `workflow_dedup`: a miss (a fresh event id each time: claim + done in the memory
 //!   store) and a hit (the same id again: acknowledged as a duplicate, the handler skipped).
-//! - `workflow_ordering`: versions of one entity in order.
+//! - `workflow_ordering`: the resequencer, versions of one entity in order (the group keeps
+//!   its name so results compare across the rename of the ordering layer).
 //! - `workflow_retry`: the retry wrapper around a handler that succeeds.
 //! - `workflow_stack`: dead letters + retry (what `Workflow::subscribe` adds by default) and
-//!   every layer at once (dead letters, dedup, ordering, retry, circuit breaker, rate limit,
+//!   every layer at once (dead letters, dedup, resequence, retry, circuit breaker, rate limit,
 //!   timeout, concurrency limit).
 
 use std::hint::black_box;
@@ -21,7 +22,7 @@ use syncbus::workflow::{
 };
 use syncbus::{
     handler_fn, Bus, CircuitBreakerConfig, Context, DedupConfig, EntityId, Envelope, Event,
-    EventId, HandlerError, Ordering, RateLimitConfig, RetryPolicy,
+    EventId, HandlerError, RateLimitConfig, ResequenceConfig, RetryPolicy,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,13 +129,13 @@ fn dedup(c: &mut Criterion) {
     g.finish();
 }
 
-fn ordering(c: &mut Criterion) {
+fn resequence(c: &mut Criterion) {
     let mut g = configure(c, "workflow_ordering");
     run(&mut g, "bare_handler", &handler(), next_version);
     run(
         &mut g,
         "ordering_in_order",
-        &Ordering::new().layer().layer(handler()),
+        &ResequenceConfig::new().layer().layer(handler()),
         next_version,
     );
     g.finish();
@@ -164,7 +165,7 @@ fn stack(c: &mut Criterion) {
     let full = Stack::new()
         .layer(DeadLettersLayer::new(dl.clone()))
         .layer(DedupConfig::memory(100_000).layer())
-        .layer(Ordering::new().dead_letters(dl).layer())
+        .layer(ResequenceConfig::new().dead_letters(dl).layer())
         .layer(RetryPolicy::default().layer())
         .layer(CircuitBreakerConfig::new().layer())
         .layer(RateLimitConfig::per_second(1_000_000_000).layer())
@@ -175,5 +176,5 @@ fn stack(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dedup, ordering, retry, stack);
+criterion_group!(benches, dedup, resequence, retry, stack);
 criterion_main!(benches);

@@ -33,7 +33,7 @@
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
-//! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`Ordering`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
+//! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
 //! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
 
@@ -58,9 +58,9 @@ pub use syncbus_envelope::{
 
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
-    Handler, HandlerError, Jitter, OnExpiry, Ordering, RateLimitConfig, Redrive, RedriveReport,
-    ResultExt, RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow, WorkflowMetrics,
-    WorkflowSubscription,
+    Handler, HandlerError, Jitter, OnExpiry, RateLimitConfig, Redrive, RedriveReport,
+    ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow,
+    WorkflowMetrics, WorkflowSubscription,
 };
 
 /// Durable storage: the event log and durable consumers, checkpoints, the outbox and its

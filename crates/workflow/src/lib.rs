@@ -40,7 +40,7 @@
 //! | --- | --- |
 //! | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] | the contract: an envelope and a context in, `Ok` or a [`HandlerError`] out; follow-up events through the context |
 //! | [`DedupConfig`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
-//! | [`Ordering`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
+//! | [`ResequenceConfig`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
 //! | [`RetryPolicy`] | exponential backoff with jitter, only for retryable errors |
 //! | [`CircuitBreakerConfig`], [`RateLimitConfig`], [`TimeoutLayer`], [`ConcurrencyLimitLayer`] | protect a downstream |
 //! | [`DeadLettersLayer`], [`Workflow::redrive`] | record final failures, list them, replay them |
@@ -92,9 +92,9 @@ pub use crate::layer::{Either, Identity, Layer, Pair, Stack};
 pub use crate::layers::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ConcurrencyLimit,
     ConcurrencyLimitLayer, DeadLetters, DeadLettersLayer, Dedup, DedupConfig, DedupLayer, Emit,
-    EmitLayer, Jitter, OnExpiry, Ordered, Ordering, OrderingLayer, RateLimit, RateLimitConfig,
-    RateLimitLayer, Retry, RetryLayer, RetryPolicy, StartAt, Timeout, TimeoutLayer, WhenOpen,
-    REDRIVE_HEADER,
+    EmitLayer, Jitter, OnExpiry, RateLimit, RateLimitConfig, RateLimitLayer, Resequence,
+    ResequenceConfig, ResequenceLayer, Retry, RetryLayer, RetryPolicy, StartAt, Timeout,
+    TimeoutLayer, WhenOpen, REDRIVE_HEADER,
 };
 pub use crate::metrics::WorkflowMetrics;
 pub use crate::saga::{RunningSaga, Saga};

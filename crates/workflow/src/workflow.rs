@@ -20,7 +20,7 @@ use crate::handler::{catch_panic, Handler};
 use crate::layer::Stack;
 use crate::layers::{
     Bucket, CircuitBreakerConfig, ConcurrencyLimitLayer, DeadLettersLayer, DedupConfig, EmitLayer,
-    Ordering, RateLimitConfig, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
+    RateLimitConfig, ResequenceConfig, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
@@ -253,7 +253,7 @@ impl Workflow {
             handler_name: None,
             keyed: false,
             dedup: None,
-            ordering: None,
+            resequence: None,
             retry: Some(RetryPolicy::default()),
             timeout: None,
             concurrency: None,
@@ -450,7 +450,7 @@ pub struct RedriveReport {
 
 /// A workflow subscription being set up: the bus subscription's settings plus the layers.
 ///
-/// The stack, outermost first: **dead letters → dedup → ordering → retry → circuit breaker
+/// The stack, outermost first: **dead letters → dedup → resequence → retry → circuit breaker
 /// → rate limit → per-attempt timeout → concurrency limit → handler**. Retry is on by
 /// default ([`RetryPolicy::default`]), dead letters always (the workflow's store unless
 /// [`dead_letters`](Self::dead_letters) says otherwise); the rest are off until set.
@@ -470,7 +470,7 @@ pub struct WorkflowSubscribe<P> {
     handler_name: Option<SmolStr>,
     keyed: bool,
     dedup: Option<DedupConfig>,
-    ordering: Option<Ordering>,
+    resequence: Option<ResequenceConfig>,
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
     concurrency: Option<usize>,
@@ -589,7 +589,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         self
     }
 
-    /// Applies each entity's versions in order; see [`Ordering`].
+    /// Applies each entity's versions in order; see [`ResequenceConfig`].
     ///
     /// # Examples
     ///
@@ -598,11 +598,11 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.ordering(syncbus_workflow::Ordering::new());
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.resequence(syncbus_workflow::ResequenceConfig::new());
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
-        self.ordering = Some(ordering);
+    pub fn resequence(mut self, cfg: ResequenceConfig) -> Self {
+        self.resequence = Some(cfg);
         self
     }
 
@@ -740,7 +740,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         let stack = Stack::new()
             .layer(DeadLettersLayer::new(dl.clone()))
             .layer(self.dedup.map(DedupConfig::layer))
-            .layer(self.ordering.map(|o| o.dead_letters(dl.clone()).layer()))
+            .layer(self.resequence.map(|o| o.dead_letters(dl.clone()).layer()))
             .layer(self.retry.map(RetryLayer::new))
             .layer(self.breaker.map(CircuitBreakerConfig::layer))
             .layer(self.rate.map(RateLimitConfig::layer))

@@ -23,7 +23,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<Chains>();
     send_sync::<ChainNode>();
     send_sync::<DedupConfig>();
-    send_sync::<Ordering>();
+    send_sync::<ResequenceConfig>();
     send_sync::<RetryPolicy>();
     send_sync::<CircuitBreakerConfig>();
     send_sync::<RateLimitConfig>();

@@ -12,7 +12,7 @@ use support::*;
 use syncbus_core::{Bus, Envelope};
 use syncbus_workflow::{
     handler_fn, CircuitBreakerConfig, CircuitState, DedupConfig, Handler, HandlerError, Layer,
-    Ordering, StartAt, WhenOpen,
+    ResequenceConfig, StartAt, WhenOpen,
 };
 
 /// Hangs on its first call, succeeds after.
@@ -51,7 +51,7 @@ async fn a_dropped_delivery_releases_its_dedup_key() {
 async fn a_dropped_delivery_does_not_leave_its_entity_busy() {
     let bus = Bus::new();
     let calls = Arc::new(AtomicU32::new(0));
-    let h = Ordering::new()
+    let h = ResequenceConfig::new()
         .start_at(StartAt::Version(1))
         .layer()
         .layer(hangs_once::<Change>(calls.clone()));

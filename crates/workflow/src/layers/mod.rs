@@ -20,6 +20,8 @@ pub use self::dedup::{Dedup, DedupConfig, DedupLayer};
 pub use self::emit::{Emit, EmitLayer};
 pub(crate) use self::rate_limit::Bucket;
 pub use self::rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer};
-pub use self::resequence::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
+pub use self::resequence::{
+    OnExpiry, Resequence, ResequenceConfig, ResequenceLayer, StartAt, REDRIVE_HEADER,
+};
 pub use self::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
 pub use self::timeout::{Timeout, TimeoutLayer};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::layer::OrderingLayer;
+use super::layer::ResequenceLayer;
 use crate::store::DeadLetterStore;
 
 /// What happens when a held event's gap does not fill in time (or too many are held).
@@ -29,7 +29,7 @@ pub enum StartAt {
     Version(u64),
 }
 
-/// Ordering settings.
+/// Resequencer settings: how long and how many out-of-order versions wait for their gap.
 ///
 /// Only events with both an entity id and a version are ordered; others pass through, and
 /// so does a redriven event (an operator asked for it). Per entity: a version below the next
@@ -51,16 +51,16 @@ pub enum StartAt {
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::{OnExpiry, Ordering, StartAt};
-/// let ordering = Ordering::new()
+/// use syncbus_workflow::{OnExpiry, ResequenceConfig, StartAt};
+/// let cfg = ResequenceConfig::new()
 ///     .hold_for(Duration::from_secs(5))
 ///     .max_held(100)
 ///     .on_expiry(OnExpiry::DeadLetter)
 ///     .start_at(StartAt::Version(1));
-/// # let _ = ordering;
+/// # let _ = cfg;
 /// ```
 #[derive(Clone)]
-pub struct Ordering {
+pub struct ResequenceConfig {
     pub(super) hold_for: Duration,
     pub(super) max_held: usize,
     pub(super) on_expiry: OnExpiry,
@@ -69,9 +69,9 @@ pub struct Ordering {
     pub(super) dead_letters: Option<Arc<dyn DeadLetterStore>>,
 }
 
-impl fmt::Debug for Ordering {
+impl fmt::Debug for ResequenceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ordering")
+        f.debug_struct("ResequenceConfig")
             .field("hold_for", &self.hold_for)
             .field("max_held", &self.max_held)
             .field("on_expiry", &self.on_expiry)
@@ -80,9 +80,9 @@ impl fmt::Debug for Ordering {
     }
 }
 
-impl Default for Ordering {
+impl Default for ResequenceConfig {
     fn default() -> Self {
-        Ordering {
+        ResequenceConfig {
             hold_for: Duration::from_secs(30),
             max_held: 1000,
             on_expiry: OnExpiry::Release,
@@ -93,12 +93,12 @@ impl Default for Ordering {
     }
 }
 
-impl Ordering {
+impl ResequenceConfig {
     /// The defaults (see the type's docs).
     ///
     /// # Examples
     ///
-    /// See [`Ordering`].
+    /// See [`ResequenceConfig`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -107,7 +107,7 @@ impl Ordering {
     ///
     /// # Examples
     ///
-    /// See [`Ordering`].
+    /// See [`ResequenceConfig`].
     pub fn hold_for(mut self, d: Duration) -> Self {
         self.hold_for = d;
         self
@@ -117,7 +117,7 @@ impl Ordering {
     ///
     /// # Examples
     ///
-    /// See [`Ordering`].
+    /// See [`ResequenceConfig`].
     pub fn max_held(mut self, n: usize) -> Self {
         self.max_held = n.max(1);
         self
@@ -127,7 +127,7 @@ impl Ordering {
     ///
     /// # Examples
     ///
-    /// See [`Ordering`].
+    /// See [`ResequenceConfig`].
     pub fn on_expiry(mut self, p: OnExpiry) -> Self {
         self.on_expiry = p;
         self
@@ -137,7 +137,7 @@ impl Ordering {
     ///
     /// # Examples
     ///
-    /// See [`Ordering`].
+    /// See [`ResequenceConfig`].
     pub fn start_at(mut self, s: StartAt) -> Self {
         self.start = s;
         self
@@ -148,7 +148,7 @@ impl Ordering {
     /// # Examples
     ///
     /// ```
-    /// let o = syncbus_workflow::Ordering::new().max_entities(1_000_000);
+    /// let o = syncbus_workflow::ResequenceConfig::new().max_entities(1_000_000);
     /// # let _ = o;
     /// ```
     pub fn max_entities(mut self, n: usize) -> Self {
@@ -162,7 +162,7 @@ impl Ordering {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// let o = syncbus_workflow::Ordering::new()
+    /// let o = syncbus_workflow::ResequenceConfig::new()
     ///     .dead_letters(Arc::new(syncbus_workflow::store::MemoryDeadLetterStore::new(1000)));
     /// # let _ = o;
     /// ```
@@ -176,10 +176,10 @@ impl Ordering {
     /// # Examples
     ///
     /// ```
-    /// let layer = syncbus_workflow::Ordering::new().layer();
+    /// let layer = syncbus_workflow::ResequenceConfig::new().layer();
     /// # let _ = layer;
     /// ```
-    pub fn layer(self) -> OrderingLayer {
-        OrderingLayer { cfg: self }
+    pub fn layer(self) -> ResequenceLayer {
+        ResequenceLayer::new(self)
     }
 }

@@ -1,4 +1,8 @@
-//! Ordering by version: per entity, versions reach the handler in order.
+//! The resequencer (the integration pattern of that name): per entity, versions reach the
+//! handler in order; stale ones are dropped, early ones held until their gap fills.
+//!
+//! `config` holds the settings, `layer` the layer, `state` the per-entity positions and
+//! held events; this file is the handler and the expiry task.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,37 +21,37 @@ mod config;
 mod layer;
 mod state;
 
-pub use self::config::{OnExpiry, Ordering, StartAt};
-pub use self::layer::OrderingLayer;
+pub use self::config::{OnExpiry, ResequenceConfig, StartAt};
+pub use self::layer::ResequenceLayer;
 use self::state::{is_redrive, Admit, Held, State};
 
 /// The header a redriven event carries: the id of the dead letter's event it replays.
 pub const REDRIVE_HEADER: &str = "syncbusredriveof";
 
-/// A handler that sees each entity's versions in order; see [`Ordering`].
-pub struct Ordered<H> {
+/// A handler that sees each entity's versions in order; see [`ResequenceConfig`].
+pub struct Resequence<H> {
     inner: Arc<H>,
     state: Arc<State>,
 }
 
-impl<H> fmt::Debug for Ordered<H> {
+impl<H> fmt::Debug for Resequence<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ordered")
+        f.debug_struct("Resequence")
             .field("cfg", &self.state.cfg)
             .finish_non_exhaustive()
     }
 }
 
-impl<H> Ordered<H> {
+impl<H> Resequence<H> {
     /// How many events are held now, over all entities.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::{handler_fn, Layer, Ordering};
+    /// # use syncbus_workflow::{handler_fn, Layer, ResequenceConfig};
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
-    /// let h = Ordering::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+    /// let h = ResequenceConfig::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
     /// assert_eq!(h.held(), 0);
     /// ```
     pub fn held(&self) -> usize {
@@ -60,7 +64,7 @@ impl<H> Ordered<H> {
     }
 }
 
-impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
+impl<P: Storable, H: Handler<P>> Handler<P> for Resequence<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let meta = env.meta();
         let (Some(entity), Some(v)) = (meta.entity_id().cloned(), meta.version()) else {
@@ -104,7 +108,7 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
                             }
                             tracing::error!(
                                 %entity,
-                                "ordering layer outside a tokio runtime: held events have no expiry"
+                                "resequence layer outside a tokio runtime: held events have no expiry"
                             );
                         }
                     }
@@ -256,7 +260,7 @@ async fn dead_letter<P: Storable>(
                 subscription = ctx.subscription(),
                 event = %env.meta().id(),
                 error = %err,
-                "a held event failed and the ordering layer has no dead-letter store"
+                "a held event failed and the resequence layer has no dead-letter store"
             );
         }
     }

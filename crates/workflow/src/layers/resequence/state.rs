@@ -7,12 +7,12 @@ use parking_lot::Mutex;
 use syncbus_envelope::{EntityId, Envelope, Metadata};
 use tokio::time::Instant;
 
-use super::config::{Ordering, StartAt};
+use super::config::{ResequenceConfig, StartAt};
 use super::REDRIVE_HEADER;
 use crate::context::Context;
 
 pub(super) struct State {
-    pub(super) cfg: Ordering,
+    pub(super) cfg: ResequenceConfig,
     pub(super) entities: Mutex<HashMap<EntityId, Entity, foldhash::quality::RandomState>>,
 }
 
@@ -59,7 +59,7 @@ pub(super) fn is_redrive(meta: &Metadata) -> bool {
 }
 
 impl State {
-    pub(super) fn new(cfg: Ordering) -> State {
+    pub(super) fn new(cfg: ResequenceConfig) -> State {
         State {
             cfg,
             entities: Mutex::new(HashMap::default()),
