@@ -228,7 +228,7 @@ where
         let init = Arc::new(init);
         let sub = wf
             .subscribe::<E>(pattern)?
-            .name(&name)
+            .name(name.as_str())
             .no_retry()
             .handle(handler_fn(move |env: Envelope<E>, ctx: Context| {
                 let (saga, init) = (s.clone(), init.clone());
@@ -368,7 +368,7 @@ where
             };
             match r {
                 Ok(v) => return (Ok(v), attempt),
-                Err(e) if !e.is_retryable() || attempt >= self.retry.get_max_attempts() => {
+                Err(e) if !e.is_retryable() || attempt >= self.retry.attempt_limit() => {
                     return (Err(e), attempt)
                 }
                 Err(e) => {

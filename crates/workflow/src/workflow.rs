@@ -494,9 +494,19 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
-    pub fn name(mut self, name: &str) -> Self {
-        self.name = Some(SmolStr::new(name));
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let region = "eu";
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .name(format!("pinger-{region}")); // a `&str`, a `String` or a `SmolStr`
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -512,8 +522,8 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.handler_name("pinger-v2");
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn handler_name(mut self, name: &str) -> Self {
-        self.handler_name = Some(SmolStr::new(name));
+    pub fn handler_name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.handler_name = Some(name.into());
         self
     }
 

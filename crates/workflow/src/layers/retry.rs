@@ -74,7 +74,7 @@ impl RetryPolicy {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(syncbus_workflow::RetryPolicy::new().get_max_attempts(), 8);
+    /// assert_eq!(syncbus_workflow::RetryPolicy::new().attempt_limit(), 8);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -85,7 +85,7 @@ impl RetryPolicy {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(syncbus_workflow::RetryPolicy::never().get_max_attempts(), 1);
+    /// assert_eq!(syncbus_workflow::RetryPolicy::never().attempt_limit(), 1);
     /// ```
     pub fn never() -> Self {
         Self::default().max_attempts(1)
@@ -167,12 +167,15 @@ impl RetryPolicy {
         self
     }
 
-    /// Attempts in all.
+    /// Attempts in all, the first included: what [`max_attempts`](Self::max_attempts) set.
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy::new`].
-    pub fn get_max_attempts(&self) -> u32 {
+    /// ```
+    /// let p = syncbus_workflow::RetryPolicy::new().max_attempts(3);
+    /// assert_eq!(p.attempt_limit(), 3);
+    /// ```
+    pub fn attempt_limit(&self) -> u32 {
         self.max_attempts
     }
 
