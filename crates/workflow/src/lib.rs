@@ -87,7 +87,7 @@ mod workflow;
 pub use crate::chain::{ChainNode, Chains, Handling};
 pub use crate::context::Context;
 pub use crate::error::{ErrorKind, HandlerError, ResultExt};
-pub use crate::handler::{handler_fn, sync_handler_fn, Handler, HandlerFn, SyncHandlerFn};
+pub use crate::handler::{handler_fn, sync_handler_fn, Handler};
 pub use crate::layer::{Either, Identity, Layer, Pair, Stack};
 pub use crate::layers::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ConcurrencyLimit,
