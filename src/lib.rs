@@ -33,7 +33,7 @@
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
-//! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
+//! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] (`Dedup<H>`, `DedupLayer`, ...) |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
 //! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
 

@@ -1,7 +1,7 @@
 //! syncbus workflow: the handler contract, reliability layers, chains and sagas.
 //!
 //! A [`Workflow`] makes bus subscriptions whose handler runs inside a stack of layers that
-//! make delivery reliable: dedup, ordering by version, retry with backoff, a circuit
+//! make delivery reliable: dedup, resequencing by version, retry with backoff, a circuit
 //! breaker, a rate limit, a per-attempt timeout, a concurrency limit, and dead letters for
 //! what still fails.
 //!
@@ -39,11 +39,14 @@
 //! | piece | what it does |
 //! | --- | --- |
 //! | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] | the contract: an envelope and a context in, `Ok` or a [`HandlerError`] out; follow-up events through the context |
-//! | [`DedupConfig`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
-//! | [`ResequenceConfig`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
-//! | [`RetryPolicy`] | exponential backoff with jitter, only for retryable errors |
-//! | [`CircuitBreakerConfig`], [`RateLimitConfig`], [`TimeoutLayer`], [`ConcurrencyLimitLayer`] | protect a downstream |
-//! | [`DeadLettersLayer`], [`Workflow::redrive`] | record final failures, list them, replay them |
+//! | [`Layer`], [`Stack`] | wrap a handler in layers, in an order of your own |
+//! | [`DeadLetters`], [`Workflow::redrive`] | record final failures, list them, replay them |
+//! | [`Dedup`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
+//! | [`Resequence`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
+//! | [`Retry`] | exponential backoff with jitter ([`RetryPolicy`]), only for retryable errors |
+//! | [`CircuitBreaker`], [`RateLimit`], [`Timeout`], [`ConcurrencyLimit`] | protect a downstream |
+//! | [`Emit`] | publishes the follow-ups of a successful attempt |
+//! | [`WorkflowMetrics`] | what the layers counted, per subscription |
 //! | [`Chains`], [`Workflow::chain`] | the tree of events an event caused |
 //! | [`Saga`] | steps with compensations, keyed by correlation id |
 //! | [`store`] | the storage traits behind dedup, dead letters and sagas, with memory stores |
@@ -51,9 +54,11 @@
 //! # The stack
 //!
 //! A workflow subscription wraps its handler, outermost first, in: dead letters → dedup →
-//! ordering → retry → circuit breaker → rate limit → per-attempt timeout → concurrency limit
-//! → handler (and, innermost, [`EmitLayer`], which publishes follow-up events). Every layer
-//! is also a [`Layer`] of its own, to compose in another order with [`Stack`].
+//! resequence → retry → circuit breaker → rate limit → per-attempt timeout → concurrency
+//! limit → emit → handler. Each is a layer of its own, named as in tower: the handler
+//! `Foo<H>`, its [`Layer`] `FooLayer`, its settings `FooConfig` (the retry layer's are
+//! [`RetryPolicy`]); a [`Stack`] composes them in another order. Put [`EmitLayer`]
+//! innermost in a stack of your own, or follow-up events are never published.
 //!
 //! # Guarantees
 //!

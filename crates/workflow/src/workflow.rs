@@ -451,7 +451,7 @@ pub struct RedriveReport {
 /// A workflow subscription being set up: the bus subscription's settings plus the layers.
 ///
 /// The stack, outermost first: **dead letters → dedup → resequence → retry → circuit breaker
-/// → rate limit → per-attempt timeout → concurrency limit → handler**. Retry is on by
+/// → rate limit → per-attempt timeout → concurrency limit → emit → handler**. Retry is on by
 /// default ([`RetryPolicy::default`]), dead letters always (the workflow's store unless
 /// [`dead_letters`](Self::dead_letters) says otherwise); the rest are off until set.
 ///

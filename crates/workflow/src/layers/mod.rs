@@ -1,4 +1,11 @@
-//! The reliability layers, one module each.
+//! The reliability layers, one module each, in the order a workflow subscription stacks
+//! them (outermost first): dead letters, dedup, resequence, retry, circuit breaker, rate
+//! limit, timeout, concurrency limit, emit.
+//!
+//! Each module holds one middleware named as in tower: the handler `Foo<H>`, its layer
+//! `FooLayer` and, where it has settings, `FooConfig` (retry's are `RetryPolicy`). The
+//! `Layer` trait and `Stack` stay in `crate::layer`: user code implements them as much as
+//! these modules do, and they know nothing of any one middleware.
 
 mod circuit_breaker;
 mod concurrency_limit;
