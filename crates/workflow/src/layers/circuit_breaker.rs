@@ -15,6 +15,15 @@ use crate::layer::Layer;
 use crate::metrics::Stat;
 
 /// What an attempt does while the circuit is open.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{CircuitBreakerConfig, WhenOpen};
+/// // Fail fast while the downstream is down; redrive the dead letters once it is back.
+/// let cb = CircuitBreakerConfig::new().when_open(WhenOpen::DeadLetter);
+/// # let _ = cb;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WhenOpen {
@@ -70,6 +79,14 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// Where a breaker is.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{CircuitBreakerConfig, CircuitState};
+/// let layer = CircuitBreakerConfig::new().layer();
+/// assert_eq!(layer.state(), CircuitState::Closed); // a new breaker lets calls through
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CircuitState {
     /// Calls go through.
@@ -85,7 +102,10 @@ impl CircuitBreakerConfig {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreakerConfig`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new();
+    /// assert_eq!(cb.layer().state(), syncbus_workflow::CircuitState::Closed);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -107,7 +127,10 @@ impl CircuitBreakerConfig {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreakerConfig`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().min_calls(50);
+    /// # let _ = cb;
+    /// ```
     pub fn min_calls(mut self, n: u32) -> Self {
         self.min_calls = n.max(1);
         self
@@ -117,7 +140,10 @@ impl CircuitBreakerConfig {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreakerConfig`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().failure_ratio(0.9);
+    /// # let _ = cb;
+    /// ```
     pub fn failure_ratio(mut self, r: f64) -> Self {
         self.failure_ratio = if r.is_finite() {
             r.clamp(0.000_001, 1.0)
@@ -131,7 +157,10 @@ impl CircuitBreakerConfig {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreakerConfig`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().open_for(std::time::Duration::from_secs(60));
+    /// # let _ = cb;
+    /// ```
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
         self
@@ -141,7 +170,11 @@ impl CircuitBreakerConfig {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreakerConfig`].
+    /// ```
+    /// use syncbus_workflow::{CircuitBreakerConfig, WhenOpen};
+    /// let cb = CircuitBreakerConfig::new().when_open(WhenOpen::DeadLetter);
+    /// # let _ = cb;
+    /// ```
     pub fn when_open(mut self, w: WhenOpen) -> Self {
         self.when_open = w;
         self
@@ -375,6 +408,35 @@ impl<H> Layer<H> for CircuitBreakerLayer {
 }
 
 /// A handler behind a circuit breaker; see [`CircuitBreakerConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{
+///     handler_fn, CircuitBreakerConfig, CircuitState, Context, ErrorKind, Handler, HandlerError,
+///     Layer, WhenOpen,
+/// };
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let h = CircuitBreakerConfig::new()
+///     .min_calls(1)
+///     .when_open(WhenOpen::DeadLetter)
+///     .layer()
+///     .layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///         Err::<(), _>(HandlerError::retryable("503"))
+///     }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let first = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(first.kind(), ErrorKind::Retryable); // the handler ran and failed: open
+/// assert_eq!(h.state(), CircuitState::Open);
+/// let next = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(next.kind(), ErrorKind::CircuitOpen); // the handler was not called
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<H> {
     inner: H,

@@ -28,7 +28,10 @@ impl ConcurrencyLimitLayer {
     ///
     /// # Examples
     ///
-    /// See [`ConcurrencyLimitLayer`].
+    /// ```
+    /// let layer = syncbus_workflow::ConcurrencyLimitLayer::new(0); // clamped to 1
+    /// # let _ = layer;
+    /// ```
     pub fn new(n: usize) -> Self {
         ConcurrencyLimitLayer {
             permits: Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))),
@@ -47,6 +50,40 @@ impl<H> Layer<H> for ConcurrencyLimitLayer {
 }
 
 /// Lets at most N attempts run at once; the others wait for a permit.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, ConcurrencyLimitLayer, Context, Handler, Layer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let (now, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+/// let (n, m) = (now.clone(), most.clone());
+/// let h = ConcurrencyLimitLayer::new(1).layer(handler_fn(move |_e: Envelope<Ping>, _c| {
+///     let (n, m) = (n.clone(), m.clone());
+///     async move {
+///         m.fetch_max(n.fetch_add(1, SeqCst) + 1, SeqCst);
+///         tokio::time::sleep(Duration::from_millis(10)).await;
+///         n.fetch_sub(1, SeqCst);
+///         Ok(())
+///     }
+/// }));
+/// let bus = Bus::new();
+/// let (a, b) = (Envelope::from_event(Ping), Envelope::from_event(Ping));
+/// let (ra, rb) = tokio::join!(
+///     h.call(a.clone(), Context::new(&bus, a.meta())),
+///     h.call(b.clone(), Context::new(&bus, b.meta())),
+/// );
+/// assert!(ra.is_ok() && rb.is_ok());
+/// assert_eq!(most.load(SeqCst), 1); // the second waited for the first
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimit<H> {
     inner: H,

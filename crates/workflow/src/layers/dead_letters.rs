@@ -38,7 +38,14 @@ impl DeadLettersLayer {
     ///
     /// # Examples
     ///
-    /// See [`DeadLettersLayer`].
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::{store::MemoryDeadLetterStore, DeadLettersLayer};
+    /// let store = Arc::new(MemoryDeadLetterStore::new(1_000));
+    /// let layer = DeadLettersLayer::new(store.clone());
+    /// # let _ = layer;
+    /// assert!(store.is_empty());
+    /// ```
     pub fn new(store: Arc<dyn DeadLetterStore>) -> Self {
         DeadLettersLayer { store }
     }
@@ -57,6 +64,29 @@ impl<H> Layer<H> for DeadLettersLayer {
 /// Records the inner handler's final failure (after any retries) in a dead-letter store,
 /// then returns the error. If the store fails too, the failure is logged with the event and
 /// counted in `dead_letter_lost`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::store::MemoryDeadLetterStore;
+/// use syncbus_workflow::{handler_fn, Context, DeadLettersLayer, Handler, HandlerError, Layer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = Arc::new(MemoryDeadLetterStore::new(100));
+/// let h = DeadLettersLayer::new(store.clone()).layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///     Err::<(), _>(HandlerError::permanent("no such account"))
+/// }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let err = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(err.message(), "no such account"); // the error is still returned
+/// assert_eq!(store.len(), 1); // and recorded
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct DeadLetters<H> {
     inner: H,

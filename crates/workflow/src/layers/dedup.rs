@@ -79,7 +79,10 @@ impl DedupConfig {
     ///
     /// # Examples
     ///
-    /// See [`DedupConfig`].
+    /// ```
+    /// let dedup = syncbus_workflow::DedupConfig::memory(100_000);
+    /// # let _ = dedup;
+    /// ```
     pub fn memory(capacity: usize) -> DedupConfig {
         DedupConfig::new(Arc::new(MemoryDedupStore::new(capacity)))
     }
@@ -88,7 +91,14 @@ impl DedupConfig {
     ///
     /// # Examples
     ///
-    /// See [`DedupConfig`].
+    /// ```
+    /// use syncbus_workflow::{store::DedupKey, DedupConfig};
+    /// // One run per webhook delivery id, whatever event id the event was given.
+    /// let dedup = DedupConfig::memory(10_000).key(|meta| {
+    ///     DedupKey::new(meta.headers().get("webhookid")?).ok()
+    /// });
+    /// # let _ = dedup;
+    /// ```
     pub fn key(
         mut self,
         f: impl Fn(&Metadata) -> Option<DedupKey> + Send + Sync + 'static,
@@ -101,7 +111,11 @@ impl DedupConfig {
     ///
     /// # Examples
     ///
-    /// See [`DedupConfig`].
+    /// ```
+    /// use std::time::Duration;
+    /// let dedup = syncbus_workflow::DedupConfig::memory(10_000).ttl(Duration::from_secs(7 * 24 * 3600));
+    /// # let _ = dedup;
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -223,6 +237,34 @@ impl<H> Layer<H> for DedupLayer {
 }
 
 /// A handler run at most once per key; see [`DedupConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, Dedup, DedupConfig, Handler, Layer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runs = Arc::new(AtomicU32::new(0));
+/// let r = runs.clone();
+/// // A key function that finds no key lets the event through: no dedup for it.
+/// let h: Dedup<_> = DedupConfig::memory(100).key(|_meta| None).layer().layer(handler_fn(
+///     move |_e: Envelope<Ping>, _c| {
+///         r.fetch_add(1, SeqCst);
+///         async { Ok(()) }
+///     },
+/// ));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// assert_eq!(runs.load(SeqCst), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Dedup<H> {
     inner: H,

@@ -36,7 +36,10 @@ impl RateLimitConfig {
     ///
     /// # Examples
     ///
-    /// See [`RateLimitConfig`].
+    /// ```
+    /// let hourly = syncbus_workflow::RateLimitConfig::new(600, std::time::Duration::from_secs(3600));
+    /// # let _ = hourly;
+    /// ```
     pub fn new(rate: u32, per: Duration) -> Self {
         let rate = rate.max(1);
         RateLimitConfig {
@@ -50,7 +53,10 @@ impl RateLimitConfig {
     ///
     /// # Examples
     ///
-    /// See [`RateLimitConfig`].
+    /// ```
+    /// let limit = syncbus_workflow::RateLimitConfig::per_second(100);
+    /// # let _ = limit;
+    /// ```
     pub fn per_second(n: u32) -> Self {
         RateLimitConfig::new(n, Duration::from_secs(1))
     }
@@ -59,7 +65,11 @@ impl RateLimitConfig {
     ///
     /// # Examples
     ///
-    /// See [`RateLimitConfig`].
+    /// ```
+    /// // 10 a second on average, but never two at once after a quiet spell.
+    /// let smooth = syncbus_workflow::RateLimitConfig::per_second(10).burst(1);
+    /// # let _ = smooth;
+    /// ```
     pub fn burst(mut self, n: u32) -> Self {
         self.burst = n.max(1);
         self
@@ -179,6 +189,24 @@ impl<H> Layer<H> for RateLimitLayer {
 }
 
 /// Waits for a token before each attempt; see [`RateLimitConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, Handler, Layer, RateLimit, RateLimitConfig};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let h: RateLimit<_> = RateLimitConfig::per_second(100)
+///     .layer()
+///     .layer(handler_fn(|_e: Envelope<Ping>, _c| async { Ok(()) }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?; // a full bucket: no wait
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RateLimit<H> {
     inner: H,

@@ -28,7 +28,10 @@ impl TimeoutLayer {
     ///
     /// # Examples
     ///
-    /// See [`TimeoutLayer`].
+    /// ```
+    /// let layer = syncbus_workflow::TimeoutLayer::new(std::time::Duration::from_millis(250));
+    /// # let _ = layer;
+    /// ```
     pub fn new(after: Duration) -> Self {
         TimeoutLayer { after }
     }
@@ -46,6 +49,28 @@ impl<H> Layer<H> for TimeoutLayer {
 
 /// Fails an attempt that takes too long with a retryable [`ErrorKind::Timeout`]; the
 /// attempt's future is dropped (cancelled) at the deadline.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, ErrorKind, Handler, Layer, TimeoutLayer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let h = TimeoutLayer::new(Duration::from_millis(100)).layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///     tokio::time::sleep(Duration::from_secs(10)).await; // a downstream that hangs
+///     Ok(())
+/// }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let err = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Timeout);
+/// assert!(err.is_retryable());
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Timeout<H> {
     inner: H,

@@ -8,6 +8,15 @@ use super::layer::ResequenceLayer;
 use crate::store::DeadLetterStore;
 
 /// What happens when a held event's gap does not fill in time (or too many are held).
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{OnExpiry, ResequenceConfig};
+/// // Never apply a version before its predecessor, even if that one is lost.
+/// let strict = ResequenceConfig::new().on_expiry(OnExpiry::DeadLetter);
+/// # let _ = strict;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnExpiry {
@@ -20,6 +29,15 @@ pub enum OnExpiry {
 }
 
 /// Where an entity's versions start.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{ResequenceConfig, StartAt};
+/// // Entities are created at version 1: a version 2 seen first waits for it.
+/// let cfg = ResequenceConfig::new().start_at(StartAt::Version(1));
+/// # let _ = cfg;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartAt {
@@ -98,7 +116,10 @@ impl ResequenceConfig {
     ///
     /// # Examples
     ///
-    /// See [`ResequenceConfig`].
+    /// ```
+    /// let cfg = syncbus_workflow::ResequenceConfig::new(); // hold 30 s, 1,000 per entity
+    /// # let _ = cfg;
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -107,7 +128,10 @@ impl ResequenceConfig {
     ///
     /// # Examples
     ///
-    /// See [`ResequenceConfig`].
+    /// ```
+    /// let cfg = syncbus_workflow::ResequenceConfig::new().hold_for(std::time::Duration::from_secs(2));
+    /// # let _ = cfg;
+    /// ```
     pub fn hold_for(mut self, d: Duration) -> Self {
         self.hold_for = d;
         self
@@ -117,7 +141,10 @@ impl ResequenceConfig {
     ///
     /// # Examples
     ///
-    /// See [`ResequenceConfig`].
+    /// ```
+    /// let cfg = syncbus_workflow::ResequenceConfig::new().max_held(50);
+    /// # let _ = cfg;
+    /// ```
     pub fn max_held(mut self, n: usize) -> Self {
         self.max_held = n.max(1);
         self
@@ -127,7 +154,11 @@ impl ResequenceConfig {
     ///
     /// # Examples
     ///
-    /// See [`ResequenceConfig`].
+    /// ```
+    /// use syncbus_workflow::{OnExpiry, ResequenceConfig};
+    /// let strict = ResequenceConfig::new().on_expiry(OnExpiry::DeadLetter);
+    /// # let _ = strict;
+    /// ```
     pub fn on_expiry(mut self, p: OnExpiry) -> Self {
         self.on_expiry = p;
         self
@@ -137,7 +168,11 @@ impl ResequenceConfig {
     ///
     /// # Examples
     ///
-    /// See [`ResequenceConfig`].
+    /// ```
+    /// use syncbus_workflow::{ResequenceConfig, StartAt};
+    /// let from_one = ResequenceConfig::new().start_at(StartAt::Version(1));
+    /// # let _ = from_one;
+    /// ```
     pub fn start_at(mut self, s: StartAt) -> Self {
         self.start = s;
         self

@@ -29,6 +29,37 @@ use self::state::{is_redrive, Admit, Held, State};
 pub const REDRIVE_HEADER: &str = "syncbusredriveof";
 
 /// A handler that sees each entity's versions in order; see [`ResequenceConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, EntityId, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, Context, Handler, Layer, Resequence, ResequenceConfig};
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Moved { version: u64 }
+/// impl Event for Moved {
+///     const TYPE: &'static str = "moved";
+///     fn entity_id(&self) -> Option<EntityId> { Some(EntityId::from(1u64)) }
+///     fn version(&self) -> Option<u64> { Some(self.version) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runs = Arc::new(AtomicU32::new(0));
+/// let r = runs.clone();
+/// let h: Resequence<_> = ResequenceConfig::new().layer().layer(handler_fn(move |_e: Envelope<Moved>, _c| {
+///     r.fetch_add(1, SeqCst);
+///     async { Ok(()) }
+/// }));
+/// let bus = Bus::new();
+/// for version in [2, 1] {
+///     let env = Envelope::from_event(Moved { version });
+///     h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// }
+/// assert_eq!(runs.load(SeqCst), 1); // version 1 came after 2: stale, dropped
+/// # Ok(()) }
+/// ```
 pub struct Resequence<H> {
     inner: Arc<H>,
     state: Arc<State>,
