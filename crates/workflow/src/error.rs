@@ -37,6 +37,15 @@ pub struct HandlerError {
 }
 
 /// The kind of a [`HandlerError`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{ErrorKind, HandlerError};
+/// let e = HandlerError::new(ErrorKind::Timeout, "ledger did not answer in 2 s");
+/// assert_eq!(e.kind(), ErrorKind::Timeout);
+/// assert!(e.kind().is_retryable());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

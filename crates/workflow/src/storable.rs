@@ -6,6 +6,24 @@ use syncbus_envelope::{Bytes, DecodeError, EncodeError, Envelope, Event};
 
 /// A payload that can be stored as bytes and read back: every `Event` that is
 /// `Serialize + DeserializeOwned` (JSON). Dead letters and redrive need it.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Envelope, Event};
+/// use syncbus_workflow::Storable;
+///
+/// #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct Charged { cents: u64 }
+/// impl Event for Charged { const TYPE: &'static str = "shop.charged"; }
+///
+/// let env = Envelope::from_event(Charged { cents: 1999 });
+/// let stored = Charged::to_stored(&env)?; // what a dead letter keeps
+/// let back = Charged::from_stored(&stored)?;
+/// assert_eq!(back.payload(), &Charged { cents: 1999 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Storable: Clone + Send + Sync + Sized + 'static {
     /// The envelope with its payload as JSON bytes.
     ///

@@ -121,7 +121,14 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::{store::MemoryDeadLetterStore, Workflow};
+    /// let bus = syncbus_core::Bus::new();
+    /// let store = Arc::new(MemoryDeadLetterStore::new(1_000));
+    /// let wf = Workflow::builder(&bus).dead_letters(store.clone()).build();
+    /// # let _ = wf;
+    /// ```
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
         self.dead_letters = Some(store);
         self
@@ -131,7 +138,11 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).chains(100_000).build();
+    /// assert!(wf.chains().is_some_and(|c| c.is_empty()));
+    /// ```
     pub fn chains(mut self, capacity: usize) -> Self {
         self.chains = capacity;
         self
@@ -141,7 +152,11 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).build(); // the same as Workflow::new
+    /// assert!(wf.chains().is_some());
+    /// ```
     pub fn build(self) -> Workflow {
         Workflow {
             inner: Arc::new(Inner {
@@ -161,7 +176,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(wf.chains().is_some()); // chains retained by default
+    /// ```
     pub fn new(bus: &Bus) -> Workflow {
         Workflow::builder(bus).build()
     }
@@ -170,7 +189,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).chains(0).build();
+    /// assert!(wf.chains().is_none());
+    /// ```
     pub fn builder(bus: &Bus) -> WorkflowBuilder {
         WorkflowBuilder {
             bus: bus.clone(),
@@ -209,7 +232,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert_eq!(wf.chains().map(|c| c.len()), Some(0)); // nothing handled yet
+    /// ```
     pub fn chains(&self) -> Option<&Chains> {
         self.inner.chains.as_ref()
     }
@@ -239,7 +266,14 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(wf.subscribe::<Ping>("pings.*").is_ok());
+    /// assert!(wf.subscribe::<Ping>("pings..eu").is_err()); // not a pattern
+    /// ```
     pub fn subscribe<P: Payload + Storable>(
         &self,
         pattern: &str,
@@ -400,7 +434,11 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
+    /// ```
+    /// use syncbus_workflow::{store::DeadLetterFilter, Redrive};
+    /// let everything_for_billing = Redrive::new(DeadLetterFilter::new().subscription("billing"));
+    /// # let _ = everything_for_billing;
+    /// ```
     pub fn new(filter: DeadLetterFilter) -> Self {
         Redrive {
             filter,
@@ -414,7 +452,12 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
+    /// ```
+    /// use syncbus_workflow::{store::DeadLetterFilter, RateLimitConfig, Redrive};
+    /// // Replay gently: the downstream has only just come back.
+    /// let r = Redrive::new(DeadLetterFilter::new()).rate_limit(RateLimitConfig::per_second(5));
+    /// # let _ = r;
+    /// ```
     pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
         self.rate = Some(rate);
         self
@@ -424,7 +467,15 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use syncbus_workflow::{store::DeadLetterFilter, Redrive, Workflow};
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new()).dry_run()).await?;
+    /// assert!(report.redriven.is_empty()); // nothing failed, nothing to replay
+    /// # Ok(()) }
+    /// ```
     pub fn dry_run(mut self) -> Self {
         self.dry_run = true;
         self
@@ -432,6 +483,36 @@ impl Redrive {
 }
 
 /// What a redrive did.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, store::DeadLetterFilter, HandlerError, Redrive, Workflow};
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct Job(u32);
+/// impl Event for Job { const TYPE: &'static str = "job"; }
+///
+/// let bus = Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// let f = fixed.clone();
+/// let jobs = wf.subscribe::<Job>("job")?.name("jobs").no_retry().handle(handler_fn(
+///     move |_e: Envelope<Job>, _c| {
+///         let ok = f.load(std::sync::atomic::Ordering::SeqCst);
+///         async move { if ok { Ok(()) } else { Err(HandlerError::permanent("bug")) } }
+///     },
+/// ))?;
+/// bus.publish_async(Job(1)).await?;
+/// while jobs.metrics().dead_lettered == 0 {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // let it fail
+/// }
+/// fixed.store(true, std::sync::atomic::Ordering::SeqCst); // the bug is fixed: replay
+/// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs"))).await?;
+/// assert_eq!((report.matched, report.succeeded, report.failed), (1, 1, 0));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedriveReport {
@@ -461,7 +542,15 @@ pub struct RedriveReport {
 ///
 /// # Examples
 ///
-/// See [`Workflow`].
+/// ```
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// let bus = syncbus_core::Bus::new();
+/// let wf = syncbus_workflow::Workflow::new(&bus);
+/// let setup = wf.subscribe::<Ping>("ping")?.name("pinger").workers(2).no_retry();
+/// # let _ = setup;
+/// # Ok::<(), syncbus_core::SubscribeError>(())
+/// ```
 pub struct WorkflowSubscribe<P> {
     wf: Workflow,
     bus: SubscribeBuilder<P>,
@@ -548,7 +637,14 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`capacity`](Self::capacity).
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.workers(4);
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.bus = self.bus.workers(n);
         self
@@ -593,7 +689,16 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .dedup(syncbus_workflow::DedupConfig::memory(10_000));
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
     pub fn dedup(mut self, dedup: DedupConfig) -> Self {
         self.dedup = Some(dedup);
         self
@@ -620,7 +725,16 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .retry(syncbus_workflow::RetryPolicy::new().max_attempts(3));
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -738,7 +852,21 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// use syncbus_core::{Envelope, SubscribeError};
+    /// use syncbus_workflow::{handler_fn, Workflow};
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let ok = |_e: Envelope<Ping>, _c| async { Ok(()) };
+    /// let _sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+    /// // A second subscription of the same name is refused.
+    /// let again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok));
+    /// assert!(matches!(again, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok(()) }
+    /// ```
     pub fn handle<H: Handler<P>>(self, handler: H) -> Result<WorkflowSubscription, SubscribeError> {
         let name = self.name.clone().unwrap_or_else(|| self.pattern.clone());
         let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
@@ -847,6 +975,22 @@ async fn run_one<P: Payload, H: Handler<P>>(
 
 /// A running workflow subscription. Dropping it unsubscribes (as a bus `Subscription`
 /// does) and stops redrives into it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// use syncbus_workflow::{handler_fn, Workflow};
+/// let bus = syncbus_core::Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
+/// let sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// drop(sub); // unsubscribed: the name is free again
+/// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// # Ok(()) }
+/// ```
 pub struct WorkflowSubscription {
     sub: Option<Subscription>,
     name: SmolStr,
@@ -867,7 +1011,17 @@ impl WorkflowSubscription {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let sub = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    /// assert_eq!(sub.name(), "ping"); // no name given: the pattern
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -876,7 +1030,19 @@ impl WorkflowSubscription {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let sub = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    /// bus.publish_async(Ping).await?;
+    /// bus.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!((sub.metrics().succeeded, sub.metrics().attempts), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn metrics(&self) -> WorkflowMetrics {
         self.stats.snapshot()
     }
