@@ -4,10 +4,11 @@
 //! Groups (per event, on a current-thread tokio runtime, no I/O):
 //! - `workflow_dedup`: a miss (a fresh event id each time: claim + done in the memory
 //!   store) and a hit (the same id again: acknowledged as a duplicate, the handler skipped).
-//! - `workflow_ordering`: versions of one entity in order.
+//! - `workflow_ordering`: the resequencer, versions of one entity in order (the group keeps
+//!   its name so results compare across the rename of the ordering layer).
 //! - `workflow_retry`: the retry wrapper around a handler that succeeds.
 //! - `workflow_stack`: dead letters + retry (what `Workflow::subscribe` adds by default) and
-//!   every layer at once (dead letters, dedup, ordering, retry, circuit breaker, rate limit,
+//!   every layer at once (dead letters, dedup, resequence, retry, circuit breaker, rate limit,
 //!   timeout, concurrency limit).
 
 use std::hint::black_box;
@@ -17,11 +18,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use serde::{Deserialize, Serialize};
 use syncbus::store::MemoryDeadLetterStore;
 use syncbus::workflow::{
-    ConcurrencyLimitLayer, DeadLetterLayer, Handler, Layer, Stack, TimeoutLayer,
+    ConcurrencyLimitLayer, DeadLettersLayer, Handler, Layer, Stack, TimeoutLayer,
 };
 use syncbus::{
-    handler_fn, Bus, CircuitBreaker, Context, Dedup, EntityId, Envelope, Event, EventId,
-    HandlerError, Ordering, RateLimit, RetryPolicy,
+    handler_fn, Bus, CircuitBreakerConfig, Context, DedupConfig, EntityId, Envelope, Event,
+    EventId, HandlerError, RateLimitConfig, ResequenceConfig, RetryPolicy,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,26 +116,26 @@ fn dedup(c: &mut Criterion) {
     run(
         &mut g,
         "dedup_miss",
-        &Dedup::memory(100_000).layer().layer(handler()),
+        &DedupConfig::memory(100_000).layer().layer(handler()),
         fresh_id,
     );
     run(&mut g, "bare_handler_same_id", &handler(), same);
     run(
         &mut g,
         "dedup_hit",
-        &Dedup::memory(100_000).layer().layer(handler()),
+        &DedupConfig::memory(100_000).layer().layer(handler()),
         same,
     );
     g.finish();
 }
 
-fn ordering(c: &mut Criterion) {
+fn resequence(c: &mut Criterion) {
     let mut g = configure(c, "workflow_ordering");
     run(&mut g, "bare_handler", &handler(), next_version);
     run(
         &mut g,
         "ordering_in_order",
-        &Ordering::new().layer().layer(handler()),
+        &ResequenceConfig::new().layer().layer(handler()),
         next_version,
     );
     g.finish();
@@ -157,17 +158,17 @@ fn stack(c: &mut Criterion) {
     let dl = std::sync::Arc::new(MemoryDeadLetterStore::new(1000));
     run(&mut g, "bare_handler", &handler(), next_version);
     let default = Stack::new()
-        .layer(DeadLetterLayer::new(dl.clone()))
+        .layer(DeadLettersLayer::new(dl.clone()))
         .layer(RetryPolicy::default().layer())
         .handler(handler());
     run(&mut g, "default_stack", &default, next_version);
     let full = Stack::new()
-        .layer(DeadLetterLayer::new(dl.clone()))
-        .layer(Dedup::memory(100_000).layer())
-        .layer(Ordering::new().dead_letters(dl).layer())
+        .layer(DeadLettersLayer::new(dl.clone()))
+        .layer(DedupConfig::memory(100_000).layer())
+        .layer(ResequenceConfig::new().dead_letters(dl).layer())
         .layer(RetryPolicy::default().layer())
-        .layer(CircuitBreaker::new().layer())
-        .layer(RateLimit::per_second(1_000_000_000).layer())
+        .layer(CircuitBreakerConfig::new().layer())
+        .layer(RateLimitConfig::per_second(1_000_000_000).layer())
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(ConcurrencyLimitLayer::new(64))
         .handler(handler());
@@ -175,5 +176,5 @@ fn stack(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dedup, ordering, retry, stack);
+criterion_group!(benches, dedup, resequence, retry, stack);
 criterion_main!(benches);

@@ -17,7 +17,7 @@ use syncbus::store::DeadLetterFilter;
 use syncbus::store::{
     rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
 };
-use syncbus::Dedup;
+use syncbus::DedupConfig;
 
 #[derive(Clone, Debug)]
 struct OrderPlaced {
@@ -205,7 +205,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     let _ledger = wf
         .subscribe::<PaymentReceived>("payments.*")?
         .name("ledger")
-        .dedup(Dedup::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(Arc::new(store.dedup())))
         .retry(
             RetryPolicy::default()
                 .initial(Duration::from_millis(5))

@@ -33,7 +33,7 @@
 //! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
 //! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
-//! | reliability | [`Workflow::subscribe`] with [`Dedup`], [`Ordering`], [`RetryPolicy`], [`CircuitBreaker`], [`RateLimit`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
+//! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] (`Dedup<H>`, `DedupLayer`, ...) |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
 //! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
 
@@ -57,10 +57,10 @@ pub use syncbus_envelope::{
 };
 
 pub use syncbus_workflow::{
-    handler_fn, sync_handler_fn, ChainNode, CircuitBreaker, Context, Dedup, ErrorKind, Handler,
-    HandlerError, Jitter, OnExpiry, Ordering, RateLimit, Redrive, RedriveReport, ResultExt,
-    RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow, WorkflowMetrics,
-    WorkflowSubscription,
+    handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
+    Handler, HandlerError, Jitter, OnExpiry, RateLimitConfig, Redrive, RedriveReport,
+    ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow,
+    WorkflowMetrics, WorkflowSubscription,
 };
 
 /// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::store::DeadLetterFilter;
 use syncbus::store::SqliteStore;
-use syncbus::{handler_fn, Bus, Dedup, Envelope, Event, HandlerError, Redrive, Workflow};
+use syncbus::{handler_fn, Bus, DedupConfig, Envelope, Event, HandlerError, Redrive, Workflow};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Invoice {
@@ -36,7 +36,7 @@ async fn start(
         .subscribe::<Invoice>("billing.invoice")
         .unwrap()
         .name("invoices")
-        .dedup(Dedup::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(Arc::new(store.dedup())))
         .no_retry()
         .handle(handler_fn(move |e: Envelope<Invoice>, _ctx| {
             runs.fetch_add(1, SeqCst);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::store::SqliteStore;
 use syncbus::store::{SagaStatus, SagaStore};
-use syncbus::workflow::{handler_fn, Context, Dedup, Handler, Layer, Saga, Workflow};
+use syncbus::workflow::{handler_fn, Context, DedupConfig, Handler, Layer, Saga, Workflow};
 use syncbus::{Bus, Envelope, Event};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,7 +36,11 @@ async fn a_dedup_layer_on_sqlite_runs_the_handler_once() {
             Ok(())
         }
     });
-    let h = Arc::new(Dedup::new(Arc::new(store.dedup())).layer().layer(handler));
+    let h = Arc::new(
+        DedupConfig::new(Arc::new(store.dedup()))
+            .layer()
+            .layer(handler),
+    );
     let bus = Bus::new();
     let e = Envelope::from_event(OrderPlaced { order: 1 });
     let tasks: Vec<_> = (0..8)
@@ -56,7 +60,7 @@ async fn a_dedup_layer_on_sqlite_runs_the_handler_once() {
     // A redelivery after a restart is still a duplicate: the key is in the file.
     drop(h);
     let reopened = SqliteStore::open(store.path()).await.unwrap();
-    let again = Dedup::new(Arc::new(reopened.dedup()))
+    let again = DedupConfig::new(Arc::new(reopened.dedup()))
         .layer()
         .layer(handler_fn(|_e: Envelope<OrderPlaced>, _ctx| async {
             panic!("ran a duplicate")

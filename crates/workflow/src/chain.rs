@@ -42,6 +42,38 @@ struct Node {
 }
 
 /// One handling of an event by a workflow subscription.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, Context, Workflow};
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct OrderPlaced;
+/// impl Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct StockReserved;
+/// impl Event for StockReserved { const TYPE: &'static str = "shop.stock.reserved"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
+///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///         ctx.emit(StockReserved);
+///         Ok(())
+///     }),
+/// )?;
+/// let env = Envelope::from_event(OrderPlaced);
+/// let id = env.meta().id().clone();
+/// bus.publish_envelope_async(env).await?;
+/// while reserve.metrics().succeeded == 0 {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
+/// }
+/// let tree = wf.chain(&id).expect("retained");
+/// let handling = &tree.handled[0];
+/// assert_eq!((handling.subscription.as_str(), &handling.outcome), ("reserve", &Ok(())));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Handling {
@@ -52,6 +84,38 @@ pub struct Handling {
 }
 
 /// One event of a chain and what it caused.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, Context, Workflow};
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct OrderPlaced;
+/// impl Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct StockReserved;
+/// impl Event for StockReserved { const TYPE: &'static str = "shop.stock.reserved"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
+///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///         ctx.emit(StockReserved);
+///         Ok(())
+///     }),
+/// )?;
+/// let env = Envelope::from_event(OrderPlaced);
+/// let id = env.meta().id().clone();
+/// bus.publish_envelope_async(env).await?;
+/// while reserve.metrics().succeeded == 0 {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
+/// }
+/// let tree = wf.chain(&id).expect("retained");
+/// assert_eq!(tree.types(), vec!["shop.order.placed", "shop.stock.reserved"]);
+/// assert_eq!(tree.children[0].correlation_id.as_ref(), Some(&id)); // the root's id
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChainNode {

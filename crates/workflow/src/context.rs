@@ -137,7 +137,14 @@ impl Context {
     ///
     /// # Examples
     ///
-    /// See [`Context::new`].
+    /// ```
+    /// # use syncbus_core::{Bus, Envelope};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let env = Envelope::from_event(Ping);
+    /// let ctx = syncbus_workflow::Context::new(&Bus::new(), env.meta());
+    /// assert_eq!(ctx.event_id(), env.meta().id());
+    /// ```
     pub fn event_id(&self) -> &EventId {
         self.inner.meta.id()
     }
@@ -181,7 +188,14 @@ impl Context {
     ///
     /// # Examples
     ///
-    /// See [`Context::new`].
+    /// ```
+    /// # use syncbus_core::{Bus, Envelope};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let env = Envelope::from_event(Ping);
+    /// let ctx = syncbus_workflow::Context::new(&Bus::new(), env.meta());
+    /// assert_eq!(ctx.attempt(), 0); // no retry layer has started an attempt
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.inner.attempt.load(Relaxed)
     }
@@ -224,7 +238,17 @@ impl Context {
     ///
     /// # Examples
     ///
-    /// See [`Context`].
+    /// ```
+    /// # use syncbus_core::{Bus, Envelope};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[derive(Clone, Debug)] struct Pong;
+    /// # impl syncbus_core::Event for Pong { const TYPE: &'static str = "pong"; }
+    /// let env = Envelope::from_event(Ping);
+    /// let ctx = syncbus_workflow::Context::new(&Bus::new(), env.meta());
+    /// ctx.emit(Pong); // queued; published by the emit layer when the attempt succeeds
+    /// assert_eq!(ctx.pending_emits(), 1);
+    /// ```
     pub fn emit<E: Event>(&self, event: E) {
         let env = self.child(Envelope::from_event(event));
         self.inner.pending.lock().push(Box::new(Typed(env)));
@@ -262,7 +286,14 @@ impl Context {
     ///
     /// # Examples
     ///
-    /// See [`Context`].
+    /// ```
+    /// # use syncbus_core::{Bus, Envelope};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let env = Envelope::from_event(Ping);
+    /// let ctx = syncbus_workflow::Context::new(&Bus::new(), env.meta());
+    /// assert_eq!(ctx.pending_emits(), 0);
+    /// ```
     pub fn pending_emits(&self) -> usize {
         self.inner.pending.lock().len()
     }

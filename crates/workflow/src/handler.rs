@@ -54,8 +54,9 @@ impl<P, H: Handler<P>> Handler<P> for std::sync::Arc<H> {
     }
 }
 
-/// A handler made from an async closure; see [`handler_fn`].
-pub struct HandlerFn<F, P> {
+/// A handler made from an async closure; see [`handler_fn`]. Private: its closure type
+/// makes it unnameable anyway, so [`handler_fn`] returns `impl Handler<P>`.
+struct HandlerFn<F, P> {
     f: F,
     _p: PhantomData<fn(P)>,
 }
@@ -84,8 +85,9 @@ impl<F, P> fmt::Debug for HandlerFn<F, P> {
 /// });
 /// # let _ = reserve;
 /// ```
-pub fn handler_fn<P, F, Fut>(f: F) -> HandlerFn<F, P>
+pub fn handler_fn<P, F, Fut>(f: F) -> impl Handler<P> + fmt::Debug
 where
+    P: 'static,
     F: Fn(Envelope<P>, Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send,
 {
@@ -113,8 +115,9 @@ where
     }
 }
 
-/// A handler made from a blocking closure; see [`sync_handler_fn`].
-pub struct SyncHandlerFn<F, P> {
+/// A handler made from a blocking closure; see [`sync_handler_fn`]. Private, as
+/// [`HandlerFn`] is.
+struct SyncHandlerFn<F, P> {
     f: F,
     _p: PhantomData<fn(P)>,
 }
@@ -137,8 +140,9 @@ impl<F, P> fmt::Debug for SyncHandlerFn<F, P> {
 /// let h = sync_handler_fn(|_env: syncbus_core::Envelope<Ping>, _ctx| Ok::<(), HandlerError>(()));
 /// # let _ = h;
 /// ```
-pub fn sync_handler_fn<P, F>(f: F) -> SyncHandlerFn<F, P>
+pub fn sync_handler_fn<P, F>(f: F) -> impl Handler<P> + fmt::Debug
 where
+    P: Send + 'static,
     F: Fn(Envelope<P>, &Context) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
     SyncHandlerFn { f, _p: PhantomData }

@@ -46,6 +46,17 @@ impl<H, L: Layer<H>> Layer<H> for Option<L> {
 }
 
 /// One of two handlers; what an optional layer makes.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{handler_fn, Either, Layer, TimeoutLayer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// let timeout: Option<TimeoutLayer> = None; // e.g. from configuration
+/// let h = timeout.layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+/// assert!(matches!(h, Either::Right(_))); // no layer: the handler itself
+/// ```
 #[derive(Debug, Clone)]
 pub enum Either<A, B> {
     /// The layer was there.
@@ -72,7 +83,29 @@ where
 ///
 /// # Examples
 ///
-/// See [`Layer`].
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, Handler, HandlerError, RetryPolicy, Stack, TimeoutLayer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// // The timeout is inside the retry: each attempt gets 1 s, and a timeout is retried.
+/// let h = Stack::new()
+///     .layer(RetryPolicy::new().max_attempts(2).layer())
+///     .layer(TimeoutLayer::new(Duration::from_secs(1)))
+///     .handler(handler_fn(|_e: Envelope<Ping>, _c| async {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///         Ok::<(), HandlerError>(())
+///     }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let ctx = Context::new(&bus, env.meta());
+/// assert!(h.call(env, ctx.clone()).await.is_err());
+/// assert_eq!(ctx.attempt(), 2); // both attempts timed out
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct Stack<L = Identity> {
     layers: L,
@@ -85,6 +118,16 @@ impl fmt::Debug for Stack {
 }
 
 /// The empty layer.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{handler_fn, Identity, Layer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// let h = Identity.layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+/// # let _ = h;
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Identity;
 
@@ -96,6 +139,17 @@ impl<H> Layer<H> for Identity {
 }
 
 /// Two layers: `outer` wraps what `inner` made.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{Identity, Pair, RetryLayer, Stack, TimeoutLayer};
+/// // The type of a stack names its layers, outermost first.
+/// let stack: Stack<Pair<Pair<Identity, RetryLayer>, TimeoutLayer>> = Stack::new()
+///     .layer(syncbus_workflow::RetryPolicy::new().layer())
+///     .layer(TimeoutLayer::new(std::time::Duration::from_secs(1)));
+/// # let _ = stack;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Pair<Outer, Inner> {
     outer: Outer,
@@ -118,7 +172,10 @@ impl Stack {
     ///
     /// # Examples
     ///
-    /// See [`Layer`].
+    /// ```
+    /// let stack = syncbus_workflow::Stack::new(); // adds nothing: the handler as it is
+    /// # let _ = stack;
+    /// ```
     pub fn new() -> Stack {
         Stack { layers: Identity }
     }
@@ -129,7 +186,13 @@ impl<L> Stack<L> {
     ///
     /// # Examples
     ///
-    /// See [`Layer`].
+    /// ```
+    /// use syncbus_workflow::{ConcurrencyLimitLayer, RetryPolicy, Stack};
+    /// let stack = Stack::new()
+    ///     .layer(RetryPolicy::new().layer()) // outermost
+    ///     .layer(ConcurrencyLimitLayer::new(4)); // inside the retry: a retry waits for a permit
+    /// # let _ = stack;
+    /// ```
     pub fn layer<N>(self, layer: N) -> Stack<Pair<L, N>> {
         Stack {
             layers: Pair {
@@ -143,7 +206,16 @@ impl<L> Stack<L> {
     ///
     /// # Examples
     ///
-    /// See [`Layer`].
+    /// ```
+    /// use syncbus_workflow::{handler_fn, Stack, TimeoutLayer};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let stack = Stack::new().layer(TimeoutLayer::new(std::time::Duration::from_secs(1)));
+    /// // One stack can wrap several handlers.
+    /// let a = stack.handler(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+    /// let b = stack.handler(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+    /// # let _ = (a, b);
+    /// ```
     pub fn handler<H>(&self, handler: H) -> L::Handler
     where
         L: Layer<H>,

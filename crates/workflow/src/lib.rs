@@ -1,7 +1,7 @@
 //! syncbus workflow: the handler contract, reliability layers, chains and sagas.
 //!
 //! A [`Workflow`] makes bus subscriptions whose handler runs inside a stack of layers that
-//! make delivery reliable: dedup, ordering by version, retry with backoff, a circuit
+//! make delivery reliable: dedup, resequencing by version, retry with backoff, a circuit
 //! breaker, a rate limit, a per-attempt timeout, a concurrency limit, and dead letters for
 //! what still fails.
 //!
@@ -9,7 +9,7 @@
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
 //! use syncbus_core::{Bus, Envelope, Event};
-//! use syncbus_workflow::{handler_fn, Dedup, HandlerError, ResultExt, RetryPolicy, Workflow};
+//! use syncbus_workflow::{handler_fn, DedupConfig, HandlerError, ResultExt, RetryPolicy, Workflow};
 //!
 //! #[derive(Clone, Debug, Serialize, Deserialize)]
 //! struct StockChanged { sku: String, qty: i64 }
@@ -21,7 +21,7 @@
 //! let sub = wf
 //!     .subscribe::<StockChanged>("stock.changed")?
 //!     .name("search-index")
-//!     .dedup(Dedup::memory(100_000))
+//!     .dedup(DedupConfig::memory(100_000))
 //!     .retry(RetryPolicy::default().max_attempts(5))
 //!     .timeout(Duration::from_secs(2))
 //!     .handle(handler_fn(|env: Envelope<StockChanged>, _ctx| async move {
@@ -39,11 +39,14 @@
 //! | piece | what it does |
 //! | --- | --- |
 //! | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] | the contract: an envelope and a context in, `Ok` or a [`HandlerError`] out; follow-up events through the context |
+//! | [`Layer`], [`Stack`] | wrap a handler in layers, in an order of your own |
+//! | [`DeadLetters`], [`Workflow::redrive`] | record final failures, list them, replay them |
 //! | [`Dedup`] | the idempotent consumer: one run per key, concurrent deliveries wait for the outcome |
-//! | [`Ordering`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
-//! | [`RetryPolicy`] | exponential backoff with jitter, only for retryable errors |
-//! | [`CircuitBreaker`], [`RateLimit`], [`TimeoutLayer`], [`ConcurrencyLimitLayer`] | protect a downstream |
-//! | [`DeadLetterLayer`], [`Workflow::redrive`] | record final failures, list them, replay them |
+//! | [`Resequence`] | per entity, versions in order; stale dropped, gaps held, then released or dead-lettered |
+//! | [`Retry`] | exponential backoff with jitter ([`RetryPolicy`]), only for retryable errors |
+//! | [`CircuitBreaker`], [`RateLimit`], [`Timeout`], [`ConcurrencyLimit`] | protect a downstream |
+//! | [`Emit`] | publishes the follow-ups of a successful attempt |
+//! | [`WorkflowMetrics`] | what the layers counted, per subscription |
 //! | [`Chains`], [`Workflow::chain`] | the tree of events an event caused |
 //! | [`Saga`] | steps with compensations, keyed by correlation id |
 //! | [`store`] | the storage traits behind dedup, dead letters and sagas, with memory stores |
@@ -51,9 +54,11 @@
 //! # The stack
 //!
 //! A workflow subscription wraps its handler, outermost first, in: dead letters → dedup →
-//! ordering → retry → circuit breaker → rate limit → per-attempt timeout → concurrency limit
-//! → handler (and, innermost, [`EmitLayer`], which publishes follow-up events). Every layer
-//! is also a [`Layer`] of its own, to compose in another order with [`Stack`].
+//! resequence → retry → circuit breaker → rate limit → per-attempt timeout → concurrency
+//! limit → emit → handler. Each is a layer of its own, named as in tower: the handler
+//! `Foo<H>`, its [`Layer`] `FooLayer`, its settings `FooConfig` (the retry layer's are
+//! [`RetryPolicy`]); a [`Stack`] composes them in another order. Put [`EmitLayer`]
+//! innermost in a stack of your own, or follow-up events are never published.
 //!
 //! # Guarantees
 //!
@@ -72,20 +77,15 @@
     rust_2018_idioms
 )]
 
-mod breaker;
 mod chain;
 mod context;
-mod dead_letter;
-mod dedup;
-mod emit;
 mod error;
 mod handler;
 mod layer;
-mod limit;
+mod layers;
 mod metrics;
-mod ordering;
-mod retry;
 mod saga;
+mod storable;
 mod workflow;
 
 // The storage seams live in `syncbus-storage`; the layers reach them as `crate::store`.
@@ -95,25 +95,21 @@ use syncbus_storage as store;
 pub(crate) type BoxFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-pub use crate::breaker::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreaking, CircuitState, WhenOpen,
-};
 pub use crate::chain::{ChainNode, Chains, Handling};
 pub use crate::context::Context;
-pub use crate::dead_letter::{DeadLetterLayer, DeadLettering, Storable};
-pub use crate::dedup::{Dedup, DedupLayer, Deduped};
-pub use crate::emit::{Emit, EmitLayer};
 pub use crate::error::{ErrorKind, HandlerError, ResultExt};
-pub use crate::handler::{handler_fn, sync_handler_fn, Handler, HandlerFn, SyncHandlerFn};
+pub use crate::handler::{handler_fn, sync_handler_fn, Handler};
 pub use crate::layer::{Either, Identity, Layer, Pair, Stack};
-pub use crate::limit::{
-    ConcurrencyLimit, ConcurrencyLimitLayer, RateLimit, RateLimitLayer, RateLimited, Timeout,
-    TimeoutLayer,
+pub use crate::layers::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ConcurrencyLimit,
+    ConcurrencyLimitLayer, DeadLetters, DeadLettersLayer, Dedup, DedupConfig, DedupLayer, Emit,
+    EmitLayer, Jitter, OnExpiry, RateLimit, RateLimitConfig, RateLimitLayer, Resequence,
+    ResequenceConfig, ResequenceLayer, Retry, RetryLayer, RetryPolicy, StartAt, Timeout,
+    TimeoutLayer, WhenOpen, REDRIVE_HEADER,
 };
 pub use crate::metrics::WorkflowMetrics;
-pub use crate::ordering::{OnExpiry, Ordered, Ordering, OrderingLayer, StartAt, REDRIVE_HEADER};
-pub use crate::retry::{Jitter, Retry, RetryLayer, RetryPolicy};
 pub use crate::saga::{RunningSaga, Saga};
+pub use crate::storable::Storable;
 pub use crate::workflow::{
     Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,
 };

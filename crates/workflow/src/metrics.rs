@@ -85,9 +85,9 @@ pub struct WorkflowMetrics {
     pub dead_letter_lost: u64,
     /// Deliveries acknowledged as duplicates by the dedup layer.
     pub duplicates: u64,
-    /// Stale or repeated versions dropped by the ordering layer.
+    /// Stale or repeated versions dropped by the resequence layer.
     pub stale: u64,
-    /// Events held by the ordering layer waiting for a gap to fill.
+    /// Events held by the resequence layer waiting for a gap to fill.
     pub held: u64,
     /// Held events released in order after their gap filled.
     pub released: u64,
@@ -113,9 +113,9 @@ impl WorkflowMetrics {
     ///
     /// ```
     /// let m = syncbus_workflow::WorkflowMetrics::default();
-    /// m.emit("billing"); // no recorder installed: nothing happens
+    /// m.record("billing"); // no recorder installed: nothing happens
     /// ```
-    pub fn emit(&self, subscription: &str) {
+    pub fn record(&self, subscription: &str) {
         let sub = subscription.to_owned();
         let set = |name: &'static str, v: u64| {
             metrics::counter!(name, "subscription" => sub.clone()).absolute(v);

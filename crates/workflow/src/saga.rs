@@ -12,10 +12,10 @@ use syncbus_core::{Envelope, Payload, SubscribeError};
 use syncbus_envelope::Timestamp;
 
 use crate::context::Context;
-use crate::dead_letter::Storable;
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::handler_fn;
-use crate::retry::RetryPolicy;
+use crate::layers::RetryPolicy;
+use crate::storable::Storable;
 use crate::store::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreError,
 };
@@ -113,7 +113,11 @@ where
     ///
     /// # Examples
     ///
-    /// See [`Saga`].
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order { reserved: bool }
+    /// let saga = syncbus_workflow::Saga::<Order>::new("fulfilment");
+    /// # let _ = saga;
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         Saga {
             name: name.into(),
@@ -128,7 +132,12 @@ where
     ///
     /// # Examples
     ///
-    /// See [`Saga`].
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order { reserved: bool }
+    /// let saga = syncbus_workflow::Saga::<Order>::new("fulfilment")
+    ///     .step("reserve", |mut o, _ctx| async move { o.reserved = true; Ok(o) });
+    /// # let _ = saga;
+    /// ```
     pub fn step<F, Fut>(mut self, name: impl Into<String>, run: F) -> Self
     where
         F: Fn(D, Context) -> Fut + Send + Sync + 'static,
@@ -150,7 +159,15 @@ where
     ///
     /// # Examples
     ///
-    /// See [`Saga`].
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order { reserved: bool }
+    /// use syncbus_workflow::{HandlerError, Saga};
+    /// let saga = Saga::<Order>::new("fulfilment")
+    ///     .step("reserve", |mut o, _ctx| async move { o.reserved = true; Ok(o) })
+    ///     .compensate(|_o, _ctx| async move { Ok(()) }) // release the reservation
+    ///     .step("charge", |_o, _ctx| async move { Err(HandlerError::permanent("card declined")) });
+    /// # let _ = saga;
+    /// ```
     pub fn compensate<F, Fut>(mut self, comp: F) -> Self
     where
         F: Fn(D, Context) -> Fut + Send + Sync + 'static,
@@ -212,7 +229,19 @@ where
     ///
     /// # Examples
     ///
-    /// See [`Saga`].
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order { reserved: bool }
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct OrderPlaced;
+    /// # impl syncbus_core::Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// let running = syncbus_workflow::Saga::<Order>::new("fulfilment")
+    ///     .step("reserve", |mut o, _ctx| async move { o.reserved = true; Ok(o) })
+    ///     .start_on::<OrderPlaced>(&wf, "shop.order.*", |_e| Order::default())?;
+    /// assert_eq!(running.metrics().succeeded, 0);
+    /// # Ok(()) }
+    /// ```
     pub fn start_on<E>(
         self,
         wf: &Workflow,
@@ -229,7 +258,7 @@ where
         let init = Arc::new(init);
         let sub = wf
             .subscribe::<E>(pattern)?
-            .name(&name)
+            .name(name.as_str())
             .no_retry()
             .handle(handler_fn(move |env: Envelope<E>, ctx: Context| {
                 let (saga, init) = (s.clone(), init.clone());
@@ -369,7 +398,7 @@ where
             };
             match r {
                 Ok(v) => return (Ok(v), attempt),
-                Err(e) if !e.is_retryable() || attempt >= self.retry.get_max_attempts() => {
+                Err(e) if !e.is_retryable() || attempt >= self.retry.attempt_limit() => {
                     return (Err(e), attempt)
                 }
                 Err(e) => {
@@ -416,6 +445,26 @@ fn store_err(e: StoreError) -> HandlerError {
 }
 
 /// A saga listening for its trigger events. Dropping it stops starting instances.
+///
+/// # Examples
+///
+/// ```
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order;
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct OrderPlaced;
+/// # impl syncbus_core::Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use syncbus_workflow::{Saga, Workflow};
+/// let bus = syncbus_core::Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let running = Saga::<Order>::new("fulfilment")
+///     .step("noop", |o, _ctx| async move { Ok(o) })
+///     .start_on::<OrderPlaced>(&wf, "shop.order.placed", |_e| Order)?;
+/// bus.publish_async(OrderPlaced).await?;
+/// bus.shutdown(std::time::Duration::from_secs(1)).await;
+/// assert_eq!(running.instances(None).await?.len(), 1);
+/// drop(running); // no more instances start
+/// # Ok(()) }
+/// ```
 pub struct RunningSaga {
     name: String,
     store: Arc<dyn SagaStore>,
@@ -439,7 +488,19 @@ impl RunningSaga {
     ///
     /// # Examples
     ///
-    /// See [`Saga`].
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order { reserved: bool }
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct OrderPlaced;
+    /// # impl syncbus_core::Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// let running = syncbus_workflow::Saga::<Order>::new("fulfilment")
+    ///     .step("reserve", |mut o, _ctx| async move { o.reserved = true; Ok(o) })
+    ///     .start_on::<OrderPlaced>(&wf, "shop.order.*", |_e| Order::default())?;
+    /// assert!(running.instance("no-such-correlation-id").await?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn instance(&self, id: &str) -> Result<Option<SagaInstance>, StoreError> {
         self.store.load(&self.name, id).await
     }

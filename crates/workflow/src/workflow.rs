@@ -13,19 +13,17 @@ use syncbus_core::{
 };
 use syncbus_envelope::{Bytes, Envelope, EventId, Payload};
 
-use crate::breaker::CircuitBreaker;
 use crate::chain::{ChainNode, Chains};
 use crate::context::{Context, SubscriptionInfo};
-use crate::dead_letter::{DeadLetterLayer, Storable};
-use crate::dedup::Dedup;
-use crate::emit::EmitLayer;
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::{catch_panic, Handler};
 use crate::layer::Stack;
-use crate::limit::{Bucket, ConcurrencyLimitLayer, RateLimit, TimeoutLayer};
+use crate::layers::{
+    Bucket, CircuitBreakerConfig, ConcurrencyLimitLayer, DeadLettersLayer, DedupConfig, EmitLayer,
+    RateLimitConfig, ResequenceConfig, RetryLayer, RetryPolicy, TimeoutLayer, REDRIVE_HEADER,
+};
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
-use crate::ordering::{Ordering, REDRIVE_HEADER};
-use crate::retry::{RetryLayer, RetryPolicy};
+use crate::storable::Storable;
 use crate::store::{
     DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
 };
@@ -60,7 +58,7 @@ type Redriver =
 ///     .subscribe::<OrderPlaced>("shop.order.placed")?
 ///     .name("reserve-stock")
 ///     .retry(RetryPolicy::default().max_attempts(3))
-///     .dedup(syncbus_workflow::Dedup::memory(100_000))
+///     .dedup(syncbus_workflow::DedupConfig::memory(100_000))
 ///     .handle(handler_fn(|env: Envelope<OrderPlaced>, _ctx| async move {
 ///         println!("reserving stock for order {}", env.payload().order);
 ///         Ok::<(), HandlerError>(())
@@ -125,7 +123,15 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::Workflow;
+    /// use syncbus_storage::MemoryDeadLetterStore;
+    /// let bus = syncbus_core::Bus::new();
+    /// let store = Arc::new(MemoryDeadLetterStore::new(1_000));
+    /// let wf = Workflow::builder(&bus).dead_letters(store.clone()).build();
+    /// # let _ = wf;
+    /// ```
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
         self.dead_letters = Some(store);
         self
@@ -135,7 +141,11 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).chains(100_000).build();
+    /// assert!(wf.chains().is_some_and(|c| c.is_empty()));
+    /// ```
     pub fn chains(mut self, capacity: usize) -> Self {
         self.chains = capacity;
         self
@@ -145,7 +155,11 @@ impl WorkflowBuilder {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).build(); // the same as Workflow::new
+    /// assert!(wf.chains().is_some());
+    /// ```
     pub fn build(self) -> Workflow {
         Workflow {
             inner: Arc::new(Inner {
@@ -165,7 +179,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(wf.chains().is_some()); // chains retained by default
+    /// ```
     pub fn new(bus: &Bus) -> Workflow {
         Workflow::builder(bus).build()
     }
@@ -174,7 +192,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::builder(&bus).chains(0).build();
+    /// assert!(wf.chains().is_none());
+    /// ```
     pub fn builder(bus: &Bus) -> WorkflowBuilder {
         WorkflowBuilder {
             bus: bus.clone(),
@@ -213,7 +235,11 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`WorkflowBuilder`].
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert_eq!(wf.chains().map(|c| c.len()), Some(0)); // nothing handled yet
+    /// ```
     pub fn chains(&self) -> Option<&Chains> {
         self.inner.chains.as_ref()
     }
@@ -243,7 +269,14 @@ impl Workflow {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = syncbus_workflow::Workflow::new(&bus);
+    /// assert!(wf.subscribe::<Ping>("pings.*").is_ok());
+    /// assert!(wf.subscribe::<Ping>("pings..eu").is_err()); // not a pattern
+    /// ```
     pub fn subscribe<P: Payload + Storable>(
         &self,
         pattern: &str,
@@ -257,7 +290,7 @@ impl Workflow {
             handler_name: None,
             keyed: false,
             dedup: None,
-            ordering: None,
+            resequence: None,
             retry: Some(RetryPolicy::default()),
             timeout: None,
             concurrency: None,
@@ -386,17 +419,17 @@ impl Workflow {
 /// # Examples
 ///
 /// ```
-/// use syncbus_workflow::{RateLimit, Redrive};
+/// use syncbus_workflow::{RateLimitConfig, Redrive};
 /// use syncbus_storage::DeadLetterFilter;
 /// let r = Redrive::new(DeadLetterFilter::new().error_contains("503"))
-///     .rate_limit(RateLimit::per_second(20))
+///     .rate_limit(RateLimitConfig::per_second(20))
 ///     .dry_run();
 /// # let _ = r;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Redrive {
     filter: DeadLetterFilter,
-    rate: Option<RateLimit>,
+    rate: Option<RateLimitConfig>,
     dry_run: bool,
     only: Option<DeadLetterId>,
 }
@@ -406,7 +439,12 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
+    /// ```
+    /// use syncbus_workflow::Redrive;
+    /// use syncbus_storage::DeadLetterFilter;
+    /// let everything_for_billing = Redrive::new(DeadLetterFilter::new().subscription("billing"));
+    /// # let _ = everything_for_billing;
+    /// ```
     pub fn new(filter: DeadLetterFilter) -> Self {
         Redrive {
             filter,
@@ -420,8 +458,14 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
-    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+    /// ```
+    /// use syncbus_workflow::{RateLimitConfig, Redrive};
+    /// use syncbus_storage::DeadLetterFilter;
+    /// // Replay gently: the downstream has only just come back.
+    /// let r = Redrive::new(DeadLetterFilter::new()).rate_limit(RateLimitConfig::per_second(5));
+    /// # let _ = r;
+    /// ```
+    pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
         self.rate = Some(rate);
         self
     }
@@ -430,7 +474,16 @@ impl Redrive {
     ///
     /// # Examples
     ///
-    /// See [`Redrive`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use syncbus_workflow::{Redrive, Workflow};
+    /// use syncbus_storage::DeadLetterFilter;
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new()).dry_run()).await?;
+    /// assert!(report.redriven.is_empty()); // nothing failed, nothing to replay
+    /// # Ok(()) }
+    /// ```
     pub fn dry_run(mut self) -> Self {
         self.dry_run = true;
         self
@@ -438,6 +491,37 @@ impl Redrive {
 }
 
 /// What a redrive did.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use serde::{Deserialize, Serialize};
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, HandlerError, Redrive, Workflow};
+/// use syncbus_storage::DeadLetterFilter;
+/// #[derive(Clone, Debug, Serialize, Deserialize)] struct Job(u32);
+/// impl Event for Job { const TYPE: &'static str = "job"; }
+///
+/// let bus = Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// let f = fixed.clone();
+/// let jobs = wf.subscribe::<Job>("job")?.name("jobs").no_retry().handle(handler_fn(
+///     move |_e: Envelope<Job>, _c| {
+///         let ok = f.load(std::sync::atomic::Ordering::SeqCst);
+///         async move { if ok { Ok(()) } else { Err(HandlerError::permanent("bug")) } }
+///     },
+/// ))?;
+/// bus.publish_async(Job(1)).await?;
+/// while jobs.metrics().dead_lettered == 0 {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // let it fail
+/// }
+/// fixed.store(true, std::sync::atomic::Ordering::SeqCst); // the bug is fixed: replay
+/// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs"))).await?;
+/// assert_eq!((report.matched, report.succeeded, report.failed), (1, 1, 0));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedriveReport {
@@ -456,8 +540,8 @@ pub struct RedriveReport {
 
 /// A workflow subscription being set up: the bus subscription's settings plus the layers.
 ///
-/// The stack, outermost first: **dead letters → dedup → ordering → retry → circuit breaker
-/// → rate limit → per-attempt timeout → concurrency limit → handler**. Retry is on by
+/// The stack, outermost first: **dead letters → dedup → resequence → retry → circuit breaker
+/// → rate limit → per-attempt timeout → concurrency limit → emit → handler**. Retry is on by
 /// default ([`RetryPolicy::default`]), dead letters always (the workflow's store unless
 /// [`dead_letters`](Self::dead_letters) says otherwise); the rest are off until set.
 ///
@@ -467,7 +551,15 @@ pub struct RedriveReport {
 ///
 /// # Examples
 ///
-/// See [`Workflow`].
+/// ```
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// let bus = syncbus_core::Bus::new();
+/// let wf = syncbus_workflow::Workflow::new(&bus);
+/// let setup = wf.subscribe::<Ping>("ping")?.name("pinger").workers(2).no_retry();
+/// # let _ = setup;
+/// # Ok::<(), syncbus_core::SubscribeError>(())
+/// ```
 pub struct WorkflowSubscribe<P> {
     wf: Workflow,
     bus: SubscribeBuilder<P>,
@@ -475,13 +567,13 @@ pub struct WorkflowSubscribe<P> {
     name: Option<SmolStr>,
     handler_name: Option<SmolStr>,
     keyed: bool,
-    dedup: Option<Dedup>,
-    ordering: Option<Ordering>,
+    dedup: Option<DedupConfig>,
+    resequence: Option<ResequenceConfig>,
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
     concurrency: Option<usize>,
-    rate: Option<RateLimit>,
-    breaker: Option<CircuitBreaker>,
+    rate: Option<RateLimitConfig>,
+    breaker: Option<CircuitBreakerConfig>,
     dead_letters: Option<Arc<dyn DeadLetterStore>>,
 }
 
@@ -500,9 +592,19 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
-    pub fn name(mut self, name: &str) -> Self {
-        self.name = Some(SmolStr::new(name));
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # let bus = syncbus_core::Bus::new();
+    /// let region = "eu";
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .name(format!("pinger-{region}")); // a `&str`, a `String` or a `SmolStr`
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -518,8 +620,8 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.handler_name("pinger-v2");
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn handler_name(mut self, name: &str) -> Self {
-        self.handler_name = Some(SmolStr::new(name));
+    pub fn handler_name(mut self, name: impl Into<SmolStr>) -> Self {
+        self.handler_name = Some(name.into());
         self
     }
 
@@ -544,7 +646,14 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`capacity`](Self::capacity).
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.workers(4);
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.bus = self.bus.workers(n);
         self
@@ -585,17 +694,26 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         self
     }
 
-    /// Runs each key once; see [`Dedup`].
+    /// Runs each key once; see [`DedupConfig`].
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
-    pub fn dedup(mut self, dedup: Dedup) -> Self {
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .dedup(syncbus_workflow::DedupConfig::memory(10_000));
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
+    pub fn dedup(mut self, dedup: DedupConfig) -> Self {
         self.dedup = Some(dedup);
         self
     }
 
-    /// Applies each entity's versions in order; see [`Ordering`].
+    /// Applies each entity's versions in order; see [`ResequenceConfig`].
     ///
     /// # Examples
     ///
@@ -604,11 +722,11 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.ordering(syncbus_workflow::Ordering::new());
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.resequence(syncbus_workflow::ResequenceConfig::new());
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
-        self.ordering = Some(ordering);
+    pub fn resequence(mut self, cfg: ResequenceConfig) -> Self {
+        self.resequence = Some(cfg);
         self
     }
 
@@ -616,7 +734,16 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let s = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .retry(syncbus_workflow::RetryPolicy::new().max_attempts(3));
+    /// # let _ = s;
+    /// # Ok::<(), syncbus_core::SubscribeError>(())
+    /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -682,10 +809,10 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.rate_limit(syncbus_workflow::RateLimit::per_second(10));
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.rate_limit(syncbus_workflow::RateLimitConfig::per_second(10));
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+    pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
         self.rate = Some(rate);
         self
     }
@@ -699,10 +826,10 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// # let bus = syncbus_core::Bus::new();
-    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.circuit_breaker(syncbus_workflow::CircuitBreaker::new());
+    /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.circuit_breaker(syncbus_workflow::CircuitBreakerConfig::new());
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+    pub fn circuit_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -734,7 +861,21 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// use syncbus_core::{Envelope, SubscribeError};
+    /// use syncbus_workflow::{handler_fn, Workflow};
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let ok = |_e: Envelope<Ping>, _c| async { Ok(()) };
+    /// let _sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+    /// // A second subscription of the same name is refused.
+    /// let again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok));
+    /// assert!(matches!(again, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok(()) }
+    /// ```
     pub fn handle<H: Handler<P>>(self, handler: H) -> Result<WorkflowSubscription, SubscribeError> {
         let name = self.name.clone().unwrap_or_else(|| self.pattern.clone());
         let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
@@ -744,12 +885,12 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
             .clone()
             .unwrap_or_else(|| wf.inner.dead_letters.clone());
         let stack = Stack::new()
-            .layer(DeadLetterLayer::new(dl.clone()))
-            .layer(self.dedup.map(Dedup::layer))
-            .layer(self.ordering.map(|o| o.dead_letters(dl.clone()).layer()))
+            .layer(DeadLettersLayer::new(dl.clone()))
+            .layer(self.dedup.map(DedupConfig::layer))
+            .layer(self.resequence.map(|o| o.dead_letters(dl.clone()).layer()))
             .layer(self.retry.map(RetryLayer::new))
-            .layer(self.breaker.map(CircuitBreaker::layer))
-            .layer(self.rate.map(RateLimit::layer))
+            .layer(self.breaker.map(CircuitBreakerConfig::layer))
+            .layer(self.rate.map(RateLimitConfig::layer))
             .layer(self.timeout.map(TimeoutLayer::new))
             .layer(self.concurrency.map(ConcurrencyLimitLayer::new))
             .layer(EmitLayer)
@@ -843,6 +984,22 @@ async fn run_one<P: Payload, H: Handler<P>>(
 
 /// A running workflow subscription. Dropping it unsubscribes (as a bus `Subscription`
 /// does) and stops redrives into it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// use syncbus_workflow::{handler_fn, Workflow};
+/// let bus = syncbus_core::Bus::new();
+/// let wf = Workflow::new(&bus);
+/// let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
+/// let sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// drop(sub); // unsubscribed: the name is free again
+/// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// # Ok(()) }
+/// ```
 pub struct WorkflowSubscription {
     sub: Option<Subscription>,
     name: SmolStr,
@@ -863,7 +1020,17 @@ impl WorkflowSubscription {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let sub = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    /// assert_eq!(sub.name(), "ping"); // no name given: the pattern
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -872,7 +1039,19 @@ impl WorkflowSubscription {
     ///
     /// # Examples
     ///
-    /// See [`Workflow`].
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = syncbus_core::Bus::new();
+    /// let sub = syncbus_workflow::Workflow::new(&bus)
+    ///     .subscribe::<Ping>("ping")?
+    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    /// bus.publish_async(Ping).await?;
+    /// bus.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!((sub.metrics().succeeded, sub.metrics().attempts), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn metrics(&self) -> WorkflowMetrics {
         self.stats.snapshot()
     }

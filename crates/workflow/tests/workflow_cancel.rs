@@ -11,8 +11,8 @@ use std::time::Duration;
 use support::*;
 use syncbus_core::{Bus, Envelope};
 use syncbus_workflow::{
-    handler_fn, CircuitBreaker, CircuitState, Dedup, Handler, HandlerError, Layer, Ordering,
-    StartAt, WhenOpen,
+    handler_fn, CircuitBreakerConfig, CircuitState, DedupConfig, Handler, HandlerError, Layer,
+    ResequenceConfig, StartAt, WhenOpen,
 };
 
 /// Hangs on its first call, succeeds after.
@@ -32,7 +32,7 @@ fn hangs_once<P: Send + Sync + 'static>(calls: Arc<AtomicU32>) -> impl Handler<P
 async fn a_dropped_delivery_releases_its_dedup_key() {
     let bus = Bus::new();
     let calls = Arc::new(AtomicU32::new(0));
-    let h = Dedup::memory(100)
+    let h = DedupConfig::memory(100)
         .layer()
         .layer(hangs_once::<Job>(calls.clone()));
     let e = env(Job { n: 1 });
@@ -51,7 +51,7 @@ async fn a_dropped_delivery_releases_its_dedup_key() {
 async fn a_dropped_delivery_does_not_leave_its_entity_busy() {
     let bus = Bus::new();
     let calls = Arc::new(AtomicU32::new(0));
-    let h = Ordering::new()
+    let h = ResequenceConfig::new()
         .start_at(StartAt::Version(1))
         .layer()
         .layer(hangs_once::<Change>(calls.clone()));
@@ -77,7 +77,7 @@ async fn a_dropped_probe_frees_the_half_open_slot() {
     let bus = Bus::new();
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
-    let h = CircuitBreaker::new()
+    let h = CircuitBreakerConfig::new()
         .min_calls(1)
         .open_for(Duration::from_secs(5))
         .when_open(WhenOpen::DeadLetter)

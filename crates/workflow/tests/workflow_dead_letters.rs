@@ -11,8 +11,8 @@ use support::*;
 use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
 use syncbus_storage::DeadLetterFilter;
 use syncbus_workflow::{
-    handler_fn, Context, Dedup, ErrorKind, HandlerError, Jitter, RateLimit, Redrive, RetryPolicy,
-    Workflow, REDRIVE_HEADER,
+    handler_fn, Context, DedupConfig, ErrorKind, HandlerError, Jitter, RateLimitConfig, Redrive,
+    RetryPolicy, Workflow, REDRIVE_HEADER,
 };
 
 fn quick_retry() -> RetryPolicy {
@@ -36,7 +36,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         .name("billing")
         .handler_name("charge-card")
         .retry(quick_retry())
-        .dedup(Dedup::memory(1000))
+        .dedup(DedupConfig::memory(1000))
         .handle(handler_fn(move |e: Envelope<Job>, _ctx| {
             c.fetch_add(1, SeqCst);
             s.push(e);
@@ -168,7 +168,7 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
     let report = wf
         .redrive(
             Redrive::new(DeadLetterFilter::new().limit(4))
-                .rate_limit(RateLimit::per_second(2).burst(1)),
+                .rate_limit(RateLimitConfig::per_second(2).burst(1)),
         )
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use support::*;
 use syncbus_core::{Bus, Envelope};
 use syncbus_storage::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
-use syncbus_workflow::{handler_fn, Dedup, Handler, HandlerError, Layer};
+use syncbus_workflow::{handler_fn, DedupConfig, Handler, HandlerError, Layer};
 
 fn counting(runs: Arc<AtomicU32>, fail_first: bool) -> impl Handler<Job> {
     handler_fn(move |_e: Envelope<Job>, _ctx| {
@@ -54,7 +54,7 @@ async fn eight_concurrent_deliveries_run_the_handler_once() {
     let bus = Bus::new();
     let runs = Arc::new(AtomicU32::new(0));
     let h = Arc::new(
-        Dedup::memory(1000)
+        DedupConfig::memory(1000)
             .layer()
             .layer(counting(runs.clone(), false)),
     );
@@ -73,7 +73,7 @@ async fn a_failed_run_releases_the_key_to_one_waiter() {
     let bus = Bus::new();
     let runs = Arc::new(AtomicU32::new(0));
     let h = Arc::new(
-        Dedup::memory(1000)
+        DedupConfig::memory(1000)
             .layer()
             .layer(counting(runs.clone(), true)),
     );
@@ -96,7 +96,7 @@ async fn a_derived_key_dedups_across_event_ids() {
     let bus = Bus::new();
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
-    let dedup = Dedup::memory(100)
+    let dedup = DedupConfig::memory(100)
         .key(|m| DedupKey::new(&format!("{}@{}", m.entity_id()?, m.version()?)).ok());
     let h = dedup
         .layer()

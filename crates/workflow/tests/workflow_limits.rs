@@ -9,8 +9,8 @@ use std::time::Duration;
 use support::*;
 use syncbus_core::{Bus, Envelope};
 use syncbus_workflow::{
-    handler_fn, CircuitBreaker, CircuitState, ConcurrencyLimitLayer, ErrorKind, Handler,
-    HandlerError, Layer, RateLimit, RetryPolicy, Stack, TimeoutLayer, WhenOpen,
+    handler_fn, CircuitBreakerConfig, CircuitState, ConcurrencyLimitLayer, ErrorKind, Handler,
+    HandlerError, Layer, RateLimitConfig, RetryPolicy, Stack, TimeoutLayer, WhenOpen,
 };
 use tokio::time::Instant;
 
@@ -39,7 +39,7 @@ async fn the_circuit_opens_and_recovers() {
     let bus = Bus::new();
     let down = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicU32::new(0));
-    let h = CircuitBreaker::new()
+    let h = CircuitBreakerConfig::new()
         .min_calls(4)
         .failure_ratio(0.5)
         .open_for(Duration::from_secs(10))
@@ -85,7 +85,7 @@ async fn waiting_policy_holds_attempts_until_the_probe_succeeds() {
     let bus = Bus::new();
     let down = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicU32::new(0));
-    let h = CircuitBreaker::new()
+    let h = CircuitBreakerConfig::new()
         .min_calls(2)
         .open_for(Duration::from_secs(30))
         .layer()
@@ -103,9 +103,12 @@ async fn waiting_policy_holds_attempts_until_the_probe_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn permanent_errors_do_not_open_the_circuit() {
     let bus = Bus::new();
-    let h = CircuitBreaker::new().min_calls(2).layer().layer(handler_fn(
-        |_e: Envelope<Job>, _c| async { Err(HandlerError::permanent("bad row")) },
-    ));
+    let h = CircuitBreakerConfig::new()
+        .min_calls(2)
+        .layer()
+        .layer(handler_fn(|_e: Envelope<Job>, _c| async {
+            Err(HandlerError::permanent("bad row"))
+        }));
     for _ in 0..10 {
         call(&h, &bus).await.unwrap_err();
     }
@@ -178,12 +181,13 @@ async fn the_rate_limit_spaces_attempts() {
     let bus = Bus::new();
     let times: Log<Instant> = Log::default();
     let t = times.clone();
-    let h = RateLimit::per_second(10).burst(2).layer().layer(handler_fn(
-        move |_e: Envelope<Job>, _c| {
+    let h = RateLimitConfig::per_second(10)
+        .burst(2)
+        .layer()
+        .layer(handler_fn(move |_e: Envelope<Job>, _c| {
             t.push(Instant::now());
             async { Ok(()) }
-        },
-    ));
+        }));
     let start = Instant::now();
     for _ in 0..22 {
         call(&h, &bus).await.unwrap();

@@ -50,7 +50,7 @@ fn metrics_are_exported_with_the_subscription_label() {
     m.succeeded = 5;
     m.dead_lettered = 2;
     m.duplicates = 7;
-    metrics::with_local_recorder(&capture, || m.emit("billing"));
+    metrics::with_local_recorder(&capture, || m.record("billing"));
     let seen = seen.lock().unwrap();
     assert_eq!(
         seen["syncbus_workflow_succeeded_total{subscription=billing}"],

@@ -186,7 +186,7 @@ fn nonsense_settings_are_clamped_not_a_panic() {
         .jitter(Jitter::Proportional(f64::INFINITY))
         .max_attempts(0)
         .max_delay(Duration::from_secs(1));
-    assert_eq!(p.get_max_attempts(), 1);
+    assert_eq!(p.attempt_limit(), 1);
     assert_eq!(
         p.base_delay(u32::MAX),
         Duration::from_millis(100),

@@ -15,6 +15,15 @@ use crate::layer::Layer;
 use crate::metrics::Stat;
 
 /// What an attempt does while the circuit is open.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{CircuitBreakerConfig, WhenOpen};
+/// // Fail fast while the downstream is down; redrive the dead letters once it is back.
+/// let cb = CircuitBreakerConfig::new().when_open(WhenOpen::DeadLetter);
+/// # let _ = cb;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WhenOpen {
@@ -40,8 +49,8 @@ pub enum WhenOpen {
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::{CircuitBreaker, WhenOpen};
-/// let cb = CircuitBreaker::new()
+/// use syncbus_workflow::{CircuitBreakerConfig, WhenOpen};
+/// let cb = CircuitBreakerConfig::new()
 ///     .failure_ratio(0.25)
 ///     .min_calls(20)
 ///     .open_for(Duration::from_secs(10))
@@ -49,7 +58,7 @@ pub enum WhenOpen {
 /// # let _ = cb;
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreaker {
+pub struct CircuitBreakerConfig {
     window: Duration,
     min_calls: u32,
     failure_ratio: f64,
@@ -57,9 +66,9 @@ pub struct CircuitBreaker {
     when_open: WhenOpen,
 }
 
-impl Default for CircuitBreaker {
+impl Default for CircuitBreakerConfig {
     fn default() -> Self {
-        CircuitBreaker {
+        CircuitBreakerConfig {
             window: Duration::from_secs(30),
             min_calls: 10,
             failure_ratio: 0.5,
@@ -70,6 +79,14 @@ impl Default for CircuitBreaker {
 }
 
 /// Where a breaker is.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{CircuitBreakerConfig, CircuitState};
+/// let layer = CircuitBreakerConfig::new().layer();
+/// assert_eq!(layer.state(), CircuitState::Closed); // a new breaker lets calls through
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CircuitState {
     /// Calls go through.
@@ -80,12 +97,15 @@ pub enum CircuitState {
     HalfOpen,
 }
 
-impl CircuitBreaker {
+impl CircuitBreakerConfig {
     /// The defaults (see the type's docs).
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new();
+    /// assert_eq!(cb.layer().state(), syncbus_workflow::CircuitState::Closed);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,7 +115,7 @@ impl CircuitBreaker {
     /// # Examples
     ///
     /// ```
-    /// let cb = syncbus_workflow::CircuitBreaker::new().window(std::time::Duration::from_secs(60));
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().window(std::time::Duration::from_secs(60));
     /// # let _ = cb;
     /// ```
     pub fn window(mut self, d: Duration) -> Self {
@@ -107,7 +127,10 @@ impl CircuitBreaker {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().min_calls(50);
+    /// # let _ = cb;
+    /// ```
     pub fn min_calls(mut self, n: u32) -> Self {
         self.min_calls = n.max(1);
         self
@@ -117,7 +140,10 @@ impl CircuitBreaker {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().failure_ratio(0.9);
+    /// # let _ = cb;
+    /// ```
     pub fn failure_ratio(mut self, r: f64) -> Self {
         self.failure_ratio = if r.is_finite() {
             r.clamp(0.000_001, 1.0)
@@ -131,7 +157,10 @@ impl CircuitBreaker {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker`].
+    /// ```
+    /// let cb = syncbus_workflow::CircuitBreakerConfig::new().open_for(std::time::Duration::from_secs(60));
+    /// # let _ = cb;
+    /// ```
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
         self
@@ -141,7 +170,11 @@ impl CircuitBreaker {
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker`].
+    /// ```
+    /// use syncbus_workflow::{CircuitBreakerConfig, WhenOpen};
+    /// let cb = CircuitBreakerConfig::new().when_open(WhenOpen::DeadLetter);
+    /// # let _ = cb;
+    /// ```
     pub fn when_open(mut self, w: WhenOpen) -> Self {
         self.when_open = w;
         self
@@ -152,17 +185,11 @@ impl CircuitBreaker {
     /// # Examples
     ///
     /// ```
-    /// let layer = syncbus_workflow::CircuitBreaker::new().layer();
+    /// let layer = syncbus_workflow::CircuitBreakerConfig::new().layer();
     /// assert_eq!(layer.state(), syncbus_workflow::CircuitState::Closed);
     /// ```
     pub fn layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer {
-            shared: Arc::new(Shared {
-                cfg: self,
-                state: Mutex::new(State::Closed(Window::default())),
-                changed: Notify::new(),
-            }),
-        }
+        CircuitBreakerLayer::new(self)
     }
 }
 
@@ -214,7 +241,7 @@ enum State {
 
 #[derive(Debug)]
 struct Shared {
-    cfg: CircuitBreaker,
+    cfg: CircuitBreakerConfig,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -305,50 +332,127 @@ impl Drop for Probe<'_> {
     }
 }
 
-/// Makes [`CircuitBreaking`] handlers sharing one breaker.
+/// Makes [`CircuitBreaker`] handlers sharing one breaker.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::Envelope;
+/// use syncbus_workflow::{
+///     handler_fn, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Context, Handler,
+///     HandlerError, Layer,
+/// };
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = CircuitBreakerLayer::new(CircuitBreakerConfig::new().min_calls(2));
+/// let h = layer.layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///     Err::<(), _>(HandlerError::retryable("downstream is down"))
+/// }));
+/// let bus = syncbus_core::Bus::new();
+/// for _ in 0..2 {
+///     let env = Envelope::from_event(Ping);
+///     assert!(h.call(env.clone(), Context::new(&bus, env.meta())).await.is_err());
+/// }
+/// assert_eq!(layer.state(), CircuitState::Open);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer {
     shared: Arc<Shared>,
 }
 
 impl CircuitBreakerLayer {
+    /// A layer whose handlers share one breaker set by `cfg`; the same as
+    /// [`CircuitBreakerConfig::layer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_workflow::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+    /// let layer = CircuitBreakerLayer::new(CircuitBreakerConfig::new());
+    /// assert_eq!(layer.state(), CircuitState::Closed);
+    /// ```
+    pub fn new(cfg: CircuitBreakerConfig) -> CircuitBreakerLayer {
+        CircuitBreakerLayer {
+            shared: Arc::new(Shared {
+                cfg,
+                state: Mutex::new(State::Closed(Window::default())),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
     /// Where the breaker is now.
     ///
     /// # Examples
     ///
-    /// See [`CircuitBreaker::layer`].
+    /// ```
+    /// let layer = syncbus_workflow::CircuitBreakerConfig::new().layer();
+    /// assert_eq!(layer.state(), syncbus_workflow::CircuitState::Closed);
+    /// ```
     pub fn state(&self) -> CircuitState {
         self.shared.state()
     }
 }
 
 impl<H> Layer<H> for CircuitBreakerLayer {
-    type Handler = CircuitBreaking<H>;
-    fn layer(&self, inner: H) -> CircuitBreaking<H> {
-        CircuitBreaking {
+    type Handler = CircuitBreaker<H>;
+    fn layer(&self, inner: H) -> CircuitBreaker<H> {
+        CircuitBreaker {
             inner,
             shared: self.shared.clone(),
         }
     }
 }
 
-/// A handler behind a circuit breaker; see [`CircuitBreaker`].
+/// A handler behind a circuit breaker; see [`CircuitBreakerConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{
+///     handler_fn, CircuitBreakerConfig, CircuitState, Context, ErrorKind, Handler, HandlerError,
+///     Layer, WhenOpen,
+/// };
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let h = CircuitBreakerConfig::new()
+///     .min_calls(1)
+///     .when_open(WhenOpen::DeadLetter)
+///     .layer()
+///     .layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///         Err::<(), _>(HandlerError::retryable("503"))
+///     }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let first = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(first.kind(), ErrorKind::Retryable); // the handler ran and failed: open
+/// assert_eq!(h.state(), CircuitState::Open);
+/// let next = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(next.kind(), ErrorKind::CircuitOpen); // the handler was not called
+/// # }
+/// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreaking<H> {
+pub struct CircuitBreaker<H> {
     inner: H,
     shared: Arc<Shared>,
 }
 
-impl<H> CircuitBreaking<H> {
+impl<H> CircuitBreaker<H> {
     /// Where the breaker is now.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::{handler_fn, CircuitBreaker, CircuitState, Layer};
+    /// # use syncbus_workflow::{handler_fn, CircuitBreakerConfig, CircuitState, Layer};
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
-    /// let h = CircuitBreaker::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+    /// let h = CircuitBreakerConfig::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
     /// assert_eq!(h.state(), CircuitState::Closed);
     /// ```
     pub fn state(&self) -> CircuitState {
@@ -356,7 +460,7 @@ impl<H> CircuitBreaking<H> {
     }
 }
 
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for CircuitBreaking<H> {
+impl<P: Send + 'static, H: Handler<P>> Handler<P> for CircuitBreaker<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let probe = loop {
             let changed = self.shared.changed.notified();

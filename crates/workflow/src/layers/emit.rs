@@ -53,6 +53,35 @@ impl<H> Layer<H> for EmitLayer {
 
 /// Publishes the follow-ups of a successful attempt, in order; see [`EmitLayer`]. A failed
 /// publish fails the attempt (retryably if the bus was only full), so a retry emits again.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, Context, Emit, EmitLayer, Handler, HandlerError, Layer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+/// # #[derive(Clone, Debug)] struct Pong;
+/// # impl Event for Pong { const TYPE: &'static str = "pong"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let pongs = Arc::new(AtomicU32::new(0));
+/// let p = pongs.clone();
+/// let _s = bus.subscribe::<Pong>("pong")?.inline(move |_| {
+///     p.fetch_add(1, SeqCst);
+/// })?;
+/// let h: Emit<_> = EmitLayer.layer(handler_fn(|_e: Envelope<Ping>, ctx: Context| async move {
+///     ctx.emit(Pong);
+///     Err::<(), _>(HandlerError::retryable("failed after emitting"))
+/// }));
+/// let env = Envelope::from_event(Ping);
+/// assert!(h.call(env.clone(), Context::new(&bus, env.meta())).await.is_err());
+/// assert_eq!(pongs.load(SeqCst), 0); // a failed attempt publishes nothing
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Emit<H>(H);
 

@@ -1,4 +1,4 @@
-//! Ordering by version: per entity, versions reach the handler in order.
+//! The resequencer: per entity, versions reach the handler in order.
 
 mod support;
 
@@ -9,7 +9,9 @@ use proptest::prelude::*;
 use support::*;
 use syncbus_core::{Bus, Envelope};
 use syncbus_storage::{DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore};
-use syncbus_workflow::{handler_fn, Handler, HandlerError, Layer, OnExpiry, Ordering, StartAt};
+use syncbus_workflow::{
+    handler_fn, Handler, HandlerError, Layer, OnExpiry, ResequenceConfig, StartAt,
+};
 
 fn recording(log: Log<(u64, u64)>) -> impl Handler<Change> {
     handler_fn(move |e: Envelope<Change>, _c| {
@@ -44,7 +46,7 @@ proptest! {
         rt.block_on(async {
             let bus = Bus::new();
             let log = Log::default();
-            let h = Ordering::new().start_at(StartAt::Version(1)).hold_for(Duration::from_secs(60)).layer().layer(recording(log.clone()));
+            let h = ResequenceConfig::new().start_at(StartAt::Version(1)).hold_for(Duration::from_secs(60)).layer().layer(recording(log.clone()));
             let n = order.len() as u64;
             let mut arrivals = order.clone();
             for d in &dups {
@@ -67,7 +69,9 @@ proptest! {
 async fn entities_are_ordered_independently_and_first_seen_starts_anywhere() {
     let bus = Bus::new();
     let log = Log::default();
-    let h = Ordering::new().layer().layer(recording(log.clone()));
+    let h = ResequenceConfig::new()
+        .layer()
+        .layer(recording(log.clone()));
     deliver(&h, &bus, 1, 5).await.unwrap(); // first seen: applied
     deliver(&h, &bus, 2, 1).await.unwrap();
     deliver(&h, &bus, 1, 4).await.unwrap(); // stale
@@ -82,7 +86,7 @@ async fn entities_are_ordered_independently_and_first_seen_starts_anywhere() {
 async fn an_expired_hold_releases_by_default() {
     let bus = Bus::new();
     let log = Log::default();
-    let h = Ordering::new()
+    let h = ResequenceConfig::new()
         .hold_for(Duration::from_secs(5))
         .layer()
         .layer(recording(log.clone()));
@@ -105,7 +109,7 @@ async fn an_expired_hold_dead_letters_when_told() {
     let bus = Bus::new();
     let log = Log::default();
     let dl = Arc::new(MemoryDeadLetterStore::new(100));
-    let h = Ordering::new()
+    let h = ResequenceConfig::new()
         .hold_for(Duration::from_secs(5))
         .on_expiry(OnExpiry::DeadLetter)
         .dead_letters(dl.clone())
@@ -133,7 +137,7 @@ async fn an_expired_hold_dead_letters_when_told() {
 async fn too_many_held_follow_the_policy() {
     let bus = Bus::new();
     let log = Log::default();
-    let strict = Ordering::new()
+    let strict = ResequenceConfig::new()
         .max_held(2)
         .on_expiry(OnExpiry::DeadLetter)
         .layer()
@@ -146,7 +150,7 @@ async fn too_many_held_follow_the_policy() {
     assert_eq!(strict.held(), 2);
 
     let log = Log::default();
-    let lenient = Ordering::new()
+    let lenient = ResequenceConfig::new()
         .max_held(2)
         .layer()
         .layer(recording(log.clone()));
@@ -162,7 +166,7 @@ async fn concurrent_deliveries_of_one_entity_apply_in_order() {
     let log = Log::default();
     let l = log.clone();
     let h = Arc::new(
-        Ordering::new()
+        ResequenceConfig::new()
             .start_at(StartAt::Version(1))
             .layer()
             .layer(handler_fn(move |e: Envelope<Change>, _c| {
@@ -191,7 +195,7 @@ async fn events_without_entity_or_version_pass_through() {
     let bus = Bus::new();
     let log: Log<u64> = Log::default();
     let l = log.clone();
-    let h = Ordering::new()
+    let h = ResequenceConfig::new()
         .layer()
         .layer(handler_fn(move |e: Envelope<Job>, _c| {
             l.push(e.payload().n);

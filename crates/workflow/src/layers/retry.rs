@@ -12,6 +12,15 @@ use crate::layer::Layer;
 use crate::metrics::Stat;
 
 /// How the delay before a retry is randomized, so failed consumers do not retry in lockstep.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_workflow::{Jitter, RetryPolicy};
+/// let p = RetryPolicy::new().jitter(Jitter::Proportional(0.1)); // 100 ms ± 10 %
+/// assert_eq!(p.bounds(1, Duration::ZERO), (Duration::from_millis(90), Duration::from_millis(110)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Jitter {
@@ -74,7 +83,7 @@ impl RetryPolicy {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(syncbus_workflow::RetryPolicy::new().get_max_attempts(), 8);
+    /// assert_eq!(syncbus_workflow::RetryPolicy::new().attempt_limit(), 8);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -85,7 +94,7 @@ impl RetryPolicy {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(syncbus_workflow::RetryPolicy::never().get_max_attempts(), 1);
+    /// assert_eq!(syncbus_workflow::RetryPolicy::never().attempt_limit(), 1);
     /// ```
     pub fn never() -> Self {
         Self::default().max_attempts(1)
@@ -95,7 +104,12 @@ impl RetryPolicy {
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy`].
+    /// ```
+    /// use std::time::Duration;
+    /// use syncbus_workflow::{Jitter, RetryPolicy};
+    /// let p = RetryPolicy::new().initial(Duration::from_secs(1)).jitter(Jitter::None);
+    /// assert_eq!(p.base_delay(1), Duration::from_secs(1));
+    /// ```
     pub fn initial(mut self, d: Duration) -> Self {
         self.initial = d;
         self
@@ -133,7 +147,10 @@ impl RetryPolicy {
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy`].
+    /// ```
+    /// let p = syncbus_workflow::RetryPolicy::new().max_attempts(0); // clamped
+    /// assert_eq!(p.attempt_limit(), 1);
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
@@ -157,7 +174,12 @@ impl RetryPolicy {
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy`].
+    /// ```
+    /// use std::time::Duration;
+    /// use syncbus_workflow::{Jitter, RetryPolicy};
+    /// let p = RetryPolicy::new().jitter(Jitter::Full);
+    /// assert_eq!(p.bounds(1, Duration::ZERO), (Duration::ZERO, Duration::from_millis(100)));
+    /// ```
     pub fn jitter(mut self, j: Jitter) -> Self {
         self.jitter = match j {
             Jitter::Proportional(f) if f.is_finite() => Jitter::Proportional(f.clamp(0.0, 1.0)),
@@ -167,12 +189,15 @@ impl RetryPolicy {
         self
     }
 
-    /// Attempts in all.
+    /// Attempts in all, the first included: what [`max_attempts`](Self::max_attempts) set.
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy::new`].
-    pub fn get_max_attempts(&self) -> u32 {
+    /// ```
+    /// let p = syncbus_workflow::RetryPolicy::new().max_attempts(3);
+    /// assert_eq!(p.attempt_limit(), 3);
+    /// ```
+    pub fn attempt_limit(&self) -> u32 {
         self.max_attempts
     }
 
@@ -181,7 +206,12 @@ impl RetryPolicy {
     ///
     /// # Examples
     ///
-    /// See [`RetryPolicy`].
+    /// ```
+    /// use std::time::Duration;
+    /// let p = syncbus_workflow::RetryPolicy::new(); // 100 ms, doubling
+    /// assert_eq!(p.base_delay(1), Duration::from_millis(100));
+    /// assert_eq!(p.base_delay(4), Duration::from_millis(800));
+    /// ```
     pub fn base_delay(&self, n: u32) -> Duration {
         let exp = self.multiplier.powi(n.saturating_sub(1).min(1024) as i32);
         let secs = self.initial.as_secs_f64() * exp;
@@ -240,13 +270,27 @@ impl RetryPolicy {
     ///
     /// # Examples
     ///
-    /// See [`Layer`].
+    /// ```
+    /// let layer = syncbus_workflow::RetryPolicy::new().max_attempts(3).layer();
+    /// # let _ = layer;
+    /// ```
     pub fn layer(self) -> RetryLayer {
         RetryLayer { policy: self }
     }
 }
 
 /// Makes [`Retry`] handlers.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{RetryLayer, RetryPolicy, Stack, TimeoutLayer};
+/// // Each of three attempts gets its own 5 s.
+/// let stack = Stack::new()
+///     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+///     .layer(TimeoutLayer::new(std::time::Duration::from_secs(5)));
+/// # let _ = stack;
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
     policy: RetryPolicy,
@@ -281,6 +325,32 @@ impl<H> Layer<H> for RetryLayer {
 /// Each attempt gets a clone of the envelope and the same [`Context`], whose
 /// [`attempt`](Context::attempt) counts up. The delay is slept on tokio's clock: the
 /// delivery (and its worker) waits.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, Handler, HandlerError, Layer, RetryPolicy};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let h = RetryPolicy::new().initial(Duration::from_millis(10)).layer().layer(handler_fn(
+///     |_e: Envelope<Ping>, ctx: Context| async move {
+///         if ctx.attempt() < 3 {
+///             return Err(HandlerError::retryable("not yet"));
+///         }
+///         Ok(())
+///     },
+/// ));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let ctx = Context::new(&bus, env.meta());
+/// h.call(env, ctx.clone()).await?; // failed twice, then succeeded
+/// assert_eq!(ctx.attempt(), 3);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Retry<H> {
     inner: H,

@@ -1,246 +1,101 @@
-//! Ordering by version: per entity, versions reach the handler in order.
+//! The resequencer (the integration pattern of that name): per entity, versions reach the
+//! handler in order; stale ones are dropped, early ones held until their gap fills.
+//!
+//! `config` holds the settings, `layer` the layer, `state` the per-entity positions and
+//! held events; this file is the handler and the expiry task.
 
-use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use parking_lot::Mutex;
-use syncbus_envelope::{EntityId, Envelope, Metadata};
+use syncbus_envelope::{EntityId, Envelope};
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::dead_letter::{record, Storable};
 use crate::error::HandlerError;
 use crate::handler::Handler;
-use crate::layer::Layer;
+use crate::layers::record;
 use crate::metrics::Stat;
-use crate::store::DeadLetterStore;
+use crate::storable::Storable;
+
+mod config;
+mod layer;
+mod state;
+
+pub use self::config::{OnExpiry, ResequenceConfig, StartAt};
+pub use self::layer::ResequenceLayer;
+use self::state::{is_redrive, Admit, Held, State};
 
 /// The header a redriven event carries: the id of the dead letter's event it replays.
-pub const REDRIVE_HEADER: &str = "syncbusredriveof";
-
-/// What happens when a held event's gap does not fill in time (or too many are held).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OnExpiry {
-    /// Skip the gap: apply the held events from the lowest version on, in order (the
-    /// default). The missing versions, if they come later, are stale and dropped.
-    Release,
-    /// Keep the order strict: the expired held events go to dead letters; the entity still
-    /// waits for the missing version.
-    DeadLetter,
-}
-
-/// Where an entity's versions start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StartAt {
-    /// The first version seen for an entity is the start, whatever it is (the default).
-    FirstSeen,
-    /// Versions start at this one: an entity's first event may be held until it arrives.
-    Version(u64),
-}
-
-/// Ordering settings.
-///
-/// Only events with both an entity id and a version are ordered; others pass through, and
-/// so does a redriven event (an operator asked for it). Per entity: a version below the next
-/// expected one, or one already held, is stale: dropped and counted. A version above it is
-/// held (counted), at most `max_held` per entity and for at most `hold_for`; when the gap
-/// fills, held versions are applied in order, by the delivery that filled it. When a hold
-/// expires or an entity holds too many, [`OnExpiry`] decides. A held event is acknowledged
-/// to its delivery at once (so a keyed lane is not blocked behind its own gap): it lives in
-/// memory until applied. A released event that fails goes to the dead-letter store given
-/// here (the workflow builder passes its own).
-///
-/// State is kept for at most `max_entities` entities; past that, idle entities are forgotten
-/// oldest first, and a forgotten entity starts again as in [`StartAt`].
-///
-/// Defaults: hold 30 s, 1,000 held per entity, [`OnExpiry::Release`], [`StartAt::FirstSeen`],
-/// 100,000 entities.
 ///
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
-/// use syncbus_workflow::{OnExpiry, Ordering, StartAt};
-/// let ordering = Ordering::new()
-///     .hold_for(Duration::from_secs(5))
-///     .max_held(100)
-///     .on_expiry(OnExpiry::DeadLetter)
-///     .start_at(StartAt::Version(1));
-/// # let _ = ordering;
+/// use syncbus_core::Envelope;
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// // A handler can tell a redriven event from a first delivery.
+/// fn is_redriven(env: &Envelope<Ping>) -> bool {
+///     env.meta().headers().get(syncbus_workflow::REDRIVE_HEADER).is_some()
+/// }
+/// assert!(!is_redriven(&Envelope::from_event(Ping)));
 /// ```
-#[derive(Clone)]
-pub struct Ordering {
-    hold_for: Duration,
-    max_held: usize,
-    on_expiry: OnExpiry,
-    start: StartAt,
-    max_entities: usize,
-    dead_letters: Option<Arc<dyn DeadLetterStore>>,
-}
+pub const REDRIVE_HEADER: &str = "syncbusredriveof";
 
-impl fmt::Debug for Ordering {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ordering")
-            .field("hold_for", &self.hold_for)
-            .field("max_held", &self.max_held)
-            .field("on_expiry", &self.on_expiry)
-            .field("start", &self.start)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Ordering {
-    fn default() -> Self {
-        Ordering {
-            hold_for: Duration::from_secs(30),
-            max_held: 1000,
-            on_expiry: OnExpiry::Release,
-            start: StartAt::FirstSeen,
-            max_entities: 100_000,
-            dead_letters: None,
-        }
-    }
-}
-
-impl Ordering {
-    /// The defaults (see the type's docs).
-    ///
-    /// # Examples
-    ///
-    /// See [`Ordering`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How long an event may wait for its gap.
-    ///
-    /// # Examples
-    ///
-    /// See [`Ordering`].
-    pub fn hold_for(mut self, d: Duration) -> Self {
-        self.hold_for = d;
-        self
-    }
-
-    /// How many events one entity may hold (at least 1).
-    ///
-    /// # Examples
-    ///
-    /// See [`Ordering`].
-    pub fn max_held(mut self, n: usize) -> Self {
-        self.max_held = n.max(1);
-        self
-    }
-
-    /// What an expired hold does.
-    ///
-    /// # Examples
-    ///
-    /// See [`Ordering`].
-    pub fn on_expiry(mut self, p: OnExpiry) -> Self {
-        self.on_expiry = p;
-        self
-    }
-
-    /// Where versions start.
-    ///
-    /// # Examples
-    ///
-    /// See [`Ordering`].
-    pub fn start_at(mut self, s: StartAt) -> Self {
-        self.start = s;
-        self
-    }
-
-    /// How many entities' positions are kept (at least 1).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let o = syncbus_workflow::Ordering::new().max_entities(1_000_000);
-    /// # let _ = o;
-    /// ```
-    pub fn max_entities(mut self, n: usize) -> Self {
-        self.max_entities = n.max(1);
-        self
-    }
-
-    /// Where released events that fail, and expired ones under [`OnExpiry::DeadLetter`], go.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// let o = syncbus_workflow::Ordering::new()
-    ///     .dead_letters(Arc::new(syncbus_storage::MemoryDeadLetterStore::new(1000)));
-    /// # let _ = o;
-    /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
-        self.dead_letters = Some(store);
-        self
-    }
-
-    /// This as a layer.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let layer = syncbus_workflow::Ordering::new().layer();
-    /// # let _ = layer;
-    /// ```
-    pub fn layer(self) -> OrderingLayer {
-        OrderingLayer { cfg: self }
-    }
-}
-
-/// Makes [`Ordered`] handlers.
-#[derive(Debug, Clone)]
-pub struct OrderingLayer {
-    cfg: Ordering,
-}
-
-impl<H> Layer<H> for OrderingLayer {
-    type Handler = Ordered<H>;
-    fn layer(&self, inner: H) -> Ordered<H> {
-        Ordered {
-            inner: Arc::new(inner),
-            state: Arc::new(State {
-                cfg: self.cfg.clone(),
-                entities: Mutex::new(HashMap::default()),
-            }),
-        }
-    }
-}
-
-/// A handler that sees each entity's versions in order; see [`Ordering`].
-pub struct Ordered<H> {
+/// A handler that sees each entity's versions in order; see [`ResequenceConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, EntityId, Envelope, Event};
+/// use syncbus_workflow::{handler_fn, Context, Handler, Layer, Resequence, ResequenceConfig};
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Moved { version: u64 }
+/// impl Event for Moved {
+///     const TYPE: &'static str = "moved";
+///     fn entity_id(&self) -> Option<EntityId> { Some(EntityId::from(1u64)) }
+///     fn version(&self) -> Option<u64> { Some(self.version) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runs = Arc::new(AtomicU32::new(0));
+/// let r = runs.clone();
+/// let h: Resequence<_> = ResequenceConfig::new().layer().layer(handler_fn(move |_e: Envelope<Moved>, _c| {
+///     r.fetch_add(1, SeqCst);
+///     async { Ok(()) }
+/// }));
+/// let bus = Bus::new();
+/// for version in [2, 1] {
+///     let env = Envelope::from_event(Moved { version });
+///     h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// }
+/// assert_eq!(runs.load(SeqCst), 1); // version 1 came after 2: stale, dropped
+/// # Ok(()) }
+/// ```
+pub struct Resequence<H> {
     inner: Arc<H>,
     state: Arc<State>,
 }
 
-impl<H> fmt::Debug for Ordered<H> {
+impl<H> fmt::Debug for Resequence<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ordered")
+        f.debug_struct("Resequence")
             .field("cfg", &self.state.cfg)
             .finish_non_exhaustive()
     }
 }
 
-impl<H> Ordered<H> {
+impl<H> Resequence<H> {
     /// How many events are held now, over all entities.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::{handler_fn, Layer, Ordering};
+    /// # use syncbus_workflow::{handler_fn, Layer, ResequenceConfig};
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
-    /// let h = Ordering::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
+    /// let h = ResequenceConfig::new().layer().layer(handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }));
     /// assert_eq!(h.held(), 0);
     /// ```
     pub fn held(&self) -> usize {
@@ -253,129 +108,7 @@ impl<H> Ordered<H> {
     }
 }
 
-struct State {
-    cfg: Ordering,
-    entities: Mutex<HashMap<EntityId, Entity, foldhash::quality::RandomState>>,
-}
-
-struct Entity {
-    /// The next version to apply.
-    next: u64,
-    /// A delivery is applying versions of this entity now.
-    busy: bool,
-    held: BTreeMap<u64, Held>,
-    /// An expiry task is watching `held`.
-    timer: bool,
-    touched: Instant,
-}
-
-impl Entity {
-    /// Skips the gap below `lowest`; the version to apply next if this caller is now the
-    /// one applying (the entity was idle), `None` if another delivery is at it.
-    fn skip_to(&mut self, lowest: u64) -> Option<u64> {
-        self.next = self.next.max(lowest);
-        if self.busy {
-            None
-        } else {
-            self.busy = true;
-            Some(self.next)
-        }
-    }
-}
-
-struct Held {
-    /// The `(Envelope<P>, Context)` waiting, typed by the handler that put it there.
-    item: Box<dyn Any + Send>,
-    since: Instant,
-}
-
-enum Admit {
-    Run,
-    Stale,
-    Held { arm: bool },
-    Overflow,
-}
-
-fn is_redrive(meta: &Metadata) -> bool {
-    meta.headers().get(REDRIVE_HEADER).is_some()
-}
-
-impl State {
-    fn admit<P: Send + 'static>(
-        &self,
-        entity: &EntityId,
-        v: u64,
-        env: Envelope<P>,
-        ctx: &Context,
-    ) -> (Admit, Option<Envelope<P>>) {
-        let now = Instant::now();
-        let mut guard = self.entities.lock();
-        let map = &mut *guard;
-        if !map.contains_key(entity) {
-            if map.len() >= self.cfg.max_entities {
-                forget_idle(map, self.cfg.max_entities);
-            }
-            let next = match self.cfg.start {
-                StartAt::FirstSeen => v,
-                StartAt::Version(s) => s,
-            };
-            map.insert(
-                entity.clone(),
-                Entity {
-                    next,
-                    busy: false,
-                    held: BTreeMap::new(),
-                    timer: false,
-                    touched: now,
-                },
-            );
-        }
-        let Some(e) = map.get_mut(entity) else {
-            return (Admit::Stale, Some(env));
-        };
-        e.touched = now;
-        if v < e.next || (v == e.next && e.busy) || e.held.contains_key(&v) {
-            return (Admit::Stale, Some(env));
-        }
-        if v == e.next {
-            e.busy = true;
-            return (Admit::Run, Some(env));
-        }
-        if e.held.len() >= self.cfg.max_held {
-            return (Admit::Overflow, Some(env));
-        }
-        e.held.insert(
-            v,
-            Held {
-                item: Box::new((env, ctx.clone())),
-                since: now,
-            },
-        );
-        let arm = !e.timer;
-        e.timer = true;
-        (Admit::Held { arm }, None)
-    }
-}
-
-/// Forgets the idle entities touched longest ago, an eighth of the limit at a time.
-#[cold]
-fn forget_idle(map: &mut HashMap<EntityId, Entity, foldhash::quality::RandomState>, limit: usize) {
-    let mut idle: Vec<(Instant, EntityId)> = map
-        .iter()
-        .filter(|(_, e)| !e.busy && e.held.is_empty())
-        .map(|(k, e)| (e.touched, k.clone()))
-        .collect();
-    let n = (limit / 8).max(1).min(idle.len());
-    if n == 0 {
-        return;
-    }
-    idle.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
-    for (_, k) in &idle[..n] {
-        map.remove(k);
-    }
-}
-
-impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
+impl<P: Storable, H: Handler<P>> Handler<P> for Resequence<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let meta = env.meta();
         let (Some(entity), Some(v)) = (meta.entity_id().cloned(), meta.version()) else {
@@ -419,7 +152,7 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Ordered<H> {
                             }
                             tracing::error!(
                                 %entity,
-                                "ordering layer outside a tokio runtime: held events have no expiry"
+                                "resequence layer outside a tokio runtime: held events have no expiry"
                             );
                         }
                     }
@@ -571,7 +304,7 @@ async fn dead_letter<P: Storable>(
                 subscription = ctx.subscription(),
                 event = %env.meta().id(),
                 error = %err,
-                "a held event failed and the ordering layer has no dead-letter store"
+                "a held event failed and the resequence layer has no dead-letter store"
             );
         }
     }
@@ -658,7 +391,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
 }
 
 /// `now + d`, saturating at a hundred years instead of overflowing the clock.
-fn deadline(now: Instant, d: Duration) -> Instant {
+fn deadline(now: Instant, d: std::time::Duration) -> Instant {
     now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
 }

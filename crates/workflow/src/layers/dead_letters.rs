@@ -2,82 +2,61 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use syncbus_envelope::{Bytes, DecodeError, EncodeError, Envelope, Event, EventId, Timestamp};
+use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
 
 use crate::context::Context;
 use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
+use crate::storable::Storable;
 use crate::store::{DeadLetterRecord, DeadLetterStore};
 
-/// A payload that can be stored as bytes and read back: every `Event` that is
-/// `Serialize + DeserializeOwned` (JSON). Dead letters and redrive need it.
-pub trait Storable: Clone + Send + Sync + Sized + 'static {
-    /// The envelope with its payload as JSON bytes.
-    ///
-    /// # Errors
-    ///
-    /// [`EncodeError`] if the payload does not serialize.
-    fn to_stored(env: &Envelope<Self>) -> Result<Envelope<Bytes>, EncodeError>;
-
-    /// The typed envelope back.
-    ///
-    /// # Errors
-    ///
-    /// [`DecodeError`] for another event type or a payload that does not decode.
-    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<Self>, DecodeError>;
-}
-
-impl<E: Event + Serialize + DeserializeOwned> Storable for E {
-    fn to_stored(env: &Envelope<E>) -> Result<Envelope<Bytes>, EncodeError> {
-        env.to_bytes_payload()
-    }
-
-    fn from_stored(env: &Envelope<Bytes>) -> Result<Envelope<E>, DecodeError> {
-        env.decode_payload::<E>()
-    }
-}
-
-/// Makes [`DeadLettering`] handlers.
+/// Makes [`DeadLetters`] handlers.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::sync::Arc;
-/// use syncbus_workflow::{DeadLetterLayer};
+/// use syncbus_workflow::DeadLettersLayer;
 /// use syncbus_storage::MemoryDeadLetterStore;
-/// let layer = DeadLetterLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
+/// let layer = DeadLettersLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
-pub struct DeadLetterLayer {
+pub struct DeadLettersLayer {
     store: Arc<dyn DeadLetterStore>,
 }
 
-impl std::fmt::Debug for DeadLetterLayer {
+impl std::fmt::Debug for DeadLettersLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeadLetterLayer")
+        f.write_str("DeadLettersLayer")
     }
 }
 
-impl DeadLetterLayer {
+impl DeadLettersLayer {
     /// Records final failures in `store`.
     ///
     /// # Examples
     ///
-    /// See [`DeadLetterLayer`].
+    /// ```
+    /// use std::sync::Arc;
+    /// use syncbus_workflow::DeadLettersLayer;
+    /// use syncbus_storage::MemoryDeadLetterStore;
+    /// let store = Arc::new(MemoryDeadLetterStore::new(1_000));
+    /// let layer = DeadLettersLayer::new(store.clone());
+    /// # let _ = layer;
+    /// assert!(store.is_empty());
+    /// ```
     pub fn new(store: Arc<dyn DeadLetterStore>) -> Self {
-        DeadLetterLayer { store }
+        DeadLettersLayer { store }
     }
 }
 
-impl<H> Layer<H> for DeadLetterLayer {
-    type Handler = DeadLettering<H>;
-    fn layer(&self, inner: H) -> DeadLettering<H> {
-        DeadLettering {
+impl<H> Layer<H> for DeadLettersLayer {
+    type Handler = DeadLetters<H>;
+    fn layer(&self, inner: H) -> DeadLetters<H> {
+        DeadLetters {
             inner,
             store: self.store.clone(),
         }
@@ -87,19 +66,42 @@ impl<H> Layer<H> for DeadLetterLayer {
 /// Records the inner handler's final failure (after any retries) in a dead-letter store,
 /// then returns the error. If the store fails too, the failure is logged with the event and
 /// counted in `dead_letter_lost`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_storage::MemoryDeadLetterStore;
+/// use syncbus_workflow::{handler_fn, Context, DeadLettersLayer, Handler, HandlerError, Layer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = Arc::new(MemoryDeadLetterStore::new(100));
+/// let h = DeadLettersLayer::new(store.clone()).layer(handler_fn(|_e: Envelope<Ping>, _c| async {
+///     Err::<(), _>(HandlerError::permanent("no such account"))
+/// }));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// let err = h.call(env.clone(), Context::new(&bus, env.meta())).await.unwrap_err();
+/// assert_eq!(err.message(), "no such account"); // the error is still returned
+/// assert_eq!(store.len(), 1); // and recorded
+/// # }
+/// ```
 #[derive(Clone)]
-pub struct DeadLettering<H> {
+pub struct DeadLetters<H> {
     inner: H,
     store: Arc<dyn DeadLetterStore>,
 }
 
-impl<H> std::fmt::Debug for DeadLettering<H> {
+impl<H> std::fmt::Debug for DeadLetters<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeadLettering")
+        f.write_str("DeadLetters")
     }
 }
 
-impl<P: Storable, H: Handler<P>> Handler<P> for DeadLettering<H> {
+impl<P: Storable, H: Handler<P>> Handler<P> for DeadLetters<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let keep = env.clone();
         match self.inner.call(env, ctx.clone()).await {

@@ -29,9 +29,9 @@ type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus_workflow::{Dedup};
+/// use syncbus_workflow::DedupConfig;
 /// use syncbus_storage::DedupKey;
-/// let dedup = Dedup::memory(100_000)
+/// let dedup = DedupConfig::memory(100_000)
 ///     .ttl(Duration::from_secs(3600))
 ///     .key(|meta| {
 ///         let v = meta.version()?;
@@ -40,36 +40,36 @@ type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 /// # let _ = dedup;
 /// ```
 #[derive(Clone)]
-pub struct Dedup {
+pub struct DedupConfig {
     store: Arc<dyn DedupStore>,
     key: Option<KeyFn>,
     ttl: Duration,
     lease: Duration,
 }
 
-impl fmt::Debug for Dedup {
+impl fmt::Debug for DedupConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dedup")
+        f.debug_struct("DedupConfig")
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
 
-impl Dedup {
-    /// Dedup backed by `store`.
+impl DedupConfig {
+    /// Dedup settings backed by `store`.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use syncbus_workflow::{Dedup};
+    /// use syncbus_workflow::DedupConfig;
     /// use syncbus_storage::MemoryDedupStore;
-    /// let d = Dedup::new(Arc::new(MemoryDedupStore::new(10_000)));
+    /// let d = DedupConfig::new(Arc::new(MemoryDedupStore::new(10_000)));
     /// # let _ = d;
     /// ```
-    pub fn new(store: Arc<dyn DedupStore>) -> Dedup {
-        Dedup {
+    pub fn new(store: Arc<dyn DedupStore>) -> DedupConfig {
+        DedupConfig {
             store,
             key: None,
             ttl: Duration::from_secs(24 * 3600),
@@ -77,20 +77,31 @@ impl Dedup {
         }
     }
 
-    /// Dedup in memory, remembering about `capacity` keys.
+    /// Dedup settings with a memory store remembering about `capacity` keys.
     ///
     /// # Examples
     ///
-    /// See [`Dedup`].
-    pub fn memory(capacity: usize) -> Dedup {
-        Dedup::new(Arc::new(MemoryDedupStore::new(capacity)))
+    /// ```
+    /// let dedup = syncbus_workflow::DedupConfig::memory(100_000);
+    /// # let _ = dedup;
+    /// ```
+    pub fn memory(capacity: usize) -> DedupConfig {
+        DedupConfig::new(Arc::new(MemoryDedupStore::new(capacity)))
     }
 
     /// Derives the key from the metadata; `None` lets the event through without dedup.
     ///
     /// # Examples
     ///
-    /// See [`Dedup`].
+    /// ```
+    /// use syncbus_workflow::DedupConfig;
+    /// use syncbus_storage::DedupKey;
+    /// // One run per webhook delivery id, whatever event id the event was given.
+    /// let dedup = DedupConfig::memory(10_000).key(|meta| {
+    ///     DedupKey::new(meta.headers().get("webhookid")?).ok()
+    /// });
+    /// # let _ = dedup;
+    /// ```
     pub fn key(
         mut self,
         f: impl Fn(&Metadata) -> Option<DedupKey> + Send + Sync + 'static,
@@ -103,7 +114,11 @@ impl Dedup {
     ///
     /// # Examples
     ///
-    /// See [`Dedup`].
+    /// ```
+    /// use std::time::Duration;
+    /// let dedup = syncbus_workflow::DedupConfig::memory(10_000).ttl(Duration::from_secs(7 * 24 * 3600));
+    /// # let _ = dedup;
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -115,7 +130,7 @@ impl Dedup {
     /// # Examples
     ///
     /// ```
-    /// let d = syncbus_workflow::Dedup::memory(100).lease(std::time::Duration::from_secs(900));
+    /// let d = syncbus_workflow::DedupConfig::memory(100).lease(std::time::Duration::from_secs(900));
     /// # let _ = d;
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
@@ -128,7 +143,7 @@ impl Dedup {
     /// # Examples
     ///
     /// ```
-    /// let d = syncbus_workflow::Dedup::memory(100);
+    /// let d = syncbus_workflow::DedupConfig::memory(100);
     /// let _store = d.store();
     /// ```
     pub fn store(&self) -> &Arc<dyn DedupStore> {
@@ -140,11 +155,11 @@ impl Dedup {
     /// # Examples
     ///
     /// ```
-    /// let layer = syncbus_workflow::Dedup::memory(100).layer();
+    /// let layer = syncbus_workflow::DedupConfig::memory(100).layer();
     /// # let _ = layer;
     /// ```
     pub fn layer(self) -> DedupLayer {
-        DedupLayer { cfg: self }
+        DedupLayer::new(self)
     }
 }
 
@@ -170,30 +185,96 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Makes [`Deduped`] handlers.
+/// Makes [`Dedup`] handlers.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::Envelope;
+/// use syncbus_workflow::{handler_fn, Context, DedupConfig, DedupLayer, Handler, Layer};
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// let r = runs.clone();
+/// let h = DedupLayer::new(DedupConfig::memory(1_000)).layer(handler_fn(move |_e: Envelope<Ping>, _c| {
+///     r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///     async { Ok(()) }
+/// }));
+/// let bus = syncbus_core::Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?; // the same event id again
+/// assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct DedupLayer {
-    cfg: Dedup,
+    cfg: DedupConfig,
+}
+
+impl DedupLayer {
+    /// A layer deduplicating by `cfg`; the same as [`DedupConfig::layer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_workflow::{DedupConfig, DedupLayer};
+    /// let layer = DedupLayer::new(DedupConfig::memory(100));
+    /// # let _ = layer;
+    /// ```
+    pub fn new(cfg: DedupConfig) -> DedupLayer {
+        DedupLayer { cfg }
+    }
 }
 
 impl<H> Layer<H> for DedupLayer {
-    type Handler = Deduped<H>;
-    fn layer(&self, inner: H) -> Deduped<H> {
-        Deduped {
+    type Handler = Dedup<H>;
+    fn layer(&self, inner: H) -> Dedup<H> {
+        Dedup {
             inner,
             cfg: self.cfg.clone(),
         }
     }
 }
 
-/// A handler run at most once per key; see [`Dedup`].
+/// A handler run at most once per key; see [`DedupConfig`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_workflow::{handler_fn, Context, Dedup, DedupConfig, Handler, Layer};
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runs = Arc::new(AtomicU32::new(0));
+/// let r = runs.clone();
+/// // A key function that finds no key lets the event through: no dedup for it.
+/// let h: Dedup<_> = DedupConfig::memory(100).key(|_meta| None).layer().layer(handler_fn(
+///     move |_e: Envelope<Ping>, _c| {
+///         r.fetch_add(1, SeqCst);
+///         async { Ok(()) }
+///     },
+/// ));
+/// let bus = Bus::new();
+/// let env = Envelope::from_event(Ping);
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// h.call(env.clone(), Context::new(&bus, env.meta())).await?;
+/// assert_eq!(runs.load(SeqCst), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
-pub struct Deduped<H> {
+pub struct Dedup<H> {
     inner: H,
-    cfg: Dedup,
+    cfg: DedupConfig,
 }
 
-impl<P: Send + 'static, H: Handler<P>> Handler<P> for Deduped<H> {
+impl<P: Send + 'static, H: Handler<P>> Handler<P> for Dedup<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
         let key = match &self.cfg.key {
             None => Some(DedupKey::from(env.meta().id())),

@@ -1,0 +1,141 @@
+//! Per-entity positions and held events.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+
+use parking_lot::Mutex;
+use syncbus_envelope::{EntityId, Envelope, Metadata};
+use tokio::time::Instant;
+
+use super::config::{ResequenceConfig, StartAt};
+use super::REDRIVE_HEADER;
+use crate::context::Context;
+
+pub(super) struct State {
+    pub(super) cfg: ResequenceConfig,
+    pub(super) entities: Mutex<HashMap<EntityId, Entity, foldhash::quality::RandomState>>,
+}
+
+pub(super) struct Entity {
+    /// The next version to apply.
+    pub(super) next: u64,
+    /// A delivery is applying versions of this entity now.
+    pub(super) busy: bool,
+    pub(super) held: BTreeMap<u64, Held>,
+    /// An expiry task is watching `held`.
+    pub(super) timer: bool,
+    touched: Instant,
+}
+
+impl Entity {
+    /// Skips the gap below `lowest`; the version to apply next if this caller is now the
+    /// one applying (the entity was idle), `None` if another delivery is at it.
+    pub(super) fn skip_to(&mut self, lowest: u64) -> Option<u64> {
+        self.next = self.next.max(lowest);
+        if self.busy {
+            None
+        } else {
+            self.busy = true;
+            Some(self.next)
+        }
+    }
+}
+
+pub(super) struct Held {
+    /// The `(Envelope<P>, Context)` waiting, typed by the handler that put it there.
+    pub(super) item: Box<dyn Any + Send>,
+    pub(super) since: Instant,
+}
+
+pub(super) enum Admit {
+    Run,
+    Stale,
+    Held { arm: bool },
+    Overflow,
+}
+
+pub(super) fn is_redrive(meta: &Metadata) -> bool {
+    meta.headers().get(REDRIVE_HEADER).is_some()
+}
+
+impl State {
+    pub(super) fn new(cfg: ResequenceConfig) -> State {
+        State {
+            cfg,
+            entities: Mutex::new(HashMap::default()),
+        }
+    }
+
+    pub(super) fn admit<P: Send + 'static>(
+        &self,
+        entity: &EntityId,
+        v: u64,
+        env: Envelope<P>,
+        ctx: &Context,
+    ) -> (Admit, Option<Envelope<P>>) {
+        let now = Instant::now();
+        let mut guard = self.entities.lock();
+        let map = &mut *guard;
+        if !map.contains_key(entity) {
+            if map.len() >= self.cfg.max_entities {
+                forget_idle(map, self.cfg.max_entities);
+            }
+            let next = match self.cfg.start {
+                StartAt::FirstSeen => v,
+                StartAt::Version(s) => s,
+            };
+            map.insert(
+                entity.clone(),
+                Entity {
+                    next,
+                    busy: false,
+                    held: BTreeMap::new(),
+                    timer: false,
+                    touched: now,
+                },
+            );
+        }
+        let Some(e) = map.get_mut(entity) else {
+            return (Admit::Stale, Some(env));
+        };
+        e.touched = now;
+        if v < e.next || (v == e.next && e.busy) || e.held.contains_key(&v) {
+            return (Admit::Stale, Some(env));
+        }
+        if v == e.next {
+            e.busy = true;
+            return (Admit::Run, Some(env));
+        }
+        if e.held.len() >= self.cfg.max_held {
+            return (Admit::Overflow, Some(env));
+        }
+        e.held.insert(
+            v,
+            Held {
+                item: Box::new((env, ctx.clone())),
+                since: now,
+            },
+        );
+        let arm = !e.timer;
+        e.timer = true;
+        (Admit::Held { arm }, None)
+    }
+}
+
+/// Forgets the idle entities touched longest ago, an eighth of the limit at a time.
+#[cold]
+fn forget_idle(map: &mut HashMap<EntityId, Entity, foldhash::quality::RandomState>, limit: usize) {
+    let mut idle: Vec<(Instant, EntityId)> = map
+        .iter()
+        .filter(|(_, e)| !e.busy && e.held.is_empty())
+        .map(|(k, e)| (e.touched, k.clone()))
+        .collect();
+    let n = (limit / 8).max(1).min(idle.len());
+    if n == 0 {
+        return;
+    }
+    idle.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+    for (_, k) in &idle[..n] {
+        map.remove(k);
+    }
+}
