@@ -24,7 +24,7 @@
 //! For two transactions changing the same row, the one that writes it first also commits
 //! first (the row lock), so their events follow the row's history as long as each writes its
 //! business rows before it enqueues: do that, and put an entity version on events whose
-//! consumers need per-entity order (the workflow ordering layer then restores it anyway).
+//! consumers need per-entity order (the workflow resequence layer then restores it anyway).
 
 use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::GenericClient;

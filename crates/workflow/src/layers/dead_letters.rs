@@ -114,7 +114,7 @@ impl<P: Storable, H: Handler<P>> Handler<P> for DeadLetters<H> {
     }
 }
 
-/// Records one failure; shared by the layer and by the ordering layer's released events.
+/// Records one failure; shared by the layer and by the resequence layer's released events.
 pub(crate) async fn record<P: Storable>(
     store: &dyn DeadLetterStore,
     env: &Envelope<P>,
