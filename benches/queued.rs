@@ -220,7 +220,7 @@ fn queued_1to1(c: &mut Criterion) {
                     Err(_) if rx.is_abandoned() => break,
                     Err(_) => {
                         idle = idle.wrapping_add(1);
-                        if idle % 256 == 0 {
+                        if idle.is_multiple_of(256) {
                             thread::yield_now();
                         } else {
                             std::hint::spin_loop();

@@ -47,8 +47,9 @@
 
 pub use syncbus_core::{
     AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerResult, Overflow, Pattern, PublishError, Publisher, ShutdownReport, SubscribeBuilder,
-    SubscribeError, Subscription, SubscriptionMetrics, Topic, TopicError, Undelivered,
+    HandlerResult, Overflow, Pattern, PublishError, Publisher, Settle, ShutdownReport, Source,
+    SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics, Topic, TopicError,
+    Undelivered,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
@@ -59,8 +60,8 @@ pub use syncbus_envelope::{
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
     Handler, HandlerError, Jitter, OnExpiry, RateLimitConfig, Redrive, RedriveReport,
-    ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, StartAt, WhenOpen, Workflow,
-    WorkflowMetrics, WorkflowSubscription,
+    ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError, ServeMetrics, Served,
+    StartAt, WhenOpen, Workflow, WorkflowMetrics, WorkflowServe, WorkflowSubscription,
 };
 
 /// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],

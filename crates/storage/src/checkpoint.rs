@@ -115,7 +115,7 @@ pub trait Checkpoints: Send + Sync + std::fmt::Debug {
                 None => Ok(None),
                 Some(bytes) => String::from_utf8(bytes)
                     .map(Some)
-                    .map_err(|e| StoreError::codec(e)),
+                    .map_err(StoreError::codec),
             }
         })
     }

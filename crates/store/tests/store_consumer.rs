@@ -87,7 +87,7 @@ async fn a_group_of_members_on_one_file_handles_each_event_once() {
                 if batch.is_empty() {
                     return handled;
                 }
-                handled.extend(batch.iter().map(|d| num(&d.envelope())));
+                handled.extend(batch.iter().map(|d| num(d.envelope())));
                 // Some work, so the other members get to claim meanwhile.
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 c.ack_all(batch).await.unwrap();

@@ -113,7 +113,7 @@ async fn crash_child_consumer() {
         // together), or after it commits (a kill in between redelivers applied events, which
         // the applied table then skips).
         let offsets: Vec<u64> = batch.iter().map(|d| d.offset()).collect();
-        if offsets[0] % 2 == 0 {
+        if offsets[0].is_multiple_of(2) {
             SqliteStore::ack_in(&tx, consumer.name(), &offsets).unwrap();
             tx.commit().unwrap();
         } else {

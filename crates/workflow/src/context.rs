@@ -311,6 +311,11 @@ impl Context {
         self.inner.attempt.fetch_add(1, Relaxed) + 1
     }
 
+    /// Sets the attempt number: a source runner counts deliveries, not in-process retries.
+    pub(crate) fn set_attempt(&self, n: u32) {
+        self.inner.attempt.store(n, Relaxed);
+    }
+
     /// Notes a failed attempt's time.
     pub(crate) fn note_failure(&self) {
         let now = Timestamp::now();

@@ -85,6 +85,7 @@ mod layer;
 mod layers;
 mod metrics;
 mod saga;
+mod serve;
 mod storable;
 mod workflow;
 
@@ -109,6 +110,7 @@ pub use crate::layers::{
 };
 pub use crate::metrics::WorkflowMetrics;
 pub use crate::saga::{RunningSaga, Saga};
+pub use crate::serve::{ServeError, ServeMetrics, Served, WorkflowServe};
 pub use crate::storable::Storable;
 pub use crate::workflow::{
     Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,

@@ -32,7 +32,7 @@ use crate::BoxFuture;
 type Runner<P> =
     Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
-type Redriver =
+pub(crate) type Redriver =
     Arc<dyn Fn(Envelope<Bytes>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
 /// The workflow runtime of one bus: makes workflow subscriptions, keeps the dead-letter
@@ -298,6 +298,23 @@ impl Workflow {
             breaker: None,
             dead_letters: None,
         })
+    }
+
+    /// Takes `name` for a subscription or a served source, with the redriver that replays
+    /// its dead letters; `false` if the name is taken.
+    pub(crate) fn claim_name(&self, name: &SmolStr, redriver: Redriver) -> bool {
+        match self.inner.redrivers.lock().entry(name.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(redriver);
+                true
+            }
+        }
+    }
+
+    /// Frees a name taken by [`claim_name`](Self::claim_name).
+    pub(crate) fn release_name(&self, name: &str) {
+        self.inner.redrivers.lock().remove(name);
     }
 
     /// Redrives the dead letters `redrive` selects into the subscriptions they failed in.
@@ -918,15 +935,10 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         };
         // The name is taken before the bus subscription starts, so a duplicate never
         // receives an event.
-        match wf.inner.redrivers.lock().entry(name.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                return Err(SubscribeError::InvalidConfig(
-                    "the workflow has a subscription of this name already",
-                ));
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(redriver);
-            }
+        if !wf.claim_name(&name, redriver) {
+            return Err(SubscribeError::InvalidConfig(
+                "the workflow has a subscription of this name already",
+            ));
         }
 
         // One boxed future per delivery erases the stack's type: nine layers of nested
@@ -965,6 +977,16 @@ async fn run_one<P: Payload, H: Handler<P>>(
     env: Envelope<P>,
 ) -> Result<(), HandlerError> {
     let ctx = Context::for_delivery(info, env.meta());
+    run_in(stack, info, env, ctx).await
+}
+
+/// Runs one delivery through the stack in the context given, records the outcome.
+pub(crate) async fn run_in<P: Payload, H: Handler<P>>(
+    stack: &H,
+    info: &Arc<SubscriptionInfo>,
+    env: Envelope<P>,
+    ctx: Context,
+) -> Result<(), HandlerError> {
     let meta = info.chains.is_some().then(|| env.meta().clone());
     let r = catch_panic(stack.call(env, ctx)).await;
     info.stats.incr(if r.is_ok() {

@@ -68,7 +68,7 @@ pub(crate) fn decode(input: &[u8]) -> Result<Vec<u8>, &'static str> {
         [rest @ .., b'='] => rest,
         _ => input,
     };
-    if input.len() != body.len() && input.len() % 4 != 0 {
+    if input.len() != body.len() && !input.len().is_multiple_of(4) {
         return Err("padding in the wrong place");
     }
     if body.len() % 4 == 1 {

@@ -534,7 +534,7 @@ fn letter(
         envelope,
         subscription: subscription.to_owned(),
         handler: format!("handler-{n}"),
-        error_kind: if n % 2 == 0 {
+        error_kind: if n.is_multiple_of(2) {
             ErrorKind::Permanent
         } else {
             ErrorKind::Retryable

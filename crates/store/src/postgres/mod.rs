@@ -384,11 +384,11 @@ fn stored_limits() -> Limits {
 }
 
 fn encode(envelope: &Envelope<Bytes>) -> Result<Vec<u8>, StoreError> {
-    Binary::encode(envelope).map_err(|e| StoreError::codec(e))
+    Binary::encode(envelope).map_err(StoreError::codec)
 }
 
 fn decode(bytes: &[u8]) -> Result<Envelope<Bytes>, StoreError> {
-    Binary::decode(bytes, &stored_limits()).map_err(|e| StoreError::codec(e))
+    Binary::decode(bytes, &stored_limits()).map_err(StoreError::codec)
 }
 
 fn timestamp(t: SystemTime) -> Timestamp {

@@ -427,7 +427,7 @@ impl SqliteStore {
     /// SQLite errors (a missing schema among them).
     pub fn enqueue(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
         syncbus_storage::check_outbox_topic(envelope)?;
-        let blob = Binary::encode(envelope).map_err(|e| StoreError::codec(e))?;
+        let blob = Binary::encode(envelope).map_err(StoreError::codec)?;
         let mut stmt = conn
             .prepare_cached("INSERT INTO syncbus_outbox (enqueued_at, envelope) VALUES (?1, ?2)")?;
         stmt.execute((Timestamp::now().as_unix_nanos(), blob))?;
@@ -551,11 +551,11 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
 }
 
 pub(crate) fn encode(envelope: &Envelope<Bytes>) -> Result<Vec<u8>, StoreError> {
-    Binary::encode(envelope).map_err(|e| StoreError::codec(e))
+    Binary::encode(envelope).map_err(StoreError::codec)
 }
 
 pub(crate) fn decode(blob: &[u8]) -> Result<Envelope<Bytes>, StoreError> {
-    Binary::decode(blob, &STORED).map_err(|e| StoreError::codec(e))
+    Binary::decode(blob, &STORED).map_err(StoreError::codec)
 }
 
 impl Checkpoints for SqliteStore {

@@ -328,7 +328,7 @@ impl DeadLetterStore for SqliteDeadLetterStore {
         let encoded = encode(&record.envelope);
         let chain = serde_json::to_string(&record.error_chain);
         self.store.with_connection(move |conn| {
-            let chain = chain.map_err(|e| StoreError::codec(e))?;
+            let chain = chain.map_err(StoreError::codec)?;
             let meta = record.envelope.meta();
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO syncbus_dead_letters
@@ -412,7 +412,7 @@ impl SagaStore for SqliteSagaStore {
     fn create<'a>(&'a self, instance: &'a SagaInstance) -> StoreFuture<'a, bool> {
         let instance = instance.clone();
         self.store.with_connection(move |conn| {
-            let body = serde_json::to_string(&instance).map_err(|e| StoreError::codec(e))?;
+            let body = serde_json::to_string(&instance).map_err(StoreError::codec)?;
             let n = conn
                 .prepare_cached(
                     "INSERT INTO syncbus_sagas (saga, id, status, version, started, body)
@@ -436,8 +436,7 @@ impl SagaStore for SqliteSagaStore {
             let outcome = self
                 .store
                 .with_connection(move |conn| {
-                    let body =
-                        serde_json::to_string(&instance).map_err(|e| StoreError::codec(e))?;
+                    let body = serde_json::to_string(&instance).map_err(StoreError::codec)?;
                     let version = i64::try_from(instance.version).unwrap_or(i64::MAX);
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     let n = tx

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
 
 use crate::context::Context;
-use crate::error::HandlerError;
+use crate::error::{ErrorKind, HandlerError};
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
@@ -114,18 +114,14 @@ impl<P: Storable, H: Handler<P>> Handler<P> for DeadLetters<H> {
     }
 }
 
-/// Records one failure; shared by the layer and by the resequence layer's released events.
+/// Records one failure; shared by the layer, the resequence layer's released events and the
+/// source runner. `true` when the record is in the store (the runner settles only then).
 pub(crate) async fn record<P: Storable>(
     store: &dyn DeadLetterStore,
     env: &Envelope<P>,
     ctx: &Context,
     err: &HandlerError,
-) {
-    // Without a retry layer no attempt noted its failure: this one is first and last.
-    let (first, last) = ctx.failures().unwrap_or_else(|| {
-        let now = Timestamp::now();
-        (now, now)
-    });
+) -> bool {
     let mut chain = err.chain();
     let envelope = match P::to_stored(env) {
         Ok(e) => e,
@@ -134,12 +130,31 @@ pub(crate) async fn record<P: Storable>(
             Envelope::new(env.meta().clone(), Bytes::new())
         }
     };
+    record_stored(store, envelope, ctx, err.kind(), chain).await
+}
+
+/// Records a failure whose event is already bytes (a stored or foreign envelope that may
+/// not even decode).
+pub(crate) async fn record_stored(
+    store: &dyn DeadLetterStore,
+    envelope: Envelope<Bytes>,
+    ctx: &Context,
+    kind: ErrorKind,
+    chain: Vec<String>,
+) -> bool {
+    // Without a retry layer no attempt noted its failure: this one is first and last.
+    let (first, last) = ctx.failures().unwrap_or_else(|| {
+        let now = Timestamp::now();
+        (now, now)
+    });
+    let event = envelope.meta().id().clone();
+    let error = chain.first().cloned().unwrap_or_default();
     let record = DeadLetterRecord {
         id: EventId::new(),
         envelope,
         subscription: ctx.subscription().to_owned(),
         handler: ctx.handler_name().to_owned(),
-        error_kind: err.kind(),
+        error_kind: kind,
         error_chain: chain,
         attempts: ctx.attempt().max(1),
         first_failure: first,
@@ -151,21 +166,23 @@ pub(crate) async fn record<P: Storable>(
             ctx.bump(Stat::DeadLettered);
             tracing::warn!(
                 subscription = ctx.subscription(),
-                event = %env.meta().id(),
+                %event,
                 dead_letter = %id,
-                error = %err,
+                %error,
                 "dead-lettered"
             );
+            true
         }
         Err(e) => {
             ctx.bump(Stat::DeadLetterLost);
             tracing::error!(
                 subscription = ctx.subscription(),
-                event = %env.meta().id(),
-                error = %err,
+                %event,
+                %error,
                 store_error = %e,
                 "the dead-letter store failed: the failed event is only in this log"
             );
+            false
         }
     }
 }

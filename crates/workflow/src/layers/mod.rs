@@ -21,7 +21,7 @@ pub use self::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, WhenOpen,
 };
 pub use self::concurrency_limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
-pub(crate) use self::dead_letters::record;
+pub(crate) use self::dead_letters::{record, record_stored};
 pub use self::dead_letters::{DeadLetters, DeadLettersLayer};
 pub use self::dedup::{Dedup, DedupConfig, DedupLayer};
 pub use self::emit::{Emit, EmitLayer};

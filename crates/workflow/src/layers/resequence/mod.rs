@@ -297,7 +297,9 @@ async fn dead_letter<P: Storable>(
     err: &HandlerError,
 ) {
     match &state.cfg.dead_letters {
-        Some(store) => record(&**store, env, ctx, err).await,
+        Some(store) => {
+            record(&**store, env, ctx, err).await;
+        }
         None => {
             ctx.bump(Stat::DeadLetterLost);
             tracing::error!(

@@ -1,0 +1,493 @@
+//! `Workflow::serve` over the two sources the project has: the bus's pull consumer and an
+//! SQLite durable consumer. The same scenarios run on both and must end the same way.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use syncbus::store::{
+    DeadLetterFilter, DeadLetterStore, DurableConfig, DurableConsumer, EventLog,
+    MemoryDeadLetterStore, SqliteStore,
+};
+use syncbus::{
+    handler_fn, Bus, Bytes, ConsumerConfig, Envelope, ErrorKind, Event, EventType, HandlerError,
+    Metadata, RetryPolicy, ServeError, Served, Source, Workflow,
+};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Mail {
+    to: u64,
+}
+
+impl Event for Mail {
+    const TYPE: &'static str = "mail.send";
+}
+
+const ACK_TIMEOUT: Duration = Duration::from_millis(300);
+const RETRY_AFTER: Duration = Duration::from_millis(150);
+
+fn mail(to: u64) -> Envelope<Bytes> {
+    let mut env = Envelope::from_event(Mail { to })
+        .to_bytes_payload()
+        .unwrap();
+    env.meta_mut().set_topic("mail.send");
+    env
+}
+
+fn undecodable() -> Envelope<Bytes> {
+    let mut env = mail(0);
+    *env.payload_mut() = Bytes::from_static(b"{\"to\":\"nobody\"}");
+    env
+}
+
+fn other_type() -> Envelope<Bytes> {
+    let meta = Metadata::new(EventType::from_static("mail.bounced")).with_topic("mail.bounced");
+    Envelope::new(meta, Bytes::from_static(b"{}"))
+}
+
+/// Where the scenario's events come from, and how to see what is left in it.
+trait Harness {
+    type S: Source<Payload = Bytes> + 'static;
+    /// A fresh source holding `events`.
+    async fn open(&mut self, events: Vec<Envelope<Bytes>>) -> Self::S;
+    /// After a stop: the source reopened as after a restart, everything it still holds
+    /// taken out and acked; returns the `to` of each.
+    async fn leftovers(&mut self) -> Vec<u64>;
+}
+
+struct BusHarness {
+    bus: Bus,
+    consumer: Option<Arc<syncbus::Consumer<Bytes>>>,
+}
+
+impl BusHarness {
+    fn new() -> Self {
+        BusHarness {
+            bus: Bus::new(),
+            consumer: None,
+        }
+    }
+}
+
+/// A shared consumer is a source too, so the test keeps a handle on it while it is served.
+struct SharedConsumer(Arc<syncbus::Consumer<Bytes>>);
+
+impl Source for SharedConsumer {
+    type Payload = Bytes;
+    type Delivery = syncbus::Delivery<Bytes>;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        Source::name(&*self.0)
+    }
+
+    async fn fetch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<syncbus::Delivery<Bytes>>, Self::Error> {
+        Source::fetch(&*self.0, max, wait).await
+    }
+}
+
+impl Harness for BusHarness {
+    type S = SharedConsumer;
+
+    async fn open(&mut self, events: Vec<Envelope<Bytes>>) -> SharedConsumer {
+        let config = ConsumerConfig::default()
+            .name("mailer")
+            .ack_timeout(ACK_TIMEOUT)
+            .max_deliver(100);
+        let consumer = Arc::new(self.bus.consumer::<Bytes>("mail.>", config).unwrap());
+        for env in events {
+            self.bus.publish_envelope_async(env).await.unwrap();
+        }
+        self.consumer = Some(consumer.clone());
+        SharedConsumer(consumer)
+    }
+
+    async fn leftovers(&mut self) -> Vec<u64> {
+        let consumer = self.consumer.as_ref().unwrap();
+        let mut left = Vec::new();
+        loop {
+            let batch = consumer.fetch(100, Duration::from_millis(50)).await;
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                left.push(to_of(d.envelope()));
+                d.ack().unwrap();
+            }
+        }
+        assert_eq!(
+            consumer.pending(),
+            0,
+            "the consumer holds nothing unsettled"
+        );
+        left
+    }
+}
+
+struct SqliteHarness {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        SqliteHarness {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn consumer(&self) -> (Arc<dyn EventLog>, DurableConsumer) {
+        let store = SqliteStore::open(self.dir.path().join("serve.db"))
+            .await
+            .unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(store);
+        let config = DurableConfig::new()
+            .poll_interval(Duration::from_millis(5))
+            .ack_timeout(ACK_TIMEOUT);
+        let consumer = DurableConsumer::open(log.clone(), "mailer", config)
+            .await
+            .unwrap();
+        (log, consumer)
+    }
+}
+
+impl Harness for SqliteHarness {
+    type S = DurableConsumer;
+
+    async fn open(&mut self, events: Vec<Envelope<Bytes>>) -> DurableConsumer {
+        let (log, consumer) = self.consumer().await;
+        log.append_batch(events).await.unwrap();
+        consumer
+    }
+
+    async fn leftovers(&mut self) -> Vec<u64> {
+        // A new store on the same file: what a restarted process sees.
+        let (log, consumer) = self.consumer().await;
+        let mut left = Vec::new();
+        loop {
+            let batch = consumer.fetch(100, Duration::ZERO).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                left.push(to_of(d.envelope()));
+                d.ack().await.unwrap();
+            }
+        }
+        assert_eq!(
+            consumer.committed().await.unwrap(),
+            log.head().await.unwrap(),
+            "every record is settled"
+        );
+        left
+    }
+}
+
+fn to_of(env: &Envelope<Bytes>) -> u64 {
+    env.decode_payload::<Mail>().map_or(0, |m| m.payload().to)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Success acked; a retryable failure nak'd with its delay, then succeeding; a permanent
+/// failure dead-lettered and termed; an undecodable record dead-lettered and termed; an event
+/// of another type acked unhandled.
+async fn outcomes<H: Harness>(mut h: H) {
+    let source = h
+        .open(vec![mail(1), mail(2), mail(3), undecodable(), other_type()])
+        .await;
+    let bus = Bus::new();
+    let dead = Arc::new(MemoryDeadLetterStore::new(100));
+    let wf = Workflow::builder(&bus).dead_letters(dead.clone()).build();
+    let calls: Arc<Mutex<HashMap<u64, Vec<(Instant, u32)>>>> = Arc::default();
+    let c = calls.clone();
+    let served = wf
+        .serve(source)
+        .fetch_wait(Duration::from_millis(20))
+        .retry(RetryPolicy::default().max_attempts(3))
+        .handle(handler_fn(move |env: Envelope<Mail>, ctx| {
+            let to = env.payload().to;
+            let attempt = {
+                let mut calls = c.lock().unwrap();
+                let seen = calls.entry(to).or_default();
+                seen.push((Instant::now(), ctx.attempt()));
+                seen.len()
+            };
+            async move {
+                match (to, attempt) {
+                    (2, 1) => Err(HandlerError::retryable("smtp busy").retry_after(RETRY_AFTER)),
+                    (3, _) => Err(HandlerError::permanent("no such mailbox")),
+                    _ => Ok(()),
+                }
+            }
+        }))
+        .unwrap();
+
+    wait_for("two handled, two dead letters", || {
+        served.metrics().succeeded == 2 && served.settled().termed == 2
+    })
+    .await;
+    // Long enough for a lost settle to come back after the ack timeout.
+    tokio::time::sleep(ACK_TIMEOUT * 2).await;
+    let settled = served.stop().await;
+
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls[&1].len(), 1, "a success runs once");
+    assert_eq!(calls[&2].len(), 2, "a retryable failure runs again");
+    assert!(
+        calls[&2][1].0 - calls[&2][0].0 >= RETRY_AFTER,
+        "the nak carried the error's retry_after: {:?}",
+        calls[&2][1].0 - calls[&2][0].0
+    );
+    assert_eq!(
+        (calls[&2][0].1, calls[&2][1].1),
+        (1, 2),
+        "the attempt is the delivery count"
+    );
+    assert_eq!(calls[&3].len(), 1, "a permanent failure is not retried");
+    assert!(
+        !calls.contains_key(&0),
+        "the undecodable record never reached the handler"
+    );
+    assert_eq!(
+        settled.acked, 3,
+        "mail 1, mail 2's second attempt, the other type: {settled:?}"
+    );
+    assert_eq!(settled.nakd, 1, "{settled:?}");
+    assert_eq!(settled.termed, 2, "{settled:?}");
+    assert_eq!(
+        (settled.skipped, settled.undecodable),
+        (1, 1),
+        "{settled:?}"
+    );
+    assert_eq!(settled.settle_errors, 0, "{settled:?}");
+
+    let letters = dead.list(&DeadLetterFilter::new()).await.unwrap();
+    let mut kinds: Vec<(ErrorKind, String)> = letters
+        .iter()
+        .map(|l| (l.error_kind, l.subscription.clone()))
+        .collect();
+    kinds.sort_by_key(|(k, _)| k.as_str());
+    assert_eq!(
+        kinds,
+        [
+            (ErrorKind::Decode, "mailer".to_owned()),
+            (ErrorKind::Permanent, "mailer".to_owned())
+        ]
+    );
+    let permanent = letters
+        .iter()
+        .find(|l| l.error_kind == ErrorKind::Permanent)
+        .unwrap();
+    assert!(permanent.error().contains("no such mailbox"));
+    assert_eq!(to_of(&permanent.envelope), 3);
+
+    assert!(h.leftovers().await.is_empty(), "everything was settled");
+}
+
+/// Stopping while 100 deliveries are in flight: each is acked (handled) or handed back, and
+/// the handed-back ones are all there after reopening. None lost, none handled twice.
+async fn stop_in_flight<H: Harness>(mut h: H) {
+    let all: BTreeSet<u64> = (100..200).collect();
+    let source = h.open(all.iter().map(|&n| mail(n)).collect()).await;
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let handled: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let started = Arc::new(AtomicU32::new(0));
+    let (hd, st) = (handled.clone(), started.clone());
+    let served = wf
+        .serve(source)
+        .lanes(4)
+        .batch(100)
+        .fetch_wait(Duration::from_millis(20))
+        .handle(handler_fn(move |env: Envelope<Mail>, _ctx| {
+            let (hd, st) = (hd.clone(), st.clone());
+            async move {
+                st.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                hd.lock().unwrap().push(env.payload().to);
+                Ok::<(), HandlerError>(())
+            }
+        }))
+        .unwrap();
+    wait_for("a few handlers to start", || started.load(SeqCst) >= 8).await;
+    let settled = served.stop().await;
+
+    let handled = handled.lock().unwrap().clone();
+    assert!(
+        !handled.is_empty() && handled.len() < 100,
+        "the stop came mid-way: {} handled",
+        handled.len()
+    );
+    assert_eq!(settled.fetched, 100, "{settled:?}");
+    assert_eq!(
+        settled.acked + settled.handed_back,
+        settled.fetched,
+        "every fetched delivery was acked or handed back: {settled:?}"
+    );
+    assert_eq!(settled.acked as usize, handled.len(), "{settled:?}");
+
+    let left = h.leftovers().await;
+    let handled_set: BTreeSet<u64> = handled.iter().copied().collect();
+    let left_set: BTreeSet<u64> = left.iter().copied().collect();
+    assert_eq!(handled_set.len(), handled.len(), "none handled twice");
+    assert!(
+        handled_set.is_disjoint(&left_set),
+        "an acked delivery did not come back"
+    );
+    let union: BTreeSet<u64> = handled_set.union(&left_set).copied().collect();
+    assert_eq!(union, all, "none lost");
+}
+
+/// A handler that runs longer than the ack timeout keeps its delivery with in-progress
+/// signals: it is not handed out again meanwhile.
+async fn long_handler<H: Harness>(mut h: H) {
+    let source = h.open(vec![mail(7)]).await;
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let served = wf
+        .serve(source)
+        .lanes(2)
+        .fetch_wait(Duration::from_millis(20))
+        .in_progress_every(Some(ACK_TIMEOUT / 4))
+        .handle(handler_fn(move |_env: Envelope<Mail>, _ctx| {
+            c.fetch_add(1, SeqCst);
+            async move {
+                tokio::time::sleep(ACK_TIMEOUT * 3).await;
+                Ok::<(), HandlerError>(())
+            }
+        }))
+        .unwrap();
+    wait_for("the long handler", || served.metrics().succeeded == 1).await;
+    let settled = served.stop().await;
+    assert_eq!(calls.load(SeqCst), 1, "not redelivered while in progress");
+    assert_eq!(
+        (settled.acked, settled.settle_errors),
+        (1, 0),
+        "{settled:?}"
+    );
+    assert!(h.leftovers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_on_the_bus_consumer() {
+    outcomes(BusHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_on_an_sqlite_durable_consumer() {
+    outcomes(SqliteHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_loses_nothing_on_the_bus_consumer() {
+    stop_in_flight(BusHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_loses_nothing_on_an_sqlite_durable_consumer() {
+    stop_in_flight(SqliteHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_progress_keeps_a_long_handler_on_the_bus_consumer() {
+    long_handler(BusHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_progress_keeps_a_long_handler_on_an_sqlite_durable_consumer() {
+    long_handler(SqliteHarness::new()).await;
+}
+
+#[tokio::test]
+async fn a_typed_consumer_is_served_without_decoding() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let source = bus
+        .consumer::<Mail>("mail.>", ConsumerConfig::default())
+        .unwrap();
+    let served: Served = wf
+        .serve(source)
+        .fetch_wait(Duration::from_millis(20))
+        .handle(handler_fn(|env: Envelope<Mail>, _ctx| async move {
+            assert_eq!(env.payload().to, 5);
+            Ok::<(), HandlerError>(())
+        }))
+        .unwrap();
+    bus.publish_async(Mail { to: 5 }).await.unwrap();
+    wait_for("the typed event", || served.metrics().succeeded == 1).await;
+    let settled = served.stop().await;
+    assert_eq!((settled.acked, settled.undecodable), (1, 0));
+}
+
+#[tokio::test]
+async fn refused_setups_are_typed_errors() {
+    #[derive(Clone, Debug)]
+    struct Other;
+    impl Event for Other {
+        const TYPE: &'static str = "other";
+    }
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let ok = || handler_fn(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) });
+    let other = bus
+        .consumer::<Other>("other", ConsumerConfig::default())
+        .unwrap();
+    assert!(matches!(
+        wf.serve(other).handle(ok()),
+        Err(ServeError::PayloadMismatch { .. })
+    ));
+    let mails = || {
+        bus.consumer::<Mail>("mail.>", ConsumerConfig::default())
+            .unwrap()
+    };
+    assert!(matches!(
+        wf.serve(mails()).lanes(0).handle(ok()),
+        Err(ServeError::InvalidConfig(_))
+    ));
+    let first = wf.serve(mails()).name("mailer").handle(ok()).unwrap();
+    let twice = wf.serve(mails()).name("mailer").handle(ok());
+    assert!(
+        matches!(&twice, Err(ServeError::NameTaken(n)) if n == "mailer"),
+        "{twice:?}"
+    );
+    first.stop().await;
+    // Stopped: the name is free again.
+    wf.serve(mails())
+        .name("mailer")
+        .handle(ok())
+        .unwrap()
+        .stop()
+        .await;
+}
+
+#[test]
+fn outside_a_runtime_serving_is_an_error_not_a_panic() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let source = bus
+        .consumer::<Mail>("mail.>", ConsumerConfig::default())
+        .unwrap();
+    let r = wf
+        .serve(source)
+        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
+            Ok::<(), HandlerError>(())
+        }));
+    assert_eq!(r.err(), Some(ServeError::NoRuntime));
+}
