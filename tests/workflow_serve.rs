@@ -25,6 +25,9 @@ impl Event for Mail {
     const TYPE: &'static str = "mail.send";
 }
 
+/// Each mail's handler calls: when, and the attempt the context said.
+type Calls = HashMap<u64, Vec<(Instant, u32)>>;
+
 const ACK_TIMEOUT: Duration = Duration::from_millis(300);
 const RETRY_AFTER: Duration = Duration::from_millis(150);
 
@@ -213,7 +216,7 @@ async fn outcomes<H: Harness>(mut h: H) {
     let bus = Bus::new();
     let dead = Arc::new(MemoryDeadLetterStore::new(100));
     let wf = Workflow::builder(&bus).dead_letters(dead.clone()).build();
-    let calls: Arc<Mutex<HashMap<u64, Vec<(Instant, u32)>>>> = Arc::default();
+    let calls: Arc<Mutex<Calls>> = Arc::default();
     let c = calls.clone();
     let served = wf
         .serve(source)
