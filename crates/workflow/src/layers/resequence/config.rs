@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::layer::ResequenceLayer;
 use crate::store::DeadLetterStore;
 
 /// What happens when a held event's gap does not fill in time (or too many are held).
@@ -204,17 +203,5 @@ impl ResequenceConfig {
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
         self.dead_letters = Some(store);
         self
-    }
-
-    /// This as a layer.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let layer = syncbus_workflow::ResequenceConfig::new().layer();
-    /// # let _ = layer;
-    /// ```
-    pub fn layer(self) -> ResequenceLayer {
-        ResequenceLayer::new(self)
     }
 }

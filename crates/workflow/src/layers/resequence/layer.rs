@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::config::ResequenceConfig;
+use super::service::Resequence;
 use super::state::State;
-use super::Resequence;
 use crate::layer::Layer;
 
 /// Makes [`Resequence`] handlers; each handler it makes keeps its own per-entity state.
@@ -64,5 +64,19 @@ impl<H> Layer<H> for ResequenceLayer {
             inner: Arc::new(inner),
             state: Arc::new(State::new(self.cfg.clone())),
         }
+    }
+}
+
+impl ResequenceConfig {
+    /// This as a layer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = syncbus_workflow::ResequenceConfig::new().layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(self) -> ResequenceLayer {
+        ResequenceLayer::new(self)
     }
 }

@@ -8,8 +8,23 @@ use syncbus_envelope::{EntityId, Envelope, Metadata};
 use tokio::time::Instant;
 
 use super::config::{ResequenceConfig, StartAt};
-use super::REDRIVE_HEADER;
 use crate::context::Context;
+
+/// The header a redriven event carries: the id of the dead letter's event it replays.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::Envelope;
+/// # #[derive(Clone, Debug)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// // A handler can tell a redriven event from a first delivery.
+/// fn is_redriven(env: &Envelope<Ping>) -> bool {
+///     env.meta().headers().get(syncbus_workflow::REDRIVE_HEADER).is_some()
+/// }
+/// assert!(!is_redriven(&Envelope::from_event(Ping)));
+/// ```
+pub const REDRIVE_HEADER: &str = "syncbusredriveof";
 
 pub(super) struct State {
     pub(super) cfg: ResequenceConfig,
