@@ -18,7 +18,7 @@
 //! let _audit = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
 //!     println!("{} {}", env.meta().event_type(), env.payload().order);
 //! })?;
-//! bus.publish(OrderPlaced { order: 7 })?;
+//! bus.blocking_publish(OrderPlaced { order: 7 })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -28,10 +28,10 @@
 //! | --- | --- |
 //! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
-//! | publish | [`Bus::publish`], [`Bus::try_publish`], [`Bus::publish_async`], [`Publisher`] |
+//! | publish | [`Bus::publish`] (awaits), [`Bus::try_publish`] (never waits), [`Bus::blocking_publish`] (blocks the thread), [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
-//! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
-//! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
+//! | pull | [`Bus::consumer`]: fetch, ack, nak (with a delay), term, in progress, dead letters |
+//! | lifecycle | [`Bus::shutdown`] (or [`Bus::blocking_shutdown`]) with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
 //! | reliability | [`Workflow::subscribe`] with [`Dedup`], [`Ordering`], [`RetryPolicy`], [`CircuitBreaker`], [`RateLimit`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |

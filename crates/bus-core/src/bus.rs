@@ -38,7 +38,7 @@ use crate::topic::{Pattern, Topic, TopicError};
 /// let _sub = bus.subscribe::<OrderPlaced>("orders.*")?.inline(move |env| {
 ///     r.fetch_add(env.payload().total_cents, Ordering::Relaxed);
 /// })?;
-/// bus.publish(OrderPlaced { total_cents: 1250 })?;
+/// bus.blocking_publish(OrderPlaced { total_cents: 1250 })?;
 /// assert_eq!(revenue.load(Ordering::Relaxed), 1250);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -333,35 +333,12 @@ impl Bus {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Publishes a typed event on its default topic, [`Event::TOPIC`].
+    /// Publishes a typed event on its default topic, [`Event::TOPIC`], awaiting room in full
+    /// [`Overflow::Block`](crate::Overflow::Block) queues.
     ///
     /// Returns the number of subscriptions that took the event. No subscriber is not an error.
-    /// Subscriptions with [`Overflow::Block`](crate::Overflow::Block) make this wait while
-    /// their queue is full; inline handlers run before it returns.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use syncbus_core::{Bus, Event};
-    /// #[derive(Clone, Debug)]
-    /// struct Ping;
-    /// impl Event for Ping { const TYPE: &'static str = "ping"; }
-    ///
-    /// let bus = Bus::new();
-    /// assert_eq!(bus.publish(Ping).unwrap(), 0);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`PublishError::Closed`] after shutdown, [`PublishError::Full`] when a `Reject`
-    /// subscription is full, [`PublishError::InvalidTopic`] if `E::TOPIC` is not a valid
-    /// topic. The event is handed back in each case.
-    #[inline]
-    pub fn publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_to(E::TOPIC, event)
-    }
-
-    /// Publishes a typed event on `topic`.
+    /// Inline handlers run before it returns. From a thread outside a runtime use
+    /// [`blocking_publish`](Self::blocking_publish); to never wait, [`try_publish`](Self::try_publish).
     ///
     /// # Examples
     ///
@@ -369,20 +346,67 @@ impl Bus {
     /// # use syncbus_core::{Bus, Event};
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Ping>("pings.*").unwrap().inline(|env| {
+    /// let _s = bus.subscribe::<Ping>("ping")?.capacity(4).queued_async(|_| async {})?;
+    /// for _ in 0..100 {
+    ///     bus.publish(Ping).await?; // waits while the task drains the queue
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] after shutdown, [`PublishError::Full`] when a `Reject`
+    /// subscription is full, [`PublishError::InvalidTopic`] if `E::TOPIC` is not a valid
+    /// topic. The event is handed back in each case.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for room drops the event: subscriptions earlier in
+    /// the route may have received it, later ones not.
+    pub async fn publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_to(E::TOPIC, event).await
+    }
+
+    /// Publishes a typed event on `topic`; see [`publish`](Self::publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("pings.*")?.inline(|env| {
     ///     assert_eq!(env.meta().topic(), Some("pings.eu"));
-    /// }).unwrap();
-    /// assert_eq!(bus.publish_to("pings.eu", Ping).unwrap(), 1);
-    /// assert!(bus.publish_to("pings..eu", Ping).is_err());
+    /// })?;
+    /// assert_eq!(bus.publish_to("pings.eu", Ping).await?, 1);
+    /// assert!(bus.publish_to("pings..eu", Ping).await.is_err());
+    /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
-    #[inline]
-    pub fn publish_to<E: Event>(&self, topic: &str, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(topic, event, true)
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to<E: Event>(
+        &self,
+        topic: &str,
+        event: E,
+    ) -> Result<usize, PublishError<E>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let route = match self.inner.router.with_route(topic, |r| r.cloned()) {
+            Ok(route) => route,
+            Err(e) => return Err(PublishError::InvalidTopic(event, e)),
+        };
+        publish_event_async(&self.inner, route.as_deref(), event).await
     }
 
     /// Publishes a typed event on its default topic without ever waiting: a full queue with
@@ -400,11 +424,11 @@ impl Bus {
     /// let sub = bus.subscribe::<Ping>("ping")?.capacity(1).queued(move |_| {
     ///     let _ = wait.lock().unwrap().recv(); // hold the worker until released
     /// })?;
-    /// bus.publish(Ping)?;                      // the worker takes it and waits
+    /// bus.try_publish(Ping)?;                  // the worker takes it and waits
     /// while sub.metrics().pending > 0 {
     ///     std::thread::yield_now();
     /// }
-    /// bus.publish(Ping)?;                      // fills the queue (capacity 1)
+    /// bus.try_publish(Ping)?;                  // fills the queue (capacity 1)
     /// assert!(matches!(bus.try_publish(Ping), Err(PublishError::Full(Ping))));
     /// drop(release);                           // let the worker go
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -413,12 +437,13 @@ impl Bus {
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
+    #[inline]
     pub fn try_publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
         self.publish_with(E::TOPIC, event, false)
     }
 
-    /// Publishes a typed event on its default topic from async code: a full
-    /// [`Overflow::Block`](crate::Overflow::Block) queue is awaited, not blocked on.
+    /// Publishes a typed event on `topic` without ever waiting; see
+    /// [`try_publish`](Self::try_publish).
     ///
     /// # Examples
     ///
@@ -426,49 +451,80 @@ impl Bus {
     /// # use syncbus_core::{Bus, Event};
     /// # #[derive(Clone, Debug)] struct Ping;
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Ping>("ping")?.capacity(4).queued_async(|_| async {})?;
-    /// for _ in 0..100 {
-    ///     bus.publish_async(Ping).await?; // waits while the task drains the queue
-    /// }
-    /// # Ok(()) }
+    /// let _s = bus.subscribe::<Ping>("pings.*")?.inline(|_| {})?;
+    /// assert_eq!(bus.try_publish_to("pings.eu", Ping)?, 1);
+    /// assert!(bus.try_publish_to("pings.>", Ping).is_err()); // not a topic
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future while it waits for room drops the event: subscriptions earlier in
-    /// the route may have received it, later ones not.
-    pub async fn publish_async<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_to_async(E::TOPIC, event).await
-    }
-
-    /// Async form of [`publish_to`](Self::publish_to); see [`publish_async`](Self::publish_async).
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Self::publish).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`publish_async`](Self::publish_async).
-    pub async fn publish_to_async<E: Event>(
+    #[inline]
+    pub fn try_publish_to<E: Event>(
         &self,
         topic: &str,
         event: E,
     ) -> Result<usize, PublishError<E>> {
-        if self.is_closed() {
-            return Err(PublishError::Closed(event));
-        }
-        let route = match self.inner.router.with_route(topic, |r| r.cloned()) {
-            Ok(route) => route,
-            Err(e) => return Err(PublishError::InvalidTopic(event, e)),
-        };
-        publish_event_async(&self.inner, route.as_deref(), event).await
+        self.publish_with(topic, event, false)
+    }
+
+    /// Publishes a typed event on its default topic, blocking the thread while a full
+    /// [`Overflow::Block`](crate::Overflow::Block) queue has no room.
+    ///
+    /// For threads outside an async runtime. On a multi-thread tokio runtime the wait moves
+    /// off the worker (`block_in_place`); on a current-thread runtime a queue drained by tasks
+    /// refuses with [`PublishError::WouldBlock`] instead of stalling it: use
+    /// [`publish`](Self::publish) there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// #[derive(Clone, Debug)]
+    /// struct Ping;
+    /// impl Event for Ping { const TYPE: &'static str = "ping"; }
+    ///
+    /// let bus = Bus::new();
+    /// assert_eq!(bus.blocking_publish(Ping).unwrap(), 0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish), plus [`PublishError::WouldBlock`] as above.
+    #[inline]
+    pub fn blocking_publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.blocking_publish_to(E::TOPIC, event)
+    }
+
+    /// Publishes a typed event on `topic`, blocking the thread while a full `Block` queue has
+    /// no room; see [`blocking_publish`](Self::blocking_publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("pings.*").unwrap().inline(|env| {
+    ///     assert_eq!(env.meta().topic(), Some("pings.eu"));
+    /// }).unwrap();
+    /// assert_eq!(bus.blocking_publish_to("pings.eu", Ping).unwrap(), 1);
+    /// assert!(bus.blocking_publish_to("pings..eu", Ping).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`blocking_publish`](Self::blocking_publish).
+    #[inline]
+    pub fn blocking_publish_to<E: Event>(
+        &self,
+        topic: &str,
+        event: E,
+    ) -> Result<usize, PublishError<E>> {
+        self.publish_with(topic, event, true)
     }
 
     fn publish_with<E: Event>(
@@ -500,51 +556,8 @@ impl Bus {
         }
     }
 
-    /// Publishes a ready-made envelope (typed or bytes) on the topic in its metadata.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
-    ///
-    /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Bytes>("raw.>").unwrap().inline(|env| {
-    ///     assert_eq!(env.payload().as_ref(), b"{}");
-    /// }).unwrap();
-    /// let meta = Metadata::new(EventType::new("thing.happened").unwrap()).with_topic("raw.things");
-    /// assert_eq!(bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap(), 1);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Self::publish); a missing topic is [`TopicError::Empty`].
-    pub fn publish_envelope<P: Payload>(
-        &self,
-        envelope: Envelope<P>,
-    ) -> Result<usize, PublishError<Envelope<P>>> {
-        if self.is_closed() {
-            return Err(PublishError::Closed(envelope));
-        }
-        let Some(topic) = envelope.meta().topic().map(smol_str::SmolStr::new) else {
-            return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
-        };
-        let mut slot = Some(envelope);
-        let routed = self.inner.router.with_route(&topic, |route| {
-            match route.and_then(|r| r.group::<P>()) {
-                Some(group) => self.inner.dispatch(group, &mut slot, false, true),
-                None => Ok(self.inner.unrouted()),
-            }
-        });
-        match (routed, slot) {
-            (Ok(Ok(n)), _) => Ok(n),
-            (Ok(Err(refused)), Some(env)) => Err(refused.error(env)),
-            (Err(e), Some(env)) => Err(PublishError::InvalidTopic(env, e)),
-            (_, None) => Ok(0),
-        }
-    }
-
-    /// Async form of [`publish_envelope`](Self::publish_envelope): a full
-    /// [`Overflow::Block`](crate::Overflow::Block) queue is awaited, not blocked on.
+    /// Publishes a ready-made envelope (typed or bytes) on the topic in its metadata,
+    /// awaiting room in full [`Overflow::Block`](crate::Overflow::Block) queues.
     ///
     /// # Examples
     ///
@@ -555,19 +568,20 @@ impl Bus {
     /// let _s = bus.subscribe::<Bytes>("raw.>")?.capacity(2).queued_async(|_| async {})?;
     /// for _ in 0..10 {
     ///     let meta = Metadata::new(EventType::new("thing.happened")?).with_topic("raw.things");
-    ///     bus.publish_envelope_async(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
+    ///     bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
     /// }
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`publish_envelope`](Self::publish_envelope).
+    /// As [`publish`](Self::publish); an envelope without a topic is
+    /// [`PublishError::InvalidTopic`] with [`TopicError::Empty`].
     ///
     /// # Cancel safety
     ///
-    /// As [`publish_async`](Self::publish_async).
-    pub async fn publish_envelope_async<P: Payload>(
+    /// As [`publish`](Self::publish).
+    pub async fn publish_envelope<P: Payload>(
         &self,
         envelope: Envelope<P>,
     ) -> Result<usize, PublishError<Envelope<P>>> {
@@ -596,6 +610,84 @@ impl Bus {
         }
     }
 
+    /// Publishes a ready-made envelope without ever waiting; see
+    /// [`try_publish`](Self::try_publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    ///
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Bytes>("raw.>")?.inline(|_| {})?;
+    /// let meta = Metadata::new(EventType::new("thing.happened")?).with_topic("raw.things");
+    /// assert_eq!(bus.try_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}")))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_envelope`](Self::publish_envelope).
+    pub fn try_publish_envelope<P: Payload>(
+        &self,
+        envelope: Envelope<P>,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        self.publish_envelope_with(envelope, false)
+    }
+
+    /// Publishes a ready-made envelope, blocking the thread while a full `Block` queue has no
+    /// room; see [`blocking_publish`](Self::blocking_publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    ///
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Bytes>("raw.>").unwrap().inline(|env| {
+    ///     assert_eq!(env.payload().as_ref(), b"{}");
+    /// }).unwrap();
+    /// let meta = Metadata::new(EventType::new("thing.happened").unwrap()).with_topic("raw.things");
+    /// assert_eq!(bus.blocking_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`blocking_publish`](Self::blocking_publish); an envelope without a topic is
+    /// [`PublishError::InvalidTopic`] with [`TopicError::Empty`].
+    pub fn blocking_publish_envelope<P: Payload>(
+        &self,
+        envelope: Envelope<P>,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        self.publish_envelope_with(envelope, true)
+    }
+
+    fn publish_envelope_with<P: Payload>(
+        &self,
+        envelope: Envelope<P>,
+        wait: bool,
+    ) -> Result<usize, PublishError<Envelope<P>>> {
+        if self.is_closed() {
+            return Err(PublishError::Closed(envelope));
+        }
+        let Some(topic) = envelope.meta().topic().map(smol_str::SmolStr::new) else {
+            return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
+        };
+        let mut slot = Some(envelope);
+        let routed = self.inner.router.with_route(&topic, |route| {
+            match route.and_then(|r| r.group::<P>()) {
+                Some(group) => self.inner.dispatch(group, &mut slot, false, wait),
+                None => Ok(self.inner.unrouted()),
+            }
+        });
+        match (routed, slot) {
+            (Ok(Ok(n)), _) => Ok(n),
+            (Ok(Err(refused)), Some(env)) => Err(refused.error(env)),
+            (Err(e), Some(env)) => Err(PublishError::InvalidTopic(env, e)),
+            (_, None) => Ok(0),
+        }
+    }
+
     /// A publisher bound to one topic and event type. It caches the route, so a publish
     /// through it skips the topic lookup until subscriptions change.
     ///
@@ -609,7 +701,7 @@ impl Bus {
     /// let _s = bus.subscribe::<Tick>("clock.>").unwrap().inline(|_| {}).unwrap();
     /// let ticks = bus.publisher::<Tick>("clock.tick").unwrap();
     /// for i in 0..3 {
-    ///     assert_eq!(ticks.publish(Tick(i)).unwrap(), 1);
+    ///     assert_eq!(ticks.blocking_publish(Tick(i)).unwrap(), 1);
     /// }
     /// ```
     ///
@@ -667,7 +759,7 @@ impl Bus {
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
     /// let bus = Bus::new();
     /// let consumer = bus.consumer::<Ping>("ping", ConsumerConfig::default())?;
-    /// bus.publish(Ping)?;
+    /// bus.blocking_publish(Ping)?;
     /// let batch = consumer.try_fetch(10);
     /// assert_eq!(batch.len(), 1);
     /// for d in batch { d.ack()?; }
@@ -708,10 +800,7 @@ impl Bus {
         m
     }
 
-    /// Stops intake and drains: publishing fails with [`PublishError::Closed`], queued events
-    /// are handled until `timeout`, and the report says what was left undelivered.
-    ///
-    /// Blocks the calling thread; in async code use [`shutdown`](Self::shutdown).
+    /// Blocking form of [`shutdown`](Self::shutdown), for threads outside an async runtime.
     ///
     /// # Examples
     ///
@@ -722,12 +811,12 @@ impl Bus {
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Ping>("ping").unwrap().queued(|_| {}).unwrap();
-    /// for _ in 0..100 { bus.publish(Ping).unwrap(); }
-    /// let report = bus.shutdown_blocking(Duration::from_secs(5));
+    /// for _ in 0..100 { bus.blocking_publish(Ping).unwrap(); }
+    /// let report = bus.blocking_shutdown(Duration::from_secs(5));
     /// assert!(report.is_clean());
-    /// assert!(bus.publish(Ping).is_err());
+    /// assert!(bus.blocking_publish(Ping).is_err());
     /// ```
-    pub fn shutdown_blocking(&self, timeout: Duration) -> ShutdownReport {
+    pub fn blocking_shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = Instant::now() + timeout;
         let entries = self.begin_shutdown();
         let drained = self.inner.completion.wait(Some(deadline));
@@ -742,7 +831,25 @@ impl Bus {
         self.finish_shutdown(drained, entries)
     }
 
-    /// Async form of [`shutdown_blocking`](Self::shutdown_blocking).
+    /// Stops intake and drains: publishing fails with [`PublishError::Closed`], queued events
+    /// are handled until `timeout`, and the report says what was left undelivered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Ping>("ping")?.queued_async(|_| async {})?;
+    /// for _ in 0..100 { bus.publish(Ping).await?; }
+    /// let report = bus.shutdown(Duration::from_secs(5)).await;
+    /// assert!(report.is_clean());
+    /// assert!(bus.publish(Ping).await.is_err());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -806,7 +913,7 @@ const ABORT_GRACE: Duration = Duration::from_millis(200);
 ///
 /// ```
 /// # use std::time::Duration;
-/// let report = syncbus_core::Bus::new().shutdown_blocking(Duration::from_millis(10));
+/// let report = syncbus_core::Bus::new().blocking_shutdown(Duration::from_millis(10));
 /// assert!(report.drained && report.undelivered.is_empty() && report.is_clean());
 /// ```
 #[derive(Debug, Clone)]
@@ -878,27 +985,21 @@ impl<E: Event> Publisher<E> {
         &self.topic
     }
 
-    /// Publishes `event`; see [`Bus::publish`].
+    /// Publishes `event`, awaiting room in full `Block` queues; see [`Bus::publish`].
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As [`Bus::publish`], with the event handed back.
-    #[inline]
-    pub fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(event, true)
-    }
-
-    /// Publishes `event` without waiting; see [`Bus::try_publish`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Bus::publish`], with the event handed back.
-    #[inline]
-    pub fn try_publish(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(event, false)
-    }
-
-    /// Publishes `event` from async code; see [`Bus::publish_async`].
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued_async(|_| async {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.publish(Tick(1)).await?, 1);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -906,13 +1007,60 @@ impl<E: Event> Publisher<E> {
     ///
     /// # Cancel safety
     ///
-    /// As [`Bus::publish_async`].
-    pub async fn publish_async(&self, event: E) -> Result<usize, PublishError<E>> {
+    /// As [`Bus::publish`].
+    pub async fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
         if self.bus.is_closed() {
             return Err(PublishError::Closed(event));
         }
         let route = self.route();
         publish_event_async(&self.bus.inner, Some(&route), event).await
+    }
+
+    /// Publishes `event` without waiting; see [`Bus::try_publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.inline(|_| {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.try_publish(Tick(1))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::try_publish`], with the event handed back.
+    #[inline]
+    pub fn try_publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, false)
+    }
+
+    /// Publishes `event`, blocking the thread while a full `Block` queue has no room; see
+    /// [`Bus::blocking_publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued(|_| {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.blocking_publish(Tick(1))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::blocking_publish`], with the event handed back.
+    #[inline]
+    pub fn blocking_publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, true)
     }
 
     /// The cached route, refreshed if subscriptions changed since.

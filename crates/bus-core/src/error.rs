@@ -14,8 +14,8 @@ use crate::topic::TopicError;
 /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
 ///
 /// let bus = Bus::new();
-/// bus.shutdown_blocking(Duration::from_secs(1));
-/// match bus.publish(Ping(7)) {
+/// bus.blocking_shutdown(Duration::from_secs(1));
+/// match bus.blocking_publish(Ping(7)) {
 ///     Err(PublishError::Closed(event)) => assert_eq!(event, Ping(7)),
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -30,8 +30,8 @@ pub enum PublishError<T> {
     /// The topic name is not valid.
     InvalidTopic(T, TopicError),
     /// A subscription with the `Block` policy is full, and waiting for room here would stall
-    /// the tokio runtime that has to make it (a blocking `publish` on a current-thread
-    /// runtime). Use `publish_async` from async code.
+    /// the tokio runtime that has to make it (`blocking_publish` on a current-thread
+    /// runtime). Use `publish(..).await` from async code.
     WouldBlock(T),
 }
 
@@ -76,7 +76,7 @@ impl<T> fmt::Display for PublishError<T> {
             PublishError::InvalidTopic(_, e) => write!(f, "invalid topic: {e}"),
             PublishError::WouldBlock(_) => f.write_str(
                 "a subscription's queue is full and waiting here would stall the async runtime; \
-                 use publish_async",
+                 use publish(..).await",
             ),
         }
     }

@@ -16,7 +16,7 @@
 //! let _sub = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
 //!     println!("order {} for {} cents", env.payload().order, env.payload().total_cents);
 //! })?;
-//! bus.publish(OrderPlaced { order: 1, total_cents: 999 })?;
+//! bus.blocking_publish(OrderPlaced { order: 1, total_cents: 999 })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -44,8 +44,10 @@
 //!
 //! # Publishing
 //!
-//! [`Bus::publish`] may wait for room in a full `Block` queue; [`Bus::try_publish`] never
-//! waits; [`Bus::publish_async`] awaits room and is the one to use inside a tokio runtime. A
+//! One verb rule, tokio's: [`Bus::publish`] awaits room in a full `Block` queue (use it in
+//! async code), [`Bus::try_publish`] never waits, and [`Bus::blocking_publish`] blocks the
+//! thread (for threads outside a runtime). The same triple exists for an explicit topic
+//! (`publish_to`), for a ready-made envelope (`publish_envelope`) and on a [`Publisher`]. A
 //! [`Publisher`] bound to a topic caches its route. A refused event always comes back in the
 //! [`PublishError`].
 //!
@@ -58,18 +60,19 @@
 //! # Pull consumers
 //!
 //! [`Bus::consumer`] retains matching events until the consumer fetches and acks them; see
-//! [`Consumer`] for ack timeouts, nack, term, max deliveries and dead letters.
+//! [`Consumer`] for ack timeouts, `ack` / `nak` / `term` / `in_progress`, max deliveries and
+//! dead letters. It is a [`Source`], the consume contract every pull reader shares.
 //!
 //! # Closing
 //!
-//! [`Bus::shutdown`] stops intake (publishing returns [`PublishError::Closed`] with the event),
+//! [`Bus::shutdown`] (or [`Bus::blocking_shutdown`] from a thread) stops intake (publishing returns [`PublishError::Closed`] with the event),
 //! lets workers drain their queues until a deadline, and returns a [`ShutdownReport`] with
 //! what was left undelivered.
 //!
 //! # Observability
 //!
 //! `tracing` spans `publish` and `handle` at TRACE level; [`Bus::metrics`] reads the
-//! counters, and [`BusMetrics::emit`] hands them to the `metrics` facade.
+//! counters, and [`BusMetrics::record`] hands them to the `metrics` facade.
 
 #![forbid(unsafe_code)]
 // A failed publish hands the whole event back (as tokio's and crossbeam's send errors do), so

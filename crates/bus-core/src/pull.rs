@@ -2,12 +2,16 @@
 //!
 //! Semantics a caller relies on:
 //!
-//! - **At-least-once.** A fetched event stays *in flight* until it is acked. If it is not
-//!   acked within the ack timeout, or it is nacked, it is delivered again (its
-//!   [`Delivery::deliveries`] count grows). Make handlers idempotent.
-//! - **Max deliveries.** An event delivered `max_deliver` times without an ack, or
-//!   [`term`](Delivery::term)inated, goes to the dead-letter hook; without a hook it is kept
-//!   for [`Consumer::take_dead_letters`]. Nothing is dropped silently.
+//! - **At-least-once.** A fetched event stays *in flight* until it is settled. If it is not
+//!   settled within the ack timeout, or it is [`nak`](Delivery::nak)ed, it is delivered
+//!   again (its [`Delivery::deliveries`] count grows). Make handlers idempotent.
+//!   [`in_progress`](Delivery::in_progress) extends the timeout of a slow one.
+//! - **Term.** [`term`](Delivery::term) means "never deliver it again; I have recorded
+//!   it" (JetStream's meaning): the event is dropped, counted in
+//!   [`SubscriptionMetrics::terminated`], and does *not* go to the dead-letter hook.
+//! - **Max deliveries.** The consumer's own give-up: an event delivered `max_deliver` times
+//!   without an ack goes to the dead-letter hook; without a hook it is kept for
+//!   [`Consumer::take_dead_letters`]. Nothing is dropped silently.
 //! - **Retention.** At most `max_pending` unfetched events are kept; when full, the
 //!   consumer's [`Overflow`] policy applies (block the publisher, reject, or drop the oldest,
 //!   counted).
@@ -130,17 +134,35 @@ impl<P> ConsumerConfig<P> {
     }
 }
 
-/// Why an event was dead-lettered.
+/// Why the consumer gave up on an event.
+///
+/// Only the consumer's own give-up is a dead letter: a [`Delivery::term`] is the caller's
+/// decision, recorded by the caller, and never reaches the dead-letter hook.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, ConsumerConfig, DeadLetterReason, Event};
+/// # #[derive(Clone, Debug)] struct Job;
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(1))?;
+/// bus.try_publish(Job)?;
+/// for d in jobs.try_fetch(1) { d.nak(Duration::ZERO)?; } // the one delivery it gets
+/// let dead = jobs.take_dead_letters();
+/// assert_eq!(dead[0].reason, DeadLetterReason::MaxDeliveries);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Delivered `max_deliver` times without an ack.
     MaxDeliveries,
-    /// The handler called [`Delivery::term`].
-    Terminated,
 }
 
-/// An event the consumer gave up on.
+/// An event the consumer gave up on; see [`DeadLetterReason`] for an example.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DeadLetter<P> {
@@ -152,7 +174,24 @@ pub struct DeadLetter<P> {
     pub reason: DeadLetterReason,
 }
 
-/// An ack, nack or term that could not be applied.
+/// An `ack`, `nak`, `term` or `in_progress` that could not be applied.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{AckError, Bus, ConsumerConfig, Event};
+/// # #[derive(Clone, Debug)] struct Job;
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+/// bus.try_publish(Job)?;
+/// let mut batch = jobs.try_fetch(1);
+/// // Shutting down drops what consumers hold: what was handed out is no longer in flight.
+/// bus.blocking_shutdown(std::time::Duration::from_millis(10));
+/// assert_eq!(batch.remove(0).ack(), Err(AckError::NotInFlight));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AckError {
@@ -330,41 +369,34 @@ impl<P: Clone> Shared<P> {
         }
     }
 
-    fn settle(&self, seq: u64, how: Settle) -> Result<(), AckError> {
+    fn settle(&self, seq: u64, how: Outcome) -> Result<(), AckError> {
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
-            if let Settle::InProgress = how {
+            if let Outcome::InProgress = how {
                 let f = st.in_flight.get_mut(&seq).ok_or(AckError::NotInFlight)?;
                 f.deadline = Instant::now() + self.ack_timeout;
                 return Ok(());
             }
             let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
             match how {
-                Settle::Ack | Settle::InProgress => self.stats.incr(Stat::Delivered),
-                Settle::Nack(delay) => {
+                Outcome::Ack | Outcome::InProgress => self.stats.incr(Stat::Delivered),
+                Outcome::Nak(delay) => {
                     self.stats.incr(Stat::Failed);
                     let ready = Instant::now() + delay;
                     self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
                 }
-                Settle::Term => dead.push(DeadLetter {
-                    envelope: f.envelope,
-                    deliveries: f.deliveries,
-                    reason: DeadLetterReason::Terminated,
-                }),
+                // The caller recorded it (a term is never a dead letter here): drop it.
+                Outcome::Term => self.stats.incr(Stat::Terminated),
             }
         }
         let woke = !dead.is_empty();
         self.bury(dead);
         if !woke {
-            self.intake_wake();
+            // A nak with no delay makes an event fetchable now: wake fetchers.
+            self.intake.nudge();
         }
         Ok(())
-    }
-
-    fn intake_wake(&self) {
-        // A nack with no delay makes an event fetchable now: wake fetchers.
-        self.intake.nudge();
     }
 
     fn held(&self) -> usize {
@@ -373,15 +405,43 @@ impl<P: Clone> Shared<P> {
     }
 }
 
-enum Settle {
+/// How a delivery was settled.
+enum Outcome {
     Ack,
-    Nack(Duration),
+    Nak(Duration),
     Term,
     InProgress,
 }
 
-/// One fetched event. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
-/// [`term`](Self::term); dropping it unsettled means it comes back after the ack timeout.
+/// One fetched event. Settle it with [`ack`](Self::ack), [`nak`](Self::nak) or
+/// [`term`](Self::term), or extend its lease with [`in_progress`](Self::in_progress);
+/// dropping it unsettled means it comes back after the ack timeout.
+///
+/// These methods never wait, so they are plain functions; the [`Settle`](crate::Settle)
+/// trait's async methods forward to them.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, ConsumerConfig, Event};
+/// # #[derive(Clone, Debug)] struct Job(u32);
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+/// bus.try_publish(Job(1))?;
+/// let mut d = jobs.try_fetch(1).remove(0);
+/// assert_eq!((d.payload().0, d.deliveries()), (1, 1));
+/// d.in_progress()?;            // still working: the lease starts again
+/// d.nak(Duration::ZERO)?;      // failed: deliver it again now
+/// let d = jobs.try_fetch(1).remove(0);
+/// assert_eq!(d.deliveries(), 2);
+/// d.term()?;                   // never again (recorded elsewhere)
+/// assert!(jobs.take_dead_letters().is_empty());
+/// assert_eq!(jobs.metrics().terminated, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Delivery<P> {
     envelope: Envelope<P>,
     seq: u64,
@@ -399,64 +459,75 @@ impl<P: fmt::Debug> fmt::Debug for Delivery<P> {
 }
 
 impl<P: Clone> Delivery<P> {
-    /// The event.
+    /// The event; see [`Delivery`] for an example.
     pub fn envelope(&self) -> &Envelope<P> {
         &self.envelope
     }
 
-    /// The event's payload.
+    /// The event's payload; see [`Delivery`] for an example.
     pub fn payload(&self) -> &P {
         self.envelope.payload()
     }
 
-    /// How many times this event was handed out, this time included (1 the first time).
+    /// How many times this event was handed out, this time included (1 the first time);
+    /// see [`Delivery`] for an example.
     pub fn deliveries(&self) -> u32 {
         self.deliveries
     }
 
-    /// Done: the event will not come back.
+    /// Done: the event will not come back. Counted as delivered.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
-    /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again.
+    /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again, or
+    /// the consumer closed.
     pub fn ack(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Ack)
+        self.shared.settle(self.seq, Outcome::Ack)
     }
 
-    /// Failed: deliver it again now (or dead-letter it if it reached `max_deliver`).
+    /// Failed: deliver it again after `delay` (`Duration::ZERO`: now), or dead-letter it if
+    /// it reached `max_deliver`. Counted as failed.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
-    pub fn nack(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Nack(Duration::ZERO))
+    pub fn nak(self, delay: Duration) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Outcome::Nak(delay))
     }
 
-    /// Failed: deliver it again after `delay`.
+    /// Failed for good: never deliver it again. The caller has recorded it, so it does not
+    /// go to the dead-letter hook; it is counted in [`SubscriptionMetrics::terminated`].
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As [`ack`](Self::ack).
-    pub fn nack_with_delay(self, delay: Duration) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Nack(delay))
-    }
-
-    /// Failed for good: send it to the dead-letter hook now, without more attempts.
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
     pub fn term(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Term)
+        self.shared.settle(self.seq, Outcome::Term)
     }
 
     /// Still working: push its ack timeout back by the consumer's `ack_timeout` from now.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
     pub fn in_progress(&mut self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::InProgress)
+        self.shared.settle(self.seq, Outcome::InProgress)
     }
 }
 
@@ -477,7 +548,7 @@ impl<P: Payload> crate::source::Settle for Delivery<P> {
     }
 
     async fn nak(self, delay: Duration) -> Result<(), AckError> {
-        self.nack_with_delay(delay)
+        Delivery::nak(self, delay)
     }
 
     async fn term(self) -> Result<(), AckError> {
@@ -522,9 +593,9 @@ impl<P: Payload> crate::source::Source for Consumer<P> {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let bus = Bus::new();
 /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(2))?;
-/// bus.publish(Job(1))?;
+/// bus.publish(Job(1)).await?;
 /// let first = jobs.fetch(10, Duration::from_millis(100)).await;
-/// first.into_iter().for_each(|d| d.nack().unwrap()); // fails once...
+/// first.into_iter().for_each(|d| d.nak(Duration::ZERO).unwrap()); // fails once...
 /// let again = jobs.fetch(10, Duration::from_millis(100)).await;
 /// assert_eq!(again[0].deliveries(), 2);               // ...and comes back
 /// again.into_iter().for_each(|d| d.ack().unwrap());
@@ -601,12 +672,30 @@ impl<P: Payload> Consumer<P> {
     }
 
     /// Takes up to `max` deliverable events without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// assert!(jobs.try_fetch(10).is_empty());
+    /// bus.try_publish(Job)?;
+    /// assert_eq!(jobs.try_fetch(10).len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_fetch(&self, max: usize) -> Vec<Delivery<P>> {
         self.shared.try_fetch(max)
     }
 
     /// Waits up to `timeout` for at least one event, then takes up to `max`.
     /// Returns an empty batch if none came, or if the bus shut down.
+    ///
+    /// # Examples
+    ///
+    /// See [`Consumer`].
     ///
     /// # Cancel safety
     ///
@@ -625,7 +714,23 @@ impl<P: Payload> Consumer<P> {
     }
 
     /// Blocking form of [`fetch`](Self::fetch), for threads outside a runtime.
-    pub fn fetch_blocking(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// let publisher = bus.clone();
+    /// std::thread::spawn(move || publisher.blocking_publish(Job));
+    /// let batch = jobs.blocking_fetch(10, Duration::from_secs(5));
+    /// assert_eq!(batch.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn blocking_fetch(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
         let deadline = Instant::now() + timeout;
         loop {
             let batch = self.shared.try_fetch(max);
@@ -638,17 +743,34 @@ impl<P: Payload> Consumer<P> {
         }
     }
 
-    /// Dead letters kept because no hook was configured; takes them out.
+    /// Dead letters kept because no hook was configured; takes them out. See
+    /// [`DeadLetterReason`] for an example.
     pub fn take_dead_letters(&self) -> Vec<DeadLetter<P>> {
         self.shared.state.lock().dead.drain(..).collect()
     }
 
     /// Events held: unfetched, waiting for redelivery, or in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// bus.try_publish(Job)?;
+    /// let batch = jobs.try_fetch(10);
+    /// assert_eq!(jobs.pending(), 1); // in flight
+    /// for d in batch { d.ack()?; }
+    /// assert_eq!(jobs.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.shared.held()
     }
 
-    /// The consumer's counters now.
+    /// The consumer's counters now; see [`Delivery`] for an example.
     pub fn metrics(&self) -> SubscriptionMetrics {
         self.shared.stats.snapshot(self.shared.held())
     }

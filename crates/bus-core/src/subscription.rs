@@ -24,10 +24,14 @@ use crate::wait::Signal;
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Configures a push subscription; finish with [`inline`](Self::inline),
-/// [`queued`](Self::queued), [`keyed`](Self::keyed) or their `_async` forms.
+/// [`queued`](Self::queued) or [`queued_async`](Self::queued_async).
 ///
 /// A subscription receives events whose topic matches its pattern **and** whose payload type
-/// is `P`. Defaults: capacity 1024, one worker, four lanes, [`Overflow::Block`].
+/// is `P`. Defaults: capacity 1024, one worker, not keyed, [`Overflow::Block`].
+///
+/// A queued subscription made [`keyed`](Self::keyed) has lanes: the entity id picks the
+/// lane, and each lane has its own queue and one worker, so events of one entity are handled
+/// one at a time and in publish order while entities run in parallel.
 ///
 /// # Examples
 ///
@@ -46,10 +50,10 @@ type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 ///     .subscribe::<StockChanged>("stock.*")?
 ///     .name("warehouse")
 ///     .capacity(4096)
-///     .lanes(8)
+///     .keyed(8)
 ///     .overflow(Overflow::Block)
-///     .keyed(|env| println!("{} -> {}", env.payload().sku, env.payload().qty))?;
-/// bus.publish(StockChanged { sku: 7, qty: 3 })?;
+///     .queued(|env| println!("{} -> {}", env.payload().sku, env.payload().qty))?;
+/// bus.blocking_publish(StockChanged { sku: 7, qty: 3 })?;
 /// # drop(sub);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -60,7 +64,8 @@ pub struct SubscribeBuilder<P> {
     name: Option<SmolStr>,
     capacity: usize,
     workers: usize,
-    lanes: usize,
+    /// `Some(lanes)` for a keyed subscription.
+    lanes: Option<usize>,
     overflow: Overflow,
     on_lag: Option<LagFn>,
     _payload: PhantomData<fn(P)>,
@@ -87,7 +92,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             name: None,
             capacity: 1024,
             workers: 1,
-            lanes: 4,
+            lanes: None,
             overflow: Overflow::Block,
             on_lag: None,
             _payload: PhantomData,
@@ -95,30 +100,102 @@ impl<P: Payload> SubscribeBuilder<P> {
     }
 
     /// Names the subscription in metrics, logs and shutdown reports. Defaults to the pattern.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.name("audit").inline(|_| {})?;
+    /// assert_eq!(sub.name(), "audit");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Queue capacity (per lane for keyed subscriptions). Ignored by inline subscriptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, SubscribeError};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.capacity(16).queued(|_| {})?;
+    /// let zero = bus.subscribe::<Ping>("ping")?.capacity(0).queued(|_| {});
+    /// assert!(matches!(zero, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// Workers draining a queued subscription in parallel (order is then not kept).
+    /// Workers draining a queued subscription in parallel (order is then not kept). A keyed
+    /// subscription has one worker per lane instead: do not set both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, SubscribeError};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.workers(4).queued(|_| {})?;
+    /// let both = bus.subscribe::<Ping>("ping")?.workers(4).keyed(8).queued(|_| {});
+    /// assert!(matches!(both, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
 
-    /// Lanes of a keyed subscription: events of one entity always go to the same lane.
-    pub fn lanes(mut self, lanes: usize) -> Self {
-        self.lanes = lanes;
+    /// Makes a queued subscription keyed, with `lanes` lanes: events of one entity always go
+    /// to the same lane and are handled one at a time, in publish order; different entities
+    /// run in parallel across lanes. Events without an entity id are spread by event id.
+    /// Each lane has its own queue of [`capacity`](Self::capacity) and one worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, EntityId, Event};
+    ///
+    /// #[derive(Clone, Debug)]
+    /// struct Moved { item: u64 }
+    /// impl Event for Moved {
+    ///     const TYPE: &'static str = "stock.moved";
+    ///     fn entity_id(&self) -> Option<EntityId> { Some(self.item.into()) }
+    /// }
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Moved>("stock.moved")?.keyed(4).queued(|_| {})?;
+    /// bus.blocking_publish(Moved { item: 1 })?;
+    /// assert!(sub.unsubscribe_and_wait(std::time::Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed(mut self, lanes: usize) -> Self {
+        self.lanes = Some(lanes);
         self
     }
 
     /// What to do when the queue is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Overflow};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.overflow(Overflow::Reject).queued(|_| {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
@@ -126,13 +203,41 @@ impl<P: Payload> SubscribeBuilder<P> {
 
     /// Called on the worker with the number of events lost to [`Overflow::DropOldest`],
     /// before the next event is handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Overflow};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus
+    ///     .subscribe::<Ping>("ping")?
+    ///     .overflow(Overflow::DropOldest)
+    ///     .on_lag(|lost| eprintln!("lost {lost} pings"))
+    ///     .queued(|_| {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_lag(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.on_lag = Some(Arc::new(f));
         self
     }
 
     /// Runs `handler` on the publisher's thread, during `publish`: the fastest path, and
-    /// backpressure by construction. Keep the handler short.
+    /// backpressure by construction. Keep the handler short. Queue settings (capacity,
+    /// workers, lanes, overflow) do not apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.inline(|_| println!("ping"))?;
+    /// assert_eq!(bus.blocking_publish(Ping)?, 1); // printed before this returns
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -154,38 +259,54 @@ impl<P: Payload> SubscribeBuilder<P> {
         self.register(name, stats, Arc::new(sink), None)
     }
 
-    /// Queues events for `workers` threads running `handler`.
+    /// Queues events for worker threads running `handler`: `workers` threads on one queue,
+    /// or one thread per lane when [`keyed`](Self::keyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.queued(|_| println!("ping"))?;
+    /// bus.blocking_publish(Ping)?;
+    /// assert!(bus.blocking_shutdown(Duration::from_secs(5)).is_clean());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`SubscribeError::Closed`], [`SubscribeError::InvalidConfig`] for a zero capacity or
-    /// worker count, [`SubscribeError::Spawn`] if a thread cannot start.
+    /// [`SubscribeError::Closed`], [`SubscribeError::InvalidConfig`] for a zero capacity,
+    /// worker or lane count (or workers set on a keyed subscription),
+    /// [`SubscribeError::Spawn`] if a thread cannot start.
     pub fn queued<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
     where
         F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
         R: HandlerResult,
     {
-        let workers = self.check_workers()?;
-        self.spawn_threads(false, workers, handler)
+        let shape = self.shape()?;
+        self.spawn_threads(shape, handler)
     }
 
-    /// Keyed lanes on threads: events with the same entity id are handled one at a time and
-    /// in publish order; different entities run in parallel across lanes. Events without an
-    /// entity id are spread by event id.
+    /// Queues events for tokio tasks running the async `handler`: `workers` tasks on one
+    /// queue, or one task per lane when [`keyed`](Self::keyed).
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As [`queued`](Self::queued), with the lane count checked instead of workers.
-    pub fn keyed<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
-    where
-        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
-        R: HandlerResult,
-    {
-        let lanes = self.check_lanes()?;
-        self.spawn_threads(true, lanes, handler)
-    }
-
-    /// Queues events for `workers` tokio tasks running the async `handler`.
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.queued_async(|_| async {})?;
+    /// bus.publish(Ping).await?;
+    /// assert!(bus.shutdown(Duration::from_secs(5)).await.is_clean());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -196,23 +317,8 @@ impl<P: Payload> SubscribeBuilder<P> {
         Fut: Future<Output = R> + Send + 'static,
         R: HandlerResult,
     {
-        let workers = self.check_workers()?;
-        self.spawn_tasks(false, workers, handler)
-    }
-
-    /// Keyed lanes on tokio tasks; see [`keyed`](Self::keyed).
-    ///
-    /// # Errors
-    ///
-    /// As [`queued_async`](Self::queued_async).
-    pub fn keyed_async<F, Fut, R>(self, handler: F) -> Result<Subscription, SubscribeError>
-    where
-        F: Fn(Envelope<P>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HandlerResult,
-    {
-        let lanes = self.check_lanes()?;
-        self.spawn_tasks(true, lanes, handler)
+        let shape = self.shape()?;
+        self.spawn_tasks(shape, handler)
     }
 
     fn display_name(&self) -> SmolStr {
@@ -221,45 +327,44 @@ impl<P: Payload> SubscribeBuilder<P> {
             .unwrap_or_else(|| SmolStr::new(self.pattern.as_str()))
     }
 
-    fn check_workers(&self) -> Result<usize, SubscribeError> {
+    /// Checks the queue settings: how many workers, and whether each has a lane of its own.
+    fn shape(&self) -> Result<Shape, SubscribeError> {
         if self.capacity == 0 {
             return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
         }
         if self.workers == 0 {
             return Err(SubscribeError::InvalidConfig("workers must be at least 1"));
         }
-        Ok(self.workers)
+        match self.lanes {
+            None => Ok(Shape {
+                keyed: false,
+                workers: self.workers,
+            }),
+            Some(0) => Err(SubscribeError::InvalidConfig("lanes must be at least 1")),
+            Some(_) if self.workers != 1 => Err(SubscribeError::InvalidConfig(
+                "a keyed subscription runs one worker per lane: set keyed(lanes) or workers(n), not both",
+            )),
+            Some(lanes) => Ok(Shape {
+                keyed: true,
+                workers: lanes,
+            }),
+        }
     }
 
-    fn check_lanes(&self) -> Result<usize, SubscribeError> {
-        if self.capacity == 0 {
-            return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
-        }
-        if self.lanes == 0 {
-            return Err(SubscribeError::InvalidConfig("lanes must be at least 1"));
-        }
-        Ok(self.lanes)
-    }
-
-    fn queues(&self, keyed: bool, n: usize, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
-        let count = if keyed { n } else { 1 };
+    fn queues(&self, shape: Shape, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
+        let count = if shape.keyed { shape.workers } else { 1 };
         (0..count)
             .map(|_| Arc::new(Queue::new(self.capacity, self.overflow, drainer)))
             .collect()
     }
 
-    fn spawn_threads<F, R>(
-        self,
-        keyed: bool,
-        n: usize,
-        handler: F,
-    ) -> Result<Subscription, SubscribeError>
+    fn spawn_threads<F, R>(self, shape: Shape, handler: F) -> Result<Subscription, SubscribeError>
     where
         F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
         R: HandlerResult,
     {
         let handler = Arc::new(handler);
-        self.start_workers(keyed, n, Drainer::Threads, |i, ctx, queue| {
+        self.start_workers(shape, Drainer::Threads, |i, ctx, queue| {
             let handler = handler.clone();
             std::thread::Builder::new()
                 .name(format!("syncbus-{}-{i}", ctx.name))
@@ -270,8 +375,7 @@ impl<P: Payload> SubscribeBuilder<P> {
 
     fn spawn_tasks<F, Fut, R>(
         self,
-        keyed: bool,
-        n: usize,
+        shape: Shape,
         handler: F,
     ) -> Result<Subscription, SubscribeError>
     where
@@ -282,19 +386,18 @@ impl<P: Payload> SubscribeBuilder<P> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
-        self.start_workers(keyed, n, Drainer::Tasks, |_, ctx, queue| {
+        self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
             let handler = handler.clone();
             runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
             Ok(())
         })
     }
 
-    /// Builds the queues (one, or one per lane) and starts `n` workers on them with `spawn`;
+    /// Builds the queues (one, or one per lane) and starts the workers on them with `spawn`;
     /// if one cannot start, the queues close and the others drain and stop.
     fn start_workers(
         self,
-        keyed: bool,
-        n: usize,
+        shape: Shape,
         drainer: Drainer,
         mut spawn: impl FnMut(usize, WorkerCtx, Arc<Queue<P::Packed>>) -> std::io::Result<()>,
     ) -> Result<Subscription, SubscribeError> {
@@ -303,11 +406,11 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n, drainer);
+        let queues = self.queues(shape, drainer);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
         let completion = &self.bus.inner.completion;
-        for i in 0..n {
+        for i in 0..shape.workers {
             let ctx = WorkerCtx {
                 stats: stats.clone(),
                 stop: stop.clone(),
@@ -318,7 +421,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             };
             workers.start();
             completion.start();
-            let queue = queues[if keyed { i } else { 0 }].clone();
+            let queue = queues[if shape.keyed { i } else { 0 }].clone();
             if let Err(e) = spawn(i, ctx, queue) {
                 // The worker never ran, so its `Done` guard never will.
                 workers.finish();
@@ -331,7 +434,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
         let sink = QueueSink {
             queues,
-            keyed,
+            keyed: shape.keyed,
             stop,
         };
         self.register(name, stats, Arc::new(sink), Some(workers))
@@ -364,6 +467,14 @@ impl<P: Payload> SubscribeBuilder<P> {
     }
 }
 
+/// How a queued subscription's workers are laid out.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// One lane (queue) per worker, picked by entity id; otherwise one shared queue.
+    keyed: bool,
+    workers: usize,
+}
+
 /// A live push subscription. Dropping it unsubscribes; [`detach`](Self::detach) keeps it
 /// running until the bus shuts down.
 ///
@@ -379,9 +490,9 @@ impl<P: Payload> SubscribeBuilder<P> {
 ///
 /// let bus = Bus::new();
 /// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
-/// assert_eq!(bus.publish(Ping).unwrap(), 1);
+/// assert_eq!(bus.blocking_publish(Ping).unwrap(), 1);
 /// sub.unsubscribe();
-/// assert_eq!(bus.publish(Ping).unwrap(), 0);
+/// assert_eq!(bus.blocking_publish(Ping).unwrap(), 0);
 /// ```
 #[must_use = "dropping a Subscription unsubscribes it; call .detach() to keep it"]
 pub struct Subscription {

@@ -67,7 +67,7 @@ impl From<StoreError> for RelayError {
 }
 
 /// Moves outbox events to the bus: reads committed, unsent events in commit order, publishes
-/// each with [`Bus::publish_envelope_async`] (a full `Block` queue is awaited), and marks the
+/// each with [`Bus::publish_envelope`] (a full `Block` queue is awaited), and marks the
 /// published ones sent.
 ///
 /// Delivery is at-least-once: if the process stops between publishing and marking, those
@@ -215,7 +215,7 @@ impl Relay {
                     Some(publish) => publish(&self.bus, record.envelope).await,
                     None => self
                         .bus
-                        .publish_envelope_async(record.envelope)
+                        .publish_envelope(record.envelope)
                         .await
                         .map_err(|e| describe(&e)),
                 };
@@ -279,9 +279,7 @@ impl Relay {
                 let typed = env
                     .decode_payload::<E>()
                     .map_err(|e| format!("does not decode as {}: {e}", E::TYPE))?;
-                bus.publish_envelope_async(typed)
-                    .await
-                    .map_err(|e| describe(&e))
+                bus.publish_envelope(typed).await.map_err(|e| describe(&e))
             })
         });
         self.typed.insert(E::TYPE.to_owned(), decode);

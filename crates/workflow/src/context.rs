@@ -350,7 +350,7 @@ impl<E: Event> PendingEmit for Typed<E> {
     }
 
     fn publish<'a>(self: Box<Self>, bus: &'a Bus) -> BoxFuture<'a, Result<usize, HandlerError>> {
-        Box::pin(async move { bus.publish_envelope_async(self.0).await.map_err(emit_error) })
+        Box::pin(async move { bus.publish_envelope(self.0).await.map_err(emit_error) })
     }
 }
 

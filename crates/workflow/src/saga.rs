@@ -77,7 +77,7 @@ struct Step<D> {
 /// })?;
 /// let env = syncbus_core::Envelope::from_event(OrderPlaced { order: 9 });
 /// let id = env.meta().id().to_string(); // a root event: its id is the correlation id
-/// bus.publish_envelope_async(env).await?;
+/// bus.publish_envelope(env).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// let inst = running.instance(&id).await?.unwrap();
 /// assert_eq!(inst.status, SagaStatus::Completed);

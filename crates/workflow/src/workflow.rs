@@ -64,7 +64,7 @@ type Redriver =
 ///         println!("reserving stock for order {}", env.payload().order);
 ///         Ok::<(), HandlerError>(())
 ///     }))?;
-/// bus.publish_async(OrderPlaced { order: 1 }).await?;
+/// bus.publish(OrderPlaced { order: 1 }).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// assert_eq!(sub.metrics().succeeded, 1);
 /// # Ok(()) }
@@ -253,7 +253,6 @@ impl Workflow {
             pattern: SmolStr::new(pattern),
             name: None,
             handler_name: None,
-            keyed: false,
             dedup: None,
             ordering: None,
             retry: Some(RetryPolicy::default()),
@@ -470,7 +469,6 @@ pub struct WorkflowSubscribe<P> {
     pattern: SmolStr,
     name: Option<SmolStr>,
     handler_name: Option<SmolStr>,
-    keyed: bool,
     dedup: Option<Dedup>,
     ordering: Option<Ordering>,
     retry: Option<RetryPolicy>,
@@ -559,8 +557,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn keyed(mut self, lanes: usize) -> Self {
-        self.keyed = true;
-        self.bus = self.bus.lanes(lanes);
+        self.bus = self.bus.keyed(lanes);
         self
     }
 
@@ -792,12 +789,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         });
         let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());
-        let sub = if self.keyed {
-            bus_sub.keyed_async(run)
-        } else {
-            bus_sub.queued_async(run)
-        };
-        let sub = match sub {
+        let sub = match bus_sub.queued_async(run) {
             Ok(sub) => sub,
             Err(e) => {
                 wf.inner.redrivers.lock().remove(&name);
