@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queued(move |env| {
             a.lock().unwrap().push(format!(
                 "{} {} order={} {} v{}",
-                env.meta().topic().unwrap_or("?"),
+                env.meta().topic().map_or("?", |t| t.as_str()),
                 env.meta().event_type(),
                 env.payload().order,
                 env.payload().status,

@@ -47,13 +47,13 @@
 
 pub use syncbus_core::{
     AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerResult, Overflow, Pattern, PublishError, Publisher, ShutdownReport, SubscribeBuilder,
-    SubscribeError, Subscription, SubscriptionMetrics, Topic, TopicError, Undelivered,
+    HandlerResult, Overflow, PublishError, Publisher, ShutdownReport, SubscribeBuilder,
+    SubscribeError, Subscription, SubscriptionMetrics, Undelivered,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
-    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, Payload, SmolStr,
-    TimeError, Timestamp,
+    EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
+    Payload, SmolStr, TimeError, Timestamp, Topic,
 };
 
 pub use syncbus_workflow::{

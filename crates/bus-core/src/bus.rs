@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use syncbus_envelope::{Envelope, Event, Payload};
+use syncbus_envelope::{Envelope, Event, NameKind, NameReason, Payload};
 
 use crate::error::{PublishError, SubscribeError};
 use crate::metrics::{BusMetrics, Counter, Stat, SubStats};
 use crate::pull::{Consumer, ConsumerConfig};
 use crate::router::{Delivered, Group, Route, Router, SubEntry};
 use crate::subscription::{SubscribeBuilder, Workers};
-use crate::topic::{Pattern, Topic, TopicError};
+use syncbus_envelope::{NameError, Pattern, Topic};
 
 /// An in-process event bus. Cheap to clone: clones share one bus.
 ///
@@ -123,7 +123,8 @@ impl Inner {
         wait: bool,
     ) -> Result<usize, Refused> {
         if crate::handler::tracing_on() {
-            let topic = slot.as_ref().and_then(|e| e.meta().topic()).unwrap_or("");
+            let topic = slot.as_ref().and_then(|e| e.meta().topic());
+            let topic = topic.map_or("", Topic::as_str);
             let _span = tracing::trace_span!("publish", topic).entered();
             self.deliver_all(group, slot, pristine, wait)
         } else {
@@ -294,6 +295,13 @@ fn publish_event<E: Event>(
     }
 }
 
+/// The refusal of an envelope without a topic: nowhere to route it.
+#[cold]
+fn no_topic<P>(envelope: Envelope<P>) -> PublishError<Envelope<P>> {
+    let e = NameError::new(NameKind::Topic, NameReason::Empty, "");
+    PublishError::InvalidTopic(envelope, e)
+}
+
 /// Maps a dispatch result to the public one, handing the event back when refused.
 fn outcome<E>(
     result: Result<usize, Refused>,
@@ -380,7 +388,7 @@ impl Bus {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Ping>("pings.*")?.inline(|env| {
-    ///     assert_eq!(env.meta().topic(), Some("pings.eu"));
+    ///     assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("pings.eu"));
     /// })?;
     /// assert_eq!(bus.publish_to("pings.eu", Ping).await?, 1);
     /// assert!(bus.publish_to("pings..eu", Ping).await.is_err());
@@ -509,7 +517,7 @@ impl Bus {
     /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Ping>("pings.*").unwrap().inline(|env| {
-    ///     assert_eq!(env.meta().topic(), Some("pings.eu"));
+    ///     assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("pings.eu"));
     /// }).unwrap();
     /// assert_eq!(bus.blocking_publish_to("pings.eu", Ping).unwrap(), 1);
     /// assert!(bus.blocking_publish_to("pings..eu", Ping).is_err());
@@ -562,12 +570,12 @@ impl Bus {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Bytes>("raw.>")?.capacity(2).queued_async(|_| async {})?;
     /// for _ in 0..10 {
-    ///     let meta = Metadata::new(EventType::new("thing.happened")?).with_topic("raw.things");
+    ///     let meta = Metadata::new(EventType::new("thing.happened")?).with_topic(Topic::from_static("raw.things"));
     ///     bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
     /// }
     /// # Ok(()) }
@@ -576,7 +584,7 @@ impl Bus {
     /// # Errors
     ///
     /// As [`publish`](Self::publish); an envelope without a topic is
-    /// [`PublishError::InvalidTopic`] with [`TopicError::Empty`].
+    /// [`PublishError::InvalidTopic`] with [`NameReason::Empty`](crate::NameReason::Empty).
     ///
     /// # Cancel safety
     ///
@@ -588,13 +596,10 @@ impl Bus {
         if self.is_closed() {
             return Err(PublishError::Closed(envelope));
         }
+        // The topic was validated when it was made: route it without parsing it again.
         let route = match envelope.meta().topic() {
-            None => return Err(PublishError::InvalidTopic(envelope, TopicError::Empty)),
-            Some(topic) => self.inner.router.with_route(topic, |r| r.cloned()),
-        };
-        let route = match route {
-            Ok(route) => route,
-            Err(e) => return Err(PublishError::InvalidTopic(envelope, e)),
+            None => return Err(no_topic(envelope)),
+            Some(topic) => self.inner.router.with_topic_route(topic, |r| r.cloned()),
         };
         let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
             return Ok(self.inner.unrouted());
@@ -616,11 +621,11 @@ impl Bus {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
     ///
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Bytes>("raw.>")?.inline(|_| {})?;
-    /// let meta = Metadata::new(EventType::new("thing.happened")?).with_topic("raw.things");
+    /// let meta = Metadata::new(EventType::new("thing.happened")?).with_topic(Topic::from_static("raw.things"));
     /// assert_eq!(bus.try_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}")))?, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -641,20 +646,20 @@ impl Bus {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
     ///
     /// let bus = Bus::new();
     /// let _s = bus.subscribe::<Bytes>("raw.>").unwrap().inline(|env| {
     ///     assert_eq!(env.payload().as_ref(), b"{}");
     /// }).unwrap();
-    /// let meta = Metadata::new(EventType::new("thing.happened").unwrap()).with_topic("raw.things");
+    /// let meta = Metadata::new(EventType::new("thing.happened").unwrap()).with_topic(Topic::from_static("raw.things"));
     /// assert_eq!(bus.blocking_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap(), 1);
     /// ```
     ///
     /// # Errors
     ///
     /// As [`blocking_publish`](Self::blocking_publish); an envelope without a topic is
-    /// [`PublishError::InvalidTopic`] with [`TopicError::Empty`].
+    /// [`PublishError::InvalidTopic`] with [`NameReason::Empty`](crate::NameReason::Empty).
     pub fn blocking_publish_envelope<P: Payload>(
         &self,
         envelope: Envelope<P>,
@@ -670,21 +675,21 @@ impl Bus {
         if self.is_closed() {
             return Err(PublishError::Closed(envelope));
         }
-        let Some(topic) = envelope.meta().topic().map(smol_str::SmolStr::new) else {
-            return Err(PublishError::InvalidTopic(envelope, TopicError::Empty));
+        // The topic was validated when it was made: route it without parsing it again.
+        let Some(topic) = envelope.meta().topic().cloned() else {
+            return Err(no_topic(envelope));
         };
         let mut slot = Some(envelope);
-        let routed = self.inner.router.with_route(&topic, |route| {
+        let routed = self.inner.router.with_topic_route(&topic, |route| {
             match route.and_then(|r| r.group::<P>()) {
                 Some(group) => self.inner.dispatch(group, &mut slot, false, wait),
                 None => Ok(self.inner.unrouted()),
             }
         });
         match (routed, slot) {
-            (Ok(Ok(n)), _) => Ok(n),
-            (Ok(Err(refused)), Some(env)) => Err(refused.error(env)),
-            (Err(e), Some(env)) => Err(PublishError::InvalidTopic(env, e)),
-            (_, None) => Ok(0),
+            (Ok(n), _) => Ok(n),
+            (Err(refused), Some(env)) => Err(refused.error(env)),
+            (Err(_), None) => Ok(0),
         }
     }
 
@@ -707,8 +712,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`TopicError`] for an invalid topic.
-    pub fn publisher<E: Event>(&self, topic: impl AsRef<str>) -> Result<Publisher<E>, TopicError> {
+    /// [`NameError`] for an invalid topic.
+    pub fn publisher<E: Event>(&self, topic: impl AsRef<str>) -> Result<Publisher<E>, NameError> {
         let topic = Topic::new(topic)?;
         let (generation, route) = self.inner.router.route_of(&topic);
         Ok(Publisher {

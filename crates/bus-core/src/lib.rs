@@ -24,7 +24,9 @@
 //!
 //! A [`Topic`] is dot-separated tokens, `orders.eu.created`. A [`Pattern`] may use `*` for
 //! exactly one token and `>` for one or more trailing tokens (NATS rules): `orders.*.created`,
-//! `orders.>`. Both are validated when made; a bad name is a [`TopicError`] saying where.
+//! `orders.>`. Both are validated once, when made (they live in the envelope crate, so an
+//! envelope's metadata carries a [`Topic`], not a string the bus must parse again); a bad
+//! name is a [`NameError`] saying what and where.
 //!
 //! # Delivery
 //!
@@ -95,7 +97,6 @@ mod queue;
 mod router;
 mod source;
 mod subscription;
-mod topic;
 mod trie;
 mod wait;
 
@@ -107,8 +108,7 @@ pub use crate::overflow::Overflow;
 pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
 pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};
-pub use crate::topic::{Pattern, Topic, TopicError};
 pub use syncbus_envelope::{
-    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, Payload, SmolStr,
-    Timestamp,
+    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, NameError, NameKind,
+    NameReason, Pattern, Payload, SmolStr, Timestamp, Topic,
 };

@@ -36,7 +36,7 @@ use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue, Room};
 use crate::router::{Deliver, Delivered, Sink, SubEntry};
-use crate::topic::Pattern;
+use syncbus_envelope::Pattern;
 
 type DeadLetterFn<P> = Arc<dyn Fn(DeadLetter<P>) + Send + Sync>;
 

@@ -18,8 +18,8 @@ use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::{Deliver, Delivered, Sink, SubEntry};
-use crate::topic::Pattern;
 use crate::wait::Signal;
+use syncbus_envelope::Pattern;
 
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 

@@ -202,7 +202,7 @@ impl DurableConfig {
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("events.db");
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 /// {
 ///     let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await?);
 ///     log.append_batch(vec![
@@ -341,7 +341,7 @@ impl DurableConsumer {
     /// # use std::sync::Arc;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// let consumer = DurableConsumer::open(log.clone(), "c", DurableConfig::new()).await?;
     /// assert!(consumer.fetch(10).await?.is_empty());
@@ -458,7 +458,7 @@ impl DurableConsumer {
     /// # use std::sync::Arc;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// let offset = log.append(env).await?;
     /// let consumer = DurableConsumer::open(log.clone(), "c", DurableConfig::new()).await?;
@@ -489,7 +489,7 @@ impl DurableConsumer {
     /// # use std::sync::Arc;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// let offsets = log.append_batch(vec![env.clone(), env]).await?;
     /// let consumer = DurableConsumer::open(log.clone(), "c", DurableConfig::new()).await?;
@@ -522,7 +522,7 @@ impl DurableConsumer {
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use std::time::Duration;
     /// use syncbus_store::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append(env).await?;
     /// let consumer = DurableConsumer::open(log, "c", DurableConfig::new()).await?;

@@ -123,16 +123,15 @@ impl From<StoreError> for syncbus_workflow::store::StoreError {
     }
 }
 
-/// Checks a consumer, member or checkpoint name: not empty, at most 256 bytes.
+/// Checks a consumer, member or checkpoint name: not empty, at most 256 bytes (the
+/// envelope crate's plain-name rule, so the message has the shape of every bad name's).
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
-    if name.is_empty() {
-        return Err(StoreError::InvalidInput(format!("empty {kind} name")));
-    }
-    if name.len() > 256 {
-        return Err(StoreError::InvalidInput(format!(
-            "{kind} name is {} bytes, the limit is 256",
-            name.len()
-        )));
-    }
-    Ok(())
+    use syncbus_envelope::NameKind;
+    let kind = match kind {
+        "member" => NameKind::Member,
+        "checkpoint" => NameKind::Checkpoint,
+        _ => NameKind::Consumer,
+    };
+    syncbus_envelope::check_plain_name(kind, name)
+        .map_err(|e| StoreError::InvalidInput(e.to_string()))
 }

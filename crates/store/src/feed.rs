@@ -29,7 +29,7 @@ use crate::EventLog;
 /// let bus = Bus::new();
 /// let log = Arc::new(MemoryStore::new());
 /// let feed = LogFeed::bytes(&bus, "orders.>", log.clone())?;
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 /// bus.blocking_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap();
 /// while feed.appended() < 1 {
 ///     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -95,7 +95,7 @@ impl MemoryStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_store::{MemoryStore, Outbox};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let store = MemoryStore::new();
     /// let id = store.enqueue(env)?;
     /// assert_eq!(store.pending(1).await?[0].id, id);

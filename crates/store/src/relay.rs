@@ -84,7 +84,7 @@ impl From<StoreError> for RelayError {
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = SqliteStore::open(dir.path().join("app.db")).await?;
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 /// let event = Envelope::new(meta, Bytes::from_static(b"{}"));
 /// store.with_connection(move |conn| {
 ///     let tx = conn.transaction()?;
@@ -181,7 +181,7 @@ impl Relay {
     /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
     /// use syncbus_store::{MemoryStore, Relay};
     /// let store = MemoryStore::new();
-    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic("a.b");
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(syncbus_envelope::Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
     /// let relay = Relay::new(Arc::new(store), Bus::new());
     /// assert_eq!(relay.run_once().await?, 1); // published, even with nobody subscribed

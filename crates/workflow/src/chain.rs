@@ -238,7 +238,7 @@ impl Inner {
             id.clone(),
             Node {
                 event_type: meta.event_type().clone(),
-                topic: meta.topic().map(str::to_owned),
+                topic: meta.topic().map(|t| t.as_str().to_owned()),
                 causation: meta.causation_id().cloned(),
                 correlation: meta.correlation_id().cloned(),
                 time: meta.time(),

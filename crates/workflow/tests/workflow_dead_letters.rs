@@ -347,7 +347,8 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .name("jobs")
         .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
         .unwrap();
-    let meta = Metadata::new(EventType::new("test.job").unwrap()).with_topic("test.job");
+    let meta = Metadata::new(EventType::new("test.job").unwrap())
+        .with_topic(syncbus_core::Topic::from_static("test.job"));
     let id = EventId::new();
     wf.dead_letters()
         .put(DeadLetterRecord {

@@ -89,7 +89,7 @@ impl SqliteStore {
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("app.db");
     /// let store = SqliteStore::open(&path).await?;
-    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
     /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
     /// let batch = consumer.fetch(10).await?;

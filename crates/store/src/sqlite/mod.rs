@@ -163,7 +163,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("events.db");
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 /// {
 ///     let store = SqliteStore::open(&path).await?;
 ///     store.append(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
@@ -346,7 +346,7 @@ impl SqliteStore {
     ///     Ok(())
     /// }).await?;
     ///
-    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let event = Envelope::new(meta, Bytes::from_static(br#"{"id":1}"#));
     /// store.with_connection(move |conn| {
     ///     let tx = conn.transaction()?;
@@ -407,7 +407,7 @@ impl SqliteStore {
     /// let store = SqliteStore::open(&path).await?;
     ///
     /// let mut conn = rusqlite::Connection::open(&path)?;
-    /// let meta = Metadata::new(EventType::new("user.renamed").unwrap()).with_topic("users.renamed");
+    /// let meta = Metadata::new(EventType::new("user.renamed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("users.renamed"));
     /// let tx = conn.transaction()?;
     /// SqliteStore::enqueue(&tx, &Envelope::new(meta, Bytes::new()))?;
     /// tx.rollback()?; // rolled back: no event

@@ -9,7 +9,7 @@ use syncbus_core::{Bytes, EntityId, Envelope, EventType, Metadata};
 /// a round trip checks more than the payload.
 pub fn env(topic: &str, n: u64) -> Envelope<Bytes> {
     let mut meta = Metadata::new(EventType::new("test.event").unwrap())
-        .with_topic(topic.to_owned())
+        .with_topic(syncbus_envelope::Topic::new(topic).unwrap())
         .with_entity_id(Some(EntityId::from(n % 7)))
         .with_version(Some(n));
     meta.headers_mut().insert("n", n.to_string()).unwrap();
