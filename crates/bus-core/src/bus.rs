@@ -1,19 +1,21 @@
 //! The bus handle: publish, subscribe, consume, shut down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use parking_lot::Mutex;
-use syncbus_envelope::{Envelope, Event, NameKind, NameReason, Payload};
+use syncbus_envelope::{Envelope, Event, NameError, Pattern, Payload, Topic};
 
+use crate::dispatch::{
+    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async,
+};
 use crate::error::{PublishError, SubscribeError};
-use crate::metrics::{BusMetrics, Counter, Stat, SubStats};
+use crate::hub::Hub;
+use crate::metrics::BusMetrics;
+use crate::publisher::Publisher;
 use crate::pull::{Consumer, ConsumerConfig};
-use crate::router::{Delivered, Group, Route, Router, SubEntry};
-use crate::subscription::{SubscribeBuilder, Workers};
-use syncbus_envelope::{NameError, Pattern, Topic};
+use crate::shutdown::{self, ShutdownReport};
+use crate::sink::{Pack, Wait};
+use crate::subscription::SubscribeBuilder;
 
 /// An in-process event bus. Cheap to clone: clones share one bus.
 ///
@@ -44,273 +46,12 @@ use syncbus_envelope::{NameError, Pattern, Topic};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Bus {
-    pub(crate) inner: Arc<Inner>,
+    hub: Arc<Hub>,
 }
 
 impl Default for Bus {
     fn default() -> Self {
         Bus::new()
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) router: Router,
-    closed: AtomicBool,
-    lifecycle: Mutex<Retired>,
-    published: Counter,
-    unrouted: Counter,
-    pub(crate) completion: Arc<Workers>,
-}
-
-/// Subscriptions removed while their workers may still drain, and the totals of those done.
-#[derive(Debug, Default)]
-struct Retired {
-    draining: Vec<Arc<SubEntry>>,
-    totals: BusMetrics,
-}
-
-impl Retired {
-    fn compact(&mut self) {
-        let totals = &mut self.totals;
-        self.draining.retain(|e| {
-            let done = e.workers.as_ref().is_none_or(|w| w.is_idle());
-            if done {
-                let mut m = e.stats.snapshot(0);
-                m.pending = 0;
-                totals.add_sub(&m);
-            }
-            !done
-        });
-    }
-}
-
-impl Inner {
-    pub(crate) fn add_subscription(&self, entry: Arc<SubEntry>) -> bool {
-        let _life = self.lifecycle.lock();
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        self.router.add(entry);
-        true
-    }
-
-    pub(crate) fn remove_subscription(&self, id: u64) {
-        let mut life = self.lifecycle.lock();
-        if let Some(entry) = self.router.remove(id) {
-            entry.sink.close();
-            life.draining.push(entry);
-            life.compact();
-        }
-    }
-
-    /// Counts a publish nobody receives.
-    #[inline]
-    fn unrouted(&self) -> usize {
-        self.published.incr();
-        self.unrouted.incr();
-        0
-    }
-
-    /// Hands the envelope in `slot` to every sink of `group`. On success the slot may be
-    /// empty (the last sink took it); when refused it still holds the envelope.
-    #[inline]
-    fn dispatch<P: Payload>(
-        &self,
-        group: &Group<P>,
-        slot: &mut Option<Envelope<P>>,
-        pristine: bool,
-        wait: bool,
-    ) -> Result<usize, Refused> {
-        if crate::handler::tracing_on() {
-            let topic = slot.as_ref().and_then(|e| e.meta().topic());
-            let topic = topic.map_or("", Topic::as_str);
-            let _span = tracing::trace_span!("publish", topic).entered();
-            self.deliver_all(group, slot, pristine, wait)
-        } else {
-            self.deliver_all(group, slot, pristine, wait)
-        }
-    }
-
-    #[inline]
-    fn deliver_all<P: Payload>(
-        &self,
-        group: &Group<P>,
-        slot: &mut Option<Envelope<P>>,
-        pristine: bool,
-        wait: bool,
-    ) -> Result<usize, Refused> {
-        let mut tally = Tally::default();
-        let n = group.sinks.len();
-        for (i, (sink, stats)) in group.sinks.iter().enumerate() {
-            let last = i + 1 == n;
-            let outcome = if last && tally.refused() {
-                // Something refused the event already: keep the original to hand back.
-                let mut copy = slot.clone();
-                sink.deliver(&mut copy, true, pristine, wait)
-            } else {
-                sink.deliver(slot, last, pristine, wait)
-            };
-            tally.count(outcome, stats, wait);
-        }
-        self.settle(tally, slot.is_some())
-    }
-
-    /// The async form of [`deliver_all`](Self::deliver_all): a full `Block` queue is waited
-    /// for without blocking the thread.
-    async fn deliver_all_async<P: Payload>(
-        &self,
-        group: &Group<P>,
-        slot: &mut Option<Envelope<P>>,
-        pristine: bool,
-    ) -> Result<usize, Refused> {
-        let mut tally = Tally::default();
-        let n = group.sinks.len();
-        for (i, (sink, stats)) in group.sinks.iter().enumerate() {
-            let last = i + 1 == n;
-            loop {
-                let outcome = if last && tally.refused() {
-                    let mut copy = slot.clone();
-                    sink.deliver(&mut copy, true, pristine, false)
-                } else {
-                    sink.deliver(slot, last, pristine, false)
-                };
-                if outcome == Delivered::WouldBlock {
-                    if let Some(room) = slot.as_ref().and_then(|env| sink.room(env)) {
-                        room.signal()
-                            .wait_async(|| room.has_room().then_some(()))
-                            .await;
-                        continue;
-                    }
-                }
-                tally.count(outcome, stats, false);
-                break;
-            }
-        }
-        self.settle(tally, slot.is_some())
-    }
-
-    fn settle(&self, tally: Tally, still_held: bool) -> Result<usize, Refused> {
-        if still_held {
-            // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
-            if tally.closed && self.closed.load(Ordering::Acquire) {
-                return Err(Refused::Closed);
-            }
-            if tally.would_block {
-                return Err(Refused::WouldBlock);
-            }
-            if tally.full {
-                return Err(Refused::Full);
-            }
-        }
-        self.published.incr();
-        Ok(tally.delivered)
-    }
-}
-
-/// What the sinks of one publish did.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    delivered: usize,
-    full: bool,
-    would_block: bool,
-    closed: bool,
-}
-
-impl Tally {
-    #[inline]
-    fn refused(&self) -> bool {
-        self.full || self.would_block || self.closed
-    }
-
-    #[inline]
-    fn count(&mut self, outcome: Delivered, stats: &SubStats, wait: bool) {
-        match outcome {
-            Delivered::Ok => self.delivered += 1,
-            Delivered::Displaced => {
-                self.delivered += 1;
-                stats.incr(Stat::Dropped);
-            }
-            Delivered::Full => {
-                self.full = true;
-                stats.incr(Stat::Rejected);
-            }
-            // A publish that may wait got this only where waiting would stall the runtime;
-            // a try_publish gets it for any full `Block` queue, and that is plain `Full`.
-            Delivered::WouldBlock if wait => self.would_block = true,
-            Delivered::WouldBlock => {
-                self.full = true;
-                stats.incr(Stat::Rejected);
-            }
-            Delivered::Closed => self.closed = true,
-        }
-    }
-}
-
-/// Why a dispatch handed the event back.
-#[derive(Debug, Clone, Copy)]
-enum Refused {
-    Full,
-    WouldBlock,
-    Closed,
-}
-
-impl Refused {
-    fn error<T>(self, value: T) -> PublishError<T> {
-        match self {
-            Refused::Full => PublishError::Full(value),
-            Refused::WouldBlock => PublishError::WouldBlock(value),
-            Refused::Closed => PublishError::Closed(value),
-        }
-    }
-}
-
-/// Builds the envelope for `event` in `slot`, on `route`'s topic. `None` when nobody
-/// subscribed to the type on that topic (then nothing is built).
-#[inline]
-fn build<'r, E: Event>(
-    route: Option<&'r Route>,
-    event: E,
-    slot: &mut Option<Envelope<E>>,
-) -> Option<&'r Group<E>> {
-    let route = route?;
-    let group = route.group::<E>()?;
-    let env = slot.insert(Envelope::from_event(event));
-    env.meta_mut().set_topic(route.topic.clone());
-    Some(group)
-}
-
-/// Builds and dispatches `event` on `route`.
-#[inline]
-fn publish_event<E: Event>(
-    inner: &Inner,
-    route: Option<&Route>,
-    event: E,
-    slot: &mut Option<Envelope<E>>,
-    wait: bool,
-) -> Result<usize, Refused> {
-    match build(route, event, slot) {
-        Some(group) => inner.dispatch(group, slot, true, wait),
-        None => Ok(inner.unrouted()),
-    }
-}
-
-/// The refusal of an envelope without a topic: nowhere to route it.
-#[cold]
-fn no_topic<P>(envelope: Envelope<P>) -> PublishError<Envelope<P>> {
-    let e = NameError::new(NameKind::Topic, NameReason::Empty, "");
-    PublishError::InvalidTopic(envelope, e)
-}
-
-/// Maps a dispatch result to the public one, handing the event back when refused.
-fn outcome<E>(
-    result: Result<usize, Refused>,
-    slot: Option<Envelope<E>>,
-) -> Result<usize, PublishError<E>> {
-    match (result, slot) {
-        (Ok(n), _) => Ok(n),
-        (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
-        (Err(_), None) => Ok(0),
     }
 }
 
@@ -325,20 +66,21 @@ impl Bus {
     /// ```
     pub fn new() -> Bus {
         Bus {
-            inner: Arc::new(Inner {
-                router: Router::new(),
-                closed: AtomicBool::new(false),
-                lifecycle: Mutex::new(Retired::default()),
-                published: Counter::default(),
-                unrouted: Counter::default(),
-                completion: Arc::new(Workers::default()),
-            }),
+            hub: Arc::new(Hub::new()),
         }
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// bus.blocking_shutdown(std::time::Duration::from_millis(10));
+    /// assert!(bus.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.hub.is_closed()
     }
 
     /// Publishes a typed event on its default topic, [`Event::TOPIC`], awaiting room in full
@@ -410,11 +152,11 @@ impl Bus {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
         }
-        let route = match self.inner.router.with_route(topic, |r| r.cloned()) {
+        let route = match self.hub.router.with_route(topic, |r| r.cloned()) {
             Ok(route) => route,
             Err(e) => return Err(PublishError::InvalidTopic(event, e)),
         };
-        publish_event_async(&self.inner, route.as_deref(), event).await
+        publish_event_async(&self.hub, route.as_deref(), event).await
     }
 
     /// Publishes a typed event on its default topic without ever waiting: a full queue with
@@ -447,7 +189,7 @@ impl Bus {
     /// As [`publish`](Self::publish).
     #[inline]
     pub fn try_publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(E::TOPIC, event, false)
+        self.publish_with(E::TOPIC, event, Wait::Never)
     }
 
     /// Publishes a typed event on `topic` without ever waiting; see
@@ -475,7 +217,7 @@ impl Bus {
         topic: &str,
         event: E,
     ) -> Result<usize, PublishError<E>> {
-        self.publish_with(topic, event, false)
+        self.publish_with(topic, event, Wait::Never)
     }
 
     /// Publishes a typed event on its default topic, blocking the thread while a full
@@ -532,14 +274,14 @@ impl Bus {
         topic: &str,
         event: E,
     ) -> Result<usize, PublishError<E>> {
-        self.publish_with(topic, event, true)
+        self.publish_with(topic, event, Wait::Block)
     }
 
     fn publish_with<E: Event>(
         &self,
         topic: &str,
         event: E,
-        wait: bool,
+        wait: Wait,
     ) -> Result<usize, PublishError<E>> {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
@@ -547,11 +289,11 @@ impl Bus {
         let mut event = Some(event);
         let mut slot = None;
         let routed = self
-            .inner
+            .hub
             .router
             .with_route(topic, |route| match event.take() {
                 Some(event) => {
-                    publish_event(&self.inner, route.map(|r| &**r), event, &mut slot, wait)
+                    publish_event(&self.hub, route.map(|r| &**r), event, &mut slot, wait)
                 }
                 None => Ok(0),
             });
@@ -599,14 +341,14 @@ impl Bus {
         // The topic was validated when it was made: route it without parsing it again.
         let route = match envelope.meta().topic() {
             None => return Err(no_topic(envelope)),
-            Some(topic) => self.inner.router.with_topic_route(topic, |r| r.cloned()),
+            Some(topic) => self.hub.router.with_topic_route(topic, |r| r.cloned()),
         };
         let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
-            return Ok(self.inner.unrouted());
+            return Ok(self.hub.count_unrouted());
         };
         let mut slot = Some(envelope);
         match (
-            self.inner.deliver_all_async(group, &mut slot, false).await,
+            deliver_all_async(&self.hub, group, &mut slot, Pack::Whole).await,
             slot,
         ) {
             (Ok(n), _) => Ok(n),
@@ -637,7 +379,7 @@ impl Bus {
         &self,
         envelope: Envelope<P>,
     ) -> Result<usize, PublishError<Envelope<P>>> {
-        self.publish_envelope_with(envelope, false)
+        self.publish_envelope_with(envelope, Wait::Never)
     }
 
     /// Publishes a ready-made envelope, blocking the thread while a full `Block` queue has no
@@ -664,13 +406,13 @@ impl Bus {
         &self,
         envelope: Envelope<P>,
     ) -> Result<usize, PublishError<Envelope<P>>> {
-        self.publish_envelope_with(envelope, true)
+        self.publish_envelope_with(envelope, Wait::Block)
     }
 
     fn publish_envelope_with<P: Payload>(
         &self,
         envelope: Envelope<P>,
-        wait: bool,
+        wait: Wait,
     ) -> Result<usize, PublishError<Envelope<P>>> {
         if self.is_closed() {
             return Err(PublishError::Closed(envelope));
@@ -680,10 +422,10 @@ impl Bus {
             return Err(no_topic(envelope));
         };
         let mut slot = Some(envelope);
-        let routed = self.inner.router.with_topic_route(&topic, |route| {
+        let routed = self.hub.router.with_topic_route(&topic, |route| {
             match route.and_then(|r| r.group::<P>()) {
-                Some(group) => self.inner.dispatch(group, &mut slot, false, wait),
-                None => Ok(self.inner.unrouted()),
+                Some(group) => dispatch(&self.hub, group, &mut slot, Pack::Whole, wait),
+                None => Ok(self.hub.count_unrouted()),
             }
         });
         match (routed, slot) {
@@ -714,14 +456,7 @@ impl Bus {
     ///
     /// [`NameError`] for an invalid topic.
     pub fn publisher<E: Event>(&self, topic: impl AsRef<str>) -> Result<Publisher<E>, NameError> {
-        let topic = Topic::new(topic)?;
-        let (generation, route) = self.inner.router.route_of(&topic);
-        Ok(Publisher {
-            bus: self.clone(),
-            topic,
-            cache: ArcSwap::from_pointee((generation, route)),
-            _event: std::marker::PhantomData,
-        })
+        Ok(Publisher::new(self.hub.clone(), Topic::new(topic)?))
     }
 
     /// Starts a push subscription for payload type `P` on `pattern`; the builder chooses
@@ -750,7 +485,7 @@ impl Bus {
         if self.is_closed() {
             return Err(SubscribeError::Closed);
         }
-        Ok(SubscribeBuilder::new(self.clone(), pattern))
+        Ok(SubscribeBuilder::new(self.hub.clone(), pattern))
     }
 
     /// Creates a pull consumer for payload type `P` on `pattern`: events are retained for it
@@ -780,29 +515,26 @@ impl Bus {
         config: ConsumerConfig<P>,
     ) -> Result<Consumer<P>, SubscribeError> {
         let pattern = Pattern::new(pattern)?;
-        Consumer::create(self.clone(), pattern, config)
+        Consumer::create(self.hub.clone(), pattern, config)
     }
 
     /// The bus counters now: published and unrouted, plus the sums over subscriptions
     /// (including ones removed since).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// bus.try_publish(Ping)?; // nobody listens
+    /// let m = bus.metrics();
+    /// assert_eq!((m.published, m.unrouted, m.subscriptions), (1, 1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> BusMetrics {
-        let mut m = {
-            let mut life = self.inner.lifecycle.lock();
-            life.compact();
-            let mut m = life.totals;
-            for e in &life.draining {
-                m.add_sub(&e.stats.snapshot(e.sink.pending()));
-            }
-            m
-        };
-        m.published = self.inner.published.get();
-        m.unrouted = self.inner.unrouted.get();
-        let live = self.inner.router.entries();
-        m.subscriptions = live.len() as u64;
-        for e in &live {
-            m.add_sub(&e.stats.snapshot(e.sink.pending()));
-        }
-        m
+        self.hub.metrics()
     }
 
     /// Blocking form of [`shutdown`](Self::shutdown), for threads outside an async runtime.
@@ -822,18 +554,7 @@ impl Bus {
     /// assert!(bus.blocking_publish(Ping).is_err());
     /// ```
     pub fn blocking_shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let deadline = Instant::now() + timeout;
-        let entries = self.begin_shutdown();
-        let drained = self.inner.completion.wait(Some(deadline));
-        if !drained {
-            for e in &entries {
-                e.sink.abort();
-            }
-            self.inner
-                .completion
-                .wait(Some(Instant::now() + ABORT_GRACE));
-        }
-        self.finish_shutdown(drained, entries)
+        shutdown::blocking_shutdown(&self.hub, timeout)
     }
 
     /// Stops intake and drains: publishing fails with [`PublishError::Closed`], queued events
@@ -860,269 +581,6 @@ impl Bus {
     ///
     /// Dropping the future leaves the bus closed and its workers draining.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let entries = self.begin_shutdown();
-        let drained = tokio::time::timeout(timeout, self.inner.completion.wait_async())
-            .await
-            .is_ok();
-        if !drained {
-            for e in &entries {
-                e.sink.abort();
-            }
-            let _ = tokio::time::timeout(ABORT_GRACE, self.inner.completion.wait_async()).await;
-        }
-        self.finish_shutdown(drained, entries)
+        shutdown::shutdown(&self.hub, timeout).await
     }
-
-    fn begin_shutdown(&self) -> Vec<Arc<SubEntry>> {
-        let mut life = self.inner.lifecycle.lock();
-        self.inner.closed.store(true, Ordering::Release);
-        let mut entries = self.inner.router.clear();
-        entries.append(&mut life.draining);
-        for e in &entries {
-            e.sink.close();
-        }
-        entries
-    }
-
-    fn finish_shutdown(&self, drained: bool, entries: Vec<Arc<SubEntry>>) -> ShutdownReport {
-        let mut undelivered = Vec::new();
-        for e in &entries {
-            let count = e.sink.discard();
-            if count > 0 {
-                tracing::warn!(subscription = %e.name, count, "undelivered at shutdown");
-                undelivered.push(Undelivered {
-                    subscription: e.name.to_string(),
-                    pattern: e.pattern.clone(),
-                    count,
-                });
-            }
-        }
-        // Keep their counters in the bus totals.
-        let mut life = self.inner.lifecycle.lock();
-        life.draining.extend(entries);
-        life.compact();
-        ShutdownReport {
-            drained,
-            undelivered,
-        }
-    }
-}
-
-/// After the deadline, how long workers get to put down what they hold and report it.
-/// A handler still running after that finishes on its own; its leftovers are logged.
-const ABORT_GRACE: Duration = Duration::from_millis(200);
-
-/// What [`Bus::shutdown`] left behind.
-///
-/// # Examples
-///
-/// ```
-/// # use std::time::Duration;
-/// let report = syncbus_core::Bus::new().blocking_shutdown(Duration::from_millis(10));
-/// assert!(report.drained && report.undelivered.is_empty() && report.is_clean());
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Every worker finished before the deadline.
-    pub drained: bool,
-    /// Subscriptions that still held events at the deadline (they were dropped), and
-    /// pull consumers' events that were never acked.
-    pub undelivered: Vec<Undelivered>,
-}
-
-impl ShutdownReport {
-    /// Drained in time and nothing left behind.
-    pub fn is_clean(&self) -> bool {
-        self.drained && self.undelivered.is_empty()
-    }
-
-    /// Events left behind, over all subscriptions.
-    pub fn total_undelivered(&self) -> usize {
-        self.undelivered.iter().map(|u| u.count).sum()
-    }
-}
-
-/// Events one subscription did not deliver before shutdown.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Undelivered {
-    /// The subscription's name.
-    pub subscription: String,
-    /// Its pattern.
-    pub pattern: Pattern,
-    /// How many events it did not deliver.
-    pub count: usize,
-}
-
-/// A publisher bound to one topic and one event type; see [`Bus::publisher`].
-///
-/// Clone it per thread or share it: it is `Send + Sync`.
-pub struct Publisher<E> {
-    bus: Bus,
-    topic: Topic,
-    cache: ArcSwap<(u64, Arc<Route>)>,
-    _event: std::marker::PhantomData<fn(E)>,
-}
-
-impl<E> Clone for Publisher<E> {
-    fn clone(&self) -> Self {
-        Publisher {
-            bus: self.bus.clone(),
-            topic: self.topic.clone(),
-            cache: ArcSwap::new(self.cache.load_full()),
-            _event: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<E> std::fmt::Debug for Publisher<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<E: Event> Publisher<E> {
-    /// The topic this publisher sends to.
-    pub fn topic(&self) -> &Topic {
-        &self.topic
-    }
-
-    /// Publishes `event`, awaiting room in full `Block` queues; see [`Bus::publish`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use syncbus_core::{Bus, Event};
-    /// # #[derive(Clone, Debug)] struct Tick(u64);
-    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued_async(|_| async {})?;
-    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
-    /// assert_eq!(ticks.publish(Tick(1)).await?, 1);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Bus::publish`], with the event handed back.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Bus::publish`].
-    pub async fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
-        if self.bus.is_closed() {
-            return Err(PublishError::Closed(event));
-        }
-        let route = self.route();
-        publish_event_async(&self.bus.inner, Some(&route), event).await
-    }
-
-    /// Publishes `event` without waiting; see [`Bus::try_publish`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use syncbus_core::{Bus, Event};
-    /// # #[derive(Clone, Debug)] struct Tick(u64);
-    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
-    /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Tick>("clock.>")?.inline(|_| {})?;
-    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
-    /// assert_eq!(ticks.try_publish(Tick(1))?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Bus::try_publish`], with the event handed back.
-    #[inline]
-    pub fn try_publish(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(event, false)
-    }
-
-    /// Publishes `event`, blocking the thread while a full `Block` queue has no room; see
-    /// [`Bus::blocking_publish`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use syncbus_core::{Bus, Event};
-    /// # #[derive(Clone, Debug)] struct Tick(u64);
-    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
-    /// let bus = Bus::new();
-    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued(|_| {})?;
-    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
-    /// assert_eq!(ticks.blocking_publish(Tick(1))?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Bus::blocking_publish`], with the event handed back.
-    #[inline]
-    pub fn blocking_publish(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(event, true)
-    }
-
-    /// The cached route, refreshed if subscriptions changed since.
-    fn route(&self) -> Arc<Route> {
-        let generation = self.bus.inner.router.generation();
-        let cached = self.cache.load();
-        if cached.0 == generation {
-            return cached.1.clone();
-        }
-        drop(cached);
-        let (generation, route) = self.bus.inner.router.route_of(&self.topic);
-        self.cache.store(Arc::new((generation, route.clone())));
-        route
-    }
-
-    #[inline]
-    fn publish_with(&self, event: E, wait: bool) -> Result<usize, PublishError<E>> {
-        let inner = &self.bus.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            return Err(PublishError::Closed(event));
-        }
-        let generation = inner.router.generation();
-        let cached = self.cache.load();
-        let mut slot = None;
-        let result = if cached.0 == generation {
-            publish_event(inner, Some(&cached.1), event, &mut slot, wait)
-        } else {
-            drop(cached);
-            let route = self.route();
-            publish_event(inner, Some(&route), event, &mut slot, wait)
-        };
-        outcome(result, slot)
-    }
-}
-
-/// Builds and dispatches `event` on `route`, awaiting room in full `Block` queues.
-async fn publish_event_async<E: Event>(
-    inner: &Inner,
-    route: Option<&Route>,
-    event: E,
-) -> Result<usize, PublishError<E>> {
-    let mut slot = None;
-    let result = match build(route, event, &mut slot) {
-        Some(group) => {
-            if crate::handler::tracing_on() {
-                use tracing::Instrument;
-                let topic = route.map_or("", |r| r.topic.as_str());
-                let span = tracing::trace_span!("publish", topic);
-                inner
-                    .deliver_all_async(group, &mut slot, true)
-                    .instrument(span)
-                    .await
-            } else {
-                inner.deliver_all_async(group, &mut slot, true).await
-            }
-        }
-        None => Ok(inner.unrouted()),
-    };
-    outcome(result, slot)
 }

@@ -87,25 +87,37 @@
     rust_2018_idioms
 )]
 
+// The modules from the bottom up; each uses only those above it in this list (the test
+// `tests/module_graph.rs` holds the files to that). The sink seam is at the bottom, the
+// router and dispatch above it, then push subscriptions and pull consumers, the bound
+// publisher, shutdown, and the `Bus` handle on top.
 mod bus;
+mod dispatch;
 mod error;
 mod handler;
+mod hub;
 mod metrics;
 mod overflow;
+mod publisher;
 mod pull;
 mod queue;
 mod router;
+mod shutdown;
+mod sink;
 mod source;
 mod subscription;
 mod trie;
 mod wait;
+mod workers;
 
-pub use crate::bus::{Bus, Publisher, ShutdownReport, Undelivered};
+pub use crate::bus::Bus;
 pub use crate::error::{PublishError, SubscribeError};
 pub use crate::handler::HandlerResult;
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
+pub use crate::publisher::Publisher;
 pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
+pub use crate::shutdown::{ShutdownReport, Undelivered};
 pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};
 pub use syncbus_envelope::{

@@ -30,12 +30,15 @@ use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
-use crate::bus::Bus;
 use crate::error::SubscribeError;
+use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Drainer, Pushed, Queue, Room};
-use crate::router::{Deliver, Delivered, Sink, SubEntry};
+use crate::queue::{Drainer, Pushed, Queue};
+use crate::router::SubEntry;
+use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::source::{Settle, Source};
+use crate::wait::Signal;
 use syncbus_envelope::Pattern;
 
 type DeadLetterFn<P> = Arc<dyn Fn(DeadLetter<P>) + Send + Sync>;
@@ -417,7 +420,7 @@ enum Outcome {
 /// [`term`](Self::term), or extend its lease with [`in_progress`](Self::in_progress);
 /// dropping it unsettled means it comes back after the ack timeout.
 ///
-/// These methods never wait, so they are plain functions; the [`Settle`](crate::Settle)
+/// These methods never wait, so they are plain functions; the [`Settle`]
 /// trait's async methods forward to them.
 ///
 /// # Examples
@@ -531,7 +534,7 @@ impl<P: Clone> Delivery<P> {
     }
 }
 
-impl<P: Payload> crate::source::Settle for Delivery<P> {
+impl<P: Payload> Settle for Delivery<P> {
     type Payload = P;
     type Error = AckError;
 
@@ -560,7 +563,7 @@ impl<P: Payload> crate::source::Settle for Delivery<P> {
     }
 }
 
-impl<P: Payload> crate::source::Source for Consumer<P> {
+impl<P: Payload> Source for Consumer<P> {
     type Payload = P;
     type Delivery = Delivery<P>;
     type Error = std::convert::Infallible;
@@ -578,7 +581,7 @@ impl<P: Payload> crate::source::Source for Consumer<P> {
     }
 }
 
-/// A pull consumer; see the [module docs](crate#pull-consumers) and [`Bus::consumer`].
+/// A pull consumer; see the [module docs](crate#pull-consumers) and [`Bus::consumer`](crate::Bus::consumer).
 ///
 /// Dropping it unsubscribes it; what it held is dropped with it.
 ///
@@ -602,7 +605,7 @@ impl<P: Payload> crate::source::Source for Consumer<P> {
 /// # Ok(()) }
 /// ```
 pub struct Consumer<P> {
-    bus: Bus,
+    hub: Arc<Hub>,
     entry: Arc<SubEntry>,
     shared: Arc<Shared<P>>,
 }
@@ -618,7 +621,7 @@ impl<P> fmt::Debug for Consumer<P> {
 
 impl<P: Payload> Consumer<P> {
     pub(crate) fn create(
-        bus: Bus,
+        hub: Arc<Hub>,
         pattern: Pattern,
         config: ConsumerConfig<P>,
     ) -> Result<Consumer<P>, SubscribeError> {
@@ -658,17 +661,17 @@ impl<P: Payload> Consumer<P> {
             shared: shared.clone(),
         });
         let entry = Arc::new(SubEntry::new(
-            bus.inner.router.next_id(),
+            hub.router.next_id(),
             name,
             pattern,
             stats,
             sink,
             None,
         ));
-        if !bus.inner.add_subscription(entry.clone()) {
+        if !hub.add_subscription(entry.clone()) {
             return Err(SubscribeError::Closed);
         }
-        Ok(Consumer { bus, entry, shared })
+        Ok(Consumer { hub, entry, shared })
     }
 
     /// Takes up to `max` deliverable events without waiting.
@@ -778,7 +781,7 @@ impl<P: Payload> Consumer<P> {
 
 impl<P> Drop for Consumer<P> {
     fn drop(&mut self) {
-        self.bus.inner.remove_subscription(self.entry.id);
+        self.hub.remove_subscription(self.entry.id);
     }
 }
 
@@ -790,11 +793,14 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        last: bool,
-        _pristine: bool,
-        wait: bool,
+        take: Take,
+        _pack: Pack,
+        wait: Wait,
     ) -> Delivered {
-        let env = if last { slot.take() } else { slot.clone() };
+        let env = match take {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        };
         let Some(env) = env else {
             return Delivered::Closed;
         };
@@ -802,19 +808,19 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::Full
             }
             Pushed::WouldBlock(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::WouldBlock
             }
             Pushed::Closed(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::Closed
@@ -828,7 +834,7 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
 }
 
 impl<P: Payload> Room for Shared<P> {
-    fn signal(&self) -> &crate::wait::Signal {
+    fn signal(&self) -> &Signal {
         self.intake.signal()
     }
 

@@ -23,58 +23,11 @@ use parking_lot::Mutex;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smol_str::SmolStr;
 
-use syncbus_envelope::Envelope;
-
 use crate::metrics::SubStats;
+use crate::sink::{Deliver, Sink};
 use crate::trie::PatternTrie;
+use crate::workers::Workers;
 use syncbus_envelope::{NameError, Pattern, Topic};
-
-/// What a sink did with one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivered {
-    /// Accepted (queued, or handled inline).
-    Ok,
-    /// Accepted; an older event was dropped to make room.
-    Displaced,
-    /// Refused by the `Reject` policy.
-    Full,
-    /// Full, policy `Block`, and not allowed to wait here.
-    WouldBlock,
-    /// The subscription is gone.
-    Closed,
-}
-
-/// A subscription's lifecycle, type-erased.
-pub(crate) trait Sink: Send + Sync + 'static {
-    /// Stops intake; queued events stay to be drained.
-    fn close(&self);
-    /// Events waiting in the sink.
-    fn pending(&self) -> usize;
-    /// Tells workers to stop after the event in hand (a shutdown deadline passed).
-    fn abort(&self) {}
-    /// Drops what is still queued or abandoned by stopped workers, and says how many.
-    fn discard(&self) -> usize;
-}
-
-/// A subscription's receiving end for payload type `P`.
-pub(crate) trait Deliver<P>: Send + Sync + 'static {
-    /// Takes the envelope out of `slot` only when `last` is true; otherwise clones it.
-    /// A sink that refuses it puts it back. `pristine`: the metadata is what
-    /// `Envelope::from_event` made, apart from the topic (queues may then pack it small).
-    /// `wait`: a `Block` sink may wait for room; otherwise it answers `WouldBlock`.
-    fn deliver(
-        &self,
-        slot: &mut Option<Envelope<P>>,
-        last: bool,
-        pristine: bool,
-        wait: bool,
-    ) -> Delivered;
-
-    /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
-    fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
-        None
-    }
-}
 
 pub(crate) struct SubEntry {
     pub(crate) id: u64,
@@ -83,7 +36,7 @@ pub(crate) struct SubEntry {
     pub(crate) type_id: TypeId,
     pub(crate) stats: Arc<SubStats>,
     pub(crate) sink: Arc<dyn Sink>,
-    pub(crate) workers: Option<Arc<crate::subscription::Workers>>,
+    pub(crate) workers: Option<Arc<Workers>>,
     /// An `Arc<dyn Deliver<P>>` for the entry's `P`.
     typed: Box<dyn Any + Send + Sync>,
     /// Builds the [`Group`] of entries of the same `P`.
@@ -97,7 +50,7 @@ impl SubEntry {
         pattern: Pattern,
         stats: Arc<SubStats>,
         sink: Arc<S>,
-        workers: Option<Arc<crate::subscription::Workers>>,
+        workers: Option<Arc<Workers>>,
     ) -> SubEntry {
         let typed: Arc<dyn Deliver<P>> = sink.clone();
         SubEntry {

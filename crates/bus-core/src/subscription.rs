@@ -11,14 +11,15 @@ use rustc_hash::FxBuildHasher;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
-use crate::bus::Bus;
 use crate::error::SubscribeError;
-use crate::handler::{run_async, run_sync, HandlerResult};
+use crate::handler::{run_async, run_sync, tracing_on, HandlerResult};
+use crate::hub::Hub;
 use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
-use crate::router::{Deliver, Delivered, Sink, SubEntry};
-use crate::wait::Signal;
+use crate::router::SubEntry;
+use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::workers::Workers;
 use syncbus_envelope::Pattern;
 
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -59,7 +60,7 @@ type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 /// ```
 #[must_use = "a builder does nothing until a handler is given"]
 pub struct SubscribeBuilder<P> {
-    bus: Bus,
+    hub: Arc<Hub>,
     pattern: Pattern,
     name: Option<SmolStr>,
     capacity: usize,
@@ -85,9 +86,9 @@ impl<P> std::fmt::Debug for SubscribeBuilder<P> {
 }
 
 impl<P: Payload> SubscribeBuilder<P> {
-    pub(crate) fn new(bus: Bus, pattern: Pattern) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, pattern: Pattern) -> Self {
         SubscribeBuilder {
-            bus,
+            hub,
             pattern,
             name: None,
             capacity: 1024,
@@ -401,7 +402,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         drainer: Drainer,
         mut spawn: impl FnMut(usize, WorkerCtx, Arc<Queue<P::Packed>>) -> std::io::Result<()>,
     ) -> Result<Subscription, SubscribeError> {
-        if self.bus.is_closed() {
+        if self.hub.is_closed() {
             return Err(SubscribeError::Closed);
         }
         let name = self.display_name();
@@ -409,7 +410,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         let queues = self.queues(shape, drainer);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
-        let completion = &self.bus.inner.completion;
+        let completion = &self.hub.completion;
         for i in 0..shape.workers {
             let ctx = WorkerCtx {
                 stats: stats.clone(),
@@ -448,19 +449,19 @@ impl<P: Payload> SubscribeBuilder<P> {
         workers: Option<Arc<Workers>>,
     ) -> Result<Subscription, SubscribeError> {
         let entry = Arc::new(SubEntry::new(
-            self.bus.inner.router.next_id(),
+            self.hub.router.next_id(),
             name,
             self.pattern,
             stats,
             sink,
             workers,
         ));
-        if !self.bus.inner.add_subscription(entry.clone()) {
+        if !self.hub.add_subscription(entry.clone()) {
             entry.sink.close();
             return Err(SubscribeError::Closed);
         }
         Ok(Subscription {
-            bus: self.bus,
+            hub: self.hub,
             entry,
             detached: false,
         })
@@ -496,7 +497,7 @@ struct Shape {
 /// ```
 #[must_use = "dropping a Subscription unsubscribes it; call .detach() to keep it"]
 pub struct Subscription {
-    bus: Bus,
+    hub: Arc<Hub>,
     entry: Arc<SubEntry>,
     detached: bool,
 }
@@ -554,7 +555,7 @@ impl Subscription {
 
     fn remove(&mut self) {
         self.detached = true;
-        self.bus.inner.remove_subscription(self.entry.id);
+        self.hub.remove_subscription(self.entry.id);
     }
 }
 
@@ -563,42 +564,6 @@ impl Drop for Subscription {
         if !self.detached {
             self.remove();
         }
-    }
-}
-
-/// Counts running workers, bus-wide or per subscription, and wakes whoever waits for zero.
-#[derive(Debug, Default)]
-pub(crate) struct Workers {
-    running: AtomicUsize,
-    signal: Signal,
-}
-
-impl Workers {
-    pub(crate) fn start(&self) {
-        self.running.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn finish(&self) {
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        self.signal.notify();
-    }
-
-    pub(crate) fn is_idle(&self) -> bool {
-        self.running.load(Ordering::SeqCst) == 0
-    }
-
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        self.signal
-            .wait_until(deadline, || {
-                (self.running.load(Ordering::SeqCst) == 0).then_some(())
-            })
-            .is_some()
-    }
-
-    pub(crate) async fn wait_async(&self) {
-        self.signal
-            .wait_async(|| (self.running.load(Ordering::SeqCst) == 0).then_some(()))
-            .await
     }
 }
 
@@ -625,7 +590,7 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if crate::handler::tracing_on() {
+            if tracing_on() {
                 let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
                 run_sync(&self.stats, &self.name, || handler(&env));
             } else {
@@ -648,7 +613,7 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if crate::handler::tracing_on() {
+            if tracing_on() {
                 use tracing::Instrument;
                 let span = tracing::trace_span!("handle", subscription = %self.name);
                 run_async(&self.stats, &self.name, handler(env))
@@ -700,9 +665,9 @@ where
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        _last: bool,
-        _pristine: bool,
-        _wait: bool,
+        _take: Take,
+        _pack: Pack,
+        _wait: Wait,
     ) -> Delivered {
         if self.closed.load(Ordering::Relaxed) {
             return Delivered::Closed;
@@ -710,7 +675,7 @@ where
         let Some(env) = slot.as_ref() else {
             return Delivered::Closed;
         };
-        if crate::handler::tracing_on() {
+        if tracing_on() {
             let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
             run_sync(&self.stats, &self.name, || (self.handler)(env));
         } else {
@@ -786,32 +751,35 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        last: bool,
-        pristine: bool,
-        wait: bool,
+        take: Take,
+        pack: Pack,
+        wait: Wait,
     ) -> Delivered {
-        let env = if last { slot.take() } else { slot.clone() };
+        let env = match take {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        };
         let Some(env) = env else {
             return Delivered::Closed;
         };
         let queue = &self.queues[self.lane(&env)];
-        match queue.push(P::pack(env, pristine), wait) {
+        match queue.push(P::pack(env, pack == Pack::Lite), wait) {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::Full
             }
             Pushed::WouldBlock(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::WouldBlock
             }
             Pushed::Closed(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::Closed
@@ -819,7 +787,7 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
         }
     }
 
-    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
+    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
         Some(self.queues[self.lane(envelope)].clone())
     }
 }
