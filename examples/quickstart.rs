@@ -1,6 +1,6 @@
 //! A tour of syncbus in one process: typed publish/subscribe, a wildcard subscription,
 //! keyed lanes that keep each order's events in sequence, and a pull consumer with
-//! ack / nack and dead letters; then the durable side on the embedded default, an SQLite
+//! ack / nak and dead letters; then the durable side on the embedded default, an SQLite
 //! file: an outbox written in the same transaction as the business row, relayed to the bus,
 //! a workflow subscription with dedup and dead letters kept in SQLite, and a durable
 //! consumer that picks up after a restart where its acks stopped.

@@ -14,6 +14,21 @@ use crate::sink::Wait;
 /// A publisher bound to one topic and one event type; see [`Bus::publisher`](crate::Bus::publisher).
 ///
 /// Clone it per thread or share it: it is `Send + Sync`.
+///
+/// # Examples
+///
+/// ```
+/// # use syncbus_core::{Bus, Event};
+/// # #[derive(Clone, Debug)] struct Tick(u64);
+/// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+/// let bus = Bus::new();
+/// let _s = bus.subscribe::<Tick>("clock.>")?.queued(|_| {})?;
+/// let ticks = bus.publisher::<Tick>("clock.tick")?;
+/// let per_thread = ticks.clone();
+/// std::thread::spawn(move || per_thread.blocking_publish(Tick(1))).join().unwrap()?;
+/// assert_eq!(ticks.topic().as_str(), "clock.tick");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Publisher<E> {
     hub: Arc<Hub>,
     topic: Topic,

@@ -121,6 +121,10 @@ fn bus_metrics_count_and_export() {
     assert_eq!(v["syncbus_lagging_subscriptions"], 1.0);
     assert_eq!(v["syncbus_subscriptions"], 3.0);
     assert_eq!(v["syncbus_delivered_total"], m.delivered as f64);
+    assert_eq!(
+        v["syncbus_terminated_total"], 0.0,
+        "exported even when zero"
+    );
     drop(v);
     gate.wait();
 }
