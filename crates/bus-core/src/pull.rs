@@ -100,37 +100,113 @@ impl<P> fmt::Debug for ConsumerConfig<P> {
 }
 
 impl<P> ConsumerConfig<P> {
-    /// Names the consumer in metrics and shutdown reports.
+    /// Names the consumer in metrics and shutdown reports (default: the pattern).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().name("billing"))?;
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// How long a fetched event may stay unacked before it is delivered again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::<Job>::default().ack_timeout(Duration::ZERO);
+    /// assert!(bus.consumer("jobs.*", config).is_err()); // must be positive
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ack_timeout(mut self, timeout: Duration) -> Self {
         self.ack_timeout = timeout;
         self
     }
 
     /// Deliveries before an event goes to the dead-letter hook (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(3))?;
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_deliver(mut self, n: u32) -> Self {
         self.max_deliver = n;
         self
     }
 
     /// Unfetched events retained before the overflow policy applies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::default().max_pending(1).overflow(Overflow::Reject);
+    /// let jobs = bus.consumer::<Job>("jobs.*", config)?;
+    /// bus.try_publish(Job)?;
+    /// assert!(bus.try_publish(Job).is_err()); // the one slot is taken
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_pending(mut self, n: usize) -> Self {
         self.max_pending = n;
         self
     }
 
-    /// What a publish does when `max_pending` events wait.
+    /// What a publish does when `max_pending` events wait; see
+    /// [`max_pending`](Self::max_pending) for an example.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
     }
 
-    /// Where dead letters go. Called outside the consumer's lock.
+    /// Where dead letters go, instead of [`Consumer::take_dead_letters`]. Called outside the
+    /// consumer's lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::default()
+    ///     .max_deliver(1)
+    ///     .on_dead_letter(|dl: syncbus_core::DeadLetter<Job>| eprintln!("gave up on {}", dl.envelope.id()));
+    /// let jobs = bus.consumer::<Job>("jobs.*", config)?;
+    /// bus.try_publish(Job)?;
+    /// for d in jobs.try_fetch(1) { d.nak(Duration::ZERO)?; }
+    /// assert!(jobs.take_dead_letters().is_empty()); // the hook took it
+    /// assert_eq!(jobs.metrics().dead_lettered, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_dead_letter(mut self, f: impl Fn(DeadLetter<P>) + Send + Sync + 'static) -> Self {
         self.dead_letter = Some(Arc::new(f));
         self

@@ -83,18 +83,35 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// Drained in time and nothing left behind.
+    /// Drained in time and nothing left behind; see [`ShutdownReport`] for an example.
     pub fn is_clean(&self) -> bool {
         self.drained && self.undelivered.is_empty()
     }
 
     /// Events left behind, over all subscriptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl syncbus_core::Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let _jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().name("billing"))?;
+    /// bus.try_publish(Job)?; // never fetched
+    /// let report = bus.blocking_shutdown(Duration::from_millis(10));
+    /// assert_eq!(report.total_undelivered(), 1);
+    /// assert_eq!(report.undelivered[0].subscription, "billing");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn total_undelivered(&self) -> usize {
         self.undelivered.iter().map(|u| u.count).sum()
     }
 }
 
-/// Events one subscription did not deliver before shutdown.
+/// Events one subscription did not deliver before shutdown; see
+/// [`ShutdownReport::total_undelivered`] for an example.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Undelivered {

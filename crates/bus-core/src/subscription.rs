@@ -514,32 +514,108 @@ impl std::fmt::Debug for Subscription {
 
 impl Subscription {
     /// The subscription's id, unique within its bus.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let a = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// let b = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.entry.id
     }
 
     /// The subscription's name (the pattern unless named).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// assert_eq!(sub.name(), "ping");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.entry.name
     }
 
     /// The pattern it listens on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("pings.>")?.inline(|_| {})?;
+    /// assert!(sub.pattern().matches_str("pings.eu"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pattern(&self) -> &Pattern {
         &self.entry.pattern
     }
 
     /// Its counters now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// bus.try_publish(Ping)?;
+    /// assert_eq!(sub.metrics().delivered, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> SubscriptionMetrics {
         self.entry.stats.snapshot(self.entry.sink.pending())
     }
 
     /// Stops new deliveries. Queued events are still handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.queued(|_| {})?;
+    /// sub.unsubscribe();
+    /// assert_eq!(bus.try_publish(Ping)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unsubscribe(mut self) {
         self.remove();
     }
 
     /// Stops new deliveries and waits up to `timeout` for the workers to finish what is
     /// queued. Returns `true` if they finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.queued(|_| {})?;
+    /// for _ in 0..10 { bus.blocking_publish(Ping)?; }
+    /// assert!(sub.unsubscribe_and_wait(std::time::Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unsubscribe_and_wait(mut self, timeout: std::time::Duration) -> bool {
         self.remove();
         match &self.entry.workers {
@@ -549,6 +625,18 @@ impl Subscription {
     }
 
     /// Keeps the subscription running after this handle is dropped, until the bus shuts down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// bus.subscribe::<Ping>("ping")?.inline(|_| {})?.detach();
+    /// assert_eq!(bus.try_publish(Ping)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn detach(mut self) {
         self.detached = true;
     }
