@@ -12,6 +12,12 @@
 //! Both codecs keep every metadata field, and decoding checks [`Limits`] before copying
 //! large inputs, so they are safe to feed untrusted bytes.
 //!
+//! Names are validated once, when made, and carried as newtypes from then on: [`Topic`] and
+//! [`Pattern`] (NATS rules), [`EventType`], [`EntityId`], [`EventId`], header names. Every
+//! refusal is one [`NameError`] that says which kind of name, what is wrong and where
+//! ([`NameKind`], [`NameReason`]); [`check_plain_name`] applies the plain-name rule to
+//! consumer, member and checkpoint names.
+//!
 //! # Examples
 //!
 //! ```
