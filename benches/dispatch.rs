@@ -79,14 +79,14 @@ fn inline_dispatch(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("syncbus_publisher", handlers), |b| {
             b.iter(|| {
                 seq += 1;
-                black_box(publisher.publish(Ev { seq, a: 1 }).ok());
+                black_box(publisher.blocking_publish(Ev { seq, a: 1 }).ok());
             })
         });
         if handlers == 1 {
             group.bench_function(BenchmarkId::new("syncbus_publish", handlers), |b| {
                 b.iter(|| {
                     seq += 1;
-                    black_box(bus.publish(Ev { seq, a: 1 }).ok());
+                    black_box(bus.blocking_publish(Ev { seq, a: 1 }).ok());
                 })
             });
         }

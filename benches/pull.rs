@@ -40,7 +40,7 @@ fn pull_fetch_ack(c: &mut Criterion) {
             b.iter(|| {
                 for _ in 0..BATCH {
                     seq += 1;
-                    bus.publish(Ev { seq, a: 1 }).expect("publish");
+                    bus.blocking_publish(Ev { seq, a: 1 }).expect("publish");
                 }
                 let batch = consumer.try_fetch(BATCH);
                 assert_eq!(batch.len(), BATCH);

@@ -10,7 +10,7 @@
 //!   vs crossbeam-channel, std `sync_channel`, flume, an rtrb SPSC ring with a busy-polling
 //!   consumer (the practical limit), and tokio mpsc with a consumer task on 2 workers.
 //! - `async_1to1`: `queued_async` on a 2-worker tokio runtime vs tokio mpsc on the same
-//!   runtime, with the producer on a plain thread and as a task (`publish_async`, awaiting
+//!   runtime, with the producer on a plain thread and as a task (`publish(..).await`, awaiting
 //!   room like tokio's `send().await`).
 //! - `fanout_1to2`, `fanout_1to4`: k queued subscriptions on one topic vs one crossbeam
 //!   channel per consumer (a clone sent to each) vs tokio broadcast (lagged events counted
@@ -183,7 +183,7 @@ fn queued_1to1(c: &mut Criterion) {
         group.bench_function("syncbus_queued", |b| {
             b.iter_custom(|iters| {
                 measure(iters, slice::from_ref(&count), |ev| {
-                    bus.publish(ev).expect("publish");
+                    bus.blocking_publish(ev).expect("publish");
                 })
             })
         });
@@ -294,7 +294,7 @@ fn async_1to1(c: &mut Criterion) {
         group.bench_function("syncbus_queued_async/thread_producer", |b| {
             b.iter_custom(|iters| {
                 measure(iters, slice::from_ref(&count), |ev| {
-                    bus.publish(ev).expect("publish");
+                    bus.blocking_publish(ev).expect("publish");
                 })
             })
         });
@@ -306,7 +306,7 @@ fn async_1to1(c: &mut Criterion) {
                 let start = Instant::now();
                 let producer = rt.spawn(async move {
                     for seq in 0..total {
-                        bus.publish_async(Ev { seq, a: 1 }).await.expect("publish");
+                        bus.publish(Ev { seq, a: 1 }).await.expect("publish");
                     }
                 });
                 rt.block_on(producer).unwrap();
@@ -367,7 +367,7 @@ fn fanout(c: &mut Criterion, consumers: usize) {
         group.bench_function("syncbus_queued", |b| {
             b.iter_custom(|iters| {
                 measure(iters, &counts, |ev| {
-                    bus.publish(ev).expect("publish");
+                    bus.blocking_publish(ev).expect("publish");
                 })
             })
         });
@@ -470,9 +470,9 @@ fn keyed_lanes(c: &mut Criterion) {
             .subscribe::<Keyed>("bench.keyed")
             .expect("valid pattern")
             .capacity(CAPACITY)
-            .lanes(LANES)
+            .keyed(LANES)
             .overflow(Overflow::Block)
-            .keyed(move |env| consume(&c2, env.payload().seq, env.payload().a))
+            .queued(move |env| consume(&c2, env.payload().seq, env.payload().a))
             .expect("subscribe");
         group.bench_function("syncbus_keyed_2_lanes", |b| {
             b.iter_custom(|iters| {
@@ -481,7 +481,7 @@ fn keyed_lanes(c: &mut Criterion) {
                         seq: ev.seq,
                         a: ev.a,
                     };
-                    bus.publish(ev).expect("publish");
+                    bus.blocking_publish(ev).expect("publish");
                 })
             })
         });

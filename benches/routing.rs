@@ -2,7 +2,7 @@
 //! wildcard patterns are also subscribed.
 //!
 //! Group `routing_10k_topics`:
-//! - `syncbus_literal`: `bus.publish_to(topic, ev)` cycling through every literal topic
+//! - `syncbus_literal`: `bus.blocking_publish_to(topic, ev)` cycling through every literal topic
 //!   (`t.{i}.x`, one inline no-op handler each); the `w.{j}.*` patterns match none of them.
 //! - `syncbus_wildcard_only/<n>`: topics `w.{j}.y` that only a wildcard pattern matches, so
 //!   the route comes from the route cache (or the trie on a miss), cycling through `n` of
@@ -97,7 +97,9 @@ fn routing_10k_topics(c: &mut Criterion) {
                 let t = &topics[i];
                 i = if i + 1 == topics.len() { 0 } else { i + 1 };
                 seq += 1;
-                let n = bus.publish_to(t, Ev { seq, a: 1 }).expect("publish");
+                let n = bus
+                    .blocking_publish_to(t, Ev { seq, a: 1 })
+                    .expect("publish");
                 debug_assert_eq!(n, 1);
                 black_box(n)
             })
@@ -143,7 +145,7 @@ fn routing_10k_topics(c: &mut Criterion) {
     // Shutting down clears the router once; dropping the handles afterwards finds nothing
     // to remove. (Dropping them first would rebuild the snapshot once per subscription.)
     let start = Instant::now();
-    assert!(bus.shutdown_blocking(Duration::from_secs(1)).is_clean());
+    assert!(bus.blocking_shutdown(Duration::from_secs(1)).is_clean());
     drop(subs);
     eprintln!("routing_10k_topics: shut down in {:.2?}", start.elapsed());
 }

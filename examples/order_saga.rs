@@ -139,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             card: card.into(),
         });
         roots.push(env.meta().id().clone());
-        bus.publish_envelope_async(env).await?;
+        bus.publish_envelope(env).await?;
     }
 
     // Wait for both instances to finish.

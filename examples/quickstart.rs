@@ -1,6 +1,6 @@
 //! A tour of syncbus in one process: typed publish/subscribe, a wildcard subscription,
 //! keyed lanes that keep each order's events in sequence, and a pull consumer with
-//! ack / nack and dead letters; then the durable side on the embedded default, an SQLite
+//! ack / nak and dead letters; then the durable side on the embedded default, an SQLite
 //! file: an outbox written in the same transaction as the business row, relayed to the bus,
 //! a workflow subscription with dedup and dead letters kept in SQLite, and a durable
 //! consumer that picks up after a restart where its acks stopped.
@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queued(move |env| {
             a.lock().unwrap().push(format!(
                 "{} {} order={} {} v{}",
-                env.meta().topic().unwrap_or("?"),
+                env.meta().topic().map_or("?", |t| t.as_str()),
                 env.meta().event_type(),
                 env.payload().order,
                 env.payload().status,
@@ -97,8 +97,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _tracking = bus
         .subscribe::<OrderStatus>("orders.status")?
         .name("tracking")
-        .lanes(4)
-        .keyed(move |env| {
+        .keyed(4)
+        .queued(move |env| {
             let s = env.payload();
             t.lock().unwrap().push((s.order, s.step));
         })?;
@@ -113,13 +113,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     for order in 1..=3 {
-        bus.publish(OrderPlaced {
+        bus.blocking_publish(OrderPlaced {
             order,
             total_cents: 1000 * order,
         })?;
-        bus.publish(SendInvoice { order })?;
+        bus.blocking_publish(SendInvoice { order })?;
         for (step, status) in ["paid", "packed", "shipped"].into_iter().enumerate() {
-            bus.publish(OrderStatus {
+            bus.blocking_publish(OrderStatus {
                 order,
                 status,
                 step: step as u64 + 1,
@@ -131,7 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for delivery in billing.try_fetch(10) {
         if delivery.payload().order == 2 && delivery.deliveries() == 1 {
             println!("billing: invoice for order 2 failed, will retry");
-            delivery.nack()?;
+            delivery.nak(Duration::ZERO)?;
         } else {
             println!(
                 "billing: invoice sent for order {}",
@@ -149,7 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         delivery.ack()?;
     }
 
-    let report = bus.shutdown_blocking(Duration::from_secs(5));
+    let report = bus.blocking_shutdown(Duration::from_secs(5));
     println!("revenue: {} cents", revenue.load(Ordering::Relaxed));
     let mut per_order = timeline.lock().unwrap().clone();
     per_order.sort_by_key(|(order, _)| *order);

@@ -18,7 +18,7 @@
 //! let _audit = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
 //!     println!("{} {}", env.meta().event_type(), env.payload().order);
 //! })?;
-//! bus.publish(OrderPlaced { order: 7 })?;
+//! bus.blocking_publish(OrderPlaced { order: 7 })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -28,33 +28,24 @@
 //! | --- | --- |
 //! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
-//! | publish | [`Bus::publish`], [`Bus::try_publish`], [`Bus::publish_async`], [`Publisher`] |
+//! | publish | [`Bus::publish`] (awaits), [`Bus::try_publish`] (never waits), [`Bus::blocking_publish`] (blocks the thread), [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
-//! | pull | [`Bus::consumer`]: fetch, ack, nack (with delay), term, dead letters |
-//! | lifecycle | [`Bus::shutdown`] with a [`ShutdownReport`]; [`Bus::metrics`] |
+//! | pull | [`Bus::consumer`]: fetch, ack, nak (with a delay), term, in progress, dead letters |
+//! | lifecycle | [`Bus::shutdown`] (or [`Bus::blocking_shutdown`]) with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
 //! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] (`Dedup<H>`, `DedupLayer`, ...) |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
 //! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 pub use syncbus_core::{
     AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerResult, Overflow, Pattern, PublishError, Publisher, Settle, ShutdownReport, Source,
-    SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics, Topic, TopicError,
-    Undelivered,
+    HandlerResult, Overflow, PublishError, Publisher, Settle, ShutdownReport, Source,
+    SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics, Undelivered,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
-    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, Payload, SmolStr,
-    TimeError, Timestamp,
+    EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
+    Payload, SmolStr, TimeError, Timestamp, Topic,
 };
 
 pub use syncbus_workflow::{

@@ -71,8 +71,8 @@ async fn dead_letters_and_dedup_keys_survive_a_restart() {
     // Before the restart: invoice 1 succeeds, invoice 2 fails and is dead-lettered.
     let first = Envelope::from_event(Invoice { order: 1 });
     let (bus, _wf, sub) = start(&path, false, runs.clone()).await;
-    bus.publish_envelope_async(first.clone()).await.unwrap();
-    bus.publish_async(Invoice { order: 2 }).await.unwrap();
+    bus.publish_envelope(first.clone()).await.unwrap();
+    bus.publish(Invoice { order: 2 }).await.unwrap();
     settle(&sub, 2).await;
     assert_eq!(sub.metrics().dead_lettered, 1);
     bus.shutdown(Duration::from_secs(5)).await;
@@ -90,7 +90,7 @@ async fn dead_letters_and_dedup_keys_survive_a_restart() {
     assert_eq!(dead[0].subscription, "invoices");
     assert_eq!(dead[0].error(), "mail server down");
 
-    bus.publish_envelope_async(first).await.unwrap();
+    bus.publish_envelope(first).await.unwrap();
     settle(&sub, 1).await;
     assert_eq!(sub.metrics().duplicates, 1, "handled before the restart");
 

@@ -266,7 +266,7 @@ impl Crate {
     /// The module whose file defines what `path` (absolute) names.
     fn definer(&self, path: &[String], depth: usize) -> Option<Module> {
         let mut i = path.len();
-        while i > 0 && !self.modules.contains_key(&path[..i].to_vec()) {
+        while i > 0 && !self.modules.contains_key(&path[..i]) {
             i -= 1;
         }
         let module = path[..i].to_vec();

@@ -103,7 +103,7 @@ async fn a_saga_on_sqlite_keeps_its_state_across_reopening() {
         .unwrap();
     let env = Envelope::from_event(OrderPlaced { order: 9 });
     let id = env.meta().id().to_string();
-    bus.publish_envelope_async(env).await.unwrap();
+    bus.publish_envelope(env).await.unwrap();
     bus.shutdown(Duration::from_secs(5)).await;
     drop(store);
 

@@ -13,7 +13,7 @@ use syncbus::store::{
 };
 use syncbus::{
     handler_fn, Bus, Bytes, ConsumerConfig, Envelope, ErrorKind, Event, EventType, HandlerError,
-    Metadata, RetryPolicy, ServeError, Served, Source, Workflow,
+    Metadata, RetryPolicy, ServeError, Served, Source, Topic, Workflow,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ fn mail(to: u64) -> Envelope<Bytes> {
     let mut env = Envelope::from_event(Mail { to })
         .to_bytes_payload()
         .unwrap();
-    env.meta_mut().set_topic("mail.send");
+    env.meta_mut().set_topic(Topic::from_static("mail.send"));
     env
 }
 
@@ -46,7 +46,8 @@ fn undecodable() -> Envelope<Bytes> {
 }
 
 fn other_type() -> Envelope<Bytes> {
-    let meta = Metadata::new(EventType::from_static("mail.bounced")).with_topic("mail.bounced");
+    let meta = Metadata::new(EventType::from_static("mail.bounced"))
+        .with_topic(Topic::from_static("mail.bounced"));
     Envelope::new(meta, Bytes::from_static(b"{}"))
 }
 
@@ -105,7 +106,7 @@ impl Harness for BusHarness {
             .max_deliver(100);
         let consumer = Arc::new(self.bus.consumer::<Bytes>("mail.>", config).unwrap());
         for env in events {
-            self.bus.publish_envelope_async(env).await.unwrap();
+            self.bus.publish_envelope(env).await.unwrap();
         }
         self.consumer = Some(consumer.clone());
         SharedConsumer(consumer)
@@ -433,7 +434,7 @@ async fn a_typed_consumer_is_served_without_decoding() {
             Ok::<(), HandlerError>(())
         }))
         .unwrap();
-    bus.publish_async(Mail { to: 5 }).await.unwrap();
+    bus.publish(Mail { to: 5 }).await.unwrap();
     wait_for("the typed event", || served.metrics().succeeded == 1).await;
     let settled = served.stop().await;
     assert_eq!((settled.acked, settled.undecodable), (1, 0));

@@ -1,7 +1,7 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::topic::TopicError;
+use syncbus_envelope::NameError;
 
 /// A publish that did not go through. The event comes back, so nothing is lost.
 ///
@@ -14,8 +14,8 @@ use crate::topic::TopicError;
 /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
 ///
 /// let bus = Bus::new();
-/// bus.shutdown_blocking(Duration::from_secs(1));
-/// match bus.publish(Ping(7)) {
+/// bus.blocking_shutdown(Duration::from_secs(1));
+/// match bus.blocking_publish(Ping(7)) {
 ///     Err(PublishError::Closed(event)) => assert_eq!(event, Ping(7)),
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -28,10 +28,10 @@ pub enum PublishError<T> {
     /// received the event; publishing it again may deliver it to them twice.
     Full(T),
     /// The topic name is not valid.
-    InvalidTopic(T, TopicError),
+    InvalidTopic(T, NameError),
     /// A subscription with the `Block` policy is full, and waiting for room here would stall
-    /// the tokio runtime that has to make it (a blocking `publish` on a current-thread
-    /// runtime). Use `publish_async` from async code.
+    /// the tokio runtime that has to make it (`blocking_publish` on a current-thread
+    /// runtime). Use `publish(..).await` from async code.
     WouldBlock(T),
 }
 
@@ -76,7 +76,7 @@ impl<T> fmt::Display for PublishError<T> {
             PublishError::InvalidTopic(_, e) => write!(f, "invalid topic: {e}"),
             PublishError::WouldBlock(_) => f.write_str(
                 "a subscription's queue is full and waiting here would stall the async runtime; \
-                 use publish_async",
+                 use publish(..).await",
             ),
         }
     }
@@ -108,7 +108,7 @@ impl<T> Error for PublishError<T> {
 #[non_exhaustive]
 pub enum SubscribeError {
     /// The pattern is not valid.
-    InvalidPattern(TopicError),
+    InvalidPattern(NameError),
     /// The bus is shut down.
     Closed,
     /// An async handler needs a tokio runtime, and none is running on this thread.
@@ -143,8 +143,8 @@ impl Error for SubscribeError {
     }
 }
 
-impl From<TopicError> for SubscribeError {
-    fn from(e: TopicError) -> Self {
+impl From<NameError> for SubscribeError {
+    fn from(e: NameError) -> Self {
         SubscribeError::InvalidPattern(e)
     }
 }

@@ -26,7 +26,7 @@ use crate::metrics::{Stat, SubStats};
 ///     .unwrap()
 ///     .inline(|_| -> Result<(), String> { Err("downstream is down".into()) })
 ///     .unwrap();
-/// bus.publish(Ping).unwrap();
+/// bus.blocking_publish(Ping).unwrap();
 /// assert_eq!(sub.metrics().failed, 1);
 /// ```
 pub trait HandlerResult {

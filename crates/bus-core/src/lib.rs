@@ -16,7 +16,7 @@
 //! let _sub = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
 //!     println!("order {} for {} cents", env.payload().order, env.payload().total_cents);
 //! })?;
-//! bus.publish(OrderPlaced { order: 1, total_cents: 999 })?;
+//! bus.blocking_publish(OrderPlaced { order: 1, total_cents: 999 })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -24,7 +24,9 @@
 //!
 //! A [`Topic`] is dot-separated tokens, `orders.eu.created`. A [`Pattern`] may use `*` for
 //! exactly one token and `>` for one or more trailing tokens (NATS rules): `orders.*.created`,
-//! `orders.>`. Both are validated when made; a bad name is a [`TopicError`] saying where.
+//! `orders.>`. Both are validated once, when made (they live in the envelope crate, so an
+//! envelope's metadata carries a [`Topic`], not a string the bus must parse again); a bad
+//! name is a [`NameError`] saying what and where.
 //!
 //! # Delivery
 //!
@@ -44,8 +46,10 @@
 //!
 //! # Publishing
 //!
-//! [`Bus::publish`] may wait for room in a full `Block` queue; [`Bus::try_publish`] never
-//! waits; [`Bus::publish_async`] awaits room and is the one to use inside a tokio runtime. A
+//! One verb rule, tokio's: [`Bus::publish`] awaits room in a full `Block` queue (use it in
+//! async code), [`Bus::try_publish`] never waits, and [`Bus::blocking_publish`] blocks the
+//! thread (for threads outside a runtime). The same triple exists for an explicit topic
+//! (`publish_to`), for a ready-made envelope (`publish_envelope`) and on a [`Publisher`]. A
 //! [`Publisher`] bound to a topic caches its route. A refused event always comes back in the
 //! [`PublishError`].
 //!
@@ -58,54 +62,54 @@
 //! # Pull consumers
 //!
 //! [`Bus::consumer`] retains matching events until the consumer fetches and acks them; see
-//! [`Consumer`] for ack timeouts, nack, term, max deliveries and dead letters.
+//! [`Consumer`] for ack timeouts, `ack` / `nak` / `term` / `in_progress`, max deliveries and
+//! dead letters. It is a [`Source`], the consume contract every pull reader shares.
 //!
 //! # Closing
 //!
-//! [`Bus::shutdown`] stops intake (publishing returns [`PublishError::Closed`] with the event),
+//! [`Bus::shutdown`] (or [`Bus::blocking_shutdown`] from a thread) stops intake (publishing returns [`PublishError::Closed`] with the event),
 //! lets workers drain their queues until a deadline, and returns a [`ShutdownReport`] with
 //! what was left undelivered.
 //!
 //! # Observability
 //!
 //! `tracing` spans `publish` and `handle` at TRACE level; [`Bus::metrics`] reads the
-//! counters, and [`BusMetrics::emit`] hands them to the `metrics` facade.
+//! counters, and [`BusMetrics::record`] hands them to the `metrics` facade.
 
-#![forbid(unsafe_code)]
-// A failed publish hands the whole event back (as tokio's and crossbeam's send errors do), so
-// the error is as large as the event by design.
-#![allow(clippy::result_large_err)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
+// The modules from the bottom up; each uses only those above it in this list (the test
+// `tests/module_graph.rs` holds the files to that). The sink seam is at the bottom, the
+// router and dispatch above it, then push subscriptions and pull consumers, the bound
+// publisher, shutdown, and the `Bus` handle on top.
 mod bus;
+mod dispatch;
 mod error;
 mod handler;
+mod hub;
 mod metrics;
 mod overflow;
+mod publisher;
 mod pull;
 mod queue;
 mod router;
+mod shutdown;
+mod sink;
 mod source;
 mod subscription;
-mod topic;
 mod trie;
 mod wait;
+mod workers;
 
-pub use crate::bus::{Bus, Publisher, ShutdownReport, Undelivered};
+pub use crate::bus::Bus;
 pub use crate::error::{PublishError, SubscribeError};
 pub use crate::handler::HandlerResult;
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
+pub use crate::publisher::Publisher;
 pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
+pub use crate::shutdown::{ShutdownReport, Undelivered};
 pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};
-pub use crate::topic::{Pattern, Topic, TopicError};
 pub use syncbus_envelope::{
-    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, Payload, SmolStr,
-    Timestamp,
+    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, NameError, NameKind,
+    NameReason, Pattern, Payload, SmolStr, Timestamp, Topic,
 };

@@ -128,9 +128,11 @@ pub(crate) enum Stat {
     Rejected,
     DeadLettered,
     Redelivered,
+    Terminated,
 }
 
-const STATS: usize = 7;
+/// Counters per subscription: at most 8, so one thread's stripe is one cache line.
+const STATS: usize = 8;
 
 /// Counters of one subscription or consumer.
 #[derive(Debug, Default)]
@@ -151,6 +153,7 @@ impl SubStats {
             rejected: self.0.get(Stat::Rejected as usize),
             dead_lettered: self.0.get(Stat::DeadLettered as usize),
             redelivered: self.0.get(Stat::Redelivered as usize),
+            terminated: self.0.get(Stat::Terminated as usize),
             pending,
         }
     }
@@ -167,7 +170,7 @@ impl SubStats {
 ///
 /// let bus = Bus::new();
 /// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
-/// bus.publish(Ping).unwrap();
+/// bus.blocking_publish(Ping).unwrap();
 /// assert_eq!(sub.metrics().delivered, 1);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -185,8 +188,11 @@ pub struct SubscriptionMetrics {
     pub rejected: u64,
     /// Events handed to the dead-letter hook (pull consumers).
     pub dead_lettered: u64,
-    /// Redeliveries after a nack or an ack timeout (pull consumers).
+    /// Redeliveries after a nak or an ack timeout (pull consumers).
     pub redelivered: u64,
+    /// Deliveries settled with `term` (pull consumers): never delivered again, and not dead
+    /// letters (the caller recorded them).
+    pub terminated: u64,
     /// Events waiting in the queue right now.
     pub pending: usize,
 }
@@ -202,10 +208,10 @@ pub struct SubscriptionMetrics {
 ///
 /// let bus = Bus::new();
 /// let _sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
-/// bus.publish(Ping).unwrap();
+/// bus.blocking_publish(Ping).unwrap();
 /// let m = bus.metrics();
 /// assert_eq!((m.published, m.delivered), (1, 1));
-/// m.emit(); // through the `metrics` facade, to whatever recorder is installed
+/// m.record(); // through the `metrics` facade, to whatever recorder is installed
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -226,6 +232,8 @@ pub struct BusMetrics {
     pub rejected: u64,
     /// Events handed to dead-letter hooks.
     pub dead_lettered: u64,
+    /// Pull deliveries settled with `term`.
+    pub terminated: u64,
     /// Subscriptions that lost events to `DropOldest` (lagging) since they started.
     pub lagging: u64,
     /// Events queued and not yet handled, over all subscriptions.
@@ -242,13 +250,21 @@ impl BusMetrics {
         self.dropped += s.dropped;
         self.rejected += s.rejected;
         self.dead_lettered += s.dead_lettered;
+        self.terminated += s.terminated;
         self.lagging += u64::from(s.dropped > 0);
         self.pending += s.pending as u64;
     }
 
     /// Sets the `syncbus_*` counters and gauges of the installed `metrics` recorder to these
     /// values. Call it from a reporter task, or before a scrape.
-    pub fn emit(&self) {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bus = syncbus_core::Bus::new();
+    /// bus.metrics().record(); // a no-op until a recorder is installed
+    /// ```
+    pub fn record(&self) {
         metrics::counter!("syncbus_published_total").absolute(self.published);
         metrics::counter!("syncbus_unrouted_total").absolute(self.unrouted);
         metrics::counter!("syncbus_delivered_total").absolute(self.delivered);
@@ -257,6 +273,7 @@ impl BusMetrics {
         metrics::counter!("syncbus_dropped_total").absolute(self.dropped);
         metrics::counter!("syncbus_rejected_total").absolute(self.rejected);
         metrics::counter!("syncbus_dead_lettered_total").absolute(self.dead_lettered);
+        metrics::counter!("syncbus_terminated_total").absolute(self.terminated);
         metrics::gauge!("syncbus_lagging_subscriptions").set(self.lagging as f64);
         metrics::gauge!("syncbus_pending").set(self.pending as f64);
         metrics::gauge!("syncbus_subscriptions").set(self.subscriptions as f64);

@@ -20,8 +20,8 @@
 pub enum Overflow {
     /// The publisher waits for room: backpressure. The default.
     ///
-    /// Inside a tokio runtime, prefer `publish_async`, which awaits room. A blocking
-    /// `publish` there still works on a multi-thread runtime (the wait moves off the worker
+    /// Inside a tokio runtime, use `publish(..).await`, which awaits room. A
+    /// `blocking_publish` there still works on a multi-thread runtime (the wait moves off the worker
     /// with `block_in_place`); on a current-thread runtime, where waiting would stop the
     /// thread that must make room, it fails with
     /// [`PublishError::WouldBlock`](crate::PublishError::WouldBlock) unless worker threads

@@ -2,12 +2,16 @@
 //!
 //! Semantics a caller relies on:
 //!
-//! - **At-least-once.** A fetched event stays *in flight* until it is acked. If it is not
-//!   acked within the ack timeout, or it is nacked, it is delivered again (its
-//!   [`Delivery::deliveries`] count grows). Make handlers idempotent.
-//! - **Max deliveries.** An event delivered `max_deliver` times without an ack, or
-//!   [`term`](Delivery::term)inated, goes to the dead-letter hook; without a hook it is kept
-//!   for [`Consumer::take_dead_letters`]. Nothing is dropped silently.
+//! - **At-least-once.** A fetched event stays *in flight* until it is settled. If it is not
+//!   settled within the ack timeout, or it is [`nak`](Delivery::nak)ed, it is delivered
+//!   again (its [`Delivery::deliveries`] count grows). Make handlers idempotent.
+//!   [`in_progress`](Delivery::in_progress) extends the timeout of a slow one.
+//! - **Term.** [`term`](Delivery::term) means "never deliver it again; I have recorded
+//!   it" (JetStream's meaning): the event is dropped, counted in
+//!   [`SubscriptionMetrics::terminated`], and does *not* go to the dead-letter hook.
+//! - **Max deliveries.** The consumer's own give-up: an event delivered `max_deliver` times
+//!   without an ack goes to the dead-letter hook; without a hook it is kept for
+//!   [`Consumer::take_dead_letters`]. Nothing is dropped silently.
 //! - **Retention.** At most `max_pending` unfetched events are kept; when full, the
 //!   consumer's [`Overflow`] policy applies (block the publisher, reject, or drop the oldest,
 //!   counted).
@@ -26,13 +30,16 @@ use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
-use crate::bus::Bus;
 use crate::error::SubscribeError;
+use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Drainer, Pushed, Queue, Room};
-use crate::router::{Deliver, Delivered, Sink, SubEntry};
-use crate::topic::Pattern;
+use crate::queue::{Drainer, Pushed, Queue};
+use crate::router::SubEntry;
+use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::source::{Settle, Source};
+use crate::wait::Signal;
+use syncbus_envelope::Pattern;
 
 type DeadLetterFn<P> = Arc<dyn Fn(DeadLetter<P>) + Send + Sync>;
 
@@ -93,54 +100,148 @@ impl<P> fmt::Debug for ConsumerConfig<P> {
 }
 
 impl<P> ConsumerConfig<P> {
-    /// Names the consumer in metrics and shutdown reports.
+    /// Names the consumer in metrics and shutdown reports (default: the pattern).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().name("billing"))?;
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// How long a fetched event may stay unacked before it is delivered again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::<Job>::default().ack_timeout(Duration::ZERO);
+    /// assert!(bus.consumer("jobs.*", config).is_err()); // must be positive
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ack_timeout(mut self, timeout: Duration) -> Self {
         self.ack_timeout = timeout;
         self
     }
 
     /// Deliveries before an event goes to the dead-letter hook (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(3))?;
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_deliver(mut self, n: u32) -> Self {
         self.max_deliver = n;
         self
     }
 
     /// Unfetched events retained before the overflow policy applies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::default().max_pending(1).overflow(Overflow::Reject);
+    /// let jobs = bus.consumer::<Job>("jobs.*", config)?;
+    /// bus.try_publish(Job)?;
+    /// assert!(bus.try_publish(Job).is_err()); // the one slot is taken
+    /// # drop(jobs);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_pending(mut self, n: usize) -> Self {
         self.max_pending = n;
         self
     }
 
-    /// What a publish does when `max_pending` events wait.
+    /// What a publish does when `max_pending` events wait; see
+    /// [`max_pending`](Self::max_pending) for an example.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
     }
 
-    /// Where dead letters go. Called outside the consumer's lock.
+    /// Where dead letters go, instead of [`Consumer::take_dead_letters`]. Called outside the
+    /// consumer's lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event, Overflow};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// # let bus = Bus::new();
+    /// let config = ConsumerConfig::default()
+    ///     .max_deliver(1)
+    ///     .on_dead_letter(|dl: syncbus_core::DeadLetter<Job>| eprintln!("gave up on {}", dl.envelope.id()));
+    /// let jobs = bus.consumer::<Job>("jobs.*", config)?;
+    /// bus.try_publish(Job)?;
+    /// for d in jobs.try_fetch(1) { d.nak(Duration::ZERO)?; }
+    /// assert!(jobs.take_dead_letters().is_empty()); // the hook took it
+    /// assert_eq!(jobs.metrics().dead_lettered, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_dead_letter(mut self, f: impl Fn(DeadLetter<P>) + Send + Sync + 'static) -> Self {
         self.dead_letter = Some(Arc::new(f));
         self
     }
 }
 
-/// Why an event was dead-lettered.
+/// Why the consumer gave up on an event.
+///
+/// Only the consumer's own give-up is a dead letter: a [`Delivery::term`] is the caller's
+/// decision, recorded by the caller, and never reaches the dead-letter hook.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, ConsumerConfig, DeadLetterReason, Event};
+/// # #[derive(Clone, Debug)] struct Job;
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(1))?;
+/// bus.try_publish(Job)?;
+/// for d in jobs.try_fetch(1) { d.nak(Duration::ZERO)?; } // the one delivery it gets
+/// let dead = jobs.take_dead_letters();
+/// assert_eq!(dead[0].reason, DeadLetterReason::MaxDeliveries);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Delivered `max_deliver` times without an ack.
     MaxDeliveries,
-    /// The handler called [`Delivery::term`].
-    Terminated,
 }
 
-/// An event the consumer gave up on.
+/// An event the consumer gave up on; see [`DeadLetterReason`] for an example.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DeadLetter<P> {
@@ -152,7 +253,24 @@ pub struct DeadLetter<P> {
     pub reason: DeadLetterReason,
 }
 
-/// An ack, nack or term that could not be applied.
+/// An `ack`, `nak`, `term` or `in_progress` that could not be applied.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{AckError, Bus, ConsumerConfig, Event};
+/// # #[derive(Clone, Debug)] struct Job;
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+/// bus.try_publish(Job)?;
+/// let mut batch = jobs.try_fetch(1);
+/// // Shutting down drops what consumers hold: what was handed out is no longer in flight.
+/// bus.blocking_shutdown(std::time::Duration::from_millis(10));
+/// assert_eq!(batch.remove(0).ack(), Err(AckError::NotInFlight));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AckError {
@@ -330,41 +448,34 @@ impl<P: Clone> Shared<P> {
         }
     }
 
-    fn settle(&self, seq: u64, how: Settle) -> Result<(), AckError> {
+    fn settle(&self, seq: u64, how: Outcome) -> Result<(), AckError> {
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
-            if let Settle::InProgress = how {
+            if let Outcome::InProgress = how {
                 let f = st.in_flight.get_mut(&seq).ok_or(AckError::NotInFlight)?;
                 f.deadline = Instant::now() + self.ack_timeout;
                 return Ok(());
             }
             let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
             match how {
-                Settle::Ack | Settle::InProgress => self.stats.incr(Stat::Delivered),
-                Settle::Nack(delay) => {
+                Outcome::Ack | Outcome::InProgress => self.stats.incr(Stat::Delivered),
+                Outcome::Nak(delay) => {
                     self.stats.incr(Stat::Failed);
                     let ready = Instant::now() + delay;
                     self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
                 }
-                Settle::Term => dead.push(DeadLetter {
-                    envelope: f.envelope,
-                    deliveries: f.deliveries,
-                    reason: DeadLetterReason::Terminated,
-                }),
+                // The caller recorded it (a term is never a dead letter here): drop it.
+                Outcome::Term => self.stats.incr(Stat::Terminated),
             }
         }
         let woke = !dead.is_empty();
         self.bury(dead);
         if !woke {
-            self.intake_wake();
+            // A nak with no delay makes an event fetchable now: wake fetchers.
+            self.intake.nudge();
         }
         Ok(())
-    }
-
-    fn intake_wake(&self) {
-        // A nack with no delay makes an event fetchable now: wake fetchers.
-        self.intake.nudge();
     }
 
     fn held(&self) -> usize {
@@ -373,15 +484,43 @@ impl<P: Clone> Shared<P> {
     }
 }
 
-enum Settle {
+/// How a delivery was settled.
+enum Outcome {
     Ack,
-    Nack(Duration),
+    Nak(Duration),
     Term,
     InProgress,
 }
 
-/// One fetched event. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
-/// [`term`](Self::term); dropping it unsettled means it comes back after the ack timeout.
+/// One fetched event. Settle it with [`ack`](Self::ack), [`nak`](Self::nak) or
+/// [`term`](Self::term), or extend its lease with [`in_progress`](Self::in_progress);
+/// dropping it unsettled means it comes back after the ack timeout.
+///
+/// These methods never wait, so they are plain functions; the [`Settle`]
+/// trait's async methods forward to them.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{Bus, ConsumerConfig, Event};
+/// # #[derive(Clone, Debug)] struct Job(u32);
+/// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+///
+/// let bus = Bus::new();
+/// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+/// bus.try_publish(Job(1))?;
+/// let mut d = jobs.try_fetch(1).remove(0);
+/// assert_eq!((d.payload().0, d.deliveries()), (1, 1));
+/// d.in_progress()?;            // still working: the lease starts again
+/// d.nak(Duration::ZERO)?;      // failed: deliver it again now
+/// let d = jobs.try_fetch(1).remove(0);
+/// assert_eq!(d.deliveries(), 2);
+/// d.term()?;                   // never again (recorded elsewhere)
+/// assert!(jobs.take_dead_letters().is_empty());
+/// assert_eq!(jobs.metrics().terminated, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Delivery<P> {
     envelope: Envelope<P>,
     seq: u64,
@@ -399,68 +538,79 @@ impl<P: fmt::Debug> fmt::Debug for Delivery<P> {
 }
 
 impl<P: Clone> Delivery<P> {
-    /// The event.
+    /// The event; see [`Delivery`] for an example.
     pub fn envelope(&self) -> &Envelope<P> {
         &self.envelope
     }
 
-    /// The event's payload.
+    /// The event's payload; see [`Delivery`] for an example.
     pub fn payload(&self) -> &P {
         self.envelope.payload()
     }
 
-    /// How many times this event was handed out, this time included (1 the first time).
+    /// How many times this event was handed out, this time included (1 the first time);
+    /// see [`Delivery`] for an example.
     pub fn deliveries(&self) -> u32 {
         self.deliveries
     }
 
-    /// Done: the event will not come back.
+    /// Done: the event will not come back. Counted as delivered.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
-    /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again.
+    /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again, or
+    /// the consumer closed.
     pub fn ack(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Ack)
+        self.shared.settle(self.seq, Outcome::Ack)
     }
 
-    /// Failed: deliver it again now (or dead-letter it if it reached `max_deliver`).
+    /// Failed: deliver it again after `delay` (`Duration::ZERO`: now), or dead-letter it if
+    /// it reached `max_deliver`. Counted as failed.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
-    pub fn nack(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Nack(Duration::ZERO))
+    pub fn nak(self, delay: Duration) -> Result<(), AckError> {
+        self.shared.settle(self.seq, Outcome::Nak(delay))
     }
 
-    /// Failed: deliver it again after `delay`.
+    /// Failed for good: never deliver it again. The caller has recorded it, so it does not
+    /// go to the dead-letter hook; it is counted in [`SubscriptionMetrics::terminated`].
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As [`ack`](Self::ack).
-    pub fn nack_with_delay(self, delay: Duration) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Nack(delay))
-    }
-
-    /// Failed for good: send it to the dead-letter hook now, without more attempts.
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
     pub fn term(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::Term)
+        self.shared.settle(self.seq, Outcome::Term)
     }
 
     /// Still working: push its ack timeout back by the consumer's `ack_timeout` from now.
+    ///
+    /// # Examples
+    ///
+    /// See [`Delivery`].
     ///
     /// # Errors
     ///
     /// As [`ack`](Self::ack).
     pub fn in_progress(&mut self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Settle::InProgress)
+        self.shared.settle(self.seq, Outcome::InProgress)
     }
 }
 
-impl<P: Payload> crate::source::Settle for Delivery<P> {
+impl<P: Payload> Settle for Delivery<P> {
     type Payload = P;
     type Error = AckError;
 
@@ -477,7 +627,7 @@ impl<P: Payload> crate::source::Settle for Delivery<P> {
     }
 
     async fn nak(self, delay: Duration) -> Result<(), AckError> {
-        self.nack_with_delay(delay)
+        Delivery::nak(self, delay)
     }
 
     async fn term(self) -> Result<(), AckError> {
@@ -489,7 +639,7 @@ impl<P: Payload> crate::source::Settle for Delivery<P> {
     }
 }
 
-impl<P: Payload> crate::source::Source for Consumer<P> {
+impl<P: Payload> Source for Consumer<P> {
     type Payload = P;
     type Delivery = Delivery<P>;
     type Error = std::convert::Infallible;
@@ -507,7 +657,7 @@ impl<P: Payload> crate::source::Source for Consumer<P> {
     }
 }
 
-/// A pull consumer; see the [module docs](crate#pull-consumers) and [`Bus::consumer`].
+/// A pull consumer; see the [module docs](crate#pull-consumers) and [`Bus::consumer`](crate::Bus::consumer).
 ///
 /// Dropping it unsubscribes it; what it held is dropped with it.
 ///
@@ -522,16 +672,16 @@ impl<P: Payload> crate::source::Source for Consumer<P> {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let bus = Bus::new();
 /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default().max_deliver(2))?;
-/// bus.publish(Job(1))?;
+/// bus.publish(Job(1)).await?;
 /// let first = jobs.fetch(10, Duration::from_millis(100)).await;
-/// first.into_iter().for_each(|d| d.nack().unwrap()); // fails once...
+/// first.into_iter().for_each(|d| d.nak(Duration::ZERO).unwrap()); // fails once...
 /// let again = jobs.fetch(10, Duration::from_millis(100)).await;
 /// assert_eq!(again[0].deliveries(), 2);               // ...and comes back
 /// again.into_iter().for_each(|d| d.ack().unwrap());
 /// # Ok(()) }
 /// ```
 pub struct Consumer<P> {
-    bus: Bus,
+    hub: Arc<Hub>,
     entry: Arc<SubEntry>,
     shared: Arc<Shared<P>>,
 }
@@ -547,7 +697,7 @@ impl<P> fmt::Debug for Consumer<P> {
 
 impl<P: Payload> Consumer<P> {
     pub(crate) fn create(
-        bus: Bus,
+        hub: Arc<Hub>,
         pattern: Pattern,
         config: ConsumerConfig<P>,
     ) -> Result<Consumer<P>, SubscribeError> {
@@ -587,26 +737,44 @@ impl<P: Payload> Consumer<P> {
             shared: shared.clone(),
         });
         let entry = Arc::new(SubEntry::new(
-            bus.inner.router.next_id(),
+            hub.router.next_id(),
             name,
             pattern,
             stats,
             sink,
             None,
         ));
-        if !bus.inner.add_subscription(entry.clone()) {
+        if !hub.add_subscription(entry.clone()) {
             return Err(SubscribeError::Closed);
         }
-        Ok(Consumer { bus, entry, shared })
+        Ok(Consumer { hub, entry, shared })
     }
 
     /// Takes up to `max` deliverable events without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// assert!(jobs.try_fetch(10).is_empty());
+    /// bus.try_publish(Job)?;
+    /// assert_eq!(jobs.try_fetch(10).len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_fetch(&self, max: usize) -> Vec<Delivery<P>> {
         self.shared.try_fetch(max)
     }
 
     /// Waits up to `timeout` for at least one event, then takes up to `max`.
     /// Returns an empty batch if none came, or if the bus shut down.
+    ///
+    /// # Examples
+    ///
+    /// See [`Consumer`].
     ///
     /// # Cancel safety
     ///
@@ -625,7 +793,23 @@ impl<P: Payload> Consumer<P> {
     }
 
     /// Blocking form of [`fetch`](Self::fetch), for threads outside a runtime.
-    pub fn fetch_blocking(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// let publisher = bus.clone();
+    /// std::thread::spawn(move || publisher.blocking_publish(Job));
+    /// let batch = jobs.blocking_fetch(10, Duration::from_secs(5));
+    /// assert_eq!(batch.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn blocking_fetch(&self, max: usize, timeout: Duration) -> Vec<Delivery<P>> {
         let deadline = Instant::now() + timeout;
         loop {
             let batch = self.shared.try_fetch(max);
@@ -638,17 +822,34 @@ impl<P: Payload> Consumer<P> {
         }
     }
 
-    /// Dead letters kept because no hook was configured; takes them out.
+    /// Dead letters kept because no hook was configured; takes them out. See
+    /// [`DeadLetterReason`] for an example.
     pub fn take_dead_letters(&self) -> Vec<DeadLetter<P>> {
         self.shared.state.lock().dead.drain(..).collect()
     }
 
     /// Events held: unfetched, waiting for redelivery, or in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, ConsumerConfig, Event};
+    /// # #[derive(Clone, Debug)] struct Job;
+    /// # impl Event for Job { const TYPE: &'static str = "jobs.new"; }
+    /// let bus = Bus::new();
+    /// let jobs = bus.consumer::<Job>("jobs.*", ConsumerConfig::default())?;
+    /// bus.try_publish(Job)?;
+    /// let batch = jobs.try_fetch(10);
+    /// assert_eq!(jobs.pending(), 1); // in flight
+    /// for d in batch { d.ack()?; }
+    /// assert_eq!(jobs.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.shared.held()
     }
 
-    /// The consumer's counters now.
+    /// The consumer's counters now; see [`Delivery`] for an example.
     pub fn metrics(&self) -> SubscriptionMetrics {
         self.shared.stats.snapshot(self.shared.held())
     }
@@ -656,7 +857,7 @@ impl<P: Payload> Consumer<P> {
 
 impl<P> Drop for Consumer<P> {
     fn drop(&mut self) {
-        self.bus.inner.remove_subscription(self.entry.id);
+        self.hub.remove_subscription(self.entry.id);
     }
 }
 
@@ -668,11 +869,14 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        last: bool,
-        _pristine: bool,
-        wait: bool,
+        take: Take,
+        _pack: Pack,
+        wait: Wait,
     ) -> Delivered {
-        let env = if last { slot.take() } else { slot.clone() };
+        let env = match take {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        };
         let Some(env) = env else {
             return Delivered::Closed;
         };
@@ -680,19 +884,19 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::Full
             }
             Pushed::WouldBlock(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::WouldBlock
             }
             Pushed::Closed(env) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(env);
                 }
                 Delivered::Closed
@@ -706,7 +910,7 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
 }
 
 impl<P: Payload> Room for Shared<P> {
-    fn signal(&self) -> &crate::wait::Signal {
+    fn signal(&self) -> &Signal {
         self.intake.signal()
     }
 

@@ -11,6 +11,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use crate::overflow::Overflow;
+use crate::sink::{Room, Wait};
 use crate::wait::Signal;
 
 /// What a push did.
@@ -80,10 +81,10 @@ impl<T> Queue<T> {
         self.not_full.notify();
     }
 
-    /// Pushes by the queue's overflow policy. `Block` waits for room (or for the close) when
-    /// `wait` is true and waiting is safe on this thread.
+    /// Pushes by the queue's overflow policy. `Block` waits for room (or for the close) with
+    /// [`Wait::Block`] when waiting is safe on this thread.
     #[inline]
-    pub(crate) fn push(&self, value: T, wait: bool) -> Pushed<T> {
+    pub(crate) fn push(&self, value: T, wait: Wait) -> Pushed<T> {
         if self.is_closed() {
             return Pushed::Closed(value);
         }
@@ -97,7 +98,7 @@ impl<T> Queue<T> {
     }
 
     #[cold]
-    fn push_full(&self, value: T, wait: bool) -> Pushed<T> {
+    fn push_full(&self, value: T, wait: Wait) -> Pushed<T> {
         match self.overflow {
             Overflow::Reject => Pushed::Full(value),
             Overflow::DropOldest => {
@@ -112,8 +113,10 @@ impl<T> Queue<T> {
                     None => Pushed::Queued,
                 }
             }
-            Overflow::Block if !wait => Pushed::WouldBlock(value),
-            Overflow::Block => self.push_blocking(value),
+            Overflow::Block => match wait {
+                Wait::Never => Pushed::WouldBlock(value),
+                Wait::Block => self.push_blocking(value),
+            },
         }
     }
 
@@ -253,14 +256,6 @@ impl<T> Queue<T> {
         }
         n
     }
-}
-
-/// Lets an async publisher wait for room in a queue whose payload type it does not name.
-pub(crate) trait Room: Send + Sync {
-    /// Signalled when an item leaves (or the queue closes).
-    fn signal(&self) -> &Signal;
-    /// Room for one more, or closed (a push will not wait).
-    fn has_room(&self) -> bool;
 }
 
 impl<T: Send> Room for Queue<T> {

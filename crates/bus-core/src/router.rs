@@ -23,58 +23,11 @@ use parking_lot::Mutex;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smol_str::SmolStr;
 
-use syncbus_envelope::Envelope;
-
 use crate::metrics::SubStats;
-use crate::topic::{Pattern, Topic, TopicError};
+use crate::sink::{Deliver, Sink};
 use crate::trie::PatternTrie;
-
-/// What a sink did with one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivered {
-    /// Accepted (queued, or handled inline).
-    Ok,
-    /// Accepted; an older event was dropped to make room.
-    Displaced,
-    /// Refused by the `Reject` policy.
-    Full,
-    /// Full, policy `Block`, and not allowed to wait here.
-    WouldBlock,
-    /// The subscription is gone.
-    Closed,
-}
-
-/// A subscription's lifecycle, type-erased.
-pub(crate) trait Sink: Send + Sync + 'static {
-    /// Stops intake; queued events stay to be drained.
-    fn close(&self);
-    /// Events waiting in the sink.
-    fn pending(&self) -> usize;
-    /// Tells workers to stop after the event in hand (a shutdown deadline passed).
-    fn abort(&self) {}
-    /// Drops what is still queued or abandoned by stopped workers, and says how many.
-    fn discard(&self) -> usize;
-}
-
-/// A subscription's receiving end for payload type `P`.
-pub(crate) trait Deliver<P>: Send + Sync + 'static {
-    /// Takes the envelope out of `slot` only when `last` is true; otherwise clones it.
-    /// A sink that refuses it puts it back. `pristine`: the metadata is what
-    /// `Envelope::from_event` made, apart from the topic (queues may then pack it small).
-    /// `wait`: a `Block` sink may wait for room; otherwise it answers `WouldBlock`.
-    fn deliver(
-        &self,
-        slot: &mut Option<Envelope<P>>,
-        last: bool,
-        pristine: bool,
-        wait: bool,
-    ) -> Delivered;
-
-    /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
-    fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
-        None
-    }
-}
+use crate::workers::Workers;
+use syncbus_envelope::{NameError, Pattern, Topic};
 
 pub(crate) struct SubEntry {
     pub(crate) id: u64,
@@ -83,7 +36,7 @@ pub(crate) struct SubEntry {
     pub(crate) type_id: TypeId,
     pub(crate) stats: Arc<SubStats>,
     pub(crate) sink: Arc<dyn Sink>,
-    pub(crate) workers: Option<Arc<crate::subscription::Workers>>,
+    pub(crate) workers: Option<Arc<Workers>>,
     /// An `Arc<dyn Deliver<P>>` for the entry's `P`.
     typed: Box<dyn Any + Send + Sync>,
     /// Builds the [`Group`] of entries of the same `P`.
@@ -97,7 +50,7 @@ impl SubEntry {
         pattern: Pattern,
         stats: Arc<SubStats>,
         sink: Arc<S>,
-        workers: Option<Arc<crate::subscription::Workers>>,
+        workers: Option<Arc<Workers>>,
     ) -> SubEntry {
         let typed: Arc<dyn Deliver<P>> = sink.clone();
         SubEntry {
@@ -159,7 +112,7 @@ impl PartialEq for SubRef {
 
 /// The subscriptions that receive one topic, grouped by payload type.
 pub(crate) struct Route {
-    pub(crate) topic: SmolStr,
+    pub(crate) topic: Topic,
     groups: Box<[(TypeId, Box<dyn Any + Send + Sync>)]>,
 }
 
@@ -182,7 +135,7 @@ impl Route {
             .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
     }
 
-    fn build(topic: SmolStr, mut subs: Vec<Arc<SubEntry>>) -> Route {
+    fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Route {
         subs.sort_by_key(|s| s.id);
         subs.dedup_by_key(|s| s.id);
         let mut by_type: Vec<(TypeId, Vec<Arc<SubEntry>>)> = Vec::new();
@@ -241,22 +194,22 @@ fn shard_of(topic: &str) -> usize {
 #[derive(Debug, Default)]
 struct Registry {
     subs: BTreeMap<u64, Arc<SubEntry>>,
-    literal: FxHashMap<SmolStr, Vec<Arc<SubEntry>>>,
+    literal: FxHashMap<Topic, Vec<Arc<SubEntry>>>,
     trie: PatternTrie<SubRef>,
 }
 
 impl Registry {
-    fn route(&self, topic: &str) -> Route {
+    fn route(&self, topic: &Topic) -> Route {
         let literal = self.literal.get(topic).map_or(&[][..], Vec::as_slice);
         route_for(topic, literal, &self.trie)
     }
 }
 
 /// The route of `topic`: its literal subscriptions plus every wildcard that matches.
-fn route_for(topic: &str, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef>) -> Route {
+fn route_for(topic: &Topic, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef>) -> Route {
     let mut subs = literal.to_vec();
-    trie.for_each_match(topic, |s: &SubRef| subs.push(s.0.clone()));
-    Route::build(SmolStr::new(topic), subs)
+    trie.for_each_match(topic.as_str(), |s: &SubRef| subs.push(s.0.clone()));
+    Route::build(topic.clone(), subs)
 }
 
 struct CachedRoute {
@@ -311,13 +264,9 @@ impl Router {
         let mut reg = self.registry.lock();
         reg.subs.insert(entry.id, entry.clone());
         let pattern = entry.pattern.clone();
-        if pattern.is_literal() {
-            reg.literal
-                .entry(SmolStr::new(pattern.as_str()))
-                .or_default()
-                .push(entry);
-        } else {
-            reg.trie.insert(&pattern, SubRef(entry));
+        match Topic::of_literal(&pattern) {
+            Some(topic) => reg.literal.entry(topic).or_default().push(entry),
+            None => reg.trie.insert(&pattern, SubRef(entry)),
         }
         self.publish_change(&reg, &pattern);
     }
@@ -355,25 +304,26 @@ impl Router {
         let current = self.snapshot.load_full();
         let mut next = Snapshot::clone(&current);
         next.generation += 1;
-        let topics: Vec<SmolStr> = if pattern.is_literal() {
-            vec![SmolStr::new(pattern.as_str())]
-        } else {
-            next.trie = Arc::new(reg.trie.clone());
-            reg.literal
-                .keys()
-                .filter(|t| pattern.matches_str(t))
-                .cloned()
-                .collect()
+        let topics: Vec<Topic> = match Topic::of_literal(pattern) {
+            Some(topic) => vec![topic],
+            None => {
+                next.trie = Arc::new(reg.trie.clone());
+                reg.literal
+                    .keys()
+                    .filter(|t| pattern.matches(t))
+                    .cloned()
+                    .collect()
+            }
         };
         let mut copied: FxHashMap<usize, RouteMap> = FxHashMap::default();
         for topic in topics {
-            let shard = shard_of(&topic);
+            let shard = shard_of(topic.as_str());
             let map = copied
                 .entry(shard)
                 .or_insert_with(|| RouteMap::clone(&next.shards[shard]));
             if reg.literal.contains_key(topic.as_str()) {
                 let route = Arc::new(reg.route(&topic));
-                map.insert(topic, route);
+                map.insert(topic.as_smol_str().clone(), route);
             } else {
                 map.remove(topic.as_str());
             }
@@ -390,14 +340,15 @@ impl Router {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Finds the route for `topic` and hands it to `f`. A topic nobody listens to gets
-    /// `None` (it is validated first, so a bad name is still an error).
+    /// Finds the route for the topic string `topic` and hands it to `f`. A topic nobody
+    /// listens to gets `None`. A topic that no literal subscription names is validated
+    /// first, so a bad name is still an error.
     #[inline]
     pub(crate) fn with_route<R>(
         &self,
         topic: &str,
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
-    ) -> Result<R, TopicError> {
+    ) -> Result<R, NameError> {
         let snap = self.snapshot.load();
         if let Some(route) = snap.exact(topic) {
             return Ok(f(Some(route)));
@@ -405,28 +356,46 @@ impl Router {
         self.with_route_slow(&snap, topic, f)
     }
 
+    /// [`with_route`](Self::with_route) for a topic validated when it was made (an
+    /// envelope's): it is never parsed again.
+    #[inline]
+    pub(crate) fn with_topic_route<R>(
+        &self,
+        topic: &Topic,
+        f: impl FnOnce(Option<&Arc<Route>>) -> R,
+    ) -> R {
+        let snap = self.snapshot.load();
+        if let Some(route) = snap.exact(topic.as_str()) {
+            return f(Some(route));
+        }
+        match self.with_route_slow(&snap, topic, f) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
     #[inline(never)]
-    fn with_route_slow<R>(
+    fn with_route_slow<T: TopicRef, R>(
         &self,
         snap: &Snapshot,
-        topic: &str,
+        topic: T,
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
-    ) -> Result<R, TopicError> {
+    ) -> Result<R, T::Error> {
         if snap.trie.is_empty() {
-            Topic::new(topic)?;
+            topic.validate()?;
             return Ok(f(None));
         }
-        let slot = &self.cache[slot_of(topic)];
+        let slot = &self.cache[slot_of(topic.as_str())];
         {
             let cached = slot.load();
             if let Some(c) = cached.as_deref() {
-                if c.generation == snap.generation && c.route.topic == topic {
+                if c.generation == snap.generation && c.route.topic == topic.as_str() {
                     return Ok(f(Some(&c.route)));
                 }
             }
         }
-        Topic::new(topic)?;
-        let route = Arc::new(wildcard_route(snap, topic));
+        let topic = topic.validate()?;
+        let route = Arc::new(wildcard_route(snap, &topic));
         slot.store(Some(Arc::new(CachedRoute {
             generation: snap.generation,
             route: route.clone(),
@@ -440,15 +409,44 @@ impl Router {
         if let Some(route) = snap.exact(topic.as_str()) {
             return (snap.generation, route.clone());
         }
-        (
-            snap.generation,
-            Arc::new(wildcard_route(&snap, topic.as_str())),
-        )
+        (snap.generation, Arc::new(wildcard_route(&snap, topic)))
+    }
+}
+
+/// A topic the slow path still has to validate (a string), or one validated already (a
+/// [`Topic`], which then cannot fail).
+trait TopicRef: Copy {
+    type Error;
+    fn as_str(&self) -> &str;
+    fn validate(self) -> Result<Topic, Self::Error>;
+}
+
+impl TopicRef for &str {
+    type Error = NameError;
+
+    fn as_str(&self) -> &str {
+        self
+    }
+
+    fn validate(self) -> Result<Topic, NameError> {
+        Topic::new(self)
+    }
+}
+
+impl TopicRef for &Topic {
+    type Error = std::convert::Infallible;
+
+    fn as_str(&self) -> &str {
+        Topic::as_str(self)
+    }
+
+    fn validate(self) -> Result<Topic, Self::Error> {
+        Ok(self.clone())
     }
 }
 
 /// The route of a topic no literal subscription names: wildcard matches only.
-fn wildcard_route(snap: &Snapshot, topic: &str) -> Route {
+fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Route {
     route_for(topic, &[], &snap.trie)
 }
 

@@ -11,23 +11,28 @@ use rustc_hash::FxBuildHasher;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
-use crate::bus::Bus;
 use crate::error::SubscribeError;
-use crate::handler::{run_async, run_sync, HandlerResult};
+use crate::handler::{run_async, run_sync, tracing_on, HandlerResult};
+use crate::hub::Hub;
 use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
-use crate::router::{Deliver, Delivered, Sink, SubEntry};
-use crate::topic::Pattern;
-use crate::wait::Signal;
+use crate::router::SubEntry;
+use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::workers::Workers;
+use syncbus_envelope::Pattern;
 
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Configures a push subscription; finish with [`inline`](Self::inline),
-/// [`queued`](Self::queued), [`keyed`](Self::keyed) or their `_async` forms.
+/// [`queued`](Self::queued) or [`queued_async`](Self::queued_async).
 ///
 /// A subscription receives events whose topic matches its pattern **and** whose payload type
-/// is `P`. Defaults: capacity 1024, one worker, four lanes, [`Overflow::Block`].
+/// is `P`. Defaults: capacity 1024, one worker, not keyed, [`Overflow::Block`].
+///
+/// A queued subscription made [`keyed`](Self::keyed) has lanes: the entity id picks the
+/// lane, and each lane has its own queue and one worker, so events of one entity are handled
+/// one at a time and in publish order while entities run in parallel.
 ///
 /// # Examples
 ///
@@ -46,21 +51,22 @@ type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
 ///     .subscribe::<StockChanged>("stock.*")?
 ///     .name("warehouse")
 ///     .capacity(4096)
-///     .lanes(8)
+///     .keyed(8)
 ///     .overflow(Overflow::Block)
-///     .keyed(|env| println!("{} -> {}", env.payload().sku, env.payload().qty))?;
-/// bus.publish(StockChanged { sku: 7, qty: 3 })?;
+///     .queued(|env| println!("{} -> {}", env.payload().sku, env.payload().qty))?;
+/// bus.blocking_publish(StockChanged { sku: 7, qty: 3 })?;
 /// # drop(sub);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use = "a builder does nothing until a handler is given"]
 pub struct SubscribeBuilder<P> {
-    bus: Bus,
+    hub: Arc<Hub>,
     pattern: Pattern,
     name: Option<SmolStr>,
     capacity: usize,
     workers: usize,
-    lanes: usize,
+    /// `Some(lanes)` for a keyed subscription.
+    lanes: Option<usize>,
     overflow: Overflow,
     on_lag: Option<LagFn>,
     _payload: PhantomData<fn(P)>,
@@ -80,14 +86,14 @@ impl<P> std::fmt::Debug for SubscribeBuilder<P> {
 }
 
 impl<P: Payload> SubscribeBuilder<P> {
-    pub(crate) fn new(bus: Bus, pattern: Pattern) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, pattern: Pattern) -> Self {
         SubscribeBuilder {
-            bus,
+            hub,
             pattern,
             name: None,
             capacity: 1024,
             workers: 1,
-            lanes: 4,
+            lanes: None,
             overflow: Overflow::Block,
             on_lag: None,
             _payload: PhantomData,
@@ -95,30 +101,102 @@ impl<P: Payload> SubscribeBuilder<P> {
     }
 
     /// Names the subscription in metrics, logs and shutdown reports. Defaults to the pattern.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.name("audit").inline(|_| {})?;
+    /// assert_eq!(sub.name(), "audit");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Queue capacity (per lane for keyed subscriptions). Ignored by inline subscriptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, SubscribeError};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.capacity(16).queued(|_| {})?;
+    /// let zero = bus.subscribe::<Ping>("ping")?.capacity(0).queued(|_| {});
+    /// assert!(matches!(zero, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// Workers draining a queued subscription in parallel (order is then not kept).
+    /// Workers draining a queued subscription in parallel (order is then not kept). A keyed
+    /// subscription has one worker per lane instead: do not set both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, SubscribeError};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.workers(4).queued(|_| {})?;
+    /// let both = bus.subscribe::<Ping>("ping")?.workers(4).keyed(8).queued(|_| {});
+    /// assert!(matches!(both, Err(SubscribeError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
 
-    /// Lanes of a keyed subscription: events of one entity always go to the same lane.
-    pub fn lanes(mut self, lanes: usize) -> Self {
-        self.lanes = lanes;
+    /// Makes a queued subscription keyed, with `lanes` lanes: events of one entity always go
+    /// to the same lane and are handled one at a time, in publish order; different entities
+    /// run in parallel across lanes. Events without an entity id are spread by event id.
+    /// Each lane has its own queue of [`capacity`](Self::capacity) and one worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_core::{Bus, EntityId, Event};
+    ///
+    /// #[derive(Clone, Debug)]
+    /// struct Moved { item: u64 }
+    /// impl Event for Moved {
+    ///     const TYPE: &'static str = "stock.moved";
+    ///     fn entity_id(&self) -> Option<EntityId> { Some(self.item.into()) }
+    /// }
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Moved>("stock.moved")?.keyed(4).queued(|_| {})?;
+    /// bus.blocking_publish(Moved { item: 1 })?;
+    /// assert!(sub.unsubscribe_and_wait(std::time::Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed(mut self, lanes: usize) -> Self {
+        self.lanes = Some(lanes);
         self
     }
 
     /// What to do when the queue is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Overflow};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.overflow(Overflow::Reject).queued(|_| {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
@@ -126,13 +204,41 @@ impl<P: Payload> SubscribeBuilder<P> {
 
     /// Called on the worker with the number of events lost to [`Overflow::DropOldest`],
     /// before the next event is handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Overflow};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus
+    ///     .subscribe::<Ping>("ping")?
+    ///     .overflow(Overflow::DropOldest)
+    ///     .on_lag(|lost| eprintln!("lost {lost} pings"))
+    ///     .queued(|_| {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_lag(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.on_lag = Some(Arc::new(f));
         self
     }
 
     /// Runs `handler` on the publisher's thread, during `publish`: the fastest path, and
-    /// backpressure by construction. Keep the handler short.
+    /// backpressure by construction. Keep the handler short. Queue settings (capacity,
+    /// workers, lanes, overflow) do not apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.inline(|_| println!("ping"))?;
+    /// assert_eq!(bus.blocking_publish(Ping)?, 1); // printed before this returns
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -154,38 +260,54 @@ impl<P: Payload> SubscribeBuilder<P> {
         self.register(name, stats, Arc::new(sink), None)
     }
 
-    /// Queues events for `workers` threads running `handler`.
+    /// Queues events for worker threads running `handler`: `workers` threads on one queue,
+    /// or one thread per lane when [`keyed`](Self::keyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.queued(|_| println!("ping"))?;
+    /// bus.blocking_publish(Ping)?;
+    /// assert!(bus.blocking_shutdown(Duration::from_secs(5)).is_clean());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`SubscribeError::Closed`], [`SubscribeError::InvalidConfig`] for a zero capacity or
-    /// worker count, [`SubscribeError::Spawn`] if a thread cannot start.
+    /// [`SubscribeError::Closed`], [`SubscribeError::InvalidConfig`] for a zero capacity,
+    /// worker or lane count (or workers set on a keyed subscription),
+    /// [`SubscribeError::Spawn`] if a thread cannot start.
     pub fn queued<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
     where
         F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
         R: HandlerResult,
     {
-        let workers = self.check_workers()?;
-        self.spawn_threads(false, workers, handler)
+        let shape = self.shape()?;
+        self.spawn_threads(shape, handler)
     }
 
-    /// Keyed lanes on threads: events with the same entity id are handled one at a time and
-    /// in publish order; different entities run in parallel across lanes. Events without an
-    /// entity id are spread by event id.
+    /// Queues events for tokio tasks running the async `handler`: `workers` tasks on one
+    /// queue, or one task per lane when [`keyed`](Self::keyed).
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As [`queued`](Self::queued), with the lane count checked instead of workers.
-    pub fn keyed<F, R>(self, handler: F) -> Result<Subscription, SubscribeError>
-    where
-        F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
-        R: HandlerResult,
-    {
-        let lanes = self.check_lanes()?;
-        self.spawn_threads(true, lanes, handler)
-    }
-
-    /// Queues events for `workers` tokio tasks running the async `handler`.
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.queued_async(|_| async {})?;
+    /// bus.publish(Ping).await?;
+    /// assert!(bus.shutdown(Duration::from_secs(5)).await.is_clean());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -196,23 +318,8 @@ impl<P: Payload> SubscribeBuilder<P> {
         Fut: Future<Output = R> + Send + 'static,
         R: HandlerResult,
     {
-        let workers = self.check_workers()?;
-        self.spawn_tasks(false, workers, handler)
-    }
-
-    /// Keyed lanes on tokio tasks; see [`keyed`](Self::keyed).
-    ///
-    /// # Errors
-    ///
-    /// As [`queued_async`](Self::queued_async).
-    pub fn keyed_async<F, Fut, R>(self, handler: F) -> Result<Subscription, SubscribeError>
-    where
-        F: Fn(Envelope<P>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: HandlerResult,
-    {
-        let lanes = self.check_lanes()?;
-        self.spawn_tasks(true, lanes, handler)
+        let shape = self.shape()?;
+        self.spawn_tasks(shape, handler)
     }
 
     fn display_name(&self) -> SmolStr {
@@ -221,45 +328,44 @@ impl<P: Payload> SubscribeBuilder<P> {
             .unwrap_or_else(|| SmolStr::new(self.pattern.as_str()))
     }
 
-    fn check_workers(&self) -> Result<usize, SubscribeError> {
+    /// Checks the queue settings: how many workers, and whether each has a lane of its own.
+    fn shape(&self) -> Result<Shape, SubscribeError> {
         if self.capacity == 0 {
             return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
         }
         if self.workers == 0 {
             return Err(SubscribeError::InvalidConfig("workers must be at least 1"));
         }
-        Ok(self.workers)
+        match self.lanes {
+            None => Ok(Shape {
+                keyed: false,
+                workers: self.workers,
+            }),
+            Some(0) => Err(SubscribeError::InvalidConfig("lanes must be at least 1")),
+            Some(_) if self.workers != 1 => Err(SubscribeError::InvalidConfig(
+                "a keyed subscription runs one worker per lane: set keyed(lanes) or workers(n), not both",
+            )),
+            Some(lanes) => Ok(Shape {
+                keyed: true,
+                workers: lanes,
+            }),
+        }
     }
 
-    fn check_lanes(&self) -> Result<usize, SubscribeError> {
-        if self.capacity == 0 {
-            return Err(SubscribeError::InvalidConfig("capacity must be at least 1"));
-        }
-        if self.lanes == 0 {
-            return Err(SubscribeError::InvalidConfig("lanes must be at least 1"));
-        }
-        Ok(self.lanes)
-    }
-
-    fn queues(&self, keyed: bool, n: usize, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
-        let count = if keyed { n } else { 1 };
+    fn queues(&self, shape: Shape, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
+        let count = if shape.keyed { shape.workers } else { 1 };
         (0..count)
             .map(|_| Arc::new(Queue::new(self.capacity, self.overflow, drainer)))
             .collect()
     }
 
-    fn spawn_threads<F, R>(
-        self,
-        keyed: bool,
-        n: usize,
-        handler: F,
-    ) -> Result<Subscription, SubscribeError>
+    fn spawn_threads<F, R>(self, shape: Shape, handler: F) -> Result<Subscription, SubscribeError>
     where
         F: Fn(&Envelope<P>) -> R + Send + Sync + 'static,
         R: HandlerResult,
     {
         let handler = Arc::new(handler);
-        self.start_workers(keyed, n, Drainer::Threads, |i, ctx, queue| {
+        self.start_workers(shape, Drainer::Threads, |i, ctx, queue| {
             let handler = handler.clone();
             std::thread::Builder::new()
                 .name(format!("syncbus-{}-{i}", ctx.name))
@@ -270,8 +376,7 @@ impl<P: Payload> SubscribeBuilder<P> {
 
     fn spawn_tasks<F, Fut, R>(
         self,
-        keyed: bool,
-        n: usize,
+        shape: Shape,
         handler: F,
     ) -> Result<Subscription, SubscribeError>
     where
@@ -282,32 +387,31 @@ impl<P: Payload> SubscribeBuilder<P> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
-        self.start_workers(keyed, n, Drainer::Tasks, |_, ctx, queue| {
+        self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
             let handler = handler.clone();
             runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
             Ok(())
         })
     }
 
-    /// Builds the queues (one, or one per lane) and starts `n` workers on them with `spawn`;
+    /// Builds the queues (one, or one per lane) and starts the workers on them with `spawn`;
     /// if one cannot start, the queues close and the others drain and stop.
     fn start_workers(
         self,
-        keyed: bool,
-        n: usize,
+        shape: Shape,
         drainer: Drainer,
         mut spawn: impl FnMut(usize, WorkerCtx, Arc<Queue<P::Packed>>) -> std::io::Result<()>,
     ) -> Result<Subscription, SubscribeError> {
-        if self.bus.is_closed() {
+        if self.hub.is_closed() {
             return Err(SubscribeError::Closed);
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let queues = self.queues(keyed, n, drainer);
+        let queues = self.queues(shape, drainer);
         let workers = Arc::new(Workers::default());
         let stop = Arc::new(Stop::default());
-        let completion = &self.bus.inner.completion;
-        for i in 0..n {
+        let completion = &self.hub.completion;
+        for i in 0..shape.workers {
             let ctx = WorkerCtx {
                 stats: stats.clone(),
                 stop: stop.clone(),
@@ -318,7 +422,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             };
             workers.start();
             completion.start();
-            let queue = queues[if keyed { i } else { 0 }].clone();
+            let queue = queues[if shape.keyed { i } else { 0 }].clone();
             if let Err(e) = spawn(i, ctx, queue) {
                 // The worker never ran, so its `Done` guard never will.
                 workers.finish();
@@ -331,7 +435,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
         let sink = QueueSink {
             queues,
-            keyed,
+            keyed: shape.keyed,
             stop,
         };
         self.register(name, stats, Arc::new(sink), Some(workers))
@@ -345,23 +449,31 @@ impl<P: Payload> SubscribeBuilder<P> {
         workers: Option<Arc<Workers>>,
     ) -> Result<Subscription, SubscribeError> {
         let entry = Arc::new(SubEntry::new(
-            self.bus.inner.router.next_id(),
+            self.hub.router.next_id(),
             name,
             self.pattern,
             stats,
             sink,
             workers,
         ));
-        if !self.bus.inner.add_subscription(entry.clone()) {
+        if !self.hub.add_subscription(entry.clone()) {
             entry.sink.close();
             return Err(SubscribeError::Closed);
         }
         Ok(Subscription {
-            bus: self.bus,
+            hub: self.hub,
             entry,
             detached: false,
         })
     }
+}
+
+/// How a queued subscription's workers are laid out.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// One lane (queue) per worker, picked by entity id; otherwise one shared queue.
+    keyed: bool,
+    workers: usize,
 }
 
 /// A live push subscription. Dropping it unsubscribes; [`detach`](Self::detach) keeps it
@@ -379,13 +491,13 @@ impl<P: Payload> SubscribeBuilder<P> {
 ///
 /// let bus = Bus::new();
 /// let sub = bus.subscribe::<Ping>("ping").unwrap().inline(|_| {}).unwrap();
-/// assert_eq!(bus.publish(Ping).unwrap(), 1);
+/// assert_eq!(bus.blocking_publish(Ping).unwrap(), 1);
 /// sub.unsubscribe();
-/// assert_eq!(bus.publish(Ping).unwrap(), 0);
+/// assert_eq!(bus.blocking_publish(Ping).unwrap(), 0);
 /// ```
 #[must_use = "dropping a Subscription unsubscribes it; call .detach() to keep it"]
 pub struct Subscription {
-    bus: Bus,
+    hub: Arc<Hub>,
     entry: Arc<SubEntry>,
     detached: bool,
 }
@@ -402,32 +514,108 @@ impl std::fmt::Debug for Subscription {
 
 impl Subscription {
     /// The subscription's id, unique within its bus.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let a = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// let b = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.entry.id
     }
 
     /// The subscription's name (the pattern unless named).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// assert_eq!(sub.name(), "ping");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.entry.name
     }
 
     /// The pattern it listens on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("pings.>")?.inline(|_| {})?;
+    /// assert!(sub.pattern().matches_str("pings.eu"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pattern(&self) -> &Pattern {
         &self.entry.pattern
     }
 
     /// Its counters now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// bus.try_publish(Ping)?;
+    /// assert_eq!(sub.metrics().delivered, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> SubscriptionMetrics {
         self.entry.stats.snapshot(self.entry.sink.pending())
     }
 
     /// Stops new deliveries. Queued events are still handled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.queued(|_| {})?;
+    /// sub.unsubscribe();
+    /// assert_eq!(bus.try_publish(Ping)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unsubscribe(mut self) {
         self.remove();
     }
 
     /// Stops new deliveries and waits up to `timeout` for the workers to finish what is
     /// queued. Returns `true` if they finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe::<Ping>("ping")?.queued(|_| {})?;
+    /// for _ in 0..10 { bus.blocking_publish(Ping)?; }
+    /// assert!(sub.unsubscribe_and_wait(std::time::Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unsubscribe_and_wait(mut self, timeout: std::time::Duration) -> bool {
         self.remove();
         match &self.entry.workers {
@@ -437,13 +625,25 @@ impl Subscription {
     }
 
     /// Keeps the subscription running after this handle is dropped, until the bus shuts down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::Bus;
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// bus.subscribe::<Ping>("ping")?.inline(|_| {})?.detach();
+    /// assert_eq!(bus.try_publish(Ping)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn detach(mut self) {
         self.detached = true;
     }
 
     fn remove(&mut self) {
         self.detached = true;
-        self.bus.inner.remove_subscription(self.entry.id);
+        self.hub.remove_subscription(self.entry.id);
     }
 }
 
@@ -452,42 +652,6 @@ impl Drop for Subscription {
         if !self.detached {
             self.remove();
         }
-    }
-}
-
-/// Counts running workers, bus-wide or per subscription, and wakes whoever waits for zero.
-#[derive(Debug, Default)]
-pub(crate) struct Workers {
-    running: AtomicUsize,
-    signal: Signal,
-}
-
-impl Workers {
-    pub(crate) fn start(&self) {
-        self.running.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn finish(&self) {
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        self.signal.notify();
-    }
-
-    pub(crate) fn is_idle(&self) -> bool {
-        self.running.load(Ordering::SeqCst) == 0
-    }
-
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        self.signal
-            .wait_until(deadline, || {
-                (self.running.load(Ordering::SeqCst) == 0).then_some(())
-            })
-            .is_some()
-    }
-
-    pub(crate) async fn wait_async(&self) {
-        self.signal
-            .wait_async(|| (self.running.load(Ordering::SeqCst) == 0).then_some(()))
-            .await
     }
 }
 
@@ -514,7 +678,7 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if crate::handler::tracing_on() {
+            if tracing_on() {
                 let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
                 run_sync(&self.stats, &self.name, || handler(&env));
             } else {
@@ -537,7 +701,7 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if crate::handler::tracing_on() {
+            if tracing_on() {
                 use tracing::Instrument;
                 let span = tracing::trace_span!("handle", subscription = %self.name);
                 run_async(&self.stats, &self.name, handler(env))
@@ -589,9 +753,9 @@ where
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        _last: bool,
-        _pristine: bool,
-        _wait: bool,
+        _take: Take,
+        _pack: Pack,
+        _wait: Wait,
     ) -> Delivered {
         if self.closed.load(Ordering::Relaxed) {
             return Delivered::Closed;
@@ -599,7 +763,7 @@ where
         let Some(env) = slot.as_ref() else {
             return Delivered::Closed;
         };
-        if crate::handler::tracing_on() {
+        if tracing_on() {
             let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
             run_sync(&self.stats, &self.name, || (self.handler)(env));
         } else {
@@ -675,32 +839,35 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
     fn deliver(
         &self,
         slot: &mut Option<Envelope<P>>,
-        last: bool,
-        pristine: bool,
-        wait: bool,
+        take: Take,
+        pack: Pack,
+        wait: Wait,
     ) -> Delivered {
-        let env = if last { slot.take() } else { slot.clone() };
+        let env = match take {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        };
         let Some(env) = env else {
             return Delivered::Closed;
         };
         let queue = &self.queues[self.lane(&env)];
-        match queue.push(P::pack(env, pristine), wait) {
+        match queue.push(P::pack(env, pack == Pack::Lite), wait) {
             Pushed::Queued => Delivered::Ok,
             Pushed::Displaced => Delivered::Displaced,
             Pushed::Full(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::Full
             }
             Pushed::WouldBlock(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::WouldBlock
             }
             Pushed::Closed(packed) => {
-                if last {
+                if take == Take::Move {
                     *slot = Some(P::unpack(packed));
                 }
                 Delivered::Closed
@@ -708,7 +875,7 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
         }
     }
 
-    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn crate::queue::Room>> {
+    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
         Some(self.queues[self.lane(envelope)].clone())
     }
 }

@@ -9,7 +9,7 @@
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 
-use crate::topic::Pattern;
+use syncbus_envelope::Pattern;
 
 /// A multimap from [`Pattern`]s to values, queried by topic.
 ///

@@ -92,8 +92,8 @@ fn steady_state_publish_does_not_allocate() {
         .subscribe::<Reading>("sensors.*")
         .unwrap()
         .capacity(N as usize * 2)
-        .lanes(2)
-        .keyed(move |env| {
+        .keyed(2)
+        .queued(move |env| {
             k.fetch_add(env.payload().value as u64, Ordering::Relaxed);
         })
         .unwrap();
@@ -107,13 +107,13 @@ fn steady_state_publish_does_not_allocate() {
     };
     // Warm up: thread-locals, route caches, worker buffers.
     for i in 0..100 {
-        bus.publish(Reading {
+        bus.blocking_publish(Reading {
             sensor: i,
             value: 1.0,
         })
         .unwrap();
         publisher
-            .publish(Reading {
+            .blocking_publish(Reading {
                 sensor: i,
                 value: 1.0,
             })
@@ -126,7 +126,7 @@ fn steady_state_publish_does_not_allocate() {
 
     let by_type = count_allocs(|| {
         for i in 0..N {
-            bus.publish(Reading {
+            bus.blocking_publish(Reading {
                 sensor: i % 16,
                 value: 1.0,
             })
@@ -136,7 +136,7 @@ fn steady_state_publish_does_not_allocate() {
     let bound = count_allocs(|| {
         for i in 0..N {
             publisher
-                .publish(Reading {
+                .blocking_publish(Reading {
                     sensor: i % 16,
                     value: 1.0,
                 })

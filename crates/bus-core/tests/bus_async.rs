@@ -1,5 +1,5 @@
 //! Publishing from async code: no deadlock when a `Block` queue fills up inside a runtime,
-//! `publish_async` awaits room, `try_publish` never waits.
+//! `publish(..).await` awaits room, `try_publish` never waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,7 +48,7 @@ fn blocking_publish_inside_a_multi_thread_runtime_does_not_deadlock() {
     let b = bus.clone();
     let producer = rt.spawn(async move {
         for i in 0..20_000 {
-            b.publish(Ev(i)).unwrap();
+            b.blocking_publish(Ev(i)).unwrap();
         }
     });
     let finished =
@@ -66,17 +66,17 @@ async fn blocking_publish_on_a_current_thread_runtime_refuses_instead_of_hanging
     let bus = Bus::new();
     let (seen, _sub) = counting_async_sub(&bus, 2);
     // The consumer task cannot run while this task does not yield: fill the queue.
-    bus.publish(Ev(0)).unwrap();
-    bus.publish(Ev(1)).unwrap();
-    match bus.publish(Ev(2)) {
+    bus.blocking_publish(Ev(0)).unwrap();
+    bus.blocking_publish(Ev(1)).unwrap();
+    match bus.blocking_publish(Ev(2)) {
         Err(PublishError::WouldBlock(ev)) => assert_eq!(ev, Ev(2)),
         other => panic!("expected WouldBlock, got {other:?}"),
     }
-    let err = bus.publish(Ev(3)).unwrap_err();
-    assert!(err.to_string().contains("publish_async"), "{err}");
+    let err = bus.blocking_publish(Ev(3)).unwrap_err();
+    assert!(err.to_string().contains("publish(..).await"), "{err}");
     // The async form waits for the consumer instead.
     for i in 2..100 {
-        assert_eq!(bus.publish_async(Ev(i)).await.unwrap(), 1);
+        assert_eq!(bus.publish(Ev(i)).await.unwrap(), 1);
     }
     while seen.load(Ordering::SeqCst) < 100 {
         tokio::task::yield_now().await;
@@ -84,16 +84,16 @@ async fn blocking_publish_on_a_current_thread_runtime_refuses_instead_of_hanging
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn publish_async_waits_for_every_full_subscription() {
+async fn publish_waits_for_every_full_subscription() {
     let bus = Bus::new();
     let (a, _sa) = counting_async_sub(&bus, 1);
     let (b, _sb) = counting_async_sub(&bus, 3);
     let p = bus.publisher::<Ev>("ev").unwrap();
     for i in 0..500 {
         let n = if i % 2 == 0 {
-            bus.publish_async(Ev(i)).await.unwrap()
+            bus.publish(Ev(i)).await.unwrap()
         } else {
-            p.publish_async(Ev(i)).await.unwrap()
+            p.publish(Ev(i)).await.unwrap()
         };
         assert_eq!(n, 2);
     }
@@ -104,7 +104,7 @@ async fn publish_async_waits_for_every_full_subscription() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn publish_async_waits_for_a_pull_consumer_to_fetch() {
+async fn publish_waits_for_a_pull_consumer_to_fetch() {
     let bus = Bus::new();
     let consumer = bus
         .consumer::<Ev>("ev", ConsumerConfig::default().max_pending(2))
@@ -112,7 +112,7 @@ async fn publish_async_waits_for_a_pull_consumer_to_fetch() {
     let b = bus.clone();
     let producer = tokio::spawn(async move {
         for i in 0..10 {
-            b.publish_async(Ev(i)).await.unwrap();
+            b.publish(Ev(i)).await.unwrap();
         }
     });
     let mut got = Vec::new();
@@ -141,7 +141,7 @@ fn try_publish_never_waits() {
             }
         })
         .unwrap();
-    bus.publish(Ev(0)).unwrap();
+    bus.blocking_publish(Ev(0)).unwrap();
     while sub.metrics().pending > 0 {
         std::thread::yield_now();
     }
@@ -160,16 +160,16 @@ fn try_publish_never_waits() {
 }
 
 #[tokio::test]
-async fn publish_async_reports_closed_and_bad_topics() {
+async fn publish_reports_closed_and_bad_topics() {
     let bus = Bus::new();
     assert!(matches!(
-        bus.publish_to_async("a..b", Ev(1)).await,
+        bus.publish_to("a..b", Ev(1)).await,
         Err(PublishError::InvalidTopic(Ev(1), _))
     ));
-    assert_eq!(bus.publish_to_async("nobody.here", Ev(2)).await.unwrap(), 0);
+    assert_eq!(bus.publish_to("nobody.here", Ev(2)).await.unwrap(), 0);
     bus.shutdown(Duration::from_secs(1)).await;
     assert!(matches!(
-        bus.publish_async(Ev(3)).await,
+        bus.publish(Ev(3)).await,
         Err(PublishError::Closed(Ev(3)))
     ));
 }

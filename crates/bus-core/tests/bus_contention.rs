@@ -103,9 +103,9 @@ fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
                         started_at: EPOCH.load(Ordering::SeqCst),
                     };
                     if seq % 2 == 0 {
-                        bound.publish(ev).unwrap();
+                        bound.blocking_publish(ev).unwrap();
                     } else {
-                        bus.publish_to("load.t0", ev).unwrap();
+                        bus.blocking_publish_to("load.t0", ev).unwrap();
                     }
                 }
             })

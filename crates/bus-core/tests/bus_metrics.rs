@@ -90,14 +90,14 @@ fn bus_metrics_count_and_export() {
             }
         })
         .unwrap();
-    bus.publish(Ping(0)).unwrap();
+    bus.blocking_publish(Ping(0)).unwrap();
     while lagging.metrics().pending > 0 {
         std::thread::yield_now();
     }
     for i in 1..10 {
-        bus.publish(Ping(i)).unwrap();
+        bus.blocking_publish(Ping(i)).unwrap();
     }
-    bus.publish_to("nobody", Ping(99)).unwrap();
+    bus.blocking_publish_to("nobody", Ping(99)).unwrap();
     let m = bus.metrics();
     assert_eq!(m.published, 11);
     assert_eq!(m.unrouted, 1);
@@ -112,7 +112,7 @@ fn bus_metrics_count_and_export() {
 
     let capture = Capture::default();
     let values = capture.0.clone();
-    metrics::with_local_recorder(&capture, || m.emit());
+    metrics::with_local_recorder(&capture, || m.record());
     let v = values.lock().unwrap();
     assert_eq!(v["syncbus_published_total"], 11.0);
     assert_eq!(v["syncbus_unrouted_total"], 1.0);
@@ -121,6 +121,10 @@ fn bus_metrics_count_and_export() {
     assert_eq!(v["syncbus_lagging_subscriptions"], 1.0);
     assert_eq!(v["syncbus_subscriptions"], 3.0);
     assert_eq!(v["syncbus_delivered_total"], m.delivered as f64);
+    assert_eq!(
+        v["syncbus_terminated_total"], 0.0,
+        "exported even when zero"
+    );
     drop(v);
     gate.wait();
 }

@@ -1,4 +1,4 @@
-//! Pull consumers: fetch, ack, nack, ack timeout, max deliveries, term, dead letters,
+//! Pull consumers: fetch, ack, nak, ack timeout, max deliveries, term, dead letters,
 //! retention overflow.
 
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ fn fetch_and_ack_in_publish_order() {
         .consumer::<Job>("jobs.*", ConsumerConfig::default())
         .unwrap();
     for i in 0..10 {
-        assert_eq!(bus.publish(Job(i)).unwrap(), 1);
+        assert_eq!(bus.blocking_publish(Job(i)).unwrap(), 1);
     }
     assert_eq!(c.pending(), 10);
     let a = c.try_fetch(4);
@@ -50,17 +50,17 @@ fn nack_redelivers_and_delay_is_honoured() {
     let c = bus
         .consumer::<Job>("jobs.new", ConsumerConfig::default())
         .unwrap();
-    bus.publish(Job(1)).unwrap();
-    bus.publish(Job(2)).unwrap();
+    bus.blocking_publish(Job(1)).unwrap();
+    bus.blocking_publish(Job(2)).unwrap();
     let mut batch = c.try_fetch(2);
     let second = batch.pop().unwrap();
     let first = batch.pop().unwrap();
-    first.nack().unwrap();
-    second.nack_with_delay(Duration::from_millis(150)).unwrap();
+    first.nak(Duration::ZERO).unwrap();
+    second.nak(Duration::from_millis(150)).unwrap();
     let again = c.try_fetch(10);
     assert_eq!(seqs(&again), vec![1], "the delayed one is not due yet");
     assert_eq!(again[0].deliveries(), 2);
-    let later = c.fetch_blocking(10, Duration::from_secs(5));
+    let later = c.blocking_fetch(10, Duration::from_secs(5));
     assert_eq!(seqs(&later), vec![2]);
     assert_eq!(later[0].deliveries(), 2);
     for d in again.into_iter().chain(later) {
@@ -79,12 +79,12 @@ fn unacked_delivery_comes_back_after_ack_timeout() {
             ConsumerConfig::default().ack_timeout(Duration::from_millis(300)),
         )
         .unwrap();
-    bus.publish(Job(7)).unwrap();
+    bus.blocking_publish(Job(7)).unwrap();
     let first = c.try_fetch(1);
     assert_eq!(first.len(), 1);
     assert!(c.try_fetch(1).is_empty(), "in flight, not yet due");
     let started = Instant::now();
-    let again = c.fetch_blocking(1, Duration::from_secs(5));
+    let again = c.blocking_fetch(1, Duration::from_secs(5));
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!(seqs(&again), vec![7]);
     assert_eq!(again[0].deliveries(), 2);
@@ -109,12 +109,17 @@ fn max_deliveries_go_to_the_dead_letter_hook() {
                 .on_dead_letter(move |dl| d.lock().unwrap().push(dl)),
         )
         .unwrap();
-    bus.publish(Job(9)).unwrap();
+    bus.blocking_publish(Job(9)).unwrap();
     for attempt in 1..=3 {
         let batch = c.try_fetch(1);
         assert_eq!(batch.len(), 1, "attempt {attempt}");
         assert_eq!(batch[0].deliveries(), attempt);
-        batch.into_iter().next().unwrap().nack().unwrap();
+        batch
+            .into_iter()
+            .next()
+            .unwrap()
+            .nak(Duration::ZERO)
+            .unwrap();
     }
     assert!(c.try_fetch(1).is_empty());
     let dead = dead.lock().unwrap();
@@ -137,9 +142,9 @@ fn ack_timeouts_count_towards_max_deliveries() {
                 .ack_timeout(Duration::from_millis(20)),
         )
         .unwrap();
-    bus.publish(Job(1)).unwrap();
+    bus.blocking_publish(Job(1)).unwrap();
     drop(c.try_fetch(1));
-    let second = c.fetch_blocking(1, Duration::from_secs(5));
+    let second = c.blocking_fetch(1, Duration::from_secs(5));
     assert_eq!(second[0].deliveries(), 2);
     drop(second);
     std::thread::sleep(Duration::from_millis(40));
@@ -152,19 +157,36 @@ fn ack_timeouts_count_towards_max_deliveries() {
 }
 
 #[test]
-fn term_dead_letters_immediately() {
+fn term_drops_the_event_without_a_dead_letter() {
+    let hooked = Arc::new(Mutex::new(Vec::new()));
+    let h = hooked.clone();
     let bus = Bus::new();
     let c = bus
         .consumer::<Job>("jobs.new", ConsumerConfig::default())
         .unwrap();
-    bus.publish(Job(3)).unwrap();
-    let d = c.try_fetch(1).into_iter().next().unwrap();
-    d.term().unwrap();
-    let dead = c.take_dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].reason, DeadLetterReason::Terminated);
-    assert_eq!(dead[0].deliveries, 1);
-    assert!(c.try_fetch(1).is_empty());
+    let with_hook = bus
+        .consumer::<Job>(
+            "jobs.new",
+            ConsumerConfig::default().on_dead_letter(move |dl: DeadLetter<Job>| {
+                h.lock().unwrap().push(dl.envelope.payload().0)
+            }),
+        )
+        .unwrap();
+    bus.blocking_publish(Job(3)).unwrap();
+    for consumer in [&c, &with_hook] {
+        let d = consumer.try_fetch(1).into_iter().next().unwrap();
+        d.term().unwrap();
+        // Never delivered again, even after the ack timeout would have passed.
+        assert!(consumer.try_fetch(1).is_empty());
+        let m = consumer.metrics();
+        assert_eq!((m.terminated, m.dead_lettered, m.failed), (1, 0, 0));
+        assert_eq!(consumer.pending(), 0);
+    }
+    // The caller recorded it: it is not a dead letter, kept or hooked.
+    assert!(c.take_dead_letters().is_empty());
+    assert!(hooked.lock().unwrap().is_empty());
+    let totals = bus.metrics();
+    assert_eq!((totals.terminated, totals.dead_lettered), (2, 0));
 }
 
 #[test]
@@ -178,9 +200,9 @@ fn retention_overflow_policies() {
                 .overflow(Overflow::Reject),
         )
         .unwrap();
-    bus.publish_to("a", Job(1)).unwrap();
-    bus.publish_to("a", Job(2)).unwrap();
-    match bus.publish_to("a", Job(3)) {
+    bus.blocking_publish_to("a", Job(1)).unwrap();
+    bus.blocking_publish_to("a", Job(2)).unwrap();
+    match bus.blocking_publish_to("a", Job(3)) {
         Err(PublishError::Full(job)) => assert_eq!(job, Job(3)),
         other => panic!("expected Full, got {other:?}"),
     }
@@ -195,7 +217,7 @@ fn retention_overflow_policies() {
         )
         .unwrap();
     for i in 1..=5 {
-        bus.publish_to("b", Job(i)).unwrap();
+        bus.blocking_publish_to("b", Job(i)).unwrap();
     }
     assert_eq!(seqs(&drop_oldest.try_fetch(10)), vec![4, 5]);
     assert_eq!(drop_oldest.metrics().dropped, 3);
@@ -203,10 +225,10 @@ fn retention_overflow_policies() {
     let block = bus
         .consumer::<Job>("c", ConsumerConfig::default().max_pending(1))
         .unwrap();
-    bus.publish_to("c", Job(1)).unwrap();
+    bus.blocking_publish_to("c", Job(1)).unwrap();
     let publisher = {
         let bus = bus.clone();
-        std::thread::spawn(move || bus.publish_to("c", Job(2)).unwrap())
+        std::thread::spawn(move || bus.blocking_publish_to("c", Job(2)).unwrap())
     };
     std::thread::sleep(Duration::from_millis(50));
     assert!(
@@ -230,7 +252,7 @@ async fn async_fetch_waits_for_events() {
     let b = bus.clone();
     let publisher = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        b.publish(Job(5)).unwrap();
+        b.publish(Job(5)).await.unwrap();
     });
     let got = c.fetch(10, Duration::from_secs(5)).await;
     assert_eq!(seqs(&got), vec![5]);
@@ -256,7 +278,7 @@ fn consumer_errors() {
         bus.consumer::<Job>("a", ConsumerConfig::default().ack_timeout(Duration::ZERO)),
         Err(SubscribeError::InvalidConfig(_))
     ));
-    bus.shutdown_blocking(Duration::from_millis(10));
+    bus.blocking_shutdown(Duration::from_millis(10));
     assert!(matches!(
         bus.consumer::<Job>("a", ConsumerConfig::default()),
         Err(SubscribeError::Closed)
@@ -269,7 +291,7 @@ fn dropping_a_consumer_unsubscribes_it() {
     let c = bus
         .consumer::<Job>("jobs.new", ConsumerConfig::default())
         .unwrap();
-    assert_eq!(bus.publish(Job(1)).unwrap(), 1);
+    assert_eq!(bus.blocking_publish(Job(1)).unwrap(), 1);
     drop(c);
-    assert_eq!(bus.publish(Job(2)).unwrap(), 0);
+    assert_eq!(bus.blocking_publish(Job(2)).unwrap(), 0);
 }

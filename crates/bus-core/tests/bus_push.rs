@@ -5,8 +5,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use syncbus_core::{
-    Bus, Bytes, EntityId, Envelope, Event, EventType, Metadata, Overflow, PublishError,
-    SubscribeError, TopicError,
+    Bus, Bytes, EntityId, Envelope, Event, EventType, Metadata, NameReason, Overflow, PublishError,
+    SubscribeError, Topic,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +48,7 @@ fn inline_handler_runs_before_publish_returns() {
         .inline(move |env| s.lock().unwrap().push(env.payload().seq))
         .unwrap();
     for seq in 0..5 {
-        assert_eq!(bus.publish(Placed { order: 1, seq }).unwrap(), 1);
+        assert_eq!(bus.blocking_publish(Placed { order: 1, seq }).unwrap(), 1);
         assert_eq!(seen.lock().unwrap().len() as u64, seq + 1);
     }
     assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 4]);
@@ -67,10 +67,13 @@ fn envelope_carries_metadata() {
         .unwrap()
         .inline(move |env| *s.lock().unwrap() = Some(env.clone()))
         .unwrap();
-    bus.publish_to("orders.eu.placed", Placed { order: 42, seq: 0 })
+    bus.blocking_publish_to("orders.eu.placed", Placed { order: 42, seq: 0 })
         .unwrap();
     let env = seen.lock().unwrap().take().expect("delivered");
-    assert_eq!(env.meta().topic(), Some("orders.eu.placed"));
+    assert_eq!(
+        env.meta().topic().map(Topic::as_str),
+        Some("orders.eu.placed")
+    );
     assert_eq!(env.meta().event_type().as_str(), "orders.placed");
     assert_eq!(env.meta().entity_id().map(|e| e.as_str()), Some("42"));
     assert!(env.id().timestamp_ms().is_some(), "ids are UUIDv7");
@@ -120,20 +123,24 @@ fn wildcards_route_by_pattern_and_type() {
         .unwrap();
 
     let p = || Placed { order: 1, seq: 0 };
-    assert_eq!(bus.publish_to("orders.x", p()).unwrap(), 3);
-    assert_eq!(bus.publish_to("orders.eu.x", p()).unwrap(), 2);
-    assert_eq!(bus.publish_to("orders", p()).unwrap(), 1);
-    assert_eq!(bus.publish_to("billing.x", p()).unwrap(), 1);
-    assert_eq!(bus.publish_to("orders.eu", Shipped(1)).unwrap(), 1);
+    assert_eq!(bus.blocking_publish_to("orders.x", p()).unwrap(), 3);
+    assert_eq!(bus.blocking_publish_to("orders.eu.x", p()).unwrap(), 2);
+    assert_eq!(bus.blocking_publish_to("orders", p()).unwrap(), 1);
+    assert_eq!(bus.blocking_publish_to("billing.x", p()).unwrap(), 1);
+    assert_eq!(bus.blocking_publish_to("orders.eu", Shipped(1)).unwrap(), 1);
     assert_eq!(
         (count(&one), count(&rest), count(&all), count(&shipped)),
         (1, 2, 4, 1)
     );
     // Repeated publishes hit the cached route and give the same answer.
     for _ in 0..3 {
-        assert_eq!(bus.publish_to("orders.eu.x", p()).unwrap(), 2);
+        assert_eq!(bus.blocking_publish_to("orders.eu.x", p()).unwrap(), 2);
     }
-    assert_eq!(bus.publish_to("nobody.listens", Shipped(1)).unwrap(), 0);
+    assert_eq!(
+        bus.blocking_publish_to("nobody.listens", Shipped(1))
+            .unwrap(),
+        0
+    );
     assert_eq!(bus.metrics().unrouted, 1);
 }
 
@@ -147,29 +154,24 @@ fn bytes_envelopes_route_to_bytes_subscribers() {
         .unwrap()
         .inline(move |env| g.lock().unwrap().push(env.payload().clone()))
         .unwrap();
-    let meta =
-        Metadata::new(EventType::new("webhook.received").unwrap()).with_topic("ingress.stripe");
+    let meta = Metadata::new(EventType::new("webhook.received").unwrap())
+        .with_topic(Topic::from_static("ingress.stripe"));
     let env = Envelope::new(meta, Bytes::from_static(br#"{"a":1}"#));
-    assert_eq!(bus.publish_envelope(env).unwrap(), 1);
+    assert_eq!(bus.blocking_publish_envelope(env).unwrap(), 1);
     assert_eq!(got.lock().unwrap()[0].as_ref(), br#"{"a":1}"#);
 
-    let bad_topic = Envelope::new(
-        Metadata::new(EventType::new("x").unwrap()).with_topic("ingress..stripe"),
-        Bytes::from_static(b"2"),
-    );
-    match bus.publish_envelope(bad_topic) {
-        Err(PublishError::InvalidTopic(back, TopicError::EmptyToken { .. })) => {
-            assert_eq!(back.payload().as_ref(), b"2")
-        }
-        other => panic!("expected InvalidTopic, got {other:?}"),
-    }
+    // A bad topic never reaches an envelope: metadata takes a `Topic`, validated once.
+    assert!(matches!(
+        Topic::new("ingress..stripe").unwrap_err().reason(),
+        NameReason::EmptyToken { index: 1, .. }
+    ));
 
     let no_topic = Envelope::new(
         Metadata::new(EventType::new("x").unwrap()),
         Bytes::from_static(b"1"),
     );
-    match bus.publish_envelope(no_topic) {
-        Err(PublishError::InvalidTopic(back, TopicError::Empty)) => {
+    match bus.blocking_publish_envelope(no_topic) {
+        Err(PublishError::InvalidTopic(back, e)) if e.reason() == &NameReason::Empty => {
             assert_eq!(back.payload().as_ref(), b"1")
         }
         other => panic!("expected InvalidTopic, got {other:?}"),
@@ -180,7 +182,7 @@ fn bytes_envelopes_route_to_bytes_subscribers() {
 fn invalid_topics_and_patterns_are_typed_errors() {
     let bus = Bus::new();
     for bad in ["", "a..b", "a.*", "a.>", "a b", ".a", "a."] {
-        match bus.publish_to(bad, Shipped(9)) {
+        match bus.blocking_publish_to(bad, Shipped(9)) {
             Err(PublishError::InvalidTopic(ev, _)) => assert_eq!(ev, Shipped(9)),
             other => panic!("{bad:?}: expected InvalidTopic, got {other:?}"),
         }
@@ -192,7 +194,7 @@ fn invalid_topics_and_patterns_are_typed_errors() {
         .inline(|_| {})
         .unwrap();
     assert!(matches!(
-        bus.publish_to("a..b", Shipped(1)),
+        bus.blocking_publish_to("a..b", Shipped(1)),
         Err(PublishError::InvalidTopic(..))
     ));
     for bad in ["", "a.>.b", "a*", "a.b>", "a..b"] {
@@ -225,7 +227,7 @@ fn queued_handler_runs_on_worker_thread_in_order() {
         })
         .unwrap();
     for seq in 0..1000 {
-        bus.publish(Placed {
+        bus.blocking_publish(Placed {
             order: seq % 3,
             seq,
         })
@@ -252,7 +254,7 @@ fn queued_with_several_workers_delivers_everything_once() {
         })
         .unwrap();
     for seq in 1..=10_000 {
-        bus.publish(Placed { order: 0, seq }).unwrap();
+        bus.blocking_publish(Placed { order: 0, seq }).unwrap();
     }
     wait_for("sum", || sub.metrics().delivered == 10_000);
     assert_eq!(sum.load(Ordering::SeqCst), 10_000 * 10_001 / 2);
@@ -271,9 +273,9 @@ fn keyed_lanes_keep_per_entity_order_with_many_entities() {
     let sub = bus
         .subscribe::<Placed>("orders.placed")
         .unwrap()
-        .lanes(4)
+        .keyed(4)
         .capacity(32)
-        .keyed(move |env| {
+        .queued(move |env| {
             let p = env.payload();
             // One at a time per entity.
             assert_eq!(f[p.order as usize].fetch_add(1, Ordering::SeqCst), 0);
@@ -293,7 +295,7 @@ fn keyed_lanes_keep_per_entity_order_with_many_entities() {
                 barrier.wait();
                 for seq in 0..PER_ENTITY {
                     for order in (t..ENTITIES).step_by(2) {
-                        bus.publish(Placed { order, seq }).unwrap();
+                        bus.blocking_publish(Placed { order, seq }).unwrap();
                     }
                 }
             })
@@ -343,7 +345,7 @@ fn block_policy_applies_backpressure_without_loss() {
         let bus = bus.clone();
         std::thread::spawn(move || {
             for seq in 0..100 {
-                bus.publish(Placed { order: 0, seq }).unwrap();
+                bus.blocking_publish(Placed { order: 0, seq }).unwrap();
             }
         })
     };
@@ -376,11 +378,11 @@ fn reject_policy_hands_the_event_back() {
             }
         })
         .unwrap();
-    bus.publish(Placed { order: 0, seq: 0 }).unwrap();
+    bus.blocking_publish(Placed { order: 0, seq: 0 }).unwrap();
     wait_for("worker holds seq 0", || sub.metrics().pending == 0);
-    bus.publish(Placed { order: 0, seq: 1 }).unwrap();
-    bus.publish(Placed { order: 0, seq: 2 }).unwrap();
-    match bus.publish(Placed { order: 0, seq: 3 }) {
+    bus.blocking_publish(Placed { order: 0, seq: 1 }).unwrap();
+    bus.blocking_publish(Placed { order: 0, seq: 2 }).unwrap();
+    match bus.blocking_publish(Placed { order: 0, seq: 3 }) {
         Err(PublishError::Full(ev)) => assert_eq!(ev.seq, 3),
         other => panic!("expected Full, got {other:?}"),
     }
@@ -416,10 +418,10 @@ fn reject_with_fanout_still_returns_the_event() {
             r.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-    bus.publish_to("s", Shipped(0)).unwrap();
+    bus.blocking_publish_to("s", Shipped(0)).unwrap();
     wait_for("held", || full.metrics().pending == 0);
-    bus.publish_to("s", Shipped(1)).unwrap();
-    match bus.publish_to("s", Shipped(2)) {
+    bus.blocking_publish_to("s", Shipped(1)).unwrap();
+    match bus.blocking_publish_to("s", Shipped(2)) {
         Err(PublishError::Full(ev)) => assert_eq!(ev, Shipped(2)),
         other => panic!("expected Full, got {other:?}"),
     }
@@ -454,10 +456,10 @@ fn drop_oldest_counts_and_reports_lag() {
             s.lock().unwrap().push(env.payload().seq);
         })
         .unwrap();
-    bus.publish(Placed { order: 0, seq: 0 }).unwrap();
+    bus.blocking_publish(Placed { order: 0, seq: 0 }).unwrap();
     wait_for("held", || sub.metrics().pending == 0);
     for seq in 1..=10 {
-        bus.publish(Placed { order: 0, seq }).unwrap();
+        bus.blocking_publish(Placed { order: 0, seq }).unwrap();
     }
     let m = sub.metrics();
     assert_eq!((m.dropped, m.pending), (6, 4));
@@ -508,7 +510,7 @@ fn panics_and_failures_are_isolated_and_counted() {
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     for seq in 0..30 {
-        assert_eq!(bus.publish(Placed { order: 0, seq }).unwrap(), 3);
+        assert_eq!(bus.blocking_publish(Placed { order: 0, seq }).unwrap(), 3);
     }
     wait_for("good drained", || good.metrics().delivered == 30);
     wait_for("bad drained", || {
@@ -522,7 +524,7 @@ fn panics_and_failures_are_isolated_and_counted() {
     assert_eq!((m.delivered, m.failed, m.panicked), (10, 20, 10));
     assert_eq!(healthy.load(Ordering::SeqCst), 30);
     // The worker survived its panics.
-    bus.publish(Placed { order: 0, seq: 2 }).unwrap();
+    bus.blocking_publish(Placed { order: 0, seq: 2 }).unwrap();
     wait_for("still alive", || bad_queued.metrics().delivered == 11);
     let bm = bus.metrics();
     // 15 inline + 10 queued, plus the inline one for the last publish.
@@ -541,9 +543,13 @@ fn unsubscribe_and_detach() {
             c.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-    assert_eq!(bus.publish(Shipped(1)).unwrap(), 1);
+    assert_eq!(bus.blocking_publish(Shipped(1)).unwrap(), 1);
     drop(sub);
-    assert_eq!(bus.publish(Shipped(2)).unwrap(), 0, "dropping unsubscribes");
+    assert_eq!(
+        bus.blocking_publish(Shipped(2)).unwrap(),
+        0,
+        "dropping unsubscribes"
+    );
     let c = n.clone();
     bus.subscribe::<Shipped>("orders.shipped")
         .unwrap()
@@ -553,7 +559,7 @@ fn unsubscribe_and_detach() {
         .unwrap()
         .detach();
     assert_eq!(
-        bus.publish(Shipped(3)).unwrap(),
+        bus.blocking_publish(Shipped(3)).unwrap(),
         1,
         "detached keeps running"
     );
@@ -566,23 +572,23 @@ fn unsubscribe_and_detach() {
 fn publisher_handle_follows_subscription_changes() {
     let bus = Bus::new();
     let p = bus.publisher::<Shipped>("orders.eu.shipped").unwrap();
-    assert_eq!(p.publish(Shipped(0)).unwrap(), 0);
+    assert_eq!(p.blocking_publish(Shipped(0)).unwrap(), 0);
     let a = bus
         .subscribe::<Shipped>("orders.*.shipped")
         .unwrap()
         .inline(|_| {})
         .unwrap();
-    assert_eq!(p.publish(Shipped(1)).unwrap(), 1);
+    assert_eq!(p.blocking_publish(Shipped(1)).unwrap(), 1);
     let b = bus
         .subscribe::<Shipped>("orders.eu.shipped")
         .unwrap()
         .inline(|_| {})
         .unwrap();
-    assert_eq!(p.publish(Shipped(2)).unwrap(), 2);
+    assert_eq!(p.blocking_publish(Shipped(2)).unwrap(), 2);
     drop(a);
-    assert_eq!(p.publish(Shipped(3)).unwrap(), 1);
+    assert_eq!(p.blocking_publish(Shipped(3)).unwrap(), 1);
     drop(b);
-    assert_eq!(p.publish(Shipped(4)).unwrap(), 0);
+    assert_eq!(p.blocking_publish(Shipped(4)).unwrap(), 0);
     let p2 = p.clone();
     assert_eq!(p2.topic().as_str(), "orders.eu.shipped");
 }
@@ -609,8 +615,8 @@ async fn async_queued_and_keyed_handlers() {
     let k = bus
         .subscribe::<Placed>("orders.placed")
         .unwrap()
-        .lanes(3)
-        .keyed_async(move |env| {
+        .keyed(3)
+        .queued_async(move |env| {
             let o = o.clone();
             async move {
                 tokio::task::yield_now().await;
@@ -624,6 +630,7 @@ async fn async_queued_and_keyed_handlers() {
             order: seq % 8,
             seq,
         })
+        .await
         .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -655,7 +662,7 @@ async fn async_handler_panic_is_counted() {
         })
         .unwrap();
     for i in 0..3 {
-        bus.publish(Shipped(i)).unwrap();
+        bus.publish(Shipped(i)).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while sub.metrics().delivered + sub.metrics().failed < 3 {
@@ -691,7 +698,12 @@ fn invalid_config_is_rejected() {
         Err(SubscribeError::InvalidConfig(_))
     ));
     assert!(matches!(
-        b().lanes(0).keyed(|_| {}),
+        b().keyed(0).queued(|_| {}),
+        Err(SubscribeError::InvalidConfig(_))
+    ));
+    // A keyed subscription has one worker per lane: asking for workers too is a mistake.
+    assert!(matches!(
+        b().keyed(4).workers(2).queued(|_| {}),
         Err(SubscribeError::InvalidConfig(_))
     ));
 }

@@ -79,7 +79,7 @@ fn routes_match_a_naive_model_through_subscribe_and_unsubscribe() {
                 .iter()
                 .map(|(_, h, _)| h.load(Ordering::Relaxed))
                 .collect();
-            let n = bus.publish_to(t, Ev).unwrap();
+            let n = bus.blocking_publish_to(t, Ev).unwrap();
             assert_eq!(n, want.iter().filter(|w| **w).count(), "topic {t}");
             for (i, (p, h, _)) in live.iter().enumerate() {
                 let got = h.load(Ordering::Relaxed) - before[i];

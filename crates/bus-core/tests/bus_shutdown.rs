@@ -28,9 +28,9 @@ fn shutdown_drains_queued_events() {
         })
         .unwrap();
     for i in 0..2_000 {
-        bus.publish(Tick(i)).unwrap();
+        bus.blocking_publish(Tick(i)).unwrap();
     }
-    let report = bus.shutdown_blocking(Duration::from_secs(30));
+    let report = bus.blocking_shutdown(Duration::from_secs(30));
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(
         handled.load(Ordering::SeqCst),
@@ -64,12 +64,12 @@ fn shutdown_reports_what_missed_the_deadline() {
         .consumer::<Tick>("clock.>", ConsumerConfig::default().name("puller"))
         .unwrap();
     for i in 0..50 {
-        bus.publish(Tick(i)).unwrap();
+        bus.blocking_publish(Tick(i)).unwrap();
     }
     let in_flight = pull.try_fetch(5);
     assert_eq!(in_flight.len(), 5);
     let started = Instant::now();
-    let report = bus.shutdown_blocking(Duration::from_millis(100));
+    let report = bus.blocking_shutdown(Duration::from_millis(100));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!report.drained);
     let slow = report
@@ -97,20 +97,20 @@ fn shutdown_reports_what_missed_the_deadline() {
 fn closed_bus_refuses_publish_and_subscribe() {
     let bus = Bus::new();
     let p = bus.publisher::<Tick>("clock.tick").unwrap();
-    bus.shutdown_blocking(Duration::from_secs(1));
+    bus.blocking_shutdown(Duration::from_secs(1));
     assert!(matches!(
-        bus.publish(Tick(1)),
+        bus.blocking_publish(Tick(1)),
         Err(PublishError::Closed(Tick(1)))
     ));
     assert!(matches!(
-        p.publish(Tick(2)),
+        p.blocking_publish(Tick(2)),
         Err(PublishError::Closed(Tick(2)))
     ));
     assert!(matches!(
         bus.subscribe::<Tick>("clock.tick"),
         Err(SubscribeError::Closed)
     ));
-    let err = bus.publish(Tick(3)).unwrap_err();
+    let err = bus.blocking_publish(Tick(3)).unwrap_err();
     assert_eq!(err.to_string(), "publish on a closed bus");
     assert_eq!(err.into_inner(), Tick(3));
 }
@@ -130,18 +130,18 @@ fn a_publisher_blocked_on_a_full_queue_is_released_by_shutdown() {
             }
         })
         .unwrap();
-    bus.publish(Tick(0)).unwrap();
+    bus.blocking_publish(Tick(0)).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    bus.publish(Tick(1)).unwrap();
+    bus.blocking_publish(Tick(1)).unwrap();
     let blocked = {
         let bus = bus.clone();
-        std::thread::spawn(move || bus.publish(Tick(2)))
+        std::thread::spawn(move || bus.blocking_publish(Tick(2)))
     };
     std::thread::sleep(Duration::from_millis(50));
     assert!(!blocked.is_finished());
     let closer = {
         let bus = bus.clone();
-        std::thread::spawn(move || bus.shutdown_blocking(Duration::from_secs(5)))
+        std::thread::spawn(move || bus.blocking_shutdown(Duration::from_secs(5)))
     };
     match blocked.join().unwrap() {
         Err(PublishError::Closed(t)) => assert_eq!(t, Tick(2), "handed back, not lost"),
@@ -170,7 +170,7 @@ async fn async_shutdown_drains_tasks() {
         })
         .unwrap();
     for i in 0..200 {
-        bus.publish(Tick(i)).unwrap();
+        bus.publish(Tick(i)).await.unwrap();
     }
     let report = bus.shutdown(Duration::from_secs(10)).await;
     assert!(report.is_clean(), "{report:?}");

@@ -22,7 +22,9 @@ fn public_types_are_send_and_sync() {
     send_sync::<DeadLetter<Ev>>();
     send_sync::<Topic>();
     send_sync::<Pattern>();
-    send_sync::<TopicError>();
+    send_sync::<NameError>();
+    send_sync::<NameKind>();
+    send_sync::<NameReason>();
     send_sync::<PublishError<Ev>>();
     send_sync::<SubscribeError>();
     send_sync::<ShutdownReport>();

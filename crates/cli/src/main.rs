@@ -139,7 +139,7 @@ fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
                         r.last_failure,
                         r.subscription,
                         r.envelope.meta().event_type(),
-                        r.envelope.meta().topic().unwrap_or("-"),
+                        r.envelope.meta().topic().map_or("-", |t| t.as_str()),
                         r.attempts,
                         r.error()
                     );

@@ -81,7 +81,7 @@ fn store_with_a_dead_letter(path: &std::path::Path) -> String {
     rt.block_on(async {
         let store = SqliteStore::open(path).await.unwrap();
         let meta = Metadata::new(EventType::new("shop.payment.requested").unwrap())
-            .with_topic("payments.requested");
+            .with_topic(syncbus::Topic::from_static("payments.requested"));
         let id = EventId::new();
         store
             .dead_letters()

@@ -6,7 +6,8 @@ use serde::Serialize;
 use smol_str::SmolStr;
 
 use crate::names::is_valid_event_type;
-use crate::{DecodeError, EncodeError, Event, EventId, EventType, Metadata};
+use crate::topic::is_valid_topic;
+use crate::{DecodeError, EncodeError, Event, EventId, EventType, Metadata, Topic};
 
 /// An event on the bus: [`Metadata`] plus a payload.
 ///
@@ -79,11 +80,11 @@ impl<P> Envelope<P> {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_envelope::{Envelope, EventType, Metadata};
+    /// use syncbus_envelope::{Envelope, EventType, Metadata, Topic};
     ///
     /// let mut env = Envelope::new(Metadata::new(EventType::from_static("a.b")), ());
-    /// env.meta_mut().set_topic("t");
-    /// assert_eq!(env.meta().topic(), Some("t"));
+    /// env.meta_mut().set_topic(Topic::from_static("t"));
+    /// assert_eq!(env.meta().topic().map(Topic::as_str), Some("t"));
     /// ```
     pub fn meta_mut(&mut self) -> &mut Metadata {
         &mut self.meta
@@ -186,7 +187,8 @@ impl<E: Event> Envelope<E> {
     ///
     /// The metadata gets a fresh [`EventId`], type [`E::TYPE`](Event::TYPE), topic
     /// [`E::TOPIC`](Event::TOPIC), and the event's entity id and version. Does not allocate
-    /// unless the entity id is longer than 23 bytes.
+    /// unless the entity id is longer than 23 bytes. `TYPE` and `TOPIC` are validated at
+    /// compile time, once per event type: an invalid one does not build.
     ///
     /// # Examples
     ///
@@ -202,7 +204,7 @@ impl<E: Event> Envelope<E> {
     ///
     /// let env = Envelope::from_event(Ping);
     /// assert_eq!(env.meta().event_type().as_str(), "demo.ping");
-    /// assert_eq!(env.meta().topic(), Some("demo.ping"));
+    /// assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("demo.ping"));
     /// ```
     pub fn from_event(event: E) -> Self {
         // Checked once per event type, at compile time.
@@ -211,11 +213,15 @@ impl<E: Event> Envelope<E> {
                 is_valid_event_type(E::TYPE),
                 "Event::TYPE must be 1 to 256 bytes of printable ASCII without spaces"
             );
+            assert!(
+                is_valid_topic(E::TOPIC),
+                "Event::TOPIC must be a valid topic: dot-separated non-empty tokens of printable ASCII, no wildcards, at most 256 bytes and 32 tokens"
+            );
         }
         let meta = Metadata::with_parts(
             EventId::new(),
             EventType::from_static_unchecked(E::TYPE),
-            Some(SmolStr::new_static(E::TOPIC)),
+            Some(Topic::from_static_unchecked(E::TOPIC)),
             event.entity_id(),
             event.version(),
         );

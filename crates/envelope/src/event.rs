@@ -37,7 +37,7 @@ use crate::EntityId;
 ///
 /// let env = Envelope::from_event(OrderPlaced { order_id: 42, revision: 1 });
 /// assert_eq!(env.meta().event_type().as_str(), "shop.order.placed");
-/// assert_eq!(env.meta().topic(), Some("shop.orders"));
+/// assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("shop.orders"));
 /// assert_eq!(env.meta().entity_id().map(EntityId::as_str), Some("42"));
 /// assert_eq!(env.meta().version(), Some(1));
 /// ```
@@ -45,7 +45,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// Type name, e.g. `"shop.order.placed"`.
     const TYPE: &'static str;
 
-    /// Default topic for `bus.publish(event)`; defaults to [`TYPE`](Event::TYPE).
+    /// Default topic for `bus.publish(event)`; defaults to [`TYPE`](Event::TYPE). Checked at
+    /// compile time when an envelope is made for the event: it must be a valid
+    /// [`Topic`](crate::Topic).
     const TOPIC: &'static str = Self::TYPE;
 
     /// The entity this event is about, if any; becomes the envelope's

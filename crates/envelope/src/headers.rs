@@ -7,6 +7,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use smol_str::SmolStr;
 
+use crate::name_error::{check_len, NameError, NameKind, NameReason};
+
 /// Attribute names that CloudEvents or syncbus already use; a header cannot take them.
 const RESERVED: &[&str] = &[
     "specversion",
@@ -130,8 +132,9 @@ impl Headers {
     /// use syncbus_envelope::{HeaderError, Headers};
     ///
     /// let mut headers = Headers::new();
-    /// assert!(matches!(headers.insert("Tenant", "x"), Err(HeaderError::InvalidName { .. })));
-    /// assert!(matches!(headers.insert("topic", "x"), Err(HeaderError::ReservedName(_))));
+    /// assert!(matches!(headers.insert("Tenant", "x"), Err(HeaderError::InvalidName(_))));
+    /// let Err(HeaderError::InvalidName(err)) = headers.insert("topic", "x") else { panic!() };
+    /// assert_eq!(err.to_string(), r#"header name "topic" is reserved"#);
     /// ```
     pub fn insert(
         &mut self,
@@ -250,27 +253,22 @@ impl Headers {
 }
 
 /// Checks a header name against the CloudEvents extension naming rule and the reserved list.
-pub(crate) fn validate_name(name: &str) -> Result<(), HeaderError> {
-    let reason = if name.is_empty() {
-        Some("name is empty")
-    } else if name.len() > Headers::MAX_NAME_LEN {
-        Some("name is longer than 20 characters")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
+    let kind = NameKind::HeaderName;
+    check_len(kind, name, Headers::MAX_NAME_LEN)?;
+    if let Some((byte, ch)) = name
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
     {
-        Some("name may only hold the characters a-z and 0-9")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
-        return Err(HeaderError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        });
+        let rule = "only the characters a-z and 0-9 are allowed";
+        return Err(NameError::new(
+            kind,
+            NameReason::InvalidChar { ch, byte, rule },
+            name,
+        ));
     }
     if RESERVED.contains(&name) {
-        return Err(HeaderError::ReservedName(name.to_owned()));
+        return Err(NameError::new(kind, NameReason::Reserved, name));
     }
     Ok(())
 }
@@ -336,22 +334,16 @@ impl<'de> Deserialize<'de> for Headers {
 /// ```
 /// use syncbus_envelope::{HeaderError, Headers};
 ///
-/// let err = Headers::new().insert("id", "x").unwrap_err();
-/// assert_eq!(err, HeaderError::ReservedName("id".into()));
-/// assert_eq!(err.to_string(), "header name \"id\" is reserved");
+/// let err = Headers::new().insert("tenant", "x".repeat(5000)).unwrap_err();
+/// assert!(matches!(err, HeaderError::ValueTooLong { len: 5000, .. }));
+/// assert_eq!(err.to_string(), r#"value of header "tenant" is 5000 bytes long, at most 4096 are allowed"#);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeaderError {
-    /// The name breaks the naming rule (1 to 20 characters of `a-z0-9`).
-    InvalidName {
-        /// The refused name.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The name is a CloudEvents or syncbus attribute name.
-    ReservedName(String),
+    /// The name breaks the naming rule (1 to 20 characters of `a-z0-9`), or is a CloudEvents
+    /// or syncbus attribute name ([`NameReason::Reserved`]).
+    InvalidName(NameError),
     /// The value is too long.
     ValueTooLong {
         /// The header's name.
@@ -371,10 +363,7 @@ pub enum HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeaderError::InvalidName { name, reason } => {
-                write!(f, "invalid header name {name:?}: {reason}")
-            }
-            HeaderError::ReservedName(name) => write!(f, "header name {name:?} is reserved"),
+            HeaderError::InvalidName(e) => e.fmt(f),
             HeaderError::ValueTooLong { name, len, max } => write!(
                 f,
                 "value of header {name:?} is {len} bytes long, at most {max} are allowed"
@@ -388,6 +377,15 @@ impl fmt::Display for HeaderError {
 
 impl Error for HeaderError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        None
+        match self {
+            HeaderError::InvalidName(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<NameError> for HeaderError {
+    fn from(e: NameError) -> Self {
+        HeaderError::InvalidName(e)
     }
 }

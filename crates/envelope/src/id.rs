@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::error::Error;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
@@ -12,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
+
+use crate::name_error::{check_len, NameError, NameKind, NameReason};
 
 /// The unique id of one event.
 ///
@@ -41,7 +42,7 @@ use smol_str::SmolStr;
 /// let foreign = EventId::parse("order-42/attempt-1")?;
 /// assert_eq!(foreign.as_u128(), None);
 /// assert_eq!(foreign.to_string(), "order-42/attempt-1");
-/// # Ok::<(), syncbus_envelope::IdError>(())
+/// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(Repr);
@@ -116,7 +117,7 @@ impl EventId {
     ///
     /// assert_eq!(EventId::from_u128(7).as_u128(), Some(7));
     /// assert_eq!(EventId::parse("abc")?.as_u128(), None);
-    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     #[inline]
     pub fn as_u128(&self) -> Option<u128> {
@@ -140,7 +141,7 @@ impl EventId {
     ///
     /// // A version 4 UUID carries no time.
     /// assert_eq!(EventId::parse("9b2f7f4e-3c2a-4d7e-9a1b-0c2d3e4f5a6b")?.timestamp_ms(), None);
-    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     pub fn timestamp_ms(&self) -> Option<u64> {
         match self.0 {
@@ -165,7 +166,7 @@ impl EventId {
     /// assert_eq!(id.to_string(), "01901234-5678-7abc-8def-0123456789ab");
     ///
     /// assert_eq!(EventId::parse("msg:17")?.to_string(), "msg:17");
-    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     ///
     /// # Errors
@@ -174,31 +175,34 @@ impl EventId {
     /// control character or whitespace.
     ///
     /// ```
-    /// use syncbus_envelope::{EventId, IdError};
+    /// use syncbus_envelope::{EventId, NameKind, NameReason};
     ///
-    /// assert_eq!(EventId::parse(""), Err(IdError::Empty));
-    /// assert!(matches!(EventId::parse("a b"), Err(IdError::InvalidChar { ch: ' ', position: 1 })));
+    /// let err = EventId::parse("").unwrap_err();
+    /// assert_eq!((err.kind(), err.reason()), (NameKind::EventId, &NameReason::Empty));
+    /// let err = EventId::parse("tab\there").unwrap_err();
+    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: '\t', byte: 3, .. }));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"invalid character '\t' at byte 3 in event id "tab\there": control characters and whitespace are not allowed"#
+    /// );
     /// ```
-    pub fn parse(s: &str) -> Result<EventId, IdError> {
+    pub fn parse(s: &str) -> Result<EventId, NameError> {
         if s.len() == 32 || s.len() == 36 {
             if let Ok(uuid) = uuid::Uuid::try_parse(s) {
                 return Ok(EventId(Repr::Uuid(*uuid.as_bytes())));
             }
         }
-        if s.is_empty() {
-            return Err(IdError::Empty);
-        }
-        if s.len() > MAX_TEXT_LEN {
-            return Err(IdError::TooLong {
-                len: s.len(),
-                max: MAX_TEXT_LEN,
-            });
-        }
-        if let Some((position, ch)) = s
+        check_len(NameKind::EventId, s, MAX_TEXT_LEN)?;
+        if let Some((byte, ch)) = s
             .char_indices()
             .find(|(_, c)| c.is_control() || c.is_whitespace())
         {
-            return Err(IdError::InvalidChar { ch, position });
+            let reason = NameReason::InvalidChar {
+                ch,
+                byte,
+                rule: "control characters and whitespace are not allowed",
+            };
+            return Err(NameError::new(NameKind::EventId, reason, s));
         }
         Ok(EventId(Repr::Text(SmolStr::new(s))))
     }
@@ -230,7 +234,7 @@ impl Default for EventId {
 }
 
 impl FromStr for EventId {
-    type Err = IdError;
+    type Err = NameError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         EventId::parse(s)
@@ -295,58 +299,6 @@ impl<'de> Deserialize<'de> for EventId {
         }
 
         deserializer.deserialize_str(IdVisitor)
-    }
-}
-
-/// Why a string is not a valid [`EventId`].
-///
-/// # Examples
-///
-/// ```
-/// use syncbus_envelope::{EventId, IdError};
-///
-/// let err = EventId::parse("tab\there").unwrap_err();
-/// assert_eq!(err, IdError::InvalidChar { ch: '\t', position: 3 });
-/// assert_eq!(err.to_string(), "invalid character '\\t' at byte 3 of event id");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IdError {
-    /// The id is empty.
-    Empty,
-    /// A foreign id is longer than [`EventId::MAX_TEXT_LEN`] bytes.
-    TooLong {
-        /// Length of the id, in bytes.
-        len: usize,
-        /// Largest length allowed, in bytes.
-        max: usize,
-    },
-    /// A foreign id holds a control character or whitespace.
-    InvalidChar {
-        /// The offending character.
-        ch: char,
-        /// Its byte offset in the id.
-        position: usize,
-    },
-}
-
-impl fmt::Display for IdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdError::Empty => f.write_str("event id is empty"),
-            IdError::TooLong { len, max } => {
-                write!(f, "event id is {len} bytes long, at most {max} are allowed")
-            }
-            IdError::InvalidChar { ch, position } => {
-                write!(f, "invalid character {ch:?} at byte {position} of event id")
-            }
-        }
-    }
-}
-
-impl Error for IdError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        None
     }
 }
 

@@ -12,6 +12,12 @@
 //! Both codecs keep every metadata field, and decoding checks [`Limits`] before copying
 //! large inputs, so they are safe to feed untrusted bytes.
 //!
+//! Names are validated once, when made, and carried as newtypes from then on: [`Topic`] and
+//! [`Pattern`] (NATS rules), [`EventType`], [`EntityId`], [`EventId`], header names. Every
+//! refusal is one [`NameError`] that says which kind of name, what is wrong and where
+//! ([`NameKind`], [`NameReason`]); [`check_plain_name`] applies the plain-name rule to
+//! consumer, member and checkpoint names.
+//!
 //! # Examples
 //!
 //! ```
@@ -60,9 +66,11 @@ mod event;
 mod headers;
 mod id;
 mod metadata;
+mod name_error;
 mod names;
 mod payload;
 mod time;
+mod topic;
 
 pub use bytes::Bytes;
 pub use codec::binary::Binary;
@@ -72,9 +80,11 @@ pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
 pub use event::Event;
 pub use headers::{HeaderError, Headers};
-pub use id::{EventId, IdError};
+pub use id::EventId;
 pub use metadata::Metadata;
-pub use names::{EntityId, EventType, NameError};
+pub use name_error::{check_plain_name, NameError, NameKind, NameReason};
+pub use names::{EntityId, EventType};
 pub use payload::{PackedEvent, Payload};
 pub use smol_str::SmolStr;
 pub use time::{TimeError, Timestamp};
+pub use topic::{Pattern, Topic};

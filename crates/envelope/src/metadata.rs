@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use smol_str::SmolStr;
 
-use crate::{EntityId, EventId, EventType, Headers, Timestamp};
+use crate::{EntityId, EventId, EventType, Headers, Timestamp, Topic};
 
 /// Everything about an event except its payload.
 ///
@@ -35,23 +35,24 @@ use crate::{EntityId, EventId, EventType, Headers, Timestamp};
 /// # Examples
 ///
 /// ```
-/// use syncbus_envelope::{EntityId, EventType, Metadata};
+/// use syncbus_envelope::{EntityId, EventType, Metadata, Topic};
 ///
 /// let meta = Metadata::new(EventType::from_static("shop.order.placed"))
-///     .with_topic("shop.orders")
+///     .with_topic(Topic::new("shop.orders")?)
 ///     .with_entity_id(Some(EntityId::from(42u64)))
 ///     .with_version(Some(3));
 ///
-/// assert_eq!(meta.topic(), Some("shop.orders"));
+/// assert_eq!(meta.topic().map(Topic::as_str), Some("shop.orders"));
 /// assert_eq!(meta.version(), Some(3));
 /// assert!(meta.time().is_some()); // taken from the UUIDv7 id
 /// assert!(meta.headers().is_empty());
+/// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone)]
 pub struct Metadata {
     id: EventId,
     event_type: EventType,
-    topic: Option<SmolStr>,
+    topic: Option<Topic>,
     entity_id: Option<EntityId>,
     /// `version + 1`, so that `None` needs no tag and the metadata stays small enough to be
     /// moved inline; `u64::MAX` itself is flagged in `ext`.
@@ -100,7 +101,7 @@ impl Metadata {
     pub(crate) fn with_parts(
         id: EventId,
         event_type: EventType,
-        topic: Option<SmolStr>,
+        topic: Option<Topic>,
         entity_id: Option<EntityId>,
         version: Option<u64>,
     ) -> Metadata {
@@ -117,7 +118,7 @@ impl Metadata {
     }
 
     /// Moves the topic out (queues carry it separately).
-    pub(crate) fn take_topic(&mut self) -> Option<SmolStr> {
+    pub(crate) fn take_topic(&mut self) -> Option<Topic> {
         self.topic.take()
     }
 
@@ -139,7 +140,7 @@ impl Metadata {
     /// let id = EventId::parse("abc-1")?;
     /// let meta = Metadata::new(EventType::from_static("t")).with_id(id.clone());
     /// assert_eq!(meta.id(), &id);
-    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     pub fn id(&self) -> &EventId {
         &self.id
@@ -159,18 +160,19 @@ impl Metadata {
         &self.event_type
     }
 
-    /// The topic the event is published on, if set.
+    /// The topic the event is published on, if set. It was validated when the [`Topic`] was
+    /// made, so the bus routes it without parsing it again.
     ///
     /// # Examples
     ///
     /// ```
-    /// use syncbus_envelope::{EventType, Metadata};
+    /// use syncbus_envelope::{EventType, Metadata, Topic};
     ///
-    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic("orders.eu");
-    /// assert_eq!(meta.topic(), Some("orders.eu"));
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic(Topic::from_static("orders.eu"));
+    /// assert_eq!(meta.topic().map(Topic::as_str), Some("orders.eu"));
     /// ```
-    pub fn topic(&self) -> Option<&str> {
-        self.topic.as_deref()
+    pub fn topic(&self) -> Option<&Topic> {
+        self.topic.as_ref()
     }
 
     /// The producer's source URI reference, if set.
@@ -203,7 +205,7 @@ impl Metadata {
     ///
     /// let foreign = Metadata::new(EventType::from_static("a.b")).with_id(EventId::parse("x")?);
     /// assert_eq!(foreign.time(), None);
-    /// # Ok::<(), syncbus_envelope::IdError>(())
+    /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     pub fn time(&self) -> Option<Timestamp> {
         self.ext()
@@ -361,7 +363,8 @@ impl Metadata {
         self
     }
 
-    /// Sets the topic; not validated here, the bus checks topics when publishing.
+    /// Sets the topic. A [`Topic`] is valid by construction; from a string use
+    /// [`Topic::new`], which says what is wrong with a bad one.
     ///
     /// # Examples
     ///
@@ -369,12 +372,13 @@ impl Metadata {
     /// use syncbus_envelope::*;
     ///
     /// let mut meta = Metadata::new(EventType::from_static("a.b"));
-    /// meta.set_topic("shop.orders");
-    /// assert_eq!(meta.topic(), Some("shop.orders"));
+    /// meta.set_topic(Topic::new("shop.orders")?);
+    /// assert_eq!(meta.topic().map(Topic::as_str), Some("shop.orders"));
+    /// assert!(Topic::new("shop..orders").is_err()); // never reaches the metadata
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn set_topic(&mut self, topic: impl Into<SmolStr>) {
-        self.topic = Some(topic.into());
+    pub fn set_topic(&mut self, topic: Topic) {
+        self.topic = Some(topic);
     }
 
     /// Builder form of [`set_topic`](Metadata::set_topic).
@@ -384,12 +388,12 @@ impl Metadata {
     /// ```
     /// use syncbus_envelope::*;
     ///
-    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic("shop.orders");
-    /// assert_eq!(meta.topic(), Some("shop.orders"));
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_topic(Topic::new("shop.orders")?);
+    /// assert_eq!(meta.topic().map(Topic::as_str), Some("shop.orders"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub fn with_topic(mut self, topic: impl Into<SmolStr>) -> Self {
+    pub fn with_topic(mut self, topic: Topic) -> Self {
         self.set_topic(topic);
         self
     }
@@ -699,7 +703,7 @@ impl fmt::Debug for Metadata {
         d.field("id", &self.id)
             .field("event_type", &self.event_type);
         if let Some(topic) = self.topic() {
-            d.field("topic", &topic);
+            d.field("topic", &topic.as_str());
         }
         if let Some(entity_id) = &self.entity_id {
             d.field("entity_id", entity_id);

@@ -1,11 +1,12 @@
 //! Validated names: event types and entity ids.
 
-use std::error::Error;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
+
+use crate::name_error::{check_len, NameError, NameKind, NameReason};
 
 /// Longest event type or entity id, in bytes.
 const MAX_LEN: usize = 256;
@@ -57,23 +58,26 @@ impl EventType {
     ///
     /// # Errors
     ///
-    /// [`NameError`] if the name is empty, longer than 256 bytes, or holds a character
-    /// outside printable ASCII.
+    /// [`NameError`] of kind [`NameKind::EventType`] if the name is empty, longer than 256
+    /// bytes, or holds a character outside printable ASCII.
     ///
     /// ```
-    /// use syncbus_envelope::{EventType, NameError};
+    /// use syncbus_envelope::{EventType, NameReason};
     ///
-    /// assert_eq!(EventType::new(""), Err(NameError::Empty));
-    /// assert_eq!(
-    ///     EventType::new("order placed"),
-    ///     Err(NameError::InvalidChar { ch: ' ', position: 5 })
-    /// );
+    /// assert_eq!(EventType::new("").unwrap_err().reason(), &NameReason::Empty);
+    /// let err = EventType::new("order placed").unwrap_err();
+    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: ' ', byte: 5, .. }));
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
         let name = name.as_ref();
-        check_len(name)?;
-        if let Some((position, ch)) = name.char_indices().find(|&(_, c)| !is_type_char(c)) {
-            return Err(NameError::InvalidChar { ch, position });
+        check_len(NameKind::EventType, name, MAX_LEN)?;
+        if let Some((byte, ch)) = name.char_indices().find(|&(_, c)| !is_type_char(c)) {
+            let reason = NameReason::InvalidChar {
+                ch,
+                byte,
+                rule: "only printable ascii without spaces is allowed",
+            };
+            return Err(NameError::new(NameKind::EventType, reason, name));
         }
         Ok(EventType(SmolStr::new(name)))
     }
@@ -193,19 +197,25 @@ impl EntityId {
     ///
     /// # Errors
     ///
-    /// [`NameError`] if the id is empty, longer than 256 bytes, or holds a control
-    /// character.
+    /// [`NameError`] of kind [`NameKind::EntityId`] if the id is empty, longer than 256
+    /// bytes, or holds a control character.
     ///
     /// ```
-    /// use syncbus_envelope::{EntityId, NameError};
+    /// use syncbus_envelope::{EntityId, NameKind};
     ///
-    /// assert_eq!(EntityId::new("a\nb"), Err(NameError::InvalidChar { ch: '\n', position: 1 }));
+    /// let err = EntityId::new("a\nb").unwrap_err();
+    /// assert_eq!((err.kind(), err.position()), (NameKind::EntityId, Some(1)));
     /// ```
     pub fn new(id: impl AsRef<str>) -> Result<Self, NameError> {
         let id = id.as_ref();
-        check_len(id)?;
-        if let Some((position, ch)) = id.char_indices().find(|&(_, c)| c.is_control()) {
-            return Err(NameError::InvalidChar { ch, position });
+        check_len(NameKind::EntityId, id, MAX_LEN)?;
+        if let Some((byte, ch)) = id.char_indices().find(|&(_, c)| c.is_control()) {
+            let reason = NameReason::InvalidChar {
+                ch,
+                byte,
+                rule: "control characters are not allowed",
+            };
+            return Err(NameError::new(NameKind::EntityId, reason, id));
         }
         Ok(EntityId(SmolStr::new(id)))
     }
@@ -271,19 +281,6 @@ const fn is_valid_entity_id(id: &str) -> bool {
         i += 1;
     }
     true
-}
-
-fn check_len(s: &str) -> Result<(), NameError> {
-    if s.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if s.len() > MAX_LEN {
-        return Err(NameError::TooLong {
-            len: s.len(),
-            max: MAX_LEN,
-        });
-    }
-    Ok(())
 }
 
 /// Formats an integer into an inline `SmolStr` (at most 20 bytes, so never allocates).
@@ -409,58 +406,6 @@ macro_rules! string_like {
 
 string_like!(EventType, "an event type string");
 string_like!(EntityId, "an entity id string");
-
-/// Why a string is not a valid [`EventType`] or [`EntityId`].
-///
-/// # Examples
-///
-/// ```
-/// use syncbus_envelope::{EventType, NameError};
-///
-/// let err = EventType::new("x".repeat(300)).unwrap_err();
-/// assert_eq!(err, NameError::TooLong { len: 300, max: 256 });
-/// assert_eq!(err.to_string(), "name is 300 bytes long, at most 256 are allowed");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NameError {
-    /// The name is empty.
-    Empty,
-    /// The name is too long.
-    TooLong {
-        /// Length of the name, in bytes.
-        len: usize,
-        /// Largest length allowed, in bytes.
-        max: usize,
-    },
-    /// The name holds a character that is not allowed.
-    InvalidChar {
-        /// The offending character.
-        ch: char,
-        /// Its byte offset in the name.
-        position: usize,
-    },
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => f.write_str("name is empty"),
-            NameError::TooLong { len, max } => {
-                write!(f, "name is {len} bytes long, at most {max} are allowed")
-            }
-            NameError::InvalidChar { ch, position } => {
-                write!(f, "invalid character {ch:?} at byte {position} of name")
-            }
-        }
-    }
-}
-
-impl Error for NameError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        None
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,8 @@
 //! What the bus carries, and the compact form its queues hold.
 
 use bytes::Bytes;
-use smol_str::SmolStr;
 
-use crate::{Envelope, Event, EventId, EventType, Metadata};
+use crate::{Envelope, Event, EventId, EventType, Metadata, Topic};
 
 /// A payload the bus can carry: every [`Event`] type, and [`Bytes`] for envelopes that
 /// arrive from the edges (HTTP, storage, brokers) and stay serialized.
@@ -50,7 +49,7 @@ enum Packed<E> {
     /// Metadata derivable from the payload: keep the id and topic only.
     Lite {
         id: [u8; 16],
-        topic: Option<SmolStr>,
+        topic: Option<Topic>,
         payload: E,
     },
     /// Anything else (headers, correlation ids, foreign ids...): the whole envelope, boxed
@@ -130,7 +129,8 @@ mod tests {
     #[test]
     fn lite_packing_round_trips_and_is_small() {
         let mut env = Envelope::from_event(Moved { item: 7, rev: 3 });
-        env.meta_mut().set_topic("stock.eu.moved");
+        env.meta_mut()
+            .set_topic(Topic::from_static("stock.eu.moved"));
         let back = Moved::unpack(Moved::pack(env.clone(), true));
         assert_eq!(back, env);
         assert!(matches!(Moved::pack(env, true).0, Packed::Lite { .. }));

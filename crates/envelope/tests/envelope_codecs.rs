@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
-    EventType, Headers, Limits, Metadata, Timestamp,
+    EventType, Headers, Limits, Metadata, NameKind, NameReason, Timestamp, Topic,
 };
 
 fn full_meta() -> Metadata {
@@ -18,7 +18,7 @@ fn full_meta() -> Metadata {
         )
         .unwrap();
     Metadata::new(EventType::from_static("shop.order.placed"))
-        .with_topic("shop.orders.eu")
+        .with_topic(Topic::from_static("shop.orders.eu"))
         .with_source("https://shop.example.com/checkout")
         .with_time(Timestamp::from_unix_nanos(1_714_566_600_123_456_789))
         .with_entity_id(Some(EntityId::new("order-42").unwrap()))
@@ -506,6 +506,49 @@ fn binary_invalid_event_type_is_rejected() {
     }
 }
 
+#[test]
+fn an_invalid_topic_is_a_decode_error_in_both_codecs() {
+    // CloudEvents: the extension attribute is validated like any name.
+    let mut v = valid_json();
+    v["topic"] = json!("orders..eu");
+    match decode_value(&v) {
+        Err(DecodeError::InvalidAttribute { attribute, reason }) => {
+            assert_eq!(attribute, "topic");
+            assert_eq!(reason, r#"empty token at index 1 in topic "orders..eu""#);
+        }
+        other => panic!("expected InvalidAttribute, got {other:?}"),
+    }
+    v["topic"] = json!("orders.*");
+    assert_eq!(invalid_attribute(decode_value(&v)), "topic");
+    v["topic"] = json!(7);
+    assert_eq!(invalid_attribute(decode_value(&v)), "topic");
+
+    // Binary: corrupt a valid topic in place into a wildcard.
+    let env = Envelope::new(
+        Metadata::new(EventType::from_static("a.b")).with_topic(Topic::from_static("qqqqqq")),
+        Bytes::new(),
+    );
+    let mut bytes = Binary::encode(&env).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"qqqqqq").unwrap();
+    bytes[at + 2] = b'*';
+    match Binary::decode(&bytes, &Limits::default()) {
+        Err(DecodeError::InvalidAttribute { attribute, reason }) => {
+            assert_eq!(attribute, "topic");
+            assert!(
+                reason.contains("only patterns may contain wildcards"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected InvalidAttribute, got {other:?}"),
+    }
+    // The error a Topic gives is the one the decoder wraps.
+    let err = Topic::new("qq*qqq").unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (NameKind::Topic, &NameReason::WildcardInTopic { byte: 2 })
+    );
+}
+
 // ---- encode errors -------------------------------------------------------------------------
 
 #[test]
@@ -566,7 +609,7 @@ fn typed_event_through_both_codecs() {
         order_id: 42,
         total_cents: 1999,
     });
-    assert_eq!(typed.meta().topic(), Some("shop.orders"));
+    assert_eq!(typed.meta().topic().map(Topic::as_str), Some("shop.orders"));
     assert_eq!(typed.meta().entity_id(), Some(&EntityId::from(42u64)));
     assert_eq!(typed.meta().version(), Some(1));
     let raw = typed.to_bytes_payload().unwrap();
@@ -679,7 +722,7 @@ prop_compose! {
     fn arb_meta()(
         id in arb_id(),
         event_type in "[!-~]{1,40}",
-        topic in proptest::option::of("\\PC{0,30}"),
+        topic in proptest::option::of("[!-)+,\\-/-=?-~]{1,12}(\\.[!-)+,\\-/-=?-~]{1,12}){0,3}"),
         source in proptest::option::of("\\PC{0,30}".prop_filter("default source", |s| s != "/syncbus")),
         time in proptest::option::of(any::<i64>()),
         entity_id in proptest::option::of("[^\\p{Cc}]{1,30}"),
@@ -696,7 +739,7 @@ prop_compose! {
             .with_causation_id(causation_id)
             .with_headers(headers);
         if let Some(topic) = topic {
-            m.set_topic(topic);
+            m.set_topic(Topic::new(topic).unwrap());
         }
         if let Some(source) = source {
             m.set_source(source);

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use syncbus_envelope::{EventId, IdError};
+use syncbus_envelope::{EventId, NameKind, NameReason};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -146,11 +146,13 @@ fn foreign_ids_round_trip() {
 
 #[test]
 fn invalid_foreign_ids_are_rejected() {
-    assert_eq!(EventId::parse(""), Err(IdError::Empty));
+    let err = EventId::parse("").unwrap_err();
     assert_eq!(
-        EventId::parse(&"y".repeat(257)),
-        Err(IdError::TooLong { len: 257, max: 256 })
+        (err.kind(), err.reason()),
+        (NameKind::EventId, &NameReason::Empty)
     );
+    let err = EventId::parse(&"y".repeat(257)).unwrap_err();
+    assert_eq!(err.reason(), &NameReason::TooLong { len: 257, max: 256 });
     for (s, ch, position) in [
         ("a b", ' ', 1),
         ("ab\t", '\t', 2),
@@ -160,20 +162,31 @@ fn invalid_foreign_ids_are_rejected() {
         ("é\u{85}", '\u{85}', 2),
         ("a\u{2003}b", '\u{2003}', 1),
     ] {
+        let err = EventId::parse(s).unwrap_err();
         assert_eq!(
-            EventId::parse(s),
-            Err(IdError::InvalidChar { ch, position }),
+            (err.kind(), err.position()),
+            (NameKind::EventId, Some(position)),
             "{s:?}"
+        );
+        assert!(
+            matches!(err.reason(), NameReason::InvalidChar { ch: c, .. } if *c == ch),
+            "{s:?}: {err:?}"
         );
     }
 }
 
 #[test]
 fn id_error_messages() {
-    assert_eq!(IdError::Empty.to_string(), "event id is empty");
     assert_eq!(
-        IdError::TooLong { len: 300, max: 256 }.to_string(),
-        "event id is 300 bytes long, at most 256 are allowed"
+        EventId::parse("").unwrap_err().to_string(),
+        "event id is empty"
+    );
+    assert_eq!(
+        EventId::parse(&"y".repeat(300)).unwrap_err().to_string(),
+        format!(
+            "event id \"{}...\" is 300 bytes long, the maximum is 256",
+            "y".repeat(32)
+        )
     );
 }
 

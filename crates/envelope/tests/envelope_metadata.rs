@@ -1,7 +1,7 @@
 //! Metadata getters, setters, copy-on-write and envelopes built from typed events.
 
 use syncbus_envelope::{
-    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, Timestamp,
+    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, Timestamp, Topic,
 };
 
 #[test]
@@ -32,7 +32,7 @@ fn setters_and_builders_agree() {
 
     let built = Metadata::new(EventType::from_static("a.b"))
         .with_id(id.clone())
-        .with_topic("t")
+        .with_topic(Topic::from_static("t"))
         .with_source("/s")
         .with_time(t)
         .with_entity_id(Some(EntityId::from(1u32)))
@@ -44,7 +44,7 @@ fn setters_and_builders_agree() {
 
     let mut set = Metadata::new(EventType::from_static("a.b"));
     set.set_id(id.clone());
-    set.set_topic("t");
+    set.set_topic(Topic::from_static("t"));
     set.set_source("/s");
     set.set_time(t);
     set.set_entity_id(Some(EntityId::from(1u32)));
@@ -103,7 +103,7 @@ fn equality_compares_what_getters_return() {
 fn debug_lists_set_fields_only() {
     let m = Metadata::new(EventType::from_static("a.b"))
         .with_id(EventId::parse("x").unwrap())
-        .with_topic("t");
+        .with_topic(Topic::from_static("t"));
     assert_eq!(
         format!("{m:?}"),
         r#"Metadata { id: EventId("x"), event_type: EventType("a.b"), topic: "t" }"#
@@ -130,7 +130,7 @@ fn from_event_fills_metadata() {
     assert!(b.id() > a.id());
     let m = a.meta();
     assert_eq!(m.event_type().as_str(), Moved::TYPE);
-    assert_eq!(m.topic(), Some(Moved::TYPE)); // TOPIC defaults to TYPE
+    assert_eq!(m.topic().map(Topic::as_str), Some(Moved::TYPE)); // TOPIC defaults to TYPE
     assert_eq!(m.entity_id().map(EntityId::as_str), Some("truck-7"));
     assert_eq!(m.version(), None);
     assert_eq!(a.payload(), &Moved { entity: "truck-7" });
@@ -142,14 +142,14 @@ fn envelope_accessors() {
         Metadata::new(EventType::from_static("a.b")),
         Bytes::from_static(b"1"),
     );
-    env.meta_mut().set_topic("x");
+    env.meta_mut().set_topic(Topic::from_static("x"));
     *env.payload_mut() = Bytes::from_static(b"2");
     let id = env.id().clone();
     let mapped = env.clone().map_payload(|b| b.len());
     assert_eq!(mapped.payload(), &1);
     assert_eq!(mapped.id(), &id);
     let (meta, payload) = env.clone().into_parts();
-    assert_eq!(meta.topic(), Some("x"));
+    assert_eq!(meta.topic().map(Topic::as_str), Some("x"));
     assert_eq!(payload, Bytes::from_static(b"2"));
     assert_eq!(env.into_payload(), Bytes::from_static(b"2"));
 }

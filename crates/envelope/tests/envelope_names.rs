@@ -1,7 +1,13 @@
 //! EventType and EntityId validation.
 
 use proptest::prelude::*;
-use syncbus_envelope::{EntityId, EventType, NameError};
+use syncbus_envelope::{EntityId, EventType, NameError, NameKind, NameReason};
+
+/// The kind and reason of a refusal, for comparing in one `assert_eq!`.
+fn why<T: std::fmt::Debug>(r: Result<T, NameError>) -> (NameKind, NameReason) {
+    let e = r.unwrap_err();
+    (e.kind(), e.reason().clone())
+}
 
 #[test]
 fn event_type_accepts_printable_ascii() {
@@ -20,10 +26,11 @@ fn event_type_accepts_printable_ascii() {
 
 #[test]
 fn event_type_rejects_bad_names() {
-    assert_eq!(EventType::new(""), Err(NameError::Empty));
+    let kind = NameKind::EventType;
+    assert_eq!(why(EventType::new("")), (kind, NameReason::Empty));
     assert_eq!(
-        EventType::new("x".repeat(257)),
-        Err(NameError::TooLong { len: 257, max: 256 })
+        why(EventType::new("x".repeat(257))),
+        (kind, NameReason::TooLong { len: 257, max: 256 })
     );
     for (s, ch, position) in [
         ("a b", ' ', 1),
@@ -32,10 +39,11 @@ fn event_type_rejects_bad_names() {
         ("x\u{7f}", '\u{7f}', 1),
         ("\n", '\n', 0),
     ] {
-        assert_eq!(
-            EventType::new(s),
-            Err(NameError::InvalidChar { ch, position }),
-            "{s:?}"
+        let err = EventType::new(s).unwrap_err();
+        assert_eq!(err.kind(), kind, "{s:?}");
+        assert!(
+            matches!(err.reason(), NameReason::InvalidChar { ch: c, byte, .. } if *c == ch && *byte == position),
+            "{s:?}: {err:?}"
         );
     }
 }
@@ -57,10 +65,11 @@ fn entity_id_allows_spaces_and_unicode_but_not_controls() {
     for s in ["order 42", "ключ", "a/b#c", "\u{a0}x", &"x".repeat(256)] {
         assert_eq!(EntityId::new(s).unwrap().as_str(), s);
     }
-    assert_eq!(EntityId::new(""), Err(NameError::Empty));
+    let kind = NameKind::EntityId;
+    assert_eq!(why(EntityId::new("")), (kind, NameReason::Empty));
     assert_eq!(
-        EntityId::new("x".repeat(257)),
-        Err(NameError::TooLong { len: 257, max: 256 })
+        why(EntityId::new("x".repeat(257))),
+        (kind, NameReason::TooLong { len: 257, max: 256 })
     );
     for (s, ch, position) in [
         ("a\nb", '\n', 1),
@@ -68,10 +77,15 @@ fn entity_id_allows_spaces_and_unicode_but_not_controls() {
         ("ab\u{7f}", '\u{7f}', 2),
         ("é\u{85}", '\u{85}', 2),
     ] {
+        let err = EntityId::new(s).unwrap_err();
         assert_eq!(
-            EntityId::new(s),
-            Err(NameError::InvalidChar { ch, position }),
+            (err.kind(), err.position()),
+            (kind, Some(position)),
             "{s:?}"
+        );
+        assert!(
+            matches!(err.reason(), NameReason::InvalidChar { ch: c, .. } if *c == ch),
+            "{s:?}: {err:?}"
         );
     }
 }
@@ -113,14 +127,20 @@ fn debug_and_errors_read_well() {
         "EventType(\"a.b\")"
     );
     assert_eq!(format!("{:?}", EntityId::from(3u32)), "EntityId(\"3\")");
-    assert_eq!(NameError::Empty.to_string(), "name is empty");
     assert_eq!(
-        NameError::InvalidChar {
-            ch: ' ',
-            position: 1
-        }
-        .to_string(),
-        "invalid character ' ' at byte 1 of name"
+        EventType::new("").unwrap_err().to_string(),
+        "event type is empty"
+    );
+    assert_eq!(
+        EventType::new("a b").unwrap_err().to_string(),
+        r#"invalid character ' ' at byte 1 in event type "a b": only printable ascii without spaces is allowed"#
+    );
+    assert_eq!(
+        EntityId::new("x".repeat(300)).unwrap_err().to_string(),
+        format!(
+            "entity id \"{}...\" is 300 bytes long, the maximum is 256",
+            "x".repeat(32)
+        )
     );
 }
 

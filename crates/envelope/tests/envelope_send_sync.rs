@@ -2,7 +2,8 @@
 
 use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, EventId,
-    EventType, HeaderError, Headers, IdError, Limits, Metadata, NameError, TimeError, Timestamp,
+    EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
+    TimeError, Timestamp, Topic,
 };
 
 fn send_sync<T: Send + Sync + 'static>() {}
@@ -21,8 +22,11 @@ fn public_types_are_send_sync_unpin() {
     send_sync::<Limits>();
     send_sync::<CloudEventsJson>();
     send_sync::<Binary>();
-    send_sync::<IdError>();
     send_sync::<NameError>();
+    send_sync::<NameKind>();
+    send_sync::<NameReason>();
+    send_sync::<Topic>();
+    send_sync::<Pattern>();
     send_sync::<HeaderError>();
     send_sync::<TimeError>();
     send_sync::<DecodeError>();
@@ -35,7 +39,6 @@ fn error<T: std::error::Error + Send + Sync + 'static>() {}
 
 #[test]
 fn errors_are_std_errors() {
-    error::<IdError>();
     error::<NameError>();
     error::<HeaderError>();
     error::<TimeError>();

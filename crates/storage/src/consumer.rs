@@ -11,6 +11,7 @@ use crate::{
     check_name, Claimed, DeadLetterRecord, DeadLetterStore, ErrorKind, EventLog, LogRecord,
     StoreError,
 };
+use syncbus_core::NameKind;
 
 /// How a [`DurableConsumer`] claims and waits.
 ///
@@ -191,7 +192,7 @@ struct Inner {
 /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
 ///
 /// let log: Arc<dyn EventLog> = Arc::new(MemoryStore::new());
-/// let meta = Metadata::new(EventType::new("order.placed")?).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(syncbus_core::Topic::from_static("orders.placed"));
 /// log.append_batch(vec![
 ///     Envelope::new(meta.clone(), Bytes::from_static(b"1")),
 ///     Envelope::new(meta.with_id(Default::default()), Bytes::from_static(b"2")),
@@ -253,8 +254,8 @@ impl DurableConsumer {
     ) -> Result<DurableConsumer, StoreError> {
         let name = name.into();
         let member = config.member.clone().unwrap_or_else(|| name.clone());
-        check_name("consumer", &name)?;
-        check_name("member", &member)?;
+        check_name(NameKind::Consumer, &name)?;
+        check_name(NameKind::Member, &member)?;
         if config.ack_timeout.is_zero() {
             return Err(StoreError::invalid("ack timeout must be greater than zero"));
         }
@@ -423,7 +424,7 @@ impl DurableConsumer {
     /// # use std::time::Duration;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append_batch(vec![env.clone(), env]).await?;
     /// let c = DurableConsumer::open(log.clone(), "c", DurableConfig::new()).await?;
@@ -509,7 +510,7 @@ impl DurableDelivery {
     /// # use std::time::Duration;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// let offset = log.append(env).await?;
     /// let c = DurableConsumer::open(log, "c", DurableConfig::new()).await?;
@@ -570,7 +571,7 @@ impl DurableDelivery {
     /// # use std::time::Duration;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append(env).await?;
     /// let c = DurableConsumer::open(log, "c", DurableConfig::new()).await?;
@@ -600,7 +601,7 @@ impl DurableDelivery {
     /// # use std::time::Duration;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append(env).await?;
     /// let c = DurableConsumer::open(log, "c", DurableConfig::new()).await?;
@@ -630,7 +631,7 @@ impl DurableDelivery {
     /// # use std::time::Duration;
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append(env).await?;
     /// let config = DurableConfig::new().ack_timeout(Duration::from_millis(50));

@@ -68,7 +68,7 @@ impl DeadLetterRecord {
 ///     .error_contains("timeout")
 ///     .limit(50);
 /// assert_eq!(f.limit, Some(50));
-/// # Ok::<(), syncbus_core::TopicError>(())
+/// # Ok::<(), syncbus_core::NameError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -109,7 +109,7 @@ impl DeadLetterFilter {
     /// ```
     /// # use syncbus_storage::DeadLetterFilter;
     /// let f = DeadLetterFilter::new().topic(syncbus_core::Pattern::new("orders.*")?);
-    /// # Ok::<(), syncbus_core::TopicError>(())
+    /// # Ok::<(), syncbus_core::NameError>(())
     /// ```
     pub fn topic(mut self, pattern: Pattern) -> Self {
         self.topic = Some(pattern);
@@ -198,7 +198,7 @@ impl DeadLetterFilter {
         let meta = r.envelope.meta();
         self.topic
             .as_ref()
-            .is_none_or(|p| meta.topic().is_some_and(|t| p.matches_str(t)))
+            .is_none_or(|p| meta.topic().is_some_and(|t| p.matches(t)))
             && self
                 .event_type
                 .as_deref()

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use syncbus_envelope::{EventId, IdError};
+use syncbus_envelope::{EventId, NameError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -31,7 +31,7 @@ use crate::StoreFuture;
 /// let k = DedupKey::new("webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")?;
 /// assert_eq!(k.to_string(), "webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
 /// assert!(DedupKey::new("two words").is_err());
-/// # Ok::<(), syncbus_envelope::IdError>(())
+/// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DedupKey(EventId);
@@ -41,7 +41,7 @@ impl DedupKey {
     ///
     /// # Errors
     ///
-    /// [`IdError`] for empty text, more than 256 bytes, whitespace or control characters.
+    /// [`NameError`] for empty text, more than 256 bytes, whitespace or control characters.
     ///
     /// # Examples
     ///
@@ -50,7 +50,7 @@ impl DedupKey {
     /// assert!(DedupKey::new("order-7@3").is_ok());
     /// assert!(DedupKey::new("").is_err());
     /// ```
-    pub fn new(key: &str) -> Result<DedupKey, IdError> {
+    pub fn new(key: &str) -> Result<DedupKey, NameError> {
         EventId::parse(key).map(DedupKey)
     }
 }

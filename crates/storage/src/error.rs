@@ -6,6 +6,8 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 
+use syncbus_envelope::NameKind;
+
 /// What every storage trait method returns: a boxed, sendable future, so the traits stay
 /// object-safe (`Arc<dyn EventLog>`, `Arc<dyn DedupStore>`...) and the backend is picked at
 /// run time.
@@ -268,30 +270,26 @@ impl fmt::Display for StoreError {
 }
 
 /// Checks a consumer, member or checkpoint name the way every backend does: not empty, at
-/// most 256 bytes.
+/// most 256 bytes (the envelope crate's rule for plain names, so the message has the shape
+/// of every bad name's).
 ///
 /// # Errors
 ///
-/// [`StoreErrorKind::Invalid`], saying which name and why.
+/// [`StoreErrorKind::Invalid`], saying which name and why; its source is the
+/// [`NameError`](syncbus_envelope::NameError).
 ///
 /// # Examples
 ///
 /// ```
+/// use syncbus_core::NameKind;
 /// use syncbus_storage::check_name;
-/// assert!(check_name("consumer", "billing").is_ok());
-/// assert_eq!(check_name("consumer", "").unwrap_err().to_string(), "invalid input: empty consumer name");
+/// assert!(check_name(NameKind::Consumer, "billing").is_ok());
+/// let err = check_name(NameKind::Consumer, "").unwrap_err();
+/// assert_eq!(err.to_string(), "invalid input: consumer name is empty");
 /// ```
-pub fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
-    if name.is_empty() {
-        return Err(StoreError::invalid(format!("empty {kind} name")));
-    }
-    if name.len() > 256 {
-        return Err(StoreError::invalid(format!(
-            "{kind} name is {} bytes, the limit is 256",
-            name.len()
-        )));
-    }
-    Ok(())
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), StoreError> {
+    syncbus_envelope::check_plain_name(kind, name)
+        .map_err(|e| StoreError::invalid(e.to_string()).with_source(e))
 }
 
 impl StdError for StoreError {

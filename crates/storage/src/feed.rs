@@ -29,8 +29,8 @@ use crate::EventLog;
 /// let bus = Bus::new();
 /// let log = Arc::new(MemoryStore::new());
 /// let feed = LogFeed::bytes(&bus, "orders.>", log.clone())?;
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
-/// bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap();
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
+/// bus.blocking_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).unwrap();
 /// while feed.appended() < 1 {
 ///     tokio::time::sleep(Duration::from_millis(5)).await;
 /// }
@@ -98,7 +98,7 @@ impl LogFeed {
     /// let bus = Bus::new();
     /// let log = Arc::new(MemoryStore::new());
     /// let feed = LogFeed::typed::<Shipped>(&bus, "orders.*", log.clone())?;
-    /// bus.publish_async(Shipped { order: 7 }).await.unwrap();
+    /// bus.publish(Shipped { order: 7 }).await.unwrap();
     /// while feed.appended() < 1 {
     ///     tokio::time::sleep(Duration::from_millis(5)).await;
     /// }

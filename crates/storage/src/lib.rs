@@ -32,7 +32,7 @@
 //! use syncbus_storage::{DurableConfig, DurableConsumer, EventLog, MemoryStore};
 //!
 //! let log: Arc<dyn EventLog> = Arc::new(MemoryStore::new());
-//! let meta = Metadata::new(EventType::new("order.placed")?).with_topic("orders.placed");
+//! let meta = Metadata::new(EventType::new("order.placed")?).with_topic(syncbus_core::Topic::from_static("orders.placed"));
 //! log.append(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
 //!
 //! let billing = DurableConsumer::open(log.clone(), "billing", DurableConfig::new()).await?;

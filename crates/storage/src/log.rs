@@ -17,7 +17,7 @@ use crate::StoreFuture;
 /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
 ///
 /// let log = MemoryStore::new();
-/// let meta = Metadata::new(EventType::new("a.b").unwrap()).with_topic("a.b");
+/// let meta = Metadata::new(EventType::new("a.b").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a.b"));
 /// let offset = log.append(Envelope::new(meta, Bytes::from_static(b"1"))).await?;
 /// let records = log.read(offset, 10).await?;
 /// assert_eq!(records[0].offset, offset);
@@ -45,7 +45,7 @@ pub struct LogRecord {
 /// use std::time::Duration;
 /// use syncbus_storage::{EventLog, MemoryStore};
 /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-/// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+/// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
 ///
 /// let log = MemoryStore::new();
 /// log.append(env).await?;
@@ -112,7 +112,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let first = log.append(env.clone()).await?;
     /// let second = log.append(env).await?;
@@ -139,7 +139,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offsets = log.append_batch(vec![env.clone(), env]).await?;
     /// assert_eq!(offsets.len(), 2);
@@ -165,7 +165,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offsets = log.append_batch(vec![env.clone(), env.clone(), env]).await?;
     /// let tail = log.read(offsets[1], 10).await?;
@@ -191,7 +191,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// assert_eq!(log.head().await?, None);
     /// let offset = log.append(env).await?;
@@ -266,7 +266,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// use std::time::Duration;
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// log.append(env).await?;
     /// let lease = Duration::from_secs(30);
@@ -304,7 +304,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// use std::time::Duration;
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offsets = log.append_batch(vec![env.clone(), env]).await?;
     /// log.claim("c", "m", 10, Duration::from_secs(30)).await?;
@@ -339,7 +339,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// use std::time::Duration;
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offset = log.append(env).await?;
     /// log.claim("c", "m", 10, Duration::from_secs(30)).await?;
@@ -376,7 +376,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// use std::time::Duration;
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// let offset = log.append(env).await?;
     /// log.claim("c", "m", 10, Duration::from_millis(10)).await?;
@@ -415,7 +415,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// use std::time::Duration;
     /// use syncbus_storage::{EventLog, MemoryStore};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// log.append(env).await?;
     /// log.claim("c", "m", 10, Duration::from_secs(3600)).await?;
@@ -442,7 +442,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{EventLog, MemoryStore, Retention};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let log = MemoryStore::new();
     /// log.append_batch(vec![env.clone(), env.clone(), env]).await?;
     /// let removed = log.retain(Retention { max_records: Some(1), ..Retention::default() }).await?;

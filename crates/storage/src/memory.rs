@@ -12,6 +12,7 @@ use crate::{
     Checkpoints, Claimed, EventLog, LogRecord, Outbox, OutboxRecord, Retention, StoreError,
     StoreFuture,
 };
+use syncbus_core::NameKind;
 
 /// A store kept in process memory, for tests and for data that may be lost on exit. It
 /// implements every storage trait; clones share the same data.
@@ -95,7 +96,7 @@ impl MemoryStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use syncbus_storage::{MemoryStore, Outbox};
     /// # use syncbus_core::{Bytes, Envelope, EventType, Metadata};
-    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic("a"), Bytes::new());
+    /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_envelope::Topic::from_static("a")), Bytes::new());
     /// let store = MemoryStore::new();
     /// let id = store.enqueue(env)?;
     /// assert_eq!(store.pending(1).await?[0].id, id);
@@ -183,7 +184,7 @@ impl EventLog for MemoryStore {
 
     fn commit<'a>(&'a self, consumer: &'a str, offset: u64) -> StoreFuture<'a, ()> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let c = s.consumers.entry(consumer.to_owned()).or_default();
             c.committed = Some(offset);
             c.claims.retain(|&o, _| o > offset);
@@ -193,7 +194,7 @@ impl EventLog for MemoryStore {
 
     fn committed<'a>(&'a self, consumer: &'a str) -> StoreFuture<'a, Option<u64>> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             Ok(s.consumers.get(consumer).and_then(|c| c.committed))
         })
     }
@@ -206,8 +207,8 @@ impl EventLog for MemoryStore {
         lease: Duration,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             let now = now_ms();
             let State { log, consumers, .. } = s;
             let c = consumers.entry(consumer.to_owned()).or_default();
@@ -240,7 +241,7 @@ impl EventLog for MemoryStore {
 
     fn ack<'a>(&'a self, consumer: &'a str, offsets: &'a [u64]) -> StoreFuture<'a, ()> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let State { log, consumers, .. } = &mut *s;
             let c = consumers.entry(consumer.to_owned()).or_default();
             for &offset in offsets {
@@ -267,7 +268,7 @@ impl EventLog for MemoryStore {
         delay: Duration,
     ) -> StoreFuture<'a, ()> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let until = now_ms().saturating_add(ms(delay));
             if let Some(c) = s.consumers.get_mut(consumer) {
                 for offset in offsets {
@@ -289,8 +290,8 @@ impl EventLog for MemoryStore {
         lease: Duration,
     ) -> StoreFuture<'a, u64> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             let until = now_ms().saturating_add(ms(lease));
             let mut n = 0;
             if let Some(c) = s.consumers.get_mut(consumer) {
@@ -311,8 +312,8 @@ impl EventLog for MemoryStore {
 
     fn release_member<'a>(&'a self, consumer: &'a str, member: &'a str) -> StoreFuture<'a, u64> {
         self.with(|s| {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             let now = now_ms();
             let mut n = 0;
             if let Some(c) = s.consumers.get_mut(consumer) {
@@ -351,14 +352,14 @@ impl EventLog for MemoryStore {
 impl Checkpoints for MemoryStore {
     fn get<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         self.with(|s| {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             Ok(s.checkpoints.get(name).cloned())
         })
     }
 
     fn put<'a>(&'a self, name: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
         self.with(|s| {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             s.checkpoints.insert(name.to_owned(), value);
             Ok(())
         })
@@ -366,7 +367,7 @@ impl Checkpoints for MemoryStore {
 
     fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
         self.with(|s| {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             Ok(s.checkpoints.remove(name).is_some())
         })
     }

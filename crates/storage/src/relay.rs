@@ -67,7 +67,7 @@ impl From<StoreError> for RelayError {
 }
 
 /// Moves outbox events to the bus: reads committed, unsent events in commit order, publishes
-/// each with [`Bus::publish_envelope_async`] (a full `Block` queue is awaited), and marks the
+/// each with [`Bus::publish_envelope`] (a full `Block` queue is awaited), and marks the
 /// published ones sent.
 ///
 /// Delivery is at-least-once: if the process stops between publishing and marking, those
@@ -84,7 +84,7 @@ impl From<StoreError> for RelayError {
 ///
 /// // SQLite and PostgreSQL enqueue in the application's own transaction; memory just adds.
 /// let store = MemoryStore::new();
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_core::Topic::from_static("orders.placed"));
 /// store.enqueue(Envelope::new(meta, Bytes::from_static(b"{}")))?;
 ///
 /// let bus = Bus::new();
@@ -175,7 +175,7 @@ impl Relay {
     /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
     /// use syncbus_storage::{MemoryStore, Relay};
     /// let store = MemoryStore::new();
-    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic("a.b");
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(syncbus_envelope::Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
     /// let relay = Relay::new(Arc::new(store), Bus::new());
     /// assert_eq!(relay.run_once().await?, 1); // published, even with nobody subscribed
@@ -209,7 +209,7 @@ impl Relay {
                     Some(publish) => publish(&self.bus, record.envelope).await,
                     None => self
                         .bus
-                        .publish_envelope_async(record.envelope)
+                        .publish_envelope(record.envelope)
                         .await
                         .map_err(|e| describe(&e)),
                 };
@@ -273,9 +273,7 @@ impl Relay {
                 let typed = env
                     .decode_payload::<E>()
                     .map_err(|e| format!("does not decode as {}: {e}", E::TYPE))?;
-                bus.publish_envelope_async(typed)
-                    .await
-                    .map_err(|e| describe(&e))
+                bus.publish_envelope(typed).await.map_err(|e| describe(&e))
             })
         });
         self.typed.insert(E::TYPE.to_owned(), decode);

@@ -29,7 +29,7 @@
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("events.db");
-//! let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+//! let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 //!
 //! let log: Arc<dyn EventLog> = Arc::new(SqliteStore::open(&path).await?);
 //! log.append(Envelope::new(meta, Bytes::from_static(b"{}"))).await?; // Ok: on disk

@@ -142,9 +142,11 @@ async fn a_feed_records_bus_events_in_publish_order() {
     let bus = Bus::new();
     let feed = LogFeed::bytes(&bus, "orders.>", log.clone()).unwrap();
     for n in 0..50 {
-        bus.publish_envelope(env("orders.placed", n)).unwrap();
+        bus.blocking_publish_envelope(env("orders.placed", n))
+            .unwrap();
     }
-    bus.publish_envelope(env("users.renamed", 99)).unwrap();
+    bus.blocking_publish_envelope(env("users.renamed", 99))
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while feed.appended() < 50 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -224,7 +226,7 @@ async fn a_failed_feed_append_is_counted_not_silent() {
     let bus = Bus::new();
     let feed = LogFeed::bytes(&bus, "a.>", Arc::new(Broken)).unwrap();
     for n in 0..3 {
-        bus.publish_envelope(env("a.b", n)).unwrap();
+        bus.blocking_publish_envelope(env("a.b", n)).unwrap();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while feed.failed() < 3 && std::time::Instant::now() < deadline {
@@ -247,7 +249,7 @@ async fn a_typed_feed_stores_json_payloads() {
     let log = Arc::new(MemoryStore::new());
     let bus = Bus::new();
     let feed = LogFeed::typed::<Shipped>(&bus, "orders.*", log.clone()).unwrap();
-    bus.publish_async(Shipped { order: 7 }).await.unwrap();
+    bus.publish(Shipped { order: 7 }).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while feed.appended() < 1 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;

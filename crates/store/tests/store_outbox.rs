@@ -232,7 +232,8 @@ async fn a_typed_relay_delivers_typed_events_and_keeps_an_undecodable_one_pendin
         )
         .unwrap();
     // Same type name, a payload that is not a `Shipped`.
-    let meta = Metadata::new(EventType::new("out.shipped").unwrap()).with_topic("out.shipped");
+    let meta = Metadata::new(EventType::new("out.shipped").unwrap())
+        .with_topic(syncbus_envelope::Topic::from_static("out.shipped"));
     store
         .enqueue(Envelope::new(
             meta,

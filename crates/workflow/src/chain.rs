@@ -65,7 +65,7 @@ struct Node {
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();
-/// bus.publish_envelope_async(env).await?;
+/// bus.publish_envelope(env).await?;
 /// while reserve.metrics().succeeded == 0 {
 ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
 /// }
@@ -107,7 +107,7 @@ pub struct Handling {
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();
-/// bus.publish_envelope_async(env).await?;
+/// bus.publish_envelope(env).await?;
 /// while reserve.metrics().succeeded == 0 {
 ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
 /// }
@@ -302,7 +302,7 @@ impl Inner {
             id.clone(),
             Node {
                 event_type: meta.event_type().clone(),
-                topic: meta.topic().map(str::to_owned),
+                topic: meta.topic().map(|t| t.as_str().to_owned()),
                 causation: meta.causation_id().cloned(),
                 correlation: meta.correlation_id().cloned(),
                 time: meta.time(),

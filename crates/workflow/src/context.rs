@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use smol_str::SmolStr;
-use syncbus_core::{Bus, PublishError, Topic, TopicError};
+use syncbus_core::{Bus, NameError, PublishError, Topic};
 use syncbus_envelope::{Envelope, Event, EventId, Metadata, Timestamp};
 
 use crate::chain::Chains;
@@ -258,7 +258,7 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`TopicError`] for an invalid topic; nothing is queued.
+    /// [`NameError`] for an invalid topic; nothing is queued.
     ///
     /// # Examples
     ///
@@ -272,12 +272,12 @@ impl Context {
     /// ctx.emit_to("pings.eu", Ping)?;
     /// assert!(ctx.emit_to("pings..eu", Ping).is_err());
     /// assert_eq!(ctx.pending_emits(), 1);
-    /// # Ok::<(), syncbus_core::TopicError>(())
+    /// # Ok::<(), syncbus_core::NameError>(())
     /// ```
-    pub fn emit_to<E: Event>(&self, topic: &str, event: E) -> Result<(), TopicError> {
+    pub fn emit_to<E: Event>(&self, topic: &str, event: E) -> Result<(), NameError> {
         let topic = Topic::new(topic)?;
         let mut env = self.child(Envelope::from_event(event));
-        env.meta_mut().set_topic(topic.as_str());
+        env.meta_mut().set_topic(topic);
         self.inner.pending.lock().push(Box::new(Typed(env)));
         Ok(())
     }
@@ -386,7 +386,7 @@ impl<E: Event> PendingEmit for Typed<E> {
     }
 
     fn publish<'a>(self: Box<Self>, bus: &'a Bus) -> BoxFuture<'a, Result<usize, HandlerError>> {
-        Box::pin(async move { bus.publish_envelope_async(self.0).await.map_err(emit_error) })
+        Box::pin(async move { bus.publish_envelope(self.0).await.map_err(emit_error) })
     }
 }
 

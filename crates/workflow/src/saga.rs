@@ -78,7 +78,7 @@ struct Step<D> {
 /// })?;
 /// let env = syncbus_core::Envelope::from_event(OrderPlaced { order: 9 });
 /// let id = env.meta().id().to_string(); // a root event: its id is the correlation id
-/// bus.publish_envelope_async(env).await?;
+/// bus.publish_envelope(env).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// let inst = running.instance(&id).await?.unwrap();
 /// assert_eq!(inst.status, SagaStatus::Completed);
@@ -459,7 +459,7 @@ fn store_err(e: StoreError) -> HandlerError {
 /// let running = Saga::<Order>::new("fulfilment")
 ///     .step("noop", |o, _ctx| async move { Ok(o) })
 ///     .start_on::<OrderPlaced>(&wf, "shop.order.placed", |_e| Order)?;
-/// bus.publish_async(OrderPlaced).await?;
+/// bus.publish(OrderPlaced).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// assert_eq!(running.instances(None).await?.len(), 1);
 /// drop(running); // no more instances start

@@ -63,7 +63,7 @@ pub(crate) type Redriver =
 ///         println!("reserving stock for order {}", env.payload().order);
 ///         Ok::<(), HandlerError>(())
 ///     }))?;
-/// bus.publish_async(OrderPlaced { order: 1 }).await?;
+/// bus.publish(OrderPlaced { order: 1 }).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// assert_eq!(sub.metrics().succeeded, 1);
 /// # Ok(()) }
@@ -288,7 +288,6 @@ impl Workflow {
             pattern: SmolStr::new(pattern),
             name: None,
             handler_name: None,
-            keyed: false,
             dedup: None,
             resequence: None,
             retry: Some(RetryPolicy::default()),
@@ -530,7 +529,7 @@ impl Redrive {
 ///         async move { if ok { Ok(()) } else { Err(HandlerError::permanent("bug")) } }
 ///     },
 /// ))?;
-/// bus.publish_async(Job(1)).await?;
+/// bus.publish(Job(1)).await?;
 /// while jobs.metrics().dead_lettered == 0 {
 ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // let it fail
 /// }
@@ -583,7 +582,6 @@ pub struct WorkflowSubscribe<P> {
     pattern: SmolStr,
     name: Option<SmolStr>,
     handler_name: Option<SmolStr>,
-    keyed: bool,
     dedup: Option<DedupConfig>,
     resequence: Option<ResequenceConfig>,
     retry: Option<RetryPolicy>,
@@ -689,8 +687,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn keyed(mut self, lanes: usize) -> Self {
-        self.keyed = true;
-        self.bus = self.bus.lanes(lanes);
+        self.bus = self.bus.keyed(lanes);
         self
     }
 
@@ -949,12 +946,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
         });
         let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());
-        let sub = if self.keyed {
-            bus_sub.keyed_async(run)
-        } else {
-            bus_sub.queued_async(run)
-        };
-        let sub = match sub {
+        let sub = match bus_sub.queued_async(run) {
             Ok(sub) => sub,
             Err(e) => {
                 wf.inner.redrivers.lock().remove(&name);
@@ -1069,7 +1061,7 @@ impl WorkflowSubscription {
     /// let sub = syncbus_workflow::Workflow::new(&bus)
     ///     .subscribe::<Ping>("ping")?
     ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
-    /// bus.publish_async(Ping).await?;
+    /// bus.publish(Ping).await?;
     /// bus.shutdown(std::time::Duration::from_secs(1)).await;
     /// assert_eq!((sub.metrics().succeeded, sub.metrics().attempts), (1, 1));
     /// # Ok(()) }

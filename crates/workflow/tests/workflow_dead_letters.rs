@@ -52,7 +52,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         }))
         .unwrap();
     let before = Timestamp::now();
-    bus.publish_async(Job { n: 42 }).await.unwrap();
+    bus.publish(Job { n: 42 }).await.unwrap();
     assert!(until(10, || sub.metrics().dead_lettered == 1).await);
     assert_eq!(calls.load(SeqCst), 3);
     let m = sub.metrics();
@@ -160,7 +160,7 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
         }))
         .unwrap();
     for n in 0..5 {
-        bus.publish_async(Job { n }).await.unwrap();
+        bus.publish(Job { n }).await.unwrap();
     }
     assert!(until(10, || sub.metrics().dead_lettered == 5).await);
     down.store(false, SeqCst);
@@ -211,8 +211,8 @@ async fn a_panicking_handler_is_dead_lettered_not_retried() {
             Ok(())
         }))
         .unwrap();
-    bus.publish_async(Job { n: 13 }).await.unwrap();
-    bus.publish_async(Job { n: 14 }).await.unwrap();
+    bus.publish(Job { n: 13 }).await.unwrap();
+    bus.publish(Job { n: 14 }).await.unwrap();
     assert!(
         until(10, || sub.metrics().succeeded == 1
             && sub.metrics().dead_lettered == 1)
@@ -306,7 +306,7 @@ async fn follow_ups_form_a_queryable_chain() {
         .unwrap();
     let root = syncbus_core::Envelope::from_event(Job { n: 1 });
     let root_id = root.meta().id().clone();
-    bus.publish_envelope_async(root).await.unwrap();
+    bus.publish_envelope(root).await.unwrap();
     assert!(until(10, || steps.metrics().succeeded == 3).await);
     let tree = wf.chain(&root_id).expect("retained");
     assert_eq!(
@@ -347,7 +347,8 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .name("jobs")
         .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
         .unwrap();
-    let meta = Metadata::new(EventType::new("test.job").unwrap()).with_topic("test.job");
+    let meta = Metadata::new(EventType::new("test.job").unwrap())
+        .with_topic(syncbus_core::Topic::from_static("test.job"));
     let id = EventId::new();
     wf.dead_letters()
         .put(DeadLetterRecord {

@@ -116,7 +116,7 @@ async fn place(bus: &Bus, order: u64, card: &str) -> String {
         card: card.into(),
     });
     let id = env.meta().id().to_string();
-    bus.publish_envelope_async(env).await.unwrap();
+    bus.publish_envelope(env).await.unwrap();
     id
 }
 
@@ -296,7 +296,7 @@ async fn a_redelivered_trigger_resumes_or_leaves_alone() {
         .await
         .unwrap();
     let running = start(&wf, log.clone(), store);
-    bus.publish_envelope_async(env.clone()).await.unwrap();
+    bus.publish_envelope(env.clone()).await.unwrap();
     let inst = wait_final(&running, &id).await;
     assert_eq!(inst.status, SagaStatus::Completed);
     assert_eq!(
@@ -305,7 +305,7 @@ async fn a_redelivered_trigger_resumes_or_leaves_alone() {
         "resumed after the saved step"
     );
     // Delivered once more: finished, nothing runs.
-    bus.publish_envelope_async(env).await.unwrap();
+    bus.publish_envelope(env).await.unwrap();
     assert!(until(5, || running.metrics().succeeded == 2).await);
     assert_eq!(log.len(), 2);
 }

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
-use smol_str::SmolStr;
 
 use super::cloudevents::header_error;
 use crate::{
     DecodeError, EncodeError, EntityId, Envelope, EventId, EventType, Limits, Metadata, Timestamp,
+    Topic,
 };
 
 /// The compact binary codec, for storage and syncbus-to-syncbus links.
@@ -66,7 +66,7 @@ impl Binary {
         let wire = WireV1 {
             id: WireId::from(m.id()),
             event_type: m.event_type().as_str(),
-            topic: m.topic(),
+            topic: m.topic().map(Topic::as_str),
             source: m.source(),
             time: m.explicit_time().map(Timestamp::as_unix_nanos),
             entity_id: m.entity_id().map(EntityId::as_str),
@@ -232,7 +232,9 @@ impl WireV1<'_> {
         let mut meta = Metadata::with_parts(
             self.id.into_id("id")?,
             event_type,
-            self.topic.map(SmolStr::new),
+            self.topic
+                .map(|s| Topic::new(s).map_err(|e| DecodeError::invalid("topic", e)))
+                .transpose()?,
             entity_id,
             self.version,
         );

@@ -19,12 +19,11 @@ use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
-use smol_str::SmolStr;
 
 use super::base64;
 use crate::{
     DecodeError, EncodeError, EntityId, Envelope, EventId, EventType, HeaderError, Headers, Limits,
-    Metadata, Timestamp,
+    Metadata, Timestamp, Topic,
 };
 
 /// The CloudEvents 1.0 JSON codec (structured content mode).
@@ -38,12 +37,12 @@ use crate::{
 /// # Examples
 ///
 /// ```
-/// use syncbus_envelope::{Bytes, CloudEventsJson, Envelope, EventId, EventType, Limits, Metadata};
+/// use syncbus_envelope::{Bytes, CloudEventsJson, Envelope, EventId, EventType, Limits, Metadata, Topic};
 ///
 /// let meta = Metadata::new(EventType::from_static("shop.order.placed"))
 ///     .with_id(EventId::parse("A234-1234-1234")?)
 ///     .with_source("/shop")
-///     .with_topic("shop.orders");
+///     .with_topic(Topic::new("shop.orders")?);
 /// let env = Envelope::new(meta, Bytes::from_static(br#"{"total":12}"#));
 ///
 /// let json = CloudEventsJson::encode(&env)?;
@@ -209,7 +208,7 @@ impl Serialize for Wire<'_> {
             map.serialize_entry("datacontenttype", ct)?;
         }
         if let Some(topic) = m.topic() {
-            map.serialize_entry("topic", topic)?;
+            map.serialize_entry("topic", topic.as_str())?;
         }
         if let Some(entity) = m.entity_id() {
             map.serialize_entry("entityid", entity)?;
@@ -416,7 +415,10 @@ fn decode_attrs(
 
     let topic = f
         .topic
-        .map(|raw| string("topic", raw).map(SmolStr::new))
+        .map(|raw| {
+            string("topic", raw)
+                .and_then(|s| Topic::new(&*s).map_err(|e| DecodeError::invalid("topic", e)))
+        })
         .transpose()?;
     let entity_id = f
         .entity_id

@@ -17,7 +17,8 @@ pub const BATCH: usize = 100;
 pub const DONE_KEY: &str = "already-done";
 
 pub fn envelope(n: u64) -> Envelope<Bytes> {
-    let meta = Metadata::new(EventType::from_static("bench.event")).with_topic("bench.events");
+    let meta = Metadata::new(EventType::from_static("bench.event"))
+        .with_topic(syncbus_envelope::Topic::from_static("bench.events"));
     Envelope::new(
         meta,
         Bytes::from(format!("{{\"order\":{n},\"total_cents\":1999}}")),

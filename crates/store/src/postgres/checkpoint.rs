@@ -1,5 +1,6 @@
 //! [`Checkpoints`] on PostgreSQL: one row per name.
 
+use syncbus_core::NameKind;
 use syncbus_storage::check_name;
 use syncbus_storage::{Checkpoints, StoreFuture};
 
@@ -15,7 +16,7 @@ const REMOVE: &str = "DELETE FROM checkpoints WHERE name = $1";
 impl Checkpoints for PgStore {
     fn get<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(GET).await?;
             let row = conn
@@ -29,7 +30,7 @@ impl Checkpoints for PgStore {
 
     fn put<'a>(&'a self, name: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(PUT).await?;
             conn.client
@@ -42,7 +43,7 @@ impl Checkpoints for PgStore {
 
     fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            check_name("checkpoint", name)?;
+            check_name(NameKind::Checkpoint, name)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(REMOVE).await?;
             let n = conn

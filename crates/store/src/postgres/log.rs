@@ -30,6 +30,7 @@ use syncbus_envelope::{Bytes, Envelope};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
+use syncbus_core::NameKind;
 use syncbus_storage::check_name;
 use syncbus_storage::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
 
@@ -154,7 +155,7 @@ impl PgStore {
     }
 
     async fn ack_offsets(&self, consumer: &str, offsets: &[u64]) -> Result<(), StoreError> {
-        check_name("consumer", consumer)?;
+        check_name(NameKind::Consumer, consumer)?;
         let offsets = offsets_to_db(offsets);
         let mut conn = self.inner.pool.get().await?;
         let stmt = conn.prepare(ACK).await?;
@@ -210,7 +211,7 @@ impl PgStore {
         consumer: &str,
         offsets: &[u64],
     ) -> Result<(), StoreError> {
-        check_name("consumer", consumer)?;
+        check_name(NameKind::Consumer, consumer)?;
         let offsets = offsets_to_db(offsets);
         client
             .execute(self.inner.ack_sql.as_str(), &[&consumer, &offsets])
@@ -266,7 +267,7 @@ impl EventLog for PgStore {
 
     fn commit<'a>(&'a self, consumer: &'a str, offset: u64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(COMMIT).await?;
             conn.client
@@ -279,7 +280,7 @@ impl EventLog for PgStore {
 
     fn committed<'a>(&'a self, consumer: &'a str) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(COMMITTED).await?;
             let row = conn
@@ -301,8 +302,8 @@ impl EventLog for PgStore {
         lease: Duration,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             if max == 0 {
                 return Ok(Vec::new());
             }
@@ -358,7 +359,7 @@ impl EventLog for PgStore {
         delay: Duration,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
+            check_name(NameKind::Consumer, consumer)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(RELEASE).await?;
             conn.client
@@ -377,8 +378,8 @@ impl EventLog for PgStore {
         lease: Duration,
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(EXTEND).await?;
             conn.client
@@ -393,8 +394,8 @@ impl EventLog for PgStore {
 
     fn release_member<'a>(&'a self, consumer: &'a str, member: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            check_name("consumer", consumer)?;
-            check_name("member", member)?;
+            check_name(NameKind::Consumer, consumer)?;
+            check_name(NameKind::Member, member)?;
             let mut conn = self.inner.pool.get().await?;
             let stmt = conn.prepare(RELEASE_MEMBER).await?;
             conn.client

@@ -64,7 +64,7 @@ impl PgStore {
     /// tokio::spawn(connection);
     /// let tx = client.transaction().await?;
     /// tx.execute("UPDATE orders SET status = 'paid' WHERE id = 42", &[]).await?;
-    /// let meta = Metadata::new(EventType::new("order.paid")?).with_topic("orders.paid");
+    /// let meta = Metadata::new(EventType::new("order.paid")?).with_topic(syncbus_envelope::Topic::from_static("orders.paid"));
     /// store.enqueue(&tx, &Envelope::new(meta, Bytes::from_static(b"{\"id\":42}"))).await?;
     /// tx.commit().await?; // the order update and its event commit together
     /// # Ok::<(), Box<dyn std::error::Error>>(())

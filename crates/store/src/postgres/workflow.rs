@@ -331,7 +331,7 @@ impl DeadLetterStore for PgDeadLetterStore {
                     DL_PUT,
                     &[
                         &record.id.to_string(),
-                        &meta.topic(),
+                        &meta.topic().map(syncbus_envelope::Topic::as_str),
                         &meta.event_type().as_str(),
                         &record.subscription,
                         &record.handler,

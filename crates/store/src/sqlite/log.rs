@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use syncbus_envelope::{Bytes, Envelope, Timestamp};
 
 use super::{decode, encode, SqliteError, SqliteStore};
+use syncbus_core::NameKind;
 use syncbus_storage::check_name;
 use syncbus_storage::{Claimed, EventLog, LogRecord, Retention, StoreError, StoreFuture};
 
@@ -90,7 +91,7 @@ impl SqliteStore {
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("app.db");
     /// let store = SqliteStore::open(&path).await?;
-    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
     /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
     /// let batch = consumer.fetch(10, std::time::Duration::ZERO).await?;
@@ -111,7 +112,7 @@ impl SqliteStore {
     /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) for an empty name, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for SQLite
     /// errors (a missing schema among them).
     pub fn ack_in(conn: &Connection, consumer: &str, offsets: &[u64]) -> Result<(), SqliteError> {
-        check_name("consumer", consumer)?;
+        check_name(NameKind::Consumer, consumer)?;
         let from = committed(conn, consumer)?.map_or(0, seq);
         {
             let mut mark = conn.prepare_cached(
@@ -185,7 +186,7 @@ impl EventLog for SqliteStore {
     fn commit<'a>(&'a self, consumer: &'a str, offset: u64) -> StoreFuture<'a, ()> {
         let consumer = consumer.to_owned();
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
+            check_name(NameKind::Consumer, &consumer)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             set_committed(&tx, &consumer, offset)?;
             tx.commit()?;
@@ -196,7 +197,7 @@ impl EventLog for SqliteStore {
     fn committed<'a>(&'a self, consumer: &'a str) -> StoreFuture<'a, Option<u64>> {
         let consumer = consumer.to_owned();
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
+            check_name(NameKind::Consumer, &consumer)?;
             committed(conn, &consumer)
         })
     }
@@ -210,8 +211,8 @@ impl EventLog for SqliteStore {
     ) -> StoreFuture<'a, Vec<Claimed>> {
         let (consumer, member) = (consumer.to_owned(), member.to_owned());
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
-            check_name("member", &member)?;
+            check_name(NameKind::Consumer, &consumer)?;
+            check_name(NameKind::Member, &member)?;
             // IMMEDIATE takes the write lock before reading, so two processes claiming for
             // one consumer cannot both pick the same free record.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -285,7 +286,7 @@ impl EventLog for SqliteStore {
         let consumer = consumer.to_owned();
         let offsets = offsets.to_vec();
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
+            check_name(NameKind::Consumer, &consumer)?;
             let until = now_nanos().saturating_add(nanos(delay));
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
@@ -312,8 +313,8 @@ impl EventLog for SqliteStore {
         let (consumer, member) = (consumer.to_owned(), member.to_owned());
         let offsets = offsets.to_vec();
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
-            check_name("member", &member)?;
+            check_name(NameKind::Consumer, &consumer)?;
+            check_name(NameKind::Member, &member)?;
             let until = now_nanos().saturating_add(nanos(lease));
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut n = 0;
@@ -334,8 +335,8 @@ impl EventLog for SqliteStore {
     fn release_member<'a>(&'a self, consumer: &'a str, member: &'a str) -> StoreFuture<'a, u64> {
         let (consumer, member) = (consumer.to_owned(), member.to_owned());
         self.with_connection(move |conn| {
-            check_name("consumer", &consumer)?;
-            check_name("member", &member)?;
+            check_name(NameKind::Consumer, &consumer)?;
+            check_name(NameKind::Member, &member)?;
             let now = now_nanos();
             let n = conn
                 .prepare_cached(

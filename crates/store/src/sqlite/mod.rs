@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use syncbus_envelope::{Binary, Bytes, Envelope, Limits, Timestamp};
 use tokio::sync::oneshot;
 
+use syncbus_core::NameKind;
 use syncbus_storage::check_name;
 use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreFuture};
 
@@ -164,7 +165,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("events.db");
-/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+/// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
 /// {
 ///     let store = SqliteStore::open(&path).await?;
 ///     store.append(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
@@ -349,7 +350,7 @@ impl SqliteStore {
     ///     Ok(())
     /// }).await?;
     ///
-    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic("orders.placed");
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let event = Envelope::new(meta, Bytes::from_static(br#"{"id":1}"#));
     /// store.with_connection(move |conn| {
     ///     let tx = conn.transaction()?;
@@ -411,7 +412,7 @@ impl SqliteStore {
     /// let store = SqliteStore::open(&path).await?;
     ///
     /// let mut conn = rusqlite::Connection::open(&path)?;
-    /// let meta = Metadata::new(EventType::new("user.renamed").unwrap()).with_topic("users.renamed");
+    /// let meta = Metadata::new(EventType::new("user.renamed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("users.renamed"));
     /// let tx = conn.transaction()?;
     /// SqliteStore::enqueue(&tx, &Envelope::new(meta, Bytes::new()))?;
     /// tx.rollback()?; // rolled back: no event
@@ -562,7 +563,7 @@ impl Checkpoints for SqliteStore {
     fn get<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         let name = name.to_owned();
         self.with_connection(move |conn| {
-            check_name("checkpoint", &name)?;
+            check_name(NameKind::Checkpoint, &name)?;
             let mut stmt =
                 conn.prepare_cached("SELECT value FROM syncbus_checkpoints WHERE name = ?1")?;
             Ok(stmt.query_row([&name], |r| r.get(0)).optional()?)
@@ -572,7 +573,7 @@ impl Checkpoints for SqliteStore {
     fn put<'a>(&'a self, name: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
         let name = name.to_owned();
         self.with_connection(move |conn| {
-            check_name("checkpoint", &name)?;
+            check_name(NameKind::Checkpoint, &name)?;
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO syncbus_checkpoints (name, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -585,7 +586,7 @@ impl Checkpoints for SqliteStore {
     fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
         let name = name.to_owned();
         self.with_connection(move |conn| {
-            check_name("checkpoint", &name)?;
+            check_name(NameKind::Checkpoint, &name)?;
             let mut stmt =
                 conn.prepare_cached("DELETE FROM syncbus_checkpoints WHERE name = ?1")?;
             Ok(stmt.execute([&name])? > 0)

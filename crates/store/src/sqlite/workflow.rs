@@ -339,7 +339,7 @@ impl DeadLetterStore for SqliteDeadLetterStore {
             .execute(rusqlite::params![
                 record.id.to_string(),
                 encoded?,
-                meta.topic(),
+                meta.topic().map(syncbus_envelope::Topic::as_str),
                 meta.event_type().as_str(),
                 record.subscription,
                 record.handler,

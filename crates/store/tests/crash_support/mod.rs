@@ -26,7 +26,7 @@ pub fn event_count() -> u64 {
 /// Event `n` always has the same id, so a re-published event is recognisably the same one.
 pub fn event(n: u64) -> Envelope<Bytes> {
     let meta = Metadata::new(EventType::new("crash.event").unwrap())
-        .with_topic("crash.events")
+        .with_topic(syncbus_envelope::Topic::from_static("crash.events"))
         .with_id(EventId::from_u128(
             0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
         ));

@@ -19,6 +19,8 @@ use std::str::FromStr;
 
 use smol_str::SmolStr;
 
+use crate::name_error::{check_len, NameError, NameKind, NameReason};
+
 /// The string conversions and formatting `Topic` and `Pattern` share.
 macro_rules! string_newtype_impls {
     ($name:ident, $kind:expr) => {
@@ -33,6 +35,18 @@ macro_rules! string_newtype_impls {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
             }
         }
 
@@ -51,7 +65,7 @@ macro_rules! string_newtype_impls {
         }
 
         impl FromStr for $name {
-            type Err = TopicError;
+            type Err = NameError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $name::new(s)
@@ -59,7 +73,7 @@ macro_rules! string_newtype_impls {
         }
 
         impl TryFrom<&str> for $name {
-            type Error = TopicError;
+            type Error = NameError;
 
             fn try_from(s: &str) -> Result<Self, Self::Error> {
                 $name::new(s)
@@ -67,7 +81,7 @@ macro_rules! string_newtype_impls {
         }
 
         impl TryFrom<String> for $name {
-            type Error = TopicError;
+            type Error = NameError;
 
             fn try_from(s: String) -> Result<Self, Self::Error> {
                 validate(&s, $kind)?;
@@ -79,8 +93,6 @@ macro_rules! string_newtype_impls {
 
 const MAX_LEN: usize = 256;
 const MAX_TOKENS: usize = 32;
-/// How much of an over-long input a [`TopicError::TooLong`] keeps, in characters.
-const TOO_LONG_PREFIX_CHARS: usize = 32;
 
 /// A concrete topic that events are published to, such as `orders.eu.created`.
 ///
@@ -94,7 +106,7 @@ const TOO_LONG_PREFIX_CHARS: usize = 32;
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use syncbus_core::Topic;
+/// use syncbus_envelope::Topic;
 ///
 /// let topic = Topic::new("orders.eu.created")?;
 /// assert_eq!(topic.as_str(), "orders.eu.created");
@@ -110,7 +122,7 @@ const TOO_LONG_PREFIX_CHARS: usize = 32;
 /// let mut counts = HashMap::new();
 /// counts.insert(topic, 1);
 /// assert_eq!(counts.get("orders.eu.created"), Some(&1));
-/// # Ok::<(), syncbus_core::TopicError>(())
+/// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Topic(SmolStr);
@@ -121,7 +133,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// assert!(Topic::new("a".repeat(Topic::MAX_LEN)).is_ok());
     /// assert!(Topic::new("a".repeat(Topic::MAX_LEN + 1)).is_err());
@@ -133,7 +145,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// assert!(Topic::new(vec!["a"; Topic::MAX_TOKENS].join(".")).is_ok());
     /// assert!(Topic::new(vec!["a"; Topic::MAX_TOKENS + 1].join(".")).is_err());
@@ -147,24 +159,26 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Topic, TopicError};
+    /// use syncbus_envelope::{NameError, NameReason, Topic};
     ///
     /// let topic = Topic::new("orders.created")?;
     /// assert_eq!(topic.as_str(), "orders.created");
     ///
-    /// assert!(matches!(Topic::new("orders..created"), Err(TopicError::EmptyToken { position: 1, .. })));
-    /// assert!(matches!(Topic::new("orders.*"), Err(TopicError::WildcardInTopic { position: 7, .. })));
-    /// # Ok::<(), TopicError>(())
+    /// let err = Topic::new("orders..created").unwrap_err();
+    /// assert_eq!(err.reason(), &NameReason::EmptyToken { index: 1, byte: 7 });
+    /// let err = Topic::new("orders.*").unwrap_err();
+    /// assert_eq!(err.reason(), &NameReason::WildcardInTopic { byte: 7 });
+    /// # Ok::<(), NameError>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// Returns a [`TopicError`] saying what is wrong and where when `s` is empty, too long,
+    /// Returns a [`NameError`] saying what is wrong and where when `s` is empty, too long,
     /// has too many tokens, an empty token, a character outside printable ASCII, or a
     /// wildcard (`*` or `>`).
-    pub fn new(s: impl AsRef<str>) -> Result<Topic, TopicError> {
+    pub fn new(s: impl AsRef<str>) -> Result<Topic, NameError> {
         let s = s.as_ref();
-        validate(s, Kind::Topic)?;
+        validate(s, NameKind::Topic)?;
         Ok(Topic(SmolStr::new(s)))
     }
 
@@ -175,7 +189,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// const ORDERS_CREATED: &str = "orders.created";
     /// let topic = Topic::from_static(ORDERS_CREATED);
@@ -184,33 +198,38 @@ impl Topic {
     ///
     /// # Panics
     ///
-    /// Panics with the [`TopicError`] message if `s` is not a valid topic.
+    /// Panics with the [`NameError`] message if `s` is not a valid topic.
     ///
     /// ```should_panic
-    /// # use syncbus_core::Topic;
+    /// # use syncbus_envelope::Topic;
     /// let _ = Topic::from_static("orders..created"); // empty token
     /// ```
     #[track_caller]
     pub fn from_static(s: &'static str) -> Topic {
-        match validate(s, Kind::Topic) {
+        match validate(s, NameKind::Topic) {
             Ok(()) => Topic(SmolStr::new_static(s)),
             Err(e) => panic!("{e}"),
         }
     }
 
-    /// Wraps an already validated topic string without checking it again.
+    /// Wraps a static topic whose validity was checked at compile time.
+    pub(crate) const fn from_static_unchecked(s: &'static str) -> Topic {
+        Topic(SmolStr::new_static(s))
+    }
+
+    /// The literal pattern's topic, when `pattern` has no wildcard (the same string).
     ///
-    /// Debug builds still check it.
-    #[allow(
-        dead_code,
-        reason = "for router code that re-creates topics it validated before"
-    )]
-    pub(crate) fn from_smol_unchecked(s: SmolStr) -> Topic {
-        debug_assert!(
-            validate(&s, Kind::Topic).is_ok(),
-            "from_smol_unchecked called with invalid topic {s:?}"
-        );
-        Topic(s)
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Pattern, Topic};
+    ///
+    /// assert_eq!(Topic::of_literal(&Pattern::from_static("orders.eu")), Some(Topic::from_static("orders.eu")));
+    /// assert_eq!(Topic::of_literal(&Pattern::from_static("orders.*")), None);
+    /// ```
+    pub fn of_literal(pattern: &Pattern) -> Option<Topic> {
+        // Topic rules are pattern rules minus the wildcards.
+        pattern.is_literal().then(|| Topic(pattern.0.clone()))
     }
 
     /// Returns the topic as a string slice.
@@ -218,7 +237,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// assert_eq!(Topic::from_static("orders.created").as_str(), "orders.created");
     /// ```
@@ -231,7 +250,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// let topic = Topic::from_static("orders.created");
     /// assert_eq!(topic.as_smol_str(), "orders.created");
@@ -247,7 +266,7 @@ impl Topic {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Topic;
+    /// use syncbus_envelope::Topic;
     ///
     /// let topic = Topic::from_static("orders.eu.created");
     /// assert_eq!(topic.tokens().collect::<Vec<_>>(), ["orders", "eu", "created"]);
@@ -258,7 +277,7 @@ impl Topic {
     }
 }
 
-string_newtype_impls!(Topic, Kind::Topic);
+string_newtype_impls!(Topic, NameKind::Topic);
 
 /// A topic pattern for subscribing, such as `orders.*.created` or `orders.>`.
 ///
@@ -279,7 +298,7 @@ string_newtype_impls!(Topic, Kind::Topic);
 /// # Examples
 ///
 /// ```
-/// use syncbus_core::{Pattern, Topic};
+/// use syncbus_envelope::{Pattern, Topic};
 ///
 /// let pattern = Pattern::new("orders.*.created")?;
 /// assert!(pattern.matches(&Topic::new("orders.eu.created")?));
@@ -292,7 +311,7 @@ string_newtype_impls!(Topic, Kind::Topic);
 /// let literal = Pattern::from(Topic::from_static("orders.created"));
 /// assert!(literal.is_literal());
 /// assert_eq!(literal.to_string(), "orders.created");
-/// # Ok::<(), syncbus_core::TopicError>(())
+/// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pattern(SmolStr);
@@ -305,25 +324,23 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Pattern, TopicError};
+    /// use syncbus_envelope::{NameReason, Pattern};
     ///
     /// assert!(Pattern::new("orders.*.created").is_ok());
     /// assert!(Pattern::new(">").is_ok());
-    /// assert!(matches!(
-    ///     Pattern::new("orders.>.created"),
-    ///     Err(TopicError::WildcardMisuse { position: 7, .. })
-    /// ));
-    /// assert!(matches!(Pattern::new("orders*"), Err(TopicError::WildcardMisuse { position: 6, .. })));
+    /// let err = Pattern::new("orders.>.created").unwrap_err();
+    /// assert!(matches!(err.reason(), NameReason::MisplacedWildcard { byte: 7, .. }));
+    /// assert_eq!(Pattern::new("orders*").unwrap_err().position(), Some(6));
     /// ```
     ///
     /// # Errors
     ///
-    /// Returns a [`TopicError`] saying what is wrong and where when `s` is empty, too long,
+    /// Returns a [`NameError`] saying what is wrong and where when `s` is empty, too long,
     /// has too many tokens, an empty token, a character outside printable ASCII, a wildcard
     /// that is not a whole token, or a `>` that is not the last token.
-    pub fn new(s: impl AsRef<str>) -> Result<Pattern, TopicError> {
+    pub fn new(s: impl AsRef<str>) -> Result<Pattern, NameError> {
         let s = s.as_ref();
-        validate(s, Kind::Pattern)?;
+        validate(s, NameKind::Pattern)?;
         Ok(Pattern(SmolStr::new(s)))
     }
 
@@ -334,7 +351,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// let pattern = Pattern::from_static("orders.>");
     /// assert!(pattern.matches_str("orders.eu.created"));
@@ -342,15 +359,15 @@ impl Pattern {
     ///
     /// # Panics
     ///
-    /// Panics with the [`TopicError`] message if `s` is not a valid pattern.
+    /// Panics with the [`NameError`] message if `s` is not a valid pattern.
     ///
     /// ```should_panic
-    /// # use syncbus_core::Pattern;
+    /// # use syncbus_envelope::Pattern;
     /// let _ = Pattern::from_static("orders.>.created"); // `>` must be last
     /// ```
     #[track_caller]
     pub fn from_static(s: &'static str) -> Pattern {
-        match validate(s, Kind::Pattern) {
+        match validate(s, NameKind::Pattern) {
             Ok(()) => Pattern(SmolStr::new_static(s)),
             Err(e) => panic!("{e}"),
         }
@@ -361,7 +378,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// assert_eq!(Pattern::from_static("orders.*").as_str(), "orders.*");
     /// ```
@@ -374,7 +391,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// let pattern = Pattern::from_static("orders.*");
     /// assert_eq!(pattern.as_smol_str(), "orders.*");
@@ -388,7 +405,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// let pattern = Pattern::from_static("orders.*.>");
     /// assert_eq!(pattern.tokens().collect::<Vec<_>>(), ["orders", "*", ">"]);
@@ -402,7 +419,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// assert!(Pattern::from_static("orders.created").is_literal());
     /// assert!(!Pattern::from_static("orders.*").is_literal());
@@ -418,7 +435,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::{Pattern, Topic};
+    /// use syncbus_envelope::{Pattern, Topic};
     ///
     /// let created = Topic::from_static("orders.created");
     /// let eu_created = Topic::from_static("orders.eu.created");
@@ -444,7 +461,7 @@ impl Pattern {
     /// # Examples
     ///
     /// ```
-    /// use syncbus_core::Pattern;
+    /// use syncbus_envelope::Pattern;
     ///
     /// let pattern = Pattern::from_static("*.*.created");
     /// assert!(pattern.matches_str("orders.eu.created"));
@@ -466,7 +483,7 @@ impl Pattern {
     }
 }
 
-string_newtype_impls!(Pattern, Kind::Pattern);
+string_newtype_impls!(Pattern, NameKind::Pattern);
 
 impl From<Topic> for Pattern {
     /// A topic is the literal pattern that matches only itself.
@@ -476,175 +493,74 @@ impl From<Topic> for Pattern {
     }
 }
 
-/// Why a string is not a valid [`Topic`] or [`Pattern`].
-///
-/// Each variant says where the problem is and, except [`Empty`](TopicError::Empty),
-/// carries the rejected string (cut short for [`TooLong`](TopicError::TooLong)) in `input`
-/// so the message can quote it. Validation stops at the first problem, scanning left to
-/// right; the token count is checked last.
-///
-/// # Examples
-///
-/// ```
-/// use syncbus_core::{Topic, TopicError};
-///
-/// let err = Topic::new("orders..created").unwrap_err();
-/// assert_eq!(
-///     err,
-///     TopicError::EmptyToken { input: "orders..created".into(), position: 1 }
-/// );
-/// assert_eq!(err.to_string(), r#"empty token at index 1 in "orders..created""#);
-/// ```
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicError {
-    /// The string is empty.
-    Empty,
-    /// The string is longer than [`Topic::MAX_LEN`] bytes.
-    TooLong {
-        /// The first 32 characters of the rejected string, followed by `...`.
-        input: String,
-        /// The length of the rejected string, in bytes.
-        len: usize,
-        /// The maximum length, in bytes.
-        max: usize,
-    },
-    /// The string has more than [`Topic::MAX_TOKENS`] tokens.
-    TooManyTokens {
-        /// The rejected string.
-        input: String,
-        /// The number of tokens in the rejected string.
-        count: usize,
-        /// The maximum number of tokens.
-        max: usize,
-    },
-    /// A token is empty: the string starts or ends with a dot, or has two dots in a row.
-    EmptyToken {
-        /// The rejected string.
-        input: String,
-        /// The index of the empty token, counting tokens from 0.
-        position: usize,
-    },
-    /// A character is not printable ASCII (`0x21..=0x7E`): a space, a control character
-    /// or a non-ASCII character.
-    InvalidChar {
-        /// The rejected string.
-        input: String,
-        /// The offending character.
-        ch: char,
-        /// The byte offset of the character.
-        position: usize,
-    },
-    /// A topic contains `*` or `>`; only patterns may have wildcards.
-    WildcardInTopic {
-        /// The rejected string.
-        input: String,
-        /// The byte offset of the wildcard.
-        position: usize,
-    },
-    /// A pattern uses a wildcard wrongly: a wildcard that is not a whole token (`a*`,
-    /// `*b`, `a>`), or a `>` that is not the last token.
-    WildcardMisuse {
-        /// The rejected string.
-        input: String,
-        /// The byte offset of the misused wildcard.
-        position: usize,
-        /// What the rule is.
-        reason: &'static str,
-    },
-}
-
-impl fmt::Display for TopicError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TopicError::Empty => f.write_str("topic or pattern is empty"),
-            TopicError::TooLong { input, len, max } => {
-                write!(f, "{input:?} is {len} bytes long, the maximum is {max}")
-            }
-            TopicError::TooManyTokens { input, count, max } => {
-                write!(f, "{input:?} has {count} tokens, the maximum is {max}")
-            }
-            TopicError::EmptyToken { input, position } => {
-                write!(f, "empty token at index {position} in {input:?}")
-            }
-            TopicError::InvalidChar { input, ch, position } => write!(
-                f,
-                "invalid character {ch:?} at byte {position} in {input:?}, only printable ascii is allowed"
-            ),
-            TopicError::WildcardInTopic { input, position } => {
-                let wildcard = input.get(*position..).and_then(|s| s.chars().next());
-                let wildcard = wildcard.unwrap_or('*');
-                write!(
-                    f,
-                    "wildcard {wildcard:?} at byte {position} in topic {input:?}, only patterns may contain wildcards"
-                )
-            }
-            TopicError::WildcardMisuse { input, position, reason } => {
-                write!(f, "misplaced wildcard at byte {position} in pattern {input:?}: {reason}")
-            }
-        }
+/// Whether `s` is a valid [`Topic`]; usable at compile time, so an event's `TOPIC` is checked
+/// once per type. Agrees with [`Topic::new`] (a unit test holds them together).
+pub(crate) const fn is_valid_topic(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_LEN {
+        return false;
     }
-}
-
-impl std::error::Error for TopicError {}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Topic,
-    Pattern,
+    let mut tokens = 1;
+    let mut token_start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                if i == token_start {
+                    return false;
+                }
+                token_start = i + 1;
+                tokens += 1;
+            }
+            b'*' | b'>' => return false,
+            0x21..=0x7E => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    token_start != b.len() && tokens <= MAX_TOKENS
 }
 
 const PARTIAL_WILDCARD: &str = "a wildcard must be a whole token";
 const TAIL_NOT_LAST: &str = "'>' must be the last token";
+const PRINTABLE: &str = "only printable ascii is allowed";
 
 /// Checks `s` against the topic or pattern rules in one pass, without allocating unless
-/// it fails.
-fn validate(s: &str, kind: Kind) -> Result<(), TopicError> {
+/// it fails. Validation stops at the first problem, scanning left to right; the token count
+/// is checked last.
+fn validate(s: &str, kind: NameKind) -> Result<(), NameError> {
+    let fail = |reason| Err(NameError::new(kind, reason, s));
     let bytes = s.as_bytes();
-    if bytes.is_empty() {
-        return Err(TopicError::Empty);
-    }
-    if bytes.len() > MAX_LEN {
-        return Err(TopicError::TooLong {
-            input: too_long_prefix(s),
-            len: bytes.len(),
-            max: MAX_LEN,
-        });
-    }
+    check_len(kind, s, MAX_LEN)?;
     let mut token_start = 0;
     let mut token_index = 0;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'.' => {
                 if i == token_start {
-                    return Err(TopicError::EmptyToken {
-                        input: s.into(),
-                        position: token_index,
+                    return fail(NameReason::EmptyToken {
+                        index: token_index,
+                        byte: i,
                     });
                 }
                 token_start = i + 1;
                 token_index += 1;
             }
             b'*' | b'>' => {
-                if kind == Kind::Topic {
-                    return Err(TopicError::WildcardInTopic {
-                        input: s.into(),
-                        position: i,
-                    });
+                if kind == NameKind::Topic {
+                    return fail(NameReason::WildcardInTopic { byte: i });
                 }
                 let next = bytes.get(i + 1);
                 if i != token_start || matches!(next, Some(&n) if n != b'.') {
-                    return Err(TopicError::WildcardMisuse {
-                        input: s.into(),
-                        position: i,
-                        reason: PARTIAL_WILDCARD,
+                    return fail(NameReason::MisplacedWildcard {
+                        byte: i,
+                        rule: PARTIAL_WILDCARD,
                     });
                 }
                 if b == b'>' && next.is_some() {
-                    return Err(TopicError::WildcardMisuse {
-                        input: s.into(),
-                        position: i,
-                        reason: TAIL_NOT_LAST,
+                    return fail(NameReason::MisplacedWildcard {
+                        byte: i,
+                        rule: TAIL_NOT_LAST,
                     });
                 }
             }
@@ -652,24 +568,23 @@ fn validate(s: &str, kind: Kind) -> Result<(), TopicError> {
             _ => {
                 // Every byte before `i` is ASCII, so `i` is a char boundary.
                 let ch = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
-                return Err(TopicError::InvalidChar {
-                    input: s.into(),
+                return fail(NameReason::InvalidChar {
                     ch,
-                    position: i,
+                    byte: i,
+                    rule: PRINTABLE,
                 });
             }
         }
     }
     if token_start == bytes.len() {
-        return Err(TopicError::EmptyToken {
-            input: s.into(),
-            position: token_index,
+        return fail(NameReason::EmptyToken {
+            index: token_index,
+            byte: token_start,
         });
     }
     let count = token_index + 1;
     if count > MAX_TOKENS {
-        return Err(TopicError::TooManyTokens {
-            input: s.into(),
+        return fail(NameReason::TooManyTokens {
             count,
             max: MAX_TOKENS,
         });
@@ -677,9 +592,20 @@ fn validate(s: &str, kind: Kind) -> Result<(), TopicError> {
     Ok(())
 }
 
-fn too_long_prefix(s: &str) -> String {
-    match s.char_indices().nth(TOO_LONG_PREFIX_CHARS) {
-        Some((end, _)) => format!("{}...", &s[..end]),
-        None => s.to_owned(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn const_topic_check_matches_runtime_check() {
+        let long = "a".repeat(MAX_LEN + 1);
+        let many = vec!["a"; MAX_TOKENS + 1].join(".");
+        let most = vec!["a"; MAX_TOKENS].join(".");
+        for s in [
+            "a", "a.b", "", ".", "a.", ".a", "a..b", "a.*", "a>", "a b", "é", "a\t", &long, &many,
+            &most, "~!.#$", "a\u{7f}",
+        ] {
+            assert_eq!(is_valid_topic(s), Topic::new(s).is_ok(), "{s:?}");
+        }
     }
 }

@@ -1,0 +1,248 @@
+//! Dispatch: handing one event to every sink of its route, and turning what the sinks did
+//! into the publish result.
+//!
+//! The envelope travels in a slot: every sink but the last gets a clone, the last one takes
+//! it ([`Take::Move`]), and a sink that refuses a moved envelope puts it back, so a refused
+//! publish can always hand the event back. Once something refused, the last sink gets a
+//! clone too, to keep the original.
+
+use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload};
+
+use crate::error::PublishError;
+use crate::handler::tracing_on;
+use crate::hub::Hub;
+use crate::metrics::{Stat, SubStats};
+use crate::router::{Group, Route};
+use crate::sink::{Delivered, Pack, Take, Wait};
+
+/// Hands the envelope in `slot` to every sink of `group`. On success the slot may be empty
+/// (the last sink took it); when refused it still holds the envelope.
+#[inline]
+pub(crate) fn dispatch<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+    wait: Wait,
+) -> Result<usize, Refused> {
+    if tracing_on() {
+        let topic = slot.as_ref().and_then(|e| e.meta().topic());
+        let topic = topic.map_or("", |t| t.as_str());
+        let _span = tracing::trace_span!("publish", topic).entered();
+        deliver_all(hub, group, slot, pack, wait)
+    } else {
+        deliver_all(hub, group, slot, pack, wait)
+    }
+}
+
+#[inline]
+fn deliver_all<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+    wait: Wait,
+) -> Result<usize, Refused> {
+    let mut tally = Tally::default();
+    let n = group.sinks.len();
+    for (i, (sink, stats)) in group.sinks.iter().enumerate() {
+        let outcome = if i + 1 < n {
+            sink.deliver(slot, Take::Clone, pack, wait)
+        } else if tally.refused() {
+            // Something refused the event already: keep the original to hand back.
+            let mut copy = slot.clone();
+            sink.deliver(&mut copy, Take::Move, pack, wait)
+        } else {
+            sink.deliver(slot, Take::Move, pack, wait)
+        };
+        tally.count(outcome, stats, wait);
+    }
+    settle(hub, tally, slot.is_some())
+}
+
+/// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
+/// the thread.
+pub(crate) async fn deliver_all_async<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+) -> Result<usize, Refused> {
+    let mut tally = Tally::default();
+    let n = group.sinks.len();
+    for (i, (sink, stats)) in group.sinks.iter().enumerate() {
+        loop {
+            let outcome = if i + 1 < n {
+                sink.deliver(slot, Take::Clone, pack, Wait::Never)
+            } else if tally.refused() {
+                let mut copy = slot.clone();
+                sink.deliver(&mut copy, Take::Move, pack, Wait::Never)
+            } else {
+                sink.deliver(slot, Take::Move, pack, Wait::Never)
+            };
+            if outcome == Delivered::WouldBlock {
+                if let Some(room) = slot.as_ref().and_then(|env| sink.room(env)) {
+                    room.signal()
+                        .wait_async(|| room.has_room().then_some(()))
+                        .await;
+                    continue;
+                }
+            }
+            tally.count(outcome, stats, Wait::Never);
+            break;
+        }
+    }
+    settle(hub, tally, slot.is_some())
+}
+
+fn settle(hub: &Hub, tally: Tally, still_held: bool) -> Result<usize, Refused> {
+    if still_held {
+        // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
+        if tally.closed && hub.is_closed() {
+            return Err(Refused::Closed);
+        }
+        if tally.would_block {
+            return Err(Refused::WouldBlock);
+        }
+        if tally.full {
+            return Err(Refused::Full);
+        }
+    }
+    hub.count_published();
+    Ok(tally.delivered)
+}
+
+/// What the sinks of one publish did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    delivered: usize,
+    full: bool,
+    would_block: bool,
+    closed: bool,
+}
+
+impl Tally {
+    #[inline]
+    fn refused(&self) -> bool {
+        self.full || self.would_block || self.closed
+    }
+
+    #[inline]
+    fn count(&mut self, outcome: Delivered, stats: &SubStats, wait: Wait) {
+        match outcome {
+            Delivered::Ok => self.delivered += 1,
+            Delivered::Displaced => {
+                self.delivered += 1;
+                stats.incr(Stat::Dropped);
+            }
+            Delivered::Full => {
+                self.full = true;
+                stats.incr(Stat::Rejected);
+            }
+            Delivered::WouldBlock => match wait {
+                // A publish that may wait got this only where waiting would stall the
+                // runtime.
+                Wait::Block => self.would_block = true,
+                // A try_publish gets it for any full `Block` queue, and that is plain
+                // `Full`; an async publish only when it has nowhere to await room.
+                Wait::Never => {
+                    self.full = true;
+                    stats.incr(Stat::Rejected);
+                }
+            },
+            Delivered::Closed => self.closed = true,
+        }
+    }
+}
+
+/// Why a dispatch handed the event back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    Full,
+    WouldBlock,
+    Closed,
+}
+
+impl Refused {
+    pub(crate) fn error<T>(self, value: T) -> PublishError<T> {
+        match self {
+            Refused::Full => PublishError::Full(value),
+            Refused::WouldBlock => PublishError::WouldBlock(value),
+            Refused::Closed => PublishError::Closed(value),
+        }
+    }
+}
+
+/// Builds the envelope for `event` in `slot`, on `route`'s topic. `None` when nobody
+/// subscribed to the type on that topic (then nothing is built).
+#[inline]
+fn build<'r, E: Event>(
+    route: Option<&'r Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Option<&'r Group<E>> {
+    let route = route?;
+    let group = route.group::<E>()?;
+    let env = slot.insert(Envelope::from_event(event));
+    env.meta_mut().set_topic(route.topic.clone());
+    Some(group)
+}
+
+/// Builds and dispatches `event` on `route`.
+#[inline]
+pub(crate) fn publish_event<E: Event>(
+    hub: &Hub,
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+    wait: Wait,
+) -> Result<usize, Refused> {
+    match build(route, event, slot) {
+        Some(group) => dispatch(hub, group, slot, Pack::Lite, wait),
+        None => Ok(hub.count_unrouted()),
+    }
+}
+
+/// Builds and dispatches `event` on `route`, awaiting room in full `Block` queues.
+pub(crate) async fn publish_event_async<E: Event>(
+    hub: &Hub,
+    route: Option<&Route>,
+    event: E,
+) -> Result<usize, PublishError<E>> {
+    let mut slot = None;
+    let result = match build(route, event, &mut slot) {
+        Some(group) => {
+            if tracing_on() {
+                use tracing::Instrument;
+                let topic = route.map_or("", |r| r.topic.as_str());
+                let span = tracing::trace_span!("publish", topic);
+                deliver_all_async(hub, group, &mut slot, Pack::Lite)
+                    .instrument(span)
+                    .await
+            } else {
+                deliver_all_async(hub, group, &mut slot, Pack::Lite).await
+            }
+        }
+        None => Ok(hub.count_unrouted()),
+    };
+    outcome(result, slot)
+}
+
+/// The refusal of an envelope without a topic: nowhere to route it.
+#[cold]
+pub(crate) fn no_topic<P>(envelope: Envelope<P>) -> PublishError<Envelope<P>> {
+    let e = NameError::new(NameKind::Topic, NameReason::Empty, "");
+    PublishError::InvalidTopic(envelope, e)
+}
+
+/// Maps a dispatch result to the public one, handing the event back when refused.
+pub(crate) fn outcome<E>(
+    result: Result<usize, Refused>,
+    slot: Option<Envelope<E>>,
+) -> Result<usize, PublishError<E>> {
+    match (result, slot) {
+        (Ok(n), _) => Ok(n),
+        (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
+        (Err(_), None) => Ok(0),
+    }
+}

@@ -1,0 +1,183 @@
+//! A publisher bound to one topic: it caches the route until subscriptions change.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use syncbus_envelope::{Event, Topic};
+
+use crate::dispatch::{outcome, publish_event, publish_event_async};
+use crate::error::PublishError;
+use crate::hub::Hub;
+use crate::router::Route;
+use crate::sink::Wait;
+
+/// A publisher bound to one topic and one event type; see [`Bus::publisher`](crate::Bus::publisher).
+///
+/// Clone it per thread or share it: it is `Send + Sync`.
+///
+/// # Examples
+///
+/// ```
+/// # use syncbus_core::{Bus, Event};
+/// # #[derive(Clone, Debug)] struct Tick(u64);
+/// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+/// let bus = Bus::new();
+/// let _s = bus.subscribe::<Tick>("clock.>")?.queued(|_| {})?;
+/// let ticks = bus.publisher::<Tick>("clock.tick")?;
+/// let per_thread = ticks.clone();
+/// std::thread::spawn(move || per_thread.blocking_publish(Tick(1))).join().unwrap()?;
+/// assert_eq!(ticks.topic().as_str(), "clock.tick");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Publisher<E> {
+    hub: Arc<Hub>,
+    topic: Topic,
+    cache: ArcSwap<(u64, Arc<Route>)>,
+    _event: std::marker::PhantomData<fn(E)>,
+}
+
+impl<E> Clone for Publisher<E> {
+    fn clone(&self) -> Self {
+        Publisher {
+            hub: self.hub.clone(),
+            topic: self.topic.clone(),
+            cache: ArcSwap::new(self.cache.load_full()),
+            _event: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for Publisher<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Event> Publisher<E> {
+    pub(crate) fn new(hub: Arc<Hub>, topic: Topic) -> Publisher<E> {
+        let (generation, route) = hub.router.route_of(&topic);
+        Publisher {
+            hub,
+            topic,
+            cache: ArcSwap::from_pointee((generation, route)),
+            _event: std::marker::PhantomData,
+        }
+    }
+
+    /// The topic this publisher sends to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Publishes `event`, awaiting room in full `Block` queues; see [`Bus::publish`](crate::Bus::publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued_async(|_| async {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.publish(Tick(1)).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::publish`](crate::Bus::publish), with the event handed back.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Bus::publish`](crate::Bus::publish).
+    pub async fn publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        if self.hub.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let route = self.route();
+        publish_event_async(&self.hub, Some(&route), event).await
+    }
+
+    /// Publishes `event` without waiting; see [`Bus::try_publish`](crate::Bus::try_publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.inline(|_| {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.try_publish(Tick(1))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::try_publish`](crate::Bus::try_publish), with the event handed back.
+    #[inline]
+    pub fn try_publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, Wait::Never)
+    }
+
+    /// Publishes `event`, blocking the thread while a full `Block` queue has no room; see
+    /// [`Bus::blocking_publish`](crate::Bus::blocking_publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Tick(u64);
+    /// # impl Event for Tick { const TYPE: &'static str = "clock.tick"; }
+    /// let bus = Bus::new();
+    /// let _s = bus.subscribe::<Tick>("clock.>")?.queued(|_| {})?;
+    /// let ticks = bus.publisher::<Tick>("clock.tick")?;
+    /// assert_eq!(ticks.blocking_publish(Tick(1))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::blocking_publish`](crate::Bus::blocking_publish), with the event handed back.
+    #[inline]
+    pub fn blocking_publish(&self, event: E) -> Result<usize, PublishError<E>> {
+        self.publish_with(event, Wait::Block)
+    }
+
+    /// The cached route, refreshed if subscriptions changed since.
+    fn route(&self) -> Arc<Route> {
+        let generation = self.hub.router.generation();
+        let cached = self.cache.load();
+        if cached.0 == generation {
+            return cached.1.clone();
+        }
+        drop(cached);
+        let (generation, route) = self.hub.router.route_of(&self.topic);
+        self.cache.store(Arc::new((generation, route.clone())));
+        route
+    }
+
+    #[inline]
+    fn publish_with(&self, event: E, wait: Wait) -> Result<usize, PublishError<E>> {
+        let hub = &*self.hub;
+        if hub.is_closed() {
+            return Err(PublishError::Closed(event));
+        }
+        let generation = hub.router.generation();
+        let cached = self.cache.load();
+        let mut slot = None;
+        let result = if cached.0 == generation {
+            publish_event(hub, Some(&cached.1), event, &mut slot, wait)
+        } else {
+            drop(cached);
+            let route = self.route();
+            publish_event(hub, Some(&route), event, &mut slot, wait)
+        };
+        outcome(result, slot)
+    }
+}

@@ -1,0 +1,92 @@
+//! The sink seam: what every subscription's receiving end implements, and the words a
+//! dispatch uses to hand it one event.
+//!
+//! This is the bottom of the crate: the router stores sinks, dispatch calls them, and push
+//! subscriptions and pull consumers implement them, without any of those knowing the others.
+
+use std::sync::Arc;
+
+use syncbus_envelope::Envelope;
+
+use crate::wait::Signal;
+
+/// What a sink did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    /// Accepted (queued, or handled inline).
+    Ok,
+    /// Accepted; an older event was dropped to make room.
+    Displaced,
+    /// Refused by the `Reject` policy.
+    Full,
+    /// Full, policy `Block`, and not allowed to wait here.
+    WouldBlock,
+    /// The subscription is gone.
+    Closed,
+}
+
+/// Whether a sink may take the envelope out of the dispatch's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Other sinks still need it: clone it.
+    Clone,
+    /// The last sink: move it out, and put it back if refused.
+    Move,
+}
+
+/// How a queue may pack the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pack {
+    /// The metadata is what `Envelope::from_event` made, apart from the topic: it may travel
+    /// as id, topic and payload, and be rebuilt on the other side.
+    Lite,
+    /// Anything else (a ready-made envelope): keep it whole.
+    Whole,
+}
+
+/// What a full `Block` queue does to the one pushing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Block the thread until there is room (or the queue closes), where that is safe.
+    Block,
+    /// Never wait: answer `WouldBlock` (an async publisher then awaits [`Room`]).
+    Never,
+}
+
+/// A subscription's lifecycle, type-erased.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// Stops intake; queued events stay to be drained.
+    fn close(&self);
+    /// Events waiting in the sink.
+    fn pending(&self) -> usize;
+    /// Tells workers to stop after the event in hand (a shutdown deadline passed).
+    fn abort(&self) {}
+    /// Drops what is still queued or abandoned by stopped workers, and says how many.
+    fn discard(&self) -> usize;
+}
+
+/// A subscription's receiving end for payload type `P`.
+pub(crate) trait Deliver<P>: Send + Sync + 'static {
+    /// Hands over the envelope in `slot`: cloned, or moved out with [`Take::Move`]. A sink
+    /// that refuses a moved envelope puts it back.
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        take: Take,
+        pack: Pack,
+        wait: Wait,
+    ) -> Delivered;
+
+    /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
+    fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
+        None
+    }
+}
+
+/// Lets an async publisher wait for room in a queue whose payload type it does not name.
+pub(crate) trait Room: Send + Sync {
+    /// Signalled when an item leaves (or the queue closes).
+    fn signal(&self) -> &Signal;
+    /// Room for one more, or closed (a push will not wait).
+    fn has_room(&self) -> bool;
+}
