@@ -34,8 +34,19 @@
 //! | lifecycle | [`Bus::shutdown`] (or [`Bus::blocking_shutdown`]) with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
 //! | reliability | [`Workflow::subscribe`] with [`DedupConfig`], [`ResequenceConfig`], [`RetryPolicy`], [`CircuitBreakerConfig`], [`RateLimitConfig`], timeout, concurrency, dead letters and [`Redrive`]; the layers one by one in [`workflow`] (`Dedup<H>`, `DedupLayer`, ...) |
+//! | sources | [`Source`] and [`Settle`]: anything that hands out deliveries to settle (the pull consumer, the durable consumer, connector readers); [`Workflow::serve`] runs the workflow stack over one and settles from the outcome |
 //! | sagas and chains | [`Saga`] with compensations, [`Workflow::chain`] |
-//! | storage | [`store`]: SQLite by default, an event log with durable consumers, outbox + relay, checkpoints, persistent dedup keys, dead letters and saga state |
+//! | storage | [`store`]: every storage trait, memory backends, the durable consumer, outbox + relay, checkpoints, dedup keys, dead letters and saga state; SQLite (feature `sqlite`, default) and PostgreSQL (`postgres`) backends |
+//!
+//! # Cargo features
+//!
+//! | feature | default | adds |
+//! | --- | --- | --- |
+//! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
+//! | `postgres` | no | `store::PgStore` |
+//!
+//! Features are additive; without default features nothing is compiled from C. How the
+//! crates fit together: `ARCHITECTURE.md` in the repository.
 
 pub use syncbus_core::{
     AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
@@ -73,7 +84,7 @@ pub use syncbus_workflow as workflow;
 pub mod prelude {
     pub use crate::{
         handler_fn, Bus, Consumer, ConsumerConfig, Context, EntityId, Envelope, Event, EventId,
-        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
+        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Settle, Source, Topic, Workflow,
     };
 }
 

@@ -232,28 +232,28 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn put(&self, record: DeadLetterRecord) -> StoreFuture<'_, ()>;
 
     /// The records passing `filter`, oldest last failure first (then by id).
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails or a stored record cannot be decoded.
+    /// A [`StoreError`](crate::StoreError) when the backend fails or a stored record cannot be decoded.
     fn list<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, Vec<DeadLetterRecord>>;
 
     /// One record by id.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails or the record cannot be decoded.
+    /// A [`StoreError`](crate::StoreError) when the backend fails or the record cannot be decoded.
     fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>>;
 
     /// Deletes a record; `false` if there was none.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool>;
 }
 

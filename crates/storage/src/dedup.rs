@@ -140,14 +140,14 @@ pub trait DedupStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn claim<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, Claim>;
 
     /// Records how a claimed run ended; `ttl` is how long a `Done` key is remembered.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn finish<'a>(
         &'a self,
         key: &'a DedupKey,
@@ -170,14 +170,14 @@ pub trait DedupStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn state<'a>(&'a self, key: &'a DedupKey) -> StoreFuture<'a, Option<KeyState>>;
 
     /// Removes expired keys and returns how many went.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the backend fails.
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
     fn purge_expired(&self) -> StoreFuture<'_, u64>;
 }
 

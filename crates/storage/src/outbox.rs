@@ -31,7 +31,7 @@ pub struct OutboxRecord {
 }
 
 /// The relay's side of an outbox. Enqueueing is backend-specific, because it must join the
-/// caller's own transaction (for SQLite: [`SqliteStore::enqueue`](crate::SqliteStore::enqueue)
+/// caller's own transaction (for SQLite: `SqliteStore::enqueue` in `syncbus-store`
 /// on a `rusqlite::Transaction`).
 ///
 /// # Ordering and gaps

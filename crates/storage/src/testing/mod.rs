@@ -50,11 +50,11 @@ pub fn env(topic: &str, n: u64) -> Envelope<Bytes> {
     Envelope::new(meta, Bytes::from(n.to_string()))
 }
 
-/// The number an [`env`] carries.
+/// The number an [`env()`] carries.
 ///
 /// # Panics
 ///
-/// If the payload is not a number as text (not made by [`env`]).
+/// If the payload is not a number as text (not made by [`env()`]).
 ///
 /// # Examples
 ///

@@ -25,8 +25,8 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 
 /// A store in a PostgreSQL database, shared by every process that opens the same schema.
 ///
-/// It implements [`EventLog`](crate::EventLog), [`Checkpoints`](crate::Checkpoints) and
-/// [`Outbox`](crate::Outbox); [`dedup`](Self::dedup), [`dead_letters`](Self::dead_letters)
+/// It implements [`EventLog`](syncbus_storage::EventLog), [`Checkpoints`](syncbus_storage::Checkpoints) and
+/// [`Outbox`](syncbus_storage::Outbox); [`dedup`](Self::dedup), [`dead_letters`](Self::dead_letters)
 /// and [`sagas`](Self::sagas) give the workflow layers' stores on the same schema. Clones
 /// share one connection pool. Needs PostgreSQL 13 or newer.
 ///
@@ -51,7 +51,7 @@ pub use self::workflow::{PgDeadLetterStore, PgDedupStore, PgSagaStore};
 /// # Outbox
 ///
 /// [`enqueue`](Self::enqueue) joins the caller's own transaction. The relay's
-/// [`pending`](crate::Outbox::pending) returns only events of transactions older than every
+/// [`pending`](syncbus_storage::Outbox::pending) returns only events of transactions older than every
 /// transaction still running, ordered by transaction id then row id, so it never hands out an
 /// event while an older transaction could still add one before it (the outbox gap). Events
 /// of one transaction stay together; a transaction left open on the server delays the relay,

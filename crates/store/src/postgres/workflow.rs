@@ -44,7 +44,7 @@ const DEDUP_PURGE: &str = "DELETE FROM dedup_keys WHERE expires <= now()";
 /// other's claims, and a claim is one atomic `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE`
 /// (a free, failed or expired key is taken; of two racing claims exactly one wins). Made by
 /// [`PgStore::dedup`]; purge expired keys in the background with
-/// [`DedupPurger`](crate::DedupPurger).
+/// [`DedupPurger`](syncbus_storage::DedupPurger).
 ///
 /// # Examples
 ///

@@ -146,7 +146,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// A store in one SQLite file, in WAL mode: the embedded default.
 ///
-/// It implements [`EventLog`](crate::EventLog), [`Checkpoints`] and [`Outbox`]; clones share
+/// It implements [`EventLog`](syncbus_storage::EventLog), [`Checkpoints`] and [`Outbox`]; clones share
 /// one connection. The connection lives on a dedicated thread, so no call blocks an async
 /// runtime, and the futures work on any executor. Other processes may open the same file:
 /// SQLite serializes writers (waiting up to the busy timeout).
