@@ -31,15 +31,14 @@ use tokio::task::JoinHandle;
 use crate::context::{Context, SubscriptionInfo};
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::Handler;
-use crate::layer::Stack;
 use crate::layers::{
-    record, record_stored, CircuitBreakerConfig, DedupConfig, EmitLayer, RateLimitConfig,
-    ResequenceConfig, RetryPolicy, TimeoutLayer,
+    record, record_stored, CircuitBreakerConfig, DedupConfig, RateLimitConfig, ResequenceConfig,
+    RetryPolicy,
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::DeadLetterStore;
-use crate::workflow::{run_in, Redriver, Workflow};
+use crate::workflow::{redriver, run_in, Settings, Workflow};
 
 /// Why a source could not be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,15 +175,8 @@ impl Counts {
 pub struct WorkflowServe<S> {
     wf: Workflow,
     source: S,
-    name: Option<SmolStr>,
-    handler_name: Option<SmolStr>,
-    dedup: Option<DedupConfig>,
-    resequence: Option<ResequenceConfig>,
+    settings: Settings,
     retry: RetryPolicy,
-    breaker: Option<CircuitBreakerConfig>,
-    rate: Option<RateLimitConfig>,
-    timeout: Option<Duration>,
-    dead_letters: Option<Arc<dyn DeadLetterStore>>,
     lanes: usize,
     batch: usize,
     fetch_wait: Duration,
@@ -194,7 +186,7 @@ pub struct WorkflowServe<S> {
 impl<S> fmt::Debug for WorkflowServe<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowServe")
-            .field("name", &self.name)
+            .field("name", &self.settings.name)
             .field("retry", &self.retry)
             .field("lanes", &self.lanes)
             .field("batch", &self.batch)
@@ -218,15 +210,8 @@ impl Workflow {
         WorkflowServe {
             wf: self.clone(),
             source,
-            name: None,
-            handler_name: None,
-            dedup: None,
-            resequence: None,
+            settings: Settings::default(),
             retry: RetryPolicy::default(),
-            breaker: None,
-            rate: None,
-            timeout: None,
-            dead_letters: None,
             lanes: 1,
             batch: 32,
             fetch_wait: Duration::from_secs(1),
@@ -243,7 +228,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     ///
     /// See [`WorkflowServe`].
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
-        self.name = Some(name.into());
+        self.settings.name = Some(name.into());
         self
     }
 
@@ -262,7 +247,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn handler_name(mut self, name: impl Into<SmolStr>) -> Self {
-        self.handler_name = Some(name.into());
+        self.settings.handler_name = Some(name.into());
         self
     }
 
@@ -283,7 +268,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dedup(mut self, dedup: DedupConfig) -> Self {
-        self.dedup = Some(dedup);
+        self.settings.dedup = Some(dedup);
         self
     }
 
@@ -305,7 +290,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn resequence(mut self, cfg: ResequenceConfig) -> Self {
-        self.resequence = Some(cfg);
+        self.settings.resequence = Some(cfg);
         self
     }
 
@@ -337,7 +322,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
+        self.settings.timeout = Some(d);
         self
     }
 
@@ -358,7 +343,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
-        self.rate = Some(rate);
+        self.settings.rate = Some(rate);
         self
     }
 
@@ -379,7 +364,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
@@ -400,7 +385,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
-        self.dead_letters = Some(store);
+        self.settings.dead_letters = Some(store);
         self
     }
 
@@ -523,48 +508,14 @@ impl<S: Source + 'static> WorkflowServe<S> {
                 handler: std::any::type_name::<P>(),
             });
         }
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| SmolStr::new(self.source.name()));
-        let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
         let wf = self.wf.clone();
-        let dead_letters = self
-            .dead_letters
-            .clone()
-            .unwrap_or_else(|| wf.dead_letters().clone());
-        let stack = Stack::new()
-            .layer(self.dedup.map(DedupConfig::layer))
-            .layer(
-                self.resequence
-                    .map(|o| o.dead_letters(dead_letters.clone()).layer()),
-            )
-            .layer(self.breaker.map(CircuitBreakerConfig::layer))
-            .layer(self.rate.map(RateLimitConfig::layer))
-            .layer(self.timeout.map(TimeoutLayer::new))
-            .layer(EmitLayer)
-            .handler(handler);
-        let stack = Arc::new(stack);
-        let info = SubscriptionInfo::new(
-            Some(wf.bus().clone()),
-            name.clone(),
-            handler_name,
-            wf.chains().cloned(),
+        let (name, info) = self.settings.info(&wf, self.source.name());
+        let dead_letters = self.settings.dead_letters(&wf);
+        let stack = Arc::new(
+            self.settings
+                .stack(handler, &dead_letters, None, None, None),
         );
-        let redriver: Redriver = {
-            let (s, i) = (stack.clone(), info.clone());
-            Arc::new(move |env: Envelope<Bytes>| {
-                let (s, i) = (s.clone(), i.clone());
-                Box::pin(async move {
-                    let env = P::from_stored(&env).map_err(|e| {
-                        HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
-                    })?;
-                    let ctx = Context::for_delivery(&i, env.meta());
-                    run_in(&*s, &i, env, ctx).await
-                })
-            })
-        };
-        if !wf.claim_name(&name, redriver) {
+        if !wf.claim_name(&name, redriver(stack.clone(), info.clone())) {
             return Err(ServeError::NameTaken(name));
         }
 

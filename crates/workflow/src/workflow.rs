@@ -286,16 +286,9 @@ impl Workflow {
             wf: self.clone(),
             bus,
             pattern: SmolStr::new(pattern),
-            name: None,
-            handler_name: None,
-            dedup: None,
-            resequence: None,
+            settings: Settings::default(),
             retry: Some(RetryPolicy::default()),
-            timeout: None,
             concurrency: None,
-            rate: None,
-            breaker: None,
-            dead_letters: None,
         })
     }
 
@@ -580,23 +573,16 @@ pub struct WorkflowSubscribe<P> {
     wf: Workflow,
     bus: SubscribeBuilder<P>,
     pattern: SmolStr,
-    name: Option<SmolStr>,
-    handler_name: Option<SmolStr>,
-    dedup: Option<DedupConfig>,
-    resequence: Option<ResequenceConfig>,
+    settings: Settings,
     retry: Option<RetryPolicy>,
-    timeout: Option<Duration>,
     concurrency: Option<usize>,
-    rate: Option<RateLimitConfig>,
-    breaker: Option<CircuitBreakerConfig>,
-    dead_letters: Option<Arc<dyn DeadLetterStore>>,
 }
 
 impl<P> fmt::Debug for WorkflowSubscribe<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowSubscribe")
             .field("pattern", &self.pattern)
-            .field("name", &self.name)
+            .field("name", &self.settings.name)
             .finish_non_exhaustive()
     }
 }
@@ -619,7 +605,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn name(mut self, name: impl Into<SmolStr>) -> Self {
-        self.name = Some(name.into());
+        self.settings.name = Some(name.into());
         self
     }
 
@@ -636,7 +622,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn handler_name(mut self, name: impl Into<SmolStr>) -> Self {
-        self.handler_name = Some(name.into());
+        self.settings.handler_name = Some(name.into());
         self
     }
 
@@ -723,7 +709,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn dedup(mut self, dedup: DedupConfig) -> Self {
-        self.dedup = Some(dedup);
+        self.settings.dedup = Some(dedup);
         self
     }
 
@@ -740,7 +726,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn resequence(mut self, cfg: ResequenceConfig) -> Self {
-        self.resequence = Some(cfg);
+        self.settings.resequence = Some(cfg);
         self
     }
 
@@ -793,7 +779,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
+        self.settings.timeout = Some(d);
         self
     }
 
@@ -827,7 +813,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn rate_limit(mut self, rate: RateLimitConfig) -> Self {
-        self.rate = Some(rate);
+        self.settings.rate = Some(rate);
         self
     }
 
@@ -844,7 +830,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
@@ -862,7 +848,7 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
     pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
-        self.dead_letters = Some(store);
+        self.settings.dead_letters = Some(store);
         self
     }
 
@@ -891,45 +877,18 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// # Ok(()) }
     /// ```
     pub fn handle<H: Handler<P>>(self, handler: H) -> Result<WorkflowSubscription, SubscribeError> {
-        let name = self.name.clone().unwrap_or_else(|| self.pattern.clone());
-        let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
         let wf = self.wf.clone();
-        let dl = self
-            .dead_letters
-            .clone()
-            .unwrap_or_else(|| wf.inner.dead_letters.clone());
-        let stack = Stack::new()
-            .layer(DeadLettersLayer::new(dl.clone()))
-            .layer(self.dedup.map(DedupConfig::layer))
-            .layer(self.resequence.map(|o| o.dead_letters(dl.clone()).layer()))
-            .layer(self.retry.map(RetryLayer::new))
-            .layer(self.breaker.map(CircuitBreakerConfig::layer))
-            .layer(self.rate.map(RateLimitConfig::layer))
-            .layer(self.timeout.map(TimeoutLayer::new))
-            .layer(self.concurrency.map(ConcurrencyLimitLayer::new))
-            .layer(EmitLayer)
-            .handler(handler);
-        let stack = Arc::new(stack);
-        let info = SubscriptionInfo::new(
-            Some(wf.inner.bus.clone()),
-            name.clone(),
-            handler_name,
-            wf.inner.chains.clone(),
-        );
+        let (name, info) = self.settings.info(&wf, &self.pattern);
+        let dl = self.settings.dead_letters(&wf);
+        let stack = Arc::new(self.settings.stack(
+            handler,
+            &dl,
+            Some(DeadLettersLayer::new(dl.clone())),
+            self.retry,
+            self.concurrency,
+        ));
         let stats = info.stats.clone();
-
-        let redriver: Redriver = {
-            let (s, i) = (stack.clone(), info.clone());
-            Arc::new(move |env: Envelope<Bytes>| {
-                let (s, i) = (s.clone(), i.clone());
-                Box::pin(async move {
-                    let env = P::from_stored(&env).map_err(|e| {
-                        HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
-                    })?;
-                    run_one(&*s, &i, env).await
-                })
-            })
-        };
+        let redriver = redriver(stack.clone(), info.clone());
         // The name is taken before the bus subscription starts, so a duplicate never
         // receives an event.
         if !wf.claim_name(&name, redriver) {
@@ -994,6 +953,83 @@ pub(crate) async fn run_in<P: Payload, H: Handler<P>>(
         );
     }
     r
+}
+
+/// The settings a push subscription and a served source share, and the one place the
+/// stack is built from them.
+#[derive(Default)]
+pub(crate) struct Settings {
+    pub(crate) name: Option<SmolStr>,
+    pub(crate) handler_name: Option<SmolStr>,
+    pub(crate) dedup: Option<DedupConfig>,
+    pub(crate) resequence: Option<ResequenceConfig>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) rate: Option<RateLimitConfig>,
+    pub(crate) breaker: Option<CircuitBreakerConfig>,
+    pub(crate) dead_letters: Option<Arc<dyn DeadLetterStore>>,
+}
+
+impl Settings {
+    /// The store failures go to: the one set, else the workflow's.
+    pub(crate) fn dead_letters(&self, wf: &Workflow) -> Arc<dyn DeadLetterStore> {
+        self.dead_letters
+            .clone()
+            .unwrap_or_else(|| wf.inner.dead_letters.clone())
+    }
+
+    /// The name (the one set, else `default`) and what every delivery's context shares.
+    pub(crate) fn info(&self, wf: &Workflow, default: &str) -> (SmolStr, Arc<SubscriptionInfo>) {
+        let name = self.name.clone().unwrap_or_else(|| SmolStr::new(default));
+        let handler_name = self.handler_name.clone().unwrap_or_else(|| name.clone());
+        let info = SubscriptionInfo::new(
+            Some(wf.inner.bus.clone()),
+            name.clone(),
+            handler_name,
+            wf.inner.chains.clone(),
+        );
+        (name, info)
+    }
+
+    /// The stack, outermost first: dead letters → dedup → resequence → retry → circuit
+    /// breaker → rate limit → timeout → concurrency limit → emit → handler. A served source
+    /// leaves out the dead-letter, retry and concurrency layers: its runner settles, retries
+    /// through the source and runs lanes instead.
+    pub(crate) fn stack<P: Storable, H: Handler<P>>(
+        self,
+        handler: H,
+        dl: &Arc<dyn DeadLetterStore>,
+        dead_letters: Option<DeadLettersLayer>,
+        retry: Option<RetryPolicy>,
+        concurrency: Option<usize>,
+    ) -> impl Handler<P> {
+        Stack::new()
+            .layer(dead_letters)
+            .layer(self.dedup.map(DedupConfig::layer))
+            .layer(self.resequence.map(|o| o.dead_letters(dl.clone()).layer()))
+            .layer(retry.map(RetryLayer::new))
+            .layer(self.breaker.map(CircuitBreakerConfig::layer))
+            .layer(self.rate.map(RateLimitConfig::layer))
+            .layer(self.timeout.map(TimeoutLayer::new))
+            .layer(concurrency.map(ConcurrencyLimitLayer::new))
+            .layer(EmitLayer)
+            .handler(handler)
+    }
+}
+
+/// Replays a dead letter through `stack`, decoded for its handler.
+pub(crate) fn redriver<P: Payload + Storable, H: Handler<P>>(
+    stack: Arc<H>,
+    info: Arc<SubscriptionInfo>,
+) -> Redriver {
+    Arc::new(move |env: Envelope<Bytes>| {
+        let (s, i) = (stack.clone(), info.clone());
+        Box::pin(async move {
+            let env = P::from_stored(&env).map_err(|e| {
+                HandlerError::new(ErrorKind::Decode, format!("redriven event: {e}"))
+            })?;
+            run_one(&*s, &i, env).await
+        })
+    })
 }
 
 /// A running workflow subscription. Dropping it unsubscribes (as a bus `Subscription`
