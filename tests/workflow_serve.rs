@@ -305,7 +305,7 @@ async fn outcomes<H: Harness>(mut h: H) {
 
 /// Stopping while 100 deliveries are in flight: each is acked (handled) or handed back, and
 /// the handed-back ones are all there after reopening. None lost, none handled twice.
-async fn stop_in_flight<H: Harness>(mut h: H) {
+async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
     let all: BTreeSet<u64> = (100..200).collect();
     let source = h.open(all.iter().map(|&n| mail(n)).collect()).await;
     let bus = Bus::new();
@@ -315,7 +315,7 @@ async fn stop_in_flight<H: Harness>(mut h: H) {
     let (hd, st) = (handled.clone(), started.clone());
     let served = wf
         .serve(source)
-        .lanes(4)
+        .lanes(lanes)
         .batch(100)
         .fetch_wait(Duration::from_millis(20))
         .handle(handler_fn(move |env: Envelope<Mail>, _ctx| {
@@ -328,7 +328,10 @@ async fn stop_in_flight<H: Harness>(mut h: H) {
             }
         }))
         .unwrap();
-    wait_for("a few handlers to start", || started.load(SeqCst) >= 8).await;
+    wait_for("a few handlers to start", || {
+        started.load(SeqCst) >= 2 * lanes as u32
+    })
+    .await;
     let settled = served.stop().await;
 
     let handled = handled.lock().unwrap().clone();
@@ -401,12 +404,14 @@ async fn outcomes_on_an_sqlite_durable_consumer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_loses_nothing_on_the_bus_consumer() {
-    stop_in_flight(BusHarness::new()).await;
+    stop_in_flight(BusHarness::new(), 4).await;
+    stop_in_flight(BusHarness::new(), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_loses_nothing_on_an_sqlite_durable_consumer() {
-    stop_in_flight(SqliteHarness::new()).await;
+    stop_in_flight(SqliteHarness::new(), 4).await;
+    stop_in_flight(SqliteHarness::new(), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

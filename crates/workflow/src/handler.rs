@@ -181,24 +181,42 @@ pub(crate) fn panicked(p: &Panic) -> HandlerError {
 }
 
 /// Awaits a future, turning a panic into an [`ErrorKind::Panicked`] error.
-pub(crate) async fn catch_panic<F>(fut: F) -> Result<(), HandlerError>
+pub(crate) fn catch_panic<F>(fut: F) -> CatchPanic<F>
 where
     F: Future<Output = Result<(), HandlerError>>,
 {
-    catch_panic_value(fut).await
+    CatchPanic { fut }
 }
 
 /// [`catch_panic`] for futures with a value.
-pub(crate) async fn catch_panic_value<T, F>(fut: F) -> Result<T, HandlerError>
+pub(crate) fn catch_panic_value<T, F>(fut: F) -> CatchPanic<F>
 where
     F: Future<Output = Result<T, HandlerError>>,
 {
-    tokio::pin!(fut);
-    std::future::poll_fn(move |cx: &mut TaskContext<'_>| {
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+    CatchPanic { fut }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`catch_panic`]: a plain struct around the inner future, so wrapping
+    /// costs no second copy of it (an `async fn` wrapper would keep the argument and the
+    /// awaited future side by side).
+    pub(crate) struct CatchPanic<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<T, F> Future for CatchPanic<F>
+where
+    F: Future<Output = Result<T, HandlerError>>,
+{
+    type Output = Result<T, HandlerError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let fut = self.project().fut;
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(p) => p,
             Err(panic) => Poll::Ready(Err(panicked(&panic))),
         }
-    })
-    .await
+    }
 }

@@ -1,6 +1,9 @@
 //! Composing handlers: the [`Layer`] trait, [`Stack`], and optional layers.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use syncbus_envelope::Envelope;
 
@@ -71,10 +74,40 @@ where
     A: Handler<P>,
     B: Handler<P>,
 {
-    async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+    fn call(
+        &self,
+        env: Envelope<P>,
+        ctx: Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        // One future or the other, never both: an `async fn` with an `.await` per arm would
+        // keep room for both, doubling the size at every optional layer.
         match self {
-            Either::Left(a) => a.call(env, ctx).await,
-            Either::Right(b) => b.call(env, ctx).await,
+            Either::Left(a) => EitherFuture::Left {
+                fut: a.call(env, ctx),
+            },
+            Either::Right(b) => EitherFuture::Right {
+                fut: b.call(env, ctx),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Either`]'s handler.
+    #[project = EitherProj]
+    enum EitherFuture<A, B> {
+        Left { #[pin] fut: A },
+        Right { #[pin] fut: B },
+    }
+}
+
+impl<T, A: Future<Output = T>, B: Future<Output = T>> Future for EitherFuture<A, B> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<T> {
+        match self.project() {
+            EitherProj::Left { fut } => fut.poll(cx),
+            EitherProj::Right { fut } => fut.poll(cx),
         }
     }
 }

@@ -16,10 +16,10 @@
 
 use std::any::Any;
 use std::fmt;
-use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use smol_str::SmolStr;
@@ -32,13 +32,14 @@ use crate::context::{Context, SubscriptionInfo};
 use crate::error::{ErrorKind, HandlerError};
 use crate::handler::Handler;
 use crate::layers::{
-    record, record_stored, CircuitBreakerConfig, DedupConfig, RateLimitConfig, ResequenceConfig,
+    record_stored, CircuitBreakerConfig, DedupConfig, RateLimitConfig, ResequenceConfig,
     RetryPolicy,
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::DeadLetterStore;
 use crate::workflow::{redriver, run_in, Settings, Workflow};
+use crate::BoxFuture;
 
 /// Why a source could not be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -669,7 +670,9 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
         } = self;
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
+        // One lane runs on this task: no hand-off to another.
+        let inline = lanes == 1;
+        for _ in 0..if inline { 0 } else { lanes } {
             // One batch of room per lane: a slow lane holds the fetch loop back (backpressure).
             let (tx, rx) = mpsc::channel::<S::Delivery>(batch);
             senders.push(tx);
@@ -713,6 +716,16 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
                 .counts
                 .fetched
                 .fetch_add(batch_in.len() as u64, Relaxed);
+            if inline {
+                for d in batch_in {
+                    if *stopped.borrow() {
+                        hand_back(d, &handle).await;
+                    } else {
+                        process::<S::Delivery, P, H>(d, &handle).await;
+                    }
+                }
+                continue;
+            }
             for d in batch_in {
                 let lane = match d.envelope().meta().entity_id() {
                     Some(id) => (hasher.hash_one(id) as usize) % lanes,
@@ -774,7 +787,7 @@ fn settled<E: fmt::Display, H>(r: Result<(), E>, handle: &Handle<H>, how: &str) 
 enum Decoded<P> {
     Event(Envelope<P>),
     OtherType,
-    Undecodable(Envelope<Bytes>, DecodeError),
+    Undecodable(DecodeError),
 }
 
 fn decode<Q: Payload, P: Payload + Storable>(env: &Envelope<Q>) -> Decoded<P> {
@@ -786,10 +799,22 @@ fn decode<Q: Payload, P: Payload + Storable>(env: &Envelope<Q>) -> Decoded<P> {
         Some(raw) => match P::from_stored(raw) {
             Ok(typed) => Decoded::Event(typed),
             Err(DecodeError::WrongType { .. }) => Decoded::OtherType,
-            Err(e) => Decoded::Undecodable(raw.clone(), e),
+            Err(e) => Decoded::Undecodable(e),
         },
         // `handle` refused any other pairing before the runner started.
         None => Decoded::OtherType,
+    }
+}
+
+/// The event as bytes, for a dead letter: a stored envelope as it is, a typed one encoded.
+fn stored<Q: Payload, P: Payload + Storable>(env: &Envelope<Q>) -> Result<Envelope<Bytes>, String> {
+    let any: &dyn Any = env;
+    if let Some(raw) = any.downcast_ref::<Envelope<Bytes>>() {
+        return Ok(raw.clone());
+    }
+    match any.downcast_ref::<Envelope<P>>() {
+        Some(typed) => P::to_stored(typed).map_err(|e| e.to_string()),
+        None => Err(format!("a {} payload", std::any::type_name::<Q>())),
     }
 }
 
@@ -807,15 +832,12 @@ where
             handle.counts.skipped.fetch_add(1, Relaxed);
             return ack(d, handle).await;
         }
-        Decoded::Undecodable(raw, e) => {
+        Decoded::Undecodable(e) => {
             handle.counts.undecodable.fetch_add(1, Relaxed);
-            let ctx = Context::for_delivery(&handle.info, raw.meta());
+            let ctx = Context::for_delivery(&handle.info, d.envelope().meta());
             ctx.set_attempt(attempt);
             let chain = vec![format!("the payload does not decode: {e}")];
-            return bury(d, handle, || {
-                record_stored(&*handle.dead_letters, raw, &ctx, ErrorKind::Decode, chain)
-            })
-            .await;
+            return Box::pin(bury::<D, P, H>(d, handle, &ctx, ErrorKind::Decode, chain)).await;
         }
     };
     let ctx = Context::for_delivery(&handle.info, env.meta());
@@ -823,28 +845,38 @@ where
     if attempt > limit {
         // Handed out more often than it was ever failed: the process died or the lease ran
         // out each time (a poison message). Do not run it again.
-        let err = HandlerError::new(
+        let chain = vec![format!(
+            "delivered {attempt} times, more than the {limit} attempts allowed, without a settle"
+        )];
+        return Box::pin(bury::<D, P, H>(
+            d,
+            handle,
+            &ctx,
             ErrorKind::Permanent,
-            format!("delivered {attempt} times, more than the {limit} attempts allowed, without a settle"),
-        );
-        let (store, keep) = (&*handle.dead_letters, env.clone());
-        return bury(d, handle, || record(store, &keep, &ctx, &err)).await;
+            chain,
+        ))
+        .await;
     }
     handle.info.stats.incr(Stat::Attempts);
-    let keep = env.clone();
-    let run = run_in(&*handle.stack, &handle.info, env, ctx.clone());
+    // Boxed once per delivery, as a push subscription does: the stack's future is large, and
+    // moving it through this function's states would copy it at every step.
+    let mut run: BoxFuture<'_, Result<(), HandlerError>> =
+        Box::pin(run_in(&*handle.stack, &handle.info, env, ctx.clone()));
     let outcome = match handle.in_progress {
         None => run.await,
-        Some(every) => {
-            tokio::pin!(run);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                tokio::select! {
-                    r = &mut run => break r,
-                    _ = tick.tick() => settled(d.in_progress().await, handle, "in_progress"),
+        // Most handlers finish in their first poll: only a pending one gets a timer.
+        Some(every) => match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        _ = tick.tick() => settled(d.in_progress().await, handle, "in_progress"),
+                    }
                 }
             }
-        }
+        },
     };
     match outcome {
         Ok(()) => ack(d, handle).await,
@@ -860,8 +892,7 @@ where
         }
         Err(e) => {
             ctx.note_failure();
-            let store = &*handle.dead_letters;
-            bury(d, handle, || record(store, &keep, &ctx, &e)).await;
+            Box::pin(bury::<D, P, H>(d, handle, &ctx, e.kind(), e.chain())).await;
         }
     }
 }
@@ -872,14 +903,23 @@ async fn ack<D: Settle, H>(d: D, handle: &Handle<H>) {
 }
 
 /// Dead-letters, then terms; if the dead letter could not be written, hands the delivery
-/// back instead, so nothing is termed without a record.
-async fn bury<'a, D, H, F, Fut>(d: D, handle: &'a Handle<H>, write: F)
-where
+/// back instead, so nothing is termed without a record. The delivery still holds the event,
+/// so no copy was kept for a failure that rarely comes. Off the hot path: callers box it.
+async fn bury<D, P, H>(
+    d: D,
+    handle: &Handle<H>,
+    ctx: &Context,
+    kind: ErrorKind,
+    mut chain: Vec<String>,
+) where
     D: Settle,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = bool> + 'a,
+    P: Payload + Storable,
 {
-    if write().await {
+    let envelope = stored::<D::Payload, P>(d.envelope()).unwrap_or_else(|why| {
+        chain.push(format!("the payload could not be stored: {why}"));
+        Envelope::new(d.envelope().meta().clone(), Bytes::new())
+    });
+    if record_stored(&*handle.dead_letters, envelope, ctx, kind, chain).await {
         handle.counts.termed.fetch_add(1, Relaxed);
         settled(d.term().await, handle, "term");
     } else {
