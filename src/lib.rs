@@ -61,7 +61,7 @@ pub use syncbus_envelope::{
 
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
-    Handler, HandlerError, Jitter, OnExpiry, RateLimitConfig, Redrive, RedriveReport,
+    Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveReport,
     ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError, ServeMetrics, Served,
     StartAt, WhenOpen, Workflow, WorkflowMetrics, WorkflowServe, WorkflowSubscription,
 };

@@ -13,7 +13,7 @@ use syncbus::store::{
 };
 use syncbus::{
     handler_fn, Bus, Bytes, ConsumerConfig, Envelope, ErrorKind, Event, EventType, HandlerError,
-    Metadata, RetryPolicy, ServeError, Served, Source, Topic, Workflow,
+    Metadata, OtherTypes, RetryPolicy, ServeError, Served, Source, Topic, Workflow,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,6 +23,16 @@ struct Mail {
 
 impl Event for Mail {
     const TYPE: &'static str = "mail.send";
+}
+
+/// The follow-up a handler emits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Sent {
+    to: u64,
+}
+
+impl Event for Sent {
+    const TYPE: &'static str = "mail.sent";
 }
 
 /// Each mail's handler calls: when, and the attempt the context said.
@@ -207,9 +217,10 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Success acked; a retryable failure nak'd with its delay, then succeeding; a permanent
-/// failure dead-lettered and termed; an undecodable record dead-lettered and termed; an event
-/// of another type acked unhandled.
+/// Success acked (and its follow-up published); a retryable failure nak'd with its delay,
+/// then succeeding; a permanent failure dead-lettered and termed; an undecodable record
+/// dead-lettered and termed; an event of another type dead-lettered with the reason, never
+/// acked unhandled.
 async fn outcomes<H: Harness>(mut h: H) {
     let source = h
         .open(vec![mail(1), mail(2), mail(3), undecodable(), other_type()])
@@ -217,6 +228,16 @@ async fn outcomes<H: Harness>(mut h: H) {
     let bus = Bus::new();
     let dead = Arc::new(MemoryDeadLetterStore::new(100));
     let wf = Workflow::builder(&bus).dead_letters(dead.clone()).build();
+    let followups = Arc::new(AtomicU32::new(0));
+    let f = followups.clone();
+    let _sent = bus
+        .subscribe::<Sent>("mail.sent")
+        .unwrap()
+        .inline(move |env| {
+            assert_eq!(env.payload().to, 1);
+            f.fetch_add(1, SeqCst);
+        })
+        .unwrap();
     let calls: Arc<Mutex<Calls>> = Arc::default();
     let c = calls.clone();
     let served = wf
@@ -231,6 +252,9 @@ async fn outcomes<H: Harness>(mut h: H) {
                 seen.push((Instant::now(), ctx.attempt()));
                 seen.len()
             };
+            if to == 1 {
+                ctx.emit(Sent { to });
+            }
             async move {
                 match (to, attempt) {
                     (2, 1) => Err(HandlerError::retryable("smtp busy").retry_after(RETRY_AFTER)),
@@ -241,8 +265,8 @@ async fn outcomes<H: Harness>(mut h: H) {
         }))
         .unwrap();
 
-    wait_for("two handled, two dead letters", || {
-        served.metrics().succeeded == 2 && served.settled().termed == 2
+    wait_for("two handled, three dead letters", || {
+        served.metrics().succeeded == 2 && served.settled().termed == 3
     })
     .await;
     // Long enough for a lost settle to come back after the ack timeout.
@@ -267,12 +291,13 @@ async fn outcomes<H: Harness>(mut h: H) {
         !calls.contains_key(&0),
         "the undecodable record never reached the handler"
     );
+    assert_eq!(followups.load(SeqCst), 1, "the follow-up reached the bus");
     assert_eq!(
-        settled.acked, 3,
-        "mail 1, mail 2's second attempt, the other type: {settled:?}"
+        settled.acked, 2,
+        "mail 1, mail 2's second attempt: {settled:?}"
     );
     assert_eq!(settled.nakd, 1, "{settled:?}");
-    assert_eq!(settled.termed, 2, "{settled:?}");
+    assert_eq!(settled.termed, 3, "{settled:?}");
     assert_eq!(
         (settled.skipped, settled.undecodable),
         (1, 1),
@@ -290,8 +315,18 @@ async fn outcomes<H: Harness>(mut h: H) {
         kinds,
         [
             (ErrorKind::Decode, "mailer".to_owned()),
+            (ErrorKind::Decode, "mailer".to_owned()),
             (ErrorKind::Permanent, "mailer".to_owned())
         ]
+    );
+    let other = letters
+        .iter()
+        .find(|l| l.envelope.meta().event_type().as_str() == "mail.bounced")
+        .unwrap();
+    assert!(
+        other.error().contains("not the handler's"),
+        "{}",
+        other.error()
     );
     let permanent = letters
         .iter()
@@ -422,6 +457,28 @@ async fn in_progress_keeps_a_long_handler_on_the_bus_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_progress_keeps_a_long_handler_on_an_sqlite_durable_consumer() {
     long_handler(SqliteHarness::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_types_are_acked_only_when_asked() {
+    let mut h = SqliteHarness::new();
+    let source = h.open(vec![other_type(), mail(4)]).await;
+    let bus = Bus::new();
+    let dead = Arc::new(MemoryDeadLetterStore::new(10));
+    let wf = Workflow::builder(&bus).dead_letters(dead.clone()).build();
+    let served = wf
+        .serve(source)
+        .fetch_wait(Duration::from_millis(20))
+        .other_types(OtherTypes::Skip)
+        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
+            Ok::<(), HandlerError>(())
+        }))
+        .unwrap();
+    wait_for("both settled", || served.settled().acked == 2).await;
+    let settled = served.stop().await;
+    assert_eq!((settled.skipped, settled.termed), (1, 0), "{settled:?}");
+    assert_eq!(dead.len(), 0, "skipping is the explicit opt-in: no record");
+    assert!(h.leftovers().await.is_empty());
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ pub use crate::layers::{
 };
 pub use crate::metrics::WorkflowMetrics;
 pub use crate::saga::{RunningSaga, Saga};
-pub use crate::serve::{ServeError, ServeMetrics, Served, WorkflowServe};
+pub use crate::serve::{OtherTypes, ServeError, ServeMetrics, Served, WorkflowServe};
 pub use crate::storable::Storable;
 pub use crate::workflow::{
     Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,

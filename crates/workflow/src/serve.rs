@@ -7,7 +7,7 @@
 //! | a retryable failure, attempts left | `nak` with the retry delay (the error's `retry_after`, else the policy's backoff) |
 //! | a permanent failure, or attempts exhausted | a dead letter, then `term` |
 //! | the payload does not decode | a dead letter, then `term` |
-//! | an event of another type (a shared log) | `ack`, counted as skipped |
+//! | an event of another type (a shared log) | a dead letter saying so, then `term`; or `ack`, counted as skipped, with [`OtherTypes::Skip`] |
 //! | the dead-letter store failed | `nak` (it comes back; nothing is termed unrecorded) |
 //!
 //! Retries go through the source, not a loop in memory: the attempt is the delivery count,
@@ -40,6 +40,20 @@ use crate::storable::Storable;
 use crate::store::DeadLetterStore;
 use crate::workflow::{redriver, run_in, Settings, Workflow};
 use crate::BoxFuture;
+
+/// What the runner does with an event whose type is not the handler's (a log or stream that
+/// carries several types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OtherTypes {
+    /// Dead-letter it with the reason, then `term` it: nothing leaves the source unhandled
+    /// without a record. The default.
+    #[default]
+    DeadLetter,
+    /// `ack` it without a record, counted in [`ServeMetrics::skipped`]: for a source that is
+    /// known to carry other types this handler does not care about.
+    Skip,
+}
 
 /// Why a source could not be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +106,8 @@ pub struct ServeMetrics {
     pub nakd: u64,
     /// Termed after their dead letter was written.
     pub termed: u64,
-    /// Events of another type than the handler's, acked without running it.
+    /// Events of another type than the handler's: acked without a record with
+    /// [`OtherTypes::Skip`], dead-lettered (and counted in `termed` too) by default.
     pub skipped: u64,
     /// Payloads that did not decode into the handler's type (dead-lettered).
     pub undecodable: u64,
@@ -178,6 +193,7 @@ pub struct WorkflowServe<S> {
     source: S,
     settings: Settings,
     retry: RetryPolicy,
+    other_types: OtherTypes,
     lanes: usize,
     batch: usize,
     fetch_wait: Duration,
@@ -213,6 +229,7 @@ impl Workflow {
             source,
             settings: Settings::default(),
             retry: RetryPolicy::default(),
+            other_types: OtherTypes::default(),
             lanes: 1,
             batch: 32,
             fetch_wait: Duration::from_secs(1),
@@ -390,6 +407,27 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
+    /// What happens to an event of another type than the handler's: dead-lettered with the
+    /// reason (the default) or acked unhandled ([`OtherTypes::Skip`], an explicit opt-in).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Bytes, ConsumerConfig};
+    /// # let bus = Bus::new();
+    /// use syncbus_workflow::{OtherTypes, Workflow};
+    /// // A consumer of every topic that only cares about one type.
+    /// let serve = Workflow::new(&bus)
+    ///     .serve(bus.consumer::<Bytes>(">", ConsumerConfig::default())?)
+    ///     .other_types(OtherTypes::Skip);
+    /// # let _ = serve;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn other_types(mut self, policy: OtherTypes) -> Self {
+        self.other_types = policy;
+        self
+    }
+
     /// Deliveries handled at once (at least 1). Events of one entity always go to the same
     /// lane, so they are handled one at a time and in fetch order; entities run in
     /// parallel. Events without an entity id are spread over the lanes.
@@ -530,6 +568,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
                 info,
                 dead_letters,
                 retry: self.retry,
+                other_types: self.other_types,
                 in_progress: self.in_progress,
                 counts: counts.clone(),
                 stopping: AtomicBool::new(false),
@@ -563,6 +602,7 @@ fn same<A: 'static, B: 'static>() -> bool {
 /// A source being served; see [`Workflow::serve`]. Dropping it stops the runner the way
 /// [`stop`](Self::stop) does, in the background: every fetched delivery is still settled or
 /// handed back.
+#[must_use = "dropping a Served stops serving at once"]
 pub struct Served {
     name: SmolStr,
     stop: watch::Sender<bool>,
@@ -642,6 +682,7 @@ struct Handle<H> {
     info: Arc<SubscriptionInfo>,
     dead_letters: Arc<dyn DeadLetterStore>,
     retry: RetryPolicy,
+    other_types: OtherTypes,
     in_progress: Option<Duration>,
     counts: Arc<Counts>,
     stopping: AtomicBool,
@@ -830,7 +871,16 @@ where
         Decoded::Event(env) => env,
         Decoded::OtherType => {
             handle.counts.skipped.fetch_add(1, Relaxed);
-            return ack(d, handle).await;
+            if handle.other_types == OtherTypes::Skip {
+                return ack(d, handle).await;
+            }
+            let ctx = Context::for_delivery(&handle.info, d.envelope().meta());
+            ctx.set_attempt(attempt);
+            let chain = vec![format!(
+                "an event of type {}, not the handler's: it was not handled",
+                d.envelope().meta().event_type()
+            )];
+            return Box::pin(bury::<D, P, H>(d, handle, &ctx, ErrorKind::Decode, chain)).await;
         }
         Decoded::Undecodable(e) => {
             handle.counts.undecodable.fetch_add(1, Relaxed);
