@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 
 /// How a handler failed: the kind of the workflow crate's `HandlerError`, and what a
 /// [`DeadLetterRecord`](crate::DeadLetterRecord) keeps of it.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_storage::ErrorKind;
+/// assert!(ErrorKind::Timeout.is_retryable());
+/// assert_eq!(ErrorKind::parse(ErrorKind::Decode.as_str()), Some(ErrorKind::Decode));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
