@@ -59,7 +59,9 @@ pub async fn publish(log: &dyn EventLog, count: u64, ok_path: &Path) {
         log.append_batch((next..end).map(event).collect())
             .await
             .unwrap();
-        writeln!(ok, "{}", end - 1).unwrap();
+        // One write call per line: `writeln!` on a file may split the number and the newline
+        // into two writes, and a kill between them glues this line to the next run's.
+        ok.write_all(format!("{}\n", end - 1).as_bytes()).unwrap();
         next = end;
     }
 }
