@@ -84,7 +84,7 @@ pub use syncbus_workflow as workflow;
 pub mod prelude {
     pub use crate::{
         handler_fn, Bus, Consumer, ConsumerConfig, Context, EntityId, Envelope, Event, EventId,
-        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Settle, Source, Topic, Workflow,
+        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
     };
 }
 

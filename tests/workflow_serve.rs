@@ -85,31 +85,11 @@ impl BusHarness {
     }
 }
 
-/// A shared consumer is a source too, so the test keeps a handle on it while it is served.
-struct SharedConsumer(Arc<syncbus::Consumer<Bytes>>);
-
-impl Source for SharedConsumer {
-    type Payload = Bytes;
-    type Delivery = syncbus::Delivery<Bytes>;
-    type Error = std::convert::Infallible;
-
-    fn name(&self) -> &str {
-        Source::name(&*self.0)
-    }
-
-    async fn fetch(
-        &self,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<syncbus::Delivery<Bytes>>, Self::Error> {
-        Source::fetch(&*self.0, max, wait).await
-    }
-}
-
 impl Harness for BusHarness {
-    type S = SharedConsumer;
+    // A shared consumer is a source too, so the test keeps a handle on it while it is served.
+    type S = Arc<syncbus::Consumer<Bytes>>;
 
-    async fn open(&mut self, events: Vec<Envelope<Bytes>>) -> SharedConsumer {
+    async fn open(&mut self, events: Vec<Envelope<Bytes>>) -> Self::S {
         let config = ConsumerConfig::default()
             .name("mailer")
             .ack_timeout(ACK_TIMEOUT)
@@ -119,14 +99,17 @@ impl Harness for BusHarness {
             self.bus.publish_envelope(env).await.unwrap();
         }
         self.consumer = Some(consumer.clone());
-        SharedConsumer(consumer)
+        consumer
     }
 
     async fn leftovers(&mut self) -> Vec<u64> {
         let consumer = self.consumer.as_ref().unwrap();
         let mut left = Vec::new();
         loop {
-            let batch = consumer.fetch(100, Duration::from_millis(50)).await;
+            let batch = consumer
+                .as_ref()
+                .fetch(100, Duration::from_millis(50))
+                .await;
             if batch.is_empty() {
                 break;
             }

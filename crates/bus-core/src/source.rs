@@ -118,3 +118,27 @@ pub trait Settle: Send + Sized + 'static {
     /// Still working on it: extend its lease by the source's ack timeout.
     fn in_progress(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
+
+/// A shared source is a source: serve it while keeping a handle to look at it (its
+/// `pending()`, its metrics).
+impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
+    type Payload = S::Payload;
+    type Delivery = S::Delivery;
+    type Error = S::Error;
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn fetch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Self::Delivery>, Self::Error>> + Send {
+        (**self).fetch(max, wait)
+    }
+
+    fn is_closed(&self) -> bool {
+        (**self).is_closed()
+    }
+}

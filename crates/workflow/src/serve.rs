@@ -17,7 +17,7 @@
 use std::any::Any;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -571,7 +571,6 @@ impl<S: Source + 'static> WorkflowServe<S> {
                 other_types: self.other_types,
                 in_progress: self.in_progress,
                 counts: counts.clone(),
-                stopping: AtomicBool::new(false),
             }),
             lanes: self.lanes,
             batch: self.batch,
@@ -685,7 +684,6 @@ struct Handle<H> {
     other_types: OtherTypes,
     in_progress: Option<Duration>,
     counts: Arc<Counts>,
-    stopping: AtomicBool,
 }
 
 struct Run<S, H> {
@@ -717,7 +715,8 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
             // One batch of room per lane: a slow lane holds the fetch loop back (backpressure).
             let (tx, rx) = mpsc::channel::<S::Delivery>(batch);
             senders.push(tx);
-            workers.push(tokio::spawn(lane::<S::Delivery, P, H>(rx, handle.clone())));
+            let lane = lane::<S::Delivery, P, H>(rx, handle.clone(), stopped.clone());
+            workers.push(tokio::spawn(lane));
         }
         let hasher = foldhash::fast::FixedState::default();
         let mut spread = 0usize;
@@ -783,7 +782,6 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
             }
         }
         // Stopping: lanes hand back what they have not started and finish what runs.
-        handle.stopping.store(true, Relaxed);
         drop(senders);
         for w in workers {
             if let Err(e) = w.await {
@@ -793,14 +791,18 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
     }
 }
 
-async fn lane<D, P, H>(mut rx: mpsc::Receiver<D>, handle: Arc<Handle<H>>)
-where
+async fn lane<D, P, H>(
+    mut rx: mpsc::Receiver<D>,
+    handle: Arc<Handle<H>>,
+    stopped: watch::Receiver<bool>,
+) where
     D: Settle,
     P: Payload + Storable,
     H: Handler<P>,
 {
     while let Some(d) = rx.recv().await {
-        if handle.stopping.load(Relaxed) {
+        // Seen as soon as `stop` is called, so what waits in a lane is handed back at once.
+        if *stopped.borrow() {
             hand_back(d, &handle).await;
         } else {
             process::<D, P, H>(d, &handle).await;
