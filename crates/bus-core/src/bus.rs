@@ -6,7 +6,7 @@ use std::time::Duration;
 use syncbus_envelope::{Envelope, Event, NameError, Pattern, Payload, Topic};
 
 use crate::dispatch::{
-    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async,
+    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async, unrouted,
 };
 use crate::error::{PublishError, SubscribeError};
 use crate::hub::Hub;
@@ -344,7 +344,7 @@ impl Bus {
             Some(topic) => self.hub.router.with_topic_route(topic, |r| r.cloned()),
         };
         let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
-            return Ok(self.hub.count_unrouted());
+            return unrouted(&self.hub).map_err(|refused| refused.error(envelope));
         };
         let mut slot = Some(envelope);
         match (
@@ -425,7 +425,7 @@ impl Bus {
         let routed = self.hub.router.with_topic_route(&topic, |route| {
             match route.and_then(|r| r.group::<P>()) {
                 Some(group) => dispatch(&self.hub, group, &mut slot, Pack::Whole, wait),
-                None => Ok(self.hub.count_unrouted()),
+                None => unrouted(&self.hub),
             }
         });
         match (routed, slot) {

@@ -95,10 +95,18 @@ pub(crate) async fn deliver_all_async<P: Payload>(
     settle(hub, tally, slot.is_some())
 }
 
+/// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
+/// began (shutdown empties the routes).
+#[inline]
+pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
+    hub.count_unrouted().ok_or(Refused::Closed)
+}
+
 fn settle(hub: &Hub, tally: Tally, still_held: bool) -> Result<usize, Refused> {
     if still_held {
-        // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
-        if tally.closed && hub.is_closed() {
+        // A sink closed by unsubscribe is skipped; one closed by shutdown refuses, unless
+        // another sink took the event before it closed: then it is published, to those.
+        if tally.closed && tally.delivered == 0 && hub.is_closed() {
             return Err(Refused::Closed);
         }
         if tally.would_block {
@@ -173,19 +181,35 @@ impl Refused {
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic. `None` when nobody
-/// subscribed to the type on that topic (then nothing is built).
+/// Builds the envelope for `event` in `slot`, on `route`'s topic. When nobody subscribed to
+/// the type on that topic nothing is built, and the event comes back.
 #[inline]
 fn build<'r, E: Event>(
     route: Option<&'r Route>,
     event: E,
     slot: &mut Option<Envelope<E>>,
-) -> Option<&'r Group<E>> {
-    let route = route?;
-    let group = route.group::<E>()?;
+) -> Result<&'r Group<E>, E> {
+    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
+        return Err(event);
+    };
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    Some(group)
+    Ok(group)
+}
+
+/// A typed event that reached no subscription: `Ok(0)`, or refused with the event back in
+/// `slot` if the bus closed meanwhile.
+#[cold]
+fn unrouted_event<E: Event>(
+    hub: &Hub,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<usize, Refused> {
+    let result = unrouted(hub);
+    if result.is_err() {
+        *slot = Some(Envelope::from_event(event));
+    }
+    result
 }
 
 /// Builds and dispatches `event` on `route`.
@@ -198,8 +222,8 @@ pub(crate) fn publish_event<E: Event>(
     wait: Wait,
 ) -> Result<usize, Refused> {
     match build(route, event, slot) {
-        Some(group) => dispatch(hub, group, slot, Pack::Lite, wait),
-        None => Ok(hub.count_unrouted()),
+        Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait),
+        Err(event) => unrouted_event(hub, event, slot),
     }
 }
 
@@ -211,7 +235,7 @@ pub(crate) async fn publish_event_async<E: Event>(
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
     let result = match build(route, event, &mut slot) {
-        Some(group) => {
+        Ok(group) => {
             if tracing_on() {
                 use tracing::Instrument;
                 let topic = route.map_or("", |r| r.topic.as_str());
@@ -223,7 +247,7 @@ pub(crate) async fn publish_event_async<E: Event>(
                 deliver_all_async(hub, group, &mut slot, Pack::Lite).await
             }
         }
-        None => Ok(hub.count_unrouted()),
+        Err(event) => unrouted_event(hub, event, &mut slot),
     };
     outcome(result, slot)
 }

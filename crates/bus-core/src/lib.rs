@@ -71,6 +71,11 @@
 //! lets workers drain their queues until a deadline, and returns a [`ShutdownReport`] with
 //! what was left undelivered.
 //!
+//! A publish racing a shutdown (or an unsubscribe) is linearised against it: each
+//! subscription counted in its `Ok(n)` handles the event, or reports it in the
+//! [`ShutdownReport`]; a publish that finds intake closed gets [`PublishError::Closed`] with
+//! the event, never `Ok(0)`. After an unsubscribe a publish simply skips that subscription.
+//!
 //! # Observability
 //!
 //! `tracing` spans `publish` and `handle` at TRACE level; [`Bus::metrics`] reads the
