@@ -41,8 +41,11 @@
 //!   events of one entity are handled one at a time and in publish order; entities run in
 //!   parallel.
 //!
-//! A handler that fails or panics is counted ([`SubscriptionMetrics`]) and logged; the bus and
-//! the other subscriptions go on.
+//! A handler that fails or panics is counted ([`SubscriptionMetrics`]), logged at WARN with
+//! the event id (a panic at ERROR), and handed with its envelope to the subscription's
+//! [`on_failure`](SubscribeBuilder::on_failure) hook; the bus and the other subscriptions go
+//! on. The failure is final: a plain subscription never retries. Retries, dead letters and
+//! redrive are the workflow crate's (`syncbus-workflow`).
 //!
 //! # Publishing
 //!
@@ -106,7 +109,7 @@ mod workers;
 
 pub use crate::bus::Bus;
 pub use crate::error::{PublishError, SubscribeError};
-pub use crate::handler::HandlerResult;
+pub use crate::handler::{HandlerFailure, HandlerResult};
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
 pub use crate::publisher::Publisher;

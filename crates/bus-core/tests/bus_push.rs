@@ -707,3 +707,86 @@ fn invalid_config_is_rejected() {
         Err(SubscribeError::InvalidConfig(_))
     ));
 }
+
+/// What an `on_failure` hook saw: the event, and whether it was a panic, with the message.
+type Failures = Arc<Mutex<Vec<(Placed, bool, String)>>>;
+
+fn record(failures: &Failures) -> impl Fn(&Envelope<Placed>, &syncbus_core::HandlerFailure) {
+    let failures = failures.clone();
+    move |env, failure| {
+        failures.lock().unwrap().push((
+            env.payload().clone(),
+            failure.is_panic(),
+            failure.message().to_owned(),
+        ));
+    }
+}
+
+/// The handler of `seq` 1 errs, of 2 panics, of 0 succeeds.
+fn flaky(env: &Envelope<Placed>) -> Result<(), String> {
+    match env.payload().seq {
+        1 => Err("downstream is down".into()),
+        2 => panic!("bad state"),
+        _ => Ok(()),
+    }
+}
+
+fn assert_failures(failures: &Failures) {
+    let mut seen = failures.lock().unwrap().clone();
+    seen.sort_by_key(|(p, _, _)| p.seq);
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Placed { order: 1, seq: 1 },
+                false,
+                "downstream is down".to_owned()
+            ),
+            (Placed { order: 1, seq: 2 }, true, "bad state".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn on_failure_sees_the_envelope_and_the_error_inline_and_queued() {
+    let bus = Bus::new();
+    let inline_failures = Failures::default();
+    let queued_failures = Failures::default();
+    let inline = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&inline_failures))
+        .inline(flaky)
+        .unwrap();
+    let queued = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&queued_failures))
+        .queued(flaky)
+        .unwrap();
+    for seq in 0..3 {
+        bus.blocking_publish(Placed { order: 1, seq }).unwrap();
+    }
+    assert!(queued.unsubscribe_and_wait(Duration::from_secs(5)));
+    assert_failures(&inline_failures);
+    assert_failures(&queued_failures);
+    assert_eq!(inline.metrics().failed, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_sees_the_envelope_and_the_error_of_an_async_handler() {
+    let bus = Bus::new();
+    let failures = Failures::default();
+    let _sub = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&failures))
+        .queued_async(|env| async move { flaky(&env) })
+        .unwrap();
+    for seq in 0..3 {
+        bus.publish(Placed { order: 1, seq }).await.unwrap();
+    }
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_failures(&failures);
+}
