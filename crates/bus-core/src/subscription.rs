@@ -251,7 +251,7 @@ impl<P: Payload> SubscribeBuilder<P> {
     /// let _sub = bus
     ///     .subscribe::<Ping>("ping")?
     ///     .on_failure(move |env, failure| {
-    ///         record.lock().unwrap().push((env.id(), failure.message().to_owned()));
+    ///         record.lock().unwrap().push((env.id().clone(), failure.message().to_owned()));
     ///     })
     ///     .inline(|_| -> Result<(), String> { Err("downstream is down".into()) })?;
     /// bus.blocking_publish(Ping)?;
