@@ -108,7 +108,7 @@ mod wait;
 mod workers;
 
 pub use crate::bus::Bus;
-pub use crate::error::{PublishError, SubscribeError};
+pub use crate::error::{PartialPublish, PublishError, SubscribeError};
 pub use crate::handler::{HandlerFailure, HandlerResult};
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;

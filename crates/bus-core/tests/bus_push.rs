@@ -422,8 +422,12 @@ fn reject_with_fanout_still_returns_the_event() {
     wait_for("held", || full.metrics().pending == 0);
     bus.blocking_publish_to("s", Shipped(1)).unwrap();
     match bus.blocking_publish_to("s", Shipped(2)) {
-        Err(PublishError::Full(ev)) => assert_eq!(ev, Shipped(2)),
-        other => panic!("expected Full, got {other:?}"),
+        Err(PublishError::Partial(ev, partial)) => {
+            assert_eq!(ev, Shipped(2));
+            assert_eq!(partial.refused, vec![full.id()]);
+            assert_eq!(partial.took.len(), 1);
+        }
+        other => panic!("expected Partial, got {other:?}"),
     }
     assert_eq!(
         roomy.load(Ordering::SeqCst),
@@ -789,4 +793,67 @@ async fn on_failure_sees_the_envelope_and_the_error_of_an_async_handler() {
     let report = bus.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_clean(), "{report:?}");
     assert_failures(&failures);
+}
+
+/// A `Reject` subscription full while another took the event: the error names who took it
+/// and who refused, and a retry for the refusers alone reaches them without handing the
+/// event to the others twice.
+#[test]
+fn full_with_several_subscriptions_says_who_took_it_and_a_retry_reaches_only_the_refusers() {
+    let bus = Bus::new();
+    let roomy_seen = Arc::new(AtomicUsize::new(0));
+    let r = roomy_seen.clone();
+    let roomy = bus
+        .subscribe::<Shipped>("orders.shipped")
+        .unwrap()
+        .inline(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let gate = Arc::new(Barrier::new(2));
+    let g = gate.clone();
+    let tight_seen = Arc::new(Mutex::new(Vec::new()));
+    let t = tight_seen.clone();
+    let tight = bus
+        .subscribe::<Shipped>("orders.shipped")
+        .unwrap()
+        .capacity(1)
+        .overflow(Overflow::Reject)
+        .queued(move |env: &Envelope<Shipped>| {
+            if env.payload().0 == 0 {
+                g.wait();
+            }
+            t.lock().unwrap().push(env.payload().0);
+        })
+        .unwrap();
+    bus.try_publish(Shipped(0)).unwrap(); // the worker holds it at the gate
+    let until = Instant::now() + Duration::from_secs(5);
+    while tight.metrics().pending > 0 && Instant::now() < until {
+        std::thread::yield_now();
+    }
+    bus.try_publish(Shipped(1)).unwrap(); // fills the one slot
+    let (event, partial) = match bus.try_publish(Shipped(2)) {
+        Err(PublishError::Partial(event, partial)) => (event, partial),
+        other => panic!("expected Partial, got {other:?}"),
+    };
+    assert_eq!(event, Shipped(2));
+    assert_eq!(partial.took, vec![roomy.id()]);
+    assert_eq!(partial.refused, vec![tight.id()]);
+    gate.wait();
+    let until = Instant::now() + Duration::from_secs(5);
+    let retried = loop {
+        match bus.try_publish_to_only("orders.shipped", event.clone(), &partial.refused) {
+            Ok(n) => break n,
+            Err(PublishError::Full(_)) if Instant::now() < until => std::thread::yield_now(),
+            Err(e) => panic!("retry failed: {e:?}"),
+        }
+    };
+    assert_eq!(retried, 1);
+    assert!(tight.unsubscribe_and_wait(Duration::from_secs(5)));
+    assert_eq!(*tight_seen.lock().unwrap(), vec![0, 1, 2]);
+    assert_eq!(
+        roomy_seen.load(Ordering::SeqCst),
+        3,
+        "the roomy one got each once"
+    );
 }
