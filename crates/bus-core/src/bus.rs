@@ -6,7 +6,7 @@ use std::time::Duration;
 use syncbus_envelope::{Envelope, Event, NameError, Pattern, Payload, Topic};
 
 use crate::dispatch::{
-    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async,
+    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async, unrouted,
 };
 use crate::error::{PublishError, SubscribeError};
 use crate::hub::Hub;
@@ -108,8 +108,9 @@ impl Bus {
     /// # Errors
     ///
     /// [`PublishError::Closed`] after shutdown, [`PublishError::Full`] when a `Reject`
-    /// subscription is full, [`PublishError::InvalidTopic`] if `E::TOPIC` is not a valid
-    /// topic. The event is handed back in each case.
+    /// subscription is full and no other took the event, [`PublishError::Partial`] when
+    /// others did (it names both sides), [`PublishError::InvalidTopic`] if `E::TOPIC` is not
+    /// a valid topic. The event is handed back in each case.
     ///
     /// # Cancel safety
     ///
@@ -189,7 +190,7 @@ impl Bus {
     /// As [`publish`](Self::publish).
     #[inline]
     pub fn try_publish<E: Event>(&self, event: E) -> Result<usize, PublishError<E>> {
-        self.publish_with(E::TOPIC, event, Wait::Never)
+        self.publish_with(E::TOPIC, event, Wait::Never, None)
     }
 
     /// Publishes a typed event on `topic` without ever waiting; see
@@ -217,7 +218,7 @@ impl Bus {
         topic: &str,
         event: E,
     ) -> Result<usize, PublishError<E>> {
-        self.publish_with(topic, event, Wait::Never)
+        self.publish_with(topic, event, Wait::Never, None)
     }
 
     /// Publishes a typed event on its default topic, blocking the thread while a full
@@ -274,7 +275,40 @@ impl Bus {
         topic: &str,
         event: E,
     ) -> Result<usize, PublishError<E>> {
-        self.publish_with(topic, event, Wait::Block)
+        self.publish_with(topic, event, Wait::Block, None)
+    }
+
+    /// Publishes a typed event on `topic` to the subscriptions named in `only` (by
+    /// [`Subscription::id`](crate::Subscription::id)) and no others, without ever waiting:
+    /// the retry after a [`PublishError::Partial`], for the subscriptions that refused.
+    /// Named subscriptions that are gone or do not match are skipped.
+    ///
+    /// # Examples
+    ///
+    /// See [`PartialPublish`](crate::PartialPublish) for the retry; on its own:
+    ///
+    /// ```
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// let bus = Bus::new();
+    /// let a = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// let b = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+    /// assert_eq!(bus.try_publish_to_only("ping", Ping, &[b.id()])?, 1);
+    /// assert_eq!((a.metrics().delivered, b.metrics().delivered), (0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`try_publish`](Self::try_publish), for the named subscriptions.
+    pub fn try_publish_to_only<E: Event>(
+        &self,
+        topic: &str,
+        event: E,
+        only: &[u64],
+    ) -> Result<usize, PublishError<E>> {
+        self.publish_with(topic, event, Wait::Never, Some(only))
     }
 
     fn publish_with<E: Event>(
@@ -282,6 +316,7 @@ impl Bus {
         topic: &str,
         event: E,
         wait: Wait,
+        only: Option<&[u64]>,
     ) -> Result<usize, PublishError<E>> {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
@@ -293,7 +328,7 @@ impl Bus {
             .router
             .with_route(topic, |route| match event.take() {
                 Some(event) => {
-                    publish_event(&self.hub, route.map(|r| &**r), event, &mut slot, wait)
+                    publish_event(&self.hub, route.map(|r| &**r), event, &mut slot, wait, only)
                 }
                 None => Ok(0),
             });
@@ -344,7 +379,7 @@ impl Bus {
             Some(topic) => self.hub.router.with_topic_route(topic, |r| r.cloned()),
         };
         let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
-            return Ok(self.hub.count_unrouted());
+            return unrouted(&self.hub).map_err(|refused| refused.error(envelope));
         };
         let mut slot = Some(envelope);
         match (
@@ -424,8 +459,8 @@ impl Bus {
         let mut slot = Some(envelope);
         let routed = self.hub.router.with_topic_route(&topic, |route| {
             match route.and_then(|r| r.group::<P>()) {
-                Some(group) => dispatch(&self.hub, group, &mut slot, Pack::Whole, wait),
-                None => Ok(self.hub.count_unrouted()),
+                Some(group) => dispatch(&self.hub, group, &mut slot, Pack::Whole, wait, None),
+                None => unrouted(&self.hub),
             }
         });
         match (routed, slot) {

@@ -8,7 +8,7 @@
 
 use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload};
 
-use crate::error::PublishError;
+use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats};
@@ -24,15 +24,22 @@ pub(crate) fn dispatch<P: Payload>(
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
+    only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     if tracing_on() {
         let topic = slot.as_ref().and_then(|e| e.meta().topic());
         let topic = topic.map_or("", |t| t.as_str());
         let _span = tracing::trace_span!("publish", topic).entered();
-        deliver_all(hub, group, slot, pack, wait)
+        deliver_all(hub, group, slot, pack, wait, only)
     } else {
-        deliver_all(hub, group, slot, pack, wait)
+        deliver_all(hub, group, slot, pack, wait, only)
     }
+}
+
+/// Whether the sink with `id` is a target: all are, unless `only` names some.
+#[inline]
+fn targeted(only: Option<&[u64]>, id: u64) -> bool {
+    only.is_none_or(|ids| ids.contains(&id))
 }
 
 #[inline]
@@ -42,22 +49,31 @@ fn deliver_all<P: Payload>(
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
+    only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
-    let n = group.sinks.len();
-    for (i, (sink, stats)) in group.sinks.iter().enumerate() {
+    // A targeted publish (a retry) keeps the original throughout: it is rare.
+    let n = if only.is_some() {
+        usize::MAX
+    } else {
+        group.sinks.len()
+    };
+    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
+        if !targeted(only, *id) {
+            continue;
+        }
         let outcome = if i + 1 < n {
             sink.deliver(slot, Take::Clone, pack, wait)
-        } else if tally.refused() {
+        } else if tally.any_refused() {
             // Something refused the event already: keep the original to hand back.
             let mut copy = slot.clone();
             sink.deliver(&mut copy, Take::Move, pack, wait)
         } else {
             sink.deliver(slot, Take::Move, pack, wait)
         };
-        tally.count(outcome, stats, wait);
+        tally.count(i, *id, outcome, stats, wait);
     }
-    settle(hub, tally, slot.is_some())
+    settle(hub, group, tally, slot.is_some())
 }
 
 /// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
@@ -70,11 +86,11 @@ pub(crate) async fn deliver_all_async<P: Payload>(
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
     let n = group.sinks.len();
-    for (i, (sink, stats)) in group.sinks.iter().enumerate() {
+    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
         loop {
             let outcome = if i + 1 < n {
                 sink.deliver(slot, Take::Clone, pack, Wait::Never)
-            } else if tally.refused() {
+            } else if tally.any_refused() {
                 let mut copy = slot.clone();
                 sink.deliver(&mut copy, Take::Move, pack, Wait::Never)
             } else {
@@ -88,23 +104,40 @@ pub(crate) async fn deliver_all_async<P: Payload>(
                     continue;
                 }
             }
-            tally.count(outcome, stats, Wait::Never);
+            tally.count(i, *id, outcome, stats, Wait::Never);
             break;
         }
     }
-    settle(hub, tally, slot.is_some())
+    settle(hub, group, tally, slot.is_some())
 }
 
-fn settle(hub: &Hub, tally: Tally, still_held: bool) -> Result<usize, Refused> {
+/// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
+/// began (shutdown empties the routes).
+#[inline]
+pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
+    hub.count_unrouted().ok_or(Refused::Closed)
+}
+
+fn settle<P>(
+    hub: &Hub,
+    group: &Group<P>,
+    tally: Tally,
+    still_held: bool,
+) -> Result<usize, Refused> {
     if still_held {
-        // A sink closed by unsubscribe is skipped; one closed by shutdown refuses.
-        if tally.closed && hub.is_closed() {
+        // A sink closed by unsubscribe is skipped; one closed by shutdown refuses, unless
+        // another sink took the event before it closed: then it is published, to those.
+        if tally.closed && tally.delivered == 0 && hub.is_closed() {
             return Err(Refused::Closed);
         }
-        if tally.would_block {
+        if tally.refused.is_empty() {
+            // Only closed (unsubscribed) sinks refused: published to the others.
+        } else if tally.delivered > 0 {
+            // Some took it: retrying the whole publish would hand it to them twice.
+            return Err(Refused::Partial(tally.partial(group)));
+        } else if tally.would_block {
             return Err(Refused::WouldBlock);
-        }
-        if tally.full {
+        } else if tally.full {
             return Err(Refused::Full);
         }
     }
@@ -113,54 +146,91 @@ fn settle(hub: &Hub, tally: Tally, still_held: bool) -> Result<usize, Refused> {
 }
 
 /// What the sinks of one publish did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Tally {
     delivered: usize,
     full: bool,
     would_block: bool,
     closed: bool,
+    /// Which sinks took it, by index in the group: a bit each for the first 64, ids beyond
+    /// (a route of more than 64 subscriptions of one type), so the common path allocates
+    /// nothing.
+    took_mask: u64,
+    took_beyond: Vec<u64>,
+    /// Ids of the sinks that refused it (full, or would block): allocated only on refusal.
+    refused: Vec<u64>,
 }
 
 impl Tally {
     #[inline]
-    fn refused(&self) -> bool {
+    fn any_refused(&self) -> bool {
         self.full || self.would_block || self.closed
     }
 
     #[inline]
-    fn count(&mut self, outcome: Delivered, stats: &SubStats, wait: Wait) {
+    fn count(&mut self, index: usize, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait) {
         match outcome {
-            Delivered::Ok => self.delivered += 1,
+            Delivered::Ok => self.took(index, id),
             Delivered::Displaced => {
-                self.delivered += 1;
+                self.took(index, id);
                 stats.incr(Stat::Dropped);
             }
             Delivered::Full => {
                 self.full = true;
+                self.refused.push(id);
                 stats.incr(Stat::Rejected);
             }
-            Delivered::WouldBlock => match wait {
-                // A publish that may wait got this only where waiting would stall the
-                // runtime.
-                Wait::Block => self.would_block = true,
-                // A try_publish gets it for any full `Block` queue, and that is plain
-                // `Full`; an async publish only when it has nowhere to await room.
-                Wait::Never => {
-                    self.full = true;
-                    stats.incr(Stat::Rejected);
+            Delivered::WouldBlock => {
+                self.refused.push(id);
+                match wait {
+                    // A publish that may wait got this only where waiting would stall the
+                    // runtime.
+                    Wait::Block => self.would_block = true,
+                    // A try_publish gets it for any full `Block` queue, and that is plain
+                    // `Full`; an async publish only when it has nowhere to await room.
+                    Wait::Never => {
+                        self.full = true;
+                        stats.incr(Stat::Rejected);
+                    }
                 }
-            },
+            }
             Delivered::Closed => self.closed = true,
         }
+    }
+
+    #[inline]
+    fn took(&mut self, index: usize, id: u64) {
+        self.delivered += 1;
+        if index < 64 {
+            self.took_mask |= 1 << index;
+        } else {
+            self.took_beyond.push(id);
+        }
+    }
+
+    /// Who took it and who refused, by subscription id.
+    #[cold]
+    fn partial<P>(self, group: &Group<P>) -> PartialPublish {
+        let mut took: Vec<u64> = group
+            .sinks
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(i, _)| self.took_mask & (1 << i) != 0)
+            .map(|(_, (_, _, id))| *id)
+            .collect();
+        took.extend(self.took_beyond);
+        PartialPublish::new(took, self.refused)
     }
 }
 
 /// Why a dispatch handed the event back.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Refused {
     Full,
     WouldBlock,
     Closed,
+    Partial(PartialPublish),
 }
 
 impl Refused {
@@ -169,23 +239,40 @@ impl Refused {
             Refused::Full => PublishError::Full(value),
             Refused::WouldBlock => PublishError::WouldBlock(value),
             Refused::Closed => PublishError::Closed(value),
+            Refused::Partial(partial) => PublishError::Partial(value, partial),
         }
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic. `None` when nobody
-/// subscribed to the type on that topic (then nothing is built).
+/// Builds the envelope for `event` in `slot`, on `route`'s topic. When nobody subscribed to
+/// the type on that topic nothing is built, and the event comes back.
 #[inline]
 fn build<'r, E: Event>(
     route: Option<&'r Route>,
     event: E,
     slot: &mut Option<Envelope<E>>,
-) -> Option<&'r Group<E>> {
-    let route = route?;
-    let group = route.group::<E>()?;
+) -> Result<&'r Group<E>, E> {
+    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
+        return Err(event);
+    };
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    Some(group)
+    Ok(group)
+}
+
+/// A typed event that reached no subscription: `Ok(0)`, or refused with the event back in
+/// `slot` if the bus closed meanwhile.
+#[cold]
+fn unrouted_event<E: Event>(
+    hub: &Hub,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<usize, Refused> {
+    let result = unrouted(hub);
+    if result.is_err() {
+        *slot = Some(Envelope::from_event(event));
+    }
+    result
 }
 
 /// Builds and dispatches `event` on `route`.
@@ -196,10 +283,11 @@ pub(crate) fn publish_event<E: Event>(
     event: E,
     slot: &mut Option<Envelope<E>>,
     wait: Wait,
+    only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     match build(route, event, slot) {
-        Some(group) => dispatch(hub, group, slot, Pack::Lite, wait),
-        None => Ok(hub.count_unrouted()),
+        Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait, only),
+        Err(event) => unrouted_event(hub, event, slot),
     }
 }
 
@@ -211,7 +299,7 @@ pub(crate) async fn publish_event_async<E: Event>(
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
     let result = match build(route, event, &mut slot) {
-        Some(group) => {
+        Ok(group) => {
             if tracing_on() {
                 use tracing::Instrument;
                 let topic = route.map_or("", |r| r.topic.as_str());
@@ -223,7 +311,7 @@ pub(crate) async fn publish_event_async<E: Event>(
                 deliver_all_async(hub, group, &mut slot, Pack::Lite).await
             }
         }
-        None => Ok(hub.count_unrouted()),
+        Err(event) => unrouted_event(hub, event, &mut slot),
     };
     outcome(result, slot)
 }

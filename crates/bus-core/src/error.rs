@@ -24,9 +24,14 @@ use syncbus_envelope::NameError;
 pub enum PublishError<T> {
     /// The bus is shut down.
     Closed(T),
-    /// A subscription with the `Reject` overflow policy is full. Subscriptions that had room
-    /// received the event; publishing it again may deliver it to them twice.
+    /// No subscription took the event: one with the `Reject` overflow policy was full (or,
+    /// for `try_publish`, a `Block` one). Publishing it again is safe.
     Full(T),
+    /// Some subscriptions took the event and others refused it (full, or would block). The
+    /// [`PartialPublish`] says which; retry for the refusers only, with
+    /// [`Bus::try_publish_to_only`](crate::Bus::try_publish_to_only), so the others do not
+    /// get it twice.
+    Partial(T, PartialPublish),
     /// The topic name is not valid.
     InvalidTopic(T, NameError),
     /// A subscription with the `Block` policy is full, and waiting for room here would stall
@@ -41,6 +46,7 @@ impl<T> PublishError<T> {
         match self {
             PublishError::Closed(t)
             | PublishError::Full(t)
+            | PublishError::Partial(t, _)
             | PublishError::WouldBlock(t)
             | PublishError::InvalidTopic(t, _) => t,
         }
@@ -51,6 +57,7 @@ impl<T> PublishError<T> {
         match self {
             PublishError::Closed(t)
             | PublishError::Full(t)
+            | PublishError::Partial(t, _)
             | PublishError::WouldBlock(t)
             | PublishError::InvalidTopic(t, _) => t,
         }
@@ -62,6 +69,7 @@ impl<T> fmt::Debug for PublishError<T> {
         match self {
             PublishError::Closed(_) => f.write_str("Closed(..)"),
             PublishError::Full(_) => f.write_str("Full(..)"),
+            PublishError::Partial(_, p) => write!(f, "Partial(.., {p:?})"),
             PublishError::InvalidTopic(_, e) => write!(f, "InvalidTopic(.., {e:?})"),
             PublishError::WouldBlock(_) => f.write_str("WouldBlock(..)"),
         }
@@ -73,6 +81,12 @@ impl<T> fmt::Display for PublishError<T> {
         match self {
             PublishError::Closed(_) => f.write_str("publish on a closed bus"),
             PublishError::Full(_) => f.write_str("a subscription's queue is full"),
+            PublishError::Partial(_, p) => write!(
+                f,
+                "published to {} subscription(s), refused by {} whose queue is full",
+                p.took.len(),
+                p.refused.len()
+            ),
             PublishError::InvalidTopic(_, e) => write!(f, "invalid topic: {e}"),
             PublishError::WouldBlock(_) => f.write_str(
                 "a subscription's queue is full and waiting here would stall the async runtime; \
@@ -88,6 +102,66 @@ impl<T> Error for PublishError<T> {
             PublishError::InvalidTopic(_, e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// Which subscriptions took a publish that others refused, by
+/// [`Subscription::id`](crate::Subscription::id) (a consumer has one too, inside the bus).
+///
+/// Returned in [`PublishError::Partial`]. An all-or-nothing multi-subscription publish is
+/// not offered: an inline handler has run and a lock-free queue has taken the event before
+/// a later subscription refuses, and neither can be undone; so the error says who has it,
+/// and a retry targets the rest.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::{Bus, Event, Overflow, PublishError};
+/// # #[derive(Clone, Debug, PartialEq)] struct Ping(u32);
+/// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+///
+/// let bus = Bus::new();
+/// let roomy = bus.subscribe::<Ping>("ping")?.inline(|_| {})?;
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let rx = std::sync::Mutex::new(rx);
+/// let tight = bus.subscribe::<Ping>("ping")?
+///     .capacity(1)
+///     .overflow(Overflow::Reject)
+///     .queued(move |_| { let _ = rx.lock().unwrap().recv(); })?;
+/// bus.try_publish(Ping(0))?; // the worker takes it and waits
+/// while tight.metrics().pending > 0 { std::thread::yield_now(); }
+/// bus.try_publish(Ping(1))?; // fills the one slot
+/// match bus.try_publish(Ping(2)) {
+///     Err(PublishError::Partial(event, partial)) => {
+///         assert_eq!(partial.took, [roomy.id()]);
+///         assert_eq!(partial.refused, [tight.id()]);
+///         drop(tx); // let the worker go
+///         // Retry for the refusers only, once they have room: the inline one has it.
+///         let n = loop {
+///             match bus.try_publish_to_only("ping", event.clone(), &partial.refused) {
+///                 Err(PublishError::Full(_)) => std::thread::yield_now(),
+///                 other => break other?,
+///             }
+///         };
+///         assert_eq!(n, 1);
+///         assert_eq!(roomy.metrics().delivered, 3);
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartialPublish {
+    /// The subscriptions that took the event, in subscription order.
+    pub took: Vec<u64>,
+    /// The subscriptions that refused it, in subscription order.
+    pub refused: Vec<u64>,
+}
+
+impl PartialPublish {
+    pub(crate) fn new(took: Vec<u64>, refused: Vec<u64>) -> Self {
+        PartialPublish { took, refused }
     }
 }
 

@@ -6,12 +6,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use syncbus_envelope::EventId;
+
 use crate::metrics::{Stat, SubStats};
 
 /// The return type of a push handler: `()` (always succeeds) or `Result<(), E>`.
 ///
-/// A failure is counted in the subscription's metrics and logged with `tracing`; retries and
-/// dead letters for push handlers are the job of the workflow layers.
+/// A failure is counted in the subscription's metrics, logged at WARN with the event id,
+/// and handed to the subscription's
+/// [`on_failure`](crate::SubscribeBuilder::on_failure) hook if it has one. It is final: a
+/// plain subscription never retries. Retries, dead letters and redrive are the workflow
+/// crate's (`syncbus-workflow` subscriptions and `Workflow::serve`).
 ///
 /// # Examples
 ///
@@ -48,6 +53,53 @@ impl<E: fmt::Display> HandlerResult for Result<(), E> {
     }
 }
 
+/// Why a plain subscription's handler did not succeed, as its
+/// [`on_failure`](crate::SubscribeBuilder::on_failure) hook sees it.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_core::HandlerFailure;
+///
+/// let failure = HandlerFailure::Error("downstream is down".into());
+/// assert_eq!(failure.message(), "downstream is down");
+/// assert!(!failure.is_panic());
+/// assert_eq!(failure.to_string(), "handler failed: downstream is down");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandlerFailure {
+    /// The handler returned an error; its text.
+    Error(String),
+    /// The handler panicked; the panic message.
+    Panic(String),
+}
+
+impl HandlerFailure {
+    /// The error's text or the panic message; see [`HandlerFailure`] for an example.
+    pub fn message(&self) -> &str {
+        match self {
+            HandlerFailure::Error(m) | HandlerFailure::Panic(m) => m,
+        }
+    }
+
+    /// Whether the handler panicked; see [`HandlerFailure`] for an example.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, HandlerFailure::Panic(_))
+    }
+}
+
+impl fmt::Display for HandlerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerFailure::Error(m) => write!(f, "handler failed: {m}"),
+            HandlerFailure::Panic(m) => write!(f, "handler panicked: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HandlerFailure {}
+
 /// Whether TRACE spans would be recorded: one load of the global level filter, so hot paths
 /// skip building spans when nobody listens.
 #[inline]
@@ -55,54 +107,57 @@ pub(crate) fn tracing_on() -> bool {
     tracing::level_enabled!(tracing::Level::TRACE)
 }
 
-/// Runs a sync handler, catching a panic, and counts the outcome.
+/// Runs a sync handler, catching a panic, and counts and logs the outcome.
 #[inline]
 pub(crate) fn run_sync<R: HandlerResult>(
     stats: &SubStats,
     name: &str,
+    id: &EventId,
     f: impl FnOnce() -> R,
-) -> bool {
+) -> Result<(), HandlerFailure> {
     match catch_unwind(AssertUnwindSafe(|| f().into_outcome())) {
         Ok(Ok(())) => {
             stats.incr(Stat::Delivered);
-            true
+            Ok(())
         }
-        Ok(Err(e)) => {
-            stats.incr(Stat::Failed);
-            tracing::warn!(subscription = name, error = %e, "handler failed");
-            false
-        }
-        Err(panic) => panicked(stats, name, &panic),
+        Ok(Err(e)) => Err(failed(stats, name, id, e)),
+        Err(panic) => Err(panicked(stats, name, id, &panic)),
     }
 }
 
-/// Runs an async handler's future, catching a panic, and counts the outcome.
+/// Runs an async handler's future, catching a panic, and counts and logs the outcome.
 pub(crate) async fn run_async<R: HandlerResult>(
     stats: &SubStats,
     name: &str,
+    id: &EventId,
     fut: impl Future<Output = R>,
-) -> bool {
+) -> Result<(), HandlerFailure> {
     tokio::pin!(fut);
     let caught = CatchUnwind { fut: fut.as_mut() }.await;
     match caught {
-        Ok(r) => run_sync(stats, name, || r),
-        Err(panic) => panicked(stats, name, &panic),
+        Ok(r) => run_sync(stats, name, id, || r),
+        Err(panic) => Err(panicked(stats, name, id, &panic)),
     }
 }
 
 type Panic = Box<dyn std::any::Any + Send>;
 
+/// Counts and logs a handler error: final for a plain subscription.
+#[cold]
+fn failed(stats: &SubStats, name: &str, id: &EventId, error: String) -> HandlerFailure {
+    stats.incr(Stat::Failed);
+    tracing::warn!(subscription = name, event_id = %id, error = %error, "handler failed");
+    HandlerFailure::Error(error)
+}
+
 /// Counts and logs a handler panic: a failure like any other, never a crashed worker.
 #[cold]
-fn panicked(stats: &SubStats, name: &str, panic: &Panic) -> bool {
+fn panicked(stats: &SubStats, name: &str, id: &EventId, panic: &Panic) -> HandlerFailure {
     stats.incr(Stat::Failed);
     stats.incr(Stat::Panicked);
-    tracing::error!(
-        subscription = name,
-        panic = panic_message(panic),
-        "handler panicked"
-    );
-    false
+    let message = panic_message(panic);
+    tracing::error!(subscription = name, event_id = %id, panic = message, "handler panicked");
+    HandlerFailure::Panic(message.to_owned())
 }
 
 struct CatchUnwind<'a, F> {

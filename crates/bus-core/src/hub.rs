@@ -90,12 +90,17 @@ impl Hub {
         self.published.incr();
     }
 
-    /// Counts a publish nobody receives; it reached 0 subscriptions.
+    /// Counts a publish nobody receives; it reached 0 subscriptions. On a bus that closed
+    /// since the publish began (shutdown empties the routes), it is refused instead: a
+    /// publish after intake closed is `Closed`, never `Ok(0)`: then `None`.
     #[inline]
-    pub(crate) fn count_unrouted(&self) -> usize {
+    pub(crate) fn count_unrouted(&self) -> Option<usize> {
+        if self.is_closed() {
+            return None;
+        }
         self.published.incr();
         self.unrouted.incr();
-        0
+        Some(0)
     }
 
     /// The bus counters now: published and unrouted, plus the sums over subscriptions

@@ -41,8 +41,11 @@
 //!   events of one entity are handled one at a time and in publish order; entities run in
 //!   parallel.
 //!
-//! A handler that fails or panics is counted ([`SubscriptionMetrics`]) and logged; the bus and
-//! the other subscriptions go on.
+//! A handler that fails or panics is counted ([`SubscriptionMetrics`]), logged at WARN with
+//! the event id (a panic at ERROR), and handed with its envelope to the subscription's
+//! [`on_failure`](SubscribeBuilder::on_failure) hook; the bus and the other subscriptions go
+//! on. The failure is final: a plain subscription never retries. Retries, dead letters and
+//! redrive are the workflow crate's (`syncbus-workflow`).
 //!
 //! # Publishing
 //!
@@ -70,6 +73,11 @@
 //! [`Bus::shutdown`] (or [`Bus::blocking_shutdown`] from a thread) stops intake (publishing returns [`PublishError::Closed`] with the event),
 //! lets workers drain their queues until a deadline, and returns a [`ShutdownReport`] with
 //! what was left undelivered.
+//!
+//! A publish racing a shutdown (or an unsubscribe) is linearised against it: each
+//! subscription counted in its `Ok(n)` handles the event, or reports it in the
+//! [`ShutdownReport`]; a publish that finds intake closed gets [`PublishError::Closed`] with
+//! the event, never `Ok(0)`. After an unsubscribe a publish simply skips that subscription.
 //!
 //! # Observability
 //!
@@ -100,8 +108,8 @@ mod wait;
 mod workers;
 
 pub use crate::bus::Bus;
-pub use crate::error::{PublishError, SubscribeError};
-pub use crate::handler::HandlerResult;
+pub use crate::error::{PartialPublish, PublishError, SubscribeError};
+pub use crate::handler::{HandlerFailure, HandlerResult};
 pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
 pub use crate::publisher::Publisher;

@@ -30,7 +30,9 @@ pub enum Overflow {
     #[default]
     Block,
     /// The publish fails with [`PublishError::Full`](crate::PublishError::Full), handing the
-    /// event back. Subscriptions that had room keep their copy.
+    /// event back. If other subscriptions had room they keep their copy, and the error is
+    /// [`PublishError::Partial`](crate::PublishError::Partial) instead, naming who took it and
+    /// who refused, so a retry can go to the refusers only.
     Reject,
     /// The oldest queued event is dropped to make room. Drops are counted in the
     /// subscription's metrics and reported to its `on_lag` callback before the next event.

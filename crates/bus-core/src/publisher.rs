@@ -172,11 +172,11 @@ impl<E: Event> Publisher<E> {
         let cached = self.cache.load();
         let mut slot = None;
         let result = if cached.0 == generation {
-            publish_event(hub, Some(&cached.1), event, &mut slot, wait)
+            publish_event(hub, Some(&cached.1), event, &mut slot, wait, None)
         } else {
             drop(cached);
             let route = self.route();
-            publish_event(hub, Some(&route), event, &mut slot, wait)
+            publish_event(hub, Some(&route), event, &mut slot, wait, None)
         };
         outcome(result, slot)
     }

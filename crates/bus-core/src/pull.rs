@@ -16,6 +16,10 @@
 //!   consumer's [`Overflow`] policy applies (block the publisher, reject, or drop the oldest,
 //!   counted).
 //! - **Order.** Fresh events come in publish order; redeliveries come first once due.
+//! - **One clock.** Ack timeouts, nak delays and `fetch` waits follow tokio's clock
+//!   ([`tokio::time::Instant`]), as the workflow layers do: under a paused test clock
+//!   (`tokio::time::pause()`) they advance with it, and an empty `fetch` sleeps until its
+//!   timeout instead of spinning. Outside a runtime that clock is the system's.
 //! - This consumer lives in memory: what it holds is lost with the process, and reported by
 //!   [`Bus::shutdown`](crate::Bus::shutdown). Durable consumers come with the store.
 
@@ -23,7 +27,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -788,7 +794,7 @@ impl<P: Payload> Consumer<P> {
                 return batch;
             }
             let wake = self.shared.next_due().map_or(deadline, |d| d.min(deadline));
-            let _ = tokio::time::timeout_at(wake.into(), self.shared.intake.readable_async()).await;
+            let _ = tokio::time::timeout_at(wake, self.shared.intake.readable_async()).await;
         }
     }
 
@@ -818,7 +824,7 @@ impl<P: Payload> Consumer<P> {
                 return batch;
             }
             let wake = self.shared.next_due().map_or(deadline, |d| d.min(deadline));
-            self.shared.intake.wait_readable(wake);
+            self.shared.intake.wait_readable(wake.into_std());
         }
     }
 

@@ -3,8 +3,19 @@
 //! A fixed array of slots (crossbeam's `ArrayQueue`, Vyukov's bounded MPMC algorithm): a push
 //! moves the event into a pre-allocated slot, so the steady state allocates nothing. Waiting
 //! on either side goes through [`Signal`]: spin, yield, then park.
+//!
+//! # Closing without losing a push
+//!
+//! A push that checked `closed` just before [`Queue::close`] may land its item after a
+//! consumer saw the queue closed and empty and left: the item would be accepted and never
+//! handled nor reported. So every push holds a gate (a count of pushes in progress) from
+//! its check of `closed` until its item is in, and a consumer leaves only when the queue is
+//! closed, no push is in progress, and a last pop finds nothing (Dekker again: the pusher
+//! increments, then reads `closed`; the consumer reads `closed`, then the count, all
+//! `SeqCst`, so a pusher either sees the close and refuses, or the consumer sees it and
+//! waits for its item). [`Queue::discard`] waits at the gate the same way.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
@@ -46,6 +57,8 @@ pub(crate) struct Queue<T> {
     overflow: Overflow,
     drainer: Drainer,
     closed: AtomicBool,
+    /// Pushes between their check of `closed` and their item landing (see the module docs).
+    pushers: CachePadded<AtomicUsize>,
     /// Events dropped by `DropOldest` since the consumer last asked.
     lost: CachePadded<AtomicU64>,
     not_empty: Signal,
@@ -59,6 +72,7 @@ impl<T> Queue<T> {
             overflow,
             drainer,
             closed: AtomicBool::new(false),
+            pushers: CachePadded::new(AtomicUsize::new(0)),
             lost: CachePadded::new(AtomicU64::new(0)),
             not_empty: Signal::new(),
             not_full: Signal::new(),
@@ -85,16 +99,27 @@ impl<T> Queue<T> {
     /// [`Wait::Block`] when waiting is safe on this thread.
     #[inline]
     pub(crate) fn push(&self, value: T, wait: Wait) -> Pushed<T> {
-        if self.is_closed() {
-            return Pushed::Closed(value);
-        }
-        match self.items.push(value) {
-            Ok(()) => {
-                self.not_empty.notify();
-                Pushed::Queued
+        self.pushers.fetch_add(1, Ordering::SeqCst);
+        let pushed = if self.closed.load(Ordering::SeqCst) {
+            Pushed::Closed(value)
+        } else {
+            match self.items.push(value) {
+                Ok(()) => Pushed::Queued,
+                Err(value) => self.push_full(value, wait),
             }
-            Err(value) => self.push_full(value, wait),
-        }
+        };
+        // Leaving the gate is the SeqCst RMW the notification below pairs with: a consumer
+        // waiting for the gate to empty after a close is woken by it too.
+        self.pushers.fetch_sub(1, Ordering::SeqCst);
+        self.not_empty.notify();
+        pushed
+    }
+
+    /// Closed, and no push is between its check and its landing: whatever was accepted is
+    /// in the queue now.
+    #[inline]
+    fn closed_and_quiet(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) && self.pushers.load(Ordering::SeqCst) == 0
     }
 
     #[cold]
@@ -103,7 +128,6 @@ impl<T> Queue<T> {
             Overflow::Reject => Pushed::Full(value),
             Overflow::DropOldest => {
                 let displaced = self.items.force_push(value);
-                self.not_empty.notify();
                 match displaced {
                     Some(old) => {
                         drop(old);
@@ -152,10 +176,7 @@ impl<T> Queue<T> {
             }
         });
         match (done, slot) {
-            (Some(true), _) => {
-                self.not_empty.notify();
-                Pushed::Queued
-            }
+            (Some(true), _) => Pushed::Queued,
             (_, Some(v)) => Pushed::Closed(v),
             // wait_until without a deadline only returns Some, and a `false` answer always
             // leaves the value in the slot.
@@ -190,19 +211,27 @@ impl<T> Queue<T> {
         Some(v)
     }
 
-    /// Waits for an item and takes it; `None` once the queue is closed and empty.
+    /// Waits for an item and takes it; `None` once the queue is closed, no push is in
+    /// progress, and it is empty.
     #[inline]
     pub(crate) fn pop_wait(&self) -> Option<T> {
         if let Some(v) = self.try_pop() {
             return Some(v);
         }
         self.not_empty
-            .wait_until(None, || match self.try_pop() {
-                Some(v) => Some(Some(v)),
-                None if self.is_closed() => Some(None),
-                None => None,
-            })
+            .wait_until(None, || self.pop_or_end())
             .flatten()
+    }
+
+    /// An item, the end (`Some(None)`), or nothing yet (`None`).
+    #[inline]
+    fn pop_or_end(&self) -> Option<Option<T>> {
+        match self.try_pop() {
+            Some(v) => Some(Some(v)),
+            // A push that left the gate before we looked is in the queue: pop once more.
+            None if self.closed_and_quiet() => Some(self.try_pop()),
+            None => None,
+        }
     }
 
     /// Async form of [`Queue::pop_wait`]. Cancel safe.
@@ -210,13 +239,7 @@ impl<T> Queue<T> {
         if let Some(v) = self.try_pop() {
             return Some(v);
         }
-        self.not_empty
-            .wait_async(|| match self.try_pop() {
-                Some(v) => Some(Some(v)),
-                None if self.is_closed() => Some(None),
-                None => None,
-            })
-            .await
+        self.not_empty.wait_async(|| self.pop_or_end()).await
     }
 
     /// Blocks until the queue has an item, is closed, or `deadline` passes.
@@ -248,8 +271,16 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Drains what is left (after a deadline passed), returning the count.
+    /// Drains what is left (after a deadline passed), returning the count. On a closed
+    /// queue it first waits for pushes in progress, so nothing lands after it counted.
     pub(crate) fn discard(&self) -> usize {
+        if self.is_closed() {
+            // Each of them sees the close and refuses, or lands at once; a `Block` pusher
+            // waiting for room was woken by the close.
+            while !self.closed_and_quiet() {
+                std::thread::yield_now();
+            }
+        }
         let mut n = 0;
         while self.items.pop().is_some() {
             n += 1;

@@ -83,8 +83,8 @@ pub(crate) struct Group<P> {
     pub(crate) sinks: Box<[TypedSink<P>]>,
 }
 
-/// A sink of payload type `P` and the counters of its subscription.
-pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>);
+/// A sink of payload type `P`, the counters of its subscription, and its id.
+pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>, u64);
 
 impl<P: 'static> Group<P> {
     fn build(entries: &[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync> {
@@ -93,7 +93,7 @@ impl<P: 'static> Group<P> {
             .filter_map(|e| {
                 e.typed
                     .downcast_ref::<Arc<dyn Deliver<P>>>()
-                    .map(|d| (d.clone(), e.stats.clone()))
+                    .map(|d| (d.clone(), e.stats.clone(), e.id))
             })
             .collect();
         Box::new(Group::<P> { sinks })

@@ -12,7 +12,7 @@ use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
 use crate::error::SubscribeError;
-use crate::handler::{run_async, run_sync, tracing_on, HandlerResult};
+use crate::handler::{run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
 use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
@@ -23,6 +23,8 @@ use crate::workers::Workers;
 use syncbus_envelope::Pattern;
 
 type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
+type FailHook<P> = dyn Fn(&Envelope<P>, &HandlerFailure) + Send + Sync;
+type FailFn<P> = Arc<FailHook<P>>;
 
 /// Configures a push subscription; finish with [`inline`](Self::inline),
 /// [`queued`](Self::queued) or [`queued_async`](Self::queued_async).
@@ -69,6 +71,7 @@ pub struct SubscribeBuilder<P> {
     lanes: Option<usize>,
     overflow: Overflow,
     on_lag: Option<LagFn>,
+    on_failure: Option<FailFn<P>>,
     _payload: PhantomData<fn(P)>,
 }
 
@@ -96,6 +99,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             lanes: None,
             overflow: Overflow::Block,
             on_lag: None,
+            on_failure: None,
             _payload: PhantomData,
         }
     }
@@ -224,6 +228,44 @@ impl<P: Payload> SubscribeBuilder<P> {
         self
     }
 
+    /// Called with the envelope and the failure each time the handler returns an error or
+    /// panics (on the thread or task that ran it, after the failure was counted and logged
+    /// at WARN with the event id).
+    ///
+    /// A plain subscription's failure is final: nothing retries it. Use this hook to record
+    /// the event somewhere you will look (a table, an outbox, a metric with a label), or use
+    /// a workflow subscription (`syncbus-workflow`), which retries with backoff, writes dead
+    /// letters and redrives them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use syncbus_core::{Bus, Event, EventId};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    ///
+    /// let bus = Bus::new();
+    /// let failed: Arc<Mutex<Vec<(EventId, String)>>> = Arc::default();
+    /// let record = failed.clone();
+    /// let _sub = bus
+    ///     .subscribe::<Ping>("ping")?
+    ///     .on_failure(move |env, failure| {
+    ///         record.lock().unwrap().push((env.id().clone(), failure.message().to_owned()));
+    ///     })
+    ///     .inline(|_| -> Result<(), String> { Err("downstream is down".into()) })?;
+    /// bus.blocking_publish(Ping)?;
+    /// assert_eq!(failed.lock().unwrap()[0].1, "downstream is down");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_failure(
+        mut self,
+        f: impl Fn(&Envelope<P>, &HandlerFailure) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_failure = Some(Arc::new(f));
+        self
+    }
+
     /// Runs `handler` on the publisher's thread, during `publish`: the fastest path, and
     /// backpressure by construction. Keep the handler short. Queue settings (capacity,
     /// workers, lanes, overflow) do not apply.
@@ -255,7 +297,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             stats: stats.clone(),
             name: name.clone(),
             closed: AtomicBool::new(false),
-            _payload: PhantomData::<fn(P)>,
+            on_failure: self.on_failure.clone(),
         };
         self.register(name, stats, Arc::new(sink), None)
     }
@@ -365,11 +407,13 @@ impl<P: Payload> SubscribeBuilder<P> {
         R: HandlerResult,
     {
         let handler = Arc::new(handler);
+        let on_failure = self.on_failure.clone();
         self.start_workers(shape, Drainer::Threads, |i, ctx, queue| {
             let handler = handler.clone();
+            let on_failure = on_failure.clone();
             std::thread::Builder::new()
                 .name(format!("syncbus-{}-{i}", ctx.name))
-                .spawn(move || ctx.run_thread(&queue, &*handler))
+                .spawn(move || ctx.run_thread(&queue, &*handler, on_failure.as_deref()))
                 .map(drop)
         })
     }
@@ -387,9 +431,12 @@ impl<P: Payload> SubscribeBuilder<P> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
+        let on_failure = self.on_failure.clone();
         self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
             let handler = handler.clone();
-            runtime.spawn(async move { ctx.run_task(&queue, &*handler).await });
+            let on_failure = on_failure.clone();
+            runtime
+                .spawn(async move { ctx.run_task(&queue, &*handler, on_failure.as_deref()).await });
             Ok(())
         })
     }
@@ -665,8 +712,12 @@ struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn run_thread<P: Payload, F, R>(self, queue: &Queue<P::Packed>, handler: &F)
-    where
+    fn run_thread<P: Payload, F, R>(
+        self,
+        queue: &Queue<P::Packed>,
+        handler: &F,
+        on_failure: Option<&FailHook<P>>,
+    ) where
         F: Fn(&Envelope<P>) -> R,
         R: HandlerResult,
     {
@@ -678,17 +729,25 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if tracing_on() {
+            let id = env.id();
+            let outcome = if tracing_on() {
                 let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
-                run_sync(&self.stats, &self.name, || handler(&env));
+                run_sync(&self.stats, &self.name, id, || handler(&env))
             } else {
-                run_sync(&self.stats, &self.name, || handler(&env));
+                run_sync(&self.stats, &self.name, id, || handler(&env))
+            };
+            if let (Err(failure), Some(hook)) = (outcome, on_failure) {
+                hook(&env, &failure);
             }
         }
     }
 
-    async fn run_task<P: Payload, F, Fut, R>(self, queue: &Queue<P::Packed>, handler: &F)
-    where
+    async fn run_task<P: Payload, F, Fut, R>(
+        self,
+        queue: &Queue<P::Packed>,
+        handler: &F,
+        on_failure: Option<&FailHook<P>>,
+    ) where
         F: Fn(Envelope<P>) -> Fut,
         Fut: Future<Output = R>,
         R: HandlerResult,
@@ -701,14 +760,20 @@ impl WorkerCtx {
                 break;
             }
             self.report_lag(queue);
-            if tracing_on() {
+            let id = env.id().clone();
+            // The handler takes the envelope: keep a copy only for a hook that wants it.
+            let copy = on_failure.map(|_| env.clone());
+            let outcome = if tracing_on() {
                 use tracing::Instrument;
                 let span = tracing::trace_span!("handle", subscription = %self.name);
-                run_async(&self.stats, &self.name, handler(env))
+                run_async(&self.stats, &self.name, &id, handler(env))
                     .instrument(span)
-                    .await;
+                    .await
             } else {
-                run_async(&self.stats, &self.name, handler(env)).await;
+                run_async(&self.stats, &self.name, &id, handler(env)).await
+            };
+            if let (Err(failure), Some(hook), Some(env)) = (outcome, on_failure, copy) {
+                hook(&env, &failure);
             }
         }
     }
@@ -740,7 +805,7 @@ struct InlineSink<P, F> {
     stats: Arc<SubStats>,
     name: SmolStr,
     closed: AtomicBool,
-    _payload: PhantomData<fn(P)>,
+    on_failure: Option<FailFn<P>>,
 }
 
 impl<P, F, R> Deliver<P> for InlineSink<P, F>
@@ -763,11 +828,15 @@ where
         let Some(env) = slot.as_ref() else {
             return Delivered::Closed;
         };
-        if tracing_on() {
+        let id = env.id();
+        let outcome = if tracing_on() {
             let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
-            run_sync(&self.stats, &self.name, || (self.handler)(env));
+            run_sync(&self.stats, &self.name, id, || (self.handler)(env))
         } else {
-            run_sync(&self.stats, &self.name, || (self.handler)(env));
+            run_sync(&self.stats, &self.name, id, || (self.handler)(env))
+        };
+        if let (Err(failure), Some(hook)) = (outcome, &self.on_failure) {
+            hook(env, &failure);
         }
         Delivered::Ok
     }

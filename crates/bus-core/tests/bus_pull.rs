@@ -295,3 +295,48 @@ fn dropping_a_consumer_unsubscribes_it() {
     drop(c);
     assert_eq!(bus.blocking_publish(Job(2)).unwrap(), 0);
 }
+
+/// Ack timeouts, nak delays and fetch waits follow tokio's clock: on a paused clock a nak
+/// delay of a minute passes at once, an unacked delivery comes back after its (virtual) ack
+/// timeout, and an empty fetch sleeps through its timeout instead of spinning on the
+/// system clock.
+#[tokio::test(flavor = "current_thread")]
+async fn timeouts_and_delays_follow_a_paused_tokio_clock() {
+    tokio::time::pause();
+    let bus = Bus::new();
+    let config = ConsumerConfig::default()
+        .ack_timeout(Duration::from_secs(30))
+        .max_deliver(10);
+    let c = bus.consumer::<Job>("jobs.*", config).unwrap();
+    bus.publish(Job(1)).await.unwrap();
+    let real = Instant::now();
+
+    // A nak delay of a minute: not before, then at once in real time.
+    let d = c.fetch(1, Duration::ZERO).await.remove(0);
+    d.nak(Duration::from_secs(60)).unwrap();
+    let virtual_start = tokio::time::Instant::now();
+    assert!(c.fetch(1, Duration::from_secs(59)).await.is_empty());
+    let again = c.fetch(1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1, "the nak delay ends on the paused clock");
+    assert_eq!(again[0].deliveries(), 2);
+    assert!(virtual_start.elapsed() >= Duration::from_secs(60));
+
+    // Unacked: it comes back after the ack timeout of the paused clock.
+    drop(again);
+    let before = tokio::time::Instant::now();
+    let back = c.fetch(1, Duration::from_secs(40)).await;
+    assert_eq!(back.len(), 1, "the ack timeout passes on the paused clock");
+    assert_eq!(back[0].deliveries(), 3);
+    assert!(before.elapsed() >= Duration::from_secs(30));
+    back.into_iter().for_each(|d| d.ack().unwrap());
+
+    // An empty fetch of 10 (virtual) minutes sleeps, it does not spin for them.
+    let before = tokio::time::Instant::now();
+    assert!(c.fetch(1, Duration::from_secs(600)).await.is_empty());
+    assert!(before.elapsed() >= Duration::from_secs(600));
+    assert!(
+        real.elapsed() < Duration::from_secs(2),
+        "took {:?} of real time",
+        real.elapsed()
+    );
+}

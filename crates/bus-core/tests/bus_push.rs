@@ -422,8 +422,12 @@ fn reject_with_fanout_still_returns_the_event() {
     wait_for("held", || full.metrics().pending == 0);
     bus.blocking_publish_to("s", Shipped(1)).unwrap();
     match bus.blocking_publish_to("s", Shipped(2)) {
-        Err(PublishError::Full(ev)) => assert_eq!(ev, Shipped(2)),
-        other => panic!("expected Full, got {other:?}"),
+        Err(PublishError::Partial(ev, partial)) => {
+            assert_eq!(ev, Shipped(2));
+            assert_eq!(partial.refused, vec![full.id()]);
+            assert_eq!(partial.took.len(), 1);
+        }
+        other => panic!("expected Partial, got {other:?}"),
     }
     assert_eq!(
         roomy.load(Ordering::SeqCst),
@@ -706,4 +710,150 @@ fn invalid_config_is_rejected() {
         b().keyed(4).workers(2).queued(|_| {}),
         Err(SubscribeError::InvalidConfig(_))
     ));
+}
+
+/// What an `on_failure` hook saw: the event, and whether it was a panic, with the message.
+type Failures = Arc<Mutex<Vec<(Placed, bool, String)>>>;
+
+fn record(failures: &Failures) -> impl Fn(&Envelope<Placed>, &syncbus_core::HandlerFailure) {
+    let failures = failures.clone();
+    move |env, failure| {
+        failures.lock().unwrap().push((
+            env.payload().clone(),
+            failure.is_panic(),
+            failure.message().to_owned(),
+        ));
+    }
+}
+
+/// The handler of `seq` 1 errs, of 2 panics, of 0 succeeds.
+fn flaky(env: &Envelope<Placed>) -> Result<(), String> {
+    match env.payload().seq {
+        1 => Err("downstream is down".into()),
+        2 => panic!("bad state"),
+        _ => Ok(()),
+    }
+}
+
+fn assert_failures(failures: &Failures) {
+    let mut seen = failures.lock().unwrap().clone();
+    seen.sort_by_key(|(p, _, _)| p.seq);
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Placed { order: 1, seq: 1 },
+                false,
+                "downstream is down".to_owned()
+            ),
+            (Placed { order: 1, seq: 2 }, true, "bad state".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn on_failure_sees_the_envelope_and_the_error_inline_and_queued() {
+    let bus = Bus::new();
+    let inline_failures = Failures::default();
+    let queued_failures = Failures::default();
+    let inline = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&inline_failures))
+        .inline(flaky)
+        .unwrap();
+    let queued = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&queued_failures))
+        .queued(flaky)
+        .unwrap();
+    for seq in 0..3 {
+        bus.blocking_publish(Placed { order: 1, seq }).unwrap();
+    }
+    assert!(queued.unsubscribe_and_wait(Duration::from_secs(5)));
+    assert_failures(&inline_failures);
+    assert_failures(&queued_failures);
+    assert_eq!(inline.metrics().failed, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_sees_the_envelope_and_the_error_of_an_async_handler() {
+    let bus = Bus::new();
+    let failures = Failures::default();
+    let _sub = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(record(&failures))
+        .queued_async(|env| async move { flaky(&env) })
+        .unwrap();
+    for seq in 0..3 {
+        bus.publish(Placed { order: 1, seq }).await.unwrap();
+    }
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_failures(&failures);
+}
+
+/// A `Reject` subscription full while another took the event: the error names who took it
+/// and who refused, and a retry for the refusers alone reaches them without handing the
+/// event to the others twice.
+#[test]
+fn full_with_several_subscriptions_says_who_took_it_and_a_retry_reaches_only_the_refusers() {
+    let bus = Bus::new();
+    let roomy_seen = Arc::new(AtomicUsize::new(0));
+    let r = roomy_seen.clone();
+    let roomy = bus
+        .subscribe::<Shipped>("orders.shipped")
+        .unwrap()
+        .inline(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let gate = Arc::new(Barrier::new(2));
+    let g = gate.clone();
+    let tight_seen = Arc::new(Mutex::new(Vec::new()));
+    let t = tight_seen.clone();
+    let tight = bus
+        .subscribe::<Shipped>("orders.shipped")
+        .unwrap()
+        .capacity(1)
+        .overflow(Overflow::Reject)
+        .queued(move |env: &Envelope<Shipped>| {
+            if env.payload().0 == 0 {
+                g.wait();
+            }
+            t.lock().unwrap().push(env.payload().0);
+        })
+        .unwrap();
+    bus.try_publish(Shipped(0)).unwrap(); // the worker holds it at the gate
+    let until = Instant::now() + Duration::from_secs(5);
+    while tight.metrics().pending > 0 && Instant::now() < until {
+        std::thread::yield_now();
+    }
+    bus.try_publish(Shipped(1)).unwrap(); // fills the one slot
+    let (event, partial) = match bus.try_publish(Shipped(2)) {
+        Err(PublishError::Partial(event, partial)) => (event, partial),
+        other => panic!("expected Partial, got {other:?}"),
+    };
+    assert_eq!(event, Shipped(2));
+    assert_eq!(partial.took, vec![roomy.id()]);
+    assert_eq!(partial.refused, vec![tight.id()]);
+    gate.wait();
+    let until = Instant::now() + Duration::from_secs(5);
+    let retried = loop {
+        match bus.try_publish_to_only("orders.shipped", event.clone(), &partial.refused) {
+            Ok(n) => break n,
+            Err(PublishError::Full(_)) if Instant::now() < until => std::thread::yield_now(),
+            Err(e) => panic!("retry failed: {e:?}"),
+        }
+    };
+    assert_eq!(retried, 1);
+    assert!(tight.unsubscribe_and_wait(Duration::from_secs(5)));
+    assert_eq!(*tight_seen.lock().unwrap(), vec![0, 1, 2]);
+    assert_eq!(
+        roomy_seen.load(Ordering::SeqCst),
+        3,
+        "the roomy one got each once"
+    );
 }
