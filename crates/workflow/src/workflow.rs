@@ -1050,6 +1050,21 @@ pub(crate) fn redriver<P: Payload + Storable, H: Handler<P>>(
 /// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
 /// # Ok(()) }
 /// ```
+///
+/// A subscription made as a statement would never run, so it is `#[must_use]`:
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let bus = syncbus_core::Bus::new();
+/// # let wf = syncbus_workflow::Workflow::new(&bus);
+/// # let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
+/// wf.subscribe::<Ping>("ping")?.handle(syncbus_workflow::handler_fn(ok))?; // error: unused
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a WorkflowSubscription unsubscribes it at once"]
 pub struct WorkflowSubscription {
     sub: Option<Subscription>,
     name: SmolStr,
