@@ -939,12 +939,14 @@ pub(crate) async fn run_in<P: Payload, H: Handler<P>>(
     ctx: Context,
 ) -> Result<(), HandlerError> {
     let meta = info.chains.is_some().then(|| env.meta().clone());
+    let probe = ctx.clone();
     let r = catch_panic(stack.call(env, ctx)).await;
-    info.stats.incr(if r.is_ok() {
-        Stat::Succeeded
-    } else {
-        Stat::Failed
-    });
+    match &r {
+        // A duplicate, a stale or a held version: a layer counted its outcome.
+        Ok(()) if probe.is_outcome_counted() => {}
+        Ok(()) => info.stats.incr(Stat::Succeeded),
+        Err(_) => info.stats.incr(Stat::Failed),
+    }
     if let (Some(chains), Some(meta)) = (&info.chains, meta) {
         chains.handled(
             &meta,

@@ -344,6 +344,7 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for Dedup<H> {
                 Ok(Claim::Acquired) => break,
                 Ok(Claim::Duplicate) => {
                     ctx.bump(Stat::Duplicates);
+                    ctx.outcome_counted();
                     tracing::debug!(subscription = ctx.subscription(), %key, "duplicate acknowledged");
                     return Ok(());
                 }
