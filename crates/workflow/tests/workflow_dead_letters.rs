@@ -12,7 +12,7 @@ use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
 use syncbus_storage::DeadLetterFilter;
 use syncbus_workflow::{
     handler_fn, Context, DedupConfig, ErrorKind, HandlerError, Jitter, RateLimitConfig, Redrive,
-    RetryPolicy, Workflow, REDRIVE_HEADER,
+    RedriveError, RetryPolicy, SkipReason, Workflow, REDRIVE_HEADER,
 };
 
 fn quick_retry() -> RetryPolicy {
@@ -188,6 +188,17 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
         (report.matched, report.skipped.len(), report.succeeded),
         (1, 1, 0)
     );
+    // Every skip says why: the subscription is not running.
+    assert_eq!(
+        report.skipped[0].reason,
+        SkipReason::NotRunning("jobs".into())
+    );
+    // The record's subscription is known (it has a dead letter), so naming it is no error.
+    let named = wf
+        .redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs")))
+        .await
+        .unwrap();
+    assert_eq!(named.skipped.len(), 1);
     assert_eq!(
         wf.dead_letters()
             .list(&DeadLetterFilter::new())
@@ -368,7 +379,13 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .redrive(Redrive::new(DeadLetterFilter::new()))
         .await
         .unwrap();
-    assert_eq!(report.skipped, vec![id.clone()]);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].id, id);
+    assert!(
+        matches!(&report.skipped[0].reason, SkipReason::Undecodable(e) if e.contains("redriven event")),
+        "{:?}",
+        report.skipped[0]
+    );
     assert!(wf.dead_letters().get(&id).await.unwrap().is_some(), "kept");
 }
 
@@ -415,4 +432,33 @@ async fn redrive_one_redrives_that_record_only() {
     assert_eq!(runs.load(SeqCst), 1);
     assert!(wf.dead_letters().get(&ids[0]).await.unwrap().is_some());
     assert!(wf.dead_letters().get(&ids[1]).await.unwrap().is_none());
+}
+
+/// Unknown ids and subscriptions are typed errors, not an empty success.
+#[tokio::test]
+async fn unknown_ids_and_subscriptions_are_errors() {
+    use syncbus_core::EventId;
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let _sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("jobs")
+        .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
+        .unwrap();
+    let id = EventId::new();
+    assert!(matches!(
+        wf.redrive_one(&id).await,
+        Err(RedriveError::UnknownDeadLetter(unknown)) if unknown == id
+    ));
+    assert!(matches!(
+        wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jbos"))).await,
+        Err(RedriveError::UnknownSubscription(name)) if name == "jbos"
+    ));
+    // A running subscription with no dead letters matches nothing, and that is no error.
+    let report = wf
+        .redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs")))
+        .await
+        .unwrap();
+    assert_eq!(report.matched, 0);
 }
