@@ -149,22 +149,15 @@ fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
             }
             "show" => {
                 let id = one_id(rest)?;
-                match dl.get(&id).await.map_err(|e| e.to_string())? {
-                    Some(r) => {
-                        show(&r)?;
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    None => Err(format!("no dead letter {id}")),
-                }
+                let r = dl.get(&id).await.map_err(|e| e.to_string())?;
+                show(&r)?;
+                Ok(ExitCode::SUCCESS)
             }
             "delete" => {
                 let id = one_id(rest)?;
-                if dl.delete(&id).await.map_err(|e| e.to_string())? {
-                    println!("deleted {id}");
-                    Ok(ExitCode::SUCCESS)
-                } else {
-                    Err(format!("no dead letter {id}"))
-                }
+                dl.delete(&id).await.map_err(|e| e.to_string())?;
+                println!("deleted {id}");
+                Ok(ExitCode::SUCCESS)
             }
             other => Err(format!("unknown dead-letters command {other:?}\n{USAGE}")),
         }

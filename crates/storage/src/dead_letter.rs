@@ -246,15 +246,18 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`](crate::StoreError) when the backend fails or the record cannot be decoded.
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>>;
+    /// [`StoreErrorKind::NotFound`](crate::StoreErrorKind::NotFound) if no record has this
+    /// id; a [`StoreError`](crate::StoreError) when the backend fails or the record cannot
+    /// be decoded.
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord>;
 
-    /// Deletes a record; `false` if there was none.
+    /// Deletes a record.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`](crate::StoreError) when the backend fails.
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool>;
+    /// [`StoreErrorKind::NotFound`](crate::StoreErrorKind::NotFound) if no record has this
+    /// id; a [`StoreError`](crate::StoreError) when the backend fails.
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()>;
 }
 
 /// The in-memory [`DeadLetterStore`], bounded: when full, the oldest record is dropped and
@@ -363,13 +366,31 @@ impl DeadLetterStore for MemoryDeadLetterStore {
         Box::pin(std::future::ready(Ok(out)))
     }
 
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord> {
         let r = self.inner.lock().records.get(id).cloned();
-        Box::pin(std::future::ready(Ok(r)))
+        Box::pin(std::future::ready(
+            r.ok_or_else(|| dead_letter_not_found(id)),
+        ))
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()> {
         let gone = self.inner.lock().records.remove(id).is_some();
-        Box::pin(std::future::ready(Ok(gone)))
+        Box::pin(std::future::ready(if gone {
+            Ok(())
+        } else {
+            Err(dead_letter_not_found(id))
+        }))
     }
+}
+
+/// The error every backend gives for a dead-letter id it does not hold.
+///
+/// # Examples
+///
+/// ```
+/// let e = syncbus_storage::dead_letter_not_found(&syncbus_core::EventId::new());
+/// assert_eq!(e.kind(), syncbus_storage::StoreErrorKind::NotFound);
+/// ```
+pub fn dead_letter_not_found(id: &DeadLetterId) -> crate::StoreError {
+    crate::StoreError::not_found(format_args!("no dead letter has the id {id}"))
 }

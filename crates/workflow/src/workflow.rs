@@ -26,6 +26,7 @@ use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::{
     DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
+    StoreErrorKind,
 };
 use crate::BoxFuture;
 
@@ -403,7 +404,12 @@ impl Workflow {
                 // Failed again: the stack recorded a new dead letter for it.
                 Err(_) => report.failed += 1,
             }
-            self.inner.dead_letters.delete(&record.id).await?;
+            match self.inner.dead_letters.delete(&record.id).await {
+                // Deleted by someone else meanwhile: replayed all the same.
+                Ok(()) => {}
+                Err(e) if e.kind() == StoreErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
             report.redriven.push(record.id);
         }
         Ok(report)
@@ -428,8 +434,12 @@ impl Workflow {
     /// # Ok(()) }
     /// ```
     pub async fn redrive_one(&self, id: &DeadLetterId) -> Result<RedriveReport, RedriveError> {
-        let Some(record) = self.inner.dead_letters.get(id).await? else {
-            return Err(RedriveError::UnknownDeadLetter(id.clone()));
+        let record = match self.inner.dead_letters.get(id).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                return Err(RedriveError::UnknownDeadLetter(id.clone()))
+            }
+            Err(e) => return Err(e.into()),
         };
         let filter = DeadLetterFilter::new()
             .subscription(record.subscription.clone())

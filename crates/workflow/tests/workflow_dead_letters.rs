@@ -119,7 +119,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         .unwrap();
     assert_eq!((dry.matched, dry.redriven.len(), dry.succeeded), (1, 1, 0));
     assert_eq!(calls.load(SeqCst), 3);
-    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_some());
+    assert!(wf.dead_letters().get(&r.id).await.is_ok());
 
     // The downstream is back: redrive delivers again, dedup does not swallow it.
     down.store(false, SeqCst);
@@ -133,7 +133,11 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         Some(r.envelope.meta().id().to_string().as_str()),
         "a link to the original"
     );
-    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_none());
+    assert!(wf
+        .dead_letters()
+        .get(&r.id)
+        .await
+        .is_err_and(|e| e.kind() == syncbus_storage::StoreErrorKind::NotFound));
     assert_eq!(sub.metrics().succeeded, 1);
 }
 
@@ -386,7 +390,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         "{:?}",
         report.skipped[0]
     );
-    assert!(wf.dead_letters().get(&id).await.unwrap().is_some(), "kept");
+    assert!(wf.dead_letters().get(&id).await.is_ok(), "kept");
 }
 
 #[tokio::test]
@@ -430,8 +434,12 @@ async fn redrive_one_redrives_that_record_only() {
     let report = wf.redrive_one(&ids[1]).await.unwrap();
     assert_eq!((report.matched, report.succeeded), (1, 1));
     assert_eq!(runs.load(SeqCst), 1);
-    assert!(wf.dead_letters().get(&ids[0]).await.unwrap().is_some());
-    assert!(wf.dead_letters().get(&ids[1]).await.unwrap().is_none());
+    assert!(wf.dead_letters().get(&ids[0]).await.is_ok());
+    assert!(wf
+        .dead_letters()
+        .get(&ids[1])
+        .await
+        .is_err_and(|e| e.kind() == syncbus_storage::StoreErrorKind::NotFound));
 }
 
 /// Unknown ids and subscriptions are typed errors, not an empty success.
