@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use syncbus::store::SqliteStore;
-use syncbus::store::{DeadLetterFilter, DeadLetterRecord, DeadLetterStore};
-use syncbus::{Binary, CloudEventsJson, EventId, Limits, Pattern, Topic};
+use syncbus::store::{DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore};
+use syncbus::{Binary, CloudEventsJson, Limits, Pattern, Topic};
 
 const USAGE: &str = "usage:
   syncbus match <pattern> <topic>...
@@ -164,9 +164,9 @@ fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-fn one_id(args: &[String]) -> Result<EventId, String> {
+fn one_id(args: &[String]) -> Result<DeadLetterId, String> {
     match args {
-        [id] => EventId::parse(id).map_err(|e| format!("invalid id {id:?}: {e}")),
+        [id] => DeadLetterId::parse(id).map_err(|e| e.to_string()),
         _ => Err(format!("expected one dead-letter id\n{USAGE}")),
     }
 }

@@ -429,7 +429,7 @@ impl Workflow {
     /// use syncbus_workflow::RedriveError;
     /// # let bus = syncbus_core::Bus::new();
     /// let wf = syncbus_workflow::Workflow::new(&bus);
-    /// let unknown = wf.redrive_one(&syncbus_core::EventId::new()).await;
+    /// let unknown = wf.redrive_one(&syncbus_storage::DeadLetterId::new()).await;
     /// assert!(matches!(unknown, Err(RedriveError::UnknownDeadLetter(_))));
     /// # Ok(()) }
     /// ```

@@ -352,7 +352,7 @@ async fn follow_ups_form_a_queryable_chain() {
 
 #[tokio::test]
 async fn an_undecodable_dead_letter_is_kept_not_lost() {
-    use syncbus_core::{Bytes, EventId, EventType, Metadata, Timestamp};
+    use syncbus_core::{Bytes, EventType, Metadata, Timestamp};
     use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
@@ -364,7 +364,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .unwrap();
     let meta = Metadata::new(EventType::new("test.job").unwrap())
         .with_topic(syncbus_core::Topic::from_static("test.job"));
-    let id = EventId::new();
+    let id = syncbus_storage::DeadLetterId::new();
     wf.dead_letters()
         .put(DeadLetterRecord {
             id: id.clone(),
@@ -395,7 +395,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
 
 #[tokio::test]
 async fn redrive_one_redrives_that_record_only() {
-    use syncbus_core::{EventId, Timestamp};
+    use syncbus_core::Timestamp;
     use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
@@ -414,7 +414,7 @@ async fn redrive_one_redrives_that_record_only() {
     let at = Timestamp::now();
     let mut ids = Vec::new();
     for n in 0..2 {
-        let id = EventId::new();
+        let id = syncbus_storage::DeadLetterId::new();
         ids.push(id.clone());
         wf.dead_letters()
             .put(DeadLetterRecord {
@@ -445,7 +445,6 @@ async fn redrive_one_redrives_that_record_only() {
 /// Unknown ids and subscriptions are typed errors, not an empty success.
 #[tokio::test]
 async fn unknown_ids_and_subscriptions_are_errors() {
-    use syncbus_core::EventId;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
     let _sub = wf
@@ -454,7 +453,7 @@ async fn unknown_ids_and_subscriptions_are_errors() {
         .name("jobs")
         .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
         .unwrap();
-    let id = EventId::new();
+    let id = syncbus_storage::DeadLetterId::new();
     assert!(matches!(
         wf.redrive_one(&id).await,
         Err(RedriveError::UnknownDeadLetter(unknown)) if unknown == id

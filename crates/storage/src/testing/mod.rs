@@ -530,7 +530,7 @@ fn letter(
         }
     };
     DeadLetterRecord {
-        id: syncbus_core::EventId::from_u128(
+        id: crate::DeadLetterId::from_u128(
             0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
         ),
         envelope,
