@@ -61,9 +61,10 @@ pub use syncbus_envelope::{
 
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
-    Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveReport,
-    ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError, ServeMetrics, Served,
-    StartAt, WhenOpen, Workflow, WorkflowMetrics, WorkflowServe, WorkflowSubscription,
+    Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveError,
+    RedriveReport, ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError,
+    ServeMetrics, Served, SkipReason, Skipped, StartAt, WhenOpen, Workflow, WorkflowMetrics,
+    WorkflowServe, WorkflowSubscription,
 };
 
 /// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],

@@ -118,3 +118,76 @@ async fn a_saga_on_sqlite_keeps_its_state_across_reopening() {
         .unwrap();
     assert_eq!(done.len(), 1);
 }
+
+/// Two subscriptions sharing one SQLite dedup store with the default key each handle every
+/// event: a key belongs to its subscription (before, one ran all 10 and the other none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_sharing_a_sqlite_dedup_store_each_handle_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("dedup.db"))
+        .await
+        .unwrap();
+    let dedup = DedupConfig::new(Arc::new(store.dedup()));
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let counter = |runs: &Arc<AtomicU32>| {
+        let r = runs.clone();
+        handler_fn(move |_e: Envelope<OrderPlaced>, _ctx| {
+            r.fetch_add(1, SeqCst);
+            async { Ok(()) }
+        })
+    };
+    let (billing, shipping) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let _b = wf
+        .subscribe::<OrderPlaced>("shop.order.placed")
+        .unwrap()
+        .name("billing")
+        .dedup(dedup.clone())
+        .handle(counter(&billing))
+        .unwrap();
+    let _s = wf
+        .subscribe::<OrderPlaced>("shop.order.placed")
+        .unwrap()
+        .name("shipping")
+        .dedup(dedup.clone())
+        .handle(counter(&shipping))
+        .unwrap();
+    for order in 0..10 {
+        assert_eq!(bus.publish(OrderPlaced { order }).await.unwrap(), 2);
+    }
+    bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((billing.load(SeqCst), shipping.load(SeqCst)), (10, 10));
+}
+
+/// With `shared_keys` the two subscriptions share one key space: of both, one runs each key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_keys_let_one_subscription_of_all_run_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("dedup.db"))
+        .await
+        .unwrap();
+    let dedup = DedupConfig::new(Arc::new(store.dedup())).shared_keys();
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let runs = Arc::new(AtomicU32::new(0));
+    let mut subs = Vec::new();
+    for name in ["eu", "us"] {
+        let r = runs.clone();
+        subs.push(
+            wf.subscribe::<OrderPlaced>("shop.order.placed")
+                .unwrap()
+                .name(name)
+                .dedup(dedup.clone())
+                .handle(handler_fn(move |_e: Envelope<OrderPlaced>, _ctx| {
+                    r.fetch_add(1, SeqCst);
+                    async { Ok(()) }
+                }))
+                .unwrap(),
+        );
+    }
+    for order in 0..10 {
+        bus.publish(OrderPlaced { order }).await.unwrap();
+    }
+    bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(runs.load(SeqCst), 10);
+}

@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use syncbus::store::SqliteStore;
-use syncbus::store::{DeadLetterFilter, DeadLetterRecord, DeadLetterStore};
-use syncbus::{Binary, CloudEventsJson, EventId, Limits, Pattern, Topic};
+use syncbus::store::{DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore};
+use syncbus::{Binary, CloudEventsJson, Limits, Pattern, Topic};
 
 const USAGE: &str = "usage:
   syncbus match <pattern> <topic>...
@@ -149,31 +149,24 @@ fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
             }
             "show" => {
                 let id = one_id(rest)?;
-                match dl.get(&id).await.map_err(|e| e.to_string())? {
-                    Some(r) => {
-                        show(&r)?;
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    None => Err(format!("no dead letter {id}")),
-                }
+                let r = dl.get(&id).await.map_err(|e| e.to_string())?;
+                show(&r)?;
+                Ok(ExitCode::SUCCESS)
             }
             "delete" => {
                 let id = one_id(rest)?;
-                if dl.delete(&id).await.map_err(|e| e.to_string())? {
-                    println!("deleted {id}");
-                    Ok(ExitCode::SUCCESS)
-                } else {
-                    Err(format!("no dead letter {id}"))
-                }
+                dl.delete(&id).await.map_err(|e| e.to_string())?;
+                println!("deleted {id}");
+                Ok(ExitCode::SUCCESS)
             }
             other => Err(format!("unknown dead-letters command {other:?}\n{USAGE}")),
         }
     })
 }
 
-fn one_id(args: &[String]) -> Result<EventId, String> {
+fn one_id(args: &[String]) -> Result<DeadLetterId, String> {
     match args {
-        [id] => EventId::parse(id).map_err(|e| format!("invalid id {id:?}: {e}")),
+        [id] => DeadLetterId::parse(id).map_err(|e| e.to_string()),
         _ => Err(format!("expected one dead-letter id\n{USAGE}")),
     }
 }

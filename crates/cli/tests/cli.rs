@@ -76,13 +76,13 @@ fn unknown_command_prints_usage() {
 fn store_with_a_dead_letter(path: &std::path::Path) -> String {
     use syncbus::store::SqliteStore;
     use syncbus::store::{DeadLetterRecord, DeadLetterStore};
-    use syncbus::{Bytes, Envelope, ErrorKind, EventId, EventType, Metadata, Timestamp};
+    use syncbus::{Bytes, Envelope, ErrorKind, EventType, Metadata, Timestamp};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(path).await.unwrap();
         let meta = Metadata::new(EventType::new("shop.payment.requested").unwrap())
             .with_topic(syncbus::Topic::from_static("payments.requested"));
-        let id = EventId::new();
+        let id = syncbus::store::DeadLetterId::new();
         store
             .dead_letters()
             .put(DeadLetterRecord {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use syncbus_core::{Bytes, Envelope, Settle, Source};
-use syncbus_envelope::{EventId, Timestamp};
+use syncbus_envelope::Timestamp;
 
 use crate::{
     check_name, Claimed, DeadLetterRecord, DeadLetterStore, ErrorKind, EventLog, LogRecord,
@@ -378,7 +378,7 @@ impl DurableConsumer {
                 continue;
             }
             let record = DeadLetterRecord {
-                id: EventId::new(),
+                id: crate::DeadLetterId::new(),
                 envelope: c.record.envelope.clone(),
                 subscription: name.clone(),
                 handler: member.clone(),

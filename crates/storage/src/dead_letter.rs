@@ -1,6 +1,7 @@
 //! Dead letters: events whose handling failed for good, kept for inspection and redrive.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use parking_lot::Mutex;
 use syncbus_core::Pattern;
@@ -10,7 +11,106 @@ use crate::ErrorKind;
 use crate::StoreFuture;
 
 /// A dead letter's id: a fresh UUIDv7, so ids sort by the time they were recorded.
-pub type DeadLetterId = EventId;
+///
+/// Strict: [`parse`](Self::parse) takes a UUID (hyphenated or 32 hex digits) and refuses
+/// anything else, so a typo is an error rather than a lookup that finds nothing.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_storage::DeadLetterId;
+/// let id = DeadLetterId::new();
+/// assert_eq!(DeadLetterId::parse(&id.to_string()), Ok(id));
+/// assert!(DeadLetterId::parse("order-7").is_err());
+/// assert!(DeadLetterId::parse("").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadLetterId(EventId);
+
+impl DeadLetterId {
+    /// A fresh id (UUIDv7).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = (syncbus_storage::DeadLetterId::new(), syncbus_storage::DeadLetterId::new());
+    /// assert!(a < b); // later ids sort after earlier ones
+    /// ```
+    #[allow(clippy::new_without_default)] // a fresh id each call is no default
+    pub fn new() -> DeadLetterId {
+        DeadLetterId(EventId::new())
+    }
+
+    /// An id from a UUID given as a 128-bit big-endian integer (tests, imports).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let id = syncbus_storage::DeadLetterId::from_u128(0x0190_1234_5678_7abc_8def_0123_4567_89ab);
+    /// assert_eq!(id.to_string(), "01901234-5678-7abc-8def-0123456789ab");
+    /// ```
+    pub fn from_u128(v: u128) -> DeadLetterId {
+        DeadLetterId(EventId::from_u128(v))
+    }
+
+    /// Parses an id as [`Display`](fmt::Display) writes it.
+    ///
+    /// # Errors
+    ///
+    /// [`DeadLetterIdError`] unless `s` is a UUID.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_storage::DeadLetterId;
+    /// assert!(DeadLetterId::parse("01901234-5678-7abc-8def-0123456789ab").is_ok());
+    /// assert!(DeadLetterId::parse("01901234-5678-7abc-8def-0123456789ab ").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<DeadLetterId, DeadLetterIdError> {
+        match EventId::parse(s) {
+            Ok(id) if id.as_u128().is_some() => Ok(DeadLetterId(id)),
+            _ => Err(DeadLetterIdError(s.chars().take(64).collect())),
+        }
+    }
+}
+
+impl fmt::Display for DeadLetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for DeadLetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeadLetterId({self})")
+    }
+}
+
+impl std::str::FromStr for DeadLetterId {
+    type Err = DeadLetterIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeadLetterId::parse(s)
+    }
+}
+
+/// Text that is not a [`DeadLetterId`].
+///
+/// # Examples
+///
+/// ```
+/// let e = syncbus_storage::DeadLetterId::parse("nope").unwrap_err();
+/// assert_eq!(e.to_string(), "\"nope\" is not a dead-letter id (a UUID)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterIdError(String);
+
+impl fmt::Display for DeadLetterIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a dead-letter id (a UUID)", self.0)
+    }
+}
+
+impl std::error::Error for DeadLetterIdError {}
 
 /// One event that failed for good: what it was, where it failed, why, and how often.
 ///
@@ -246,15 +346,18 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`](crate::StoreError) when the backend fails or the record cannot be decoded.
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>>;
+    /// [`StoreErrorKind::NotFound`](crate::StoreErrorKind::NotFound) if no record has this
+    /// id; a [`StoreError`](crate::StoreError) when the backend fails or the record cannot
+    /// be decoded.
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord>;
 
-    /// Deletes a record; `false` if there was none.
+    /// Deletes a record.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`](crate::StoreError) when the backend fails.
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool>;
+    /// [`StoreErrorKind::NotFound`](crate::StoreErrorKind::NotFound) if no record has this
+    /// id; a [`StoreError`](crate::StoreError) when the backend fails.
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()>;
 }
 
 /// The in-memory [`DeadLetterStore`], bounded: when full, the oldest record is dropped and
@@ -363,13 +466,31 @@ impl DeadLetterStore for MemoryDeadLetterStore {
         Box::pin(std::future::ready(Ok(out)))
     }
 
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord> {
         let r = self.inner.lock().records.get(id).cloned();
-        Box::pin(std::future::ready(Ok(r)))
+        Box::pin(std::future::ready(
+            r.ok_or_else(|| dead_letter_not_found(id)),
+        ))
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()> {
         let gone = self.inner.lock().records.remove(id).is_some();
-        Box::pin(std::future::ready(Ok(gone)))
+        Box::pin(std::future::ready(if gone {
+            Ok(())
+        } else {
+            Err(dead_letter_not_found(id))
+        }))
     }
+}
+
+/// The error every backend gives for a dead-letter id it does not hold.
+///
+/// # Examples
+///
+/// ```
+/// let e = syncbus_storage::dead_letter_not_found(&syncbus_storage::DeadLetterId::new());
+/// assert_eq!(e.kind(), syncbus_storage::StoreErrorKind::NotFound);
+/// ```
+pub fn dead_letter_not_found(id: &DeadLetterId) -> crate::StoreError {
+    crate::StoreError::not_found(format_args!("no dead letter has the id {id}"))
 }

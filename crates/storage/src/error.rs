@@ -60,6 +60,8 @@ pub enum StoreErrorKind {
     Invalid,
     /// The store was closed.
     Closed,
+    /// The record asked for by id does not exist (a dead letter's `get` or `delete`).
+    NotFound,
 }
 
 impl StoreError {
@@ -183,6 +185,20 @@ impl StoreError {
         StoreError::new(StoreErrorKind::Closed, "the store is closed")
     }
 
+    /// A [`StoreErrorKind::NotFound`] error: no record `what` exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use syncbus_storage::{StoreError, StoreErrorKind};
+    /// let e = StoreError::not_found("dead letter 0192");
+    /// assert_eq!(e.kind(), StoreErrorKind::NotFound);
+    /// assert_eq!(e.to_string(), "not found: dead letter 0192");
+    /// ```
+    pub fn not_found(what: impl fmt::Display) -> StoreError {
+        StoreError::new(StoreErrorKind::NotFound, what.to_string())
+    }
+
     /// A [`StoreErrorKind::Conflict`] error.
     ///
     /// # Examples
@@ -255,6 +271,7 @@ impl fmt::Display for StoreErrorKind {
             StoreErrorKind::Incompatible => "incompatible store",
             StoreErrorKind::Invalid => "invalid input",
             StoreErrorKind::Closed => "store closed",
+            StoreErrorKind::NotFound => "not found",
         })
     }
 }

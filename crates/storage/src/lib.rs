@@ -77,7 +77,8 @@ pub mod testing;
 pub use crate::checkpoint::Checkpoints;
 pub use crate::consumer::{DurableConfig, DurableConsumer, DurableDelivery};
 pub use crate::dead_letter::{
-    DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, MemoryDeadLetterStore,
+    dead_letter_not_found, DeadLetterFilter, DeadLetterId, DeadLetterIdError, DeadLetterRecord,
+    DeadLetterStore, MemoryDeadLetterStore,
 };
 pub use crate::dedup::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
 pub use crate::error::{check_name, StoreError, StoreErrorKind, StoreFuture};

@@ -24,7 +24,20 @@ use tokio::task::JoinHandle;
 /// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
 /// ```
+///
+/// Dropping the handle stops purging after the current round, so it is `#[must_use]`:
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # use std::sync::Arc;
+/// # use std::time::Duration;
+/// # use syncbus_storage::{DedupPurger, MemoryDedupStore};
+/// DedupPurger::spawn(Arc::new(MemoryDedupStore::new(10)), Duration::from_secs(60)); // error: unused
+/// # });
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping a DedupPurger stops purging; keep it and call .stop() at shutdown"]
 pub struct DedupPurger {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,

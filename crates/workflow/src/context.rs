@@ -1,7 +1,7 @@
 //! What a handler knows about its delivery, and how it emits follow-up events.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -63,6 +63,9 @@ struct Delivery {
     meta: Metadata,
     correlation: EventId,
     attempt: AtomicU32,
+    /// A layer counted this delivery's outcome itself (a duplicate, a stale or held version),
+    /// so the runner does not count it as succeeded too.
+    counted: AtomicBool,
     failures: Mutex<Option<(Timestamp, Timestamp)>>,
     pending: Mutex<Vec<Box<dyn PendingEmit>>>,
 }
@@ -127,6 +130,7 @@ impl Context {
                 meta: meta.clone(),
                 correlation,
                 attempt: AtomicU32::new(0),
+                counted: AtomicBool::new(false),
                 failures: Mutex::new(None),
                 pending: Mutex::new(Vec::new()),
             }),
@@ -312,6 +316,16 @@ impl Context {
     }
 
     /// Sets the attempt number: a source runner counts deliveries, not in-process retries.
+    /// Marks the outcome as counted by a layer (duplicate, stale, held): the runner counts
+    /// no success for it.
+    pub(crate) fn outcome_counted(&self) {
+        self.inner.counted.store(true, Relaxed);
+    }
+
+    pub(crate) fn is_outcome_counted(&self) -> bool {
+        self.inner.counted.load(Relaxed)
+    }
+
     pub(crate) fn set_attempt(&self, n: u32) {
         self.inner.attempt.store(n, Relaxed);
     }
@@ -333,6 +347,11 @@ impl Context {
 
     pub(crate) fn bump(&self, stat: Stat) {
         self.inner.sub.stats.incr(stat);
+    }
+
+    /// The held-now gauge: `true` when an event starts being held, `false` when it leaves.
+    pub(crate) fn holding(&self, start: bool) {
+        self.inner.sub.stats.holding(start);
     }
 
     pub(crate) fn chains(&self) -> Option<&Chains> {

@@ -105,5 +105,6 @@ pub use crate::saga::{RunningSaga, Saga};
 pub use crate::serve::{OtherTypes, ServeError, ServeMetrics, Served, WorkflowServe};
 pub use crate::storable::Storable;
 pub use crate::workflow::{
-    Redrive, RedriveReport, Workflow, WorkflowBuilder, WorkflowSubscribe, WorkflowSubscription,
+    Redrive, RedriveError, RedriveReport, SkipReason, Skipped, Workflow, WorkflowBuilder,
+    WorkflowSubscribe, WorkflowSubscription,
 };

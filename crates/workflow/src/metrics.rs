@@ -26,16 +26,31 @@ pub(crate) enum Stat {
 const N: usize = Stat::Emitted as usize + 1;
 
 #[derive(Debug, Default)]
-pub(crate) struct Stats([AtomicU64; N]);
+pub(crate) struct Stats {
+    counters: [AtomicU64; N],
+    /// Events the resequence layer holds now (a gauge).
+    holding: AtomicU64,
+}
 
 impl Stats {
     #[inline]
     pub(crate) fn incr(&self, s: Stat) {
-        self.0[s as usize].fetch_add(1, Relaxed);
+        self.counters[s as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Moves the held-now gauge up (`start`) or down, never below zero.
+    pub(crate) fn holding(&self, start: bool) {
+        if start {
+            self.holding.fetch_add(1, Relaxed);
+        } else {
+            let _ = self
+                .holding
+                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        }
     }
 
     fn get(&self, s: Stat) -> u64 {
-        self.0[s as usize].load(Relaxed)
+        self.counters[s as usize].load(Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> WorkflowMetrics {
@@ -56,11 +71,18 @@ impl Stats {
             rate_limited: self.get(Stat::RateLimited),
             panicked: self.get(Stat::Panicked),
             emitted: self.get(Stat::Emitted),
+            held_now: self.holding.load(Relaxed),
         }
     }
 }
 
 /// A snapshot of a workflow subscription's counters.
+///
+/// Each delivery's outcome is counted once: `succeeded` (the handler ran and succeeded,
+/// a held version when it is released and succeeds), `failed`, `duplicates`, `stale`, or
+/// still held (`held_now`). `held` and `released` count the passage through the
+/// resequencer, not outcomes. `attempts` counts every handler run, with or without a retry
+/// policy.
 ///
 /// # Examples
 ///
@@ -71,11 +93,13 @@ impl Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkflowMetrics {
-    /// Deliveries handled successfully (after any retries).
+    /// Deliveries handled successfully (after any retries), each once; duplicates, stale
+    /// and held versions are not among them (a held one counts here when released and
+    /// handled).
     pub succeeded: u64,
     /// Deliveries that failed for good (dead-lettered or, without a store, logged).
     pub failed: u64,
-    /// Handler attempts, retries included.
+    /// Handler attempts, retries included (one per run under `no_retry`).
     pub attempts: u64,
     /// Attempts after the first.
     pub retries: u64,
@@ -103,10 +127,13 @@ pub struct WorkflowMetrics {
     pub panicked: u64,
     /// Follow-up events published.
     pub emitted: u64,
+    /// A gauge: events the resequence layer holds now, waiting for a gap to fill.
+    pub held_now: u64,
 }
 
 impl WorkflowMetrics {
-    /// Sets the `syncbus_workflow_*` counters of the installed `metrics` recorder, labelled
+    /// Sets the `syncbus_workflow_*` counters (and the `syncbus_workflow_held_now` gauge) of
+    /// the installed `metrics` recorder, labelled
     /// with the subscription's name. Call it from a reporter task, or before a scrape.
     ///
     /// # Examples
@@ -142,5 +169,7 @@ impl WorkflowMetrics {
         set("syncbus_workflow_rate_limited_total", self.rate_limited);
         set("syncbus_workflow_panicked_total", self.panicked);
         set("syncbus_workflow_emitted_total", self.emitted);
+        metrics::gauge!("syncbus_workflow_held_now", "subscription" => sub.clone())
+            .set(self.held_now as f64);
     }
 }

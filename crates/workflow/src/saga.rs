@@ -465,6 +465,24 @@ fn store_err(e: StoreError) -> HandlerError {
 /// drop(running); // no more instances start
 /// # Ok(()) }
 /// ```
+///
+/// A saga started as a statement would stop at once, so it is `#[must_use]`:
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Order;
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct OrderPlaced;
+/// # impl syncbus_core::Event for OrderPlaced { const TYPE: &'static str = "shop.order.placed"; }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use syncbus_workflow::{Saga, Workflow};
+/// # let bus = syncbus_core::Bus::new();
+/// # let wf = Workflow::new(&bus);
+/// Saga::<Order>::new("fulfilment")
+///     .step("noop", |o, _ctx| async move { Ok(o) })
+///     .start_on::<OrderPlaced>(&wf, "shop.order.placed", |_e| Order)?; // error: unused
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a RunningSaga stops starting instances at once"]
 pub struct RunningSaga {
     name: String,
     store: Arc<dyn SagaStore>,

@@ -26,6 +26,7 @@ use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::{
     DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
+    StoreErrorKind,
 };
 use crate::BoxFuture;
 
@@ -315,30 +316,41 @@ impl Workflow {
     /// it for a duplicate) and the header [`REDRIVE_HEADER`] naming the original id. It runs
     /// through the subscription's whole stack, awaited one by one at the given rate; the
     /// record is deleted once replayed (if it fails again, the stack records a new one).
-    /// Records of a subscription that does not exist (any more), or whose payload does not
-    /// decode as the subscription's event type, are skipped and kept.
+    /// Records of a subscription that is not running, or whose payload does not decode as
+    /// the subscription's event type, are skipped and kept, each with its
+    /// [`SkipReason`] in [`RedriveReport::skipped`].
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] if listing or deleting records fails; records replayed before it
-    /// stay replayed.
+    /// [`RedriveError::UnknownSubscription`] if the filter names a subscription that is
+    /// neither running nor has a dead letter the filter selects (a typo matches nothing
+    /// quietly otherwise); [`RedriveError::Store`] if listing or deleting records fails;
+    /// records replayed before it stay replayed.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use syncbus_workflow::{Redrive, Workflow};
+    /// # use syncbus_workflow::{Redrive, RedriveError, Workflow};
     /// use syncbus_storage::DeadLetterFilter;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let bus = syncbus_core::Bus::new();
     /// let wf = Workflow::new(&bus);
-    /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("billing")).dry_run()).await?;
+    /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new()).dry_run()).await?;
     /// assert_eq!(report.matched, 0);
+    /// // No subscription "billing" runs, and none left dead letters: a typed error.
+    /// let typo = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("billing"))).await;
+    /// assert!(matches!(typo, Err(RedriveError::UnknownSubscription(name)) if name == "billing"));
     /// # Ok(()) }
     /// ```
-    pub async fn redrive(&self, redrive: Redrive) -> Result<RedriveReport, StoreError> {
+    pub async fn redrive(&self, redrive: Redrive) -> Result<RedriveReport, RedriveError> {
         let mut records = self.inner.dead_letters.list(&redrive.filter).await?;
         if let Some(only) = &redrive.only {
             records.retain(|r| &r.id == only);
+        }
+        if let Some(name) = &redrive.filter.subscription {
+            if records.is_empty() && !self.inner.redrivers.lock().contains_key(name.as_str()) {
+                return Err(RedriveError::UnknownSubscription(name.clone()));
+            }
         }
         let mut report = RedriveReport {
             matched: records.len(),
@@ -353,7 +365,10 @@ impl Workflow {
                 .get(record.subscription.as_str())
                 .cloned();
             let Some(redriver) = redriver else {
-                report.skipped.push(record.id);
+                report.skipped.push(Skipped {
+                    id: record.id,
+                    reason: SkipReason::NotRunning(record.subscription),
+                });
                 continue;
             };
             if redrive.dry_run {
@@ -368,8 +383,11 @@ impl Workflow {
             let meta = env.meta_mut();
             meta.set_id(EventId::new());
             if let Err(e) = meta.headers_mut().insert(REDRIVE_HEADER, original.as_str()) {
-                report.skipped.push(record.id.clone());
                 tracing::error!(dead_letter = %record.id, error = %e, "cannot mark the redriven event");
+                report.skipped.push(Skipped {
+                    id: record.id,
+                    reason: SkipReason::Unmarkable(e.to_string()),
+                });
                 continue;
             }
             match redriver(env).await {
@@ -377,13 +395,21 @@ impl Workflow {
                 Err(e) if e.kind() == ErrorKind::Decode => {
                     // It never reached the handler, so no new record stands for it: keep this one.
                     tracing::error!(dead_letter = %record.id, error = %e, "dead letter not redriven");
-                    report.skipped.push(record.id);
+                    report.skipped.push(Skipped {
+                        id: record.id,
+                        reason: SkipReason::Undecodable(e.to_string()),
+                    });
                     continue;
                 }
                 // Failed again: the stack recorded a new dead letter for it.
                 Err(_) => report.failed += 1,
             }
-            self.inner.dead_letters.delete(&record.id).await?;
+            match self.inner.dead_letters.delete(&record.id).await {
+                // Deleted by someone else meanwhile: replayed all the same.
+                Ok(()) => {}
+                Err(e) if e.kind() == StoreErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
             report.redriven.push(record.id);
         }
         Ok(report)
@@ -393,21 +419,27 @@ impl Workflow {
     ///
     /// # Errors
     ///
-    /// As [`redrive`](Self::redrive).
+    /// [`RedriveError::UnknownDeadLetter`] if no dead letter has this id; otherwise as
+    /// [`redrive`](Self::redrive).
     ///
     /// # Examples
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use syncbus_workflow::RedriveError;
     /// # let bus = syncbus_core::Bus::new();
     /// let wf = syncbus_workflow::Workflow::new(&bus);
-    /// let report = wf.redrive_one(&syncbus_core::EventId::new()).await?;
-    /// assert_eq!(report.matched, 0);
+    /// let unknown = wf.redrive_one(&syncbus_storage::DeadLetterId::new()).await;
+    /// assert!(matches!(unknown, Err(RedriveError::UnknownDeadLetter(_))));
     /// # Ok(()) }
     /// ```
-    pub async fn redrive_one(&self, id: &DeadLetterId) -> Result<RedriveReport, StoreError> {
-        let Some(record) = self.inner.dead_letters.get(id).await? else {
-            return Ok(RedriveReport::default());
+    pub async fn redrive_one(&self, id: &DeadLetterId) -> Result<RedriveReport, RedriveError> {
+        let record = match self.inner.dead_letters.get(id).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                return Err(RedriveError::UnknownDeadLetter(id.clone()))
+            }
+            Err(e) => return Err(e.into()),
         };
         let filter = DeadLetterFilter::new()
             .subscription(record.subscription.clone())
@@ -420,6 +452,104 @@ impl Workflow {
         let mut redrive = Redrive::new(filter);
         redrive.only = Some(record.id);
         self.redrive(redrive).await
+    }
+}
+
+/// Why [`Workflow::redrive`] or [`Workflow::redrive_one`] failed as a whole.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::RedriveError;
+/// let e = RedriveError::UnknownSubscription("billing".into());
+/// assert_eq!(e.to_string(), "no subscription \"billing\" is running or has dead letters");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedriveError {
+    /// No dead letter has this id.
+    UnknownDeadLetter(DeadLetterId),
+    /// The filter names a subscription that is not running and has no dead letter the
+    /// filter selects.
+    UnknownSubscription(String),
+    /// The dead-letter store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for RedriveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedriveError::UnknownDeadLetter(id) => write!(f, "no dead letter has the id {id}"),
+            RedriveError::UnknownSubscription(name) => {
+                write!(f, "no subscription {name:?} is running or has dead letters")
+            }
+            RedriveError::Store(e) => write!(f, "dead-letter store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RedriveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RedriveError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for RedriveError {
+    fn from(e: StoreError) -> Self {
+        RedriveError::Store(e)
+    }
+}
+
+/// A dead letter a redrive kept, and why.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_workflow::{SkipReason, Skipped};
+/// # fn show(s: &Skipped) {
+/// if let SkipReason::NotRunning(name) = &s.reason {
+///     println!("start {name} again to redrive {}", s.id);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// The record kept.
+    pub id: DeadLetterId,
+    /// Why it was not replayed.
+    pub reason: SkipReason,
+}
+
+/// Why a redrive kept a dead letter.
+///
+/// # Examples
+///
+/// ```
+/// let r = syncbus_workflow::SkipReason::NotRunning("billing".into());
+/// assert_eq!(r.to_string(), "subscription \"billing\" is not running");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Its subscription is not running in this workflow (dropped, or not started yet).
+    NotRunning(String),
+    /// Its payload does not decode as the subscription's event type.
+    Undecodable(String),
+    /// The redrive header could not be set on the event.
+    Unmarkable(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::NotRunning(name) => write!(f, "subscription {name:?} is not running"),
+            SkipReason::Undecodable(e) => write!(f, "payload does not decode: {e}"),
+            SkipReason::Unmarkable(e) => write!(f, "cannot mark the redriven event: {e}"),
+        }
     }
 }
 
@@ -542,9 +672,9 @@ pub struct RedriveReport {
     pub succeeded: usize,
     /// Replays that failed again (and were dead-lettered anew).
     pub failed: usize,
-    /// Records kept: their subscription is not running, or their payload does not decode
-    /// as its event type (logged).
-    pub skipped: Vec<DeadLetterId>,
+    /// Records kept, each with the reason: their subscription is not running, or their
+    /// payload does not decode as its event type (logged).
+    pub skipped: Vec<Skipped>,
 }
 
 /// A workflow subscription being set up: the bus subscription's settings plus the layers.
@@ -939,12 +1069,14 @@ pub(crate) async fn run_in<P: Payload, H: Handler<P>>(
     ctx: Context,
 ) -> Result<(), HandlerError> {
     let meta = info.chains.is_some().then(|| env.meta().clone());
+    let probe = ctx.clone();
     let r = catch_panic(stack.call(env, ctx)).await;
-    info.stats.incr(if r.is_ok() {
-        Stat::Succeeded
-    } else {
-        Stat::Failed
-    });
+    match &r {
+        // A duplicate, a stale or a held version: a layer counted its outcome.
+        Ok(()) if probe.is_outcome_counted() => {}
+        Ok(()) => info.stats.incr(Stat::Succeeded),
+        Err(_) => info.stats.incr(Stat::Failed),
+    }
     if let (Some(chains), Some(meta)) = (&info.chains, meta) {
         chains.handled(
             &meta,
@@ -1050,6 +1182,21 @@ pub(crate) fn redriver<P: Payload + Storable, H: Handler<P>>(
 /// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
 /// # Ok(()) }
 /// ```
+///
+/// A subscription made as a statement would never run, so it is `#[must_use]`:
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let bus = syncbus_core::Bus::new();
+/// # let wf = syncbus_workflow::Workflow::new(&bus);
+/// # let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
+/// wf.subscribe::<Ping>("ping")?.handle(syncbus_workflow::handler_fn(ok))?; // error: unused
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a WorkflowSubscription unsubscribes it at once"]
 pub struct WorkflowSubscription {
     sub: Option<Subscription>,
     name: SmolStr,

@@ -12,7 +12,7 @@ use syncbus_core::{Bus, Envelope, Pattern, Timestamp};
 use syncbus_storage::DeadLetterFilter;
 use syncbus_workflow::{
     handler_fn, Context, DedupConfig, ErrorKind, HandlerError, Jitter, RateLimitConfig, Redrive,
-    RetryPolicy, Workflow, REDRIVE_HEADER,
+    RedriveError, RetryPolicy, SkipReason, Workflow, REDRIVE_HEADER,
 };
 
 fn quick_retry() -> RetryPolicy {
@@ -119,7 +119,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         .unwrap();
     assert_eq!((dry.matched, dry.redriven.len(), dry.succeeded), (1, 1, 0));
     assert_eq!(calls.load(SeqCst), 3);
-    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_some());
+    assert!(wf.dead_letters().get(&r.id).await.is_ok());
 
     // The downstream is back: redrive delivers again, dedup does not swallow it.
     down.store(false, SeqCst);
@@ -133,7 +133,11 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         Some(r.envelope.meta().id().to_string().as_str()),
         "a link to the original"
     );
-    assert!(wf.dead_letters().get(&r.id).await.unwrap().is_none());
+    assert!(wf
+        .dead_letters()
+        .get(&r.id)
+        .await
+        .is_err_and(|e| e.kind() == syncbus_storage::StoreErrorKind::NotFound));
     assert_eq!(sub.metrics().succeeded, 1);
 }
 
@@ -188,6 +192,17 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
         (report.matched, report.skipped.len(), report.succeeded),
         (1, 1, 0)
     );
+    // Every skip says why: the subscription is not running.
+    assert_eq!(
+        report.skipped[0].reason,
+        SkipReason::NotRunning("jobs".into())
+    );
+    // The record's subscription is known (it has a dead letter), so naming it is no error.
+    let named = wf
+        .redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs")))
+        .await
+        .unwrap();
+    assert_eq!(named.skipped.len(), 1);
     assert_eq!(
         wf.dead_letters()
             .list(&DeadLetterFilter::new())
@@ -337,7 +352,7 @@ async fn follow_ups_form_a_queryable_chain() {
 
 #[tokio::test]
 async fn an_undecodable_dead_letter_is_kept_not_lost() {
-    use syncbus_core::{Bytes, EventId, EventType, Metadata, Timestamp};
+    use syncbus_core::{Bytes, EventType, Metadata, Timestamp};
     use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
@@ -349,7 +364,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .unwrap();
     let meta = Metadata::new(EventType::new("test.job").unwrap())
         .with_topic(syncbus_core::Topic::from_static("test.job"));
-    let id = EventId::new();
+    let id = syncbus_storage::DeadLetterId::new();
     wf.dead_letters()
         .put(DeadLetterRecord {
             id: id.clone(),
@@ -368,13 +383,19 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .redrive(Redrive::new(DeadLetterFilter::new()))
         .await
         .unwrap();
-    assert_eq!(report.skipped, vec![id.clone()]);
-    assert!(wf.dead_letters().get(&id).await.unwrap().is_some(), "kept");
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].id, id);
+    assert!(
+        matches!(&report.skipped[0].reason, SkipReason::Undecodable(e) if e.contains("redriven event")),
+        "{:?}",
+        report.skipped[0]
+    );
+    assert!(wf.dead_letters().get(&id).await.is_ok(), "kept");
 }
 
 #[tokio::test]
 async fn redrive_one_redrives_that_record_only() {
-    use syncbus_core::{EventId, Timestamp};
+    use syncbus_core::Timestamp;
     use syncbus_storage::DeadLetterRecord;
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
@@ -393,7 +414,7 @@ async fn redrive_one_redrives_that_record_only() {
     let at = Timestamp::now();
     let mut ids = Vec::new();
     for n in 0..2 {
-        let id = EventId::new();
+        let id = syncbus_storage::DeadLetterId::new();
         ids.push(id.clone());
         wf.dead_letters()
             .put(DeadLetterRecord {
@@ -413,6 +434,38 @@ async fn redrive_one_redrives_that_record_only() {
     let report = wf.redrive_one(&ids[1]).await.unwrap();
     assert_eq!((report.matched, report.succeeded), (1, 1));
     assert_eq!(runs.load(SeqCst), 1);
-    assert!(wf.dead_letters().get(&ids[0]).await.unwrap().is_some());
-    assert!(wf.dead_letters().get(&ids[1]).await.unwrap().is_none());
+    assert!(wf.dead_letters().get(&ids[0]).await.is_ok());
+    assert!(wf
+        .dead_letters()
+        .get(&ids[1])
+        .await
+        .is_err_and(|e| e.kind() == syncbus_storage::StoreErrorKind::NotFound));
+}
+
+/// Unknown ids and subscriptions are typed errors, not an empty success.
+#[tokio::test]
+async fn unknown_ids_and_subscriptions_are_errors() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let _sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("jobs")
+        .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
+        .unwrap();
+    let id = syncbus_storage::DeadLetterId::new();
+    assert!(matches!(
+        wf.redrive_one(&id).await,
+        Err(RedriveError::UnknownDeadLetter(unknown)) if unknown == id
+    ));
+    assert!(matches!(
+        wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jbos"))).await,
+        Err(RedriveError::UnknownSubscription(name)) if name == "jbos"
+    ));
+    // A running subscription with no dead letters matches nothing, and that is no error.
+    let report = wf
+        .redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs")))
+        .await
+        .unwrap();
+    assert_eq!(report.matched, 0);
 }

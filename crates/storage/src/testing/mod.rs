@@ -419,7 +419,7 @@ fn env_like(stored: &Envelope<Bytes>, n: u64) -> Envelope<Bytes> {
 
 use crate::{
     Claim, DeadLetterFilter, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore, ErrorKind,
-    KeyState, Outcome, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,
+    KeyState, Outcome, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreError,
 };
 use syncbus_core::{Pattern, Timestamp};
 
@@ -530,7 +530,7 @@ fn letter(
         }
     };
     DeadLetterRecord {
-        id: syncbus_core::EventId::from_u128(
+        id: crate::DeadLetterId::from_u128(
             0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
         ),
         envelope,
@@ -648,19 +648,27 @@ pub async fn dead_letters(store: &dyn DeadLetterStore) {
     );
 
     let id = records[2].id.clone();
-    assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 3);
+    assert_eq!(store.get(&id).await.unwrap().attempts, 3);
     let mut again = records[2].clone();
     again.attempts = 30;
     store.put(again).await.unwrap();
     assert_eq!(
-        store.get(&id).await.unwrap().unwrap().attempts,
+        store.get(&id).await.unwrap().attempts,
         30,
         "same id replaces"
     );
     assert_eq!(store.list(&DeadLetterFilter::new()).await.unwrap().len(), 4);
-    assert!(store.delete(&id).await.unwrap());
-    assert!(!store.delete(&id).await.unwrap());
-    assert!(store.get(&id).await.unwrap().is_none());
+    store.delete(&id).await.unwrap();
+    // An unknown id is a typed error, not an empty success.
+    let kind = |r: Result<_, StoreError>| r.err().map(|e| e.kind());
+    assert_eq!(
+        kind(store.delete(&id).await),
+        Some(StoreErrorKind::NotFound)
+    );
+    assert_eq!(
+        kind(store.get(&id).await.map(|_| ())),
+        Some(StoreErrorKind::NotFound)
+    );
 }
 
 fn saga(id: &str, started_ms: u64, status: SagaStatus) -> SagaInstance {

@@ -397,23 +397,30 @@ impl DeadLetterStore for PgDeadLetterStore {
         })
     }
 
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord> {
         Box::pin(async move {
             let rows = self
                 .store
                 .run("read a dead letter", DL_GET, &[&id.to_string()])
                 .await?;
-            rows.first().map(dead_letter).transpose()
+            match rows.first() {
+                Some(row) => dead_letter(row),
+                None => Err(syncbus_storage::dead_letter_not_found(id)),
+            }
         })
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let n = self
                 .store
                 .exec("delete a dead letter", DL_DELETE, &[&id.to_string()])
                 .await?;
-            Ok(n > 0)
+            if n > 0 {
+                Ok(())
+            } else {
+                Err(syncbus_storage::dead_letter_not_found(id))
+            }
         })
     }
 }

@@ -13,7 +13,7 @@ use syncbus_storage::{
 };
 
 use super::{decode, encode, SqliteError, SqliteStore};
-use syncbus_storage::{StoreError, StoreFuture};
+use syncbus_storage::{dead_letter_not_found, StoreError, StoreFuture};
 
 const IN_FLIGHT: i64 = 0;
 const DONE: i64 = 1;
@@ -383,23 +383,29 @@ impl DeadLetterStore for SqliteDeadLetterStore {
         })
     }
 
-    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, Option<DeadLetterRecord>> {
-        let id = id.to_string();
+    fn get<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, DeadLetterRecord> {
+        let id = id.clone();
         self.store.with_connection(move |conn| {
             let sql =
                 format!("SELECT {DEAD_LETTER_COLUMNS} FROM syncbus_dead_letters WHERE id = ?1");
             let mut stmt = conn.prepare_cached(&sql)?;
-            Ok(read_dead_letters(&mut stmt, [id])?.pop())
+            read_dead_letters(&mut stmt, [id.to_string()])?
+                .pop()
+                .ok_or_else(|| dead_letter_not_found(&id).into())
         })
     }
 
-    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, bool> {
-        let id = id.to_string();
+    fn delete<'a>(&'a self, id: &'a DeadLetterId) -> StoreFuture<'a, ()> {
+        let id = id.clone();
         self.store.with_connection(move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM syncbus_dead_letters WHERE id = ?1")?
-                .execute([id])?;
-            Ok(n > 0)
+                .execute([id.to_string()])?;
+            if n > 0 {
+                Ok(())
+            } else {
+                Err(dead_letter_not_found(&id).into())
+            }
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use syncbus_envelope::{Bytes, Envelope, EventId, Timestamp};
+use syncbus_envelope::{Bytes, Envelope, Timestamp};
 
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
@@ -150,7 +150,7 @@ pub(crate) async fn record_stored(
     let event = envelope.meta().id().clone();
     let error = chain.first().cloned().unwrap_or_default();
     let record = DeadLetterRecord {
-        id: EventId::new(),
+        id: crate::store::DeadLetterId::new(),
         envelope,
         subscription: ctx.subscription().to_owned(),
         handler: ctx.handler_name().to_owned(),

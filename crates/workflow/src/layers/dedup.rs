@@ -25,6 +25,17 @@ type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 /// remembered for `ttl` (default 24 h); a claim whose holder died expires after `lease`
 /// (default 5 min).
 ///
+/// # Scope
+///
+/// A key belongs to its subscription: the layer stores it as `<subscription>:<key>`, an
+/// inbox per consumer (as MassTransit and NServiceBus keep one). So two subscriptions
+/// sharing one store each handle every event; outside a workflow subscription (an empty
+/// name) the key is stored as it is. [`shared_keys`](Self::shared_keys) opts into one key
+/// space for every subscription of the store: of all of them, one runs each key. A scoped
+/// key that is not a valid [`DedupKey`] (longer than 256 bytes with its prefix, or a name
+/// with whitespace) fails the delivery permanently with the reason, never running it
+/// undeduplicated.
+///
 /// # Examples
 ///
 /// ```
@@ -45,6 +56,7 @@ pub struct DedupConfig {
     key: Option<KeyFn>,
     ttl: Duration,
     lease: Duration,
+    shared: bool,
 }
 
 impl fmt::Debug for DedupConfig {
@@ -52,6 +64,7 @@ impl fmt::Debug for DedupConfig {
         f.debug_struct("DedupConfig")
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +87,7 @@ impl DedupConfig {
             key: None,
             ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(300),
+            shared: false,
         }
     }
 
@@ -136,6 +150,34 @@ impl DedupConfig {
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
+    }
+
+    /// One key space for every subscription using the store, instead of one per
+    /// subscription: a key done by any of them is a duplicate for all. For competing
+    /// consumers of one logical queue under different names; see [Scope](Self#scope).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Both regions' subscriptions share the keys: each webhook is handled once in all.
+    /// let d = syncbus_workflow::DedupConfig::memory(10_000).shared_keys();
+    /// assert!(d.is_shared());
+    /// assert!(!syncbus_workflow::DedupConfig::memory(10).is_shared()); // scoped by default
+    /// ```
+    pub fn shared_keys(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Whether keys are shared across subscriptions ([`shared_keys`](Self::shared_keys)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!syncbus_workflow::DedupConfig::memory(10).is_shared());
+    /// ```
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The store.
@@ -283,12 +325,26 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for Dedup<H> {
         let Some(key) = key else {
             return self.inner.call(env, ctx).await;
         };
+        let key = if self.cfg.shared || ctx.subscription().is_empty() {
+            key
+        } else {
+            match DedupKey::new(&format!("{}:{key}", ctx.subscription())) {
+                Ok(k) => k,
+                Err(e) => {
+                    return Err(HandlerError::permanent(format!(
+                        "dedup key {key} scoped to subscription {:?} is not a valid key: {e}",
+                        ctx.subscription()
+                    )))
+                }
+            }
+        };
         let store = &self.cfg.store;
         loop {
             match store.claim(&key, self.cfg.lease).await {
                 Ok(Claim::Acquired) => break,
                 Ok(Claim::Duplicate) => {
                     ctx.bump(Stat::Duplicates);
+                    ctx.outcome_counted();
                     tracing::debug!(subscription = ctx.subscription(), %key, "duplicate acknowledged");
                     return Ok(());
                 }

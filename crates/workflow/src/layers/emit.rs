@@ -87,6 +87,10 @@ pub struct Emit<H>(H);
 
 impl<P: Send + 'static, H: Handler<P>> Handler<P> for Emit<H> {
     async fn call(&self, env: Envelope<P>, ctx: Context) -> Result<(), HandlerError> {
+        if ctx.attempt() == 0 {
+            // No retry layer or runner began an attempt (`no_retry`): this run is one.
+            ctx.bump(Stat::Attempts);
+        }
         match self.0.call(env, ctx.clone()).await {
             Ok(()) => ctx.flush().await,
             Err(e) => {

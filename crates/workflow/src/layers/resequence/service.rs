@@ -91,7 +91,19 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Resequence<H> {
             return self.inner.call(env, ctx).await;
         };
         if is_redrive(meta) {
-            return self.inner.call(env, ctx).await;
+            // An operator replays a dead-lettered version: the entity moves past it, so later
+            // versions flow and a late copy of it is stale.
+            if !self.state.redriven(&entity, v) {
+                return self.inner.call(env, ctx).await;
+            }
+            let guard = Busy {
+                state: &self.state,
+                entity: &entity,
+            };
+            let r = self.inner.call(env, ctx).await;
+            std::mem::forget(guard);
+            drain(&self.inner, &self.state, &entity, v.saturating_add(1)).await;
+            return r;
         }
         match self.state.admit(&entity, v, env, &ctx) {
             (Admit::Run, Some(env)) => {
@@ -106,11 +118,14 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Resequence<H> {
             }
             (Admit::Stale, _) => {
                 ctx.bump(Stat::Stale);
+                ctx.outcome_counted();
                 tracing::debug!(subscription = ctx.subscription(), %entity, version = v, "stale version dropped");
                 Ok(())
             }
             (Admit::Held { arm }, _) => {
                 ctx.bump(Stat::Held);
+                // Counted when it is released (succeeded or failed), stale or expired.
+                ctx.outcome_counted();
                 if arm {
                     match tokio::runtime::Handle::try_current() {
                         Ok(rt) => {
@@ -149,6 +164,9 @@ impl<P: Storable, H: Handler<P>> Handler<P> for Resequence<H> {
                                 return Err(HandlerError::retryable("entity state was forgotten"));
                             };
                             e.held.insert(v, Held { item: Box::new((env, ctx.clone())), since: Instant::now() });
+                            ctx.holding(true);
+                            // Counted when it is released or found stale.
+                            ctx.outcome_counted();
                             let lowest = e.held.keys().next().copied().unwrap_or(v);
                             ctx.bump(Stat::Expired);
                             e.skip_to(lowest)
@@ -225,6 +243,7 @@ async fn apply_held<P: Storable, H: Handler<P>>(
         };
         for h in stale {
             if let Ok(boxed) = h.item.downcast::<(Envelope<P>, Context)>() {
+                boxed.1.holding(false);
                 boxed.1.bump(Stat::Stale);
             }
         }
@@ -235,6 +254,7 @@ async fn apply_held<P: Storable, H: Handler<P>>(
             continue;
         };
         let (env, ctx) = *boxed;
+        ctx.holding(false);
         ctx.bump(Stat::Released);
         apply_released(inner, state, env, ctx).await;
     }
@@ -354,6 +374,7 @@ async fn watch<P: Storable, H: Handler<P>>(inner: Arc<H>, state: Arc<State>, ent
                 for h in expired {
                     if let Ok(boxed) = h.item.downcast::<(Envelope<P>, Context)>() {
                         let (env, ctx) = *boxed;
+                        ctx.holding(false);
                         ctx.bump(Stat::Expired);
                         ctx.bump(Stat::Failed);
                         let err = HandlerError::permanent(format!(

@@ -131,9 +131,44 @@ impl State {
                 since: now,
             },
         );
+        ctx.holding(true);
         let arm = !e.timer;
         e.timer = true;
         (Admit::Held { arm }, None)
+    }
+}
+
+impl State {
+    /// Moves the entity's position past a redriven version `v`: versions below it are
+    /// given up (they were dead-lettered or will be stale), and a late copy of `v` is stale.
+    /// `true` if the caller is now the one applying (it must apply `v`, then drain from
+    /// `v + 1`); `false` if another delivery is applying, or `v` is behind the position
+    /// already (the caller just runs it).
+    pub(super) fn redriven(&self, entity: &EntityId, v: u64) -> bool {
+        let now = Instant::now();
+        let mut map = self.entities.lock();
+        let e = map.entry(entity.clone()).or_insert_with(|| Entity {
+            next: match self.cfg.start {
+                StartAt::FirstSeen => v,
+                StartAt::Version(s) => s.min(v),
+            },
+            busy: false,
+            held: BTreeMap::new(),
+            timer: false,
+            touched: now,
+        });
+        e.touched = now;
+        if v < e.next {
+            return false;
+        }
+        if e.busy {
+            // The applying delivery picks the new position up (`apply_held` keeps the max).
+            e.next = v.saturating_add(1);
+            return false;
+        }
+        e.busy = true;
+        e.next = v;
+        true
     }
 }
 
