@@ -12,8 +12,9 @@ use crate::EventType;
 /// ```
 /// use syncbus_envelope::{Bytes, CloudEventsJson, EncodeError, Envelope, EventType, Metadata};
 ///
-/// // The default content type is JSON, so the payload must be JSON.
-/// let env = Envelope::new(Metadata::new(EventType::from_static("a.b")), Bytes::from_static(b"not json"));
+/// // The content type says JSON, so the payload must be JSON.
+/// let meta = Metadata::new(EventType::from_static("a.b")).with_content_type("application/json");
+/// let env = Envelope::new(meta, Bytes::from_static(b"not json"));
 /// let err = CloudEventsJson::encode(&env).unwrap_err();
 /// assert!(matches!(err, EncodeError::InvalidJsonPayload { .. }));
 /// assert!(std::error::Error::source(&err).is_some());
@@ -21,10 +22,10 @@ use crate::EventType;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The content type says JSON (none set, `application/json` or a `+json` type) but the
-    /// payload is not valid JSON.
+    /// The content type says JSON (`application/json` or a `+json` type) but the payload is
+    /// not valid JSON. (With no content type, such a payload goes out as `data_base64`.)
     InvalidJsonPayload {
-        /// The content type, or `None` when none is set.
+        /// The content type.
         content_type: Option<String>,
         /// The JSON parser's complaint.
         source: Box<dyn Error + Send + Sync + 'static>,

@@ -117,6 +117,53 @@ fn non_json_payload_uses_base64_and_round_trips() {
 }
 
 #[test]
+fn data_base64_without_content_type_round_trips() {
+    // Spec-valid: `datacontenttype` is optional, and binary data goes in `data_base64`.
+    let mut v = valid_json();
+    v.as_object_mut().unwrap().remove("data");
+    v["data_base64"] = json!("3q2+7w==");
+    let env = decode_value(&v).unwrap();
+    assert_eq!(env.meta().content_type(), None);
+    assert_eq!(env.payload().as_ref(), &[0xde, 0xad, 0xbe, 0xef]);
+
+    // It can be forwarded: encoded again as `data_base64`, and decoded to the same event.
+    let json: Value = serde_json::from_slice(&CloudEventsJson::encode(&env).unwrap()).unwrap();
+    assert_eq!(json["data_base64"], "3q2+7w==");
+    assert!(json.get("data").is_none());
+    assert!(json.get("datacontenttype").is_none());
+    assert_round_trips(&env);
+
+    // Bytes that are JSON with whitespace around it would lose it in `data`: base64 keeps it.
+    let env = Envelope::new(minimal_meta(), Bytes::from_static(b" {\"a\":1}\n"));
+    let json: Value = serde_json::from_slice(&CloudEventsJson::encode(&env).unwrap()).unwrap();
+    assert!(json.get("data_base64").is_some());
+    assert_round_trips(&env);
+    // Exactly one JSON value still goes in `data`.
+    let env = Envelope::new(minimal_meta(), Bytes::from_static(br#"{"a":1}"#));
+    let json: Value = serde_json::from_slice(&CloudEventsJson::encode(&env).unwrap()).unwrap();
+    assert_eq!(json["data"], json!({"a": 1}));
+    assert_round_trips(&env);
+}
+
+#[test]
+fn empty_source_is_refused() {
+    let mut v = valid_json();
+    v["source"] = json!("");
+    match decode_value(&v) {
+        Err(DecodeError::InvalidAttribute { attribute, reason }) => {
+            assert_eq!(attribute, "source");
+            assert!(reason.contains("non-empty URI-reference"), "{reason}");
+        }
+        other => panic!("expected InvalidAttribute for source, got {other:?}"),
+    }
+    // Encoding never writes one: an empty source goes out as the default, read back as none.
+    let env = Envelope::new(minimal_meta().with_source(""), Bytes::new());
+    let json: Value = serde_json::from_slice(&CloudEventsJson::encode(&env).unwrap()).unwrap();
+    assert_eq!(json["source"], CloudEventsJson::DEFAULT_SOURCE);
+    assert_eq!(json_round_trip(&env).meta().source(), None);
+}
+
+#[test]
 fn json_suffix_content_types_embed_data() {
     let env = Envelope::new(
         minimal_meta().with_content_type("application/cloudevents+json"),
@@ -554,8 +601,8 @@ fn an_invalid_topic_is_a_decode_error_in_both_codecs() {
 #[test]
 fn invalid_json_payload_under_json_content_type() {
     for meta in [
-        minimal_meta(),
         minimal_meta().with_content_type("application/json"),
+        minimal_meta().with_content_type("application/vnd.api+json"),
     ] {
         let ct = meta.content_type().map(str::to_owned);
         let env = Envelope::new(meta, Bytes::from_static(b"{oops"));
@@ -566,6 +613,9 @@ fn invalid_json_payload_under_json_content_type() {
             other => panic!("expected InvalidJsonPayload, got {other:?}"),
         }
     }
+    // With no content type, a payload that is not JSON goes out as base64 instead.
+    let env = Envelope::new(minimal_meta(), Bytes::from_static(b"{oops"));
+    assert_round_trips(&env);
     // Binary does not care what the payload holds.
     let env = Envelope::new(minimal_meta(), Bytes::from_static(b"{oops"));
     assert_round_trips_binary_only(&env);
@@ -723,7 +773,7 @@ prop_compose! {
         id in arb_id(),
         event_type in "[!-~]{1,40}",
         topic in proptest::option::of("[!-)+,\\-/-=?-~]{1,12}(\\.[!-)+,\\-/-=?-~]{1,12}){0,3}"),
-        source in proptest::option::of("\\PC{0,30}".prop_filter("default source", |s| s != "/syncbus")),
+        source in proptest::option::of("\\PC{1,30}".prop_filter("default source", |s| s != "/syncbus")),
         time in proptest::option::of(any::<i64>()),
         entity_id in proptest::option::of("[^\\p{Cc}]{1,30}"),
         version in proptest::option::of(any::<u64>()),

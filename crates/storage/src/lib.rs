@@ -18,7 +18,8 @@
 //!
 //! On top of the traits: [`DurableConsumer`] (a [`Source`](syncbus_core::Source) over any log:
 //! fetch, then ack / nak / term / in progress, resuming after a restart), [`LogFeed`]
-//! (bus → log), [`Relay`] (outbox → bus, in commit order) and [`DedupPurger`].
+//! (bus → log), [`Relay`] (outbox → bus, in commit order; an event leaves the outbox only
+//! once a subscription took it) and [`DedupPurger`].
 //!
 //! # Examples
 //!
@@ -88,7 +89,7 @@ pub use crate::log::{Claimed, EventLog, LogRecord, Retention};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{check_outbox_topic, Outbox, OutboxRecord};
 pub use crate::purge::DedupPurger;
-pub use crate::relay::{Relay, RelayError, RelayHandle};
+pub use crate::relay::{Relay, RelayError, RelayHandle, RelayStats};
 pub use crate::saga::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,
 };

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::{Outbox, StoreError};
 
-/// Why a relay round stopped early.
+/// Why a relay round stopped early. In every case the event named stays pending, and the
+/// events after it wait, so commit order holds; the next round tries it again.
 ///
 /// # Examples
 ///
@@ -30,12 +32,35 @@ use crate::{Outbox, StoreError};
 pub enum RelayError {
     /// Reading the outbox or marking events sent failed.
     Store(StoreError),
-    /// The bus refused an event (closed, full, invalid topic). It stays pending, and the
-    /// events after it wait, so commit order holds.
+    /// The bus refused an event (closed, full, invalid topic).
     Publish {
         /// The outbox row id.
         id: u64,
         /// What the bus said.
+        reason: String,
+    },
+    /// No subscription took the event: none matches its topic and payload type (an event
+    /// relayed as bytes reaches only `subscribe::<Bytes>` subscriptions; see
+    /// [`Relay::typed`]), or none exists yet. Marking it sent would lose it, so it stays
+    /// pending until a subscription takes it, unless [`Relay::drop_unreceived`] says to let
+    /// it go. To keep events for consumers that are not running, move them into the same
+    /// database's event log instead (`move_outbox_to_log` on `syncbus-store`'s stores).
+    Unreceived {
+        /// The outbox row id.
+        id: u64,
+        /// The event's type.
+        event_type: String,
+        /// The topic it was published on.
+        topic: String,
+    },
+    /// The event's type was registered with [`Relay::typed`] but its payload does not
+    /// decode as that type.
+    Undecodable {
+        /// The outbox row id.
+        id: u64,
+        /// The event's type.
+        event_type: String,
+        /// Why it does not decode.
         reason: String,
     },
 }
@@ -47,6 +72,23 @@ impl fmt::Display for RelayError {
             RelayError::Publish { id, reason } => {
                 write!(f, "outbox event {id} was not published: {reason}")
             }
+            RelayError::Unreceived {
+                id,
+                event_type,
+                topic,
+            } => write!(
+                f,
+                "outbox event {id} ({event_type} on {topic}) was taken by no subscription; \
+                 it stays pending"
+            ),
+            RelayError::Undecodable {
+                id,
+                event_type,
+                reason,
+            } => write!(
+                f,
+                "outbox event {id} ({event_type}) does not decode: {reason}; it stays pending"
+            ),
         }
     }
 }
@@ -55,7 +97,7 @@ impl Error for RelayError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             RelayError::Store(e) => Some(e),
-            RelayError::Publish { .. } => None,
+            _ => None,
         }
     }
 }
@@ -66,13 +108,78 @@ impl From<StoreError> for RelayError {
     }
 }
 
+/// What a relay has done since it was made, shared by its clones; see [`Relay::stats`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use syncbus_storage::{MemoryStore, Relay, RelayStats};
+/// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+/// assert_eq!(relay.stats(), RelayStats::default());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayStats {
+    /// Events marked sent after at least one subscription took them.
+    pub sent: u64,
+    /// Events marked sent that no subscription took ([`Relay::drop_unreceived`] only).
+    pub dropped: u64,
+    /// Rounds stopped at an event no subscription took ([`RelayError::Unreceived`]).
+    pub unreceived: u64,
+    /// Rounds stopped at an event that does not decode ([`RelayError::Undecodable`]).
+    pub undecodable: u64,
+    /// Rounds stopped because the bus refused an event ([`RelayError::Publish`]).
+    pub refused: u64,
+    /// Events marked sent that some subscriptions took and others refused (full under their
+    /// `Reject` policy): publishing again would reach the takers twice, so each is logged at
+    /// WARN with both sides and counted here.
+    pub partial: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    unreceived: AtomicU64,
+    undecodable: AtomicU64,
+    refused: AtomicU64,
+    partial: AtomicU64,
+}
+
+/// Why a decoder did not publish.
+enum Refusal {
+    Undecodable(String),
+    Publish(String),
+    /// Some subscriptions took it, others refused (full under `Reject`): it cannot go out
+    /// again without reaching the takers twice.
+    Partial(String),
+}
+
+/// What a refused publish means to the relay.
+fn refusal<T>(e: PublishError<T>) -> Refusal {
+    match e {
+        PublishError::Partial(_, who) => Refusal::Partial(format!(
+            "taken by subscriptions {:?}, refused by {:?} (full under their Reject policy)",
+            who.took, who.refused
+        )),
+        e => Refusal::Publish(describe(&e)),
+    }
+}
+
 /// Moves outbox events to the bus: reads committed, unsent events in commit order, publishes
-/// each with [`Bus::publish_envelope`] (a full `Block` queue is awaited), and marks the
-/// published ones sent.
+/// each with [`Bus::publish_envelope`] (a full `Block` queue is awaited), and marks sent the
+/// ones a subscription took.
 ///
 /// Delivery is at-least-once: if the process stops between publishing and marking, those
-/// events are published again on the next round. An event that the bus refuses stops the
-/// round (it and everything after it stay pending), so order is kept.
+/// events are published again on the next round. An event leaves the outbox only when at
+/// least one subscription took it: an event nobody took ([`RelayError::Unreceived`]), one
+/// that does not decode ([`RelayError::Undecodable`]) or one the bus refuses stops the round
+/// with the reason (it and everything after it stay pending), so nothing is lost and order is
+/// kept. [`drop_unreceived`](Self::drop_unreceived) is the opt-in to let events nobody takes
+/// go. For events that must outlive the process, move them into the same database's event
+/// log instead (`SqliteStore::move_outbox_to_log`, `PgStore::move_outbox_to_log` in
+/// `syncbus-store`), one transaction per batch, and consume them with a durable consumer.
 ///
 /// # Examples
 ///
@@ -106,6 +213,8 @@ pub struct Relay {
     bus: Bus,
     batch: usize,
     typed: HashMap<String, Decoder>,
+    drop_unreceived: bool,
+    counters: Arc<Counters>,
 }
 
 /// Publishes one outbox envelope as a typed event.
@@ -113,7 +222,7 @@ type Decoder = Arc<
     dyn for<'a> Fn(
             &'a Bus,
             Envelope<Bytes>,
-        ) -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send + 'a>>
+        ) -> Pin<Box<dyn Future<Output = Result<usize, Refusal>> + Send + 'a>>
         + Send
         + Sync,
 >;
@@ -123,6 +232,8 @@ impl fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("batch", &self.batch)
             .field("typed", &self.typed.keys().collect::<Vec<_>>())
+            .field("drop_unreceived", &self.drop_unreceived)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +258,65 @@ impl Relay {
             bus,
             batch: 256,
             typed: HashMap::new(),
+            drop_unreceived: false,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Opt-in: mark sent an event that no subscription took, instead of keeping it pending.
+    /// Such an event is gone; each one is logged at WARN and counted in
+    /// [`RelayStats::dropped`]. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_storage::{MemoryStore, Outbox, Relay};
+    /// let store = MemoryStore::new();
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
+    /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
+    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new()).drop_unreceived();
+    /// assert_eq!(relay.run_once().await?, 0); // nobody took it, and it is gone
+    /// assert!(store.pending(10).await?.is_empty());
+    /// assert_eq!(relay.stats().dropped, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn drop_unreceived(mut self) -> Relay {
+        self.drop_unreceived = true;
+        self
+    }
+
+    /// What this relay and its clones have done so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_storage::{MemoryStore, Outbox, Relay, RelayError};
+    /// let store = MemoryStore::new();
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
+    /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
+    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new());
+    /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { .. })));
+    /// assert_eq!(relay.stats().unreceived, 1);
+    /// assert_eq!(store.pending(10).await?.len(), 1); // still there
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(&self) -> RelayStats {
+        let c = &self.counters;
+        RelayStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            unreceived: c.unreceived.load(Ordering::Relaxed),
+            undecodable: c.undecodable.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            partial: c.partial.load(Ordering::Relaxed),
         }
     }
 
@@ -165,7 +335,8 @@ impl Relay {
         self
     }
 
-    /// Publishes everything pending now; returns how many events were published.
+    /// Publishes everything pending now; returns how many events were taken by a
+    /// subscription and marked sent.
     ///
     /// # Examples
     ///
@@ -173,12 +344,16 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata};
-    /// use syncbus_storage::{MemoryStore, Relay};
+    /// use syncbus_storage::{MemoryStore, Relay, RelayError};
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(syncbus_envelope::Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
-    /// let relay = Relay::new(Arc::new(store), Bus::new());
-    /// assert_eq!(relay.run_once().await?, 1); // published, even with nobody subscribed
+    /// let bus = Bus::new();
+    /// let relay = Relay::new(Arc::new(store), bus.clone());
+    /// // Nobody subscribed: the event stays in the outbox.
+    /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { id: _, .. })));
+    /// let _sub = bus.subscribe::<Bytes>("a.>")?.inline(|_| {})?;
+    /// assert_eq!(relay.run_once().await?, 1);
     /// assert_eq!(relay.run_once().await?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -186,8 +361,10 @@ impl Relay {
     ///
     /// # Errors
     ///
-    /// [`RelayError::Store`] if the outbox cannot be read or marked, [`RelayError::Publish`]
-    /// if the bus refuses an event; events published before the error are marked sent.
+    /// [`RelayError::Store`] if the outbox cannot be read or marked;
+    /// [`RelayError::Unreceived`], [`RelayError::Undecodable`] or [`RelayError::Publish`]
+    /// for the first event that no subscription took, that does not decode, or that the bus
+    /// refused. Events taken before the error are marked sent.
     ///
     /// # Cancel safety
     ///
@@ -202,33 +379,88 @@ impl Relay {
             }
             let full = batch.len() == self.batch;
             let mut sent = Vec::with_capacity(batch.len());
-            let mut refused = None;
+            let mut taken = 0u64;
+            let mut dropped = 0u64;
+            let mut stopped = None;
             for record in batch {
-                let decoder = self.typed.get(record.envelope.meta().event_type().as_str());
-                let published = match decoder {
+                let event_type = record.envelope.meta().event_type().as_str().to_owned();
+                let topic = record
+                    .envelope
+                    .meta()
+                    .topic()
+                    .map_or_else(String::new, |t| t.as_str().to_owned());
+                let published = match self.typed.get(&event_type) {
                     Some(publish) => publish(&self.bus, record.envelope).await,
                     None => self
                         .bus
                         .publish_envelope(record.envelope)
                         .await
-                        .map_err(|e| describe(&e)),
+                        .map_err(refusal),
                 };
-                match published {
-                    Ok(_) => sent.push(record.id),
-                    Err(reason) => {
-                        refused = Some(RelayError::Publish {
+                let error = match published {
+                    Ok(0) if self.drop_unreceived => {
+                        tracing::warn!(
+                            id = record.id,
+                            event_type = %event_type,
+                            topic = %topic,
+                            "outbox event taken by no subscription; dropped (drop_unreceived)"
+                        );
+                        dropped += 1;
+                        sent.push(record.id);
+                        continue;
+                    }
+                    Ok(0) => {
+                        self.counters.unreceived.fetch_add(1, Ordering::Relaxed);
+                        RelayError::Unreceived {
+                            id: record.id,
+                            event_type,
+                            topic,
+                        }
+                    }
+                    Ok(_) => {
+                        taken += 1;
+                        sent.push(record.id);
+                        continue;
+                    }
+                    Err(Refusal::Partial(who)) => {
+                        tracing::warn!(
+                            id = record.id,
+                            event_type = %event_type,
+                            topic = %topic,
+                            %who,
+                            "outbox event reached only some subscriptions; marked sent"
+                        );
+                        self.counters.partial.fetch_add(1, Ordering::Relaxed);
+                        taken += 1;
+                        sent.push(record.id);
+                        continue;
+                    }
+                    Err(Refusal::Undecodable(reason)) => {
+                        self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                        RelayError::Undecodable {
+                            id: record.id,
+                            event_type,
+                            reason,
+                        }
+                    }
+                    Err(Refusal::Publish(reason)) => {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        RelayError::Publish {
                             id: record.id,
                             reason,
-                        });
-                        break;
+                        }
                     }
-                }
+                };
+                stopped = Some(error);
+                break;
             }
             if !sent.is_empty() {
                 self.outbox.mark_sent(&sent).await?;
+                self.counters.sent.fetch_add(taken, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
             }
-            total += sent.len();
-            if let Some(e) = refused {
+            total += usize::try_from(taken).unwrap_or(usize::MAX);
+            if let Some(e) = stopped {
                 return Err(e);
             }
             if !full {
@@ -239,8 +471,8 @@ impl Relay {
 
     /// Publishes outbox events of type `E` as typed events (decoded from their JSON
     /// payload), so `subscribe::<E>` handlers receive them; other types go out as bytes.
-    /// An event that does not decode stops the round like a refused one: it stays pending
-    /// with the reason in the error.
+    /// An event that does not decode stops the round with [`RelayError::Undecodable`]: it
+    /// stays pending with the reason, and is counted in [`RelayStats::undecodable`].
     ///
     /// # Examples
     ///
@@ -272,8 +504,8 @@ impl Relay {
             Box::pin(async move {
                 let typed = env
                     .decode_payload::<E>()
-                    .map_err(|e| format!("does not decode as {}: {e}", E::TYPE))?;
-                bus.publish_envelope(typed).await.map_err(|e| describe(&e))
+                    .map_err(|e| Refusal::Undecodable(format!("not a {}: {e}", E::TYPE)))?;
+                bus.publish_envelope(typed).await.map_err(refusal)
             })
         });
         self.typed.insert(E::TYPE.to_owned(), decode);

@@ -50,7 +50,9 @@
 //!
 //! With SQLite and the default `synchronous=FULL`, an `Ok` from an append, an ack or any
 //! store write means it is on disk. The bus itself is in memory: `LogFeed` appends after
-//! `publish` returned, and `Relay` marks an outbox event sent once the bus accepted it.
+//! `publish` returned, and `Relay` marks an outbox event sent once a subscription took it.
+//! For outbox events that must outlive the process, `move_outbox_to_log` moves them into the
+//! same database's event log in one transaction.
 //! Delivery is at-least-once; make handlers idempotent. The crate's README says how to
 //! choose a backend and what is durable in more detail.
 //!

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{env, num};
-use syncbus_core::{Bus, Bytes};
+use syncbus_core::{Bus, Bytes, Envelope};
 use syncbus_storage::{MemoryStore, Outbox, Relay, RelayError};
 use syncbus_store::SqliteStore;
 
@@ -222,7 +222,7 @@ impl syncbus_core::Event for Shipped {
 
 #[tokio::test]
 async fn a_typed_relay_delivers_typed_events_and_keeps_an_undecodable_one_pending() {
-    use syncbus_core::{Envelope, EventType, Metadata};
+    use syncbus_core::{EventType, Metadata};
     let store = Arc::new(MemoryStore::new());
     store
         .enqueue(
@@ -251,13 +251,187 @@ async fn a_typed_relay_delivers_typed_events_and_keeps_an_undecodable_one_pendin
     let relay = Relay::new(store.clone(), bus).typed::<Shipped>();
     let err = relay.run_once().await.unwrap_err();
     assert!(
-        matches!(&err, RelayError::Publish { reason, .. } if reason.contains("does not decode")),
+        matches!(&err, RelayError::Undecodable { id, event_type, reason }
+            if *id == 2 && event_type == "out.shipped" && reason.contains("not a out.shipped")),
         "{err}"
     );
+    assert!(err.to_string().contains("stays pending"), "{err}");
     assert_eq!(*seen.lock().unwrap(), vec![1]);
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the bad one stays pending");
+    assert_eq!(pending[0].id, 2);
+    // Every round that meets it says so again, and counts it.
+    assert!(matches!(
+        relay.run_once().await,
+        Err(RelayError::Undecodable { id: 2, .. })
+    ));
+    let stats = relay.stats();
+    assert_eq!((stats.sent, stats.undecodable), (1, 2), "{stats:?}");
+}
+
+// ---- nobody received it -------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_event_no_subscription_takes_stays_pending() {
+    let store = MemoryStore::new();
+    for n in 1..=3 {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    let bus = Bus::new();
+    let relay = Relay::new(Arc::new(store.clone()), bus.clone());
+    // Before any subscription exists: nothing leaves the outbox.
+    let err = relay.run_once().await.unwrap_err();
+    assert!(
+        matches!(&err, RelayError::Unreceived { id: 1, event_type, topic }
+            if event_type == "test.event" && topic == "out.x"),
+        "{err:?}"
+    );
+    assert_eq!(store.pending(10).await.unwrap().len(), 3);
+    assert_eq!(relay.stats().unreceived, 1);
+
+    // A subscription of the wrong payload type (an untyped relay publishes bytes) takes
+    // nothing either.
+    let _typed = bus
+        .subscribe::<Shipped>("out.>")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
+    assert!(matches!(
+        relay.run_once().await,
+        Err(RelayError::Unreceived { id: 1, .. })
+    ));
+    assert_eq!(store.pending(10).await.unwrap().len(), 3);
+
+    // Once a subscription takes them, they leave, in order.
+    let (seen, _sub) = {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let sub = bus
+            .subscribe::<Bytes>("out.>")
+            .unwrap()
+            .inline(move |e| s.lock().unwrap().push(num(e)))
+            .unwrap();
+        (seen, sub)
+    };
+    assert_eq!(relay.run_once().await.unwrap(), 3);
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+    assert!(store.pending(10).await.unwrap().is_empty());
+    assert_eq!(relay.stats().sent, 3);
+}
+
+#[tokio::test]
+async fn a_typed_relay_keeps_an_event_pending_until_its_subscription_exists() {
+    let store = Arc::new(MemoryStore::new());
+    store
+        .enqueue(
+            Envelope::from_event(Shipped { order: 9 })
+                .to_bytes_payload()
+                .unwrap(),
+        )
+        .unwrap();
+    let bus = Bus::new();
+    let relay = Relay::new(store.clone(), bus.clone()).typed::<Shipped>();
+    assert!(matches!(
+        relay.run_once().await,
+        Err(RelayError::Unreceived { id: 1, .. })
+    ));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let _sub = bus
+        .subscribe::<Shipped>("out.>")
+        .unwrap()
+        .inline(move |e| s.lock().unwrap().push(e.payload().order))
+        .unwrap();
+    assert_eq!(relay.run_once().await.unwrap(), 1);
+    assert_eq!(*seen.lock().unwrap(), vec![9]);
+}
+
+#[tokio::test]
+async fn drop_unreceived_is_the_opt_in_to_let_them_go() {
+    let store = MemoryStore::new();
+    for n in 1..=2 {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    let relay = Relay::new(Arc::new(store.clone()), Bus::new()).drop_unreceived();
+    assert_eq!(relay.run_once().await.unwrap(), 0, "none was received");
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let stats = relay.stats();
+    assert_eq!((stats.sent, stats.dropped), (0, 2), "{stats:?}");
+}
+
+#[tokio::test]
+async fn an_event_some_subscriptions_refused_is_sent_once_not_again() {
+    use syncbus_core::{ConsumerConfig, Overflow};
+    let store = MemoryStore::new();
+    for n in 1..=2 {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    let bus = Bus::new();
+    let roomy = bus
+        .consumer::<Bytes>("out.>", ConsumerConfig::default())
+        .unwrap();
+    let tight = bus
+        .consumer::<Bytes>(
+            "out.>",
+            ConsumerConfig::default()
+                .max_pending(1)
+                .overflow(Overflow::Reject),
+        )
+        .unwrap();
+    let relay = Relay::new(Arc::new(store.clone()), bus.clone());
+    assert_eq!(relay.run_once().await.unwrap(), 2, "both went out");
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let stats = relay.stats();
+    assert_eq!((stats.sent, stats.partial), (2, 1), "{stats:?}");
+    assert_eq!(roomy.pending(), 2, "the roomy consumer has each event once");
+    assert_eq!(tight.pending(), 1, "the full one refused the second");
+    assert_eq!(relay.run_once().await.unwrap(), 0, "nothing goes out twice");
+    assert_eq!(roomy.pending(), 2);
+}
+
+// ---- the durable path: outbox into the event log -----------------------------------------
+
+#[tokio::test]
+async fn sqlite_moves_outbox_events_into_the_log_in_one_transaction() {
+    use syncbus_storage::EventLog;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut conn = app_connection(&path);
+    let tx = conn.transaction().unwrap();
+    for n in 1..=5 {
+        SqliteStore::enqueue(&tx, &env("out.x", n)).unwrap();
+    }
+    tx.commit().unwrap();
+
+    // No bus and no subscription needed: the log keeps them for any consumer.
+    assert_eq!(store.move_outbox_to_log(3).await.unwrap(), 3);
+    assert_eq!(store.pending(10).await.unwrap().len(), 2);
+    assert_eq!(store.move_outbox_to_log(3).await.unwrap(), 2);
+    assert_eq!(store.move_outbox_to_log(3).await.unwrap(), 0);
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let log = store.read(0, 10).await.unwrap();
     assert_eq!(
-        store.pending(10).await.unwrap().len(),
-        1,
-        "the bad one stays pending"
+        log.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+
+    // One transaction: if the append fails, the events stay in the outbox.
+    let tx = conn.transaction().unwrap();
+    SqliteStore::enqueue(&tx, &env("out.x", 6)).unwrap();
+    tx.commit().unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON syncbus_log BEGIN SELECT RAISE(ABORT, 'no'); END",
+    )
+    .unwrap();
+    assert!(store.move_outbox_to_log(10).await.is_err());
+    assert_eq!(store.pending(10).await.unwrap().len(), 1, "rolled back");
+    assert_eq!(store.read(0, 10).await.unwrap().len(), 5);
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    assert_eq!(store.move_outbox_to_log(10).await.unwrap(), 1);
+    let log = store.read(0, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
     );
 }

@@ -168,6 +168,68 @@ async fn outbox_gap_between_interleaved_transactions() {
     t.finish().await;
 }
 
+/// The durable path: outbox rows move into the same database's log in one transaction, in
+/// outbox order, never past an open older transaction, and not at all when it fails.
+#[tokio::test]
+async fn outbox_events_move_into_the_log_in_one_transaction() {
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let mut app = t.client().await;
+    let mut older = t.client().await;
+    let tx = app.transaction().await.unwrap();
+    for n in 1..=5 {
+        t.store.enqueue(&tx, &env("orders", n)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    assert_eq!(t.store.move_outbox_to_log(3).await.unwrap(), 3);
+    assert_eq!(t.store.pending(10).await.unwrap().len(), 2);
+    assert_eq!(t.store.move_outbox_to_log(10).await.unwrap(), 2);
+    assert_eq!(t.store.move_outbox_to_log(10).await.unwrap(), 0);
+    let log = t.store.read(0, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+
+    // An older transaction still open holds the move back, as it holds the relay.
+    let tx_old = older.transaction().await.unwrap();
+    t.store.enqueue(&tx_old, &env("orders", 6)).await.unwrap();
+    let tx = app.transaction().await.unwrap();
+    t.store.enqueue(&tx, &env("orders", 7)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(t.store.move_outbox_to_log(10).await.unwrap(), 0);
+    tx_old.commit().await.unwrap();
+
+    // A failing append rolls the whole move back: the events stay in the outbox.
+    let schema = &t.schema;
+    let admin = t.client().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE FUNCTION \"{schema}\".refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $f$ BEGIN RAISE EXCEPTION 'refused'; END $f$;
+             CREATE TRIGGER refuse BEFORE INSERT ON \"{schema}\".log
+             FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse();"
+        ))
+        .await
+        .unwrap();
+    assert!(t.store.move_outbox_to_log(10).await.is_err());
+    assert_eq!(t.store.pending(10).await.unwrap().len(), 2, "rolled back");
+    admin
+        .batch_execute(&format!("DROP TRIGGER refuse ON \"{schema}\".log"))
+        .await
+        .unwrap();
+    assert_eq!(t.store.move_outbox_to_log(10).await.unwrap(), 2);
+    let log = t.store.read(0, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| num(&r.envelope)).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    assert!(t.store.pending(10).await.unwrap().is_empty());
+    t.finish().await;
+}
+
 /// The log's own gap: with appends racing from two pools, a reader that resumes "after the
 /// last offset I saw" (the cursor of every log consumer) never skips a record, because an
 /// offset becomes visible only after every lower one. Without the append lock, a slow

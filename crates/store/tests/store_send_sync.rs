@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use syncbus_storage::{
     Checkpoints, Claimed, DedupPurger, DurableConfig, DurableConsumer, EventLog, LogFeed,
-    LogRecord, MemoryStore, Outbox, OutboxRecord, Relay, RelayError, RelayHandle, Retention,
-    StoreError,
+    LogRecord, MemoryStore, Outbox, OutboxRecord, Relay, RelayError, RelayHandle, RelayStats,
+    Retention, StoreError,
 };
 
 use syncbus_storage::{DeadLetterStore, DedupStore, SagaStore};
@@ -29,6 +29,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<OutboxRecord>();
     send_sync::<Relay>();
     send_sync::<RelayError>();
+    send_sync::<RelayStats>();
     send_sync::<RelayHandle>();
     send_sync::<Retention>();
     send_sync::<SqliteConfig>();

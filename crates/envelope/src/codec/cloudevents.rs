@@ -4,13 +4,17 @@
 //!
 //! - `specversion` is `"1.0"`; `id`, `type` and `time` come from the metadata; `time` is the
 //!   explicit time, else the time carried by a UUIDv7 id, and is left out when neither exists.
-//! - `source` is the metadata's source, or [`CloudEventsJson::DEFAULT_SOURCE`] when none is
-//!   set (and decodes back to none).
+//! - `source` is the metadata's source, or [`CloudEventsJson::DEFAULT_SOURCE`] when none (or
+//!   an empty one) is set, and decodes back to none.
 //! - extension attributes `topic`, `entityid`, `entityversion` (a JSON integer),
 //!   `correlationid` and `causationid`; each header is one more string extension attribute.
 //! - `datacontenttype` is written when set. An empty payload is left out. A JSON content
-//!   type (none, `application/json`, anything `+json`) puts the payload in `data` as JSON;
-//!   any other content type puts it in `data_base64`.
+//!   type (`application/json`, anything `+json`) puts the payload in `data` as JSON; with no
+//!   content type, a payload that is exactly one JSON value goes in `data` and any other in
+//!   `data_base64` (so an event read from `data_base64` without a `datacontenttype` can be
+//!   forwarded); any other content type puts it in `data_base64`.
+//! - Decoding refuses an empty `source`: CloudEvents 1.0 requires a non-empty
+//!   URI-reference.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -87,12 +91,21 @@ impl CloudEventsJson {
     /// # Errors
     ///
     /// [`EncodeError::InvalidJsonPayload`] if the content type is JSON but the payload is
-    /// not valid JSON.
+    /// not valid JSON. With no content type, a payload that is not JSON goes out as
+    /// `data_base64` instead of failing.
     pub fn encode(env: &Envelope<Bytes>) -> Result<Vec<u8>, EncodeError> {
         let meta = env.meta();
         let payload = env.payload();
         let data = if payload.is_empty() {
             Data::None
+        } else if meta.content_type().is_none() {
+            // No content type: JSON if the payload is exactly one JSON value (so decoding
+            // gives the same bytes back), else base64, as an event decoded from
+            // `data_base64` without a `datacontenttype` holds.
+            match serde_json::from_slice::<&RawValue>(payload) {
+                Ok(raw) if raw.get().len() == payload.len() => Data::Json(raw),
+                _ => Data::Base64(payload),
+            }
         } else if is_json_content_type(meta.content_type()) {
             let raw: &RawValue =
                 serde_json::from_slice(payload).map_err(|e| EncodeError::InvalidJsonPayload {
@@ -140,8 +153,8 @@ impl CloudEventsJson {
     /// # Errors
     ///
     /// A [`DecodeError`] naming the first problem found: input over the size limit, input
-    /// that is not a JSON object, a missing or mistyped attribute, a `specversion` other
-    /// than `1.0`, or headers or payload over [`Limits`].
+    /// that is not a JSON object, a missing or mistyped attribute, an empty `source`, a
+    /// `specversion` other than `1.0`, or headers or payload over [`Limits`].
     ///
     /// ```
     /// use syncbus_envelope::{CloudEventsJson, DecodeError, Limits};
@@ -196,9 +209,12 @@ impl Serialize for Wire<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("specversion", SPEC_VERSION)?;
         map.serialize_entry("id", m.id())?;
+        // An empty source is not a valid CloudEvents source: written as no source.
         map.serialize_entry(
             "source",
-            m.source().unwrap_or(CloudEventsJson::DEFAULT_SOURCE),
+            m.source()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(CloudEventsJson::DEFAULT_SOURCE),
         )?;
         map.serialize_entry("type", m.event_type())?;
         if let Some(time) = m.time() {
@@ -407,6 +423,12 @@ fn decode_attrs(
         "source",
         f.source.ok_or(DecodeError::MissingAttribute("source"))?,
     )?;
+    if source.is_empty() {
+        return Err(DecodeError::invalid(
+            "source",
+            "must be a non-empty URI-reference (CloudEvents 1.0)",
+        ));
+    }
     let event_type = string(
         "type",
         f.event_type.ok_or(DecodeError::MissingAttribute("type"))?,

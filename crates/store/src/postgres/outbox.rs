@@ -40,6 +40,16 @@ const PENDING: &str = "
     ORDER BY txid, id
     LIMIT $1";
 const MARK_SENT: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+/// The log's append lock first, so movers and appends take turns and the rows read next are
+/// moved in the order read.
+const LOCK_LOG: &str = "SELECT pg_advisory_xact_lock($1)";
+const MOVE_PENDING: &str = "
+    SELECT id, envelope FROM outbox
+    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY txid, id
+    LIMIT $1
+    FOR UPDATE";
+const APPEND: &str = "SELECT append_log($1, $2)";
 
 impl PgStore {
     /// Enqueues `envelope` in the outbox inside the caller's own transaction: it becomes
@@ -94,6 +104,72 @@ impl PgStore {
             .await
             .map_err(|e| pg_error("enqueue into the outbox", e))?;
         from_db(row.get(0))
+    }
+
+    /// Moves up to `max` outbox events into this database's event log, in the order
+    /// [`Outbox::pending`] returns them, in one transaction: each event is appended to the
+    /// log and deleted from the outbox together, or neither happens. Returns how many moved;
+    /// call it until it returns 0 to empty the outbox. Several movers at once take turns.
+    ///
+    /// This is the durable alternative to [`Relay`](syncbus_storage::Relay): nothing depends
+    /// on a subscription being there, and durable consumers of the log get every event,
+    /// even those that start later.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use syncbus_store::PgStore;
+    ///
+    /// let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// while store.move_outbox_to_log(256).await? > 0 {}
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) if a statement
+    /// fails; the transaction is rolled back, so every event stays in the outbox.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped before the commit, the transaction rolls back and nothing moves.
+    pub async fn move_outbox_to_log(&self, max: usize) -> Result<usize, StoreError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut conn = self.inner.pool.get().await?;
+        let mut tx = conn.transaction().await?;
+        let lock = tx.prepare(LOCK_LOG).await?;
+        tx.tx
+            .execute(&lock, &[&self.inner.append_lock])
+            .await
+            .map_err(|e| pg_error("lock the log", e))?;
+        let pending = tx.prepare(MOVE_PENDING).await?;
+        let rows = tx
+            .tx
+            .query(&pending, &[&i64::try_from(max).unwrap_or(i64::MAX)])
+            .await
+            .map_err(|e| pg_error("read the outbox", e))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        // Both tables hold the same binary encoding: the bytes move as they are.
+        let blobs: Vec<&[u8]> = rows.iter().map(|r| r.get(1)).collect();
+        let append = tx.prepare(APPEND).await?;
+        tx.tx
+            .query(&append, &[&self.inner.append_lock, &blobs])
+            .await
+            .map_err(|e| pg_error("append to the log", e))?;
+        let delete = tx.prepare(MARK_SENT).await?;
+        tx.tx
+            .execute(&delete, &[&ids])
+            .await
+            .map_err(|e| pg_error("delete moved outbox events", e))?;
+        tx.commit().await?;
+        Ok(ids.len())
     }
 }
 

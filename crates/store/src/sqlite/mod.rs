@@ -434,6 +434,73 @@ impl SqliteStore {
         stmt.execute((Timestamp::now().as_unix_nanos(), blob))?;
         Ok(conn.last_insert_rowid() as u64)
     }
+
+    /// Moves up to `max` outbox events into this database's event log, in commit order, in
+    /// one transaction: each event is appended to the log and deleted from the outbox
+    /// together, or neither happens. Returns how many moved; call it until it returns 0 to
+    /// empty the outbox.
+    ///
+    /// This is the durable alternative to [`Relay`](syncbus_storage::Relay): nothing depends
+    /// on a subscription being there, and durable consumers of the log get every event,
+    /// even those that start later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use syncbus_core::{Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_storage::{EventLog, Outbox};
+    /// use syncbus_store::SqliteStore;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteStore::open(dir.path().join("shop.db")).await?;
+    /// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(Topic::from_static("orders.placed"));
+    /// let event = Envelope::new(meta, Bytes::from_static(b"{}"));
+    /// let sent = event.clone();
+    /// store.with_connection(move |conn| Ok(SqliteStore::enqueue(conn, &sent)?)).await?;
+    ///
+    /// assert_eq!(store.move_outbox_to_log(100).await?, 1);
+    /// assert!(store.pending(10).await?.is_empty());
+    /// assert_eq!(store.read(0, 10).await?[0].envelope, event);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for SQLite
+    /// errors; the transaction is rolled back, so every event stays in the outbox.
+    ///
+    /// # Cancel safety
+    ///
+    /// The move runs to completion even if the future is dropped.
+    pub fn move_outbox_to_log(&self, max: usize) -> StoreFuture<'static, usize> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.with_connection(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows: Vec<(i64, Vec<u8>)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, envelope FROM syncbus_outbox ORDER BY id LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([max], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            {
+                // Both tables hold the same binary encoding: the blob moves as it is.
+                let now = Timestamp::now().as_unix_nanos();
+                let mut append = tx.prepare_cached(
+                    "INSERT INTO syncbus_log (appended_at, envelope) VALUES (?1, ?2)",
+                )?;
+                let mut delete = tx.prepare_cached("DELETE FROM syncbus_outbox WHERE id = ?1")?;
+                for (id, blob) in &rows {
+                    append.execute((now, blob))?;
+                    delete.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(rows.len())
+        })
+    }
 }
 
 /// What a closure run on the store's connection fails with
