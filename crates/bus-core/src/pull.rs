@@ -686,6 +686,20 @@ impl<P: Payload> Source for Consumer<P> {
 /// again.into_iter().for_each(|d| d.ack().unwrap());
 /// # Ok(()) }
 /// ```
+///
+/// A consumer made as a statement would be dropped at once, with what it held, so it is
+/// `#[must_use]`:
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # #[derive(Clone, Debug)] struct Job(u32);
+/// # impl syncbus_core::Event for Job { const TYPE: &'static str = "jobs.new"; }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = syncbus_core::Bus::new();
+/// bus.consumer::<Job>("jobs.*", syncbus_core::ConsumerConfig::default())?; // error: unused
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a Consumer unsubscribes it and drops what it holds"]
 pub struct Consumer<P> {
     hub: Arc<Hub>,
     entry: Arc<SubEntry>,

@@ -39,6 +39,7 @@ use crate::EventLog;
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a LogFeed stops appending bus events to the log"]
 pub struct LogFeed {
     subscription: Subscription,
     counts: Arc<Counts>,

@@ -573,6 +573,7 @@ fn describe<T>(e: &PublishError<T>) -> String {
 /// # });
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a RelayHandle stops the relay"]
 pub struct RelayHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
