@@ -50,8 +50,9 @@
 
 pub use syncbus_core::{
     AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerResult, Overflow, PublishError, Publisher, Settle, ShutdownReport, Source,
-    SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics, Undelivered,
+    HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher, Settle,
+    ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics,
+    Undelivered,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
