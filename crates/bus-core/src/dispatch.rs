@@ -71,9 +71,9 @@ fn deliver_all<P: Payload>(
         } else {
             sink.deliver(slot, Take::Move, pack, wait)
         };
-        tally.count(i, *id, outcome, stats, wait);
+        tally.count(*id, outcome, stats, wait);
     }
-    settle(hub, group, tally, slot.is_some())
+    settle(hub, group, only, tally, slot.is_some())
 }
 
 /// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
@@ -104,11 +104,11 @@ pub(crate) async fn deliver_all_async<P: Payload>(
                     continue;
                 }
             }
-            tally.count(i, *id, outcome, stats, Wait::Never);
+            tally.count(*id, outcome, stats, Wait::Never);
             break;
         }
     }
-    settle(hub, group, tally, slot.is_some())
+    settle(hub, group, None, tally, slot.is_some())
 }
 
 /// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
@@ -121,6 +121,7 @@ pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
 fn settle<P>(
     hub: &Hub,
     group: &Group<P>,
+    only: Option<&[u64]>,
     tally: Tally,
     still_held: bool,
 ) -> Result<usize, Refused> {
@@ -134,7 +135,7 @@ fn settle<P>(
             // Only closed (unsubscribed) sinks refused: published to the others.
         } else if tally.delivered > 0 {
             // Some took it: retrying the whole publish would hand it to them twice.
-            return Err(Refused::Partial(tally.partial(group)));
+            return Err(Refused::Partial(tally.partial(group, only)));
         } else if tally.would_block {
             return Err(Refused::WouldBlock);
         } else if tally.full {
@@ -152,13 +153,11 @@ struct Tally {
     full: bool,
     would_block: bool,
     closed: bool,
-    /// Which sinks took it, by index in the group: a bit each for the first 64, ids beyond
-    /// (a route of more than 64 subscriptions of one type), so the common path allocates
-    /// nothing.
-    took_mask: u64,
-    took_beyond: Vec<u64>,
-    /// Ids of the sinks that refused it (full, or would block): allocated only on refusal.
+    /// Ids of the sinks that refused it (full, or would block), and of those found closed:
+    /// allocated only then. Who took it is derived from them when a partial publish must say
+    /// so, so the common path records nothing per sink.
     refused: Vec<u64>,
+    closed_ids: Vec<u64>,
 }
 
 impl Tally {
@@ -168,11 +167,11 @@ impl Tally {
     }
 
     #[inline]
-    fn count(&mut self, index: usize, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait) {
+    fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait) {
         match outcome {
-            Delivered::Ok => self.took(index, id),
+            Delivered::Ok => self.delivered += 1,
             Delivered::Displaced => {
-                self.took(index, id);
+                self.delivered += 1;
                 stats.incr(Stat::Dropped);
             }
             Delivered::Full => {
@@ -194,32 +193,25 @@ impl Tally {
                     }
                 }
             }
-            Delivered::Closed => self.closed = true,
-        }
-    }
-
-    #[inline]
-    fn took(&mut self, index: usize, id: u64) {
-        self.delivered += 1;
-        if index < 64 {
-            self.took_mask |= 1 << index;
-        } else {
-            self.took_beyond.push(id);
+            Delivered::Closed => {
+                self.closed = true;
+                self.closed_ids.push(id);
+            }
         }
     }
 
     /// Who took it and who refused, by subscription id.
+    /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
+    /// was closed took it.
     #[cold]
-    fn partial<P>(self, group: &Group<P>) -> PartialPublish {
-        let mut took: Vec<u64> = group
+    fn partial<P>(self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
+        let took: Vec<u64> = group
             .sinks
             .iter()
-            .take(64)
-            .enumerate()
-            .filter(|(i, _)| self.took_mask & (1 << i) != 0)
-            .map(|(_, (_, _, id))| *id)
+            .map(|(_, _, id)| *id)
+            .filter(|id| only.is_none_or(|ids| ids.contains(id)))
+            .filter(|id| !self.refused.contains(id) && !self.closed_ids.contains(id))
             .collect();
-        took.extend(self.took_beyond);
         PartialPublish::new(took, self.refused)
     }
 }
