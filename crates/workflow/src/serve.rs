@@ -1,14 +1,7 @@
 //! Serving a [`Source`]: the workflow stack over any pull-style reader, each delivery settled
 //! from its outcome.
 //!
-//! | outcome | settle |
-//! | --- | --- |
-//! | the handler succeeded (or the event was a duplicate) | `ack` |
-//! | a retryable failure, attempts left | `nak` with the retry delay (the error's `retry_after`, else the policy's backoff) |
-//! | a permanent failure, or attempts exhausted | a dead letter, then `term` |
-//! | the payload does not decode | a dead letter, then `term` |
-//! | an event of another type (a shared log) | a dead letter saying so, then `term`; or `ack`, counted as skipped, with [`OtherTypes::Skip`] |
-//! | the dead-letter store failed | `nak` (it comes back; nothing is termed unrecorded) |
+//! The settle table is on [`WorkflowServe::handle`], the one place it is kept.
 //!
 //! Retries go through the source, not a loop in memory: the attempt is the delivery count,
 //! so a retry survives a crash and the source's own redelivery (an ack timeout after a
@@ -218,7 +211,7 @@ impl Workflow {
     /// CDC reader): a task fetches from it and runs each delivery through the workflow stack
     /// (dedup, resequencing, circuit breaker, rate limit, timeout, follow-up events, metrics,
     /// chains), then settles it from the outcome; see [`WorkflowServe`] for the settings and
-    /// the module table in [`WorkflowServe::handle`] for the settles.
+    /// [`WorkflowServe::handle`] for the settles.
     ///
     /// # Examples
     ///
@@ -510,15 +503,19 @@ impl<S: Source + 'static> WorkflowServe<S> {
     ///
     /// The stack, outermost first: dedup → resequencing → circuit breaker → rate limit →
     /// timeout → follow-up events → handler; retries and dead letters are the runner's, as
-    /// settles (see the [module table](crate::WorkflowServe)):
+    /// settles:
     ///
     /// | outcome | settle |
     /// | --- | --- |
     /// | success, or a duplicate | `ack` |
     /// | retryable, attempts left | `nak` with the error's `retry_after`, else the policy's delay |
-    /// | permanent, exhausted, or undecodable | a dead letter, then `term` |
-    /// | another event type | `ack` (counted as skipped) |
-    /// | the dead-letter store failed | `nak`: it comes back |
+    /// | permanent, or attempts exhausted | a dead letter, then `term` |
+    /// | delivered more often than attempts allowed (a crash loop) | a dead letter, then `term` |
+    /// | the payload does not decode | a dead letter, then `term` |
+    /// | an event of another type | a dead letter with the reason, then `term`; `ack`, counted as skipped, with [`OtherTypes::Skip`] |
+    /// | the dead-letter store failed | `nak`: it comes back, nothing is termed unrecorded |
+    ///
+    /// The attempt is the source's delivery count, so a retry survives a crash.
     ///
     /// # Errors
     ///
