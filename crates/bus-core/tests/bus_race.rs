@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use syncbus_core::{Bus, Event, PublishError};
+use syncbus_core::{Bus, Event, PublishError, Subscription};
 
 #[derive(Clone, Debug, PartialEq)]
 struct Tick(u64);
@@ -54,7 +54,7 @@ fn publisher(bus: Bus, stop: Arc<AtomicBool>, seed: u64) -> Seen {
     }
 }
 
-fn subscribe(bus: &Bus, handled: &Arc<AtomicU64>) -> Vec<syncbus_core::Subscription> {
+fn subscribe(bus: &Bus, handled: &Arc<AtomicU64>) -> Vec<Subscription> {
     (0..SUBSCRIPTIONS)
         .map(|s| {
             let h = handled.clone();
@@ -79,16 +79,44 @@ fn spawn_publishers(bus: &Bus, stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle
         .collect()
 }
 
-#[test]
-fn every_accepted_publish_is_handled_or_reported_at_shutdown() {
-    let started = Instant::now();
-    for round in 0..ROUNDS {
+/// One round: a bus with its subscriptions, publishers running on it for 2 ms.
+struct Race {
+    bus: Bus,
+    handled: Arc<AtomicU64>,
+    subs: Vec<Subscription>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Seen>>,
+}
+
+impl Race {
+    fn start() -> Race {
         let bus = Bus::new();
         let handled = Arc::new(AtomicU64::new(0));
         let subs = subscribe(&bus, &handled);
         let stop = Arc::new(AtomicBool::new(false));
         let threads = spawn_publishers(&bus, &stop);
         thread::sleep(Duration::from_millis(2));
+        Race {
+            bus,
+            handled,
+            subs,
+            stop,
+            threads,
+        }
+    }
+}
+
+#[test]
+fn every_accepted_publish_is_handled_or_reported_at_shutdown() {
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        let Race {
+            bus,
+            handled,
+            subs,
+            stop,
+            threads,
+        } = Race::start();
         let report = bus.blocking_shutdown(Duration::from_secs(2));
         let seen: Vec<Seen> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         drop(subs);
@@ -116,12 +144,13 @@ fn every_accepted_publish_is_handled_or_reported_at_shutdown() {
 #[test]
 fn every_accepted_publish_is_handled_after_unsubscribe_and_wait() {
     for round in 0..ROUNDS {
-        let bus = Bus::new();
-        let handled = Arc::new(AtomicU64::new(0));
-        let subs = subscribe(&bus, &handled);
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = spawn_publishers(&bus, &stop);
-        thread::sleep(Duration::from_millis(2));
+        let Race {
+            bus,
+            handled,
+            subs,
+            stop,
+            threads,
+        } = Race::start();
         for sub in subs {
             assert!(
                 sub.unsubscribe_and_wait(Duration::from_secs(2)),
