@@ -182,10 +182,7 @@ async fn concurrent_writers_and_a_running_relay_keep_commit_order() {
 
 #[tokio::test]
 async fn a_refused_event_stops_the_round_and_stays_pending() {
-    let store = MemoryStore::new();
-    for n in 1..=3 {
-        store.enqueue(env("out.x", n)).unwrap();
-    }
+    let store = outbox_of(3);
     let bus = Bus::new();
     let _sub = bus
         .subscribe::<Bytes>("out.>")
@@ -269,14 +266,20 @@ async fn a_typed_relay_delivers_typed_events_and_keeps_an_undecodable_one_pendin
     assert_eq!((stats.sent, stats.undecodable), (1, 2), "{stats:?}");
 }
 
+/// A memory outbox holding events 1..=`n` on `out.x`.
+fn outbox_of(n: u64) -> MemoryStore {
+    let store = MemoryStore::new();
+    for n in 1..=n {
+        store.enqueue(env("out.x", n)).unwrap();
+    }
+    store
+}
+
 // ---- nobody received it -------------------------------------------------------------------
 
 #[tokio::test]
 async fn an_event_no_subscription_takes_stays_pending() {
-    let store = MemoryStore::new();
-    for n in 1..=3 {
-        store.enqueue(env("out.x", n)).unwrap();
-    }
+    let store = outbox_of(3);
     let bus = Bus::new();
     let relay = Relay::new(Arc::new(store.clone()), bus.clone());
     // Before any subscription exists: nothing leaves the outbox.
@@ -348,10 +351,7 @@ async fn a_typed_relay_keeps_an_event_pending_until_its_subscription_exists() {
 
 #[tokio::test]
 async fn drop_unreceived_is_the_opt_in_to_let_them_go() {
-    let store = MemoryStore::new();
-    for n in 1..=2 {
-        store.enqueue(env("out.x", n)).unwrap();
-    }
+    let store = outbox_of(2);
     let relay = Relay::new(Arc::new(store.clone()), Bus::new()).drop_unreceived();
     assert_eq!(relay.run_once().await.unwrap(), 0, "none was received");
     assert!(store.pending(10).await.unwrap().is_empty());
@@ -362,10 +362,7 @@ async fn drop_unreceived_is_the_opt_in_to_let_them_go() {
 #[tokio::test]
 async fn an_event_some_subscriptions_refused_is_sent_once_not_again() {
     use syncbus_core::{ConsumerConfig, Overflow};
-    let store = MemoryStore::new();
-    for n in 1..=2 {
-        store.enqueue(env("out.x", n)).unwrap();
-    }
+    let store = outbox_of(2);
     let bus = Bus::new();
     let roomy = bus
         .consumer::<Bytes>("out.>", ConsumerConfig::default())
