@@ -9,7 +9,7 @@ pub use workflow::{SqliteDeadLetterStore, SqliteDedupStore, SqliteSagaStore};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use syncbus_envelope::{Binary, Bytes, Envelope, Limits, Timestamp};
@@ -584,6 +584,24 @@ fn unreadable(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Runs `f` again while SQLite answers busy, until `deadline`.
+fn retry_busy<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -592,9 +610,14 @@ fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, Sto
     conn.busy_timeout(config.busy_timeout)
         .map_err(|e| unreadable(path, e))?;
     // The first statement reads the header: a file that is not SQLite fails here.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(|e| unreadable(path, e))?;
+    // Switching to WAL and migrating can meet SQLITE_BUSY without the busy handler being
+    // asked (another process recovering the WAL after a crash, say): retry until the busy
+    // timeout instead of failing the open.
+    let deadline = Instant::now() + config.busy_timeout;
+    let mode: String = retry_busy(deadline, || {
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+    })
+    .map_err(|e| unreadable(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::backend(
             "open",
@@ -605,7 +628,8 @@ fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, Sto
         .map_err(|e| unreadable(path, e))?;
     conn.set_prepared_statement_cache_capacity(64);
     workflow::register_functions(&conn).map_err(|e| StoreError::backend("open", e))?;
-    let found = schema::migrate(&mut conn).map_err(|e| unreadable(path, e))?;
+    let found =
+        retry_busy(deadline, || schema::migrate(&mut conn)).map_err(|e| unreadable(path, e))?;
     schema::check(found)?;
     Ok(conn)
 }
