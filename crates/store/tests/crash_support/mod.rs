@@ -164,6 +164,16 @@ pub fn kill_and_restart(run: &Run<'_>, count: u64, rng: &mut Rng) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !(consumer_at.is_empty() && publisher_at.is_empty()) {
         assert!(Instant::now() < deadline, "the run made no progress");
+        // A child that failed on its own (not killed) would stall the run until the deadline:
+        // say so at once.
+        for (child, what) in [
+            (&mut publisher, "the publisher"),
+            (&mut consumer, "the consumer"),
+        ] {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{what} failed on its own: {status}");
+            }
+        }
         std::thread::sleep(Duration::from_millis(5));
         if publisher_at.last().is_some_and(|&t| (run.logged)() >= t) {
             publisher_at.pop();
