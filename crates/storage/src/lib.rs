@@ -81,7 +81,9 @@ pub use crate::dead_letter::{
     dead_letter_not_found, DeadLetterFilter, DeadLetterId, DeadLetterIdError, DeadLetterRecord,
     DeadLetterStore, MemoryDeadLetterStore,
 };
-pub use crate::dedup::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
+pub use crate::dedup::{
+    Claim, DedupKey, DedupStore, InboxEntry, KeyState, MemoryDedupStore, Outcome,
+};
 pub use crate::error::{check_name, StoreError, StoreErrorKind, StoreFuture};
 pub use crate::failure::ErrorKind;
 pub use crate::feed::LogFeed;

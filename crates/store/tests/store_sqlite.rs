@@ -447,3 +447,85 @@ async fn a_dedup_hit_does_not_wait_for_the_writer() {
     release.send(()).unwrap();
     busy.await.unwrap().unwrap();
 }
+
+/// The transactional inbox on SQLite: a key recorded in a transaction that rolls back is not
+/// done; one that commits is, together with the effect; recording a done key again fails
+/// with `Duplicate` and marks the entry; outside a transaction it is refused.
+#[tokio::test]
+async fn record_done_commits_and_rolls_back_with_the_transaction() {
+    use syncbus_storage::{Claim, DedupKey, DedupStore, InboxEntry, KeyState};
+    let (_dir, store) = fresh().await;
+    let dedup = store.dedup();
+    let minute = Duration::from_secs(60);
+    let entry = InboxEntry::new(DedupKey::new("billing:pay-1").unwrap(), minute);
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Acquired
+    );
+
+    let e = entry.clone();
+    store
+        .with_connection(move |conn| {
+            conn.execute_batch("CREATE TABLE ledger (cents INTEGER NOT NULL)")?;
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &e)?;
+            tx.rollback()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dedup.state(entry.key()).await.unwrap(),
+        Some(KeyState::InFlight),
+        "a rolled-back record left the key done"
+    );
+
+    let e = entry.clone();
+    store
+        .with_connection(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &e)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Duplicate
+    );
+    assert!(!entry.is_duplicate());
+
+    // A second delivery's transaction: its effect rolls back with the refused key.
+    let again = InboxEntry::new(entry.key().clone(), minute);
+    let a = again.clone();
+    let err = store
+        .with_connection(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &a)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Duplicate, "{err}");
+    assert!(again.is_duplicate());
+    let effects: i64 = store
+        .with_connection(
+            |conn| Ok(conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?),
+        )
+        .await
+        .unwrap();
+    assert_eq!(effects, 1, "the effect happened {effects} times");
+
+    // Outside a transaction the key would not commit with anything: refused.
+    let fresh_key = InboxEntry::new(DedupKey::new("billing:pay-2").unwrap(), minute);
+    let err = store
+        .with_connection(move |conn| Ok(SqliteStore::record_done(conn, &fresh_key)?))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+}

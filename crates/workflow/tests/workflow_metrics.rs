@@ -68,7 +68,7 @@ fn metrics_are_exported_with_the_subscription_label() {
         seen["syncbus_workflow_failed_total{subscription=billing}"],
         0
     );
-    assert_eq!(seen.len(), 16);
+    assert_eq!(seen.len(), 17, "{:?}", seen.keys());
 }
 
 /// Each outcome is counted once: held and stale deliveries are not successes, a released
