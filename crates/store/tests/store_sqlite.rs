@@ -524,7 +524,7 @@ async fn record_done_commits_and_rolls_back_with_the_transaction() {
     // Outside a transaction the key would not commit with anything: refused.
     let fresh_key = InboxEntry::new(DedupKey::new("billing:pay-2").unwrap(), minute);
     let err = store
-        .with_connection(move |conn| Ok(SqliteStore::record_done(conn, &fresh_key)?))
+        .with_connection(move |conn| SqliteStore::record_done(conn, &fresh_key))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
