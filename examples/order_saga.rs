@@ -127,10 +127,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _updates = wf
         .subscribe::<OrderUpdate>("orders.updates")?
         .name("notify-customer")
-        .handle(handler_fn(|e: Envelope<OrderUpdate>, _ctx| async move {
+        .handle(|e, _ctx| async move {
             println!("  notify: order {} {}", e.payload().order, e.payload().what);
             Ok(())
-        }))?;
+        })?;
 
     let mut roots = Vec::new();
     for (order, card) in [(1, "ok"), (2, "declined")] {

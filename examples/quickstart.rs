@@ -211,7 +211,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
                 .initial(Duration::from_millis(5))
                 .max_attempts(2),
         )
-        .handle(handler_fn(move |env: Envelope<PaymentReceived>, _ctx| {
+        .handle(move |env, _ctx| {
             let l = l.clone();
             async move {
                 if env.payload().cents == 0 {
@@ -220,7 +220,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
                 l.lock().unwrap().push(env.payload().order);
                 Ok(())
             }
-        }))?;
+        })?;
     // Everything on `payments.>` is also appended to the store's event log.
     let log: Arc<dyn EventLog> = Arc::new(store.clone());
     let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", log.clone())?;

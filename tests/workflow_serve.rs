@@ -227,7 +227,7 @@ async fn outcomes<H: Harness>(mut h: H) {
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
         .retry(RetryPolicy::default().max_attempts(3))
-        .handle(handler_fn(move |env: Envelope<Mail>, ctx| {
+        .handle(move |env: Envelope<Mail>, ctx| {
             let to = env.payload().to;
             let attempt = {
                 let mut calls = c.lock().unwrap();
@@ -245,7 +245,7 @@ async fn outcomes<H: Harness>(mut h: H) {
                     _ => Ok(()),
                 }
             }
-        }))
+        })
         .unwrap();
 
     wait_for("two handled, three dead letters", || {
@@ -336,7 +336,7 @@ async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
         .lanes(lanes)
         .batch(100)
         .fetch_wait(Duration::from_millis(20))
-        .handle(handler_fn(move |env: Envelope<Mail>, _ctx| {
+        .handle(move |env: Envelope<Mail>, _ctx| {
             let (hd, st) = (hd.clone(), st.clone());
             async move {
                 st.fetch_add(1, SeqCst);
@@ -344,7 +344,7 @@ async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
                 hd.lock().unwrap().push(env.payload().to);
                 Ok::<(), HandlerError>(())
             }
-        }))
+        })
         .unwrap();
     wait_for("a few handlers to start", || {
         started.load(SeqCst) >= 2 * lanes as u32
@@ -391,13 +391,13 @@ async fn long_handler<H: Harness>(mut h: H) {
         .lanes(2)
         .fetch_wait(Duration::from_millis(20))
         .in_progress_every(Some(ACK_TIMEOUT / 4))
-        .handle(handler_fn(move |_env: Envelope<Mail>, _ctx| {
+        .handle(move |_env: Envelope<Mail>, _ctx| {
             c.fetch_add(1, SeqCst);
             async move {
                 tokio::time::sleep(ACK_TIMEOUT * 3).await;
                 Ok::<(), HandlerError>(())
             }
-        }))
+        })
         .unwrap();
     wait_for("the long handler", || served.metrics().succeeded == 1).await;
     let settled = served.stop().await;
@@ -453,9 +453,7 @@ async fn other_types_are_acked_only_when_asked() {
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
         .other_types(OtherTypes::Skip)
-        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
-            Ok::<(), HandlerError>(())
-        }))
+        .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) })
         .unwrap();
     wait_for("both settled", || served.settled().acked == 2).await;
     let settled = served.stop().await;
@@ -474,10 +472,10 @@ async fn a_typed_consumer_is_served_without_decoding() {
     let served: Served = wf
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
-        .handle(handler_fn(|env: Envelope<Mail>, _ctx| async move {
+        .handle(|env: Envelope<Mail>, _ctx| async move {
             assert_eq!(env.payload().to, 5);
             Ok::<(), HandlerError>(())
-        }))
+        })
         .unwrap();
     bus.publish(Mail { to: 5 }).await.unwrap();
     wait_for("the typed event", || served.metrics().succeeded == 1).await;
@@ -499,7 +497,7 @@ async fn refused_setups_are_typed_errors() {
         .consumer::<Other>("other", ConsumerConfig::default())
         .unwrap();
     assert!(matches!(
-        wf.serve(other).handle(ok()),
+        wf.serve(other).handle_with(ok()),
         Err(ServeError::PayloadMismatch { .. })
     ));
     let mails = || {
@@ -507,11 +505,11 @@ async fn refused_setups_are_typed_errors() {
             .unwrap()
     };
     assert!(matches!(
-        wf.serve(mails()).lanes(0).handle(ok()),
+        wf.serve(mails()).lanes(0).handle_with(ok()),
         Err(ServeError::InvalidConfig(_))
     ));
-    let first = wf.serve(mails()).name("mailer").handle(ok()).unwrap();
-    let twice = wf.serve(mails()).name("mailer").handle(ok());
+    let first = wf.serve(mails()).name("mailer").handle_with(ok()).unwrap();
+    let twice = wf.serve(mails()).name("mailer").handle_with(ok());
     assert!(
         matches!(&twice, Err(ServeError::NameTaken(n)) if n == "mailer"),
         "{twice:?}"
@@ -520,7 +518,7 @@ async fn refused_setups_are_typed_errors() {
     // Stopped: the name is free again.
     wf.serve(mails())
         .name("mailer")
-        .handle(ok())
+        .handle_with(ok())
         .unwrap()
         .stop()
         .await;
@@ -535,8 +533,6 @@ fn outside_a_runtime_serving_is_an_error_not_a_panic() {
         .unwrap();
     let r = wf
         .serve(source)
-        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
-            Ok::<(), HandlerError>(())
-        }));
+        .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) });
     assert_eq!(r.err(), Some(ServeError::NoRuntime));
 }

@@ -58,10 +58,10 @@ struct Node {
 /// let bus = Bus::new();
 /// let wf = Workflow::new(&bus);
 /// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
-///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///     |_e: Envelope<OrderPlaced>, ctx: Context| async move {
 ///         ctx.emit(StockReserved);
 ///         Ok(())
-///     }),
+///     },
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();
@@ -100,10 +100,10 @@ pub struct Handling {
 /// let bus = Bus::new();
 /// let wf = Workflow::new(&bus);
 /// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
-///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///     |_e: Envelope<OrderPlaced>, ctx: Context| async move {
 ///         ctx.emit(StockReserved);
 ///         Ok(())
-///     }),
+///     },
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();

@@ -13,7 +13,6 @@ use syncbus_envelope::Timestamp;
 
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::handler::handler_fn;
 use crate::layers::RetryPolicy;
 use crate::storable::Storable;
 use crate::store::{
@@ -260,14 +259,14 @@ where
             .subscribe::<E>(pattern)?
             .name(name.as_str())
             .no_retry()
-            .handle(handler_fn(move |env: Envelope<E>, ctx: Context| {
+            .handle(move |env: Envelope<E>, ctx: Context| {
                 let (saga, init) = (s.clone(), init.clone());
                 let data = init(&env);
                 // Boxed: the saga's own future is deep, and the stack nests it further.
                 let run: BoxFuture<'static, Result<(), HandlerError>> =
                     Box::pin(async move { saga.run(data, ctx).await });
                 run
-            }))?;
+            })?;
         Ok(RunningSaga {
             name,
             store,

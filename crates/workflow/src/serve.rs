@@ -9,6 +9,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{Context, SubscriptionInfo};
 use crate::error::{ErrorKind, HandlerError};
-use crate::handler::Handler;
+use crate::handler::{handler_fn, Handler};
 use crate::layers::{
     record_stored, CircuitBreakerConfig, DedupConfig, RateLimitConfig, ResequenceConfig,
     RetryPolicy,
@@ -169,10 +170,10 @@ impl Counts {
 ///     .name("mailer")
 ///     .retry(RetryPolicy::default().max_attempts(5))
 ///     .lanes(4) // four at a time; one entity's events stay in order
-///     .handle(handler_fn(|env: Envelope<Mail>, _ctx| async move {
+///     .handle(|env: Envelope<Mail>, _ctx| async move {
 ///         println!("mail to {}", env.payload().to);
 ///         Ok::<(), HandlerError>(())
-///     }))?;
+///     })?;
 /// bus.publish(Mail { to: 1 }).await?;
 /// while served.metrics().succeeded < 1 {
 ///     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -498,8 +499,11 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
-    /// Starts serving with `handler`: a tokio task fetches, handles and settles until
-    /// [`Served::stop`].
+    /// Starts serving with the async closure `f`: a tokio task fetches, handles and settles
+    /// until [`Served::stop`]. The closure gets the envelope and the delivery's [`Context`];
+    /// name the event type on the envelope (`|env: Envelope<Mail>, ctx|`), since a source
+    /// of bytes does not say which type to decode. For a handler that is not a closure, use
+    /// [`handle_with`](Self::handle_with).
     ///
     /// The stack, outermost first: dedup → resequencing → circuit breaker → rate limit →
     /// timeout → follow-up events → handler; retries and dead letters are the runner's, as
@@ -526,7 +530,43 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn handle<P, H>(self, handler: H) -> Result<Served, ServeError>
+    pub fn handle<P, F, Fut>(self, f: F) -> Result<Served, ServeError>
+    where
+        P: Payload + Storable,
+        F: Fn(Envelope<P>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        self.handle_with(handler_fn(f))
+    }
+
+    /// Starts serving with `handler`: any [`Handler`] (a `sync_handler_fn`, a type of your
+    /// own, layers of your own around one); settles as [`handle`](Self::handle) says.
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Self::handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use syncbus_core::{Bus, ConsumerConfig, Envelope, Event};
+    /// use syncbus_workflow::{sync_handler_fn, Workflow};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Mail { to: u64 }
+    /// # impl Event for Mail { const TYPE: &'static str = "mail.send"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let outbox = bus.consumer::<Mail>("mail.>", ConsumerConfig::default())?;
+    /// let served = wf.serve(outbox).handle_with(sync_handler_fn(|env: Envelope<Mail>, _ctx| {
+    ///     println!("mail to {}", env.payload().to);
+    ///     Ok(())
+    /// }))?;
+    /// served.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_with<P, H>(self, handler: H) -> Result<Served, ServeError>
     where
         P: Payload + Storable,
         H: Handler<P>,
