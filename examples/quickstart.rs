@@ -253,9 +253,8 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     println!("relay: published {relayed} outbox events in commit order");
 
     // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
-    while feed.appended() < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    bus.settled().await; // the feed has appended what was published
+    println!("feed: {} events appended to the log", feed.appended());
     let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
     let mut first = audit.fetch(10, Duration::ZERO).await?;
     let fetched = first.len();

@@ -249,7 +249,7 @@ async fn outcomes<H: Harness>(mut h: H) {
         .unwrap();
 
     wait_for("two handled, three dead letters", || {
-        served.metrics().succeeded == 2 && served.settled().termed == 3
+        served.metrics().succeeded == 2 && served.settles().termed == 3
     })
     .await;
     // Long enough for a lost settle to come back after the ack timeout.
@@ -455,7 +455,7 @@ async fn other_types_are_acked_only_when_asked() {
         .other_types(OtherTypes::Skip)
         .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) })
         .unwrap();
-    wait_for("both settled", || served.settled().acked == 2).await;
+    wait_for("both settled", || served.settles().acked == 2).await;
     let settled = served.stop().await;
     assert_eq!((settled.skipped, settled.termed), (1, 0), "{settled:?}");
     assert_eq!(dead.len(), 0, "skipping is the explicit opt-in: no record");
@@ -535,4 +535,71 @@ fn outside_a_runtime_serving_is_an_error_not_a_panic() {
         .serve(source)
         .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) });
     assert_eq!(r.err(), Some(ServeError::NoRuntime));
+}
+
+/// `Served::settled` waits until every fetched delivery is settled and the source has
+/// nothing more: with slow handlers on two lanes, nothing is still running when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_settled_waits_for_every_fetched_delivery() {
+    let mut h = BusHarness::new();
+    let source = h.open((0..12).map(mail).collect()).await;
+    let wf = Workflow::new(&h.bus);
+    let handled = Arc::new(AtomicU32::new(0));
+    let hd = handled.clone();
+    let served = wf
+        .serve(source)
+        .lanes(2)
+        .fetch_wait(Duration::from_millis(20))
+        .handle(move |_env: Envelope<Mail>, _ctx| {
+            let hd = hd.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                hd.fetch_add(1, SeqCst);
+                Ok(())
+            }
+        })
+        .unwrap();
+    let m = served
+        .settled_within(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        handled.load(SeqCst),
+        12,
+        "settled before the handlers were done"
+    );
+    assert_eq!((m.fetched, m.acked), (12, 12), "{m:?}");
+    served.stop().await;
+}
+
+/// `Bus::settled` covers workflow subscriptions, their in-process retries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_settled_waits_for_a_workflow_subscriptions_retries() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let sub = wf
+        .subscribe::<Mail>("mail.send")
+        .unwrap()
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(20))
+                .max_attempts(3),
+        )
+        .handle(move |_env, _ctx| {
+            let n = c.fetch_add(1, SeqCst);
+            async move {
+                if n < 2 {
+                    Err(HandlerError::retryable("not yet"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    bus.publish(Mail { to: 1 }).await.unwrap();
+    bus.settled_within(Duration::from_secs(30)).await.unwrap();
+    let m = sub.metrics();
+    assert_eq!((m.attempts, m.succeeded), (3, 1), "{m:?}");
 }

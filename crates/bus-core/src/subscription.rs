@@ -18,7 +18,7 @@ use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
-use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::sink::{Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
 use crate::workers::Workers;
 use syncbus_envelope::Pattern;
 
@@ -484,6 +484,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             queues,
             keyed: shape.keyed,
             stop,
+            workers: workers.clone(),
         };
         self.register(name, stats, Arc::new(sink), Some(workers))
     }
@@ -864,6 +865,7 @@ struct QueueSink<P: Payload> {
     queues: Box<[Arc<Queue<P::Packed>>]>,
     keyed: bool,
     stop: Arc<Stop>,
+    workers: Arc<Workers>,
 }
 
 /// Tells workers to stop before their queue is empty (a shutdown deadline passed), and
@@ -953,6 +955,15 @@ impl<P: Payload> Sink for QueueSink<P> {
     fn close(&self) {
         for q in self.queues.iter() {
             q.close();
+        }
+    }
+
+    fn in_flight(&self) -> InFlight {
+        // A worker is running a handler unless it waits for an item (or has exited).
+        let idle: usize = self.queues.iter().map(|q| q.idle()).sum();
+        InFlight {
+            queued: self.pending(),
+            running: self.workers.live().saturating_sub(idle),
         }
     }
 

@@ -11,13 +11,13 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use smol_str::SmolStr;
-use syncbus_core::{Settle, Source};
+use syncbus_core::{Busy, Settle, Source, Unsettled};
 use syncbus_envelope::{Bytes, DecodeError, Envelope, Payload};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -115,6 +115,8 @@ pub struct ServeMetrics {
 
 #[derive(Debug, Default)]
 struct Counts {
+    /// The last fetch found nothing (for `Served::settled`).
+    idle: AtomicBool,
     fetched: AtomicU64,
     acked: AtomicU64,
     nakd: AtomicU64,
@@ -175,9 +177,7 @@ impl Counts {
 ///         Ok::<(), HandlerError>(())
 ///     })?;
 /// bus.publish(Mail { to: 1 }).await?;
-/// while served.metrics().succeeded < 1 {
-///     tokio::time::sleep(Duration::from_millis(5)).await;
-/// }
+/// served.settled().await; // fetched, handled, acked, and nothing more to fetch
 /// let settled = served.stop().await;
 /// assert_eq!(settled.acked, 1);
 /// # Ok(()) }
@@ -651,7 +651,7 @@ impl fmt::Debug for Served {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Served")
             .field("name", &self.name)
-            .field("settled", &self.counts.snapshot())
+            .field("settles", &self.counts.snapshot())
             .finish_non_exhaustive()
     }
 }
@@ -675,13 +675,96 @@ impl Served {
         self.stats.snapshot()
     }
 
-    /// What was settled, and how.
+    /// What was settled so far, and how.
     ///
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn settled(&self) -> ServeMetrics {
+    pub fn settles(&self) -> ServeMetrics {
         self.counts.snapshot()
+    }
+
+    /// Waits until the runner is settled: every delivery it fetched is settled and its last
+    /// fetch found nothing (which takes up to the fetch wait, 1 s by default), and returns
+    /// the settles so far. For tests and demos, instead of sleeping until a counter moves. A
+    /// delivery nak'd for a retry is the source's until it comes back, so this may resolve
+    /// between two attempts; wait for the outcome itself when retries matter. It looks
+    /// every millisecond, on tokio's clock; [`settled_within`](Self::settled_within) gives
+    /// up after a time.
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowServe`].
+    pub async fn settled(&self) -> ServeMetrics {
+        loop {
+            if let Some(m) = self.settled_now() {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// [`settled`](Self::settled), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Unsettled`](syncbus_core::Unsettled) when `timeout` passed first, naming the
+    /// runner with the deliveries it still had in hand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use syncbus_core::{Bus, ConsumerConfig, Envelope, Event};
+    /// use syncbus_workflow::Workflow;
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Mail { to: u64 }
+    /// # impl Event for Mail { const TYPE: &'static str = "mail.send"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let outbox = bus.consumer::<Mail>("mail.>", ConsumerConfig::default())?;
+    /// let served = wf
+    ///     .serve(outbox)
+    ///     .name("mailer")
+    ///     .fetch_wait(Duration::from_millis(20))
+    ///     .handle(|_env: Envelope<Mail>, _ctx| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok(())
+    ///     })?;
+    /// bus.publish(Mail { to: 1 }).await?;
+    /// let e = served.settled_within(Duration::from_millis(200)).await.unwrap_err();
+    /// assert!(e.to_string().contains("mailer: 0 queued, 1 running"), "{e}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn settled_within(&self, timeout: Duration) -> Result<ServeMetrics, Unsettled> {
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(m) = self.settled_now() {
+                return Ok(m);
+            }
+            if start.elapsed() >= timeout {
+                let m = self.counts.snapshot();
+                let running = m
+                    .fetched
+                    .saturating_sub(m.acked + m.nakd + m.termed + m.handed_back);
+                return Err(Unsettled::new(
+                    timeout,
+                    vec![Busy::new(self.name.as_str(), 0, running as usize)],
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn settled_now(&self) -> Option<ServeMetrics> {
+        // The idle mark first: a batch fetched after it was read counts in `fetched` below,
+        // or arrived after the moment this answers for.
+        let idle = self.counts.idle.load(SeqCst);
+        let m = self.counts.snapshot();
+        let done = m.acked + m.nakd + m.termed + m.handed_back;
+        (idle && done >= m.fetched).then_some(m)
     }
 
     /// Stops fetching, lets the handlers running now finish and settle, hands back (nak at
@@ -784,15 +867,19 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
                 }
             };
             if batch_in.is_empty() {
+                handle.counts.idle.store(true, SeqCst);
                 if source.is_closed() {
                     break;
                 }
                 continue;
             }
+            // Not idle before the batch is counted: `Served::settled` reads them the other
+            // way round.
+            handle.counts.idle.store(false, SeqCst);
             handle
                 .counts
                 .fetched
-                .fetch_add(batch_in.len() as u64, Relaxed);
+                .fetch_add(batch_in.len() as u64, SeqCst);
             if inline {
                 for d in batch_in {
                     if *stopped.borrow() {

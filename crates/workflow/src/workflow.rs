@@ -654,9 +654,8 @@ impl Redrive {
 ///     },
 /// )?;
 /// bus.publish(Job(1)).await?;
-/// while jobs.metrics().dead_lettered == 0 {
-///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // let it fail
-/// }
+/// bus.settled().await; // it failed and was dead-lettered
+/// assert_eq!(jobs.metrics().dead_lettered, 1);
 /// fixed.store(true, std::sync::atomic::Ordering::SeqCst); // the bug is fixed: replay
 /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs"))).await?;
 /// assert_eq!((report.matched, report.succeeded, report.failed), (1, 1, 0));
