@@ -14,9 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
 use syncbus::store::DeadLetterFilter;
-use syncbus::store::{
-    rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
-};
+use syncbus::store::{rusqlite, DurableConfig, DurableConsumer, LogFeed, Relay, SqliteStore};
 use syncbus::DedupConfig;
 
 #[derive(Clone, Debug)]
@@ -198,14 +196,14 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::new();
     // Dedup keys and dead letters live in the same file, so they survive a restart.
     let wf = Workflow::builder(&bus)
-        .dead_letters(Arc::new(store.dead_letters()))
+        .dead_letters(store.dead_letters())
         .build();
     let ledger = Arc::new(Mutex::new(Vec::new()));
     let l = ledger.clone();
     let _ledger = wf
         .subscribe::<PaymentReceived>("payments.*")?
         .name("ledger")
-        .dedup(DedupConfig::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(store.dedup()))
         .retry(
             RetryPolicy::default()
                 .initial(Duration::from_millis(5))
@@ -222,8 +220,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
             }
         })?;
     // Everything on `payments.>` is also appended to the store's event log.
-    let log: Arc<dyn EventLog> = Arc::new(store.clone());
-    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", log.clone())?;
+    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", store.clone())?;
 
     // 6. The outbox: the payment row and its event commit in one transaction; the relay
     //    publishes committed events in commit order.
@@ -246,7 +243,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
     }
-    let relayed = Relay::new(Arc::new(store.clone()), bus.clone())
+    let relayed = Relay::new(store.clone(), bus.clone())
         .typed::<PaymentReceived>() // delivered to `subscribe::<PaymentReceived>` handlers
         .run_once()
         .await?;
@@ -255,12 +252,12 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
     bus.settled().await; // the feed has appended what was published
     println!("feed: {} events appended to the log", feed.appended());
-    let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let mut first = audit.fetch(10, Duration::ZERO).await?;
     let fetched = first.len();
     first.remove(0).ack().await?;
     drop((audit, first));
-    let audit = DurableConsumer::open(log, "audit", DurableConfig::new()).await?;
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let again = audit.fetch(10, Duration::ZERO).await?;
     println!(
         "audit after restart: {} unacked events came back (delivery #{})",

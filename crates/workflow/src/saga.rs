@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
 use crate::layers::RetryPolicy;
 use crate::storable::Storable;
+use crate::store::IntoArc;
 use crate::store::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreError,
 };
@@ -186,9 +187,10 @@ where
     /// ```
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct D;
     /// let saga = syncbus_workflow::Saga::<D>::new("s")
-    ///     .store(std::sync::Arc::new(syncbus_storage::MemorySagaStore::new()));
+    ///     .store(syncbus_storage::MemorySagaStore::new());
     /// ```
-    pub fn store(mut self, store: Arc<dyn SagaStore>) -> Self {
+    pub fn store(mut self, store: impl IntoArc<dyn SagaStore>) -> Self {
+        let store = store.into_arc();
         self.store = store;
         self
     }

@@ -32,6 +32,7 @@ use crate::layers::{
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::DeadLetterStore;
+use crate::store::IntoArc;
 use crate::workflow::{redriver, run_in, Settings, Workflow};
 use crate::BoxFuture;
 
@@ -392,11 +393,12 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # let bus = Bus::new();
     /// let serve = syncbus_workflow::Workflow::new(&bus)
     ///     .serve(bus.consumer::<Ping>("ping", ConsumerConfig::default())?)
-    ///     .dead_letters(Arc::new(syncbus_storage::MemoryDeadLetterStore::new(1_000)));
+    ///     .dead_letters(syncbus_storage::MemoryDeadLetterStore::new(1_000));
     /// # let _ = serve;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.settings.dead_letters = Some(store);
         self
     }

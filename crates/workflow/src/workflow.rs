@@ -25,6 +25,7 @@ use crate::layers::{
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
+use crate::store::IntoArc;
 use crate::store::{
     DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
     StoreErrorKind,
@@ -100,7 +101,7 @@ impl fmt::Debug for Workflow {
 /// use syncbus_workflow::Workflow;
 /// let bus = syncbus_core::Bus::new();
 /// let wf = Workflow::builder(&bus)
-///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(50_000)))
+///     .dead_letters(MemoryDeadLetterStore::new(50_000))
 ///     .chains(0) // do not retain chains
 ///     .build();
 /// assert!(wf.chains().is_none());
@@ -134,7 +135,8 @@ impl WorkflowBuilder {
     /// let wf = Workflow::builder(&bus).dead_letters(store.clone()).build();
     /// # let _ = wf;
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.dead_letters = Some(store);
         self
     }
@@ -977,7 +979,8 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.dead_letters(store);
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.settings.dead_letters = Some(store);
         self
     }
