@@ -288,8 +288,26 @@ struct Renamed(i64);
 #[event(type = "demo.renamed", crate = "::syncbus")]
 struct RenamedByString;
 
+/// For a crate that depends on `syncbus-envelope` alone.
+#[derive(Clone, Debug, Event)]
+#[event(crate = ::syncbus_envelope, type = "demo.envelope.only", entity = id, version = v)]
+struct EnvelopeOnly {
+    id: u32,
+    v: u8,
+}
+
 #[test]
 fn crate_names_where_the_items_are_and_keys_may_span_attributes() {
+    let env = syncbus_envelope::Envelope::from_event(EnvelopeOnly { id: 3, v: 1 });
+    assert_eq!(
+        Seen::of(&env),
+        Seen {
+            event_type: "demo.envelope.only".into(),
+            topic: Some("demo.envelope.only".into()),
+            entity_id: Some("3".into()),
+            version: Some(1),
+        }
+    );
     assert_eq!(
         published(Renamed(-3)),
         Seen {
