@@ -17,46 +17,27 @@ use syncbus::store::DeadLetterFilter;
 use syncbus::store::{rusqlite, DurableConfig, DurableConsumer, LogFeed, Relay, SqliteStore};
 use syncbus::DedupConfig;
 
-#[derive(Clone, Debug)]
+// `#[derive(Event)]` names each event's type and default topic (checked while compiling)
+// and which field is its entity id and version.
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.placed", topic = "orders.placed", entity = order)]
 struct OrderPlaced {
     order: u64,
     total_cents: u64,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "shop.order.placed";
-    const TOPIC: &'static str = "orders.placed";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.status", topic = "orders.status", entity = order, version = step)]
 struct OrderStatus {
     order: u64,
     status: &'static str,
     step: u64,
 }
 
-impl Event for OrderStatus {
-    const TYPE: &'static str = "shop.order.status";
-    const TOPIC: &'static str = "orders.status";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-    fn version(&self) -> Option<u64> {
-        Some(self.step)
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "billing.invoice.requested", topic = "billing.invoices")]
 struct SendInvoice {
     order: u64,
-}
-
-impl Event for SendInvoice {
-    const TYPE: &'static str = "billing.invoice.requested";
-    const TOPIC: &'static str = "billing.invoices";
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -174,15 +155,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Runtime::new()?.block_on(durable())
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.payment.received", topic = "payments.received")]
 struct PaymentReceived {
     order: u64,
     cents: u64,
-}
-
-impl Event for PaymentReceived {
-    const TYPE: &'static str = "shop.payment.received";
-    const TOPIC: &'static str = "payments.received";
 }
 
 /// The durable side, on one SQLite file (WAL, `synchronous=FULL`).

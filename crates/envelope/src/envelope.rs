@@ -4,9 +4,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use smol_str::SmolStr;
+use syncbus_names::{is_valid_event_type, is_valid_topic};
 
-use crate::names::is_valid_event_type;
-use crate::topic::is_valid_topic;
 use crate::{DecodeError, EncodeError, Event, EventId, EventType, Metadata, Topic};
 
 /// An event on the bus: [`Metadata`] plus a payload.

@@ -6,15 +6,18 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
 
+use syncbus_names::{check_event_type, is_valid_event_type, EVENT_TYPE_MAX_LEN};
+
 use crate::name_error::{check_len, NameError, NameKind, NameReason};
 
-/// Longest event type or entity id, in bytes.
+/// Longest entity id, in bytes.
 const MAX_LEN: usize = 256;
 
 /// The type of an event, such as `shop.order.placed`.
 ///
 /// 1 to 256 bytes of printable ASCII (`!` through `~`, no spaces). Maps to the CloudEvents
-/// `type` attribute.
+/// `type` attribute. The rule is `syncbus-names`'s, which `#[derive(Event)]` also checks at
+/// compile time.
 ///
 /// # Examples
 ///
@@ -42,7 +45,7 @@ impl EventType {
     ///
     /// assert!(EventType::new("a".repeat(EventType::MAX_LEN)).is_ok());
     /// ```
-    pub const MAX_LEN: usize = MAX_LEN;
+    pub const MAX_LEN: usize = EVENT_TYPE_MAX_LEN;
 
     /// Validates and wraps an event type.
     ///
@@ -70,15 +73,7 @@ impl EventType {
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
         let name = name.as_ref();
-        check_len(NameKind::EventType, name, MAX_LEN)?;
-        if let Some((byte, ch)) = name.char_indices().find(|&(_, c)| !is_type_char(c)) {
-            let reason = NameReason::InvalidChar {
-                ch,
-                byte,
-                rule: "only printable ascii without spaces is allowed",
-            };
-            return Err(NameError::new(NameKind::EventType, reason, name));
-        }
+        check_event_type(name)?;
         Ok(EventType(SmolStr::new(name)))
     }
 
@@ -129,26 +124,6 @@ impl EventType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Whether `name` is a valid [`EventType`]; usable at compile time.
-pub(crate) const fn is_valid_event_type(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > MAX_LEN {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if !(b[i] >= 0x21 && b[i] <= 0x7E) {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-fn is_type_char(c: char) -> bool {
-    matches!(c, '\x21'..='\x7E')
 }
 
 /// The id of the entity (aggregate, row, document) an event is about, such as `order-42`.
