@@ -136,3 +136,33 @@ async fn an_idle_bus_is_settled_at_once() {
     bus.publish(Moved { item: 1 }).await.unwrap();
     bus.settled_within(Duration::ZERO).await.unwrap();
 }
+
+/// After a shutdown the counters still describe the run: the bus's and each subscription's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_still_describe_the_run_after_shutdown() {
+    let bus = Bus::new();
+    let sub = bus
+        .subscribe::<Moved>("stock.>")
+        .unwrap()
+        .name("index")
+        .workers(2)
+        .queued(|_| {})
+        .unwrap();
+    let _inline = bus
+        .subscribe::<Moved>("stock.>")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
+    for item in 0..5 {
+        bus.publish(Moved { item }).await.unwrap();
+    }
+    assert!(bus.shutdown(Duration::from_secs(10)).await.is_clean());
+    let m = bus.metrics();
+    assert_eq!((m.published, m.delivered, m.failed), (5, 10, 0), "{m}");
+    assert_eq!(sub.metrics().delivered, 5, "{}", sub.metrics());
+    assert!(
+        m.to_string()
+            .starts_with("published 5 (unrouted 0), delivered 10"),
+        "{m}"
+    );
+}

@@ -92,7 +92,7 @@ pub use crate::into_arc::IntoArc;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{check_outbox_topic, Outbox, OutboxRecord};
-pub use crate::purge::DedupPurger;
+pub use crate::purge::{DedupPurger, PurgeStats};
 pub use crate::relay::{Relay, RelayError, RelayHandle, RelayStats};
 pub use crate::saga::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,

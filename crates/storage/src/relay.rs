@@ -118,6 +118,10 @@ impl From<StoreError> for RelayError {
 /// use syncbus_storage::{MemoryStore, Relay, RelayStats};
 /// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new());
 /// assert_eq!(relay.stats(), RelayStats::default());
+/// assert_eq!(
+///     relay.stats().to_string(),
+///     "sent 0, dropped 0, unreceived 0, undecodable 0, refused 0, partial 0"
+/// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,6 +150,29 @@ struct Counters {
     undecodable: AtomicU64,
     refused: AtomicU64,
     partial: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RelayStats {
+        RelayStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            unreceived: self.unreceived.load(Ordering::Relaxed),
+            undecodable: self.undecodable.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            partial: self.partial.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Display for RelayStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {}, dropped {}, unreceived {}, undecodable {}, refused {}, partial {}",
+            self.sent, self.dropped, self.unreceived, self.undecodable, self.refused, self.partial
+        )
+    }
 }
 
 /// Why a decoder did not publish.
@@ -311,15 +338,7 @@ impl Relay {
     /// # }).unwrap();
     /// ```
     pub fn stats(&self) -> RelayStats {
-        let c = &self.counters;
-        RelayStats {
-            sent: c.sent.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            unreceived: c.unreceived.load(Ordering::Relaxed),
-            undecodable: c.undecodable.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            partial: c.partial.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 
     /// Events read per round trip (at least 1).
@@ -534,6 +553,7 @@ impl Relay {
     ///
     /// Outside a tokio runtime (as `tokio::spawn`).
     pub fn spawn(self, interval: Duration) -> RelayHandle {
+        let counters = self.counters.clone();
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -546,7 +566,11 @@ impl Relay {
                 }
             }
         });
-        RelayHandle { stop, task }
+        RelayHandle {
+            stop,
+            task,
+            counters,
+        }
     }
 }
 
@@ -579,9 +603,37 @@ fn describe<T>(e: &PublishError<T>) -> String {
 pub struct RelayHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    counters: Arc<Counters>,
 }
 
 impl RelayHandle {
+    /// The running relay's counters, as [`Relay::stats`] gives them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_storage::{MemoryStore, Relay};
+    /// let store = MemoryStore::new();
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Bytes>("a.b")?.inline(|_| {})?;
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
+    /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
+    /// let handle = Relay::new(store, bus).spawn(Duration::from_millis(5));
+    /// while handle.stats().sent == 0 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// let last = handle.stop().await; // the counters of the whole run
+    /// assert_eq!(last.sent, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(&self) -> RelayStats {
+        self.counters.snapshot()
+    }
+
     /// Stops the relay after its current round and waits for it.
     ///
     /// # Examples
@@ -600,8 +652,9 @@ impl RelayHandle {
     /// # Cancel safety
     ///
     /// If dropped, the relay still stops after its current round.
-    pub async fn stop(self) {
+    pub async fn stop(self) -> RelayStats {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.counters.snapshot()
     }
 }

@@ -168,7 +168,29 @@ async fn a_file_that_is_not_sqlite_is_a_typed_error() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(err.kind() == StoreErrorKind::Corrupt, "{err:?}");
     assert!(err.to_string().contains("garbage.db"), "{err}");
+    // Said once, not once by SQLite and again by syncbus.
+    let text = err.to_string();
+    assert_eq!(text.matches("not an SQLite database").count(), 1, "{text}");
+    assert!(
+        !text.contains("not a database"),
+        "SQLite's own words repeated: {text}"
+    );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn a_missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let err = SqliteStore::open(folder.join("shop.db")).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("the folder {} does not exist", folder.display())),
+        "{text}"
+    );
+    std::fs::create_dir(&folder).unwrap();
+    SqliteStore::open(folder.join("shop.db")).await.unwrap();
 }
 
 #[tokio::test]

@@ -114,6 +114,30 @@ pub struct ServeMetrics {
     pub settle_errors: u64,
 }
 
+impl fmt::Display for ServeMetrics {
+    /// One line: `fetched 4: acked 3, nak'd 0, termed 1, handed back 0; ...`.
+    ///
+    /// ```
+    /// let m = syncbus_workflow::ServeMetrics::default();
+    /// assert!(m.to_string().starts_with("fetched 0: acked 0"));
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fetched {}: acked {}, nak'd {}, termed {}, handed back {}; skipped {}, undecodable {}, fetch errors {}, settle errors {}",
+            self.fetched,
+            self.acked,
+            self.nakd,
+            self.termed,
+            self.handed_back,
+            self.skipped,
+            self.undecodable,
+            self.fetch_errors,
+            self.settle_errors
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     /// The last fetch found nothing (for `Served::settled`).

@@ -32,8 +32,7 @@ use crate::store::{
 };
 use crate::BoxFuture;
 
-type Runner<P> =
-    Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+type Runner<P> = Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 pub(crate) type Redriver =
     Arc<dyn Fn(Envelope<Bytes>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
@@ -1071,9 +1070,13 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
 
         // One boxed future per delivery erases the stack's type: nine layers of nested
         // futures would otherwise be part of every type the bus's worker is built from.
+        // The stack settles every outcome itself (a failure is dead-lettered, counted and
+        // logged once by its layer), so the bus's worker is handed no error to log again.
         let runner: Runner<P> = Arc::new(move |env: Envelope<P>| {
             let (s, i) = (stack.clone(), info.clone());
-            Box::pin(async move { run_one(&*s, &i, env).await })
+            Box::pin(async move {
+                let _ = run_one(&*s, &i, env).await;
+            })
         });
         let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use syncbus_core::NameKind;
 use syncbus_storage::check_name;
-use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreFuture};
+use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreErrorKind, StoreFuture};
 
 /// When SQLite considers a commit done.
 ///
@@ -215,6 +215,7 @@ impl SqliteStore {
     ///
     /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) for a file that is not an SQLite database or is corrupt,
     /// [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible) for a store written by a newer syncbus,
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) if the file's folder does not exist (named in the message),
     /// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) if the file cannot be opened or migrated.
     ///
     /// ```
@@ -735,6 +736,19 @@ fn retry_busy<T>(
 }
 
 fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreError> {
+    // SQLite would say "unable to open database file": say which folder is missing.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !folder.is_dir() {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                format!(
+                    "cannot create store file {}: the folder {} does not exist",
+                    path.display(),
+                    folder.display()
+                ),
+            ));
+        }
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
