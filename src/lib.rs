@@ -47,10 +47,10 @@
 //! crates fit together: `ARCHITECTURE.md` in the repository.
 
 pub use syncbus_core::{
-    AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher, Settle,
-    ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics,
-    Undelivered,
+    AckError, Bus, BusMetrics, Busy, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason,
+    Delivery, HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher,
+    Settle, ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription,
+    SubscriptionMetrics, Undelivered, Unsettled,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
@@ -67,8 +67,8 @@ pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
     Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveError,
     RedriveReport, ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError,
-    ServeMetrics, Served, SkipReason, Skipped, StartAt, WhenOpen, Workflow, WorkflowMetrics,
-    WorkflowServe, WorkflowSubscription,
+    ServeMetrics, Served, SkipReason, Skipped, StartAt, Storable, WhenOpen, Workflow,
+    WorkflowBuilder, WorkflowMetrics, WorkflowServe, WorkflowSubscribe, WorkflowSubscription,
 };
 
 /// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],
@@ -77,13 +77,22 @@ pub use syncbus_workflow::{
 /// and the backends: SQLite with the `sqlite` feature (on by default), PostgreSQL with
 /// `postgres`.
 pub mod store {
+    #[doc(inline)]
     pub use syncbus_storage::*;
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[doc(inline)]
     pub use syncbus_store::*;
 }
 
-/// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`]).
-pub use syncbus_workflow as workflow;
+/// The workflow crate whole: every layer on its own as a handler and its layer
+/// ([`workflow::Dedup`] and [`workflow::DedupLayer`], [`workflow::Retry`] and
+/// [`workflow::RetryLayer`], ...), composed with [`workflow::Layer`] and
+/// [`workflow::Stack`]; the builders ([`workflow::WorkflowBuilder`],
+/// [`workflow::WorkflowSubscribe`]) and chains ([`workflow::Chains`]).
+pub mod workflow {
+    #[doc(inline)]
+    pub use syncbus_workflow::*;
+}
 
 /// The names most programs need: `use syncbus::prelude::*;`.
 pub mod prelude {
