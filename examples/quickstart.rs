@@ -146,10 +146,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {line}");
     }
     let m = bus.metrics();
-    println!(
-        "metrics: published={} delivered={} failed={} dropped={}",
-        m.published, m.delivered, m.failed, m.dropped
-    );
+    println!("metrics: {m}");
+    // 15 events: per order one placed, one invoice request, three status changes.
+    assert_eq!((m.published, m.delivered, m.failed), (15, 24, 1));
+    println!("  delivered (24) exceeds published (15): an event reaches every subscription it");
+    println!("  matches; each status change went to both audit and tracking");
+    println!("  failed = 1: billing's nak of order 2's first invoice attempt; the retry was acked");
     println!("shutdown clean: {}", report.is_clean());
 
     tokio::runtime::Runtime::new()?.block_on(durable())
@@ -177,7 +179,7 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let ledger = Arc::new(Mutex::new(Vec::new()));
     let l = ledger.clone();
-    let _ledger = wf
+    let ledger_sub = wf
         .subscribe::<PaymentReceived>("payments.*")?
         .name("ledger")
         .dedup(DedupConfig::new(store.dedup()))
@@ -200,9 +202,16 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", store.clone())?;
 
     // 6. The outbox: the payment row and its event commit in one transaction; the relay
-    //    publishes committed events in commit order.
-    for (order, cents) in [(1u64, 1000u64), (2, 0), (3, 3000)] {
-        let event = Envelope::from_event(PaymentReceived { order, cents }).to_bytes_payload()?;
+    //    publishes committed events in commit order. Order 2's payment of 0 cents is a bad
+    //    record on purpose: the ledger refuses it as a permanent error, so it ends up in the
+    //    dead letters instead of being retried forever.
+    let payments: Vec<Envelope<PaymentReceived>> = [(1u64, 1000u64), (2, 0), (3, 3000)]
+        .into_iter()
+        .map(|(order, cents)| Envelope::from_event(PaymentReceived { order, cents }))
+        .collect();
+    for payment in &payments {
+        let (order, cents) = (payment.payload().order, payment.payload().cents);
+        let event = payment.to_bytes_payload()?;
         store
             .with_connection(move |conn| {
                 let tx = conn.transaction()?;
@@ -225,6 +234,16 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
         .run_once()
         .await?;
     println!("relay: published {relayed} outbox events in commit order");
+
+    // The same payment event again (as a relay that died before marking it sent would
+    // publish it): the ledger's dedup layer knows its id and does not apply it twice.
+    bus.publish_envelope(payments[0].clone()).await?;
+    bus.settled().await;
+    println!(
+        "dedup: order 1's payment delivered again, acknowledged as a duplicate (duplicates = {})",
+        ledger_sub.metrics().duplicates
+    );
+    assert_eq!(ledger_sub.metrics().duplicates, 1);
 
     // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
     bus.settled().await; // the feed has appended what was published
@@ -250,8 +269,11 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     println!("ledger applied payments for orders {applied:?}");
     let dead = wf.dead_letters().list(&DeadLetterFilter::new()).await?;
     for d in &dead {
+        let payment: PaymentReceived = serde_json::from_slice(d.envelope.payload())?;
         println!(
-            "dead letter in SQLite: {} ({} attempts)",
+            "dead letter in SQLite: order {}'s payment, refused with \"{}\" after {} attempt(s), \
+             not retried (a permanent error); redrive it once the data is fixed",
+            payment.order,
             d.error(),
             d.attempts
         );

@@ -326,6 +326,15 @@ where
                     inst.error = Some(e.to_string());
                     inst.status = SagaStatus::Compensating;
                     tracing::warn!(saga = %self.name, id, step = %step.name, error = %e, "saga step failed: compensating");
+                    // The chain shows which step failed and why, beside the saga's own
+                    // handling (which succeeds: it compensated).
+                    if let Some(chains) = ctx.chains() {
+                        chains.handled(
+                            ctx.meta(),
+                            &format!("{} step {}", ctx.subscription(), step.name),
+                            Err(format!("failed: {e}")),
+                        );
+                    }
                 }
             }
             self.save(&mut inst).await?;
