@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
 use syncbus::store::DeadLetterFilter;
 use syncbus::store::{rusqlite, DurableConfig, DurableConsumer, LogFeed, Relay, SqliteStore};
-use syncbus::DedupConfig;
 
 // `#[derive(Event)]` names each event's type and default topic (checked while compiling)
 // and which field is its entity id and version.

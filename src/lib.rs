@@ -97,8 +97,8 @@ pub mod workflow {
 /// The names most programs need: `use syncbus::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        handler_fn, Bus, Consumer, ConsumerConfig, Context, EntityId, Envelope, Event, EventId,
-        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
+        handler_fn, Bus, Consumer, ConsumerConfig, Context, DedupConfig, EntityId, Envelope, Event,
+        EventId, HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
     };
 }
 
