@@ -333,7 +333,7 @@ async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
     let (hd, st) = (handled.clone(), started.clone());
     let served = wf
         .serve(source)
-        .lanes(lanes)
+        .keyed(lanes)
         .batch(100)
         .fetch_wait(Duration::from_millis(20))
         .handle(move |env: Envelope<Mail>, _ctx| {
@@ -388,7 +388,7 @@ async fn long_handler<H: Harness>(mut h: H) {
     let c = calls.clone();
     let served = wf
         .serve(source)
-        .lanes(2)
+        .keyed(2)
         .fetch_wait(Duration::from_millis(20))
         .in_progress_every(Some(ACK_TIMEOUT / 4))
         .handle(move |_env: Envelope<Mail>, _ctx| {
@@ -505,7 +505,7 @@ async fn refused_setups_are_typed_errors() {
             .unwrap()
     };
     assert!(matches!(
-        wf.serve(mails()).lanes(0).handle_with(ok()),
+        wf.serve(mails()).keyed(0).handle_with(ok()),
         Err(ServeError::InvalidConfig(_))
     ));
     let first = wf.serve(mails()).name("mailer").handle_with(ok()).unwrap();
@@ -548,7 +548,7 @@ async fn served_settled_waits_for_every_fetched_delivery() {
     let hd = handled.clone();
     let served = wf
         .serve(source)
-        .lanes(2)
+        .keyed(2)
         .fetch_wait(Duration::from_millis(20))
         .handle(move |_env: Envelope<Mail>, _ctx| {
             let hd = hd.clone();

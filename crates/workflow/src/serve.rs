@@ -196,7 +196,7 @@ impl Counts {
 ///     .serve(outbox)
 ///     .name("mailer")
 ///     .retry(RetryPolicy::default().max_attempts(5))
-///     .lanes(4) // four at a time; one entity's events stay in order
+///     .keyed(4) // four at a time; one entity's events stay in order
 ///     .handle(|env: Envelope<Mail>, _ctx| async move {
 ///         println!("mail to {}", env.payload().to);
 ///         Ok::<(), HandlerError>(())
@@ -310,7 +310,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     }
 
     /// Applies each entity's events in version order (the resequencer). Give it
-    /// [`lanes`](Self::lanes) so one entity's events meet it one at a time.
+    /// [`keyed`](Self::keyed) so one entity's events meet it one at a time.
     ///
     /// # Examples
     ///
@@ -448,14 +448,15 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
-    /// Deliveries handled at once (at least 1). Events of one entity always go to the same
-    /// lane, so they are handled one at a time and in fetch order; entities run in
-    /// parallel. Events without an entity id are spread over the lanes.
+    /// Handles deliveries in `lanes` keyed lanes (at least 1; default 1): events of one
+    /// entity always go to the same lane, so they are handled one at a time and in fetch
+    /// order, while entities run in parallel. Events without an entity id are spread over
+    /// the lanes. The same setting, and name, as a bus or workflow subscription's `keyed`.
     ///
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn lanes(mut self, n: usize) -> Self {
+    pub fn keyed(mut self, n: usize) -> Self {
         self.lanes = n;
         self
     }
@@ -599,7 +600,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServeError::NoRuntime)?;
         if self.lanes == 0 {
-            return Err(ServeError::InvalidConfig("lanes must be at least 1"));
+            return Err(ServeError::InvalidConfig("keyed lanes must be at least 1"));
         }
         if self.batch == 0 {
             return Err(ServeError::InvalidConfig("batch must be at least 1"));
