@@ -47,6 +47,16 @@ pub enum NameKind {
     Member,
     /// A checkpoint's name.
     Checkpoint,
+    /// A header value (a CloudEvents extension attribute's value, see
+    /// [`ExtensionValue`](crate::ExtensionValue)).
+    HeaderValue,
+    /// An absolute URI (the CloudEvents `URI` type: `dataschema`, URI extensions).
+    Uri,
+    /// A URI-reference (the CloudEvents `URI-reference` type: `source`, URI-reference
+    /// extensions).
+    UriReference,
+    /// A CloudEvents `subject`.
+    Subject,
 }
 
 impl NameKind {
@@ -70,6 +80,10 @@ impl NameKind {
             NameKind::Consumer => "consumer name",
             NameKind::Member => "member name",
             NameKind::Checkpoint => "checkpoint name",
+            NameKind::HeaderValue => "header value",
+            NameKind::Uri => "uri",
+            NameKind::UriReference => "uri reference",
+            NameKind::Subject => "subject",
         }
     }
 }
@@ -341,6 +355,38 @@ pub(crate) fn check_len(kind: NameKind, s: &str, max: usize) -> Result<(), NameE
         return Err(NameError::new(kind, reason, s));
     }
     Ok(())
+}
+
+/// The rule the CloudEvents type system sets for its `String` type: no control characters
+/// (U+0000 to U+001F, U+007F to U+009F) and no Unicode noncharacters. (Unpaired surrogates
+/// cannot occur in a Rust string.)
+pub(crate) const CE_STRING_RULE: &str =
+    "control characters and unicode noncharacters are not allowed";
+
+/// The first character that the CloudEvents `String` type disallows, with its byte offset.
+pub(crate) fn find_non_ce_char(s: &str) -> Option<(usize, char)> {
+    s.char_indices()
+        .find(|&(_, c)| c.is_control() || is_noncharacter(c))
+}
+
+/// Checks `s` against the CloudEvents `String` rule, as a name of `kind`.
+pub(crate) fn check_ce_string(kind: NameKind, s: &str) -> Result<(), NameError> {
+    match find_non_ce_char(s) {
+        Some((byte, ch)) => {
+            let reason = NameReason::InvalidChar {
+                ch,
+                byte,
+                rule: CE_STRING_RULE,
+            };
+            Err(NameError::new(kind, reason, s))
+        }
+        None => Ok(()),
+    }
+}
+
+fn is_noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
 fn too_long_prefix(s: &str) -> String {
