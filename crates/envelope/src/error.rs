@@ -184,7 +184,10 @@ impl fmt::Display for DecodeError {
                 )
             }
             DecodeError::UnsupportedVersion(v) => {
-                write!(f, "unsupported binary format version {v}, supported are 1 and 2")
+                write!(
+                    f,
+                    "unsupported binary format version {v}, supported are 1 and 2"
+                )
             }
             DecodeError::TooManyHeaders { count, max } => {
                 write!(f, "{count} headers, at most {max} are allowed")

@@ -498,10 +498,24 @@ mod tests {
 
     #[test]
     fn integers_follow_json_grammar() {
-        for (s, n) in [("0", Some(0)), ("-0", Some(0)), ("2147483647", Some(i32::MAX))] {
+        for (s, n) in [
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("2147483647", Some(i32::MAX)),
+        ] {
             assert_eq!(parse_i32(s), n, "{s}");
         }
-        for s in ["", "-", "01", "+1", "1.0", "1e3", "2147483648", " 1", "-2147483649"] {
+        for s in [
+            "",
+            "-",
+            "01",
+            "+1",
+            "1.0",
+            "1e3",
+            "2147483648",
+            " 1",
+            "-2147483649",
+        ] {
             assert_eq!(parse_i32(s), None, "{s}");
         }
         assert_eq!(parse_i32("-2147483648"), Some(i32::MIN));
@@ -510,7 +524,10 @@ mod tests {
     #[test]
     fn kinds_have_distinct_tags() {
         for tag in 0..7 {
-            assert_eq!(ExtensionKind::from_tag(tag).map(ExtensionKind::tag), Some(tag));
+            assert_eq!(
+                ExtensionKind::from_tag(tag).map(ExtensionKind::tag),
+                Some(tag)
+            );
         }
         assert_eq!(ExtensionKind::from_tag(7), None);
     }

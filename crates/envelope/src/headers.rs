@@ -383,7 +383,11 @@ pub(crate) fn validate_attribute_name(name: &str) -> Result<(), NameError> {
 pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
     validate_attribute_name(name)?;
     if SPEC_ATTRIBUTES.contains(&name) || SYNCBUS_ATTRIBUTES.contains(&name) {
-        return Err(NameError::new(NameKind::HeaderName, NameReason::Reserved, name));
+        return Err(NameError::new(
+            NameKind::HeaderName,
+            NameReason::Reserved,
+            name,
+        ));
     }
     Ok(())
 }

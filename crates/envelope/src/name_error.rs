@@ -256,7 +256,7 @@ impl NameError {
     /// use syncbus_envelope::{EventId, Pattern};
     ///
     /// assert_eq!(Pattern::new("orders*").unwrap_err().position(), Some(6));
-    /// assert_eq!(EventId::parse("a b").unwrap_err().position(), Some(1));
+    /// assert_eq!(EventId::parse("a\tb").unwrap_err().position(), Some(1));
     /// assert_eq!(EventId::parse("").unwrap_err().position(), None);
     /// ```
     pub fn position(&self) -> Option<usize> {

@@ -549,7 +549,10 @@ mod tests {
     #[test]
     fn range_constants_match_the_calendar() {
         assert_eq!(days_from_civil(0, 1, 1) * SECS_PER_DAY, MIN_SECS);
-        assert_eq!(days_from_civil(9999, 12, 31) * SECS_PER_DAY + 86_399, MAX_SECS);
+        assert_eq!(
+            days_from_civil(9999, 12, 31) * SECS_PER_DAY + 86_399,
+            MAX_SECS
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ fn check(s: &str, kind: NameKind, absolute: bool) -> Result<(), NameError> {
     if let Some(i) = b.iter().position(|&c| !is_uri_char(c)) {
         return Err(bad(i, "not a character a uri may contain (rfc 3986)"));
     }
-    let end_of_main = b.iter().position(|&c| c == b'?' || c == b'#').unwrap_or(b.len());
+    let end_of_main = b
+        .iter()
+        .position(|&c| c == b'?' || c == b'#')
+        .unwrap_or(b.len());
     // Query and fragment: pchar / "/" / "?"; the fragment starts at the first '#'.
     if let Some(hash) = b.iter().position(|&c| c == b'#') {
         if let Some(i) = b[hash + 1..].iter().position(|&c| c == b'#') {
@@ -62,7 +65,10 @@ fn check(s: &str, kind: NameKind, absolute: bool) -> Result<(), NameError> {
             colon + 1
         }
         _ if absolute => {
-            return Err(bad(0, "an absolute uri starts with a scheme such as 'https:'"));
+            return Err(bad(
+                0,
+                "an absolute uri starts with a scheme such as 'https:'",
+            ));
         }
         _ => 0,
     };
@@ -78,8 +84,14 @@ fn check(s: &str, kind: NameKind, absolute: bool) -> Result<(), NameError> {
     } else {
         rest_at
     };
-    if let Some(i) = main[path_at..].iter().position(|&c| matches!(c, b'[' | b']')) {
-        return Err(bad(path_at + i, "'[' and ']' may only enclose an ip literal host"));
+    if let Some(i) = main[path_at..]
+        .iter()
+        .position(|&c| matches!(c, b'[' | b']'))
+    {
+        return Err(bad(
+            path_at + i,
+            "'[' and ']' may only enclose an ip literal host",
+        ));
     }
     Ok(())
 }
@@ -108,7 +120,10 @@ fn check_authority(a: &[u8], at: usize) -> Result<(), (usize, &'static str)> {
         close + 1
     } else {
         if let Some(i) = host.iter().position(|&c| matches!(c, b'[' | b']')) {
-            return Err((at + host_start + i, "'[' and ']' may only enclose an ip literal host"));
+            return Err((
+                at + host_start + i,
+                "'[' and ']' may only enclose an ip literal host",
+            ));
         }
         host.iter().position(|&c| c == b':').unwrap_or(host.len())
     };
@@ -116,9 +131,15 @@ fn check_authority(a: &[u8], at: usize) -> Result<(), (usize, &'static str)> {
         None => Ok(()),
         Some(b':') => match host[port_at + 1..].iter().position(|c| !c.is_ascii_digit()) {
             None => Ok(()),
-            Some(i) => Err((at + host_start + port_at + 1 + i, "a port holds only digits")),
+            Some(i) => Err((
+                at + host_start + port_at + 1 + i,
+                "a port holds only digits",
+            )),
         },
-        Some(_) => Err((at + host_start + port_at, "expected ':' and a port after the host")),
+        Some(_) => Err((
+            at + host_start + port_at,
+            "expected ':' and a port after the host",
+        )),
     }
 }
 
@@ -142,8 +163,7 @@ fn check_percent(b: &[u8], from: usize, to: usize) -> Result<(), usize> {
 
 fn is_scheme(s: &[u8]) -> bool {
     s.first().is_some_and(u8::is_ascii_alphabetic)
-        && s
-            .iter()
+        && s.iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
@@ -228,7 +248,15 @@ mod tests {
         ] {
             assert_eq!(check_uri_reference(ok), Ok(()), "{ok}");
         }
-        for bad in ["a b", "1a:b", "/café", "50%", "\\windows\\path", "a|b", "<x>"] {
+        for bad in [
+            "a b",
+            "1a:b",
+            "/café",
+            "50%",
+            "\\windows\\path",
+            "a|b",
+            "<x>",
+        ] {
             assert!(check_uri_reference(bad).is_err(), "{bad}");
         }
     }

@@ -759,7 +759,8 @@ fn arb_json_value() -> impl Strategy<Value = ExtensionValue> {
 fn arb_any_value() -> impl Strategy<Value = ExtensionValue> {
     prop_oneof![
         arb_json_value(),
-        "https://[a-z]{1,10}\\.example/[a-z0-9/]{0,10}".prop_map(|s| ExtensionValue::uri(s).unwrap()),
+        "https://[a-z]{1,10}\\.example/[a-z0-9/]{0,10}"
+            .prop_map(|s| ExtensionValue::uri(s).unwrap()),
         "[a-z0-9/.]{0,12}".prop_map(|s| ExtensionValue::uri_ref(s).unwrap()),
         any::<i64>().prop_map(|n| ExtensionValue::from(Timestamp::from_unix_nanos(n))),
         proptest::collection::vec(any::<u8>(), 0..20).prop_map(|b| ExtensionValue::binary(&b)),
@@ -887,7 +888,9 @@ fn arb_meta_with(values: BoxedStrategy<ExtensionValue>) -> impl Strategy<Value =
         )
 }
 
-fn arb_envelope_with(values: BoxedStrategy<ExtensionValue>) -> impl Strategy<Value = Envelope<Bytes>> {
+fn arb_envelope_with(
+    values: BoxedStrategy<ExtensionValue>,
+) -> impl Strategy<Value = Envelope<Bytes>> {
     let json_payload = (
         proptest::option::of(prop_oneof![Just("application/json"), Just("text/json")]),
         prop_oneof![Just(Vec::new()), arb_json()],

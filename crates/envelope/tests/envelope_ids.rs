@@ -233,7 +233,9 @@ fn serde_uses_the_string_form() {
     let text: EventId = serde_json::from_str("\"abc\"").unwrap();
     assert_eq!(text, EventId::parse("abc").unwrap());
     assert_eq!(
-        serde_json::from_str::<EventId>("\"a b\"").unwrap().to_string(),
+        serde_json::from_str::<EventId>("\"a b\"")
+            .unwrap()
+            .to_string(),
         "a b"
     );
     assert!(serde_json::from_str::<EventId>("\"a\\u0001\"").is_err());

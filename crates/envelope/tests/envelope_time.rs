@@ -78,12 +78,18 @@ fn every_rfc3339_year_is_in_range() {
         assert_eq!(t.to_string(), s.replace(".5Z", ".500Z"));
     }
     assert_eq!(
-        Timestamp::parse_rfc3339("0001-01-01T00:00:00Z").unwrap().as_unix_secs(),
+        Timestamp::parse_rfc3339("0001-01-01T00:00:00Z")
+            .unwrap()
+            .as_unix_secs(),
         -62_135_596_800
     );
     // Out of range only where an offset moves the time out of years 0000 to 9999 in UTC.
     for s in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {
-        assert_eq!(Timestamp::parse_rfc3339(s), Err(TimeError::OutOfRange), "{s}");
+        assert_eq!(
+            Timestamp::parse_rfc3339(s),
+            Err(TimeError::OutOfRange),
+            "{s}"
+        );
     }
     assert!(Timestamp::parse_rfc3339("0000-01-01T00:00:00-00:01").is_ok());
 }
@@ -128,7 +134,10 @@ fn rejects_malformed_text() {
 fn millis_and_now() {
     assert_eq!(Timestamp::from_unix_millis(1).as_unix_nanos(), 1_000_000);
     assert_eq!(Timestamp::from_unix_millis(u64::MAX), Timestamp::MAX);
-    assert_eq!(Timestamp::from_unix_millis(u64::MAX).as_unix_nanos(), i64::MAX);
+    assert_eq!(
+        Timestamp::from_unix_millis(u64::MAX).as_unix_nanos(),
+        i64::MAX
+    );
     let a = Timestamp::now();
     let b = Timestamp::now();
     assert!(b >= a);

@@ -137,7 +137,9 @@ impl Binary {
             .split_first()
             .ok_or_else(|| DecodeError::malformed("empty input"))?;
         match version {
-            1 => take_all::<WireV1<'_>>(body)?.into_v2().into_envelope(limits),
+            1 => take_all::<WireV1<'_>>(body)?
+                .into_v2()
+                .into_envelope(limits),
             VERSION => take_all::<WireV2<'_>>(body)?.into_envelope(limits),
             other => Err(DecodeError::UnsupportedVersion(other)),
         }

@@ -355,9 +355,10 @@ fn check_ce_text(s: &str) -> Result<(), String> {
 pub(crate) fn check_media_type(ct: &str) -> Result<(), &'static str> {
     fn token(b: &[u8], i: &mut usize) -> bool {
         let start = *i;
-        while b.get(*i).is_some_and(|&c| {
-            c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&c)
-        }) {
+        while b
+            .get(*i)
+            .is_some_and(|&c| c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&c))
+        {
             *i += 1;
         }
         *i > start
@@ -639,7 +640,9 @@ fn non_empty<'a>(attr: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeEr
 /// An extension attribute's value: a string, an int32 or a boolean.
 fn extension_value(attr: &str, raw: &RawValue) -> Result<ExtensionValue, DecodeError> {
     match kind(raw) {
-        b'"' => ExtensionValue::string(string(attr, raw)?).map_err(|e| DecodeError::invalid(attr, e)),
+        b'"' => {
+            ExtensionValue::string(string(attr, raw)?).map_err(|e| DecodeError::invalid(attr, e))
+        }
         b't' | b'f' => serde_json::from_str::<bool>(raw.get())
             .map(ExtensionValue::from)
             .map_err(|e| DecodeError::invalid(attr, e)),
@@ -647,15 +650,17 @@ fn extension_value(attr: &str, raw: &RawValue) -> Result<ExtensionValue, DecodeE
             attr,
             "extension attributes must be strings, integers or booleans",
         )),
-        _ => parse_i32(raw.get()).map(ExtensionValue::from).ok_or_else(|| {
-            DecodeError::invalid(
-                attr,
-                format_args!(
-                    "{} is not a cloudevents integer (a whole number in the int32 range)",
-                    raw.get()
-                ),
-            )
-        }),
+        _ => parse_i32(raw.get())
+            .map(ExtensionValue::from)
+            .ok_or_else(|| {
+                DecodeError::invalid(
+                    attr,
+                    format_args!(
+                        "{} is not a cloudevents integer (a whole number in the int32 range)",
+                        raw.get()
+                    ),
+                )
+            }),
     }
 }
 
@@ -996,10 +1001,21 @@ mod tests {
         ] {
             assert_eq!(content_kind(ct), ContentKind::Json, "{ct:?}");
         }
-        for ct in ["text/plain", "text/xml", "application/xml", "application/atom+xml", "TEXT/CSV"] {
+        for ct in [
+            "text/plain",
+            "text/xml",
+            "application/xml",
+            "application/atom+xml",
+            "TEXT/CSV",
+        ] {
             assert_eq!(content_kind(Some(ct)), ContentKind::Text, "{ct:?}");
         }
-        for ct in ["application/octet-stream", "json", "application/jsonx", "image/png"] {
+        for ct in [
+            "application/octet-stream",
+            "json",
+            "application/jsonx",
+            "image/png",
+        ] {
             assert_eq!(content_kind(Some(ct)), ContentKind::Other, "{ct:?}");
         }
     }
@@ -1016,7 +1032,17 @@ mod tests {
         ] {
             assert_eq!(check_media_type(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "json", "text/", "/plain", "text/plain;", "text/plain; charset", "text plain", "text/plain; a=\"x", "a/b c"] {
+        for bad in [
+            "",
+            "json",
+            "text/",
+            "/plain",
+            "text/plain;",
+            "text/plain; charset",
+            "text plain",
+            "text/plain; a=\"x",
+            "a/b c",
+        ] {
             assert!(check_media_type(bad).is_err(), "{bad:?}");
         }
     }
