@@ -10,7 +10,10 @@
 //! | [`Binary`] | versioned postcard | outbox tables, logs, syncbus-to-syncbus links |
 //!
 //! Both codecs keep every metadata field, and decoding checks [`Limits`] before copying
-//! large inputs, so they are safe to feed untrusted bytes.
+//! large inputs, so they are safe to feed untrusted bytes. CloudEvents JSON takes any
+//! spec-valid event and gives the same event back: ids byte for byte, the time (or its
+//! absence), `subject`, `dataschema`, each extension attribute with its CloudEvents type
+//! ([`ExtensionValue`]), and the data in the form it came in.
 //!
 //! Names are validated once, when made, and carried as newtypes from then on: [`Topic`] and
 //! [`Pattern`] (NATS rules), [`EventType`], [`EntityId`], [`EventId`], header names. Every

@@ -55,8 +55,6 @@ pub enum NameKind {
     /// A URI-reference (the CloudEvents `URI-reference` type: `source`, URI-reference
     /// extensions).
     UriReference,
-    /// A CloudEvents `subject`.
-    Subject,
 }
 
 impl NameKind {
@@ -83,7 +81,6 @@ impl NameKind {
             NameKind::HeaderValue => "header value",
             NameKind::Uri => "uri",
             NameKind::UriReference => "uri reference",
-            NameKind::Subject => "subject",
         }
     }
 }

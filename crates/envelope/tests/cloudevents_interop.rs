@@ -11,7 +11,7 @@
 //! - CloudEvents JSON → envelope → binary → envelope → JSON is the identity.
 
 use cloudevents::event::ExtensionValue as SdkValue;
-use cloudevents::{AttributesReader, AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
