@@ -547,6 +547,49 @@ fn binary_unknown_version() {
 }
 
 #[test]
+fn binary_version_1_is_still_read() {
+    // A record as version 1 wrote it (postcard): stored events stay readable.
+    let mut v1 = vec![1u8, 0];
+    v1.extend_from_slice(&0x0190_1234_5678_7abc_8def_0123_4567_89abu128.to_be_bytes());
+    v1.extend_from_slice(&[3, b'a', b'.', b'b']); // type
+    v1.extend_from_slice(&[1, 1, b't']); // topic
+    v1.push(0); // source
+    v1.extend_from_slice(&[1, 0xD0, 0x0F]); // time: 1000 ns, zigzag varint
+    v1.push(0); // entity id
+    v1.extend_from_slice(&[1, 3]); // version
+    v1.extend_from_slice(&[1, 1, 1, b'c']); // correlation id: text "c"
+    v1.push(0); // causation id
+    v1.extend_from_slice(&[1, 10]);
+    v1.extend_from_slice(b"text/plain");
+    v1.extend_from_slice(&[1, 6]);
+    v1.extend_from_slice(b"tenant");
+    v1.push(4);
+    v1.extend_from_slice(b"acme");
+    v1.extend_from_slice(&[2, b'h', b'i']);
+    let env = Binary::decode(&v1, &Limits::default()).unwrap();
+    let m = env.meta();
+    assert_eq!(
+        m.id().as_u128(),
+        Some(0x0190_1234_5678_7abc_8def_0123_4567_89ab)
+    );
+    assert_eq!(m.event_type().as_str(), "a.b");
+    assert_eq!(m.topic().map(Topic::as_str), Some("t"));
+    assert_eq!(m.time(), Some(Timestamp::from_unix_nanos(1000)));
+    assert_eq!(m.version(), Some(3));
+    assert_eq!(
+        m.correlation_id().map(ToString::to_string).as_deref(),
+        Some("c")
+    );
+    assert_eq!(m.content_type(), Some("text/plain"));
+    assert_eq!(m.headers().get("tenant"), Some("acme"));
+    assert_eq!(env.payload().as_ref(), b"hi");
+    // Written again, it is version 2.
+    let v2 = Binary::encode(&env).unwrap();
+    assert_eq!(v2[0], 2);
+    assert_eq!(Binary::decode(&v2, &Limits::default()).unwrap(), env);
+}
+
+#[test]
 fn binary_invalid_event_type_is_rejected() {
     // Encode with a type whose bytes we can find and corrupt in place.
     let env = Envelope::new(

@@ -1,63 +1,4 @@
 //! CloudEvents 1.0 JSON, structured mode: any spec-valid event in, the same event out.
-//!
-//! # Attributes
-//!
-//! | CloudEvents | syncbus | written | read |
-//! | --- | --- | --- | --- |
-//! | `specversion` | | `"1.0"` | must be `"1.0"` |
-//! | `id` | [`Metadata::id`] | its text, byte for byte | any non-empty `String` up to 256 bytes |
-//! | `source` | [`Metadata::source`] | the source, or [`CloudEventsJson::DEFAULT_SOURCE`] when none | a non-empty URI-reference; the default reads back as none |
-//! | `type` | [`Metadata::event_type`] | as is | any non-empty `String` up to 256 bytes |
-//! | `subject` | [`Metadata::subject`] | when set | a non-empty `String` |
-//! | `time` | [`Metadata::time`] | when there is one, RFC 3339 in UTC | RFC 3339, years 0000 to 9999, leap seconds kept; absent stays absent |
-//! | `datacontenttype` | [`Metadata::content_type`] | when set | a media type (RFC 2046) |
-//! | `dataschema` | [`Metadata::dataschema`] | when set | an absolute URI |
-//! | `topic` | [`Metadata::topic`] | when set | a string that is a [`Topic`] |
-//! | `entityid` | [`Metadata::entity_id`] | when set | a string that is an [`EntityId`] |
-//! | `entityversion` | [`Metadata::version`] | an integer up to `i32::MAX`, above it a string of decimal digits (CloudEvents integers are 32-bit) | the same two forms |
-//! | `correlationid`, `causationid` | [`Metadata::correlation_id`], [`Metadata::causation_id`] | as text | a string that is an [`EventId`] |
-//! | any other extension | one [`Headers`] entry | by its [`ExtensionKind`]: integers and booleans as JSON ones, the rest as strings | a string, an integer in the int32 range or a boolean |
-//!
-//! A `null` attribute counts as absent. A syncbus attribute whose value is not in the form
-//! syncbus writes (an integer `entityid`, a `topic` that is no topic, a string
-//! `entityversion` of `"7"`) is another system's extension that happens to share the name:
-//! it is kept as a header of that name and of its own type, and goes out unchanged.
-//!
-//! # Data
-//!
-//! Data keeps its form: JSON stays JSON (the exact text of `data`), text stays a string,
-//! bytes stay `data_base64`, empty stays empty (`"data":""`, `"data_base64":""` and no data
-//! at all are three different events, and each comes back out as it came). For an envelope
-//! made here the encoder picks the form from the content type:
-//!
-//! - a JSON type (none, `application/json`, `text/json`, any `+json`): `data` as JSON; with no
-//!   content type a payload that is not exactly one JSON value goes in `data_base64`;
-//! - a text type (`text/*`, `application/xml`, any `+xml`): `data` as a string when the
-//!   payload is UTF-8, else `data_base64`;
-//! - any other type: `data_base64`. An empty payload writes no data.
-//!
-//! # Foreign names
-//!
-//! Names from other systems are taken as CloudEvents allows them, not mapped: a `type` with
-//! spaces or non-ASCII characters is the [`EventType`] it reads, and a `subject` is kept as
-//! text. Only what syncbus cannot hold is refused, with a [`DecodeError`] naming the
-//! attribute: an `id` or `type` over 256 bytes, extension names over
-//! [`Headers::MAX_NAME_LEN`]. An inbound event routes on its `topic`; to route one that has
-//! none by its type or subject, make the topic with [`Topic::new`], which refuses a name that
-//! is no topic (non-ASCII, spaces, wildcards, over 256 bytes or 32 tokens) with a
-//! [`NameError`](crate::NameError). No name is ever rewritten, and nothing panics.
-//!
-//! ```
-//! use syncbus_envelope::{CloudEventsJson, Limits, NameReason, Topic};
-//!
-//! let json = r#"{"specversion":"1.0","id":"x 1","source":"/s","type":"commande passée"}"#;
-//! let env = CloudEventsJson::decode(json.as_bytes(), &Limits::default())?;
-//! assert_eq!(env.meta().event_type().as_str(), "commande passée");
-//! assert_eq!(env.meta().topic(), None);
-//! let err = Topic::new(env.meta().event_type().as_str()).unwrap_err();
-//! assert!(matches!(err.reason(), NameReason::InvalidChar { ch: ' ', .. }));
-//! # Ok::<(), syncbus_envelope::DecodeError>(())
-//! ```
 
 use std::borrow::Cow;
 use std::fmt;
@@ -80,11 +21,69 @@ use crate::{
 
 /// The CloudEvents 1.0 JSON codec (structured content mode).
 ///
-/// See the [JSON event format] spec and the [module docs](self) for how every attribute and
-/// every form of data maps. Decoding accepts exactly the events the spec allows (within
-/// [`Limits`]) and keeps them exactly; encoding writes only spec-valid events.
+/// See the [JSON event format] spec. Decoding accepts exactly the events the spec allows
+/// (within [`Limits`]) and keeps them exactly; encoding writes only spec-valid events.
 ///
 /// [JSON event format]: https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md
+///
+/// # Attributes
+///
+/// | CloudEvents | syncbus | written | read |
+/// | --- | --- | --- | --- |
+/// | `specversion` | | `"1.0"` | must be `"1.0"` |
+/// | `id` | [`Metadata::id`] | its text, byte for byte | any non-empty `String` up to 256 bytes |
+/// | `source` | [`Metadata::source`] | the source, or [`CloudEventsJson::DEFAULT_SOURCE`] when none | a non-empty URI-reference; the default reads back as none |
+/// | `type` | [`Metadata::event_type`] | as is | any non-empty `String` up to 256 bytes |
+/// | `subject` | [`Metadata::subject`] | when set | a non-empty `String` |
+/// | `time` | [`Metadata::time`] | when there is one, RFC 3339 in UTC | RFC 3339, years 0000 to 9999, leap seconds kept; absent stays absent |
+/// | `datacontenttype` | [`Metadata::content_type`] | when set | a media type (RFC 2046) |
+/// | `dataschema` | [`Metadata::dataschema`] | when set | an absolute URI |
+/// | `topic` | [`Metadata::topic`] | when set | a string that is a [`Topic`] |
+/// | `entityid` | [`Metadata::entity_id`] | when set | a string that is an [`EntityId`] |
+/// | `entityversion` | [`Metadata::version`] | an integer up to `i32::MAX`, above it a string of decimal digits (CloudEvents integers are 32-bit) | the same two forms |
+/// | `correlationid`, `causationid` | [`Metadata::correlation_id`], [`Metadata::causation_id`] | as text | a string that is an [`EventId`] |
+/// | any other extension | one [`Headers`] entry | by its [`ExtensionKind`]: integers and booleans as JSON ones, the rest as strings | a string, an integer in the int32 range or a boolean |
+///
+/// A `null` attribute counts as absent. A syncbus attribute whose value is not in the form
+/// syncbus writes (an integer `entityid`, a `topic` that is no topic, a string
+/// `entityversion` of `"7"`) is another system's extension that happens to share the name:
+/// it is kept as a header of that name and of its own type, and goes out unchanged.
+///
+/// # Data
+///
+/// Data keeps its form: JSON stays JSON (the exact text of `data`), text stays a string,
+/// bytes stay `data_base64`, empty stays empty (`"data":""`, `"data_base64":""` and no data
+/// at all are three different events, and each comes back out as it came). For an envelope
+/// made here the encoder picks the form from the content type:
+///
+/// - a JSON type (none, `application/json`, `text/json`, any `+json`): `data` as JSON; with no
+///   content type a payload that is not exactly one JSON value goes in `data_base64`;
+/// - a text type (`text/*`, `application/xml`, any `+xml`): `data` as a string when the
+///   payload is UTF-8, else `data_base64`;
+/// - any other type: `data_base64`. An empty payload writes no data.
+///
+/// # Foreign names
+///
+/// Names from other systems are taken as CloudEvents allows them, not mapped: a `type` with
+/// spaces or non-ASCII characters is the [`EventType`] it reads, and a `subject` is kept as
+/// text. Only what syncbus cannot hold is refused, with a [`DecodeError`] naming the
+/// attribute: an `id` or `type` over 256 bytes, extension names over
+/// [`Headers::MAX_NAME_LEN`]. An inbound event routes on its `topic`; to route one that has
+/// none by its type or subject, make the topic with [`Topic::new`], which refuses a name that
+/// is no topic (non-ASCII, spaces, wildcards, over 256 bytes or 32 tokens) with a
+/// [`NameError`](crate::NameError). No name is ever rewritten, and nothing panics.
+///
+/// ```
+/// use syncbus_envelope::{CloudEventsJson, Limits, NameReason, Topic};
+///
+/// let json = r#"{"specversion":"1.0","id":"x 1","source":"/s","type":"commande passée"}"#;
+/// let env = CloudEventsJson::decode(json.as_bytes(), &Limits::default())?;
+/// assert_eq!(env.meta().event_type().as_str(), "commande passée");
+/// assert_eq!(env.meta().topic(), None);
+/// let err = Topic::new(env.meta().event_type().as_str()).unwrap_err();
+/// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: ' ', .. }));
+/// # Ok::<(), syncbus_envelope::DecodeError>(())
+/// ```
 ///
 /// # Examples
 ///
