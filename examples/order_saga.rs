@@ -13,26 +13,18 @@ use syncbus::prelude::*;
 use syncbus::store::SagaStatus;
 use syncbus::{ChainNode, Saga};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.order.placed", topic = "orders.placed")]
 struct OrderPlaced {
     order: u64,
     card: String,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "shop.order.placed";
-    const TOPIC: &'static str = "orders.placed";
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.order.update", topic = "orders.updates")]
 struct OrderUpdate {
     order: u64,
     what: String,
-}
-
-impl Event for OrderUpdate {
-    const TYPE: &'static str = "shop.order.update";
-    const TOPIC: &'static str = "orders.updates";
 }
 
 /// The saga's state, saved after every step.
@@ -127,10 +119,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _updates = wf
         .subscribe::<OrderUpdate>("orders.updates")?
         .name("notify-customer")
-        .handle(handler_fn(|e: Envelope<OrderUpdate>, _ctx| async move {
+        .handle(|e, _ctx| async move {
             println!("  notify: order {} {}", e.payload().order, e.payload().what);
             Ok(())
-        }))?;
+        })?;
 
     let mut roots = Vec::new();
     for (order, card) in [(1, "ok"), (2, "declined")] {

@@ -14,51 +14,30 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
 use syncbus::store::DeadLetterFilter;
-use syncbus::store::{
-    rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
-};
+use syncbus::store::{rusqlite, DurableConfig, DurableConsumer, LogFeed, Relay, SqliteStore};
 use syncbus::DedupConfig;
 
-#[derive(Clone, Debug)]
+// `#[derive(Event)]` names each event's type and default topic (checked while compiling)
+// and which field is its entity id and version.
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.placed", topic = "orders.placed", entity = order)]
 struct OrderPlaced {
     order: u64,
     total_cents: u64,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "shop.order.placed";
-    const TOPIC: &'static str = "orders.placed";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.status", topic = "orders.status", entity = order, version = step)]
 struct OrderStatus {
     order: u64,
     status: &'static str,
     step: u64,
 }
 
-impl Event for OrderStatus {
-    const TYPE: &'static str = "shop.order.status";
-    const TOPIC: &'static str = "orders.status";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-    fn version(&self) -> Option<u64> {
-        Some(self.step)
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "billing.invoice.requested", topic = "billing.invoices")]
 struct SendInvoice {
     order: u64,
-}
-
-impl Event for SendInvoice {
-    const TYPE: &'static str = "billing.invoice.requested";
-    const TOPIC: &'static str = "billing.invoices";
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -176,15 +155,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Runtime::new()?.block_on(durable())
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.payment.received", topic = "payments.received")]
 struct PaymentReceived {
     order: u64,
     cents: u64,
-}
-
-impl Event for PaymentReceived {
-    const TYPE: &'static str = "shop.payment.received";
-    const TOPIC: &'static str = "payments.received";
 }
 
 /// The durable side, on one SQLite file (WAL, `synchronous=FULL`).
@@ -198,20 +173,20 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::new();
     // Dedup keys and dead letters live in the same file, so they survive a restart.
     let wf = Workflow::builder(&bus)
-        .dead_letters(Arc::new(store.dead_letters()))
+        .dead_letters(store.dead_letters())
         .build();
     let ledger = Arc::new(Mutex::new(Vec::new()));
     let l = ledger.clone();
     let _ledger = wf
         .subscribe::<PaymentReceived>("payments.*")?
         .name("ledger")
-        .dedup(DedupConfig::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(store.dedup()))
         .retry(
             RetryPolicy::default()
                 .initial(Duration::from_millis(5))
                 .max_attempts(2),
         )
-        .handle(handler_fn(move |env: Envelope<PaymentReceived>, _ctx| {
+        .handle(move |env, _ctx| {
             let l = l.clone();
             async move {
                 if env.payload().cents == 0 {
@@ -220,10 +195,9 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
                 l.lock().unwrap().push(env.payload().order);
                 Ok(())
             }
-        }))?;
+        })?;
     // Everything on `payments.>` is also appended to the store's event log.
-    let log: Arc<dyn EventLog> = Arc::new(store.clone());
-    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", log.clone())?;
+    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", store.clone())?;
 
     // 6. The outbox: the payment row and its event commit in one transaction; the relay
     //    publishes committed events in commit order.
@@ -246,22 +220,21 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
     }
-    let relayed = Relay::new(Arc::new(store.clone()), bus.clone())
+    let relayed = Relay::new(store.clone(), bus.clone())
         .typed::<PaymentReceived>() // delivered to `subscribe::<PaymentReceived>` handlers
         .run_once()
         .await?;
     println!("relay: published {relayed} outbox events in commit order");
 
     // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
-    while feed.appended() < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
+    bus.settled().await; // the feed has appended what was published
+    println!("feed: {} events appended to the log", feed.appended());
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let mut first = audit.fetch(10, Duration::ZERO).await?;
     let fetched = first.len();
     first.remove(0).ack().await?;
     drop((audit, first));
-    let audit = DurableConsumer::open(log, "audit", DurableConfig::new()).await?;
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let again = audit.fetch(10, Duration::ZERO).await?;
     println!(
         "audit after restart: {} unacked events came back (delivery #{})",

@@ -7,12 +7,9 @@
 //! ```
 //! use syncbus::prelude::*;
 //!
-//! #[derive(Clone, Debug)]
+//! #[derive(Clone, Debug, Event)]
+//! #[event(type = "orders.placed", entity = order)]
 //! struct OrderPlaced { order: u64 }
-//! impl Event for OrderPlaced {
-//!     const TYPE: &'static str = "orders.placed";
-//!     fn entity_id(&self) -> Option<EntityId> { Some(self.order.into()) }
-//! }
 //!
 //! let bus = Bus::new();
 //! let _audit = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
@@ -26,7 +23,7 @@
 //!
 //! | area | items |
 //! | --- | --- |
-//! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
+//! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`] (the trait, and `#[derive(Event)]` with the names checked at compile time), [`CloudEventsJson`], [`Binary`] |
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
 //! | publish | [`Bus::publish`] (awaits), [`Bus::try_publish`] (never waits), [`Bus::blocking_publish`] (blocks the thread), [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
@@ -43,6 +40,7 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
+//! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
@@ -57,8 +55,13 @@ pub use syncbus_core::{
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
     EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
-    Payload, SmolStr, TimeError, Timestamp, Topic,
+    Payload, SmolStr, TimeError, Timestamp, ToEntityId, Topic,
 };
+
+// The derive lives in the macro namespace, beside the trait of the same name: `use
+// syncbus::Event` (or the prelude) brings both, as serde's `Serialize` does.
+#[cfg(feature = "derive")]
+pub use syncbus_derive::Event;
 
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,

@@ -74,6 +74,7 @@ mod name_error;
 mod names;
 mod payload;
 mod time;
+mod to_entity_id;
 mod topic;
 mod uri;
 
@@ -93,4 +94,5 @@ pub use names::{EntityId, EventType};
 pub use payload::{PackedEvent, Payload};
 pub use smol_str::SmolStr;
 pub use time::{TimeError, Timestamp};
+pub use to_entity_id::ToEntityId;
 pub use topic::{Pattern, Topic};

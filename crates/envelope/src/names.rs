@@ -6,9 +6,11 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
 
+use syncbus_names::{is_valid_event_type, EVENT_TYPE_MAX_LEN};
+
 use crate::name_error::{check_ce_string, check_len, NameError, NameKind};
 
-/// Longest event type or entity id, in bytes.
+/// Longest entity id, in bytes.
 const MAX_LEN: usize = 256;
 
 /// The type of an event, such as `shop.order.placed`. Maps to the CloudEvents `type`
@@ -17,8 +19,9 @@ const MAX_LEN: usize = 256;
 /// [`EventType::new`] takes what CloudEvents allows, any `String` (spaces and non-ASCII
 /// included, no control characters or Unicode noncharacters), up to 256 bytes, so the type of
 /// an event from another system is kept as it came. The types syncbus code declares,
-/// [`EventType::from_static`] and [`Event::TYPE`](crate::Event::TYPE), keep to printable
-/// ASCII without spaces (`!` through `~`), checked at compile time.
+/// [`EventType::from_static`], [`Event::TYPE`](crate::Event::TYPE) and `#[derive(Event)]`,
+/// keep to `syncbus-names`'s stricter rule, printable ASCII without spaces (`!` through
+/// `~`), checked at compile time.
 ///
 /// # Examples
 ///
@@ -47,7 +50,7 @@ impl EventType {
     ///
     /// assert!(EventType::new("a".repeat(EventType::MAX_LEN)).is_ok());
     /// ```
-    pub const MAX_LEN: usize = MAX_LEN;
+    pub const MAX_LEN: usize = EVENT_TYPE_MAX_LEN;
 
     /// Validates and wraps an event type.
     ///
@@ -76,7 +79,7 @@ impl EventType {
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
         let name = name.as_ref();
-        check_len(NameKind::EventType, name, MAX_LEN)?;
+        check_len(NameKind::EventType, name, EVENT_TYPE_MAX_LEN)?;
         check_ce_string(NameKind::EventType, name)?;
         Ok(EventType(SmolStr::new(name)))
     }
@@ -128,23 +131,6 @@ impl EventType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Whether `name` is an event type syncbus code may declare (printable ASCII without
-/// spaces, 1 to 256 bytes); usable at compile time.
-pub(crate) const fn is_valid_event_type(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > MAX_LEN {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if !(b[i] >= 0x21 && b[i] <= 0x7E) {
-            return false;
-        }
-        i += 1;
-    }
-    true
 }
 
 /// The id of the entity (aggregate, row, document) an event is about, such as `order-42`.

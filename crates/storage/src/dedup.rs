@@ -5,6 +5,8 @@ use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -112,8 +114,151 @@ pub enum Claim {
 pub enum Outcome {
     /// The handler succeeded: later deliveries of the key are duplicates until it expires.
     Done,
-    /// The handler failed: the key is released so a redelivery can run.
+    /// The handler failed: the key is released so a redelivery can run, unless it is done
+    /// already (a done key stays done until it expires).
     Failed,
+}
+
+/// The dedup key of one delivery, as the handler sees it: the transactional inbox.
+///
+/// The dedup layer claims the key before the handler runs and marks it done after. A
+/// handler whose effect is a database transaction can instead mark it done *inside* that
+/// transaction (`SqliteStore::record_done`, `PgStore::record_done` in `syncbus-store`), on
+/// the database that holds the dedup store: the effect and the key then commit together,
+/// so a crash between them cannot make the effect happen twice. If the key turns out to be
+/// done already (another delivery committed first), recording fails with
+/// [`StoreErrorKind::Duplicate`](crate::StoreErrorKind::Duplicate) and
+/// [`note_duplicate`](Self::note_duplicate)s this entry: the handler's transaction rolls
+/// back, and the dedup layer acknowledges the delivery as a duplicate whatever error the
+/// handler returns.
+///
+/// Clones share the duplicate mark.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_storage::{DedupKey, InboxEntry};
+///
+/// let entry = InboxEntry::new(DedupKey::new("billing:payment-81")?, Duration::from_secs(3600));
+/// assert_eq!(entry.key().to_string(), "billing:payment-81");
+/// assert!(!entry.is_duplicate());
+/// entry.clone().note_duplicate();
+/// assert!(entry.is_duplicate());
+/// # Ok::<(), syncbus_envelope::NameError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    key: DedupKey,
+    ttl: Duration,
+    duplicate: Arc<AtomicBool>,
+}
+
+impl InboxEntry {
+    /// The entry for `key` (as stored: scoped to its subscription), remembered for `ttl` once
+    /// done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(60));
+    /// assert_eq!(e.ttl(), Duration::from_secs(60));
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn new(key: DedupKey, ttl: Duration) -> InboxEntry {
+        InboxEntry {
+            key,
+            ttl,
+            duplicate: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The key, as the dedup store holds it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(60));
+    /// assert_eq!(e.key(), &DedupKey::new("k")?);
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn key(&self) -> &DedupKey {
+        &self.key
+    }
+
+    /// How long the key is remembered once done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(5));
+    /// assert_eq!(e.ttl().as_secs(), 5);
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Marks the delivery a duplicate: its key was done already when the handler tried to
+    /// record it. Backends call this when they refuse to record a done key again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(5));
+    /// e.note_duplicate();
+    /// assert!(e.is_duplicate());
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn note_duplicate(&self) {
+        self.duplicate.store(true, Ordering::Release);
+    }
+
+    /// Whether recording found the key done already: the delivery is a duplicate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(5));
+    /// assert!(!e.is_duplicate());
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate.load(Ordering::Acquire)
+    }
+
+    /// The error a backend returns when the key was done already, after marking the entry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_storage::{DedupKey, InboxEntry, StoreErrorKind};
+    /// let e = InboxEntry::new(DedupKey::new("k")?, Duration::from_secs(5));
+    /// assert_eq!(e.duplicate_error().kind(), StoreErrorKind::Duplicate);
+    /// assert!(e.is_duplicate());
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn duplicate_error(&self) -> crate::StoreError {
+        self.note_duplicate();
+        crate::StoreError::new(
+            crate::StoreErrorKind::Duplicate,
+            format!(
+                "dedup key {} is done already: roll back, this delivery is a duplicate",
+                self.key
+            ),
+        )
+    }
 }
 
 /// The state of a key, as [`DedupStore::state`] reports it.
@@ -131,9 +276,12 @@ pub enum KeyState {
 ///
 /// A key is claimed before the handler runs and finished after: `Done` keeps it (duplicates
 /// are acknowledged) for a time-to-live, `Failed` releases it. An in-flight claim carries a
-/// lease: if its holder dies, the key is claimable again once the lease expires. Claiming
-/// must be atomic: of two concurrent claims of a free key exactly one gets
-/// [`Claim::Acquired`].
+/// lease, which its holder [`renew`](Self::renew)s while it runs: if the holder dies, the
+/// key is claimable again once the lease expires. Claiming must be atomic: of two
+/// concurrent claims of a free key exactly one gets [`Claim::Acquired`]. A done key stays
+/// done until it expires: `finish(Failed)` does not release it (a run whose lease expired
+/// must not undo the run that finished the key, nor a handler that recorded it in its own
+/// transaction, see [`InboxEntry`]).
 ///
 /// # Examples
 ///
@@ -170,6 +318,14 @@ pub trait DedupStore: Send + Sync + 'static {
         outcome: Outcome,
         ttl: Duration,
     ) -> StoreFuture<'a, ()>;
+
+    /// Extends the lease of an in-flight key to `lease` from now; `false` if the key is not in
+    /// flight (done, failed, expired or unknown), when nothing changes.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`](crate::StoreError) when the backend fails.
+    fn renew<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, bool>;
 
     /// Waits until the key's state may have changed, or `max` passed. The default polls;
     /// stores that can notify (the memory store) wake the waiter when the key finishes.
@@ -370,9 +526,30 @@ impl MemoryDedupStore {
             Outcome::Done => KeyState::Done,
             Outcome::Failed => KeyState::Failed,
         };
-        let expires = deadline(Instant::now(), ttl);
-        shard.keys.lock().insert(key, Entry { state, expires });
+        let now = Instant::now();
+        let expires = deadline(now, ttl);
+        {
+            let mut keys = shard.keys.lock();
+            let done = keys
+                .get(key)
+                .is_some_and(|e| e.state == KeyState::Done && e.expires > now);
+            if !(done && outcome == Outcome::Failed) {
+                keys.insert(key, Entry { state, expires });
+            }
+        }
         shard.changed.notify_waiters();
+    }
+
+    fn renew_now(&self, key: &DedupKey, lease: Duration) -> bool {
+        let now = Instant::now();
+        let mut keys = self.shard(key).keys.lock();
+        match keys.map.get_mut(key) {
+            Some(e) if e.state == KeyState::InFlight && e.expires > now => {
+                e.expires = deadline(now, lease);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -396,6 +573,10 @@ impl DedupStore for MemoryDedupStore {
     ) -> StoreFuture<'a, ()> {
         self.finish_now(key, outcome, ttl);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn renew<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Ok(self.renew_now(key, lease))))
     }
 
     fn wait<'a>(

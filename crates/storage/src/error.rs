@@ -62,6 +62,9 @@ pub enum StoreErrorKind {
     Closed,
     /// The record asked for by id does not exist (a dead letter's `get` or `delete`).
     NotFound,
+    /// A dedup key recorded in a transaction was done already: the delivery is a duplicate
+    /// and the transaction must roll back (see [`InboxEntry`](crate::InboxEntry)).
+    Duplicate,
 }
 
 impl StoreError {
@@ -272,6 +275,7 @@ impl fmt::Display for StoreErrorKind {
             StoreErrorKind::Invalid => "invalid input",
             StoreErrorKind::Closed => "store closed",
             StoreErrorKind::NotFound => "not found",
+            StoreErrorKind::Duplicate => "duplicate",
         })
     }
 }

@@ -66,6 +66,7 @@ mod dedup;
 mod error;
 mod failure;
 mod feed;
+mod into_arc;
 mod log;
 mod memory;
 mod outbox;
@@ -81,10 +82,13 @@ pub use crate::dead_letter::{
     dead_letter_not_found, DeadLetterFilter, DeadLetterId, DeadLetterIdError, DeadLetterRecord,
     DeadLetterStore, MemoryDeadLetterStore,
 };
-pub use crate::dedup::{Claim, DedupKey, DedupStore, KeyState, MemoryDedupStore, Outcome};
+pub use crate::dedup::{
+    Claim, DedupKey, DedupStore, InboxEntry, KeyState, MemoryDedupStore, Outcome,
+};
 pub use crate::error::{check_name, StoreError, StoreErrorKind, StoreFuture};
 pub use crate::failure::ErrorKind;
 pub use crate::feed::LogFeed;
+pub use crate::into_arc::IntoArc;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{check_outbox_topic, Outbox, OutboxRecord};

@@ -1,8 +1,8 @@
 //! Purging expired dedup keys in the background.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::into_arc::IntoArc;
 use crate::DedupStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 /// use syncbus_storage::{DedupPurger, MemoryDedupStore};
 ///
 /// let store = MemoryDedupStore::new(100_000);
-/// let purger = DedupPurger::spawn(Arc::new(store), Duration::from_secs(60));
+/// let purger = DedupPurger::spawn(store, Duration::from_secs(60));
 /// purger.stop().await;
 /// # Ok::<(), syncbus_storage::StoreError>(())
 /// # }).unwrap();
@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 /// # use std::sync::Arc;
 /// # use std::time::Duration;
 /// # use syncbus_storage::{DedupPurger, MemoryDedupStore};
-/// DedupPurger::spawn(Arc::new(MemoryDedupStore::new(10)), Duration::from_secs(60)); // error: unused
+/// DedupPurger::spawn(MemoryDedupStore::new(10), Duration::from_secs(60)); // error: unused
 /// # });
 /// ```
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl DedupPurger {
     /// use std::time::Duration;
     /// use syncbus_storage::DedupPurger;
     /// use syncbus_storage::MemoryDedupStore;
-    /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_secs(30));
+    /// let purger = DedupPurger::spawn(MemoryDedupStore::new(1_000), Duration::from_secs(30));
     /// purger.stop().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -63,7 +63,8 @@ impl DedupPurger {
     /// # Panics
     ///
     /// Outside a tokio runtime (as `tokio::spawn`).
-    pub fn spawn(store: Arc<dyn DedupStore>, interval: Duration) -> DedupPurger {
+    pub fn spawn(store: impl IntoArc<dyn DedupStore>, interval: Duration) -> DedupPurger {
+        let store = store.into_arc();
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -91,7 +92,7 @@ impl DedupPurger {
     /// use std::time::Duration;
     /// use syncbus_storage::DedupPurger;
     /// use syncbus_storage::MemoryDedupStore;
-    /// let purger = DedupPurger::spawn(Arc::new(MemoryDedupStore::new(1_000)), Duration::from_millis(5));
+    /// let purger = DedupPurger::spawn(MemoryDedupStore::new(1_000), Duration::from_millis(5));
     /// tokio::time::sleep(Duration::from_millis(20)).await;
     /// purger.stop().await; // returns once the task has ended
     /// # Ok::<(), Box<dyn std::error::Error>>(())

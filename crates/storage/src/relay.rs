@@ -15,6 +15,7 @@ use syncbus_core::{Bus, Bytes, Envelope, Event, PublishError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::into_arc::IntoArc;
 use crate::{Outbox, StoreError};
 
 /// Why a relay round stopped early. In every case the event named stays pending, and the
@@ -115,7 +116,7 @@ impl From<StoreError> for RelayError {
 /// ```
 /// use std::sync::Arc;
 /// use syncbus_storage::{MemoryStore, Relay, RelayStats};
-/// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+/// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new());
 /// assert_eq!(relay.stats(), RelayStats::default());
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,7 +201,7 @@ fn refusal<T>(e: PublishError<T>) -> Refusal {
 /// let _sub = bus.subscribe::<Bytes>("orders.>")?.inline(move |_| {
 ///     s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 /// })?;
-/// let relay = Relay::new(Arc::new(store.clone()), bus);
+/// let relay = Relay::new(store.clone(), bus);
 /// assert_eq!(relay.run_once().await?, 1);
 /// assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 /// assert!(store.pending(10).await?.is_empty());
@@ -247,12 +248,13 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+    /// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new());
     /// assert_eq!(relay.run_once().await?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn new(outbox: Arc<dyn Outbox>, bus: Bus) -> Relay {
+    pub fn new(outbox: impl IntoArc<dyn Outbox>, bus: Bus) -> Relay {
+        let outbox = outbox.into_arc();
         Relay {
             outbox,
             bus,
@@ -277,7 +279,7 @@ impl Relay {
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
-    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new()).drop_unreceived();
+    /// let relay = Relay::new(store.clone(), Bus::new()).drop_unreceived();
     /// assert_eq!(relay.run_once().await?, 0); // nobody took it, and it is gone
     /// assert!(store.pending(10).await?.is_empty());
     /// assert_eq!(relay.stats().dropped, 1);
@@ -301,7 +303,7 @@ impl Relay {
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
-    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new());
+    /// let relay = Relay::new(store.clone(), Bus::new());
     /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { .. })));
     /// assert_eq!(relay.stats().unreceived, 1);
     /// assert_eq!(store.pending(10).await?.len(), 1); // still there
@@ -327,7 +329,7 @@ impl Relay {
     /// ```
     /// use std::sync::Arc;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new()).batch_size(32);
+    /// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new()).batch_size(32);
     /// # let _ = relay;
     /// ```
     pub fn batch_size(mut self, batch: usize) -> Relay {
@@ -349,7 +351,7 @@ impl Relay {
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(syncbus_envelope::Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
     /// let bus = Bus::new();
-    /// let relay = Relay::new(Arc::new(store), bus.clone());
+    /// let relay = Relay::new(store, bus.clone());
     /// // Nobody subscribed: the event stays in the outbox.
     /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { id: _, .. })));
     /// let _sub = bus.subscribe::<Bytes>("a.>")?.inline(|_| {})?;
@@ -522,7 +524,7 @@ impl Relay {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+    /// let handle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_millis(10));
     /// handle.stop().await;
     /// # });
@@ -567,7 +569,7 @@ fn describe<T>(e: &PublishError<T>) -> String {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use syncbus_storage::{MemoryStore, Relay, RelayHandle};
-/// let handle: RelayHandle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+/// let handle: RelayHandle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
 ///     .spawn(Duration::from_millis(10));
 /// handle.stop().await;
 /// # });
@@ -589,7 +591,7 @@ impl RelayHandle {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+    /// let handle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_secs(3600));
     /// handle.stop().await; // does not wait out the interval
     /// # });

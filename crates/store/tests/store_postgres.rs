@@ -724,3 +724,79 @@ async fn unreachable_server_is_a_backend_error() {
         .unwrap_err();
     assert!(err.kind() == StoreErrorKind::Backend, "{err:?}");
 }
+
+/// The transactional inbox on PostgreSQL: a key recorded in a transaction that rolls back is
+/// not done; one that commits is; of two transactions recording the same key at once, the
+/// second waits for the first and, once it commits, fails with `Duplicate` (its effect rolls
+/// back with it).
+#[tokio::test]
+async fn record_done_commits_with_the_transaction_and_one_of_two_racers_wins() {
+    use syncbus_storage::{InboxEntry, KeyState};
+    let Some((_serial, t)) = fresh().await else {
+        return;
+    };
+    let minute = Duration::from_secs(60);
+    let dedup = t.store.dedup();
+    let entry = InboxEntry::new(DedupKey::new("billing:pay-1").unwrap(), minute);
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Acquired
+    );
+    let mut a = t.client().await;
+    let mut b = t.client().await;
+    let table = format!("\"{}\".ledger", t.store.schema());
+    a.batch_execute(&format!("CREATE TABLE {table} (cents INTEGER NOT NULL)"))
+        .await
+        .unwrap();
+    let insert = format!("INSERT INTO {table} (cents) VALUES (100)");
+
+    let tx = a.transaction().await.unwrap();
+    tx.batch_execute(&insert).await.unwrap();
+    t.store.record_done(&tx, &entry).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        dedup.state(entry.key()).await.unwrap(),
+        Some(KeyState::InFlight),
+        "a rolled-back record left the key done"
+    );
+
+    // Two deliveries' transactions at once: the second blocks on the first's row lock.
+    let first = InboxEntry::new(entry.key().clone(), minute);
+    let second = InboxEntry::new(entry.key().clone(), minute);
+    let tx_a = a.transaction().await.unwrap();
+    tx_a.batch_execute(&insert).await.unwrap();
+    t.store.record_done(&tx_a, &first).await.unwrap();
+    let store = t.store.clone();
+    let (insert_b, second_b) = (insert.clone(), second.clone());
+    let racer = tokio::spawn(async move {
+        let tx_b = b.transaction().await.unwrap();
+        tx_b.batch_execute(&insert_b).await.unwrap();
+        let r = store.record_done(&tx_b, &second_b).await;
+        match r {
+            Ok(()) => tx_b.commit().await.unwrap(),
+            Err(_) => tx_b.rollback().await.unwrap(),
+        }
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !racer.is_finished(),
+        "the second recorder did not wait for the first"
+    );
+    tx_a.commit().await.unwrap();
+    let err = racer.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Duplicate, "{err}");
+    assert!(second.is_duplicate() && !first.is_duplicate());
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Duplicate
+    );
+    let effects: i64 = a
+        .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(effects, 1, "the effect happened {effects} times");
+    drop(a);
+    t.finish().await;
+}

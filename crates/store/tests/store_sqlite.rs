@@ -447,3 +447,165 @@ async fn a_dedup_hit_does_not_wait_for_the_writer() {
     release.send(()).unwrap();
     busy.await.unwrap().unwrap();
 }
+
+/// The transactional inbox on SQLite: a key recorded in a transaction that rolls back is not
+/// done; one that commits is, together with the effect; recording a done key again fails
+/// with `Duplicate` and marks the entry; outside a transaction it is refused.
+#[tokio::test]
+async fn record_done_commits_and_rolls_back_with_the_transaction() {
+    use syncbus_storage::{Claim, DedupKey, DedupStore, InboxEntry, KeyState};
+    let (_dir, store) = fresh().await;
+    let dedup = store.dedup();
+    let minute = Duration::from_secs(60);
+    let entry = InboxEntry::new(DedupKey::new("billing:pay-1").unwrap(), minute);
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Acquired
+    );
+
+    let e = entry.clone();
+    store
+        .with_connection(move |conn| {
+            conn.execute_batch("CREATE TABLE ledger (cents INTEGER NOT NULL)")?;
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &e)?;
+            tx.rollback()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dedup.state(entry.key()).await.unwrap(),
+        Some(KeyState::InFlight),
+        "a rolled-back record left the key done"
+    );
+
+    let e = entry.clone();
+    store
+        .with_connection(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &e)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dedup.claim(entry.key(), minute).await.unwrap(),
+        Claim::Duplicate
+    );
+    assert!(!entry.is_duplicate());
+
+    // A second delivery's transaction: its effect rolls back with the refused key.
+    let again = InboxEntry::new(entry.key().clone(), minute);
+    let a = again.clone();
+    let err = store
+        .with_connection(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO ledger (cents) VALUES (100)", [])?;
+            SqliteStore::record_done(&tx, &a)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Duplicate, "{err}");
+    assert!(again.is_duplicate());
+    let effects: i64 = store
+        .with_connection(
+            |conn| Ok(conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?),
+        )
+        .await
+        .unwrap();
+    assert_eq!(effects, 1, "the effect happened {effects} times");
+
+    // Outside a transaction the key would not commit with anything: refused.
+    let fresh_key = InboxEntry::new(DedupKey::new("billing:pay-2").unwrap(), minute);
+    let err = store
+        .with_connection(move |conn| SqliteStore::record_done(conn, &fresh_key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+}
+
+/// `transaction` commits on `Ok`, rolls back on the application's own error, which comes
+/// back as itself; a typed event enqueued inside commits or rolls back with it.
+#[tokio::test]
+async fn transaction_returns_the_applications_error_and_rolls_back() {
+    use syncbus_storage::Outbox;
+    #[derive(Clone, Debug, serde::Serialize)]
+    struct Charged {
+        cents: i64,
+    }
+    impl syncbus_core::Event for Charged {
+        const TYPE: &'static str = "shop.charged";
+    }
+    #[derive(Debug)]
+    enum AppError {
+        Declined(i64),
+        Store(SqliteError),
+    }
+    impl From<SqliteError> for AppError {
+        fn from(e: SqliteError) -> Self {
+            AppError::Store(e)
+        }
+    }
+    impl From<rusqlite::Error> for AppError {
+        fn from(e: rusqlite::Error) -> Self {
+            AppError::Store(e.into())
+        }
+    }
+    let (_dir, store) = fresh().await;
+    store
+        .with_connection(|conn| {
+            conn.execute_batch("CREATE TABLE ledger (cents INTEGER NOT NULL)")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let charge = |cents: i64| {
+        store.transaction(move |tx| -> Result<i64, AppError> {
+            tx.execute("INSERT INTO ledger (cents) VALUES (?1)", [cents])?;
+            SqliteStore::enqueue_event(tx, Charged { cents })?;
+            if cents > 1000 {
+                return Err(AppError::Declined(cents));
+            }
+            Ok(cents)
+        })
+    };
+    assert_eq!(charge(500).await.unwrap(), 500);
+    match charge(5000).await {
+        Err(AppError::Declined(5000)) => {}
+        other => panic!("expected the application's error, got {other:?}"),
+    }
+    let rows: i64 = store
+        .with_connection(
+            |conn| Ok(conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the declined charge was not rolled back");
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the declined charge's event was not rolled back"
+    );
+    assert_eq!(
+        pending[0].envelope.meta().event_type().as_str(),
+        "shop.charged"
+    );
+    // A store error inside converts into the application's type too.
+    let bad = store
+        .transaction(|tx| -> Result<(), AppError> {
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        })
+        .await;
+    match bad {
+        Err(AppError::Store(e)) => assert!(e.to_string().contains("no_such_table"), "{e}"),
+        other => panic!("expected the store's error in the application's type, got {other:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use smol_str::SmolStr;
@@ -12,6 +12,7 @@ use syncbus_envelope::{Envelope, Event, EventId, Metadata, Timestamp};
 use crate::chain::Chains;
 use crate::error::{ErrorKind, HandlerError};
 use crate::metrics::{Stat, Stats};
+use crate::store::InboxEntry;
 use crate::BoxFuture;
 
 /// The context of one delivery: which event and attempt this is, and a way to emit
@@ -68,6 +69,8 @@ struct Delivery {
     counted: AtomicBool,
     failures: Mutex<Option<(Timestamp, Timestamp)>>,
     pending: Mutex<Vec<Box<dyn PendingEmit>>>,
+    /// The dedup key the dedup layer claimed for this delivery.
+    inbox: OnceLock<InboxEntry>,
 }
 
 /// What every delivery of one subscription shares.
@@ -133,6 +136,7 @@ impl Context {
                 counted: AtomicBool::new(false),
                 failures: Mutex::new(None),
                 pending: Mutex::new(Vec::new()),
+                inbox: OnceLock::new(),
             }),
         }
     }
@@ -309,6 +313,65 @@ impl Context {
         env
     }
 
+    /// The dedup key claimed for this delivery, when a dedup layer runs the handler: record
+    /// it done inside the handler's own database transaction (`SqliteStore::record_done`,
+    /// `PgStore::record_done`) and the effect and the key commit together, so the effect
+    /// happens once even if the process dies right after the commit (the transactional
+    /// inbox). If the key turns out to be done already, recording fails with
+    /// `StoreErrorKind::Duplicate`: let the transaction roll back and return any error; the
+    /// dedup layer acknowledges the delivery as a duplicate without retrying it. `None`
+    /// without a dedup layer, or for an event the dedup key function gave no key.
+    ///
+    /// Follow-ups queued with [`emit`](Self::emit) are published after the handler returns,
+    /// so a crash between the commit and the publish loses them: put follow-ups that must
+    /// not be lost in the outbox, in the same transaction (`SqliteStore::enqueue`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Envelope};
+    /// use std::time::Duration;
+    /// use syncbus_workflow::{handler_fn, Context, DedupConfig, Handler, Layer, ResultExt, RetryPolicy};
+    /// # #[derive(Clone, Debug)] struct Paid;
+    /// # impl syncbus_core::Event for Paid { const TYPE: &'static str = "shop.paid"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runs = Arc::new(AtomicU32::new(0));
+    /// let r = runs.clone();
+    /// let handler = handler_fn(move |_e: Envelope<Paid>, ctx: Context| {
+    ///     r.fetch_add(1, SeqCst);
+    ///     async move {
+    ///         let inbox = ctx.inbox().expect("the dedup layer claimed a key");
+    ///         // A real handler records `inbox` in its transaction; this one says what
+    ///         // `record_done` says when another delivery committed the key first.
+    ///         Err(inbox.duplicate_error()).retryable()
+    ///     }
+    /// });
+    /// let retry = RetryPolicy::new().max_attempts(5).initial(Duration::ZERO).layer();
+    /// let h = DedupConfig::memory(100).layer().layer(retry.layer(handler));
+    /// let bus = Bus::new();
+    /// let env = Envelope::from_event(Paid);
+    /// let ctx = Context::new(&bus, env.meta());
+    /// h.call(env.clone(), ctx.clone()).await?; // acknowledged as a duplicate
+    /// assert_eq!(runs.load(SeqCst), 1, "not retried");
+    /// assert_eq!(ctx.inbox().unwrap().key().to_string(), env.meta().id().to_string());
+    /// # Ok(()) }
+    /// ```
+    pub fn inbox(&self) -> Option<&InboxEntry> {
+        self.inner.inbox.get()
+    }
+
+    pub(crate) fn set_inbox(&self, entry: InboxEntry) {
+        let _ = self.inner.inbox.set(entry);
+    }
+
+    /// Whether the handler found its inbox key done already: the delivery is a duplicate.
+    pub(crate) fn is_duplicate(&self) -> bool {
+        self.inbox().is_some_and(InboxEntry::is_duplicate)
+    }
+
     /// Starts the next attempt: counts it and forgets the follow-ups of the last one.
     pub(crate) fn begin_attempt(&self) -> u32 {
         self.inner.pending.lock().clear();
@@ -352,6 +415,12 @@ impl Context {
     /// The held-now gauge: `true` when an event starts being held, `false` when it leaves.
     pub(crate) fn holding(&self, start: bool) {
         self.inner.sub.stats.holding(start);
+    }
+
+    /// The dedup-waiting-now gauge: `true` when a delivery starts waiting for a key another
+    /// run holds, `false` when it stops.
+    pub(crate) fn waiting(&self, start: bool) {
+        self.inner.sub.stats.waiting(start);
     }
 
     pub(crate) fn chains(&self) -> Option<&Chains> {

@@ -21,15 +21,26 @@ pub(crate) enum Stat {
     RateLimited,
     Panicked,
     Emitted,
+    DedupWaits,
 }
 
-const N: usize = Stat::Emitted as usize + 1;
+const N: usize = Stat::DedupWaits as usize + 1;
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     counters: [AtomicU64; N],
     /// Events the resequence layer holds now (a gauge).
     holding: AtomicU64,
+    /// Deliveries waiting now for a dedup key another run holds (a gauge).
+    waiting: AtomicU64,
+}
+
+fn gauge(g: &AtomicU64, up: bool) {
+    if up {
+        g.fetch_add(1, Relaxed);
+    } else {
+        let _ = g.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
 }
 
 impl Stats {
@@ -40,13 +51,12 @@ impl Stats {
 
     /// Moves the held-now gauge up (`start`) or down, never below zero.
     pub(crate) fn holding(&self, start: bool) {
-        if start {
-            self.holding.fetch_add(1, Relaxed);
-        } else {
-            let _ = self
-                .holding
-                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-        }
+        gauge(&self.holding, start);
+    }
+
+    /// Moves the dedup-waiting-now gauge up (`start`) or down, never below zero.
+    pub(crate) fn waiting(&self, start: bool) {
+        gauge(&self.waiting, start);
     }
 
     fn get(&self, s: Stat) -> u64 {
@@ -71,7 +81,9 @@ impl Stats {
             rate_limited: self.get(Stat::RateLimited),
             panicked: self.get(Stat::Panicked),
             emitted: self.get(Stat::Emitted),
+            dedup_waits: self.get(Stat::DedupWaits),
             held_now: self.holding.load(Relaxed),
+            dedup_waiting_now: self.waiting.load(Relaxed),
         }
     }
 }
@@ -127,12 +139,18 @@ pub struct WorkflowMetrics {
     pub panicked: u64,
     /// Follow-up events published.
     pub emitted: u64,
+    /// Deliveries that found their dedup key held by another run (a concurrent delivery,
+    /// or a consumer that died holding it) and waited for its outcome or its lease.
+    pub dedup_waits: u64,
     /// A gauge: events the resequence layer holds now, waiting for a gap to fill.
     pub held_now: u64,
+    /// A gauge: deliveries waiting now for a dedup key another run holds.
+    pub dedup_waiting_now: u64,
 }
 
 impl WorkflowMetrics {
-    /// Sets the `syncbus_workflow_*` counters (and the `syncbus_workflow_held_now` gauge) of
+    /// Sets the `syncbus_workflow_*` counters (and the `syncbus_workflow_held_now` and
+    /// `syncbus_workflow_dedup_waiting_now` gauges) of
     /// the installed `metrics` recorder, labelled
     /// with the subscription's name. Call it from a reporter task, or before a scrape.
     ///
@@ -169,7 +187,10 @@ impl WorkflowMetrics {
         set("syncbus_workflow_rate_limited_total", self.rate_limited);
         set("syncbus_workflow_panicked_total", self.panicked);
         set("syncbus_workflow_emitted_total", self.emitted);
+        set("syncbus_workflow_dedup_waits_total", self.dedup_waits);
         metrics::gauge!("syncbus_workflow_held_now", "subscription" => sub.clone())
             .set(self.held_now as f64);
+        metrics::gauge!("syncbus_workflow_dedup_waiting_now", "subscription" => sub.clone())
+            .set(self.dedup_waiting_now as f64);
     }
 }

@@ -203,3 +203,132 @@ proptest! {
         })?;
     }
 }
+
+/// A claim left by a consumer that died holding it (claimed, never renewed, never finished)
+/// stalls its key for one lease at most, and the stall shows: `dedup_waits`, the
+/// `dedup_waiting_now` gauge. (Before: the default lease was 5 minutes and the wait left no
+/// trace.)
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_holder_died_stalls_its_key_one_lease_at_most_and_shows() {
+    let bus = Bus::new();
+    let wf = syncbus_workflow::Workflow::new(&bus);
+    let store = Arc::new(MemoryDedupStore::new(100));
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("billing")
+        .dedup(DedupConfig::new(store.clone()))
+        .handle(move |_e: Envelope<Job>, _ctx| {
+            r.fetch_add(1, SeqCst);
+            async { Ok(()) }
+        })
+        .unwrap();
+    let e = env(Job { n: 1 });
+    // The dead holder's claim, with the default lease.
+    let key = DedupKey::new(&format!("billing:{}", e.meta().id())).unwrap();
+    assert_eq!(
+        store.claim(&key, Duration::from_secs(30)).await.unwrap(),
+        Claim::Acquired
+    );
+    bus.publish_envelope(e).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    let m = sub.metrics();
+    assert_eq!(runs.load(SeqCst), 0, "ran while the claim was live");
+    assert_eq!((m.dedup_waits, m.dedup_waiting_now), (1, 1), "{m:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs.load(SeqCst), 1, "still stalled after the lease");
+    let m = sub.metrics();
+    assert_eq!(
+        (m.dedup_waits, m.dedup_waiting_now, m.succeeded),
+        (1, 0, 1),
+        "{m:?}"
+    );
+}
+
+/// A handler slower than the lease keeps its claim: the layer renews it, so a second
+/// delivery of the key waits and is acknowledged as a duplicate instead of running again
+/// (without renewal it took over once the first lease lapsed, and the handler ran twice).
+#[tokio::test(start_paused = true)]
+async fn a_slow_handler_keeps_its_claim_by_renewing_it() {
+    let bus = Bus::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let lease = Duration::from_secs(3);
+    let h = Arc::new(
+        DedupConfig::memory(100)
+            .lease(lease)
+            .layer()
+            .layer(handler_fn(move |_e: Envelope<Job>, _ctx| {
+                r.fetch_add(1, SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok(())
+                }
+            })),
+    );
+    let e = env(Job { n: 1 });
+    let (h1, e1, b1) = (h.clone(), e.clone(), bus.clone());
+    let first = tokio::spawn(async move { h1.call(e1.clone(), ctx_for(&b1, &e1)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (h2, e2, b2) = (h.clone(), e.clone(), bus.clone());
+    let second = tokio::spawn(async move { h2.call(e2.clone(), ctx_for(&b2, &e2)).await });
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(runs.load(SeqCst), 1, "the second delivery ran too");
+}
+
+/// A handler whose transaction finds its inbox key done already (another delivery committed
+/// the effect first) returns an error, however it classified it; the delivery is a duplicate:
+/// acknowledged, counted as one, not retried, not dead-lettered.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_finds_its_inbox_key_done_is_a_duplicate() {
+    use syncbus_workflow::{ResultExt, RetryPolicy};
+    let bus = Bus::new();
+    let wf = syncbus_workflow::Workflow::new(&bus);
+    let runs = Arc::new(AtomicU32::new(0));
+    let seen_key = Arc::new(std::sync::Mutex::new(None));
+    let (r, k) = (runs.clone(), seen_key.clone());
+    let sub = wf
+        .subscribe::<Job>("test.job")
+        .unwrap()
+        .name("billing")
+        .retry(RetryPolicy::new().max_attempts(5))
+        .dedup(DedupConfig::memory(100))
+        .handle(move |_e: Envelope<Job>, ctx: syncbus_workflow::Context| {
+            r.fetch_add(1, SeqCst);
+            let inbox = ctx.inbox().cloned();
+            *k.lock().unwrap() = inbox.as_ref().map(|i| i.key().to_string());
+            async move {
+                let inbox = inbox.expect("no inbox entry under a dedup layer");
+                Err(inbox.duplicate_error()).retryable()
+            }
+        })
+        .unwrap();
+    let e = env(Job { n: 1 });
+    let id = e.meta().id().clone();
+    bus.publish_envelope(e).await.unwrap();
+    assert!(until(10, || sub.metrics().duplicates == 1).await);
+    let m = sub.metrics();
+    assert_eq!(runs.load(SeqCst), 1, "retried");
+    assert_eq!(
+        (m.attempts, m.failed, m.dead_lettered, m.succeeded),
+        (1, 0, 0, 0),
+        "{m:?}"
+    );
+    assert_eq!(
+        seen_key.lock().unwrap().as_deref(),
+        Some(format!("billing:{id}").as_str()),
+        "the inbox key is the scoped key the layer claimed"
+    );
+}
+
+/// Without a dedup layer there is no inbox entry.
+#[tokio::test]
+async fn no_dedup_layer_no_inbox_entry() {
+    let bus = Bus::new();
+    let e = env(Job { n: 1 });
+    let ctx = ctx_for(&bus, &e);
+    assert!(ctx.inbox().is_none());
+}

@@ -423,7 +423,8 @@ use crate::{
 };
 use syncbus_core::{Pattern, Timestamp};
 
-/// Claim, finish, leases, time-to-live, purge, and one winner among concurrent claims.
+/// Claim, finish (a done key stays done), leases and their renewal, time-to-live, purge, and
+/// one winner among concurrent claims.
 pub async fn dedup(store: &dyn DedupStore) {
     let minute = Duration::from_secs(60);
     let key = DedupKey::new("payment-1").unwrap();
@@ -434,6 +435,15 @@ pub async fn dedup(store: &dyn DedupStore) {
     store.finish(&key, Outcome::Done, minute).await.unwrap();
     assert_eq!(store.claim(&key, minute).await.unwrap(), Claim::Duplicate);
     assert_eq!(store.state(&key).await.unwrap(), Some(KeyState::Done));
+    // A done key stays done: a late `Failed` (from a run whose lease had expired) does not
+    // release it, and it is not in flight to renew.
+    store.finish(&key, Outcome::Failed, minute).await.unwrap();
+    assert_eq!(store.state(&key).await.unwrap(), Some(KeyState::Done));
+    assert_eq!(store.claim(&key, minute).await.unwrap(), Claim::Duplicate);
+    assert!(
+        !store.renew(&key, minute).await.unwrap(),
+        "a done key renewed"
+    );
 
     // A failed run releases the key.
     let failed = DedupKey::new("payment-2").unwrap();
@@ -454,7 +464,24 @@ pub async fn dedup(store: &dyn DedupStore) {
         .finish(&remembered, Outcome::Done, short)
         .await
         .unwrap();
+    // A renewed lease outlives the one it was claimed with; an unknown key is not renewed.
+    let renewed = DedupKey::new("payment-6").unwrap();
+    assert!(
+        !store.renew(&renewed, minute).await.unwrap(),
+        "an unknown key renewed"
+    );
+    assert_eq!(store.claim(&renewed, short).await.unwrap(), Claim::Acquired);
+    assert!(store.renew(&renewed, minute).await.unwrap());
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        store.claim(&renewed, minute).await.unwrap(),
+        Claim::InFlight,
+        "the renewed lease expired with the first one"
+    );
+    assert!(
+        !store.renew(&leased, minute).await.unwrap(),
+        "an expired lease renewed"
+    );
     assert_eq!(store.state(&remembered).await.unwrap(), None);
     assert!(store.purge_expired().await.unwrap() >= 2);
     assert_eq!(store.purge_expired().await.unwrap(), 0);

@@ -99,6 +99,8 @@ struct Inner {
     enqueue_sql: String,
     /// `SELECT "<schema>".ack_claims(...)`, for the caller's own connection.
     ack_sql: String,
+    /// Marks a dedup key done in `"<schema>".dedup_keys`, for the caller's own connection.
+    record_done_sql: String,
 }
 
 /// Options for [`PgStore`]; made by [`PgStore::builder`].
@@ -327,6 +329,7 @@ impl PgStoreBuilder {
             inner: Arc::new(Inner {
                 append_lock: lock_key("log", &schema),
                 ack_sql: format!("SELECT \"{schema}\".ack_claims($1, $2)"),
+                record_done_sql: workflow::record_done_sql(&schema),
                 enqueue_sql: format!(
                     "INSERT INTO \"{schema}\".outbox (envelope) VALUES ($1) RETURNING id"
                 ),

@@ -8,9 +8,11 @@ use syncbus_envelope::Timestamp;
 use syncbus_storage::ErrorKind;
 use syncbus_storage::{
     Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore,
-    KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind, StoreFuture,
+    InboxEntry, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind,
+    StoreFuture,
 };
 use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
 
 use super::error::pg_error;
 use super::{decode, encode, millis, PgStore};
@@ -33,10 +35,27 @@ const DEDUP_CLAIM: &str = "
     SELECT state FROM taken
     UNION ALL
     SELECT state FROM held";
+/// A live done key stays done (see the trait): only `done` refreshes it.
 const DEDUP_FINISH: &str = "
     INSERT INTO dedup_keys (key, state, expires)
     VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
-    ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires = excluded.expires";
+    ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires = excluded.expires
+    WHERE excluded.state = 'done' OR dedup_keys.state <> 'done' OR dedup_keys.expires <= now()";
+const DEDUP_RENEW: &str = "
+    UPDATE dedup_keys SET expires = now() + $2::bigint * interval '1 millisecond'
+    WHERE key = $1 AND state = 'in_flight' AND expires > now()";
+
+/// The transactional inbox's write: a key not done (or expired) becomes done; a live done
+/// key changes nothing (0 rows: a duplicate). Under READ COMMITTED a concurrent recorder
+/// waits for the first one's row lock and then sees its commit.
+pub(super) fn record_done_sql(schema: &str) -> String {
+    format!(
+        "INSERT INTO \"{schema}\".dedup_keys AS k (key, state, expires)
+         VALUES ($1, 'done', clock_timestamp() + $2::bigint * interval '1 millisecond')
+         ON CONFLICT (key) DO UPDATE SET state = 'done', expires = excluded.expires
+         WHERE k.state <> 'done' OR k.expires <= clock_timestamp()"
+    )
+}
 const DEDUP_STATE: &str = "SELECT state FROM dedup_keys WHERE key = $1 AND expires > now()";
 const DEDUP_PURGE: &str = "DELETE FROM dedup_keys WHERE expires <= now()";
 
@@ -149,6 +168,63 @@ impl PgStore {
         }
     }
 
+    /// Marks a delivery's dedup key done through `client`, normally the application's open
+    /// transaction on this store's database: the transactional inbox. The handler's effect
+    /// and its key then commit together, so a crash after the commit finds the key done and
+    /// never runs the handler again, and a crash before it leaves neither. The entry comes
+    /// from the workflow context (`Context::inbox`), where the dedup layer put the key it
+    /// claimed. Any connection to the database works (this does not use the store's pool);
+    /// use the `tokio_postgres` this crate re-exports, so the types match.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_storage::{DedupKey, InboxEntry};
+    /// use syncbus_store::{tokio_postgres, PgStore};
+    ///
+    /// let url = "postgres://postgres@127.0.0.1:5432/app";
+    /// let store = PgStore::connect(url).await?;
+    /// let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    /// tokio::spawn(connection);
+    /// let entry = InboxEntry::new(DedupKey::new("billing:payment-81")?, Duration::from_secs(3600));
+    /// let tx = client.transaction().await?;
+    /// tx.execute("UPDATE accounts SET cents = cents - 1250 WHERE id = 7", &[]).await?;
+    /// store.record_done(&tx, &entry).await?;
+    /// tx.commit().await?; // the effect and the key, together
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Duplicate`] if the key is done already (another delivery committed
+    /// first: roll back; the entry is marked, so the dedup layer acknowledges the delivery
+    /// as a duplicate), [`StoreErrorKind::Backend`] if the statement fails (the caller's
+    /// transaction is then aborted, as with any failed statement).
+    ///
+    /// # Cancel safety
+    ///
+    /// The key commits or rolls back with the caller's transaction.
+    pub async fn record_done<C: GenericClient>(
+        &self,
+        client: &C,
+        entry: &InboxEntry,
+    ) -> Result<(), StoreError> {
+        let n = client
+            .execute(
+                self.inner.record_done_sql.as_str(),
+                &[&entry.key().to_string(), &millis(entry.ttl())],
+            )
+            .await
+            .map_err(|e| pg_error("record a dedup key done", e))?;
+        if n == 0 {
+            return Err(entry.duplicate_error());
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         op: &'static str,
@@ -226,6 +302,17 @@ impl DedupStore for PgDedupStore {
                 )
                 .await?;
             Ok(())
+        })
+    }
+
+    fn renew<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let key = key.to_string();
+            let n = self
+                .store
+                .exec("renew a dedup key", DEDUP_RENEW, &[&key, &millis(lease)])
+                .await?;
+            Ok(n == 1)
         })
     }
 

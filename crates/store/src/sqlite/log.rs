@@ -93,7 +93,7 @@ impl SqliteStore {
     /// let store = SqliteStore::open(&path).await?;
     /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
-    /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
+    /// let consumer = DurableConsumer::open(store.clone(), "totals", DurableConfig::new()).await?;
     /// let batch = consumer.fetch(10, std::time::Duration::ZERO).await?;
     ///
     /// let mut app = rusqlite::Connection::open(&path)?;

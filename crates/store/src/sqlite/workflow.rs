@@ -9,7 +9,7 @@ use syncbus_envelope::Timestamp;
 use syncbus_storage::ErrorKind;
 use syncbus_storage::{
     Claim, DeadLetterFilter, DeadLetterId, DeadLetterRecord, DeadLetterStore, DedupKey, DedupStore,
-    KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind,
+    InboxEntry, KeyState, Outcome, SagaInstance, SagaStatus, SagaStore, StoreErrorKind,
 };
 
 use super::{decode, encode, SqliteError, SqliteStore};
@@ -183,6 +183,87 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Marks a delivery's dedup key done on `conn`, which must be the application's open
+    /// transaction on this store's database (a `rusqlite::Transaction` derefs to a
+    /// `Connection`; [`with_connection`](SqliteStore::with_connection) hands out the
+    /// store's own): the transactional inbox. The handler's effect and its key then commit
+    /// together, so a crash after the commit finds the key done and never runs the handler
+    /// again, and a crash before it leaves neither. The entry comes from the workflow
+    /// context (`Context::inbox`), where the dedup layer put the key it claimed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_storage::{Claim, DedupKey, DedupStore, InboxEntry, StoreErrorKind};
+    /// use syncbus_store::SqliteStore;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteStore::open(dir.path().join("shop.db")).await?;
+    /// let entry = InboxEntry::new(DedupKey::new("billing:payment-81")?, Duration::from_secs(3600));
+    /// let e = entry.clone();
+    /// store
+    ///     .with_connection(move |conn| {
+    ///         conn.execute_batch("CREATE TABLE IF NOT EXISTS ledger (cents INTEGER)")?;
+    ///         let tx = conn.transaction()?;
+    ///         tx.execute("INSERT INTO ledger (cents) VALUES (?1)", [1250])?;
+    ///         SqliteStore::record_done(&tx, &e)?; // the effect and the key, together
+    ///         tx.commit()?;
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// let minute = Duration::from_secs(60);
+    /// assert_eq!(store.dedup().claim(entry.key(), minute).await?, Claim::Duplicate);
+    ///
+    /// // Recording a done key again fails, and marks the delivery a duplicate.
+    /// let again = entry.clone();
+    /// let err = store
+    ///     .with_connection(move |conn| {
+    ///         let tx = conn.transaction()?;
+    ///         SqliteStore::record_done(&tx, &again)?;
+    ///         tx.commit()?;
+    ///         Ok(())
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), StoreErrorKind::Duplicate);
+    /// assert!(entry.is_duplicate());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Duplicate`] if the key is done already (another delivery committed
+    /// first: roll back; the entry is marked, so the dedup layer acknowledges the delivery
+    /// as a duplicate), [`StoreErrorKind::Invalid`] outside a transaction (the key would not
+    /// commit with the effect), [`StoreErrorKind::Backend`] for SQLite errors.
+    pub fn record_done(conn: &Connection, entry: &InboxEntry) -> Result<(), SqliteError> {
+        if conn.is_autocommit() {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "record_done needs an open transaction: the key must commit with the effect",
+            )
+            .into());
+        }
+        let at = now();
+        let ttl = i64::try_from(entry.ttl().as_nanos()).unwrap_or(i64::MAX);
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO syncbus_dedup (key, state, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET state = ?2, expires_at = ?3
+                 WHERE syncbus_dedup.state <> ?2 OR syncbus_dedup.expires_at <= ?4",
+            )?
+            .execute((entry.key().to_string(), DONE, at.saturating_add(ttl), at))?;
+        if n == 0 {
+            return Err(entry.duplicate_error().into());
+        }
+        Ok(())
+    }
+}
+
 fn key_state(conn: &Connection, key: &str, at: i64) -> Result<Option<i64>, SqliteError> {
     Ok(conn
         .prepare_cached("SELECT state FROM syncbus_dedup WHERE key = ?1 AND expires_at > ?2")?
@@ -236,12 +317,27 @@ impl DedupStore for SqliteDedupStore {
             Outcome::Failed => FAILED,
         };
         self.store.with_connection(move |conn| {
+            // A live done key stays done (see the trait): only `Done` refreshes it.
             conn.prepare_cached(
                 "INSERT INTO syncbus_dedup (key, state, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET state = ?2, expires_at = ?3",
+                 ON CONFLICT (key) DO UPDATE SET state = ?2, expires_at = ?3
+                 WHERE ?2 = ?4 OR syncbus_dedup.state <> ?4 OR syncbus_dedup.expires_at <= ?5",
             )?
-            .execute((&key, state, after(ttl)))?;
+            .execute((&key, state, after(ttl), DONE, now()))?;
             Ok(())
+        })
+    }
+
+    fn renew<'a>(&'a self, key: &'a DedupKey, lease: Duration) -> StoreFuture<'a, bool> {
+        let key = key.to_string();
+        self.store.with_connection(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE syncbus_dedup SET expires_at = ?2
+                     WHERE key = ?1 AND state = ?3 AND expires_at > ?4",
+                )?
+                .execute((&key, after(lease), IN_FLIGHT, now()))?;
+            Ok(n == 1)
         })
     }
 

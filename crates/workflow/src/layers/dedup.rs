@@ -1,8 +1,11 @@
 //! The idempotent consumer: run each key's handler once.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use syncbus_envelope::{Envelope, Metadata};
 
@@ -11,7 +14,8 @@ use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
-use crate::store::{Claim, DedupKey, DedupStore, MemoryDedupStore, Outcome};
+use crate::store::IntoArc;
+use crate::store::{Claim, DedupKey, DedupStore, InboxEntry, MemoryDedupStore, Outcome};
 
 type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 
@@ -22,8 +26,21 @@ type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
 /// A key is claimed before the handler runs. If another delivery holds it, this one waits
 /// for its outcome: done → acknowledged as a duplicate without running; failed → claimed and
 /// run. So of concurrent deliveries of one key, one runs the handler. A done key is
-/// remembered for `ttl` (default 24 h); a claim whose holder died expires after `lease`
-/// (default 5 min).
+/// remembered for `ttl` (default 24 h). A claim carries a `lease` (default 30 s), which the
+/// layer renews every third of it while the handler runs: a slow handler keeps its key, and
+/// a claim whose holder died lapses within one lease. A delivery that finds its key held
+/// waits, counted in `dedup_waits` and the `dedup_waiting_now` gauge, with a WARN once the
+/// wait outlasts a renewal period.
+///
+/// # Exactly-once effects (the transactional inbox)
+///
+/// Marking the key done after the handler leaves a window: a crash after the handler's
+/// effect committed and before the key was marked runs the handler again once the claim
+/// lapses. A handler whose effect is a transaction in the database that holds the dedup
+/// store closes it: it records its key, [`Context::inbox`], inside that transaction
+/// (`SqliteStore::record_done`, `PgStore::record_done`), so the effect and the key commit
+/// together. If another delivery committed the key first, recording fails and the delivery
+/// is acknowledged as a duplicate, not retried.
 ///
 /// # Scope
 ///
@@ -78,15 +95,15 @@ impl DedupConfig {
     /// use std::sync::Arc;
     /// use syncbus_workflow::DedupConfig;
     /// use syncbus_storage::MemoryDedupStore;
-    /// let d = DedupConfig::new(Arc::new(MemoryDedupStore::new(10_000)));
+    /// let d = DedupConfig::new(MemoryDedupStore::new(10_000));
     /// # let _ = d;
     /// ```
-    pub fn new(store: Arc<dyn DedupStore>) -> DedupConfig {
+    pub fn new(store: impl IntoArc<dyn DedupStore>) -> DedupConfig {
         DedupConfig {
-            store,
+            store: store.into_arc(),
             key: None,
             ttl: Duration::from_secs(24 * 3600),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
             shared: false,
         }
     }
@@ -100,7 +117,7 @@ impl DedupConfig {
     /// # let _ = dedup;
     /// ```
     pub fn memory(capacity: usize) -> DedupConfig {
-        DedupConfig::new(Arc::new(MemoryDedupStore::new(capacity)))
+        DedupConfig::new(MemoryDedupStore::new(capacity))
     }
 
     /// Derives the key from the metadata; `None` lets the event through without dedup.
@@ -138,8 +155,10 @@ impl DedupConfig {
         self
     }
 
-    /// How long a claim holds without an outcome before another delivery may take over.
-    /// Longer than the slowest handling, retries included.
+    /// How long a claim holds without being renewed before another delivery may take over
+    /// (default 30 s). The layer renews it every third of the lease while the handler runs,
+    /// so this bounds how long a key stays stuck after its holder died, not how long a
+    /// handler may take.
     ///
     /// # Examples
     ///
@@ -339,30 +358,38 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for Dedup<H> {
             }
         };
         let store = &self.cfg.store;
-        loop {
-            match store.claim(&key, self.cfg.lease).await {
-                Ok(Claim::Acquired) => break,
-                Ok(Claim::Duplicate) => {
-                    ctx.bump(Stat::Duplicates);
-                    ctx.outcome_counted();
-                    tracing::debug!(subscription = ctx.subscription(), %key, "duplicate acknowledged");
-                    return Ok(());
-                }
-                Ok(Claim::InFlight) => store.wait(&key, self.cfg.lease).await,
-                Err(e) => {
-                    // Without knowing whether the key was handled, running could duplicate:
-                    // fail retryably and let the store come back.
-                    return Err(HandlerError::retryable(format!("dedup store: {e}")).with_source(e));
-                }
+        match claim(store, &key, self.cfg.lease, &ctx).await {
+            Ok(true) => {}
+            Ok(false) => {
+                ctx.bump(Stat::Duplicates);
+                ctx.outcome_counted();
+                tracing::debug!(subscription = ctx.subscription(), %key, "duplicate acknowledged");
+                return Ok(());
             }
+            Err(e) => return Err(e),
         }
+        let entry = InboxEntry::new(key.clone(), self.cfg.ttl);
+        ctx.set_inbox(entry.clone());
         let guard = Release {
             store,
             key: &key,
             ttl: self.cfg.ttl,
         };
-        let result = self.inner.call(env, ctx.clone()).await;
+        let run = self.inner.call(env, ctx.clone());
+        let result = renewing(store, &key, self.cfg.lease, &ctx, run).await;
         std::mem::forget(guard);
+        if result.is_err() && entry.is_duplicate() {
+            // The handler found its key done in its own transaction: another delivery
+            // committed the effect first, and this one rolled back. The key is done.
+            ctx.bump(Stat::Duplicates);
+            ctx.outcome_counted();
+            tracing::debug!(
+                subscription = ctx.subscription(),
+                %key,
+                "duplicate acknowledged: the key was done when the handler recorded it"
+            );
+            return Ok(());
+        }
         let outcome = if result.is_ok() {
             Outcome::Done
         } else {
@@ -379,5 +406,96 @@ impl<P: Send + 'static, H: Handler<P>> Handler<P> for Dedup<H> {
             );
         }
         result
+    }
+}
+
+/// Claims `key`: `true` to run the handler, `false` for a duplicate. While another run holds
+/// the key this waits for its outcome, at most until its lease lapses (the holder renews it
+/// while it runs, so a holder that died stalls the key for at most one lease), counting the
+/// wait and logging a WARN once it lasts longer than a renewal period.
+async fn claim(
+    store: &Arc<dyn DedupStore>,
+    key: &DedupKey,
+    lease: Duration,
+    ctx: &Context,
+) -> Result<bool, HandlerError> {
+    let mut waiting: Option<(Instant, bool)> = None;
+    let result = loop {
+        match store.claim(key, lease).await {
+            Ok(Claim::Acquired) => break Ok(true),
+            Ok(Claim::Duplicate) => break Ok(false),
+            Ok(Claim::InFlight) => {
+                let (since, warned) = waiting.get_or_insert_with(|| {
+                    ctx.bump(Stat::DedupWaits);
+                    ctx.waiting(true);
+                    (Instant::now(), false)
+                });
+                if !*warned && since.elapsed() >= renew_every(lease) {
+                    *warned = true;
+                    tracing::warn!(
+                        subscription = ctx.subscription(),
+                        %key,
+                        ?lease,
+                        "dedup key held by another run (a slow concurrent delivery, or a consumer that died holding it): waiting for its outcome, or for its lease to lapse"
+                    );
+                }
+                store.wait(key, lease).await;
+            }
+            Err(e) => {
+                // Without knowing whether the key was handled, running could duplicate:
+                // fail retryably and let the store come back.
+                break Err(HandlerError::retryable(format!("dedup store: {e}")).with_source(e));
+            }
+        }
+    };
+    if let Some((since, _)) = waiting {
+        ctx.waiting(false);
+        tracing::debug!(subscription = ctx.subscription(), %key, waited = ?since.elapsed(), "dedup key free again");
+    }
+    result
+}
+
+/// How often a held claim is renewed: three times per lease, so one late renewal does not
+/// lose it.
+fn renew_every(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(1))
+}
+
+/// Runs `run` while renewing the claim on `key` every third of its lease, so a handler
+/// slower than the lease keeps it and a holder that died loses it within one lease.
+async fn renewing<F: Future>(
+    store: &Arc<dyn DedupStore>,
+    key: &DedupKey,
+    lease: Duration,
+    ctx: &Context,
+    run: F,
+) -> F::Output {
+    let every = renew_every(lease);
+    let mut run = std::pin::pin!(run);
+    // Registered with the timer only when first polled, after the handler (`biased`): a
+    // handler that is done at once costs no timer.
+    let mut tick = std::pin::pin!(tokio::time::sleep(every));
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut run => return out,
+            () = &mut tick => {
+                match store.renew(key, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        subscription = ctx.subscription(),
+                        %key,
+                        "dedup claim lapsed before it was renewed: another delivery of the key may run"
+                    ),
+                    Err(e) => tracing::warn!(
+                        subscription = ctx.subscription(),
+                        %key,
+                        error = %e,
+                        "dedup claim not renewed"
+                    ),
+                }
+                tick.as_mut().reset(tokio::time::Instant::now() + every);
+            }
+        }
     }
 }

@@ -383,7 +383,9 @@ where
                 Err(e) => e,
             };
             ctx.note_failure();
-            if last || !err.is_retryable() {
+            // A handler that found its inbox key done already is a duplicate: running it
+            // again cannot succeed (the dedup layer acknowledges it).
+            if last || !err.is_retryable() || ctx.is_duplicate() {
                 return Err(err);
             }
             let delay = match err.retry_after_hint() {
