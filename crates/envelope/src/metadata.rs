@@ -36,8 +36,11 @@ use crate::{EntityId, EventId, EventType, Headers, Timestamp, Topic};
 /// | [`causation_id`](Metadata::causation_id) | `causationid` (extension) |
 /// | [`headers`](Metadata::headers) | one extension attribute each |
 ///
-/// Two metadata values are equal when every getter returns the same value, so an explicit
-/// time equal to the time carried by the id compares equal to no explicit time.
+/// Two metadata values are equal when every getter returns the same value (so an explicit
+/// time equal to the time carried by the id compares equal to no explicit time) and
+/// CloudEvents JSON would write their payloads in the same form: a decoded event remembers
+/// the form its data came in (`"data":""`, `"data_base64":""` or no data, say) where the
+/// encoder would not pick that form by itself.
 ///
 /// # Examples
 ///
