@@ -261,6 +261,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn checks_never_panic(s in "\\PC{0,24}|[a-z:/?#\\[\\]@%0-9.]{0,24}") {
+            let _ = check_uri(&s);
+            let _ = check_uri_reference(&s);
+            // Whatever a URI is, it is also a URI-reference.
+            if check_uri(&s).is_ok() {
+                proptest::prop_assert!(check_uri_reference(&s).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn errors_point_at_the_character() {
         let err = check_uri_reference("/a b").unwrap_err();
