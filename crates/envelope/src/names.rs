@@ -6,18 +6,22 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
 
-use syncbus_names::{check_event_type, is_valid_event_type, EVENT_TYPE_MAX_LEN};
+use syncbus_names::{is_valid_event_type, EVENT_TYPE_MAX_LEN};
 
-use crate::name_error::{check_len, NameError, NameKind, NameReason};
+use crate::name_error::{check_ce_string, check_len, NameError, NameKind};
 
 /// Longest entity id, in bytes.
 const MAX_LEN: usize = 256;
 
-/// The type of an event, such as `shop.order.placed`.
+/// The type of an event, such as `shop.order.placed`. Maps to the CloudEvents `type`
+/// attribute.
 ///
-/// 1 to 256 bytes of printable ASCII (`!` through `~`, no spaces). Maps to the CloudEvents
-/// `type` attribute. The rule is `syncbus-names`'s, which `#[derive(Event)]` also checks at
-/// compile time.
+/// [`EventType::new`] takes what CloudEvents allows, any `String` (spaces and non-ASCII
+/// included, no control characters or Unicode noncharacters), up to 256 bytes, so the type of
+/// an event from another system is kept as it came. The types syncbus code declares,
+/// [`EventType::from_static`], [`Event::TYPE`](crate::Event::TYPE) and `#[derive(Event)]`,
+/// keep to `syncbus-names`'s stricter rule, printable ASCII without spaces (`!` through
+/// `~`), checked at compile time.
 ///
 /// # Examples
 ///
@@ -29,7 +33,8 @@ const MAX_LEN: usize = 256;
 ///
 /// let parsed = EventType::new("shop.order.placed")?;
 /// assert_eq!(parsed, PLACED);
-/// assert!(EventType::new("has space").is_err());
+/// assert_eq!(EventType::new("commande passée")?.as_str(), "commande passée");
+/// assert!(EventType::new("line\nbreak").is_err());
 /// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,18 +67,20 @@ impl EventType {
     /// # Errors
     ///
     /// [`NameError`] of kind [`NameKind::EventType`] if the name is empty, longer than 256
-    /// bytes, or holds a character outside printable ASCII.
+    /// bytes, or holds a control character or a Unicode noncharacter.
     ///
     /// ```
     /// use syncbus_envelope::{EventType, NameReason};
     ///
     /// assert_eq!(EventType::new("").unwrap_err().reason(), &NameReason::Empty);
-    /// let err = EventType::new("order placed").unwrap_err();
-    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: ' ', byte: 5, .. }));
+    /// let err = EventType::new("order\tplaced").unwrap_err();
+    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: '\t', byte: 5, .. }));
+    /// assert!(matches!(EventType::new("x".repeat(257)).unwrap_err().reason(), NameReason::TooLong { .. }));
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
         let name = name.as_ref();
-        check_event_type(name)?;
+        check_len(NameKind::EventType, name, EVENT_TYPE_MAX_LEN)?;
+        check_ce_string(NameKind::EventType, name)?;
         Ok(EventType(SmolStr::new(name)))
     }
 
@@ -90,8 +97,8 @@ impl EventType {
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid event type (see [`EventType::new`]). In a `const` item the
-    /// check runs at compile time.
+    /// If `name` is not 1 to 256 bytes of printable ASCII without spaces. In a `const` item
+    /// the check runs at compile time.
     ///
     /// ```should_panic
     /// use syncbus_envelope::EventType;
@@ -128,7 +135,8 @@ impl EventType {
 
 /// The id of the entity (aggregate, row, document) an event is about, such as `order-42`.
 ///
-/// 1 to 256 bytes with no control characters. Ids of up to 23 bytes, including every
+/// 1 to 256 bytes with no control characters or Unicode noncharacters (the CloudEvents
+/// `String` rule). Ids of up to 23 bytes, including every
 /// integer, are stored inline without a heap allocation. Maps to the CloudEvents extension
 /// attribute `entityid`.
 ///
@@ -173,7 +181,7 @@ impl EntityId {
     /// # Errors
     ///
     /// [`NameError`] of kind [`NameKind::EntityId`] if the id is empty, longer than 256
-    /// bytes, or holds a control character.
+    /// bytes, or holds a control character or a Unicode noncharacter.
     ///
     /// ```
     /// use syncbus_envelope::{EntityId, NameKind};
@@ -184,14 +192,7 @@ impl EntityId {
     pub fn new(id: impl AsRef<str>) -> Result<Self, NameError> {
         let id = id.as_ref();
         check_len(NameKind::EntityId, id, MAX_LEN)?;
-        if let Some((byte, ch)) = id.char_indices().find(|&(_, c)| c.is_control()) {
-            let reason = NameReason::InvalidChar {
-                ch,
-                byte,
-                rule: "control characters are not allowed",
-            };
-            return Err(NameError::new(NameKind::EntityId, reason, id));
-        }
+        check_ce_string(NameKind::EntityId, id)?;
         Ok(EntityId(SmolStr::new(id)))
     }
 

@@ -47,6 +47,13 @@ pub enum NameKind {
     Member,
     /// A checkpoint's name.
     Checkpoint,
+    /// A header value (a CloudEvents extension attribute's value, `ExtensionValue`).
+    HeaderValue,
+    /// An absolute URI (the CloudEvents `URI` type: `dataschema`, URI extensions).
+    Uri,
+    /// A URI-reference (the CloudEvents `URI-reference` type: `source`, URI-reference
+    /// extensions).
+    UriReference,
 }
 
 impl NameKind {
@@ -70,6 +77,9 @@ impl NameKind {
             NameKind::Consumer => "consumer name",
             NameKind::Member => "member name",
             NameKind::Checkpoint => "checkpoint name",
+            NameKind::HeaderValue => "header value",
+            NameKind::Uri => "uri",
+            NameKind::UriReference => "uri reference",
         }
     }
 }
