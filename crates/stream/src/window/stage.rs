@@ -88,7 +88,7 @@ where
     /// let late = Arc::new(Mutex::new(Vec::new()));
     /// let side = late.clone();
     /// let s = Stream::<u32>::new()
-    ///     .key_by(|_| "k")
+    ///     .key_by(|_| 'k')
     ///     .window(Windows::tumbling(Duration::from_millis(10))?)
     ///     .on_late(move |l| side.lock().unwrap().push((l.value, l.reason)))
     ///     .count();
