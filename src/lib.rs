@@ -42,6 +42,7 @@
 //! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
+//! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -82,6 +83,15 @@ pub mod store {
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[doc(inline)]
     pub use syncbus_store::*;
+}
+
+/// Stream processing (feature `stream`): operators over bus topics or any source, keyed
+/// state checkpointed with the input offsets, event-time windows with watermarks, and
+/// stream-table joins. See [`stream::Stream`] and [`stream::Topology`].
+#[cfg(feature = "stream")]
+pub mod stream {
+    #[doc(inline)]
+    pub use syncbus_stream::*;
 }
 
 /// The workflow crate whole: every layer on its own as a handler and its layer

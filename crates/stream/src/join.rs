@@ -308,14 +308,12 @@ where
 
     fn push<E: FnMut((), &mut Cx)>(&mut self, item: In, cx: &mut Cx, _out: &mut E) {
         let table = &self.table;
-        self.prev
-            .push(item, cx, &mut |x, _| apply_change(table, x));
+        self.prev.push(item, cx, &mut |x, _| apply_change(table, x));
     }
 
     fn advance<E: FnMut((), &mut Cx)>(&mut self, cx: &mut Cx, _out: &mut E) {
         let table = &self.table;
-        self.prev
-            .advance(cx, &mut |x, _| apply_change(table, x));
+        self.prev.advance(cx, &mut |x, _| apply_change(table, x));
     }
 
     fn shape(&self, shape: &mut Vec<&'static str>) {

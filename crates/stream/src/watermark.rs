@@ -164,8 +164,13 @@ impl Watermarks {
                 p.seen = now;
             }
             None => {
-                self.partitions
-                    .insert(partition.to_owned(), Partition { max: time, seen: now });
+                self.partitions.insert(
+                    partition.to_owned(),
+                    Partition {
+                        max: time,
+                        seen: now,
+                    },
+                );
             }
         }
     }

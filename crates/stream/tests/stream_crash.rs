@@ -37,8 +37,15 @@ fn key(env: &Envelope<Bytes>) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn topology(table: &Table<u64, u64>) -> Topology<Envelope<Bytes>, impl syncbus_stream::Operator<Envelope<Bytes>, Out = ()>> {
-    Topology::new(Stream::<Envelope<Bytes>>::new().key_by(key).count().to_table(table))
+fn topology(
+    table: &Table<u64, u64>,
+) -> Topology<Envelope<Bytes>, impl syncbus_stream::Operator<Envelope<Bytes>, Out = ()>> {
+    Topology::new(
+        Stream::<Envelope<Bytes>>::new()
+            .key_by(key)
+            .count()
+            .to_table(table),
+    )
 }
 
 /// The child: runs the topology until it has caught up, then writes the counts to `OUT`.
@@ -50,7 +57,9 @@ fn stream_crash_child() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(&db).await.unwrap();
-        let consumer = DurableConsumer::open(store.clone(), NAME, DurableConfig::new()).await.unwrap();
+        let consumer = DurableConsumer::open(store.clone(), NAME, DurableConfig::new())
+            .await
+            .unwrap();
         let table = Table::new();
         let config = RunConfig::new(NAME)
             .checkpoints(store.clone())
@@ -66,7 +75,14 @@ fn stream_crash_child() {
 
 fn spawn(db: &Path, out: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "stream_crash_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "stream_crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("SYNCBUS_STREAM_DB", db)
         .env("SYNCBUS_STREAM_OUT", out)
         .stdout(Stdio::null())
@@ -104,7 +120,10 @@ fn stream_crash_restart() {
         let mut n = 0;
         while n < count {
             let end = (n + 1_000).min(count);
-            store.append_batch((n..end).map(event).collect()).await.unwrap();
+            store
+                .append_batch((n..end).map(event).collect())
+                .await
+                .unwrap();
             n = end;
         }
         store
@@ -121,7 +140,9 @@ fn stream_crash_restart() {
     };
 
     let mut rng = seed();
-    let mut thresholds: Vec<u64> = (0..6).map(|_| count / 20 + below(&mut rng, count * 17 / 20)).collect();
+    let mut thresholds: Vec<u64> = (0..6)
+        .map(|_| count / 20 + below(&mut rng, count * 17 / 20))
+        .collect();
     thresholds.sort_unstable();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(600);
@@ -152,7 +173,10 @@ fn stream_crash_restart() {
         assert!(Instant::now() < deadline, "the last run did not finish");
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("stream crash test: {count} events, {kills} kills mid-run, {:.1?}", started.elapsed());
+    eprintln!(
+        "stream crash test: {count} events, {kills} kills mid-run, {:.1?}",
+        started.elapsed()
+    );
     assert!(kills >= 5, "only {kills} kills landed in a running child");
     let got: BTreeMap<u64, u64> = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(got.values().sum::<u64>(), count, "every event counted once");

@@ -14,7 +14,10 @@ fn naive(times: &[i64], size: i64, advance: i64) -> BTreeMap<(i64, i64), u64> {
     let hi = times.iter().max().copied().unwrap_or(0);
     let mut start = lo.div_euclid(advance) * advance;
     while start <= hi {
-        let n = times.iter().filter(|&&t| start <= t && t < start + size).count() as u64;
+        let n = times
+            .iter()
+            .filter(|&&t| start <= t && t < start + size)
+            .count() as u64;
         if n > 0 {
             out.insert((start, start + size), n);
         }
@@ -23,7 +26,11 @@ fn naive(times: &[i64], size: i64, advance: i64) -> BTreeMap<(i64, i64), u64> {
     out
 }
 
-fn counted(times: &[i64], windows: Windows, watermark_every: Option<usize>) -> BTreeMap<(i64, i64), u64> {
+fn counted(
+    times: &[i64],
+    windows: Windows,
+    watermark_every: Option<usize>,
+) -> BTreeMap<(i64, i64), u64> {
     let s = Stream::<i64>::new().key_by(|_| 0u8).window(windows).count();
     let mut t = Topology::new(s);
     let mut out = BTreeMap::new();
@@ -34,12 +41,16 @@ fn counted(times: &[i64], windows: Windows, watermark_every: Option<usize>) -> B
         if watermark_every.is_some_and(|n| i % n == 0) {
             // Behind the latest by more than any disorder in the input: nothing is late.
             t.advance_with(max - 10_000, &mut |r, _| {
-                assert!(out.insert((r.window.start, r.window.end), r.value).is_none());
+                assert!(out
+                    .insert((r.window.start, r.window.end), r.value)
+                    .is_none());
             });
         }
     }
     t.advance_with(i64::MAX / 8, &mut |r, _| {
-        assert!(out.insert((r.window.start, r.window.end), r.value).is_none());
+        assert!(out
+            .insert((r.window.start, r.window.end), r.value)
+            .is_none());
     });
     assert_eq!(t.metrics().late, 0);
     out

@@ -22,12 +22,23 @@ fn tumbling_windows_put_an_event_on_a_boundary_in_the_window_starting_there() {
         .window(Windows::tumbling(Duration::from_millis(10)).unwrap())
         .count();
     let mut t = Topology::new(s);
-    for (k, at) in [('a', 0), ('a', 9), ('a', 10), ('b', 10), ('a', 19), ('a', 20)] {
+    for (k, at) in [
+        ('a', 0),
+        ('a', 9),
+        ('a', 10),
+        ('b', 10),
+        ('a', 19),
+        ('a', 20),
+    ] {
         t.process(k, Some(at));
     }
     let mut out = Vec::new();
     t.advance_with(19, &mut collect(&mut out));
-    assert_eq!(out, [('a', Window::new(0, 10), 2)], "only [0, 10) is complete at 19");
+    assert_eq!(
+        out,
+        [('a', Window::new(0, 10), 2)],
+        "only [0, 10) is complete at 19"
+    );
     out.clear();
     t.advance_with(20, &mut collect(&mut out));
     assert_eq!(
@@ -75,7 +86,11 @@ fn a_late_event_within_grace_updates_its_window_and_one_past_grace_goes_to_the_s
                 .grace(Duration::from_millis(5))
                 .emit(Emit::Updates),
         )
-        .on_late(move |l| side.lock().unwrap().push((l.value, l.time, l.watermark, l.reason)))
+        .on_late(move |l| {
+            side.lock()
+                .unwrap()
+                .push((l.value, l.time, l.watermark, l.reason))
+        })
         .count();
     let mut t = Topology::new(s);
     let mut out = Vec::new();
@@ -110,7 +125,11 @@ fn a_late_event_within_grace_updates_its_window_and_one_past_grace_goes_to_the_s
 fn on_close_emits_one_final_result_including_events_within_grace() {
     let s = Stream::<u32>::new()
         .key_by(|_| 'k')
-        .window(Windows::tumbling(Duration::from_millis(10)).unwrap().grace(Duration::from_millis(5)))
+        .window(
+            Windows::tumbling(Duration::from_millis(10))
+                .unwrap()
+                .grace(Duration::from_millis(5)),
+        )
         .count();
     let mut t = Topology::new(s);
     let mut out = Vec::new();
@@ -135,7 +154,10 @@ fn a_bridging_event_merges_two_sessions() {
     t.process('b', Some(3)); // another key: never merged with a's
     t.process('a', Some(7)); // [7, 17) overlaps both: one session [0, 25)
     t.advance_with(i64::MAX / 8, &mut collect(&mut out));
-    assert_eq!(out, [('b', Window::new(3, 13), 1), ('a', Window::new(0, 25), 3)]);
+    assert_eq!(
+        out,
+        [('b', Window::new(3, 13), 1), ('a', Window::new(0, 25), 3)]
+    );
 }
 
 #[test]
@@ -167,11 +189,19 @@ async fn an_idle_partition_stops_holding_the_watermark_back() {
     let mut wm = Watermarks::new(config);
     wm.observe("eu", 10_000, Instant::now());
     wm.observe("us", 2_000, Instant::now());
-    assert_eq!(wm.current(Instant::now()), 1_900, "the minimum over partitions");
+    assert_eq!(
+        wm.current(Instant::now()),
+        1_900,
+        "the minimum over partitions"
+    );
     for step in 1..=9u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         wm.observe("eu", 10_000 + step as i64 * 1_000, Instant::now());
-        assert_eq!(wm.current(Instant::now()), 1_900, "us not idle yet at {step}00 ms");
+        assert_eq!(
+            wm.current(Instant::now()),
+            1_900,
+            "us not idle yet at {step}00 ms"
+        );
     }
     tokio::time::sleep(Duration::from_millis(100)).await; // us quiet for exactly 1 s
     wm.observe("eu", 20_000, Instant::now());
@@ -201,7 +231,8 @@ fn a_join_sees_the_table_as_it_is_when_each_event_comes() {
         });
     let mut orders = Topology::new(s);
     let mut out = Vec::new();
-    let mut order = |t: &mut Topology<_, _>, o: (u32, u64)| t.process_with(o, None, &mut |x, _| out.push(x));
+    let mut order =
+        |t: &mut Topology<_, _>, o: (u32, u64)| t.process_with(o, None, &mut |x, _| out.push(x));
     order(&mut orders, (1, 100)); // no row yet
     changelog.process((1, Some("eu")), None);
     order(&mut orders, (1, 200));
@@ -225,7 +256,9 @@ fn a_join_sees_the_table_as_it_is_when_each_event_comes() {
     // The inner join drops what has no row.
     let inner = Stream::<(u32, u64)>::new()
         .key_by(|(c, _)| *c)
-        .join(&regions, |_, (_, cents), region| format!("{region}:{cents}"));
+        .join(&regions, |_, (_, cents), region| {
+            format!("{region}:{cents}")
+        });
     let mut t = Topology::new(inner);
     let mut got = Vec::new();
     for o in [(1, 1), (2, 2)] {
@@ -240,10 +273,16 @@ fn a_restored_window_state_gives_the_uninterrupted_result() {
         Stream::<(u8, i64)>::new()
             .key_by(|(k, _)| *k)
             .map(|(k, (_, v))| (k, v))
-            .window(Windows::tumbling(Duration::from_millis(100)).unwrap().grace(Duration::from_millis(50)))
+            .window(
+                Windows::tumbling(Duration::from_millis(100))
+                    .unwrap()
+                    .grace(Duration::from_millis(50)),
+            )
             .sum()
     };
-    let events: Vec<((u8, i64), i64)> = (0..500).map(|i| (((i % 7) as u8, i), (i * 37) % 1_000)).collect();
+    let events: Vec<((u8, i64), i64)> = (0..500)
+        .map(|i| (((i % 7) as u8, i), (i * 37) % 1_000))
+        .collect();
     let run = |split: Option<usize>| {
         let mut t = Topology::new(build());
         let mut out = Vec::new();
@@ -264,7 +303,10 @@ fn a_restored_window_state_gives_the_uninterrupted_result() {
         (out, late + t.metrics().late)
     };
     let whole = run(None);
-    assert!(!whole.0.is_empty() && whole.1 > 0, "some windows and some late events");
+    assert!(
+        !whole.0.is_empty() && whole.1 > 0,
+        "some windows and some late events"
+    );
     for split in [1, 120, 333, 499] {
         assert_eq!(run(Some(split)), whole, "split at {split}");
     }
@@ -276,7 +318,10 @@ fn branches_and_flat_maps_route_each_item_once() {
     let sink = big.clone();
     let s = Stream::<Vec<u32>>::new()
         .flat_map(|v| v)
-        .branch(|x| *x >= 10, move |b| b.for_each(move |x| sink.lock().unwrap().push(x)))
+        .branch(
+            |x| *x >= 10,
+            move |b| b.for_each(move |x| sink.lock().unwrap().push(x)),
+        )
         .filter(|x| x % 2 == 1);
     let mut t = Topology::new(s);
     let mut odd = Vec::new();

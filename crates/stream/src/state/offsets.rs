@@ -45,7 +45,10 @@ impl OffsetSet {
             return;
         }
         let joins_prev = i > 0 && self.ranges[i - 1].1.checked_add(1) == Some(x);
-        let joins_next = self.ranges.get(i).is_some_and(|&(s, _)| Some(s) == x.checked_add(1));
+        let joins_next = self
+            .ranges
+            .get(i)
+            .is_some_and(|&(s, _)| Some(s) == x.checked_add(1));
         match (joins_prev, joins_next) {
             (true, true) => {
                 self.ranges[i - 1].1 = self.ranges[i].1;
@@ -111,7 +114,9 @@ mod tests {
         let mut set = OffsetSet::new();
         let mut x: u64 = 7;
         for i in 0..2_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = (x >> 33) % 300;
             if i % 3 == 0 {
                 set.remove(v);

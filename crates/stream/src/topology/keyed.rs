@@ -175,9 +175,8 @@ where
 
     fn advance<E: FnMut((K, A), &mut Cx)>(&mut self, cx: &mut Cx, out: &mut E) {
         let (state, init, add) = (&mut self.state, &self.init, &mut self.add);
-        self.prev.advance(cx, &mut |kv, cx| {
-            Self::apply(state, init, add, kv, cx, out)
-        });
+        self.prev
+            .advance(cx, &mut |kv, cx| Self::apply(state, init, add, kv, cx, out));
     }
 
     fn shape(&self, shape: &mut Vec<&'static str>) {

@@ -207,7 +207,8 @@ macro_rules! stateless {
             out: &mut E,
         ) {
             let f = &mut self.f;
-            self.prev.advance(cx, &mut |x, cx| Self::apply(f, x, cx, out));
+            self.prev
+                .advance(cx, &mut |x, cx| Self::apply(f, x, cx, out));
         }
 
         fn shape(&self, shape: &mut Vec<&'static str>) {

@@ -176,10 +176,7 @@ impl RunConfig {
     /// # Examples
     ///
     /// See [`RunConfig`].
-    pub fn partition_by(
-        mut self,
-        f: impl Fn(&Metadata) -> String + Send + Sync + 'static,
-    ) -> Self {
+    pub fn partition_by(mut self, f: impl Fn(&Metadata) -> String + Send + Sync + 'static) -> Self {
         self.partition_by = Some(Arc::new(f));
         self
     }
@@ -443,8 +440,7 @@ impl<S: StreamSource> Loop<S> {
         };
         let checkpoint = Checkpoint::from_bytes(&bytes)?;
         topology.load(checkpoint.topology)?;
-        self.watermarks
-            .load(checkpoint.watermarks, Instant::now());
+        self.watermarks.load(checkpoint.watermarks, Instant::now());
         self.restored = checkpoint.offsets;
         tracing::debug!(topology = %self.config.name, "restored from its checkpoint");
         Ok(())
@@ -521,16 +517,10 @@ impl<S: StreamSource> Loop<S> {
         topology.metrics_mut().checkpoints += 1;
         self.ack_pending().await?;
         if !self.restored.is_empty() {
-            if let Some(committed) = self
-                .source
-                .committed()
-                .await
-                .map_err(StreamError::Settle)?
-            {
+            if let Some(committed) = self.source.committed().await.map_err(StreamError::Settle)? {
                 self.restored.forget_through(committed);
             }
         }
         Ok(())
     }
 }
-

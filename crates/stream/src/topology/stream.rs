@@ -314,7 +314,8 @@ impl<In, P: Operator<In>, U, F: FnMut(P::Out) -> U + Send + 'static> Operator<In
     #[inline]
     fn push<E: FnMut(U, &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
@@ -337,15 +338,20 @@ impl<In, P: Operator<In>, F: FnMut(&P::Out) -> bool + Send + 'static> Operator<I
     #[inline]
     fn push<E: FnMut(P::Out, &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
 
 impl<P, F> FlatMap<P, F> {
     #[inline]
-    fn apply<X, I: IntoIterator, E: FnMut(I::Item, &mut Cx)>(f: &mut F, x: X, cx: &mut Cx, out: &mut E)
-    where
+    fn apply<X, I: IntoIterator, E: FnMut(I::Item, &mut Cx)>(
+        f: &mut F,
+        x: X,
+        cx: &mut Cx,
+        out: &mut E,
+    ) where
         F: FnMut(X) -> I,
     {
         for y in f(x) {
@@ -360,7 +366,8 @@ impl<In, P: Operator<In>, I: IntoIterator, F: FnMut(P::Out) -> I + Send + 'stati
     #[inline]
     fn push<E: FnMut(I::Item, &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
@@ -375,14 +382,13 @@ impl<P, F> KeyBy<P, F> {
         out((k, x), cx)
     }
 }
-impl<In, P: Operator<In>, K, F: FnMut(&P::Out) -> K + Send + 'static> Operator<In>
-    for KeyBy<P, F>
-{
+impl<In, P: Operator<In>, K, F: FnMut(&P::Out) -> K + Send + 'static> Operator<In> for KeyBy<P, F> {
     type Out = (K, P::Out);
     #[inline]
     fn push<E: FnMut((K, P::Out), &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
@@ -402,7 +408,8 @@ impl<In, P: Operator<In>, F: FnMut(&P::Out) + Send + 'static> Operator<In> for I
     #[inline]
     fn push<E: FnMut(P::Out, &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
@@ -421,7 +428,8 @@ impl<In, P: Operator<In>, F: FnMut(P::Out) + Send + 'static> Operator<In> for Fo
     #[inline]
     fn push<E: FnMut((), &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }
@@ -442,7 +450,8 @@ impl<In, P: Operator<In>, F: FnMut(P::Out, &Cx) + Send + 'static> Operator<In>
     #[inline]
     fn push<E: FnMut((), &mut Cx)>(&mut self, item: In, cx: &mut Cx, out: &mut E) {
         let f = &mut self.f;
-        self.prev.push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
+        self.prev
+            .push(item, cx, &mut |x, cx| Self::apply(f, x, cx, out));
     }
     stateless!(In);
 }

@@ -310,9 +310,8 @@ impl Window {
 
 impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ts = |ms: i64| {
-            syncbus_envelope::Timestamp::from_unix_nanos(ms.saturating_mul(1_000_000))
-        };
+        let ts =
+            |ms: i64| syncbus_envelope::Timestamp::from_unix_nanos(ms.saturating_mul(1_000_000));
         write!(f, "[{}, {})", ts(self.start), ts(self.end))
     }
 }

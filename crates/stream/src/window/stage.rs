@@ -351,7 +351,9 @@ impl<K: StateKey + Ord, V: Clone, A: Aggregator<V>> Parts<'_, K, V, A> {
                 });
                 !list.is_empty()
             });
-            closed.sort_by(|a, b| (a.window.end, a.window.start, &a.key).cmp(&(b.window.end, b.window.start, &b.key)));
+            closed.sort_by(|a, b| {
+                (a.window.end, a.window.start, &a.key).cmp(&(b.window.end, b.window.start, &b.key))
+            });
         } else {
             while let Some(entry) = self.fixed.first_entry() {
                 let (end, start) = *entry.key();
@@ -430,7 +432,12 @@ where
         let fixed: Vec<_> = self
             .fixed
             .iter()
-            .map(|(w, keys)| (*w, keys.iter().map(|(k, a)| (k.clone(), a.clone())).collect()))
+            .map(|(w, keys)| {
+                (
+                    *w,
+                    keys.iter().map(|(k, a)| (k.clone(), a.clone())).collect(),
+                )
+            })
             .collect();
         let sessions: Vec<_> = self
             .sessions
