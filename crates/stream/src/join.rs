@@ -235,9 +235,10 @@ where
     ///
     /// ```
     /// use syncbus_stream::{Stream, Table, Topology};
-    /// let t: Table<u8, &str> = Table::new();
-    /// let mut topo = Topology::new(Stream::<(u8, Option<&'static str>)>::new().map(|c| c).to_table_changelog(&t));
-    /// topo.process((1, Some("a")), None);
+    /// let t: Table<u8, String> = Table::new();
+    /// let mut topo = Topology::new(Stream::<(u8, Option<String>)>::new().to_table_changelog(&t));
+    /// topo.process((1, Some("a".to_string())), None);
+    /// assert_eq!(t.get(&1).as_deref(), Some("a"));
     /// topo.process((1, None), None);
     /// assert!(t.is_empty());
     /// ```

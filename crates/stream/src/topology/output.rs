@@ -59,7 +59,7 @@ where
     /// t.process(5, None);
     /// t.process(50, Some(1_000));
     /// t.publish().await?;
-    /// let got = big.fetch(10, std::time::Duration::ZERO).await?;
+    /// let got = Source::fetch(&big, 10, std::time::Duration::ZERO).await?;
     /// assert_eq!(got.len(), 1);
     /// assert_eq!(got[0].envelope().payload().0, 50);
     /// # Ok(()) }

@@ -11,7 +11,7 @@ use crate::topology::keyed::StateValue;
 ///
 /// ```
 /// use syncbus_stream::{Aggregator, Count, Sum};
-/// let mut n = Count.init();
+/// let mut n = Aggregator::<&str>::init(&Count);
 /// Aggregator::<&str>::add(&Count, &mut n, "x");
 /// assert_eq!(n, 1);
 /// let mut s = Sum.init();
@@ -36,7 +36,7 @@ pub trait Aggregator<V>: Send + 'static {
 ///
 /// ```
 /// use syncbus_stream::{Aggregator, Count};
-/// let mut n = Count.init();
+/// let mut n = Aggregator::<u8>::init(&Count);
 /// Aggregator::<u8>::add(&Count, &mut n, 1);
 /// Aggregator::<u8>::merge(&Count, &mut n, 4);
 /// assert_eq!(n, 5);
