@@ -1,5 +1,5 @@
 //! A topology: a built [`Stream`] with its context, to push items through by hand or to run
-//! over a source ([`run`]).
+//! over a source ([`Topology::spawn`]).
 
 pub(crate) mod keyed;
 pub(crate) mod operator;
@@ -52,7 +52,7 @@ pub(crate) struct SavedTopology {
 /// A built stream, ready for items: push them with [`process`](Self::process), move the
 /// watermark with [`advance`](Self::advance), save and restore the state with
 /// [`snapshot`](Self::snapshot) / [`restore`](Self::restore), or run it over a source with
-/// [`run`](Self::run).
+/// [`spawn`](Self::spawn).
 ///
 /// Outputs of the last stage that are not handed to `process_with` / `advance_with` are
 /// dropped: end a stream in a sink ([`Stream::for_each`], [`Stream::to`],
