@@ -276,7 +276,8 @@ async fn full_intake_is_429_with_retry_after_and_shutdown_is_503() {
     // The router mounted in an application's own server answers 503 once shutting down.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mounted = format!("http://{}/webhooks/shop", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, ingress.router()).await });
+    let router = ingress.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
     assert_eq!(send_now(&c, &mounted, "early", "{}").await.status().as_u16(), 200);
     ingress.shutdown();
     let r = send_now(&c, &mounted, "late", "{}").await;
