@@ -28,7 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut it = std::env::args().skip(1);
     let (mut to, mut secret, mut count, mut db, mut schedule) = (None, None, None, None, None);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--to" => to = Some(value()),
             "--secret" => {
@@ -100,7 +103,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         endpoint.delivered(),
         endpoint.attempts(),
         started.elapsed().as_secs_f64(),
-        if endpoint.state().disabled { ", endpoint disabled" } else { "" },
+        if endpoint.state().disabled {
+            ", endpoint disabled"
+        } else {
+            ""
+        },
     );
     endpoint.stop().await;
     Ok(())

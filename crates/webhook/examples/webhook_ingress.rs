@@ -40,7 +40,10 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     let (mut listen, mut db, mut sources, mut fail_first) = (None, None, Vec::new(), 0);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--listen" => listen = Some(value()),
             "--db" => db = Some(value()),
@@ -86,8 +89,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wf = Workflow::builder(&bus)
         .dead_letters(store.dead_letters())
         .build();
-    let consumer = DurableConsumer::open(store.clone(), "webhook-ingress", DurableConfig::new())
-        .await?;
+    let consumer =
+        DurableConsumer::open(store.clone(), "webhook-ingress", DurableConfig::new()).await?;
     let fail_first = args.fail_first;
     let s = store.clone();
     let served = wf

@@ -41,7 +41,7 @@ use syncbus_storage::{
 };
 use syncbus_workflow::{
     HandlerError, Jitter, RateLimitConfig, Redrive, RedriveError, RedriveReport, RetryPolicy,
-    Served, ServeError, Workflow,
+    ServeError, Served, Workflow,
 };
 
 use crate::raw::RawEvent;
@@ -407,7 +407,12 @@ impl Egress {
             &consumer_name,
             DurableConfig::new()
                 .poll_interval(config.poll_interval)
-                .ack_timeout(config.timeout.saturating_mul(2).max(Duration::from_secs(30))),
+                .ack_timeout(
+                    config
+                        .timeout
+                        .saturating_mul(2)
+                        .max(Duration::from_secs(30)),
+                ),
         )
         .await?;
         let shared = Arc::new(Shared {
@@ -433,13 +438,19 @@ impl Egress {
             // Retries inside the delivery: the lane of the entity waits for them.
             serve.keyed(16).retry(RetryPolicy::never())
         } else {
-            serve.retry(RetryPolicy::new().schedule(config.retry_delays()).jitter(jitter))
+            serve.retry(
+                RetryPolicy::new()
+                    .schedule(config.retry_delays())
+                    .jitter(jitter),
+            )
         };
         if let Some(rate) = config.rate_limit.clone() {
             serve = serve.rate_limit(rate);
         }
         let handler = shared.clone();
-        let policy = RetryPolicy::new().schedule(config.retry_delays()).jitter(jitter);
+        let policy = RetryPolicy::new()
+            .schedule(config.retry_delays())
+            .jitter(jitter);
         let served = serve.handle(move |env: Envelope<RawEvent>, _ctx| {
             let shared = handler.clone();
             let policy = policy.clone();
@@ -565,7 +576,10 @@ impl Shared {
             .client
             .post(&self.config.url)
             .timeout(self.config.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/cloudevents+json",
+            )
             .header(WEBHOOK_ID, &id)
             .header(WEBHOOK_TIMESTAMP, ts.to_string())
             .header(WEBHOOK_SIGNATURE, signature)
@@ -576,7 +590,11 @@ impl Shared {
             Ok(r) => r,
             Err(e) => {
                 self.failed().await;
-                let what = if e.is_timeout() { "timed out" } else { "failed" };
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "failed"
+                };
                 return Err(HandlerError::retryable(format!("request {what}: {e}")));
             }
         };
@@ -599,7 +617,9 @@ impl Shared {
                 tracing::warn!(endpoint = %self.config.name, error = %e, "cannot save endpoint state");
             }
             tracing::warn!(endpoint = %self.config.name, "endpoint disabled: 410 Gone");
-            return Err(HandlerError::permanent(format!("{message}; endpoint disabled")));
+            return Err(HandlerError::permanent(format!(
+                "{message}; endpoint disabled"
+            )));
         }
         self.failed().await;
         let err = HandlerError::retryable(message);

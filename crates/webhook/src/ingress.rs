@@ -44,8 +44,8 @@ use serde_json::json;
 use syncbus_envelope::{Bytes, Envelope, Metadata};
 use syncbus_storage::{DedupKey, StoreErrorKind};
 use syncbus_store::SqliteStore;
-use tokio::sync::{oneshot, watch};
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{oneshot, watch};
 
 use crate::intake::{self, Intaken, Job};
 use crate::mapping::Mapping;
@@ -559,7 +559,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -587,7 +592,8 @@ async fn receive(
             "content type must be application/json",
         );
     }
-    let declared = header(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        header(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body as u64) {
         return reject(&shared, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
@@ -595,13 +601,25 @@ async fn receive(
         return reject(&shared, StatusCode::BAD_REQUEST, "missing webhook-id");
     };
     let Some(timestamp) = header(&headers, WEBHOOK_TIMESTAMP) else {
-        return reject(&shared, StatusCode::BAD_REQUEST, "missing webhook-timestamp");
+        return reject(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "missing webhook-timestamp",
+        );
     };
     let Ok(key) = DedupKey::new(&format!("webhook:{source}:{id}")) else {
-        return reject(&shared, StatusCode::BAD_REQUEST, "webhook-id is not a valid id");
+        return reject(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "webhook-id is not a valid id",
+        );
     };
     let Some(signatures) = header(&headers, WEBHOOK_SIGNATURE) else {
-        return reject(&shared, StatusCode::UNAUTHORIZED, "missing webhook-signature");
+        return reject(
+            &shared,
+            StatusCode::UNAUTHORIZED,
+            "missing webhook-signature",
+        );
     };
     let bytes: Bytes = match axum::body::to_bytes(body, config.max_body).await {
         Ok(b) => b,
@@ -628,7 +646,11 @@ async fn receive(
         .insert("webhookid", id)
         .and_then(|_| meta.headers_mut().insert("webhooksource", source.as_str()));
     if marked.is_err() {
-        return reject(&shared, StatusCode::BAD_REQUEST, "webhook-id is not a valid id");
+        return reject(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "webhook-id is not a valid id",
+        );
     }
     let (reply, answer) = oneshot::channel();
     let job = Job {

@@ -169,7 +169,9 @@ fn text_at<'a>(body: &'a Value, pointer: &str, what: &str) -> Result<String, Map
     match body.pointer(pointer) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(_) => Err(MapError::new(format!("{what} at {pointer} is not a string"))),
+        Some(_) => Err(MapError::new(format!(
+            "{what} at {pointer} is not a string"
+        ))),
         None => Err(MapError::new(format!("no {what} at {pointer}"))),
     }
 }

@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use parking_lot::Mutex;
 use support::*;
-use syncbus_core::{Bus, Bytes, EntityId, Envelope, EventType, Metadata, Pattern, Timestamp, Topic};
+use syncbus_core::{
+    Bus, Bytes, EntityId, Envelope, EventType, Metadata, Pattern, Timestamp, Topic,
+};
 use syncbus_storage::{DeadLetterFilter, DeadLetterStore, EventLog};
 use syncbus_store::SqliteStore;
 use syncbus_webhook::{Egress, Endpoint, EndpointConfig, Verifier};
@@ -40,9 +42,20 @@ async fn receiver(r: Receiver) -> String {
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
             let (r, verifier) = (r.clone(), verifier.clone());
             async move {
-                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
                 let verified = verifier
-                    .verify(&h("webhook-id"), &h("webhook-timestamp"), &h("webhook-signature"), &body)
+                    .verify(
+                        &h("webhook-id"),
+                        &h("webhook-timestamp"),
+                        &h("webhook-signature"),
+                        &body,
+                    )
                     .is_ok();
                 r.hits.lock().push(Hit {
                     at: Instant::now(),
@@ -53,12 +66,15 @@ async fn receiver(r: Receiver) -> String {
                 let next = r.script.lock().pop_front();
                 let (status, retry_after, delay) = next.unwrap_or((200, None, Duration::ZERO));
                 tokio::time::sleep(delay).await;
-                let mut resp = (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
+                let mut resp =
+                    (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
                 if let Some(ra) = retry_after {
-                    resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+                    resp.headers_mut()
+                        .insert("retry-after", ra.parse().unwrap());
                 }
                 if status / 100 == 3 {
-                    resp.headers_mut().insert("location", "/elsewhere".parse().unwrap());
+                    resp.headers_mut()
+                        .insert("location", "/elsewhere".parse().unwrap());
                 }
                 resp
             }
@@ -80,7 +96,9 @@ fn event(n: u64, entity: Option<&str>) -> Envelope<Bytes> {
 async fn setup(dir: &std::path::Path) -> (SqliteStore, Workflow, Egress) {
     let store = SqliteStore::open(dir.join("out.db")).await.unwrap();
     let bus = Bus::new();
-    let wf = Workflow::builder(&bus).dead_letters(store.dead_letters()).build();
+    let wf = Workflow::builder(&bus)
+        .dead_letters(store.dead_letters())
+        .build();
     let egress = Egress::new(&wf, store.clone(), store.clone()).unwrap();
     (store, wf, egress)
 }
@@ -121,22 +139,37 @@ async fn failures_retry_on_the_schedule_with_a_stable_signed_id() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _wf, egress) = setup(dir.path()).await;
     store.append(event(1, None)).await.unwrap();
-    let e = egress.endpoint(config(&url, &[0, 200, 400, 600, 800])).await.unwrap();
+    let e = egress
+        .endpoint(config(&url, &[0, 200, 400, 600, 800]))
+        .await
+        .unwrap();
     until("delivery", 20, || e.delivered() == 1).await;
     let hits = r.hits.lock().clone();
     assert_eq!(hits.len(), 4);
     assert!(hits.iter().all(|h| h.verified), "every attempt is signed");
-    assert!(hits.iter().all(|h| h.id == hits[0].id), "one webhook-id across retries");
-    assert_eq!(hits[0].body["data"]["n"], 1, "the event as CloudEvents JSON");
+    assert!(
+        hits.iter().all(|h| h.id == hits[0].id),
+        "one webhook-id across retries"
+    );
+    assert_eq!(
+        hits[0].body["data"]["n"], 1,
+        "the event as CloudEvents JSON"
+    );
     let gaps: Vec<Duration> = hits.windows(2).map(|w| w[1].at - w[0].at).collect();
     // The waits are 200, 400, 600 ms after each failure (the timeout adds its 300 ms).
     let expected = [200u64, 400 + 300, 600];
     for (gap, want) in gaps.iter().zip(expected) {
         let want = Duration::from_millis(want);
-        assert!(*gap >= want && *gap < want + Duration::from_millis(400), "{gaps:?}");
+        assert!(
+            *gap >= want && *gap < want + Duration::from_millis(400),
+            "{gaps:?}"
+        );
     }
     assert!(!e.state().disabled);
-    assert!(e.state().failing_since.is_none(), "the success ended the streak");
+    assert!(
+        e.state().failing_since.is_none(),
+        "the success ended the streak"
+    );
     e.stop().await;
 }
 
@@ -155,7 +188,10 @@ async fn retry_after_is_honoured_and_exhaustion_dead_letters_the_last_status() {
     let e = egress.endpoint(config(&url, &[0, 50, 50])).await.unwrap();
     until("three attempts", 20, || r.hits.lock().len() == 3).await;
     let hits = r.hits.lock().clone();
-    assert!(hits[1].at - hits[0].at >= Duration::from_secs(1), "Retry-After: 1 waited");
+    assert!(
+        hits[1].at - hits[0].at >= Duration::from_secs(1),
+        "Retry-After: 1 waited"
+    );
     let store2 = store.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     let dead = loop {
@@ -168,7 +204,10 @@ async fn retry_after_is_honoured_and_exhaustion_dead_letters_the_last_status() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 3);
     let chain = dead[0].error_chain.join(" ");
-    assert!(chain.contains("status 500") && chain.contains("scripted answer"), "{chain}");
+    assert!(
+        chain.contains("status 500") && chain.contains("scripted answer"),
+        "{chain}"
+    );
     e.stop().await;
 }
 
@@ -202,7 +241,13 @@ async fn gone_disables_across_a_restart_and_replay_delivers_after_enable() {
     let report = e.replay(since).await.unwrap();
     assert_eq!(report.succeeded, 2);
     assert!(dead_letters(&store, &e).await.is_empty());
-    let ns: Vec<_> = r.hits.lock().iter().skip(1).map(|h| h.body["data"]["n"].clone()).collect();
+    let ns: Vec<_> = r
+        .hits
+        .lock()
+        .iter()
+        .skip(1)
+        .map(|h| h.body["data"]["n"].clone())
+        .collect();
     assert_eq!(ns.len(), 2);
     e.stop().await;
 }
@@ -227,11 +272,15 @@ async fn failing_longer_than_disable_after_disables() {
 #[tokio::test]
 async fn fifo_keeps_per_entity_order_through_retries() {
     let r = Receiver::default();
-    r.script.lock().extend([(500, None, Duration::ZERO), (500, None, Duration::ZERO)]);
+    r.script
+        .lock()
+        .extend([(500, None, Duration::ZERO), (500, None, Duration::ZERO)]);
     let url = receiver(r.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let (store, _wf, egress) = setup(dir.path()).await;
-    let events: Vec<_> = (0..6).map(|n| event(n, Some(if n % 2 == 0 { "a" } else { "b" }))).collect();
+    let events: Vec<_> = (0..6)
+        .map(|n| event(n, Some(if n % 2 == 0 { "a" } else { "b" })))
+        .collect();
     store.append_batch(events).await.unwrap();
     let e = egress
         .endpoint(config(&url, &[0, 100, 100, 100]).fifo(true))

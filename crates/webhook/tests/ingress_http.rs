@@ -12,12 +12,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use support::*;
 use syncbus_core::{Bus, Envelope};
-use syncbus_storage::{DeadLetterFilter, DeadLetterStore, DurableConfig, DurableConsumer, EventLog};
+use syncbus_storage::{
+    DeadLetterFilter, DeadLetterStore, DurableConfig, DurableConsumer, EventLog,
+};
 use syncbus_webhook::{unix_now, IngressConfig, RawEvent, Secret, SourceConfig, DUPLICATE_HEADER};
 use syncbus_workflow::{HandlerError, Redrive, RetryPolicy, Workflow};
 
 fn shop() -> SourceConfig {
-    SourceConfig::new("shop", [secret()]).unwrap().max_body(1024)
+    SourceConfig::new("shop", [secret()])
+        .unwrap()
+        .max_body(1024)
 }
 
 #[tokio::test]
@@ -45,8 +49,16 @@ async fn each_bad_request_gets_its_status_and_stores_nothing() {
         .unwrap();
     assert_eq!(status(tampered), 401);
     assert_eq!(status(send(&c, &url, &wrong, "m2", now, body).await), 401);
-    assert_eq!(status(send(&c, &url, &secret(), "m3", now - 301, body).await), 401, "stale");
-    assert_eq!(status(send(&c, &url, &secret(), "m4", now + 301, body).await), 401, "future");
+    assert_eq!(
+        status(send(&c, &url, &secret(), "m3", now - 301, body).await),
+        401,
+        "stale"
+    );
+    assert_eq!(
+        status(send(&c, &url, &secret(), "m4", now + 301, body).await),
+        401,
+        "future"
+    );
     let missing = |drop: &'static str| {
         let c = c.clone();
         let url = url.clone();
@@ -55,7 +67,10 @@ async fn each_bad_request_gets_its_status_and_stores_nothing() {
             for (h, v) in [
                 ("webhook-id", "m5".to_owned()),
                 ("webhook-timestamp", now.to_string()),
-                ("webhook-signature", secret().sign("m5", now, body.as_bytes())),
+                (
+                    "webhook-signature",
+                    secret().sign("m5", now, body.as_bytes()),
+                ),
             ] {
                 if h != drop {
                     r = r.header(h, v);
@@ -70,13 +85,19 @@ async fn each_bad_request_gets_its_status_and_stores_nothing() {
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2048));
     let r = send(&c, &url, &secret(), "m6", now, &big).await;
     assert_eq!(status(r), 413);
-    assert_eq!(status(send(&c, &url, &secret(), "m7", now, "{not json").await), 400);
+    assert_eq!(
+        status(send(&c, &url, &secret(), "m7", now, "{not json").await),
+        400
+    );
     let r = c
         .post(&url)
         .header("content-type", "text/plain")
         .header("webhook-id", "m8")
         .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", secret().sign("m8", now, body.as_bytes()))
+        .header(
+            "webhook-signature",
+            secret().sign("m8", now, body.as_bytes()),
+        )
         .body(body)
         .send()
         .await
@@ -89,7 +110,11 @@ async fn each_bad_request_gets_its_status_and_stores_nothing() {
     assert!(reason["error"].is_string(), "a small JSON reason: {reason}");
     assert!(!reason.to_string().contains("whsec_"));
 
-    assert_eq!(store.head().await.unwrap(), None, "nothing stored for a rejected request");
+    assert_eq!(
+        store.head().await.unwrap(),
+        None,
+        "nothing stored for a rejected request"
+    );
     // And a good one is stored, once.
     let ok = send(&c, &url, &secret(), "m10", now, body).await;
     assert_eq!(ok.status().as_u16(), 200);
@@ -108,8 +133,16 @@ async fn rotated_secrets_both_pass_and_the_vector_verifies() {
     let (_ingress, addr, store) = ingress(dir.path(), IngressConfig::new(), vec![source]).await;
     let url = format!("http://{addr}/webhooks/shop");
     let c = client();
-    assert_eq!(send(&c, &url, &old, "r1", unix_now(), "{}").await.status(), 200);
-    assert_eq!(send(&c, &url, &secret(), "r2", unix_now(), "{}").await.status(), 200);
+    assert_eq!(
+        send(&c, &url, &old, "r1", unix_now(), "{}").await.status(),
+        200
+    );
+    assert_eq!(
+        send(&c, &url, &secret(), "r2", unix_now(), "{}")
+            .await
+            .status(),
+        200
+    );
     // A header carrying a bad and a good signature passes.
     let now = unix_now();
     let header = format!("v1,AAAA {}", old.sign("r3", now, b"{}"));
@@ -129,12 +162,25 @@ async fn rotated_secrets_both_pass_and_the_vector_verifies() {
     let body = br#"{"email":"test@example.com","username":"test_user"}"#;
     let v = syncbus_webhook::Verifier::new([secret()]);
     let sig = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
-    assert_eq!(secret().sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body), sig);
-    v.verify_at("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", sig, body, 1649367553)
-        .unwrap();
+    assert_eq!(
+        secret().sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body),
+        sig
+    );
+    v.verify_at(
+        "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+        "1649367553",
+        sig,
+        body,
+        1649367553,
+    )
+    .unwrap();
     // Extreme timestamps are refused, never an overflow.
-    assert!(v.verify_at("m", &i64::MAX.to_string(), sig, body, i64::MIN).is_err());
-    assert!(v.verify_at("m", &i64::MIN.to_string(), sig, body, i64::MAX).is_err());
+    assert!(v
+        .verify_at("m", &i64::MAX.to_string(), sig, body, i64::MIN)
+        .is_err());
+    assert!(v
+        .verify_at("m", &i64::MIN.to_string(), sig, body, i64::MAX)
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +197,10 @@ async fn a_thousand_concurrent_requests_of_a_hundred_ids_are_a_hundred_events() 
         tasks.push(tokio::spawn(async move {
             let id = format!("evt-{}", i % 100);
             let body = format!(r#"{{"n":{}}}"#, i % 100);
-            send(&c, &url, &secret(), &id, now, &body).await.status().as_u16()
+            send(&c, &url, &secret(), &id, now, &body)
+                .await
+                .status()
+                .as_u16()
         }));
     }
     for t in tasks {
@@ -162,7 +211,9 @@ async fn a_thousand_concurrent_requests_of_a_hundred_ids_are_a_hundred_events() 
 
     let bus = Bus::new();
     let wf = Workflow::new(&bus);
-    let consumer = DurableConsumer::open(store.clone(), "p", DurableConfig::new()).await.unwrap();
+    let consumer = DurableConsumer::open(store.clone(), "p", DurableConfig::new())
+        .await
+        .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     let served = wf
@@ -170,7 +221,8 @@ async fn a_thousand_concurrent_requests_of_a_hundred_ids_are_a_hundred_events() 
         .handle(move |env: Envelope<RawEvent>, _ctx| {
             let s = s.clone();
             async move {
-                s.lock().push(env.meta().headers().get("webhookid").unwrap().to_owned());
+                s.lock()
+                    .push(env.meta().headers().get("webhookid").unwrap().to_owned());
                 Ok(())
             }
         })
@@ -188,14 +240,26 @@ async fn failing_twice_is_processed_once_always_failing_is_dead_lettered_then_re
     let (_ingress, addr, store) = ingress(dir.path(), IngressConfig::new(), vec![shop()]).await;
     let url = format!("http://{addr}/webhooks/shop");
     let c = client();
-    assert_eq!(send_now(&c, &url, "flaky", r#"{"kind":"flaky"}"#).await.status(), 200);
-    assert_eq!(send_now(&c, &url, "broken", r#"{"kind":"broken"}"#).await.status(), 200);
+    assert_eq!(
+        send_now(&c, &url, "flaky", r#"{"kind":"flaky"}"#)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send_now(&c, &url, "broken", r#"{"kind":"broken"}"#)
+            .await
+            .status(),
+        200
+    );
 
     let bus = Bus::new();
     let wf = Workflow::builder(&bus)
         .dead_letters(store.dead_letters())
         .build();
-    let consumer = DurableConsumer::open(store.clone(), "p", DurableConfig::new()).await.unwrap();
+    let consumer = DurableConsumer::open(store.clone(), "p", DurableConfig::new())
+        .await
+        .unwrap();
     let flaky_calls = Arc::new(AtomicU32::new(0));
     let done = Arc::new(Mutex::new(Vec::<String>::new()));
     let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -204,11 +268,16 @@ async fn failing_twice_is_processed_once_always_failing_is_dead_lettered_then_re
         .serve(consumer)
         .name("processor")
         .fetch_wait(Duration::from_millis(20))
-        .retry(RetryPolicy::new().initial(Duration::from_millis(20)).max_attempts(3))
+        .retry(
+            RetryPolicy::new()
+                .initial(Duration::from_millis(20))
+                .max_attempts(3),
+        )
         .handle(move |env: Envelope<RawEvent>, _ctx| {
             let (f, d, h) = (f.clone(), d.clone(), h.clone());
             async move {
-                let body: serde_json::Value = serde_json::from_slice(env.payload().as_bytes()).unwrap();
+                let body: serde_json::Value =
+                    serde_json::from_slice(env.payload().as_bytes()).unwrap();
                 let kind = body["kind"].as_str().unwrap().to_owned();
                 if kind == "flaky" && f.fetch_add(1, SeqCst) < 2 {
                     return Err(HandlerError::retryable("not yet"));
@@ -225,7 +294,10 @@ async fn failing_twice_is_processed_once_always_failing_is_dead_lettered_then_re
     let filter = DeadLetterFilter::new().subscription("processor");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while dead.list(&filter).await.unwrap().is_empty() || done.lock().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no dead letter / no success in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter / no success in time"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(flaky_calls.load(SeqCst), 3, "two failures, then success");
@@ -245,7 +317,8 @@ async fn failing_twice_is_processed_once_always_failing_is_dead_lettered_then_re
 #[tokio::test]
 async fn full_intake_is_429_with_retry_after_and_shutdown_is_503() {
     let dir = tempfile::tempdir().unwrap();
-    let (ingress, addr, store) = ingress(dir.path(), IngressConfig::new().queue(1), vec![shop()]).await;
+    let (ingress, addr, store) =
+        ingress(dir.path(), IngressConfig::new().queue(1), vec![shop()]).await;
     let url = format!("http://{addr}/webhooks/shop");
     let c = client();
     // Hold the store's only connection so the intake cannot commit; the queue fills.
@@ -268,7 +341,10 @@ async fn full_intake_is_429_with_retry_after_and_shutdown_is_503() {
     hold.send(()).unwrap();
     blocked.await.unwrap().unwrap();
     let results: Vec<_> = futures_join(tasks).await;
-    assert!(results.iter().any(|(s, ra)| *s == 429 && ra.is_some()), "{results:?}");
+    assert!(
+        results.iter().any(|(s, ra)| *s == 429 && ra.is_some()),
+        "{results:?}"
+    );
     assert!(results.iter().any(|(s, _)| *s == 200), "{results:?}");
     let stored = store.read(0, 10).await.unwrap().len();
     assert_eq!(stored, results.iter().filter(|(s, _)| *s == 200).count());
@@ -278,7 +354,13 @@ async fn full_intake_is_429_with_retry_after_and_shutdown_is_503() {
     let mounted = format!("http://{}/webhooks/shop", listener.local_addr().unwrap());
     let router = ingress.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    assert_eq!(send_now(&c, &mounted, "early", "{}").await.status().as_u16(), 200);
+    assert_eq!(
+        send_now(&c, &mounted, "early", "{}")
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
     ingress.shutdown();
     let r = send_now(&c, &mounted, "late", "{}").await;
     assert_eq!(r.status().as_u16(), 503);

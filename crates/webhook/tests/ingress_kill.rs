@@ -19,7 +19,10 @@ use syncbus_webhook::{Ingress, IngressConfig, RawEvent, SourceConfig};
 use syncbus_workflow::{Context, DedupConfig, ResultExt, Workflow};
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The child: ingress + processor on `SYNCBUS_WEBHOOK_CHILD_DB`, port written to a file.
@@ -37,8 +40,12 @@ async fn child() {
         .await
         .unwrap();
     let bus = Bus::new();
-    let wf = Workflow::builder(&bus).dead_letters(store.dead_letters()).build();
-    let consumer = DurableConsumer::open(store.clone(), "kill", DurableConfig::new()).await.unwrap();
+    let wf = Workflow::builder(&bus)
+        .dead_letters(store.dead_letters())
+        .build();
+    let consumer = DurableConsumer::open(store.clone(), "kill", DurableConfig::new())
+        .await
+        .unwrap();
     let s = store.clone();
     let _served = wf
         .serve(consumer)
@@ -151,7 +158,9 @@ async fn every_2xx_is_processed_exactly_once_across_kills() {
         }
         // Kill while requests are in flight.
         tokio::time::sleep(Duration::from_millis(20 + (round as u64 * 37) % 80)).await;
-        tokio::task::spawn_blocking(move || kill(child)).await.unwrap();
+        tokio::task::spawn_blocking(move || kill(child))
+            .await
+            .unwrap();
         for t in tasks {
             let (id, success) = t.await.unwrap();
             if success {
@@ -162,7 +171,12 @@ async fn every_2xx_is_processed_exactly_once_across_kills() {
     // A last run: everything not yet 2xx'd is retried, then processing catches up.
     let (child, port) = spawn(&db);
     let url = format!("http://127.0.0.1:{port}/webhooks/shop");
-    for id in all.iter().filter(|id| !ok.contains(*id)).cloned().collect::<Vec<_>>() {
+    for id in all
+        .iter()
+        .filter(|id| !ok.contains(*id))
+        .cloned()
+        .collect::<Vec<_>>()
+    {
         let r = send_now(&c, &url, &id, "{}").await;
         assert!(r.status().is_success());
         ok.insert(id);
@@ -173,7 +187,12 @@ async fn every_2xx_is_processed_exactly_once_across_kills() {
         if ok.iter().all(|id| done.contains_key(id)) {
             break;
         }
-        assert!(Instant::now() < deadline, "not everything processed: {} of {}", done.len(), ok.len());
+        assert!(
+            Instant::now() < deadline,
+            "not everything processed: {} of {}",
+            done.len(),
+            ok.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
