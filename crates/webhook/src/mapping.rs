@@ -165,7 +165,7 @@ impl fmt::Debug for Mapping {
     }
 }
 
-fn text_at<'a>(body: &'a Value, pointer: &str, what: &str) -> Result<String, MapError> {
+fn text_at(body: &Value, pointer: &str, what: &str) -> Result<String, MapError> {
     match body.pointer(pointer) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),

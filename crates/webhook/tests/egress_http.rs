@@ -28,10 +28,13 @@ struct Hit {
     body: serde_json::Value,
 }
 
+/// A scripted answer: status, `Retry-After`, and how long to wait before answering.
+type Answer = (u16, Option<&'static str>, Duration);
+
 #[derive(Clone, Default)]
 struct Receiver {
     /// Answers to give, in order; then 200.
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>, Duration)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     hits: Arc<Mutex<Vec<Hit>>>,
 }
 

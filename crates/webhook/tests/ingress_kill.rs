@@ -79,6 +79,8 @@ async fn child() {
     ingress.serve(listener).await.unwrap();
 }
 
+// The caller kills and waits for the child (`kill`); on a failed start the test fails.
+#[allow(clippy::zombie_processes)]
 fn spawn(db: &str) -> (Child, u16) {
     let _ = std::fs::remove_file(format!("{db}.port"));
     let child = Command::new(std::env::current_exe().unwrap())
