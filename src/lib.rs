@@ -43,6 +43,7 @@
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
+//! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -102,6 +103,15 @@ pub mod stream {
 pub mod workflow {
     #[doc(inline)]
     pub use syncbus_workflow::*;
+}
+
+/// Webhooks (feature `webhook`): Standard Webhooks signatures, the durable ingress
+/// (`POST /webhooks/{source}` → verify → dedup → durable append → 2xx, then processing
+/// from the log) and signed egress on a retry schedule: `syncbus-webhook` whole.
+#[cfg(feature = "webhook")]
+pub mod webhook {
+    #[doc(inline)]
+    pub use syncbus_webhook::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.
