@@ -478,6 +478,8 @@ impl Ingress {
                 StatusCode::REQUEST_TIMEOUT,
                 self.timeout,
             ))
+            // Outermost: the limit and timeout layers answer on their own, in plain text.
+            .layer(axum::middleware::map_response(json_errors))
     }
 
     /// Serves [`router`](Self::router) on `listener` until [`shutdown`](Self::shutdown).
@@ -545,6 +547,20 @@ impl Ingress {
             rejected: self.shared.rejected.load(Relaxed),
         }
     }
+}
+
+/// Gives the refusals tower-http's layers make themselves (a body over every source's limit,
+/// a request that timed out) the small JSON body every other refusal has.
+async fn json_errors(res: Response) -> Response {
+    let reason = match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => "body too large",
+        StatusCode::REQUEST_TIMEOUT => "request timed out",
+        _ => return res,
+    };
+    if is_json(res.headers()) {
+        return res;
+    }
+    (res.status(), axum::Json(json!({ "error": reason }))).into_response()
 }
 
 fn reject(shared: &Shared, status: StatusCode, reason: &str) -> Response {
