@@ -3,6 +3,7 @@
 
 pub(crate) mod keyed;
 pub(crate) mod operator;
+pub(crate) mod outgoing;
 pub(crate) mod output;
 pub(crate) mod run;
 pub(crate) mod stream;

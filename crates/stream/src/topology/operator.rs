@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::error::StreamError;
-use crate::topology::output::Outgoing;
+use crate::topology::outgoing::Outgoing;
 
 /// What an operator sees besides its item: the item's event time, the watermark, the counters
 /// and the outputs waiting to be published.

@@ -1,20 +1,11 @@
 //! `to(topic)`: outputs published to the bus after each batch, awaiting room (backpressure).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use syncbus_core::{Bus, Envelope, Event, Timestamp, Topic};
 
 use crate::error::{BoxError, StreamError};
 use crate::topology::operator::{Cx, Operator};
+use crate::topology::outgoing::{Outgoing, PublishFuture};
 use crate::topology::stream::Stream;
-
-type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
-
-/// An output waiting to be published.
-pub(crate) trait Outgoing: Send {
-    fn publish(self: Box<Self>) -> PublishFuture<'static>;
-}
 
 struct Typed<T: Event> {
     bus: Bus,
