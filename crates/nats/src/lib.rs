@@ -28,21 +28,25 @@
 //! # Examples
 //!
 //! ```no_run
-//! use syncbus_core::{Bus, Bytes, Envelope};
+//! use syncbus_core::{Bus, Envelope, Event};
 //! use syncbus_nats::{NatsBridge, NatsConfig};
 //! use syncbus_workflow::{HandlerError, Workflow};
+//!
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+//! struct Placed { order: u64 }
+//! impl Event for Placed { const TYPE: &'static str = "order.placed"; const TOPIC: &'static str = "orders.placed"; }
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = Bus::new();
 //! let bridge = NatsBridge::connect(NatsConfig::new("nats://127.0.0.1:4222", "ORDERS")).await?;
 //! // Process A: orders.* events leave through JetStream.
-//! let _out = bridge.forward(&bus, "orders.>")?;
+//! let _out = bridge.forward_typed::<Placed>(&bus, "orders.>")?;
 //! // Process B (or the same one): handle them from the durable consumer.
 //! let served = Workflow::new(&bus)
 //!     .serve(bridge.source(None).await?)
 //!     .keyed(8)
-//!     .handle(|env: Envelope<Bytes>, _ctx| async move {
-//!         println!("{}", env.meta().event_type());
+//!     .handle(|env: Envelope<Placed>, _ctx| async move {
+//!         println!("order {}", env.payload().order);
 //!         Ok::<(), HandlerError>(())
 //!     })?;
 //! # served.stop().await;
