@@ -42,6 +42,7 @@
 //! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
+//! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -92,6 +93,14 @@ pub mod store {
 pub mod workflow {
     #[doc(inline)]
     pub use syncbus_workflow::*;
+}
+
+/// NATS JetStream (feature `nats`): bus topics published to a stream, its durable pull
+/// consumer served by [`Workflow::serve`]; see `syncbus_nats`.
+#[cfg(feature = "nats")]
+pub mod nats {
+    #[doc(inline)]
+    pub use syncbus_nats::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.
