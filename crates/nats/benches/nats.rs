@@ -58,7 +58,11 @@ fn unique(what: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("BENCH_{what}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+    format!(
+        "BENCH_{what}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
 }
 
 async fn delete(js: &jetstream::Context, name: &str) {
@@ -84,27 +88,38 @@ fn nats(c: &mut Criterion) {
         .expect("connect");
     let publisher = bridge.publisher();
     group.bench_function("syncbus_publish_all", |b| {
-        b.iter(|| rt.block_on(async {
-            for r in publisher.publish_all(batch()).await {
-                r.expect("published");
-            }
-        }))
+        b.iter(|| {
+            rt.block_on(async {
+                for r in publisher.publish_all(batch()).await {
+                    r.expect("published");
+                }
+            })
+        })
     });
     let js = bridge.jetstream().clone();
     let subject = format!("{name}.raw.bench.ticks");
     group.bench_function("raw_async_nats", |b| {
-        b.iter(|| rt.block_on(async {
-            let mut acks = Vec::with_capacity(N as usize);
-            for env in batch() {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, env.id().to_string().as_str());
-                let body = Bytes::from(Binary::encode(&env).expect("encodes"));
-                acks.push(js.publish_with_headers(subject.clone(), headers, body).await.expect("sent"));
-            }
-            for ack in acks {
-                ack.into_future().await.expect("acked");
-            }
-        }))
+        b.iter(|| {
+            rt.block_on(async {
+                let mut acks = Vec::with_capacity(N as usize);
+                for env in batch() {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(
+                        async_nats::header::NATS_MESSAGE_ID,
+                        env.id().to_string().as_str(),
+                    );
+                    let body = Bytes::from(Binary::encode(&env).expect("encodes"));
+                    acks.push(
+                        js.publish_with_headers(subject.clone(), headers, body)
+                            .await
+                            .expect("sent"),
+                    );
+                }
+                for ack in acks {
+                    ack.into_future().await.expect("acked");
+                }
+            })
+        })
     });
     group.finish();
     rt.block_on(delete(bridge.jetstream(), &name));
@@ -119,7 +134,9 @@ fn nats(c: &mut Criterion) {
     let handled = Arc::new(AtomicU64::new(0));
     let (bus, bridge, _out, served) = rt.block_on(async {
         let bus = Bus::new();
-        let bridge = NatsBridge::connect(NatsConfig::new(&url, &name)).await.expect("connect");
+        let bridge = NatsBridge::connect(NatsConfig::new(&url, &name))
+            .await
+            .expect("connect");
         let out = bridge.forward(&bus, "bench.>").expect("forward");
         let h = handled.clone();
         let served = Workflow::new(&bus)
@@ -135,15 +152,17 @@ fn nats(c: &mut Criterion) {
         (bus, bridge, out, served)
     });
     group.bench_function("syncbus_bus_to_handler", |b| {
-        b.iter(|| rt.block_on(async {
-            let target = handled.load(Relaxed) + N;
-            for env in batch() {
-                bus.publish_envelope(env).await.expect("published");
-            }
-            while handled.load(Relaxed) < target {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-        }))
+        b.iter(|| {
+            rt.block_on(async {
+                let target = handled.load(Relaxed) + N;
+                for env in batch() {
+                    bus.publish_envelope(env).await.expect("published");
+                }
+                while handled.load(Relaxed) < target {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            })
+        })
     });
     rt.block_on(async {
         served.stop().await;
@@ -171,33 +190,42 @@ fn nats(c: &mut Criterion) {
     });
     let subject = format!("{name}.bench.ticks");
     group.bench_function("raw_publish_fetch_ack", |b| {
-        b.iter(|| rt.block_on(async {
-            let mut acks = Vec::with_capacity(N as usize);
-            for env in batch() {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, env.id().to_string().as_str());
-                let body = Bytes::from(Binary::encode(&env).expect("encodes"));
-                acks.push(js.publish_with_headers(subject.clone(), headers, body).await.expect("sent"));
-            }
-            for ack in acks {
-                ack.into_future().await.expect("acked");
-            }
-            let mut got = 0;
-            while got < N {
-                let mut msgs = raw
-                    .fetch()
-                    .max_messages(256)
-                    .messages()
-                    .await
-                    .expect("fetch");
-                while let Some(m) = msgs.next().await {
-                    let m = m.expect("message");
-                    let _ = Binary::decode(&m.payload, &Default::default()).expect("decodes");
-                    m.double_ack().await.expect("acked");
-                    got += 1;
+        b.iter(|| {
+            rt.block_on(async {
+                let mut acks = Vec::with_capacity(N as usize);
+                for env in batch() {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(
+                        async_nats::header::NATS_MESSAGE_ID,
+                        env.id().to_string().as_str(),
+                    );
+                    let body = Bytes::from(Binary::encode(&env).expect("encodes"));
+                    acks.push(
+                        js.publish_with_headers(subject.clone(), headers, body)
+                            .await
+                            .expect("sent"),
+                    );
                 }
-            }
-        }))
+                for ack in acks {
+                    ack.into_future().await.expect("acked");
+                }
+                let mut got = 0;
+                while got < N {
+                    let mut msgs = raw
+                        .fetch()
+                        .max_messages(256)
+                        .messages()
+                        .await
+                        .expect("fetch");
+                    while let Some(m) = msgs.next().await {
+                        let m = m.expect("message");
+                        let _ = Binary::decode(&m.payload, &Default::default()).expect("decodes");
+                        m.double_ack().await.expect("acked");
+                        got += 1;
+                    }
+                }
+            })
+        })
     });
     group.finish();
     rt.block_on(delete(&js, &name));

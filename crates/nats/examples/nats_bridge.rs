@@ -74,7 +74,10 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
         match flag.as_str() {
             "--url" => args.url = value()?,
             "--stream" => args.stream = value()?,
@@ -96,11 +99,16 @@ fn parse() -> Result<Args, String> {
 /// Event `n` of a stream always has the same id, so publishing it again is recognisably a
 /// retry (and dropped by the stream's duplicate window).
 fn event(stream: &str, n: u64) -> Envelope<Bytes> {
-    let salt = stream
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    let id = EventId::from_u128((0x0190_0000_0000_7000_8000_u128 << 48) ^ (u128::from(salt) << 64) | u128::from(n));
-    let event = BridgeEvent { n, entity: n % ENTITIES };
+    let salt = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let id = EventId::from_u128(
+        (0x0190_0000_0000_7000_8000_u128 << 48) ^ (u128::from(salt) << 64) | u128::from(n),
+    );
+    let event = BridgeEvent {
+        n,
+        entity: n % ENTITIES,
+    };
     let meta = Metadata::new(EventType::from_static(BridgeEvent::TYPE))
         .with_topic(Topic::from_static(BridgeEvent::TOPIC))
         .with_id(id)
@@ -121,13 +129,18 @@ fn retry() -> RetryPolicy {
 
 async fn publish(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::new();
-    let bridge = NatsBridge::connect(NatsConfig::new(&args.url, &args.stream).retry(&retry())).await?;
+    let bridge =
+        NatsBridge::connect(NatsConfig::new(&args.url, &args.stream).retry(&retry())).await?;
     let outbound = bridge.forward(&bus, "bridge.>")?;
     for n in 0..args.count {
         bus.publish_envelope(event(&args.stream, n)).await?;
     }
     loop {
-        let (new, dup, failed) = (outbound.published(), outbound.duplicates(), outbound.failed());
+        let (new, dup, failed) = (
+            outbound.published(),
+            outbound.duplicates(),
+            outbound.failed(),
+        );
         if failed > 0 {
             return Err(format!("{failed} publishes failed").into());
         }
@@ -145,7 +158,9 @@ CREATE TABLE IF NOT EXISTS entity_version (entity TEXT PRIMARY KEY, version INTE
 async fn consume(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let db = args.db.as_deref().ok_or("--role consume needs --db FILE")?;
     let store = SqliteStore::open(db).await?;
-    store.with_connection(|conn| Ok(conn.execute_batch(SCHEMA)?)).await?;
+    store
+        .with_connection(|conn| Ok(conn.execute_batch(SCHEMA)?))
+        .await?;
     let bus = Bus::new();
     let config = NatsConfig::new(&args.url, &args.stream)
         .retry(&retry())
@@ -203,7 +218,13 @@ async fn consume(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let expect = args.expect;
     let applied = || async {
         store
-            .with_connection(|conn| Ok(conn.query_row("SELECT COUNT(DISTINCT id) FROM applied", [], |r| r.get::<_, i64>(0))?))
+            .with_connection(|conn| {
+                Ok(
+                    conn.query_row("SELECT COUNT(DISTINCT id) FROM applied", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
             .await
     };
     loop {
@@ -226,7 +247,9 @@ async fn consume(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let args = match parse() {
         Ok(a) => a,
@@ -235,7 +258,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

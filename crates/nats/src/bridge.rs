@@ -193,14 +193,14 @@ impl NatsBridge {
         let config = &self.config;
         let durable = config.durable_name();
         let what = || format!("durable consumer {durable} on stream {}", config.stream);
-        let stream = self
-            .js
-            .get_stream(&config.stream)
-            .await
-            .map_err(|e| SetupError::JetStream {
-                what: what(),
-                source: Box::new(e),
-            })?;
+        let stream =
+            self.js
+                .get_stream(&config.stream)
+                .await
+                .map_err(|e| SetupError::JetStream {
+                    what: what(),
+                    source: Box::new(e),
+                })?;
         let wanted = consumer::pull::Config {
             durable_name: Some(durable.clone()),
             ack_policy: consumer::AckPolicy::Explicit,

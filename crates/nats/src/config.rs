@@ -548,7 +548,9 @@ impl NatsConfig {
             return bad("publish buffer must be at least 1".into());
         }
         if !matches!(self.overflow, Overflow::Block | Overflow::Reject) {
-            return bad("overflow must be Block or Reject: a sent message cannot be dropped".into());
+            return bad(
+                "overflow must be Block or Reject: a sent message cannot be dropped".into(),
+            );
         }
         if self.publish_timeout.is_zero() || self.publish_retry_span.is_zero() {
             return bad("publish timeout and retry span must be greater than zero".into());
@@ -566,9 +568,9 @@ impl NatsConfig {
 fn check_name(what: &str, name: &str) -> Result<(), SetupError> {
     let ok = !name.is_empty()
         && name.len() <= 255
-        && !name
-            .chars()
-            .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace() || c.is_control());
+        && !name.chars().any(|c| {
+            matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace() || c.is_control()
+        });
     if ok {
         Ok(())
     } else {

@@ -146,13 +146,20 @@ impl fmt::Debug for PublishError {
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "publish of event {} failed: {}", self.envelope.id(), self.message)
+        write!(
+            f,
+            "publish of event {} failed: {}",
+            self.envelope.id(),
+            self.message
+        )
     }
 }
 
 impl StdError for PublishError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

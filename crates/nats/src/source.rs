@@ -263,7 +263,11 @@ impl Source for JetStreamSource {
         let messages = self.take(max, wait).await?;
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {
-            match wire::decode(message.headers.as_ref(), &message.payload, &self.inner.limits) {
+            match wire::decode(
+                message.headers.as_ref(),
+                &message.payload,
+                &self.inner.limits,
+            ) {
                 Ok(envelope) => {
                     let deliveries = message
                         .info()
@@ -351,11 +355,15 @@ impl Settle for NatsDelivery {
 
     async fn ack(self) -> Result<(), SourceError> {
         match self.ack_mode {
-            AckMode::Double => self
-                .message
-                .double_ack()
-                .await
-                .map_err(|source| SourceError::Settle { what: "ack", source }),
+            AckMode::Double => {
+                self.message
+                    .double_ack()
+                    .await
+                    .map_err(|source| SourceError::Settle {
+                        what: "ack",
+                        source,
+                    })
+            }
             _ => self.send(AckKind::Ack, "ack").await,
         }
     }

@@ -82,7 +82,10 @@ mod tests {
         for codec in [Codec::Binary, Codec::Json] {
             let (headers, body) = encode(&env, codec).unwrap();
             assert_eq!(
-                headers.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(),
+                headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .unwrap()
+                    .as_str(),
                 env.id().to_string()
             );
             assert_eq!(headers.get(TOPIC_HEADER).unwrap().as_str(), "orders.placed");

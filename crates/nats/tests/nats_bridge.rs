@@ -8,11 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncbus_core::{Bus, Bytes, Envelope, Event, EventId, EventType, Metadata, Source, Settle, Topic};
-use syncbus_nats::{ConnectionState, NatsBridge, NatsConfig, PublishErrorKind, SetupError, Storage};
+use support::*;
+use syncbus_core::{
+    Bus, Bytes, Envelope, Event, EventId, EventType, Metadata, Settle, Source, Topic,
+};
+use syncbus_nats::{
+    ConnectionState, NatsBridge, NatsConfig, PublishErrorKind, SetupError, Storage,
+};
 use syncbus_storage::{DeadLetterStore, MemoryDeadLetterStore};
 use syncbus_workflow::{HandlerError, RetryPolicy, Workflow};
-use support::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Job {
@@ -74,7 +78,8 @@ async fn a_retried_publish_is_one_message() {
 
 #[tokio::test]
 async fn a_failing_handler_is_nakd_with_delay_then_termed_and_dead_lettered() {
-    let Some(url) = url("a_failing_handler_is_nakd_with_delay_then_termed_and_dead_lettered") else {
+    let Some(url) = url("a_failing_handler_is_nakd_with_delay_then_termed_and_dead_lettered")
+    else {
         return;
     };
     let retry = RetryPolicy::new()
@@ -96,43 +101,71 @@ async fn a_failing_handler_is_nakd_with_delay_then_termed_and_dead_lettered() {
         .fetch_wait(Duration::from_millis(100))
         .dead_letters(dead.clone())
         .handle(move |env: Envelope<Job>, ctx| {
-            a.lock().unwrap().push((ctx.attempt(), Instant::now(), env.payload().n));
+            a.lock()
+                .unwrap()
+                .push((ctx.attempt(), Instant::now(), env.payload().n));
             async { Err::<(), _>(HandlerError::retryable("the downstream is down")) }
         })
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while served.settles().termed < 1 {
-        assert!(Instant::now() < deadline, "never termed: {}", served.settles());
+        assert!(
+            Instant::now() < deadline,
+            "never termed: {}",
+            served.settles()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let settles = served.stop().await;
-    assert_eq!((settles.nakd, settles.termed, settles.acked), (2, 1, 0), "{settles}");
+    assert_eq!(
+        (settles.nakd, settles.termed, settles.acked),
+        (2, 1, 0),
+        "{settles}"
+    );
     let seen = attempts.lock().unwrap().clone();
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     for pair in seen.windows(2) {
         let gap = pair[1].1 - pair[0].1;
-        assert!(gap >= Duration::from_millis(250), "nak'd with the retry delay, came back after {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(250),
+            "nak'd with the retry delay, came back after {gap:?}"
+        );
     }
-    let letters = dead.list(&syncbus_storage::DeadLetterFilter::new()).await.unwrap();
+    let letters = dead
+        .list(&syncbus_storage::DeadLetterFilter::new())
+        .await
+        .unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].attempts, 3);
-    assert!(letters[0].error_chain.iter().any(|e| e.contains("downstream is down")));
+    assert!(letters[0]
+        .error_chain
+        .iter()
+        .any(|e| e.contains("downstream is down")));
     // Termed: nothing pending or waiting for an ack.
     let source = bridge.source(None).await.unwrap();
     let info = source.consumer().clone().info().await.unwrap().clone();
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
-    assert!(source.fetch(10, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(source
+        .fetch(10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn an_unsafe_stream_is_warned_about_and_bad_settings_are_typed_errors() {
-    let Some(url) = url("an_unsafe_stream_is_warned_about_and_bad_settings_are_typed_errors") else {
+    let Some(url) = url("an_unsafe_stream_is_warned_about_and_bad_settings_are_typed_errors")
+    else {
         return;
     };
     let bridge = NatsBridge::connect(NatsConfig::new(&url, unique("mem")).storage(Storage::Memory))
         .await
         .unwrap();
-    assert!(bridge.warnings().iter().any(|w| w.contains("memory")), "{:?}", bridge.warnings());
+    assert!(
+        bridge.warnings().iter().any(|w| w.contains("memory")),
+        "{:?}",
+        bridge.warnings()
+    );
     let bad = NatsBridge::connect(NatsConfig::new(&url, "has.dot")).await;
     assert!(matches!(bad, Err(SetupError::Invalid(_))));
     let no_topic = Envelope::new(Metadata::new(EventType::new("x.y").unwrap()), Bytes::new());
@@ -149,9 +182,19 @@ async fn an_unsafe_stream_is_warned_about_and_bad_settings_are_typed_errors() {
         .unwrap();
     let dead = Arc::new(MemoryDeadLetterStore::new(10));
     let source = bridge.source_with(dead.clone()).await.unwrap();
-    assert!(source.fetch(10, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(source
+        .fetch(10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(source.counts().undecodable, 1);
-    assert_eq!(dead.list(&syncbus_storage::DeadLetterFilter::new()).await.unwrap().len(), 1);
+    assert_eq!(
+        dead.list(&syncbus_storage::DeadLetterFilter::new())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +222,9 @@ async fn a_private_server_killed_and_restarted_loses_nothing_acknowledged() {
                 let e = Envelope::new(
                     Metadata::new(EventType::new("fault.event").unwrap())
                         .with_topic(Topic::from_static("fault.events"))
-                        .with_id(EventId::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n))),
+                        .with_id(EventId::from_u128(
+                            0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
+                        )),
                     Bytes::from(n.to_string()),
                 );
                 match publisher.publish(e).await {
@@ -204,7 +249,11 @@ async fn a_private_server_killed_and_restarted_loses_nothing_acknowledged() {
         assert!(Instant::now() < deadline, "the disconnect was never seen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(acked.lock().unwrap().len(), at_kill, "nothing counts as sent while the server is down");
+    assert_eq!(
+        acked.lock().unwrap().len(),
+        at_kill,
+        "nothing counts as sent while the server is down"
+    );
     let mut server = start_server(&bin, port, dir.path());
     for t in tasks {
         t.await.unwrap();
@@ -220,14 +269,21 @@ async fn a_private_server_killed_and_restarted_loses_nothing_acknowledged() {
             break;
         }
         for d in batch {
-            let n: u64 = std::str::from_utf8(d.envelope().payload()).unwrap().parse().unwrap();
+            let n: u64 = std::str::from_utf8(d.envelope().payload())
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(seen.insert(n), "event {n} twice in the stream");
             d.ack().await.unwrap();
         }
     }
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len() as u64, total);
-    assert!(acked.is_subset(&seen), "{} acknowledged events missing", acked.difference(&seen).count());
+    assert!(
+        acked.is_subset(&seen),
+        "{} acknowledged events missing",
+        acked.difference(&seen).count()
+    );
     assert_eq!(messages(&bridge).await, total);
     kill(&mut server);
 }

@@ -22,12 +22,24 @@ fn consumer_killed_twice_applies_every_event_once() {
     let db_s = db.to_str().unwrap().to_owned();
     let count_s = count.to_string();
     let mut publisher = spawn(
-        &["--url", &url, "--stream", &stream, "--role", "publish", "--count", &count_s],
+        &[
+            "--url", &url, "--stream", &stream, "--role", "publish", "--count", &count_s,
+        ],
         None,
     );
     let consumer_args = [
-        "--url", &url, "--stream", &stream, "--role", "consume", "--db", &db_s, "--expect",
-        &count_s, "--ack-wait-ms", "1500",
+        "--url",
+        &url,
+        "--stream",
+        &stream,
+        "--role",
+        "consume",
+        "--db",
+        &db_s,
+        "--expect",
+        &count_s,
+        "--ack-wait-ms",
+        "1500",
     ];
     let limit = Duration::from_secs(60 + count / 100);
     let deadline = Instant::now() + limit;
@@ -70,11 +82,23 @@ fn two_consumer_processes_keep_each_entitys_order() {
     let db_s = db.to_str().unwrap().to_owned();
     let count_s = count.to_string();
     let consumer_args = [
-        "--url", &url, "--stream", &stream, "--role", "consume", "--db", &db_s, "--expect",
-        &count_s, "--fail-every", "50",
+        "--url",
+        &url,
+        "--stream",
+        &stream,
+        "--role",
+        "consume",
+        "--db",
+        &db_s,
+        "--expect",
+        &count_s,
+        "--fail-every",
+        "50",
     ];
     let mut publisher = spawn(
-        &["--url", &url, "--stream", &stream, "--role", "publish", "--count", &count_s],
+        &[
+            "--url", &url, "--stream", &stream, "--role", "publish", "--count", &count_s,
+        ],
         None,
     );
     wait_ok(&mut publisher, "the publisher", Duration::from_secs(120));
@@ -89,5 +113,8 @@ fn two_consumer_processes_keep_each_entitys_order() {
     let (na, nb) = (lines(&a_out), lines(&b_out));
     eprintln!("consumer a applied {na}, b applied {nb}");
     assert_eq!((na + nb) as u64, count, "each applied event printed once");
-    assert!(na > 0 && nb > 0, "both processes shared the durable consumer");
+    assert!(
+        na > 0 && nb > 0,
+        "both processes shared the durable consumer"
+    );
 }

@@ -81,10 +81,9 @@ pub fn wait_ok(child: &mut Child, what: &str, limit: Duration) {
 
 /// Distinct events applied in the consumer's database so far (0 before its schema exists).
 pub fn applied(db: &std::path::Path) -> u64 {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return 0;
     };
     let _ = conn.busy_timeout(Duration::from_secs(5));
@@ -100,9 +99,11 @@ pub fn applied(db: &std::path::Path) -> u64 {
 pub fn check_applied(db: &std::path::Path, count: u64) {
     let conn = rusqlite::Connection::open(db).unwrap();
     let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT id) FROM applied", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM applied",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(distinct as u64, count, "every event applied");
     assert_eq!(rows, distinct, "no event applied twice");
@@ -116,7 +117,11 @@ pub fn check_applied(db: &std::path::Path, count: u64) {
     for row in rows {
         let (entity, version) = row.unwrap();
         let prev = last.insert(entity.clone(), version).unwrap_or(0);
-        assert_eq!(version, prev + 1, "entity {entity}: version {version} after {prev}");
+        assert_eq!(
+            version,
+            prev + 1,
+            "entity {entity}: version {version} after {prev}"
+        );
     }
 }
 
@@ -152,7 +157,10 @@ pub fn start_server(bin: &std::path::Path, port: u16, dir: &std::path::Path) -> 
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child
