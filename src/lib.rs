@@ -43,6 +43,8 @@
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
 //! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
+//! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
+//! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -85,6 +87,15 @@ pub mod store {
     pub use syncbus_store::*;
 }
 
+/// Stream processing (feature `stream`): operators over bus topics or any source, keyed
+/// state checkpointed with the input offsets, event-time windows with watermarks, and
+/// stream-table joins. See [`stream::Stream`] and [`stream::Topology`].
+#[cfg(feature = "stream")]
+pub mod stream {
+    #[doc(inline)]
+    pub use syncbus_stream::*;
+}
+
 /// The workflow crate whole: every layer on its own as a handler and its layer
 /// ([`workflow::Dedup`] and [`workflow::DedupLayer`], [`workflow::Retry`] and
 /// [`workflow::RetryLayer`], ...), composed with [`workflow::Layer`] and
@@ -101,6 +112,15 @@ pub mod workflow {
 pub mod nats {
     #[doc(inline)]
     pub use syncbus_nats::*;
+}
+
+/// Webhooks (feature `webhook`): Standard Webhooks signatures, the durable ingress
+/// (`POST /webhooks/{source}` → verify → dedup → durable append → 2xx, then processing
+/// from the log) and signed egress on a retry schedule: `syncbus-webhook` whole.
+#[cfg(feature = "webhook")]
+pub mod webhook {
+    #[doc(inline)]
+    pub use syncbus_webhook::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.
