@@ -42,6 +42,7 @@
 //! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
+//! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //!
@@ -103,6 +104,14 @@ pub mod stream {
 pub mod workflow {
     #[doc(inline)]
     pub use syncbus_workflow::*;
+}
+
+/// NATS JetStream (feature `nats`): bus topics published to a stream, its durable pull
+/// consumer served by [`Workflow::serve`]; see `syncbus_nats`.
+#[cfg(feature = "nats")]
+pub mod nats {
+    #[doc(inline)]
+    pub use syncbus_nats::*;
 }
 
 /// Webhooks (feature `webhook`): Standard Webhooks signatures, the durable ingress
