@@ -5,6 +5,12 @@
 //! it ([`Take::Move`]), and a sink that refuses a moved envelope puts it back, so a refused
 //! publish can always hand the event back. Once something refused, the last sink gets a
 //! clone too, to keep the original.
+//!
+//! Taps go first, each keeping a copy (they take every payload type, so they see the
+//! envelope through a type-erased reference and never move it out). First, so a tap sees
+//! events in publish order even when an inline handler publishes follow-ups from inside
+//! the dispatch. A route without taps skips them with one length check: typed dispatch is
+//! what it was. A tap that only observes is not counted in `Ok(n)`; one made a receiver is.
 
 use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload};
 
@@ -12,15 +18,15 @@ use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats};
-use crate::router::{Group, Route};
+use crate::router::{Route, TapSink, Targets};
 use crate::sink::{Delivered, Pack, Take, Wait};
 
-/// Hands the envelope in `slot` to every sink of `group`. On success the slot may be empty
-/// (the last sink took it); when refused it still holds the envelope.
+/// Hands the envelope in `slot` to every target. On success the slot may be empty (the
+/// last sink took it); when refused it still holds the envelope.
 #[inline]
 pub(crate) fn dispatch<P: Payload>(
     hub: &Hub,
-    group: &Group<P>,
+    targets: Targets<'_, P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
@@ -30,9 +36,9 @@ pub(crate) fn dispatch<P: Payload>(
         let topic = slot.as_ref().and_then(|e| e.meta().topic());
         let topic = topic.map_or("", |t| t.as_str());
         let _span = tracing::trace_span!("publish", topic).entered();
-        deliver_all(hub, group, slot, pack, wait, only)
+        deliver_all(hub, targets, slot, pack, wait, only)
     } else {
-        deliver_all(hub, group, slot, pack, wait, only)
+        deliver_all(hub, targets, slot, pack, wait, only)
     }
 }
 
@@ -45,20 +51,23 @@ fn targeted(only: Option<&[u64]>, id: u64) -> bool {
 #[inline]
 fn deliver_all<P: Payload>(
     hub: &Hub,
-    group: &Group<P>,
+    targets: Targets<'_, P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
+    if !targets.taps.is_empty() {
+        observe_all(targets.taps, slot, wait, only, &mut tally);
+    }
     // A targeted publish (a retry) keeps the original throughout: it is rare.
     let n = if only.is_some() {
         usize::MAX
     } else {
-        group.sinks.len()
+        targets.sinks.len()
     };
-    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
+    for (i, (sink, stats, id)) in targets.sinks.iter().enumerate() {
         if !targeted(only, *id) {
             continue;
         }
@@ -71,22 +80,60 @@ fn deliver_all<P: Payload>(
         } else {
             sink.deliver(slot, Take::Move, pack, wait)
         };
-        tally.count(*id, outcome, stats, wait);
+        tally.count(*id, outcome, stats, wait, true);
     }
-    settle(hub, group, only, tally, slot.is_some())
+    settle(hub, targets, only, tally, slot.is_some())
+}
+
+/// Hands a copy of the envelope to each tap. Out of line: typed dispatch without taps never
+/// comes here.
+#[inline(never)]
+fn observe_all<P: Payload>(
+    taps: &[TapSink],
+    slot: &Option<Envelope<P>>,
+    wait: Wait,
+    only: Option<&[u64]>,
+    tally: &mut Tally,
+) {
+    let Some(env) = slot.as_ref() else {
+        return;
+    };
+    for tap in taps {
+        if targeted(only, tap.id) {
+            let outcome = tap.sink.observe(env, wait);
+            tally.count(tap.id, outcome, &tap.stats, wait, tap.receiver);
+        }
+    }
 }
 
 /// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
 /// the thread.
 pub(crate) async fn deliver_all_async<P: Payload>(
     hub: &Hub,
-    group: &Group<P>,
+    targets: Targets<'_, P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
-    let n = group.sinks.len();
-    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
+    if let Some(env) = slot.as_ref() {
+        for tap in targets.taps {
+            loop {
+                let outcome = tap.sink.observe(env, Wait::Never);
+                if outcome == Delivered::WouldBlock {
+                    if let Some(room) = tap.sink.room() {
+                        room.signal()
+                            .wait_async(|| room.has_room().then_some(()))
+                            .await;
+                        continue;
+                    }
+                }
+                tally.count(tap.id, outcome, &tap.stats, Wait::Never, tap.receiver);
+                break;
+            }
+        }
+    }
+    let n = targets.sinks.len();
+    for (i, (sink, stats, id)) in targets.sinks.iter().enumerate() {
         loop {
             let outcome = if i + 1 < n {
                 sink.deliver(slot, Take::Clone, pack, Wait::Never)
@@ -104,11 +151,11 @@ pub(crate) async fn deliver_all_async<P: Payload>(
                     continue;
                 }
             }
-            tally.count(*id, outcome, stats, Wait::Never);
+            tally.count(*id, outcome, stats, Wait::Never, true);
             break;
         }
     }
-    settle(hub, group, None, tally, slot.is_some())
+    settle(hub, targets, None, tally, slot.is_some())
 }
 
 /// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
@@ -120,36 +167,48 @@ pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
 
 fn settle<P>(
     hub: &Hub,
-    group: &Group<P>,
+    targets: Targets<'_, P>,
     only: Option<&[u64]>,
     tally: Tally,
     still_held: bool,
 ) -> Result<usize, Refused> {
     if still_held {
         // A sink closed by unsubscribe is skipped; one closed by shutdown refuses, unless
-        // another sink took the event before it closed: then it is published, to those.
+        // another sink took the event before it closed: then it is published, to those. A
+        // tap that only observes does not make it published.
         if tally.closed && tally.delivered == 0 && hub.is_closed() {
             return Err(Refused::Closed);
         }
         if tally.refused.is_empty() {
             // Only closed (unsubscribed) sinks refused: published to the others.
-        } else if tally.delivered > 0 {
+        } else if tally.delivered > 0 || tally.observed > 0 {
             // Some took it: retrying the whole publish would hand it to them twice.
-            return Err(Refused::Partial(tally.partial(group, only)));
+            return Err(Refused::Partial(tally.partial(targets, only)));
         } else if tally.would_block {
             return Err(Refused::WouldBlock);
         } else if tally.full {
             return Err(Refused::Full);
         }
     }
-    hub.count_published();
+    if !targets.taps.is_empty()
+        && targets.sinks.is_empty()
+        && !targets.taps.iter().any(|t| t.receiver)
+    {
+        // Only taps that observe matched: no subscription receives it.
+        hub.count_observed_only();
+    } else {
+        hub.count_published();
+    }
     Ok(tally.delivered)
 }
 
 /// What the sinks of one publish did.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Receivers that took it: subscriptions, and taps made receivers.
     delivered: usize,
+    /// Taps that took it and only observe.
+    observed: usize,
     full: bool,
     would_block: bool,
     closed: bool,
@@ -167,11 +226,11 @@ impl Tally {
     }
 
     #[inline]
-    fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait) {
+    fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait, receiver: bool) {
         match outcome {
-            Delivered::Ok => self.delivered += 1,
+            Delivered::Ok => self.took(receiver),
             Delivered::Displaced => {
-                self.delivered += 1;
+                self.took(receiver);
                 stats.incr(Stat::Dropped);
             }
             Delivered::Full => {
@@ -200,19 +259,43 @@ impl Tally {
         }
     }
 
-    /// Who took it and who refused, by subscription id.
+    #[inline]
+    fn took(&mut self, receiver: bool) {
+        if receiver {
+            self.delivered += 1;
+        } else {
+            self.observed += 1;
+        }
+    }
+
+    /// Who took it and who refused, by subscription id, each in subscription order.
     /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
     /// was closed took it.
     #[cold]
-    fn partial<P>(self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
-        let took: Vec<u64> = group
-            .sinks
-            .iter()
-            .map(|(_, _, id)| *id)
-            .filter(|id| only.is_none_or(|ids| ids.contains(id)))
-            .filter(|id| !self.refused.contains(id) && !self.closed_ids.contains(id))
-            .collect();
-        PartialPublish::new(took, self.refused)
+    fn partial<P>(mut self, targets: Targets<'_, P>, only: Option<&[u64]>) -> PartialPublish {
+        let gone = |id: &u64| self.refused.contains(id) || self.closed_ids.contains(id);
+        let mut took: Vec<u64> = Vec::new();
+        let mut observed: Vec<u64> = Vec::new();
+        for tap in targets.taps {
+            if only.is_none_or(|ids| ids.contains(&tap.id)) && !gone(&tap.id) {
+                if tap.receiver {
+                    took.push(tap.id);
+                } else {
+                    observed.push(tap.id);
+                }
+            }
+        }
+        took.extend(
+            targets
+                .sinks
+                .iter()
+                .map(|(_, _, id)| *id)
+                .filter(|id| only.is_none_or(|ids| ids.contains(id)))
+                .filter(|id| !gone(id)),
+        );
+        took.sort_unstable();
+        self.refused.sort_unstable();
+        PartialPublish::new(took, self.refused, observed)
     }
 }
 
@@ -237,19 +320,20 @@ impl Refused {
 }
 
 /// Builds the envelope for `event` in `slot`, on `route`'s topic. When nobody subscribed to
-/// the type on that topic nothing is built, and the event comes back.
+/// the type on that topic (and no tap listens there) nothing is built, and the event comes
+/// back.
 #[inline]
 fn build<'r, E: Event>(
     route: Option<&'r Route>,
     event: E,
     slot: &mut Option<Envelope<E>>,
-) -> Result<&'r Group<E>, E> {
-    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
+) -> Result<Targets<'r, E>, E> {
+    let Some((route, targets)) = route.and_then(|r| Some((r, r.targets::<E>()?))) else {
         return Err(event);
     };
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    Ok(group)
+    Ok(targets)
 }
 
 /// A typed event that reached no subscription: `Ok(0)`, or refused with the event back in
@@ -278,7 +362,7 @@ pub(crate) fn publish_event<E: Event>(
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     match build(route, event, slot) {
-        Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait, only),
+        Ok(targets) => dispatch(hub, targets, slot, Pack::Lite, wait, only),
         Err(event) => unrouted_event(hub, event, slot),
     }
 }
@@ -291,16 +375,16 @@ pub(crate) async fn publish_event_async<E: Event>(
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
     let result = match build(route, event, &mut slot) {
-        Ok(group) => {
+        Ok(targets) => {
             if tracing_on() {
                 use tracing::Instrument;
                 let topic = route.map_or("", |r| r.topic.as_str());
                 let span = tracing::trace_span!("publish", topic);
-                deliver_all_async(hub, group, &mut slot, Pack::Lite)
+                deliver_all_async(hub, targets, &mut slot, Pack::Lite)
                     .instrument(span)
                     .await
             } else {
-                deliver_all_async(hub, group, &mut slot, Pack::Lite).await
+                deliver_all_async(hub, targets, &mut slot, Pack::Lite).await
             }
         }
         Err(event) => unrouted_event(hub, event, &mut slot),
