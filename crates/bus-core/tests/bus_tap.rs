@@ -765,3 +765,47 @@ fn tap_settings_are_checked_and_a_closed_bus_refuses_a_tap() {
         Err(syncbus_core::SubscribeError::Closed)
     ));
 }
+
+/// Records where and how often it was encoded.
+#[derive(Clone, Debug, Serialize)]
+struct Traced(u64);
+
+static ENCODED_ON: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+impl Event for Traced {
+    const TYPE: &'static str = "traced.event";
+    fn encode(&self) -> Option<Result<Encoded, EncodeError>> {
+        ENCODED_ON.lock().unwrap().push(std::thread::current().id());
+        Some(Encoded::json(self))
+    }
+}
+
+#[test]
+fn encoding_happens_only_for_a_tap_and_on_its_worker_never_on_the_publisher() {
+    let bus = Bus::new();
+    let publisher = std::thread::current().id();
+    let _typed = bus
+        .subscribe::<Traced>(">")
+        .unwrap()
+        .inline(|_| {})
+        .unwrap();
+    // No tap: typed dispatch never encodes.
+    for i in 0..10 {
+        bus.blocking_publish(Traced(i)).unwrap();
+    }
+    assert!(ENCODED_ON.lock().unwrap().is_empty());
+
+    let (seen, record) = recorder();
+    let tap = bus.tap("traced.*").unwrap().queued(record).unwrap();
+    bus.blocking_publish(Traced(10)).unwrap();
+    wait_for("the tap", || seen.lock().unwrap().len() == 1);
+    let on = ENCODED_ON.lock().unwrap().clone();
+    assert_eq!(on.len(), 1, "encoded once, for the tap");
+    assert_ne!(on[0], publisher, "a queued tap encodes on its worker");
+    drop(tap);
+
+    // An inline tap encodes where inline handlers run: on the publisher's thread.
+    let _inline = bus.tap("traced.*").unwrap().inline(|_| {}).unwrap();
+    bus.blocking_publish(Traced(11)).unwrap();
+    assert_eq!(ENCODED_ON.lock().unwrap()[1], publisher);
+}
