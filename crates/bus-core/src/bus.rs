@@ -379,12 +379,21 @@ impl Bus {
             None => return Err(no_topic(envelope)),
             Some(topic) => self.hub.router.with_topic_route(topic, |r| r.cloned()),
         };
-        let Some(targets) = route.as_deref().and_then(|r| r.targets::<P>()) else {
-            return unrouted(&self.hub).map_err(|refused| refused.error(envelope));
+        let taps;
+        let group = match route.as_deref().map(|r| (r, r.group::<P>())) {
+            Some((_, Some(group))) => group,
+            Some((r, None)) => match r.taps_only::<P>() {
+                Some(group) => {
+                    taps = group;
+                    &taps
+                }
+                None => return unrouted(&self.hub).map_err(|refused| refused.error(envelope)),
+            },
+            None => return unrouted(&self.hub).map_err(|refused| refused.error(envelope)),
         };
         let mut slot = Some(envelope);
         match (
-            deliver_all_async(&self.hub, targets, &mut slot, Pack::Whole).await,
+            deliver_all_async(&self.hub, group, &mut slot, Pack::Whole).await,
             slot,
         ) {
             (Ok(n), _) => Ok(n),
@@ -459,8 +468,14 @@ impl Bus {
         };
         let mut slot = Some(envelope);
         let routed = self.hub.router.with_topic_route(&topic, |route| {
-            match route.and_then(|r| r.targets::<P>()) {
-                Some(targets) => dispatch(&self.hub, targets, &mut slot, Pack::Whole, wait, None),
+            match route.map(|r| (r, r.group::<P>())) {
+                Some((_, Some(group))) => {
+                    dispatch(&self.hub, group, &mut slot, Pack::Whole, wait, None)
+                }
+                Some((r, None)) => match r.taps_only::<P>() {
+                    Some(taps) => dispatch(&self.hub, &taps, &mut slot, Pack::Whole, wait, None),
+                    None => unrouted(&self.hub),
+                },
                 None => unrouted(&self.hub),
             }
         });

@@ -18,7 +18,7 @@ use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats};
-use crate::router::{Route, TapSink, Targets};
+use crate::router::{Group, Route, TapSink};
 use crate::sink::{Delivered, Pack, Take, Wait};
 
 /// Hands the envelope in `slot` to every target. On success the slot may be empty (the
@@ -26,7 +26,7 @@ use crate::sink::{Delivered, Pack, Take, Wait};
 #[inline]
 pub(crate) fn dispatch<P: Payload>(
     hub: &Hub,
-    targets: Targets<'_, P>,
+    group: &Group<P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
@@ -36,9 +36,9 @@ pub(crate) fn dispatch<P: Payload>(
         let topic = slot.as_ref().and_then(|e| e.meta().topic());
         let topic = topic.map_or("", |t| t.as_str());
         let _span = tracing::trace_span!("publish", topic).entered();
-        deliver_all(hub, targets, slot, pack, wait, only)
+        deliver_all(hub, group, slot, pack, wait, only)
     } else {
-        deliver_all(hub, targets, slot, pack, wait, only)
+        deliver_all(hub, group, slot, pack, wait, only)
     }
 }
 
@@ -51,23 +51,23 @@ fn targeted(only: Option<&[u64]>, id: u64) -> bool {
 #[inline]
 fn deliver_all<P: Payload>(
     hub: &Hub,
-    targets: Targets<'_, P>,
+    group: &Group<P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
     wait: Wait,
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
-    if !targets.taps.is_empty() {
-        observe_all(targets.taps, slot, wait, only, &mut tally);
+    if !group.taps.is_empty() {
+        observe_all(&group.taps, slot, wait, only, &mut tally);
     }
     // A targeted publish (a retry) keeps the original throughout: it is rare.
     let n = if only.is_some() {
         usize::MAX
     } else {
-        targets.sinks.len()
+        group.sinks.len()
     };
-    for (i, (sink, stats, id)) in targets.sinks.iter().enumerate() {
+    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
         if !targeted(only, *id) {
             continue;
         }
@@ -82,7 +82,7 @@ fn deliver_all<P: Payload>(
         };
         tally.count(*id, outcome, stats, wait, true);
     }
-    settle(hub, targets, only, tally, slot.is_some())
+    settle(hub, group, only, tally, slot.is_some())
 }
 
 /// Hands a copy of the envelope to each tap. Out of line: typed dispatch without taps never
@@ -110,13 +110,13 @@ fn observe_all<P: Payload>(
 /// the thread.
 pub(crate) async fn deliver_all_async<P: Payload>(
     hub: &Hub,
-    targets: Targets<'_, P>,
+    group: &Group<P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
     if let Some(env) = slot.as_ref() {
-        for tap in targets.taps {
+        for tap in group.taps.iter() {
             loop {
                 let outcome = tap.sink.observe(env, Wait::Never);
                 if outcome == Delivered::WouldBlock {
@@ -132,8 +132,8 @@ pub(crate) async fn deliver_all_async<P: Payload>(
             }
         }
     }
-    let n = targets.sinks.len();
-    for (i, (sink, stats, id)) in targets.sinks.iter().enumerate() {
+    let n = group.sinks.len();
+    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
         loop {
             let outcome = if i + 1 < n {
                 sink.deliver(slot, Take::Clone, pack, Wait::Never)
@@ -155,7 +155,7 @@ pub(crate) async fn deliver_all_async<P: Payload>(
             break;
         }
     }
-    settle(hub, targets, None, tally, slot.is_some())
+    settle(hub, group, None, tally, slot.is_some())
 }
 
 /// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
@@ -167,7 +167,7 @@ pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
 
 fn settle<P>(
     hub: &Hub,
-    targets: Targets<'_, P>,
+    group: &Group<P>,
     only: Option<&[u64]>,
     tally: Tally,
     still_held: bool,
@@ -181,20 +181,18 @@ fn settle<P>(
         }
         if tally.refused.is_empty() {
             // Only closed (unsubscribed) sinks refused: published to the others.
-        } else if tally.delivered > 0 || tally.observed > 0 {
+        } else if tally.delivered > 0 || tally.observed {
             // Some took it: retrying the whole publish would hand it to them twice.
-            return Err(Refused::Partial(tally.partial(targets, only)));
+            return Err(Refused::Partial(tally.partial(group, only)));
         } else if tally.would_block {
             return Err(Refused::WouldBlock);
         } else if tally.full {
             return Err(Refused::Full);
         }
     }
-    if !targets.taps.is_empty()
-        && targets.sinks.is_empty()
-        && !targets.taps.iter().any(|t| t.receiver)
-    {
-        // Only taps that observe matched: no subscription receives it.
+    if group.sinks.is_empty() && !group.taps.iter().any(|t| t.receiver) {
+        // Only taps that observe matched (a typed group has sinks): no subscription
+        // receives it.
         hub.count_observed_only();
     } else {
         hub.count_published();
@@ -207,8 +205,8 @@ fn settle<P>(
 struct Tally {
     /// Receivers that took it: subscriptions, and taps made receivers.
     delivered: usize,
-    /// Taps that took it and only observe.
-    observed: usize,
+    /// A tap that only observes took it (a flag: it packs with the others).
+    observed: bool,
     full: bool,
     would_block: bool,
     closed: bool,
@@ -264,7 +262,7 @@ impl Tally {
         if receiver {
             self.delivered += 1;
         } else {
-            self.observed += 1;
+            self.observed = true;
         }
     }
 
@@ -272,11 +270,11 @@ impl Tally {
     /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
     /// was closed took it.
     #[cold]
-    fn partial<P>(mut self, targets: Targets<'_, P>, only: Option<&[u64]>) -> PartialPublish {
+    fn partial<P>(mut self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
         let gone = |id: &u64| self.refused.contains(id) || self.closed_ids.contains(id);
         let mut took: Vec<u64> = Vec::new();
         let mut observed: Vec<u64> = Vec::new();
-        for tap in targets.taps {
+        for tap in group.taps.iter() {
             if only.is_none_or(|ids| ids.contains(&tap.id)) && !gone(&tap.id) {
                 if tap.receiver {
                     took.push(tap.id);
@@ -286,7 +284,7 @@ impl Tally {
             }
         }
         took.extend(
-            targets
+            group
                 .sinks
                 .iter()
                 .map(|(_, _, id)| *id)
@@ -319,21 +317,41 @@ impl Refused {
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic. When nobody subscribed to
-/// the type on that topic (and no tap listens there) nothing is built, and the event comes
-/// back.
+/// Builds the envelope for `event` in `slot`, on `route`'s topic, for the subscriptions of
+/// its type there. When there are none, nothing is built, and the event comes back.
 #[inline]
 fn build<'r, E: Event>(
     route: Option<&'r Route>,
     event: E,
     slot: &mut Option<Envelope<E>>,
-) -> Result<Targets<'r, E>, E> {
-    let Some((route, targets)) = route.and_then(|r| Some((r, r.targets::<E>()?))) else {
+) -> Result<&'r Group<E>, E> {
+    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
         return Err(event);
     };
+    fill(route, event, slot);
+    Ok(group)
+}
+
+#[inline]
+fn fill<E: Event>(route: &Route, event: E, slot: &mut Option<Envelope<E>>) {
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    Ok(targets)
+}
+
+/// A typed event no subscription of its type takes: for the taps on its topic, if any.
+#[cold]
+fn for_taps<E: Event>(
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<Group<E>, E> {
+    match route.and_then(|r| Some((r, r.taps_only::<E>()?))) {
+        Some((route, taps)) => {
+            fill(route, event, slot);
+            Ok(taps)
+        }
+        None => Err(event),
+    }
 }
 
 /// A typed event that reached no subscription: `Ok(0)`, or refused with the event back in
@@ -362,7 +380,23 @@ pub(crate) fn publish_event<E: Event>(
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     match build(route, event, slot) {
-        Ok(targets) => dispatch(hub, targets, slot, Pack::Lite, wait, only),
+        Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait, only),
+        Err(event) => publish_for_taps(hub, route, event, slot, wait, only),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn publish_for_taps<E: Event>(
+    hub: &Hub,
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+    wait: Wait,
+    only: Option<&[u64]>,
+) -> Result<usize, Refused> {
+    match for_taps(route, event, slot) {
+        Ok(taps) => dispatch(hub, &taps, slot, Pack::Lite, wait, only),
         Err(event) => unrouted_event(hub, event, slot),
     }
 }
@@ -374,20 +408,26 @@ pub(crate) async fn publish_event_async<E: Event>(
     event: E,
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
-    let result = match build(route, event, &mut slot) {
-        Ok(targets) => {
-            if tracing_on() {
-                use tracing::Instrument;
-                let topic = route.map_or("", |r| r.topic.as_str());
-                let span = tracing::trace_span!("publish", topic);
-                deliver_all_async(hub, targets, &mut slot, Pack::Lite)
-                    .instrument(span)
-                    .await
-            } else {
-                deliver_all_async(hub, targets, &mut slot, Pack::Lite).await
+    let taps;
+    let group = match build(route, event, &mut slot) {
+        Ok(group) => group,
+        Err(event) => match for_taps(route, event, &mut slot) {
+            Ok(group) => {
+                taps = group;
+                &taps
             }
-        }
-        Err(event) => unrouted_event(hub, event, &mut slot),
+            Err(event) => return outcome(unrouted_event(hub, event, &mut slot), slot),
+        },
+    };
+    let result = if tracing_on() {
+        use tracing::Instrument;
+        let topic = route.map_or("", |r| r.topic.as_str());
+        let span = tracing::trace_span!("publish", topic);
+        deliver_all_async(hub, group, &mut slot, Pack::Lite)
+            .instrument(span)
+            .await
+    } else {
+        deliver_all_async(hub, group, &mut slot, Pack::Lite).await
     };
     outcome(result, slot)
 }

@@ -39,7 +39,7 @@ pub(crate) struct SubEntry {
     target: Target,
 }
 
-type GroupFn = fn(&[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync>;
+type GroupFn = fn(&[Arc<SubEntry>], &Taps) -> Box<dyn Any + Send + Sync>;
 
 /// What an entry receives: one payload type, or every type (a tap).
 enum Target {
@@ -118,17 +118,19 @@ impl std::fmt::Debug for SubEntry {
     }
 }
 
-/// The sinks of one payload type on one route, in subscription order, ready to call without
-/// a type check per sink.
+/// Who receives a publish of one payload type on one route: the taps (every type), then the
+/// sinks of that type, each in subscription order, ready to call without a type check per
+/// sink. Dispatch holds it by reference, so a route without taps costs one length check.
 pub(crate) struct Group<P> {
     pub(crate) sinks: Box<[TypedSink<P>]>,
+    pub(crate) taps: Taps,
 }
 
 /// A sink of payload type `P`, the counters of its subscription, and its id.
 pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>, u64);
 
 impl<P: 'static> Group<P> {
-    fn build(entries: &[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync> {
+    fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
         let sinks = entries
             .iter()
             .filter_map(|e| match &e.target {
@@ -138,7 +140,10 @@ impl<P: 'static> Group<P> {
                 Target::Tap(_) => None,
             })
             .collect();
-        Box::new(Group::<P> { sinks })
+        Box::new(Group::<P> {
+            sinks,
+            taps: taps.clone(),
+        })
     }
 }
 
@@ -151,12 +156,29 @@ pub(crate) struct TapSink {
     pub(crate) receiver: bool,
 }
 
-/// Who receives one publish of payload type `P` on a route: the taps (every type), then
-/// the sinks of `P`, each in subscription order.
-#[derive(Clone, Copy)]
-pub(crate) struct Targets<'r, P> {
-    pub(crate) taps: &'r [TapSink],
-    pub(crate) sinks: &'r [TypedSink<P>],
+/// The taps of a route, shared by its groups. Most routes have none, and then nothing is
+/// allocated for them.
+#[derive(Clone, Default)]
+pub(crate) struct Taps(Option<Arc<[TapSink]>>);
+
+impl Taps {
+    fn new(taps: Vec<TapSink>) -> Taps {
+        Taps((!taps.is_empty()).then(|| taps.into()))
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::ops::Deref for Taps {
+    type Target = [TapSink];
+
+    #[inline]
+    fn deref(&self) -> &[TapSink] {
+        self.0.as_deref().unwrap_or_default()
+    }
 }
 
 /// A trie value: a subscription, compared by id.
@@ -174,7 +196,7 @@ impl PartialEq for SubRef {
 pub(crate) struct Route {
     pub(crate) topic: Topic,
     groups: Box<[(TypeId, Box<dyn Any + Send + Sync>)]>,
-    taps: Box<[TapSink]>,
+    taps: Taps,
 }
 
 impl std::fmt::Debug for Route {
@@ -188,8 +210,9 @@ impl std::fmt::Debug for Route {
 }
 
 impl Route {
+    /// Who receives a publish of `P` here, if any subscription of `P` does.
     #[inline]
-    fn group<P: 'static>(&self) -> Option<&Group<P>> {
+    pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
         let type_id = TypeId::of::<P>();
         self.groups
             .iter()
@@ -197,20 +220,14 @@ impl Route {
             .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
     }
 
-    /// Who receives a publish of `P` here; `None` when nobody does (no sink of `P`, no tap).
-    #[inline]
-    pub(crate) fn targets<P: 'static>(&self) -> Option<Targets<'_, P>> {
-        match self.group::<P>() {
-            Some(group) => Some(Targets {
-                taps: &self.taps,
-                sinks: &group.sinks,
-            }),
-            None if self.taps.is_empty() => None,
-            None => Some(Targets {
-                taps: &self.taps,
-                sinks: &[],
-            }),
-        }
+    /// For a `P` no subscription here takes: the taps alone, if any (a group with no sinks,
+    /// made per publish: it shares the taps, no copy of them).
+    #[cold]
+    pub(crate) fn taps_only<P: 'static>(&self) -> Option<Group<P>> {
+        (!self.taps.is_empty()).then(|| Group {
+            sinks: Box::default(),
+            taps: self.taps.clone(),
+        })
     }
 
     fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Route {
@@ -229,13 +246,14 @@ impl Route {
                 }
             }
         }
+        let taps = Taps::new(taps);
         Route {
             topic,
             groups: by_type
                 .into_iter()
-                .map(|(t, group, v)| (t, group(&v)))
+                .map(|(t, group, v)| (t, group(&v, &taps)))
                 .collect(),
-            taps: taps.into_boxed_slice(),
+            taps,
         }
     }
 }
