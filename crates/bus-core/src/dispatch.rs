@@ -183,7 +183,7 @@ fn settle<P>(
             // Only closed (unsubscribed) sinks refused: published to the others.
         } else if tally.delivered > 0 || tally.observed {
             // Some took it: retrying the whole publish would hand it to them twice.
-            return Err(Refused::Partial(tally.partial(group, only)));
+            return Err(Refused::Partial(Box::new(tally.partial(group, only))));
         } else if tally.would_block {
             return Err(Refused::WouldBlock);
         } else if tally.full {
@@ -303,7 +303,8 @@ pub(crate) enum Refused {
     Full,
     WouldBlock,
     Closed,
-    Partial(PartialPublish),
+    /// Boxed: it is rare, and a small `Result` keeps the common path's moves cheap.
+    Partial(Box<PartialPublish>),
 }
 
 impl Refused {
@@ -312,7 +313,7 @@ impl Refused {
             Refused::Full => PublishError::Full(value),
             Refused::WouldBlock => PublishError::WouldBlock(value),
             Refused::Closed => PublishError::Closed(value),
-            Refused::Partial(partial) => PublishError::Partial(value, partial),
+            Refused::Partial(partial) => PublishError::Partial(value, *partial),
         }
     }
 }

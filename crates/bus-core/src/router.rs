@@ -159,11 +159,11 @@ pub(crate) struct TapSink {
 /// The taps of a route, shared by its groups. Most routes have none, and then nothing is
 /// allocated for them.
 #[derive(Clone, Default)]
-pub(crate) struct Taps(Option<Arc<[TapSink]>>);
+pub(crate) struct Taps(Option<Arc<Vec<TapSink>>>);
 
 impl Taps {
     fn new(taps: Vec<TapSink>) -> Taps {
-        Taps((!taps.is_empty()).then(|| taps.into()))
+        Taps((!taps.is_empty()).then(|| Arc::new(taps)))
     }
 
     #[inline]
@@ -177,7 +177,7 @@ impl std::ops::Deref for Taps {
 
     #[inline]
     fn deref(&self) -> &[TapSink] {
-        self.0.as_deref().unwrap_or_default()
+        self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
