@@ -18,8 +18,10 @@
 //! - `keyed_lanes`: a keyed subscription with 2 lanes over 64 entities vs two crossbeam
 //!   channels picked by hashing the key.
 //! - `tap_1to2`: what a tap costs beside a queued subscription: one queued subscription
-//!   plus a queued tap on `>` (its worker encodes each event to JSON through `Event::encode`)
-//!   vs plus a second queued subscription (`fanout_1to2`'s shape) vs two crossbeam channels.
+//!   plus a queued tap on `>`, whose worker encodes each event to JSON through
+//!   `Event::encode` (`_tap_json`) or gets a type that does not encode (`_tap_no_payload`:
+//!   the tap's own cost, a box per event, without a serializer), vs plus a second queued
+//!   subscription (`fanout_1to2`'s shape) vs two crossbeam channels.
 
 use std::hash::BuildHasher;
 use std::hint::black_box;
@@ -47,6 +49,18 @@ impl Event for Ev {
     fn encode(&self) -> Option<Result<Encoded, EncodeError>> {
         Some(Encoded::json(self))
     }
+}
+
+/// The same shape without `Event::encode`: a tap sees it with its metadata and no payload,
+/// so a tap's cost without the serializer shows.
+#[derive(Clone)]
+struct Plain {
+    seq: u64,
+    a: u64,
+}
+
+impl Event for Plain {
+    const TYPE: &'static str = "bench.ev";
 }
 
 /// The same shape with an entity id, for keyed lanes: 64 distinct entities.
@@ -551,6 +565,42 @@ fn tap_1to2(c: &mut Criterion) {
         group.bench_function("syncbus_queued_and_tap_json", |b| {
             b.iter_custom(|iters| {
                 measure(iters, &counts, |ev| {
+                    bus.blocking_publish(ev).expect("publish");
+                })
+            })
+        });
+        finish(vec![sub, tap]);
+    }
+
+    {
+        let bus = Bus::new();
+        let counts = [counter(), counter()];
+        let c = counts[0].clone();
+        let sub = bus
+            .subscribe::<Plain>("bench.ev")
+            .expect("valid pattern")
+            .capacity(CAPACITY)
+            .overflow(Overflow::Block)
+            .queued(move |env| consume(&c, env.payload().seq, env.payload().a))
+            .expect("subscribe");
+        let t = counts[1].clone();
+        let tap = bus
+            .tap(">")
+            .expect("valid pattern")
+            .capacity(CAPACITY)
+            .overflow(Overflow::Block)
+            .queued(move |tapped| {
+                assert!(tapped.payload().bytes().is_none());
+                consume(&t, tapped.meta().version().unwrap_or(0), 1);
+            })
+            .expect("tap");
+        group.bench_function("syncbus_queued_and_tap_no_payload", |b| {
+            b.iter_custom(|iters| {
+                measure(iters, &counts, |ev| {
+                    let ev = Plain {
+                        seq: ev.seq,
+                        a: ev.a,
+                    };
                     bus.blocking_publish(ev).expect("publish");
                 })
             })
