@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
-use syncbus::{handler_fn, Bus, ConsumerConfig, Envelope, Event, HandlerError, Workflow};
+use syncbus::{Bus, ConsumerConfig, Envelope, Event, HandlerError, Workflow};
 
 const BATCH: usize = 64;
 
@@ -119,11 +119,11 @@ fn serve(c: &mut Criterion) {
             wf.serve(consumer)
                 .batch(BATCH)
                 .fetch_wait(Duration::from_millis(50))
-                .handle(handler_fn(move |env: Envelope<Ev>, _ctx| {
+                .handle(move |env: Envelope<Ev>, _ctx| {
                     black_box(env.payload().seq ^ env.payload().a);
                     h.fetch_add(1, Relaxed);
                     async { Ok::<(), HandlerError>(()) }
-                }))
+                })
                 .expect("serve")
         });
         let mut seq = 0u64;

@@ -13,26 +13,18 @@ use syncbus::prelude::*;
 use syncbus::store::SagaStatus;
 use syncbus::{ChainNode, Saga};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.order.placed", topic = "orders.placed")]
 struct OrderPlaced {
     order: u64,
     card: String,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "shop.order.placed";
-    const TOPIC: &'static str = "orders.placed";
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.order.update", topic = "orders.updates")]
 struct OrderUpdate {
     order: u64,
     what: String,
-}
-
-impl Event for OrderUpdate {
-    const TYPE: &'static str = "shop.order.update";
-    const TOPIC: &'static str = "orders.updates";
 }
 
 /// The saga's state, saved after every step.
@@ -127,10 +119,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _updates = wf
         .subscribe::<OrderUpdate>("orders.updates")?
         .name("notify-customer")
-        .handle(handler_fn(|e: Envelope<OrderUpdate>, _ctx| async move {
+        .handle(|e, _ctx| async move {
             println!("  notify: order {} {}", e.payload().order, e.payload().what);
             Ok(())
-        }))?;
+        })?;
 
     let mut roots = Vec::new();
     for (order, card) in [(1, "ok"), (2, "declined")] {
@@ -142,15 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bus.publish_envelope(env).await?;
     }
 
-    // Wait for both instances to finish.
-    for root in &roots {
-        loop {
-            match running.instance(&root.to_string()).await? {
-                Some(i) if i.status.is_final() => break,
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
+    // Both instances run to the end, their follow-ups handled too.
+    bus.settled().await;
     bus.shutdown(Duration::from_secs(2)).await;
 
     for root in &roots {
@@ -158,11 +143,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .instance(&root.to_string())
             .await?
             .expect("instance");
-        println!("\ninstance {} is {}", inst.id, inst.status.as_str());
+        let order: Order = serde_json::from_value(inst.data.clone())?;
+        println!(
+            "\norder {} (saga instance {}) is {}",
+            order.id,
+            inst.id,
+            inst.status.as_str()
+        );
+        if let Some(why) = &inst.error {
+            println!("  because: {why}");
+        }
         for h in &inst.history {
+            let outcome = match (&h.error, h.ok) {
+                (Some(e), _) => format!("failed: {e}"),
+                (None, true) => "ok".to_owned(),
+                (None, false) => "failed".to_owned(),
+            };
             println!(
-                "  {:?} {} ok={} attempts={}",
-                h.action, h.step, h.ok, h.attempts
+                "  {:?} {}: {outcome} ({} attempt{})",
+                h.action,
+                h.step,
+                h.attempts,
+                if h.attempts == 1 { "" } else { "s" }
             );
         }
         if let Some(chain) = wf.chain(root) {

@@ -14,51 +14,29 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::prelude::*;
 use syncbus::store::DeadLetterFilter;
-use syncbus::store::{
-    rusqlite, DurableConfig, DurableConsumer, EventLog, LogFeed, Relay, SqliteStore,
-};
-use syncbus::DedupConfig;
+use syncbus::store::{rusqlite, DurableConfig, DurableConsumer, LogFeed, Relay, SqliteStore};
 
-#[derive(Clone, Debug)]
+// `#[derive(Event)]` names each event's type and default topic (checked while compiling)
+// and which field is its entity id and version.
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.placed", topic = "orders.placed", entity = order)]
 struct OrderPlaced {
     order: u64,
     total_cents: u64,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "shop.order.placed";
-    const TOPIC: &'static str = "orders.placed";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "shop.order.status", topic = "orders.status", entity = order, version = step)]
 struct OrderStatus {
     order: u64,
     status: &'static str,
     step: u64,
 }
 
-impl Event for OrderStatus {
-    const TYPE: &'static str = "shop.order.status";
-    const TOPIC: &'static str = "orders.status";
-    fn entity_id(&self) -> Option<EntityId> {
-        Some(self.order.into())
-    }
-    fn version(&self) -> Option<u64> {
-        Some(self.step)
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Event)]
+#[event(type = "billing.invoice.requested", topic = "billing.invoices")]
 struct SendInvoice {
     order: u64,
-}
-
-impl Event for SendInvoice {
-    const TYPE: &'static str = "billing.invoice.requested";
-    const TOPIC: &'static str = "billing.invoices";
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -167,24 +145,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {line}");
     }
     let m = bus.metrics();
-    println!(
-        "metrics: published={} delivered={} failed={} dropped={}",
-        m.published, m.delivered, m.failed, m.dropped
-    );
+    println!("metrics: {m}");
+    // 15 events: per order one placed, one invoice request, three status changes.
+    assert_eq!((m.published, m.delivered, m.failed), (15, 24, 1));
+    println!("  delivered (24) exceeds published (15): an event reaches every subscription it");
+    println!("  matches; each status change went to both audit and tracking");
+    println!("  failed = 1: billing's nak of order 2's first invoice attempt; the retry was acked");
     println!("shutdown clean: {}", report.is_clean());
 
     tokio::runtime::Runtime::new()?.block_on(durable())
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(type = "shop.payment.received", topic = "payments.received")]
 struct PaymentReceived {
     order: u64,
     cents: u64,
-}
-
-impl Event for PaymentReceived {
-    const TYPE: &'static str = "shop.payment.received";
-    const TOPIC: &'static str = "payments.received";
 }
 
 /// The durable side, on one SQLite file (WAL, `synchronous=FULL`).
@@ -198,20 +174,20 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::new();
     // Dedup keys and dead letters live in the same file, so they survive a restart.
     let wf = Workflow::builder(&bus)
-        .dead_letters(Arc::new(store.dead_letters()))
+        .dead_letters(store.dead_letters())
         .build();
     let ledger = Arc::new(Mutex::new(Vec::new()));
     let l = ledger.clone();
-    let _ledger = wf
+    let ledger_sub = wf
         .subscribe::<PaymentReceived>("payments.*")?
         .name("ledger")
-        .dedup(DedupConfig::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(store.dedup()))
         .retry(
             RetryPolicy::default()
                 .initial(Duration::from_millis(5))
                 .max_attempts(2),
         )
-        .handle(handler_fn(move |env: Envelope<PaymentReceived>, _ctx| {
+        .handle(move |env, _ctx| {
             let l = l.clone();
             async move {
                 if env.payload().cents == 0 {
@@ -220,15 +196,21 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
                 l.lock().unwrap().push(env.payload().order);
                 Ok(())
             }
-        }))?;
+        })?;
     // Everything on `payments.>` is also appended to the store's event log.
-    let log: Arc<dyn EventLog> = Arc::new(store.clone());
-    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", log.clone())?;
+    let feed = LogFeed::typed::<PaymentReceived>(&bus, "payments.>", store.clone())?;
 
     // 6. The outbox: the payment row and its event commit in one transaction; the relay
-    //    publishes committed events in commit order.
-    for (order, cents) in [(1u64, 1000u64), (2, 0), (3, 3000)] {
-        let event = Envelope::from_event(PaymentReceived { order, cents }).to_bytes_payload()?;
+    //    publishes committed events in commit order. Order 2's payment of 0 cents is a bad
+    //    record on purpose: the ledger refuses it as a permanent error, so it ends up in the
+    //    dead letters instead of being retried forever.
+    let payments: Vec<Envelope<PaymentReceived>> = [(1u64, 1000u64), (2, 0), (3, 3000)]
+        .into_iter()
+        .map(|(order, cents)| Envelope::from_event(PaymentReceived { order, cents }))
+        .collect();
+    for payment in &payments {
+        let (order, cents) = (payment.payload().order, payment.payload().cents);
+        let event = payment.to_bytes_payload()?;
         store
             .with_connection(move |conn| {
                 let tx = conn.transaction()?;
@@ -246,22 +228,31 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
     }
-    let relayed = Relay::new(Arc::new(store.clone()), bus.clone())
+    let relayed = Relay::new(store.clone(), bus.clone())
         .typed::<PaymentReceived>() // delivered to `subscribe::<PaymentReceived>` handlers
         .run_once()
         .await?;
     println!("relay: published {relayed} outbox events in commit order");
 
+    // The same payment event again (as a relay that died before marking it sent would
+    // publish it): the ledger's dedup layer knows its id and does not apply it twice.
+    bus.publish_envelope(payments[0].clone()).await?;
+    bus.settled().await;
+    println!(
+        "dedup: order 1's payment delivered again, acknowledged as a duplicate (duplicates = {})",
+        ledger_sub.metrics().duplicates
+    );
+    assert_eq!(ledger_sub.metrics().duplicates, 1);
+
     // 7. A durable consumer reads the log; it acks order 1 and then the process "dies".
-    while feed.appended() < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let audit = DurableConsumer::open(log.clone(), "audit", DurableConfig::new()).await?;
+    bus.settled().await; // the feed has appended what was published
+    println!("feed: {} events appended to the log", feed.appended());
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let mut first = audit.fetch(10, Duration::ZERO).await?;
     let fetched = first.len();
     first.remove(0).ack().await?;
     drop((audit, first));
-    let audit = DurableConsumer::open(log, "audit", DurableConfig::new()).await?;
+    let audit = DurableConsumer::open(store.clone(), "audit", DurableConfig::new()).await?;
     let again = audit.fetch(10, Duration::ZERO).await?;
     println!(
         "audit after restart: {} unacked events came back (delivery #{})",
@@ -277,8 +268,11 @@ async fn durable() -> Result<(), Box<dyn std::error::Error>> {
     println!("ledger applied payments for orders {applied:?}");
     let dead = wf.dead_letters().list(&DeadLetterFilter::new()).await?;
     for d in &dead {
+        let payment: PaymentReceived = serde_json::from_slice(d.envelope.payload())?;
         println!(
-            "dead letter in SQLite: {} ({} attempts)",
+            "dead letter in SQLite: order {}'s payment, refused with \"{}\" after {} attempt(s), \
+             not retried (a permanent error); redrive it once the data is fixed",
+            payment.order,
             d.error(),
             d.attempts
         );

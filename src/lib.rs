@@ -7,12 +7,9 @@
 //! ```
 //! use syncbus::prelude::*;
 //!
-//! #[derive(Clone, Debug)]
+//! #[derive(Clone, Debug, Event)]
+//! #[event(type = "orders.placed", entity = order)]
 //! struct OrderPlaced { order: u64 }
-//! impl Event for OrderPlaced {
-//!     const TYPE: &'static str = "orders.placed";
-//!     fn entity_id(&self) -> Option<EntityId> { Some(self.order.into()) }
-//! }
 //!
 //! let bus = Bus::new();
 //! let _audit = bus.subscribe::<OrderPlaced>("orders.>")?.inline(|env| {
@@ -26,7 +23,7 @@
 //!
 //! | area | items |
 //! | --- | --- |
-//! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`], [`CloudEventsJson`], [`Binary`] |
+//! | envelope | [`Envelope`], [`Metadata`], [`EventId`] (UUIDv7), [`Event`] (the trait, and `#[derive(Event)]` with the names checked at compile time), [`CloudEventsJson`], [`Binary`] |
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
 //! | publish | [`Bus::publish`] (awaits), [`Bus::try_publish`] (never waits), [`Bus::blocking_publish`] (blocks the thread), [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
@@ -44,29 +41,38 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | `sqlite` | yes | `store::SqliteStore` (SQLite compiled in) |
+//! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
+//! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
+//! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
+//! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
 
 pub use syncbus_core::{
-    AckError, Bus, BusMetrics, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery,
-    HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher, Settle,
-    ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription, SubscriptionMetrics,
-    TapBuilder, TapPayload, Tapped, Undelivered,
+    AckError, Bus, BusMetrics, Busy, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason,
+    Delivery, HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher,
+    Settle, ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription,
+    SubscriptionMetrics, TapBuilder, TapPayload, Tapped, Undelivered, Unsettled,
 };
 pub use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, Encoded, EntityId, Envelope, Event,
     EventId, EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason,
-    Pattern, Payload, SmolStr, TimeError, Timestamp, Topic,
+    Pattern, Payload, SmolStr, TimeError, Timestamp, ToEntityId, Topic,
 };
+
+// The derive lives in the macro namespace, beside the trait of the same name: `use
+// syncbus::Event` (or the prelude) brings both, as serde's `Serialize` does.
+#[cfg(feature = "derive")]
+pub use syncbus_derive::Event;
 
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
     Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveError,
     RedriveReport, ResequenceConfig, ResultExt, RetryPolicy, RunningSaga, Saga, ServeError,
-    ServeMetrics, Served, SkipReason, Skipped, StartAt, WhenOpen, Workflow, WorkflowMetrics,
-    WorkflowServe, WorkflowSubscription,
+    ServeMetrics, Served, SkipReason, Skipped, StartAt, Storable, WhenOpen, Workflow,
+    WorkflowBuilder, WorkflowMetrics, WorkflowServe, WorkflowSubscribe, WorkflowSubscription,
 };
 
 /// Storage: every storage trait and its records ([`store::EventLog`], [`store::Checkpoints`],
@@ -75,19 +81,54 @@ pub use syncbus_workflow::{
 /// and the backends: SQLite with the `sqlite` feature (on by default), PostgreSQL with
 /// `postgres`.
 pub mod store {
+    #[doc(inline)]
     pub use syncbus_storage::*;
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[doc(inline)]
     pub use syncbus_store::*;
 }
 
-/// The workflow crate whole: every layer on its own ([`workflow::Layer`], [`workflow::Stack`]).
-pub use syncbus_workflow as workflow;
+/// Stream processing (feature `stream`): operators over bus topics or any source, keyed
+/// state checkpointed with the input offsets, event-time windows with watermarks, and
+/// stream-table joins. See [`stream::Stream`] and [`stream::Topology`].
+#[cfg(feature = "stream")]
+pub mod stream {
+    #[doc(inline)]
+    pub use syncbus_stream::*;
+}
+
+/// The workflow crate whole: every layer on its own as a handler and its layer
+/// ([`workflow::Dedup`] and [`workflow::DedupLayer`], [`workflow::Retry`] and
+/// [`workflow::RetryLayer`], ...), composed with [`workflow::Layer`] and
+/// [`workflow::Stack`]; the builders ([`workflow::WorkflowBuilder`],
+/// [`workflow::WorkflowSubscribe`]) and chains ([`workflow::Chains`]).
+pub mod workflow {
+    #[doc(inline)]
+    pub use syncbus_workflow::*;
+}
+
+/// NATS JetStream (feature `nats`): bus topics published to a stream, its durable pull
+/// consumer served by [`Workflow::serve`]; see `syncbus_nats`.
+#[cfg(feature = "nats")]
+pub mod nats {
+    #[doc(inline)]
+    pub use syncbus_nats::*;
+}
+
+/// Webhooks (feature `webhook`): Standard Webhooks signatures, the durable ingress
+/// (`POST /webhooks/{source}` → verify → dedup → durable append → 2xx, then processing
+/// from the log) and signed egress on a retry schedule: `syncbus-webhook` whole.
+#[cfg(feature = "webhook")]
+pub mod webhook {
+    #[doc(inline)]
+    pub use syncbus_webhook::*;
+}
 
 /// The names most programs need: `use syncbus::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        handler_fn, Bus, Consumer, ConsumerConfig, Context, EntityId, Envelope, Event, EventId,
-        HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
+        handler_fn, Bus, Consumer, ConsumerConfig, Context, DedupConfig, EntityId, Envelope, Event,
+        EventId, HandlerError, Overflow, Pattern, ResultExt, RetryPolicy, Topic, Workflow,
     };
 }
 

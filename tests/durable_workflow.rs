@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncbus::store::DeadLetterFilter;
 use syncbus::store::SqliteStore;
-use syncbus::{handler_fn, Bus, DedupConfig, Envelope, Event, HandlerError, Redrive, Workflow};
+use syncbus::{Bus, DedupConfig, Envelope, Event, HandlerError, Redrive, Workflow};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Invoice {
@@ -38,7 +38,7 @@ async fn start(
         .name("invoices")
         .dedup(DedupConfig::new(Arc::new(store.dedup())))
         .no_retry()
-        .handle(handler_fn(move |e: Envelope<Invoice>, _ctx| {
+        .handle(move |e: Envelope<Invoice>, _ctx| {
             runs.fetch_add(1, SeqCst);
             async move {
                 if !healthy && e.payload().order == 2 {
@@ -46,7 +46,7 @@ async fn start(
                 }
                 Ok(())
             }
-        }))
+        })
         .unwrap();
     (bus, wf, sub)
 }

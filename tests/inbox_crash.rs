@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use syncbus::store::{DurableConfig, DurableConsumer, EventLog, SqliteStore};
-use syncbus::{handler_fn, Bus, Context, DedupConfig, Envelope, Event, ResultExt, Workflow};
+use syncbus::{Bus, Context, DedupConfig, Envelope, Event, ResultExt, Workflow};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Payment {
@@ -71,7 +71,7 @@ async fn inbox_crash_child() {
         .name(CONSUMER)
         .fetch_wait(Duration::from_millis(20))
         .dedup(DedupConfig::new(Arc::new(store.dedup())).lease(lease))
-        .handle(handler_fn(move |env: Envelope<Payment>, ctx: Context| {
+        .handle(move |env: Envelope<Payment>, ctx: Context| {
             let (store, marker) = (s.clone(), marker.clone());
             let n = env.payload().n;
             let entry = ctx.inbox().cloned().expect("the dedup layer claimed a key");
@@ -95,11 +95,13 @@ async fn inbox_crash_child() {
                 }
                 Ok(())
             }
-        }))
+        })
         .unwrap();
+    // Done when the last record of the log is acked (offsets are the log's, not 0..EVENTS).
+    let last = store.head().await.unwrap().expect("the log holds the events");
     loop {
         let committed = store.committed(CONSUMER).await.unwrap();
-        if committed.is_some_and(|c| c + 1 >= EVENTS) {
+        if committed.is_some_and(|c| c >= last) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -143,14 +143,14 @@ async fn subscriptions_sharing_a_sqlite_dedup_store_each_handle_every_event() {
         .unwrap()
         .name("billing")
         .dedup(dedup.clone())
-        .handle(counter(&billing))
+        .handle_with(counter(&billing))
         .unwrap();
     let _s = wf
         .subscribe::<OrderPlaced>("shop.order.placed")
         .unwrap()
         .name("shipping")
         .dedup(dedup.clone())
-        .handle(counter(&shipping))
+        .handle_with(counter(&shipping))
         .unwrap();
     for order in 0..10 {
         assert_eq!(bus.publish(OrderPlaced { order }).await.unwrap(), 2);
@@ -178,10 +178,10 @@ async fn shared_keys_let_one_subscription_of_all_run_each_key() {
                 .unwrap()
                 .name(name)
                 .dedup(dedup.clone())
-                .handle(handler_fn(move |_e: Envelope<OrderPlaced>, _ctx| {
+                .handle(move |_e: Envelope<OrderPlaced>, _ctx| {
                     r.fetch_add(1, SeqCst);
                     async { Ok(()) }
-                }))
+                })
                 .unwrap(),
         );
     }

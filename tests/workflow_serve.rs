@@ -227,7 +227,7 @@ async fn outcomes<H: Harness>(mut h: H) {
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
         .retry(RetryPolicy::default().max_attempts(3))
-        .handle(handler_fn(move |env: Envelope<Mail>, ctx| {
+        .handle(move |env: Envelope<Mail>, ctx| {
             let to = env.payload().to;
             let attempt = {
                 let mut calls = c.lock().unwrap();
@@ -245,11 +245,11 @@ async fn outcomes<H: Harness>(mut h: H) {
                     _ => Ok(()),
                 }
             }
-        }))
+        })
         .unwrap();
 
     wait_for("two handled, three dead letters", || {
-        served.metrics().succeeded == 2 && served.settled().termed == 3
+        served.metrics().succeeded == 2 && served.settles().termed == 3
     })
     .await;
     // Long enough for a lost settle to come back after the ack timeout.
@@ -333,10 +333,10 @@ async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
     let (hd, st) = (handled.clone(), started.clone());
     let served = wf
         .serve(source)
-        .lanes(lanes)
+        .keyed(lanes)
         .batch(100)
         .fetch_wait(Duration::from_millis(20))
-        .handle(handler_fn(move |env: Envelope<Mail>, _ctx| {
+        .handle(move |env: Envelope<Mail>, _ctx| {
             let (hd, st) = (hd.clone(), st.clone());
             async move {
                 st.fetch_add(1, SeqCst);
@@ -344,7 +344,7 @@ async fn stop_in_flight<H: Harness>(mut h: H, lanes: usize) {
                 hd.lock().unwrap().push(env.payload().to);
                 Ok::<(), HandlerError>(())
             }
-        }))
+        })
         .unwrap();
     wait_for("a few handlers to start", || {
         started.load(SeqCst) >= 2 * lanes as u32
@@ -388,16 +388,16 @@ async fn long_handler<H: Harness>(mut h: H) {
     let c = calls.clone();
     let served = wf
         .serve(source)
-        .lanes(2)
+        .keyed(2)
         .fetch_wait(Duration::from_millis(20))
         .in_progress_every(Some(ACK_TIMEOUT / 4))
-        .handle(handler_fn(move |_env: Envelope<Mail>, _ctx| {
+        .handle(move |_env: Envelope<Mail>, _ctx| {
             c.fetch_add(1, SeqCst);
             async move {
                 tokio::time::sleep(ACK_TIMEOUT * 3).await;
                 Ok::<(), HandlerError>(())
             }
-        }))
+        })
         .unwrap();
     wait_for("the long handler", || served.metrics().succeeded == 1).await;
     let settled = served.stop().await;
@@ -453,11 +453,9 @@ async fn other_types_are_acked_only_when_asked() {
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
         .other_types(OtherTypes::Skip)
-        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
-            Ok::<(), HandlerError>(())
-        }))
+        .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) })
         .unwrap();
-    wait_for("both settled", || served.settled().acked == 2).await;
+    wait_for("both settled", || served.settles().acked == 2).await;
     let settled = served.stop().await;
     assert_eq!((settled.skipped, settled.termed), (1, 0), "{settled:?}");
     assert_eq!(dead.len(), 0, "skipping is the explicit opt-in: no record");
@@ -474,10 +472,10 @@ async fn a_typed_consumer_is_served_without_decoding() {
     let served: Served = wf
         .serve(source)
         .fetch_wait(Duration::from_millis(20))
-        .handle(handler_fn(|env: Envelope<Mail>, _ctx| async move {
+        .handle(|env: Envelope<Mail>, _ctx| async move {
             assert_eq!(env.payload().to, 5);
             Ok::<(), HandlerError>(())
-        }))
+        })
         .unwrap();
     bus.publish(Mail { to: 5 }).await.unwrap();
     wait_for("the typed event", || served.metrics().succeeded == 1).await;
@@ -499,7 +497,7 @@ async fn refused_setups_are_typed_errors() {
         .consumer::<Other>("other", ConsumerConfig::default())
         .unwrap();
     assert!(matches!(
-        wf.serve(other).handle(ok()),
+        wf.serve(other).handle_with(ok()),
         Err(ServeError::PayloadMismatch { .. })
     ));
     let mails = || {
@@ -507,11 +505,11 @@ async fn refused_setups_are_typed_errors() {
             .unwrap()
     };
     assert!(matches!(
-        wf.serve(mails()).lanes(0).handle(ok()),
+        wf.serve(mails()).keyed(0).handle_with(ok()),
         Err(ServeError::InvalidConfig(_))
     ));
-    let first = wf.serve(mails()).name("mailer").handle(ok()).unwrap();
-    let twice = wf.serve(mails()).name("mailer").handle(ok());
+    let first = wf.serve(mails()).name("mailer").handle_with(ok()).unwrap();
+    let twice = wf.serve(mails()).name("mailer").handle_with(ok());
     assert!(
         matches!(&twice, Err(ServeError::NameTaken(n)) if n == "mailer"),
         "{twice:?}"
@@ -520,7 +518,7 @@ async fn refused_setups_are_typed_errors() {
     // Stopped: the name is free again.
     wf.serve(mails())
         .name("mailer")
-        .handle(ok())
+        .handle_with(ok())
         .unwrap()
         .stop()
         .await;
@@ -535,8 +533,73 @@ fn outside_a_runtime_serving_is_an_error_not_a_panic() {
         .unwrap();
     let r = wf
         .serve(source)
-        .handle(handler_fn(|_env: Envelope<Mail>, _ctx| async {
-            Ok::<(), HandlerError>(())
-        }));
+        .handle(|_env: Envelope<Mail>, _ctx| async { Ok::<(), HandlerError>(()) });
     assert_eq!(r.err(), Some(ServeError::NoRuntime));
+}
+
+/// `Served::settled` waits until every fetched delivery is settled and the source has
+/// nothing more: with slow handlers on two lanes, nothing is still running when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_settled_waits_for_every_fetched_delivery() {
+    let mut h = BusHarness::new();
+    let source = h.open((0..12).map(mail).collect()).await;
+    let wf = Workflow::new(&h.bus);
+    let handled = Arc::new(AtomicU32::new(0));
+    let hd = handled.clone();
+    let served = wf
+        .serve(source)
+        .keyed(2)
+        .fetch_wait(Duration::from_millis(20))
+        .handle(move |_env: Envelope<Mail>, _ctx| {
+            let hd = hd.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                hd.fetch_add(1, SeqCst);
+                Ok(())
+            }
+        })
+        .unwrap();
+    let m = served
+        .settled_within(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        handled.load(SeqCst),
+        12,
+        "settled before the handlers were done"
+    );
+    assert_eq!((m.fetched, m.acked), (12, 12), "{m:?}");
+    served.stop().await;
+}
+
+/// `Bus::settled` covers workflow subscriptions, their in-process retries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_settled_waits_for_a_workflow_subscriptions_retries() {
+    let bus = Bus::new();
+    let wf = Workflow::new(&bus);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let sub = wf
+        .subscribe::<Mail>("mail.send")
+        .unwrap()
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(20))
+                .max_attempts(3),
+        )
+        .handle(move |_env, _ctx| {
+            let n = c.fetch_add(1, SeqCst);
+            async move {
+                if n < 2 {
+                    Err(HandlerError::retryable("not yet"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    bus.publish(Mail { to: 1 }).await.unwrap();
+    bus.settled_within(Duration::from_secs(30)).await.unwrap();
+    let m = sub.metrics();
+    assert_eq!((m.attempts, m.succeeded), (3, 1), "{m:?}");
 }

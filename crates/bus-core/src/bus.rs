@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::metrics::BusMetrics;
 use crate::publisher::Publisher;
 use crate::pull::{Consumer, ConsumerConfig};
+use crate::settled::Unsettled;
 use crate::shutdown::{self, ShutdownReport};
 use crate::sink::{Pack, Wait};
 use crate::subscription::SubscribeBuilder;
@@ -638,6 +639,80 @@ impl Bus {
     /// ```
     pub fn metrics(&self) -> BusMetrics {
         self.hub.metrics()
+    }
+
+    /// Waits until the bus is settled: no push subscription has an event queued or a handler
+    /// running (workflow subscriptions included, with their in-process retries). For tests
+    /// and demos, instead of sleeping until a counter moves. Inline handlers ran during
+    /// their publish; pull consumers are settled by whoever fetches from them, so neither is
+    /// waited for, nor are events a resequencer holds. While publishers keep publishing it
+    /// resolves at the first moment all is idle. It looks every millisecond, on tokio's
+    /// clock. [`settled_within`](Self::settled_within) gives up after a time and says who
+    /// was still busy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let seen = Arc::new(AtomicU32::new(0));
+    /// let s = seen.clone();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.workers(2).queued(move |_| {
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    ///     s.fetch_add(1, SeqCst);
+    /// })?;
+    /// for _ in 0..10 {
+    ///     bus.publish(Ping).await?;
+    /// }
+    /// bus.settled().await;
+    /// assert_eq!(seen.load(SeqCst), 10);
+    /// # Ok(()) }
+    /// ```
+    pub async fn settled(&self) {
+        while !self.hub.busy().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// [`settled`](Self::settled), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Unsettled`] when `timeout` passed first: which subscriptions still had events
+    /// queued or handlers running, by name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use syncbus_core::{Bus, Event};
+    /// # #[derive(Clone, Debug)] struct Ping;
+    /// # impl Event for Ping { const TYPE: &'static str = "ping"; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Ping>("ping")?.queued_async(|_| async {})?;
+    /// bus.publish(Ping).await?;
+    /// bus.settled_within(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn settled_within(&self, timeout: Duration) -> Result<(), Unsettled> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let busy = self.hub.busy();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(Unsettled::new(timeout, busy));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Blocking form of [`shutdown`](Self::shutdown), for threads outside an async runtime.

@@ -12,6 +12,8 @@ use parking_lot::Mutex;
 
 use crate::metrics::{BusMetrics, Counter};
 use crate::router::{Router, SubEntry};
+use crate::settled::Busy;
+use crate::sink::InFlight;
 use crate::workers::Workers;
 
 #[derive(Debug)]
@@ -130,6 +132,28 @@ impl Hub {
             m.add_sub(&e.stats.snapshot(e.sink.pending()));
         }
         m
+    }
+
+    /// Every subscription, live or draining, with events queued or a handler running now.
+    pub(crate) fn busy(&self) -> Vec<Busy> {
+        let mut busy = Vec::new();
+        let mut look = |e: &SubEntry| {
+            let f = e.sink.in_flight();
+            if f != InFlight::default() {
+                busy.push(Busy {
+                    name: e.name.to_string(),
+                    queued: f.queued,
+                    running: f.running,
+                });
+            }
+        };
+        for e in &self.lifecycle.lock().draining {
+            look(e);
+        }
+        for e in &self.router.entries() {
+            look(e);
+        }
+        busy
     }
 
     /// Closes the bus: no more publishes or subscriptions. Returns every subscription, live

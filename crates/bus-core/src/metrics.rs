@@ -279,3 +279,55 @@ impl BusMetrics {
         metrics::gauge!("syncbus_subscriptions").set(self.subscriptions as f64);
     }
 }
+
+impl std::fmt::Display for SubscriptionMetrics {
+    /// One line: `delivered 5, failed 1 (panicked 0), dropped 0, rejected 0, ...`.
+    ///
+    /// ```
+    /// let m = syncbus_core::SubscriptionMetrics::default();
+    /// assert!(m.to_string().starts_with("delivered 0, failed 0"));
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "delivered {}, failed {} (panicked {}), dropped {}, rejected {}, dead-lettered {}, redelivered {}, terminated {}, pending {}",
+            self.delivered,
+            self.failed,
+            self.panicked,
+            self.dropped,
+            self.rejected,
+            self.dead_lettered,
+            self.redelivered,
+            self.terminated,
+            self.pending
+        )
+    }
+}
+
+impl std::fmt::Display for BusMetrics {
+    /// One line: `published 3 (unrouted 0), delivered 6, failed 0, ...`. A publish reaches
+    /// every subscription it matches, so `delivered` may exceed `published`.
+    ///
+    /// ```
+    /// let m = syncbus_core::BusMetrics::default();
+    /// assert!(m.to_string().starts_with("published 0 (unrouted 0), delivered 0"));
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "published {} (unrouted {}), delivered {}, failed {} (panicked {}), dropped {}, rejected {}, dead-lettered {}, terminated {}, lagging {}, pending {}, subscriptions {}",
+            self.published,
+            self.unrouted,
+            self.delivered,
+            self.failed,
+            self.panicked,
+            self.dropped,
+            self.rejected,
+            self.dead_lettered,
+            self.terminated,
+            self.lagging,
+            self.pending,
+            self.subscriptions
+        )
+    }
+}

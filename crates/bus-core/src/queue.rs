@@ -61,6 +61,8 @@ pub(crate) struct Queue<T> {
     pushers: CachePadded<AtomicUsize>,
     /// Events dropped by `DropOldest` since the consumer last asked.
     lost: CachePadded<AtomicU64>,
+    /// Consumers waiting for an item right now (idle): what `Bus::settled` looks at.
+    idle: CachePadded<AtomicUsize>,
     not_empty: Signal,
     not_full: Signal,
 }
@@ -74,6 +76,7 @@ impl<T> Queue<T> {
             closed: AtomicBool::new(false),
             pushers: CachePadded::new(AtomicUsize::new(0)),
             lost: CachePadded::new(AtomicU64::new(0)),
+            idle: CachePadded::new(AtomicUsize::new(0)),
             not_empty: Signal::new(),
             not_full: Signal::new(),
         }
@@ -81,6 +84,12 @@ impl<T> Queue<T> {
 
     pub(crate) fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// Consumers waiting in [`pop_wait`](Self::pop_wait) or
+    /// [`pop_wait_async`](Self::pop_wait_async) for an item right now.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -218,6 +227,7 @@ impl<T> Queue<T> {
         if let Some(v) = self.try_pop() {
             return Some(v);
         }
+        let _idle = Idle::enter(&self.idle);
         self.not_empty
             .wait_until(None, || self.pop_or_end())
             .flatten()
@@ -239,6 +249,8 @@ impl<T> Queue<T> {
         if let Some(v) = self.try_pop() {
             return Some(v);
         }
+        // Left when the wait ends or the future is dropped.
+        let _idle = Idle::enter(&self.idle);
         self.not_empty.wait_async(|| self.pop_or_end()).await
     }
 
@@ -286,6 +298,23 @@ impl<T> Queue<T> {
             n += 1;
         }
         n
+    }
+}
+
+/// Counts a consumer as idle while it waits for an item (only on the slow path: a consumer
+/// that finds an item at once never touches the counter).
+struct Idle<'a>(&'a AtomicUsize);
+
+impl<'a> Idle<'a> {
+    fn enter(count: &'a AtomicUsize) -> Idle<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Idle(count)
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

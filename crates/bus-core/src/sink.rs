@@ -65,6 +65,19 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn abort(&self) {}
     /// Drops what is still queued or abandoned by stopped workers, and says how many.
     fn discard(&self) -> usize;
+    /// Events queued and handler runs going on now; both zero when the sink is settled
+    /// (inline sinks run during the publish and pull consumers are settled by their
+    /// callers, so they are never in flight here).
+    fn in_flight(&self) -> InFlight {
+        InFlight::default()
+    }
+}
+
+/// What [`Sink::in_flight`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    pub(crate) queued: usize,
+    pub(crate) running: usize,
 }
 
 /// A subscription's receiving end for payload type `P`.

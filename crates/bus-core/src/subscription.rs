@@ -18,7 +18,7 @@ use crate::metrics::{SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
-use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
+use crate::sink::{Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
 use crate::tapped::Tapped;
 use crate::workers::Workers;
 use syncbus_envelope::Pattern;
@@ -61,6 +61,39 @@ type FailFn<P> = Arc<Hook<Envelope<P>>>;
 /// bus.blocking_publish(StockChanged { sku: 7, qty: 3 })?;
 /// # drop(sub);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Handlers and follow-ups
+///
+/// Sync handlers ([`inline`](Self::inline), [`queued`](Self::queued)) borrow the envelope:
+/// one envelope reaches every inline handler of a publish without a copy. Async handlers
+/// ([`queued_async`](Self::queued_async)) own it, since their future outlives the call. A
+/// handler that publishes a follow-up makes it with [`Envelope::follow_up`], which sets the
+/// correlation and causation ids as a workflow handler's `Context::emit` does:
+///
+/// ```
+/// use syncbus_core::{Bus, Event};
+/// # #[derive(Clone, Debug)] struct Placed;
+/// # impl Event for Placed { const TYPE: &'static str = "shop.order.placed"; }
+/// # #[derive(Clone, Debug)] struct Reserved;
+/// # impl Event for Reserved { const TYPE: &'static str = "shop.stock.reserved"; }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::new();
+/// let b = bus.clone();
+/// let _stock = bus.subscribe::<Placed>("shop.order.placed")?.queued_async(move |env| {
+///     let bus = b.clone();
+///     async move { bus.publish_envelope(env.follow_up(Reserved)).await.map(drop) }
+/// })?;
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let _seen = bus.subscribe::<Reserved>("shop.stock.reserved")?.inline(move |env| {
+///     let _ = tx.send(env.meta().causation_id().cloned());
+/// })?;
+/// let placed = syncbus_core::Envelope::from_event(Placed);
+/// let id = placed.meta().id().clone();
+/// bus.publish_envelope(placed).await?;
+/// assert_eq!(rx.recv().await.unwrap(), Some(id));
+/// # Ok(()) }
 /// ```
 #[must_use = "a builder does nothing until a handler is given"]
 pub struct SubscribeBuilder<P> {
@@ -488,6 +521,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             queues,
             keyed: shape.keyed,
             stop,
+            workers: workers.clone(),
         };
         self.register(name, stats, Arc::new(sink), Some(workers))
     }
@@ -899,6 +933,7 @@ struct QueueSink<P: Payload> {
     queues: Box<[Arc<Queue<P::Packed>>]>,
     keyed: bool,
     stop: Arc<Stop>,
+    workers: Arc<Workers>,
 }
 
 /// Tells workers to stop before their queue is empty (a shutdown deadline passed), and
@@ -998,6 +1033,15 @@ impl<P: Payload> Sink for QueueSink<P> {
     fn close(&self) {
         for q in self.queues.iter() {
             q.close();
+        }
+    }
+
+    fn in_flight(&self) -> InFlight {
+        // A worker is running a handler unless it waits for an item (or has exited).
+        let idle: usize = self.queues.iter().map(|q| q.idle()).sum();
+        InFlight {
+            queued: self.pending(),
+            running: self.workers.live().saturating_sub(idle),
         }
     }
 

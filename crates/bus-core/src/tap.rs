@@ -16,7 +16,7 @@ use crate::metrics::SubStats;
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
-use crate::sink::{Delivered, Observe, Room, Sink, Wait};
+use crate::sink::{Delivered, InFlight, Observe, Room, Sink, Wait};
 use crate::subscription::{Hook, LagFn, Stop, Subscription, WorkerCtx};
 use crate::tapped::{TapItem, Tappable, Tapped};
 use crate::workers::Workers;
@@ -375,7 +375,11 @@ impl TapBuilder {
             queue.close();
             return Err(SubscribeError::Spawn(e));
         }
-        let sink = QueueTap { queue, stop };
+        let sink = QueueTap {
+            queue,
+            stop,
+            workers: workers.clone(),
+        };
         self.register(name, stats, Arc::new(sink), Some(workers))
     }
 
@@ -452,6 +456,7 @@ impl<F: Send + Sync + 'static> Sink for InlineTap<F> {
 struct QueueTap {
     queue: Arc<Queue<TapItem>>,
     stop: Arc<Stop>,
+    workers: Arc<Workers>,
 }
 
 impl Observe for QueueTap {
@@ -487,5 +492,13 @@ impl Sink for QueueTap {
 
     fn discard(&self) -> usize {
         self.queue.discard() + self.stop.take_abandoned()
+    }
+
+    fn in_flight(&self) -> InFlight {
+        // The worker is running the handler unless it waits for an item (or has exited).
+        InFlight {
+            queued: self.queue.len(),
+            running: self.workers.live().saturating_sub(self.queue.idle()),
+        }
     }
 }

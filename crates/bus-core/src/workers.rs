@@ -23,6 +23,11 @@ impl Workers {
         self.signal.notify();
     }
 
+    /// Workers running now.
+    pub(crate) fn live(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn is_idle(&self) -> bool {
         self.running.load(Ordering::SeqCst) == 0
     }

@@ -124,9 +124,15 @@ fn dead_letters(args: &[String]) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     rt.block_on(async {
-        let store = SqliteStore::open(db)
-            .await
-            .map_err(|e| format!("{db}: {e}"))?;
+        let store = SqliteStore::open(db).await.map_err(|e| {
+            // Name the file once: most open errors name it already.
+            let m = e.to_string();
+            if m.contains(db) {
+                m
+            } else {
+                format!("{db}: {m}")
+            }
+        })?;
         let dl = store.dead_letters();
         match cmd.as_str() {
             "list" => {

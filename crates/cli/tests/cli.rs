@@ -161,9 +161,11 @@ fn dead_letter_commands_refuse_bad_input() {
     .unwrap();
     let (code, _, err) = syncbus(&["dead-letters", "list", garbage.to_str().unwrap()], b"");
     assert_eq!(code, 2);
-    assert!(
-        err.contains("not a database") || err.contains("cannot read"),
-        "{err}"
+    assert!(err.contains("is not an SQLite database"), "{err}");
+    assert_eq!(
+        err.matches("garbage.db").count(),
+        1,
+        "the file named once: {err}"
     );
 
     let db = dir.path().join("app.db");

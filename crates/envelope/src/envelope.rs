@@ -4,9 +4,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use smol_str::SmolStr;
+use syncbus_names::{is_valid_event_type, is_valid_topic};
 
-use crate::names::is_valid_event_type;
-use crate::topic::is_valid_topic;
 use crate::{DecodeError, EncodeError, Event, EventId, EventType, Metadata, Topic};
 
 /// An event on the bus: [`Metadata`] plus a payload.
@@ -229,6 +228,44 @@ impl<E: Event> Envelope<E> {
             meta,
             payload: event,
         }
+    }
+}
+
+impl<P> Envelope<P> {
+    /// A follow-up event caused by this one: it keeps this event's correlation id (or takes
+    /// this event's id, at the root of a chain) and gets this event's id as its causation
+    /// id. The same rule a workflow handler's `Context::emit` follows, for a plain bus
+    /// handler that publishes follow-ups itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, Event};
+    ///
+    /// #[derive(Clone, Debug)]
+    /// struct Placed;
+    /// impl Event for Placed { const TYPE: &'static str = "shop.order.placed"; }
+    /// #[derive(Clone, Debug)]
+    /// struct Reserved;
+    /// impl Event for Reserved { const TYPE: &'static str = "shop.stock.reserved"; }
+    /// #[derive(Clone, Debug)]
+    /// struct Shipped;
+    /// impl Event for Shipped { const TYPE: &'static str = "shop.order.shipped"; }
+    ///
+    /// let placed = Envelope::from_event(Placed);
+    /// let reserved = placed.follow_up(Reserved);
+    /// assert_eq!(reserved.meta().correlation_id(), Some(placed.meta().id())); // the root
+    /// assert_eq!(reserved.meta().causation_id(), Some(placed.meta().id()));
+    /// let shipped = reserved.follow_up(Shipped);
+    /// assert_eq!(shipped.meta().correlation_id(), Some(placed.meta().id())); // kept
+    /// assert_eq!(shipped.meta().causation_id(), Some(reserved.meta().id()));
+    /// ```
+    pub fn follow_up<E: Event>(&self, event: E) -> Envelope<E> {
+        let mut next = Envelope::from_event(event);
+        let correlation = self.meta.correlation_id().unwrap_or(self.meta.id()).clone();
+        next.meta.set_correlation_id(Some(correlation));
+        next.meta.set_causation_id(Some(self.meta.id().clone()));
+        next
     }
 }
 

@@ -30,6 +30,15 @@ pub enum EncodeError {
         /// The JSON parser's complaint.
         source: Box<dyn Error + Send + Sync + 'static>,
     },
+    /// The metadata would make an invalid CloudEvent: a `source` that is no URI-reference,
+    /// a `dataschema` that is no absolute URI, a content type that is no media type, an empty
+    /// `subject` or one with a character the CloudEvents `String` type disallows.
+    InvalidAttribute {
+        /// The CloudEvents attribute.
+        attribute: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The serializer failed, for example on a payload type whose `Serialize` impl errors.
     Serialize {
         /// The serializer's error.
@@ -50,6 +59,9 @@ impl fmt::Display for EncodeError {
             EncodeError::InvalidJsonPayload { .. } => {
                 f.write_str("payload is not valid json; set a content type for non-json payloads")
             }
+            EncodeError::InvalidAttribute { attribute, reason } => {
+                write!(f, "cannot encode attribute {attribute:?}: {reason}")
+            }
             EncodeError::Serialize { .. } => f.write_str("failed to serialize event"),
         }
     }
@@ -61,6 +73,7 @@ impl Error for EncodeError {
             EncodeError::InvalidJsonPayload { source, .. } | EncodeError::Serialize { source } => {
                 Some(source.as_ref())
             }
+            EncodeError::InvalidAttribute { .. } => None,
         }
     }
 }
@@ -97,7 +110,7 @@ pub enum DecodeError {
     },
     /// The CloudEvents `specversion` is not `1.0`.
     UnsupportedSpecVersion(String),
-    /// The binary format version byte is not one this crate reads.
+    /// The binary format version byte is not one this crate reads (1 and 2).
     UnsupportedVersion(u8),
     /// More headers (extension attributes) than the limit allows.
     TooManyHeaders {
@@ -171,7 +184,10 @@ impl fmt::Display for DecodeError {
                 )
             }
             DecodeError::UnsupportedVersion(v) => {
-                write!(f, "unsupported binary format version {v}, expected 1")
+                write!(
+                    f,
+                    "unsupported binary format version {v}, supported are 1 and 2"
+                )
             }
             DecodeError::TooManyHeaders { count, max } => {
                 write!(f, "{count} headers, at most {max} are allowed")

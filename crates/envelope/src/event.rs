@@ -12,7 +12,15 @@ use crate::{EncodeError, EntityId};
 /// 1 to 256 bytes of printable ASCII without spaces. An invalid `TYPE` is a compile error
 /// wherever [`Envelope::from_event`] is used with the event.
 ///
+/// Through the `syncbus` facade, `#[derive(Event)]` writes this impl from one attribute,
+/// `#[event(type = "..", topic = "..", entity = field, version = field)]`, and refuses a bad
+/// `TYPE` or `TOPIC` on the attribute itself, with the message [`EventType::new`] or
+/// [`Topic::new`] would give. The entity field is read through [`ToEntityId`].
+///
 /// [`EventType`]: crate::EventType
+/// [`EventType::new`]: crate::EventType::new
+/// [`Topic::new`]: crate::Topic::new
+/// [`ToEntityId`]: crate::ToEntityId
 /// [`Envelope::from_event`]: crate::Envelope::from_event
 ///
 /// # Examples

@@ -8,9 +8,10 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use smol_str::SmolStr;
 
 use crate::name_error::{check_len, NameError, NameKind, NameReason};
+use crate::{ExtensionKind, ExtensionValue};
 
-/// Attribute names that CloudEvents or syncbus already use; a header cannot take them.
-const RESERVED: &[&str] = &[
+/// The attributes CloudEvents defines; never a header.
+const SPEC_ATTRIBUTES: &[&str] = &[
     "specversion",
     "id",
     "source",
@@ -21,6 +22,10 @@ const RESERVED: &[&str] = &[
     "dataschema",
     "data",
     "data_base64",
+];
+
+/// The extension attributes syncbus reads into [`Metadata`](crate::Metadata) fields.
+pub(crate) const SYNCBUS_ATTRIBUTES: &[&str] = &[
     "topic",
     "entityid",
     "entityversion",
@@ -31,14 +36,21 @@ const RESERVED: &[&str] = &[
 /// A small map of user headers, kept sorted by name.
 ///
 /// Each header travels as its own CloudEvents extension attribute, so names follow the
-/// CloudEvents naming rule: 1 to 20 characters of `a-z` and `0-9`, and not one of the names
-/// CloudEvents or syncbus already use (`id`, `type`, `topic`, `entityid`, ...). Values are
-/// any string of up to 4096 bytes. A map holds at most 64 headers.
+/// CloudEvents naming rule: `a-z` and `0-9` only, 1 to [`Headers::MAX_NAME_LEN`] characters
+/// (CloudEvents advises at most 20 but requires no limit), and not one of the names
+/// CloudEvents or syncbus already use (`id`, `type`, `topic`, `entityid`, ...). Each value
+/// is an [`ExtensionValue`] of one of the CloudEvents types, up to 4096 bytes of text;
+/// [`insert`](Headers::insert) makes a `String` one. A map holds at most 64 headers.
+///
+/// One exception to the reserved names: an event from another system may use a syncbus
+/// name with a value syncbus does not read (an integer `entityid`, a `topic` that is no
+/// topic). Decoding keeps such an attribute as a header of that name, so it goes out again
+/// unchanged; setting the [`Metadata`](crate::Metadata) field of that name drops it.
 ///
 /// # Examples
 ///
 /// ```
-/// use syncbus_envelope::Headers;
+/// use syncbus_envelope::{ExtensionValue, Headers};
 ///
 /// let mut headers = Headers::new();
 /// headers.insert("tenant", "acme")?;
@@ -49,11 +61,16 @@ const RESERVED: &[&str] = &[
 /// // Iteration is in name order.
 /// let names: Vec<&str> = headers.iter().map(|(name, _)| name).collect();
 /// assert_eq!(names, ["tenant", "traceparent"]);
+///
+/// // Typed values keep their CloudEvents type; `get` reads any value as text.
+/// headers.insert_value("priority", ExtensionValue::from(5))?;
+/// assert_eq!(headers.get("priority"), Some("5"));
+/// assert_eq!(headers.value("priority").and_then(ExtensionValue::as_integer), Some(5));
 /// # Ok::<(), syncbus_envelope::HeaderError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Headers {
-    entries: Vec<(SmolStr, SmolStr)>,
+    entries: Vec<(SmolStr, ExtensionValue)>,
 }
 
 impl Headers {
@@ -68,7 +85,8 @@ impl Headers {
     /// ```
     pub const MAX_LEN: usize = 64;
 
-    /// Longest header name, in characters.
+    /// Longest header name, in characters. CloudEvents advises names of at most 20
+    /// characters but requires no limit; this one only bounds memory.
     ///
     /// # Examples
     ///
@@ -79,9 +97,9 @@ impl Headers {
     /// assert!(headers.insert("a".repeat(Headers::MAX_NAME_LEN), "v").is_ok());
     /// assert!(headers.insert("a".repeat(Headers::MAX_NAME_LEN + 1), "v").is_err());
     /// ```
-    pub const MAX_NAME_LEN: usize = 20;
+    pub const MAX_NAME_LEN: usize = 256;
 
-    /// Longest header value, in bytes.
+    /// Longest header value, in bytes of its text.
     ///
     /// # Examples
     ///
@@ -108,7 +126,7 @@ impl Headers {
         }
     }
 
-    /// Sets a header, returning the value it replaces.
+    /// Sets a header to a `String` value, returning the text of the value it replaces.
     ///
     /// # Examples
     ///
@@ -124,9 +142,10 @@ impl Headers {
     ///
     /// # Errors
     ///
-    /// [`HeaderError`] if the name breaks the naming rule or is reserved, the value is longer
-    /// than [`Headers::MAX_VALUE_LEN`], or the map already holds [`Headers::MAX_LEN`] other
-    /// headers. The map is unchanged on error.
+    /// [`HeaderError`] if the name breaks the naming rule or is reserved, the value holds a
+    /// character the CloudEvents `String` type disallows (a control character or a Unicode
+    /// noncharacter) or is longer than [`Headers::MAX_VALUE_LEN`], or the map already holds
+    /// [`Headers::MAX_LEN`] other headers. The map is unchanged on error.
     ///
     /// ```
     /// use syncbus_envelope::{HeaderError, Headers};
@@ -135,55 +154,127 @@ impl Headers {
     /// assert!(matches!(headers.insert("Tenant", "x"), Err(HeaderError::InvalidName(_))));
     /// let Err(HeaderError::InvalidName(err)) = headers.insert("topic", "x") else { panic!() };
     /// assert_eq!(err.to_string(), r#"header name "topic" is reserved"#);
+    /// assert!(matches!(headers.insert("note", "a\u{0}b"), Err(HeaderError::InvalidValue(_))));
     /// ```
     pub fn insert(
         &mut self,
         name: impl AsRef<str>,
         value: impl AsRef<str>,
     ) -> Result<Option<SmolStr>, HeaderError> {
-        let (name, value) = (name.as_ref(), value.as_ref());
+        let name = name.as_ref();
         validate_name(name)?;
-        if value.len() > Self::MAX_VALUE_LEN {
+        let value = ExtensionValue::string(value).map_err(HeaderError::InvalidValue)?;
+        Ok(self.put(name, value)?.map(|old| old.text().clone()))
+    }
+
+    /// Sets a header to a typed value, returning the value it replaces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{ExtensionKind, ExtensionValue, Headers};
+    ///
+    /// let mut headers = Headers::new();
+    /// headers.insert_value("retries", ExtensionValue::from(3))?;
+    /// headers.insert_value("home", ExtensionValue::uri("https://example.com")?)?;
+    /// assert_eq!(headers.value("home").map(ExtensionValue::kind), Some(ExtensionKind::Uri));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Headers::insert), less the character check the value passed already.
+    ///
+    /// ```
+    /// use syncbus_envelope::{ExtensionValue, HeaderError, Headers};
+    ///
+    /// let big = ExtensionValue::binary(&[0; 4096]);
+    /// assert!(matches!(Headers::new().insert_value("blob", big), Err(HeaderError::ValueTooLong { .. })));
+    /// ```
+    pub fn insert_value(
+        &mut self,
+        name: impl AsRef<str>,
+        value: ExtensionValue,
+    ) -> Result<Option<ExtensionValue>, HeaderError> {
+        let name = name.as_ref();
+        validate_name(name)?;
+        self.put(name, value)
+    }
+
+    /// Sets a header that may carry a syncbus attribute name (decoders only: a foreign
+    /// attribute whose value syncbus does not read).
+    pub(crate) fn insert_foreign(
+        &mut self,
+        name: &str,
+        value: ExtensionValue,
+    ) -> Result<Option<ExtensionValue>, HeaderError> {
+        if !SYNCBUS_ATTRIBUTES.contains(&name) {
+            validate_name(name)?;
+        }
+        self.put(name, value)
+    }
+
+    fn put(
+        &mut self,
+        name: &str,
+        value: ExtensionValue,
+    ) -> Result<Option<ExtensionValue>, HeaderError> {
+        if value.as_str().len() > Self::MAX_VALUE_LEN {
             return Err(HeaderError::ValueTooLong {
                 name: name.to_owned(),
-                len: value.len(),
+                len: value.as_str().len(),
                 max: Self::MAX_VALUE_LEN,
             });
         }
         match self.find(name) {
-            Ok(i) => Ok(Some(std::mem::replace(
-                &mut self.entries[i].1,
-                SmolStr::new(value),
-            ))),
+            Ok(i) => Ok(Some(std::mem::replace(&mut self.entries[i].1, value))),
             Err(i) => {
                 if self.entries.len() >= Self::MAX_LEN {
                     return Err(HeaderError::TooMany { max: Self::MAX_LEN });
                 }
-                self.entries
-                    .insert(i, (SmolStr::new(name), SmolStr::new(value)));
+                self.entries.insert(i, (SmolStr::new(name), value));
                 Ok(None)
             }
         }
     }
 
-    /// The value of a header.
+    /// The text of a header's value, whatever its type (an integer in decimal, a boolean as
+    /// `true` or `false`, binary data as base64, ...).
     ///
     /// # Examples
     ///
     /// ```
-    /// use syncbus_envelope::Headers;
+    /// use syncbus_envelope::{ExtensionValue, Headers};
     ///
     /// let mut headers = Headers::new();
     /// headers.insert("tenant", "acme")?;
+    /// headers.insert_value("sampled", ExtensionValue::from(true))?;
     /// assert_eq!(headers.get("tenant"), Some("acme"));
+    /// assert_eq!(headers.get("sampled"), Some("true"));
     /// assert_eq!(headers.get("region"), None);
     /// # Ok::<(), syncbus_envelope::HeaderError>(())
     /// ```
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.find(name).ok().map(|i| self.entries[i].1.as_str())
+        self.value(name).map(ExtensionValue::as_str)
     }
 
-    /// Removes a header, returning its value.
+    /// The typed value of a header.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{ExtensionKind, ExtensionValue, Headers};
+    ///
+    /// let mut headers = Headers::new();
+    /// headers.insert_value("attempt", ExtensionValue::from(2))?;
+    /// assert_eq!(headers.value("attempt").map(ExtensionValue::kind), Some(ExtensionKind::Integer));
+    /// # Ok::<(), syncbus_envelope::HeaderError>(())
+    /// ```
+    pub fn value(&self, name: &str) -> Option<&ExtensionValue> {
+        self.find(name).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// Removes a header, returning the text of its value.
     ///
     /// # Examples
     ///
@@ -198,10 +289,10 @@ impl Headers {
     /// ```
     pub fn remove(&mut self, name: &str) -> Option<SmolStr> {
         let i = self.find(name).ok()?;
-        Some(self.entries.remove(i).1)
+        Some(self.entries.remove(i).1.text().clone())
     }
 
-    /// Iterates over `(name, value)` pairs in name order.
+    /// Iterates over `(name, value text)` pairs in name order.
     ///
     /// # Examples
     ///
@@ -216,6 +307,24 @@ impl Headers {
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Iterates over `(name, typed value)` pairs in name order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{ExtensionKind, ExtensionValue, Headers};
+    ///
+    /// let mut headers = Headers::new();
+    /// headers.insert_value("n", ExtensionValue::from(1))?;
+    /// headers.insert("s", "x")?;
+    /// let kinds: Vec<_> = headers.iter_values().map(|(name, v)| (name, v.kind())).collect();
+    /// assert_eq!(kinds, [("n", ExtensionKind::Integer), ("s", ExtensionKind::String)]);
+    /// # Ok::<(), syncbus_envelope::HeaderError>(())
+    /// ```
+    pub fn iter_values(&self) -> impl ExactSizeIterator<Item = (&str, &ExtensionValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Number of headers.
@@ -252,8 +361,8 @@ impl Headers {
     }
 }
 
-/// Checks a header name against the CloudEvents extension naming rule and the reserved list.
-pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
+/// Checks a name against the CloudEvents attribute naming rule only.
+pub(crate) fn validate_attribute_name(name: &str) -> Result<(), NameError> {
     let kind = NameKind::HeaderName;
     check_len(kind, name, Headers::MAX_NAME_LEN)?;
     if let Some((byte, ch)) = name
@@ -267,8 +376,18 @@ pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
             name,
         ));
     }
-    if RESERVED.contains(&name) {
-        return Err(NameError::new(kind, NameReason::Reserved, name));
+    Ok(())
+}
+
+/// Checks a header name against the CloudEvents extension naming rule and the reserved list.
+pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
+    validate_attribute_name(name)?;
+    if SPEC_ATTRIBUTES.contains(&name) || SYNCBUS_ATTRIBUTES.contains(&name) {
+        return Err(NameError::new(
+            NameKind::HeaderName,
+            NameReason::Reserved,
+            name,
+        ));
     }
     Ok(())
 }
@@ -282,8 +401,8 @@ impl fmt::Debug for Headers {
 impl<'a> IntoIterator for &'a Headers {
     type Item = (&'a str, &'a str);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (SmolStr, SmolStr)>,
-        fn(&'a (SmolStr, SmolStr)) -> (&'a str, &'a str),
+        std::slice::Iter<'a, (SmolStr, ExtensionValue)>,
+        fn(&'a (SmolStr, ExtensionValue)) -> (&'a str, &'a str),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
@@ -291,11 +410,18 @@ impl<'a> IntoIterator for &'a Headers {
     }
 }
 
+/// Serialized as a map of names to JSON values, as CloudEvents JSON writes them: integers
+/// and booleans as JSON numbers and booleans, every other kind as a string (so, read back, a
+/// URI, timestamp or binary value becomes a string).
 impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len()))?;
-        for (k, v) in self.iter() {
-            map.serialize_entry(k, v)?;
+        for (k, v) in self.iter_values() {
+            match v.kind() {
+                ExtensionKind::Integer => map.serialize_entry(k, &v.as_integer())?,
+                ExtensionKind::Boolean => map.serialize_entry(k, &v.as_bool())?,
+                _ => map.serialize_entry(k, v.as_str())?,
+            }
         }
         map.end()
     }
@@ -309,13 +435,22 @@ impl<'de> Deserialize<'de> for Headers {
             type Value = Headers;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of header names to string values")
+                f.write_str("a map of header names to strings, integers or booleans")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
                 let mut headers = Headers::new();
-                while let Some((k, v)) = map.next_entry::<SmolStr, SmolStr>()? {
-                    if headers.insert(&k, &v).map_err(de::Error::custom)?.is_some() {
+                while let Some((k, v)) = map.next_entry::<SmolStr, Scalar>()? {
+                    let value = match v {
+                        Scalar::Bool(b) => ExtensionValue::from(b),
+                        Scalar::Int(n) => ExtensionValue::from(n),
+                        Scalar::Str(s) => ExtensionValue::string(&s).map_err(de::Error::custom)?,
+                    };
+                    if headers
+                        .insert_foreign(&k, value)
+                        .map_err(de::Error::custom)?
+                        .is_some()
+                    {
                         return Err(de::Error::custom(format_args!("duplicate header {k:?}")));
                     }
                 }
@@ -324,6 +459,49 @@ impl<'de> Deserialize<'de> for Headers {
         }
 
         deserializer.deserialize_map(HeadersVisitor)
+    }
+}
+
+/// A header value as serde reads it.
+enum Scalar {
+    Bool(bool),
+    Int(i32),
+    Str(SmolStr),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, a 32-bit integer or a boolean")
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                i32::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom(format_args!("integer {v} is outside the int32 range")))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i32::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom(format_args!("integer {v} is outside the int32 range")))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(SmolStr::new(v)))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
     }
 }
 
@@ -341,9 +519,11 @@ impl<'de> Deserialize<'de> for Headers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeaderError {
-    /// The name breaks the naming rule (1 to 20 characters of `a-z0-9`), or is a CloudEvents
-    /// or syncbus attribute name ([`NameReason::Reserved`]).
+    /// The name breaks the naming rule (1 to [`Headers::MAX_NAME_LEN`] characters of
+    /// `a-z0-9`), or is a CloudEvents or syncbus attribute name ([`NameReason::Reserved`]).
     InvalidName(NameError),
+    /// The value holds a character the CloudEvents `String` type disallows.
+    InvalidValue(NameError),
     /// The value is too long.
     ValueTooLong {
         /// The header's name.
@@ -363,7 +543,7 @@ pub enum HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeaderError::InvalidName(e) => e.fmt(f),
+            HeaderError::InvalidName(e) | HeaderError::InvalidValue(e) => e.fmt(f),
             HeaderError::ValueTooLong { name, len, max } => write!(
                 f,
                 "value of header {name:?} is {len} bytes long, at most {max} are allowed"
@@ -378,7 +558,7 @@ impl fmt::Display for HeaderError {
 impl Error for HeaderError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            HeaderError::InvalidName(e) => Some(e),
+            HeaderError::InvalidName(e) | HeaderError::InvalidValue(e) => Some(e),
             _ => None,
         }
     }

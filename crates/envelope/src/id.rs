@@ -12,7 +12,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
 
-use crate::name_error::{check_len, NameError, NameKind, NameReason};
+use crate::name_error::{check_ce_string, check_len, NameError, NameKind};
 
 /// The unique id of one event.
 ///
@@ -20,10 +20,15 @@ use crate::name_error::{check_len, NameError, NameKind, NameReason};
 /// milliseconds, so they sort by creation time. Ids from one thread are strictly increasing;
 /// ids from different threads of one process never collide.
 ///
-/// Ids received from other systems need not be UUIDs: [`EventId::parse`] keeps anything
-/// that is not a UUID as opaque text (1 to 256 bytes, no control characters or whitespace).
+/// An id is an opaque string, kept byte for byte: [`EventId::parse`] takes any CloudEvents
+/// `String` of 1 to 256 bytes (spaces and non-ASCII included; no control characters or
+/// Unicode noncharacters), and [`Display`](fmt::Display) gives the same text back. A UUID in
+/// its canonical form (lowercase, hyphenated, as [`EventId::new`] writes it) is stored in 16
+/// bytes; any other spelling of a UUID (uppercase, without hyphens) is a different id, kept as
+/// the text it came as. [`EventId::uuid`] reads the UUID out of any spelling.
 ///
-/// Ordering puts every UUID before every text id; UUIDs compare by their 128-bit value.
+/// Ordering puts every canonical UUID before every other id; UUIDs compare by their 128-bit
+/// value (the same order as their text), other ids by their bytes.
 ///
 /// [UUIDv7]: https://www.rfc-editor.org/rfc/rfc9562#name-uuid-version-7
 ///
@@ -59,7 +64,8 @@ enum Repr {
 const MAX_TEXT_LEN: usize = 256;
 
 impl EventId {
-    /// Longest foreign (non-UUID) id accepted by [`EventId::parse`], in bytes.
+    /// Longest id accepted by [`EventId::parse`], in bytes (a size limit: CloudEvents sets
+    /// none).
     ///
     /// # Examples
     ///
@@ -108,7 +114,9 @@ impl EventId {
         EventId(Repr::Uuid(value.to_be_bytes()))
     }
 
-    /// The UUID as a 128-bit integer, or `None` for a foreign text id.
+    /// The UUID as a 128-bit integer, for an id stored as one (made by [`EventId::new`] or
+    /// [`EventId::from_u128`], or parsed from a canonical UUID); `None` for any other id,
+    /// including other spellings of a UUID (see [`EventId::uuid`]).
     ///
     /// # Examples
     ///
@@ -117,6 +125,7 @@ impl EventId {
     ///
     /// assert_eq!(EventId::from_u128(7).as_u128(), Some(7));
     /// assert_eq!(EventId::parse("abc")?.as_u128(), None);
+    /// assert_eq!(EventId::parse("0190123456787ABC8DEF0123456789AB")?.as_u128(), None);
     /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     #[inline]
@@ -127,7 +136,8 @@ impl EventId {
         }
     }
 
-    /// The creation time in unix milliseconds, for a UUIDv7 id; `None` for any other id.
+    /// The creation time in unix milliseconds, for a UUIDv7 id stored as one (see
+    /// [`EventId::as_u128`]); `None` for any other id.
     ///
     /// # Examples
     ///
@@ -152,27 +162,60 @@ impl EventId {
         }
     }
 
-    /// Parses an id.
+    /// The UUID this id spells, in any of the spellings RFC 9562 allows for text: hyphenated
+    /// or not, any case. `None` for an id that is no UUID.
     ///
-    /// A UUID, hyphenated or simple, in any case, becomes a UUID id (shown again hyphenated
-    /// and lowercase). Anything else is kept as opaque text.
+    /// Dedup keys and dead-letter ids use it to treat every spelling of one UUID as one key;
+    /// the id itself keeps the text it came as.
     ///
     /// # Examples
     ///
     /// ```
     /// use syncbus_envelope::EventId;
     ///
-    /// let id = EventId::parse("0190123456787ABC8DEF0123456789AB")?;
-    /// assert_eq!(id.to_string(), "01901234-5678-7abc-8def-0123456789ab");
+    /// let upper = EventId::parse("0190123456787ABC8DEF0123456789AB")?;
+    /// assert_eq!(upper.to_string(), "0190123456787ABC8DEF0123456789AB");
+    /// assert_eq!(upper.uuid(), Some(0x0190_1234_5678_7abc_8def_0123_4567_89ab));
+    /// assert_eq!(EventId::parse("order-42")?.uuid(), None);
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    pub fn uuid(&self) -> Option<u128> {
+        match &self.0 {
+            Repr::Uuid(v) => Some(u128::from_be_bytes(*v)),
+            Repr::Text(s) if s.len() == 32 || s.len() == 36 => {
+                uuid::Uuid::try_parse(s).ok().map(|u| u.as_u128())
+            }
+            Repr::Text(_) => None,
+        }
+    }
+
+    /// Parses an id, keeping its text exactly.
     ///
-    /// assert_eq!(EventId::parse("msg:17")?.to_string(), "msg:17");
+    /// A canonical UUID (lowercase, hyphenated) is stored in 16 bytes; anything else is kept
+    /// as opaque text, so `parse(s)?.to_string() == s` for every `s` it accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::EventId;
+    ///
+    /// let id = EventId::parse("01901234-5678-7abc-8def-0123456789ab")?;
+    /// assert_eq!(id.as_u128(), Some(0x0190_1234_5678_7abc_8def_0123_4567_89ab));
+    ///
+    /// // Any other spelling stays as it came: ids are compared as strings.
+    /// let upper = EventId::parse("01901234-5678-7ABC-8DEF-0123456789AB")?;
+    /// assert_eq!(upper.to_string(), "01901234-5678-7ABC-8DEF-0123456789AB");
+    /// assert_ne!(upper, id);
+    ///
+    /// assert_eq!(EventId::parse("msg 17 / été")?.to_string(), "msg 17 / été");
     /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// A text id that is empty, longer than [`EventId::MAX_TEXT_LEN`] bytes, or holds a
-    /// control character or whitespace.
+    /// An id that is empty, longer than [`EventId::MAX_TEXT_LEN`] bytes, or holds a
+    /// character the CloudEvents `String` type disallows (a control character or a Unicode
+    /// noncharacter).
     ///
     /// ```
     /// use syncbus_envelope::{EventId, NameKind, NameReason};
@@ -183,28 +226,40 @@ impl EventId {
     /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: '\t', byte: 3, .. }));
     /// assert_eq!(
     ///     err.to_string(),
-    ///     r#"invalid character '\t' at byte 3 in event id "tab\there": control characters and whitespace are not allowed"#
+    ///     r#"invalid character '\t' at byte 3 in event id "tab\there": control characters and unicode noncharacters are not allowed"#
     /// );
     /// ```
     pub fn parse(s: &str) -> Result<EventId, NameError> {
-        if s.len() == 32 || s.len() == 36 {
-            if let Ok(uuid) = uuid::Uuid::try_parse(s) {
-                return Ok(EventId(Repr::Uuid(*uuid.as_bytes())));
-            }
+        if let Some(v) = parse_canonical_uuid(s.as_bytes()) {
+            return Ok(EventId(Repr::Uuid(v)));
         }
         check_len(NameKind::EventId, s, MAX_TEXT_LEN)?;
-        if let Some((byte, ch)) = s
-            .char_indices()
-            .find(|(_, c)| c.is_control() || c.is_whitespace())
-        {
-            let reason = NameReason::InvalidChar {
-                ch,
-                byte,
-                rule: "control characters and whitespace are not allowed",
-            };
-            return Err(NameError::new(NameKind::EventId, reason, s));
-        }
+        check_ce_string(NameKind::EventId, s)?;
         Ok(EventId(Repr::Text(SmolStr::new(s))))
+    }
+}
+
+/// The bytes of a UUID written in canonical form: 8-4-4-4-12 lowercase hex digits.
+fn parse_canonical_uuid(s: &[u8]) -> Option<[u8; 16]> {
+    if s.len() != 36 || [s[8], s[13], s[18], s[23]] != [b'-'; 4] {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut nibbles = s.iter().filter(|&&c| c != b'-');
+    for byte in &mut out {
+        let hi = lower_hex(*nibbles.next()?)?;
+        let lo = lower_hex(*nibbles.next()?)?;
+        *byte = hi << 4 | lo;
+    }
+    // Exactly four hyphens were skipped: 32 digits, no more.
+    nibbles.next().is_none().then_some(out)
+}
+
+fn lower_hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -409,6 +464,23 @@ mod tests {
         assert!(is_v7(v));
         assert_eq!((v >> 80) as u64, 0xABCDEF);
         assert_eq!(((v >> 30) & 0xFFFF_FFFF) as u32, 0xDEAD_BEEF);
+    }
+
+    #[test]
+    fn canonical_uuid_parser_matches_the_uuid_crate() {
+        let canonical = "01901234-5678-7abc-8def-0123456789ab";
+        let expected = *uuid::Uuid::try_parse(canonical).unwrap().as_bytes();
+        assert_eq!(parse_canonical_uuid(canonical.as_bytes()), Some(expected));
+        for other in [
+            "01901234-5678-7ABC-8def-0123456789ab",
+            "0190123456787abc8def0123456789ab",
+            "01901234-5678-7abc-8def-0123456789a-",
+            "01901234-5678-7abc-8def-0123456789ag",
+            "0190123-45678-7abc-8def-0123456789ab",
+            "{01901234-5678-7abc-8def-0123456789}",
+        ] {
+            assert_eq!(parse_canonical_uuid(other.as_bytes()), None, "{other}");
+        }
     }
 
     #[test]

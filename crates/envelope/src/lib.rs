@@ -10,7 +10,10 @@
 //! | [`Binary`] | versioned postcard | outbox tables, logs, syncbus-to-syncbus links |
 //!
 //! Both codecs keep every metadata field, and decoding checks [`Limits`] before copying
-//! large inputs, so they are safe to feed untrusted bytes.
+//! large inputs, so they are safe to feed untrusted bytes. CloudEvents JSON takes any
+//! spec-valid event and gives the same event back: ids byte for byte, the time (or its
+//! absence), `subject`, `dataschema`, each extension attribute with its CloudEvents type
+//! ([`ExtensionValue`]), and the data in the form it came in.
 //!
 //! Names are validated once, when made, and carried as newtypes from then on: [`Topic`] and
 //! [`Pattern`] (NATS rules), [`EventType`], [`EntityId`], [`EventId`], header names. Every
@@ -63,6 +66,7 @@ mod codec;
 mod envelope;
 mod error;
 mod event;
+mod extension;
 mod headers;
 mod id;
 mod metadata;
@@ -70,7 +74,9 @@ mod name_error;
 mod names;
 mod payload;
 mod time;
+mod to_entity_id;
 mod topic;
+mod uri;
 
 pub use bytes::Bytes;
 pub use codec::binary::Binary;
@@ -79,6 +85,7 @@ pub use codec::Limits;
 pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
 pub use event::{Encoded, Event};
+pub use extension::{ExtensionKind, ExtensionValue};
 pub use headers::{HeaderError, Headers};
 pub use id::EventId;
 pub use metadata::Metadata;
@@ -87,4 +94,5 @@ pub use names::{EntityId, EventType};
 pub use payload::{PackedEvent, Payload};
 pub use smol_str::SmolStr;
 pub use time::{TimeError, Timestamp};
+pub use to_entity_id::ToEntityId;
 pub use topic::{Pattern, Topic};

@@ -11,17 +11,24 @@ use crate::{EntityId, EventId, EventType, Headers, Timestamp, Topic};
 /// Everything about an event except its payload.
 ///
 /// The fields every event uses (id, type, topic, entity id, version) are stored inline. The
-/// rarer ones (source, explicit time, correlation and causation ids, headers, content type)
-/// live in one shared, copy-on-write block that is only allocated once one of them is set.
-/// Cloning metadata therefore never allocates.
+/// rarer ones (source, subject, explicit time, correlation and causation ids, headers,
+/// content type, data schema) live in one shared, copy-on-write block that is only allocated
+/// once one of them is set. Cloning metadata therefore never allocates.
+///
+/// The time of metadata made by [`Metadata::new`] is the one its UUIDv7 id carries, at no
+/// cost, until [`set_time`](Metadata::set_time) or [`clear_time`](Metadata::clear_time)
+/// says otherwise. Metadata decoded from an event has exactly the time the event has: none
+/// when it has none, whatever its id looks like.
 ///
 /// | getter | CloudEvents attribute |
 /// | --- | --- |
 /// | [`id`](Metadata::id) | `id` |
 /// | [`event_type`](Metadata::event_type) | `type` |
 /// | [`source`](Metadata::source) | `source` |
+/// | [`subject`](Metadata::subject) | `subject` |
 /// | [`time`](Metadata::time) | `time` |
 /// | [`content_type`](Metadata::content_type) | `datacontenttype` |
+/// | [`dataschema`](Metadata::dataschema) | `dataschema` |
 /// | [`topic`](Metadata::topic) | `topic` (extension) |
 /// | [`entity_id`](Metadata::entity_id) | `entityid` (extension) |
 /// | [`version`](Metadata::version) | `entityversion` (extension) |
@@ -29,8 +36,11 @@ use crate::{EntityId, EventId, EventType, Headers, Timestamp, Topic};
 /// | [`causation_id`](Metadata::causation_id) | `causationid` (extension) |
 /// | [`headers`](Metadata::headers) | one extension attribute each |
 ///
-/// Two metadata values are equal when every getter returns the same value, so an explicit
-/// time equal to the time carried by the id compares equal to no explicit time.
+/// Two metadata values are equal when every getter returns the same value (so an explicit
+/// time equal to the time carried by the id compares equal to no explicit time) and
+/// CloudEvents JSON would write their payloads in the same form: a decoded event remembers
+/// the form its data came in (`"data":""`, `"data_base64":""` or no data, say) where the
+/// encoder would not pick that form by itself.
 ///
 /// # Examples
 ///
@@ -63,21 +73,56 @@ pub struct Metadata {
 #[derive(Clone, Default, PartialEq)]
 struct Ext {
     source: Option<SmolStr>,
-    time: Option<Timestamp>,
+    subject: Option<SmolStr>,
+    time: TimeSlot,
     correlation_id: Option<EventId>,
     causation_id: Option<EventId>,
     headers: Headers,
     content_type: Option<SmolStr>,
+    dataschema: Option<SmolStr>,
+    data_form: DataForm,
     version_max: bool,
+}
+
+/// How CloudEvents JSON writes the payload. Decoders set it only where the payload came in
+/// another form than `Auto` would choose, so an event goes out in the form it came in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum DataForm {
+    /// The encoder chooses from the content type and the payload.
+    #[default]
+    Auto,
+    /// No `data` member (for an empty payload).
+    Absent,
+    /// `data` holding the payload as a JSON value.
+    Json,
+    /// `data` holding the payload as a JSON string (text).
+    Text,
+    /// `data_base64`.
+    Binary,
+}
+
+/// Where the event's time comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TimeSlot {
+    /// The time the id carries, if it is a UUIDv7 (metadata made here).
+    #[default]
+    FromId,
+    /// A time set or decoded.
+    At(Timestamp),
+    /// No time, whatever the id.
+    Absent,
 }
 
 static EMPTY_EXT: Ext = Ext {
     source: None,
-    time: None,
+    subject: None,
+    time: TimeSlot::FromId,
     correlation_id: None,
     causation_id: None,
     headers: Headers::new(),
     content_type: None,
+    dataschema: None,
+    data_form: DataForm::Auto,
     version_max: false,
 };
 
@@ -189,8 +234,9 @@ impl Metadata {
         self.ext().source.as_deref()
     }
 
-    /// When the event happened: the explicit time if one was set, else the time carried by
-    /// a UUIDv7 id (millisecond precision), else `None`.
+    /// When the event happened: the explicit time if one was set or decoded; for metadata
+    /// made here (see the type's docs) the time carried by a UUIDv7 id (millisecond
+    /// precision); else `None`.
     ///
     /// # Examples
     ///
@@ -208,14 +254,60 @@ impl Metadata {
     /// # Ok::<(), syncbus_envelope::NameError>(())
     /// ```
     pub fn time(&self) -> Option<Timestamp> {
-        self.ext()
-            .time
-            .or_else(|| self.id.timestamp_ms().map(Timestamp::from_unix_millis))
+        match self.ext().time {
+            TimeSlot::FromId => self.id.timestamp_ms().map(Timestamp::from_unix_millis),
+            TimeSlot::At(t) => Some(t),
+            TimeSlot::Absent => None,
+        }
     }
 
-    /// The explicitly set time, ignoring the id.
-    pub(crate) fn explicit_time(&self) -> Option<Timestamp> {
+    /// Where the time comes from.
+    pub(crate) fn time_slot(&self) -> TimeSlot {
         self.ext().time
+    }
+
+    /// How CloudEvents JSON writes the payload.
+    pub(crate) fn data_form(&self) -> DataForm {
+        self.ext().data_form
+    }
+
+    /// Sets how CloudEvents JSON writes the payload, allocating nothing for the default.
+    pub(crate) fn set_data_form(&mut self, form: DataForm) {
+        self.set_ext_opt(|e| e.data_form = form);
+    }
+
+    /// Sets where the time comes from, allocating nothing for the default.
+    pub(crate) fn set_time_slot(&mut self, slot: TimeSlot) {
+        self.set_ext_opt(|e| e.time = slot);
+    }
+
+    /// The `subject`: what the event is about within its source, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("blob.created")).with_subject("mynewfile.jpg");
+    /// assert_eq!(meta.subject(), Some("mynewfile.jpg"));
+    /// ```
+    pub fn subject(&self) -> Option<&str> {
+        self.ext().subject.as_deref()
+    }
+
+    /// The `dataschema`: the URI of the schema the payload adheres to, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{EventType, Metadata};
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b"))
+    ///     .with_dataschema("https://example.com/schemas/order.json");
+    /// assert_eq!(meta.dataschema(), Some("https://example.com/schemas/order.json"));
+    /// ```
+    pub fn dataschema(&self) -> Option<&str> {
+        self.ext().dataschema.as_deref()
     }
 
     /// The id of the entity the event is about, if set.
@@ -379,6 +471,7 @@ impl Metadata {
     /// ```
     pub fn set_topic(&mut self, topic: Topic) {
         self.topic = Some(topic);
+        self.drop_foreign("topic");
     }
 
     /// Builder form of [`set_topic`](Metadata::set_topic).
@@ -433,6 +526,8 @@ impl Metadata {
 
     /// Sets an explicit event time, overriding the time carried by the id.
     ///
+    /// A time is kept to the nanosecond, in UTC; CloudEvents JSON writes it in RFC 3339.
+    ///
     /// # Examples
     ///
     /// ```
@@ -444,7 +539,132 @@ impl Metadata {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_time(&mut self, time: Timestamp) {
-        self.ext_mut().time = Some(time);
+        self.ext_mut().time = TimeSlot::At(time);
+    }
+
+    /// Clears the time: [`time`](Metadata::time) is `None` from now on, even for a UUIDv7
+    /// id, and CloudEvents JSON leaves `time` out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// assert!(meta.time().is_some());
+    /// meta.clear_time();
+    /// assert_eq!(meta.time(), None);
+    /// ```
+    pub fn clear_time(&mut self) {
+        self.ext_mut().time = TimeSlot::Absent;
+    }
+
+    /// Sets or clears (with `None`) the `subject`.
+    ///
+    /// Any text is kept; CloudEvents JSON refuses to encode one with a control character.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_subject("order-42");
+    /// assert_eq!(meta.subject(), Some("order-42"));
+    /// ```
+    pub fn set_subject(&mut self, subject: impl Into<SmolStr>) {
+        self.ext_mut().subject = Some(subject.into());
+    }
+
+    /// Builder form of [`set_subject`](Metadata::set_subject).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_subject("order-42");
+    /// assert_eq!(meta.subject(), Some("order-42"));
+    /// ```
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<SmolStr>) -> Self {
+        self.set_subject(subject);
+        self
+    }
+
+    /// Clears the `subject`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b")).with_subject("x");
+    /// meta.clear_subject();
+    /// assert_eq!(meta.subject(), None);
+    /// ```
+    pub fn clear_subject(&mut self) {
+        self.set_ext_opt(|e| e.subject = None);
+    }
+
+    /// Sets the `dataschema` URI.
+    ///
+    /// Any text is kept; CloudEvents JSON refuses to encode one that is not an absolute URI.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b"));
+    /// meta.set_dataschema("urn:example:order:v2");
+    /// assert_eq!(meta.dataschema(), Some("urn:example:order:v2"));
+    /// ```
+    pub fn set_dataschema(&mut self, dataschema: impl Into<SmolStr>) {
+        self.ext_mut().dataschema = Some(dataschema.into());
+    }
+
+    /// Builder form of [`set_dataschema`](Metadata::set_dataschema).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let meta = Metadata::new(EventType::from_static("a.b")).with_dataschema("urn:example:order:v2");
+    /// assert_eq!(meta.dataschema(), Some("urn:example:order:v2"));
+    /// ```
+    #[must_use]
+    pub fn with_dataschema(mut self, dataschema: impl Into<SmolStr>) -> Self {
+        self.set_dataschema(dataschema);
+        self
+    }
+
+    /// Clears the `dataschema`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::*;
+    ///
+    /// let mut meta = Metadata::new(EventType::from_static("a.b")).with_dataschema("urn:x");
+    /// meta.clear_dataschema();
+    /// assert_eq!(meta.dataschema(), None);
+    /// ```
+    pub fn clear_dataschema(&mut self) {
+        self.set_ext_opt(|e| e.dataschema = None);
+    }
+
+    /// Drops a decoded foreign attribute that used a syncbus field's name, once the field is
+    /// set: the field is what goes out from now on.
+    fn drop_foreign(&mut self, name: &str) {
+        if self
+            .ext
+            .as_deref()
+            .is_some_and(|e| e.headers.value(name).is_some())
+        {
+            self.ext_mut().headers.remove(name);
+        }
     }
 
     /// Builder form of [`set_time`](Metadata::set_time).
@@ -478,6 +698,7 @@ impl Metadata {
     /// ```
     pub fn set_entity_id(&mut self, entity_id: Option<EntityId>) {
         self.entity_id = entity_id;
+        self.drop_foreign("entityid");
     }
 
     /// Builder form of [`set_entity_id`](Metadata::set_entity_id).
@@ -515,6 +736,7 @@ impl Metadata {
         if max || self.ext().version_max {
             self.ext_mut().version_max = max;
         }
+        self.drop_foreign("entityversion");
     }
 
     /// Builder form of [`set_version`](Metadata::set_version).
@@ -548,6 +770,7 @@ impl Metadata {
     /// ```
     pub fn set_correlation_id(&mut self, correlation_id: Option<EventId>) {
         self.set_ext_opt(|e| e.correlation_id = correlation_id);
+        self.drop_foreign("correlationid");
     }
 
     /// Builder form of [`set_correlation_id`](Metadata::set_correlation_id).
@@ -581,6 +804,7 @@ impl Metadata {
     /// ```
     pub fn set_causation_id(&mut self, causation_id: Option<EventId>) {
         self.set_ext_opt(|e| e.causation_id = causation_id);
+        self.drop_foreign("causationid");
     }
 
     /// Builder form of [`set_causation_id`](Metadata::set_causation_id).
@@ -689,11 +913,14 @@ impl PartialEq for Metadata {
             && self.entity_id == other.entity_id
             && self.version() == other.version()
             && self.source() == other.source()
+            && self.subject() == other.subject()
             && self.time() == other.time()
             && self.correlation_id() == other.correlation_id()
             && self.causation_id() == other.causation_id()
             && self.headers() == other.headers()
             && self.content_type() == other.content_type()
+            && self.dataschema() == other.dataschema()
+            && self.data_form() == other.data_form()
     }
 }
 
@@ -715,8 +942,17 @@ impl fmt::Debug for Metadata {
         if let Some(source) = &ext.source {
             d.field("source", source);
         }
-        if let Some(time) = &ext.time {
-            d.field("time", time);
+        if let Some(subject) = &ext.subject {
+            d.field("subject", subject);
+        }
+        match &ext.time {
+            TimeSlot::FromId => {}
+            TimeSlot::At(time) => {
+                d.field("time", time);
+            }
+            TimeSlot::Absent => {
+                d.field("time", &None::<Timestamp>);
+            }
         }
         if let Some(id) = &ext.correlation_id {
             d.field("correlation_id", id);
@@ -729,6 +965,12 @@ impl fmt::Debug for Metadata {
         }
         if let Some(content_type) = &ext.content_type {
             d.field("content_type", content_type);
+        }
+        if let Some(dataschema) = &ext.dataschema {
+            d.field("dataschema", dataschema);
+        }
+        if ext.data_form != DataForm::Auto {
+            d.field("data_form", &ext.data_form);
         }
         d.finish()
     }

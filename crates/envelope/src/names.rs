@@ -6,15 +6,22 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use smol_str::SmolStr;
 
-use crate::name_error::{check_len, NameError, NameKind, NameReason};
+use syncbus_names::{is_valid_event_type, EVENT_TYPE_MAX_LEN};
 
-/// Longest event type or entity id, in bytes.
+use crate::name_error::{check_ce_string, check_len, NameError, NameKind};
+
+/// Longest entity id, in bytes.
 const MAX_LEN: usize = 256;
 
-/// The type of an event, such as `shop.order.placed`.
+/// The type of an event, such as `shop.order.placed`. Maps to the CloudEvents `type`
+/// attribute.
 ///
-/// 1 to 256 bytes of printable ASCII (`!` through `~`, no spaces). Maps to the CloudEvents
-/// `type` attribute.
+/// [`EventType::new`] takes what CloudEvents allows, any `String` (spaces and non-ASCII
+/// included, no control characters or Unicode noncharacters), up to 256 bytes, so the type of
+/// an event from another system is kept as it came. The types syncbus code declares,
+/// [`EventType::from_static`], [`Event::TYPE`](crate::Event::TYPE) and `#[derive(Event)]`,
+/// keep to `syncbus-names`'s stricter rule, printable ASCII without spaces (`!` through
+/// `~`), checked at compile time.
 ///
 /// # Examples
 ///
@@ -26,7 +33,8 @@ const MAX_LEN: usize = 256;
 ///
 /// let parsed = EventType::new("shop.order.placed")?;
 /// assert_eq!(parsed, PLACED);
-/// assert!(EventType::new("has space").is_err());
+/// assert_eq!(EventType::new("commande passée")?.as_str(), "commande passée");
+/// assert!(EventType::new("line\nbreak").is_err());
 /// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,7 +50,7 @@ impl EventType {
     ///
     /// assert!(EventType::new("a".repeat(EventType::MAX_LEN)).is_ok());
     /// ```
-    pub const MAX_LEN: usize = MAX_LEN;
+    pub const MAX_LEN: usize = EVENT_TYPE_MAX_LEN;
 
     /// Validates and wraps an event type.
     ///
@@ -59,26 +67,20 @@ impl EventType {
     /// # Errors
     ///
     /// [`NameError`] of kind [`NameKind::EventType`] if the name is empty, longer than 256
-    /// bytes, or holds a character outside printable ASCII.
+    /// bytes, or holds a control character or a Unicode noncharacter.
     ///
     /// ```
     /// use syncbus_envelope::{EventType, NameReason};
     ///
     /// assert_eq!(EventType::new("").unwrap_err().reason(), &NameReason::Empty);
-    /// let err = EventType::new("order placed").unwrap_err();
-    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: ' ', byte: 5, .. }));
+    /// let err = EventType::new("order\tplaced").unwrap_err();
+    /// assert!(matches!(err.reason(), NameReason::InvalidChar { ch: '\t', byte: 5, .. }));
+    /// assert!(matches!(EventType::new("x".repeat(257)).unwrap_err().reason(), NameReason::TooLong { .. }));
     /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
         let name = name.as_ref();
-        check_len(NameKind::EventType, name, MAX_LEN)?;
-        if let Some((byte, ch)) = name.char_indices().find(|&(_, c)| !is_type_char(c)) {
-            let reason = NameReason::InvalidChar {
-                ch,
-                byte,
-                rule: "only printable ascii without spaces is allowed",
-            };
-            return Err(NameError::new(NameKind::EventType, reason, name));
-        }
+        check_len(NameKind::EventType, name, EVENT_TYPE_MAX_LEN)?;
+        check_ce_string(NameKind::EventType, name)?;
         Ok(EventType(SmolStr::new(name)))
     }
 
@@ -95,8 +97,8 @@ impl EventType {
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid event type (see [`EventType::new`]). In a `const` item the
-    /// check runs at compile time.
+    /// If `name` is not 1 to 256 bytes of printable ASCII without spaces. In a `const` item
+    /// the check runs at compile time.
     ///
     /// ```should_panic
     /// use syncbus_envelope::EventType;
@@ -131,29 +133,10 @@ impl EventType {
     }
 }
 
-/// Whether `name` is a valid [`EventType`]; usable at compile time.
-pub(crate) const fn is_valid_event_type(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > MAX_LEN {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if !(b[i] >= 0x21 && b[i] <= 0x7E) {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-fn is_type_char(c: char) -> bool {
-    matches!(c, '\x21'..='\x7E')
-}
-
 /// The id of the entity (aggregate, row, document) an event is about, such as `order-42`.
 ///
-/// 1 to 256 bytes with no control characters. Ids of up to 23 bytes, including every
+/// 1 to 256 bytes with no control characters or Unicode noncharacters (the CloudEvents
+/// `String` rule). Ids of up to 23 bytes, including every
 /// integer, are stored inline without a heap allocation. Maps to the CloudEvents extension
 /// attribute `entityid`.
 ///
@@ -198,7 +181,7 @@ impl EntityId {
     /// # Errors
     ///
     /// [`NameError`] of kind [`NameKind::EntityId`] if the id is empty, longer than 256
-    /// bytes, or holds a control character.
+    /// bytes, or holds a control character or a Unicode noncharacter.
     ///
     /// ```
     /// use syncbus_envelope::{EntityId, NameKind};
@@ -209,14 +192,7 @@ impl EntityId {
     pub fn new(id: impl AsRef<str>) -> Result<Self, NameError> {
         let id = id.as_ref();
         check_len(NameKind::EntityId, id, MAX_LEN)?;
-        if let Some((byte, ch)) = id.char_indices().find(|&(_, c)| c.is_control()) {
-            let reason = NameReason::InvalidChar {
-                ch,
-                byte,
-                rule: "control characters are not allowed",
-            };
-            return Err(NameError::new(NameKind::EntityId, reason, id));
-        }
+        check_ce_string(NameKind::EntityId, id)?;
         Ok(EntityId(SmolStr::new(id)))
     }
 

@@ -40,9 +40,12 @@ pub trait Payload: Clone + Send + Sync + 'static {
 
     /// The payload as bytes for a tap: [`Event::encode`] for a typed event, the bytes
     /// themselves for [`Bytes`]. (The bus names payloads by this trait only, so the tap
-    /// reaches `Event::encode` through it.)
+    /// reaches `Event::encode` through it.) Another payload type is not encodable unless it
+    /// says otherwise: a tap sees its metadata only.
     #[doc(hidden)]
-    fn encode_payload(&self) -> Option<Result<Encoded, EncodeError>>;
+    fn encode_payload(&self) -> Option<Result<Encoded, EncodeError>> {
+        None
+    }
 }
 
 /// A queued typed event: the common case compact, anything else whole.

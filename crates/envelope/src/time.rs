@@ -1,4 +1,5 @@
-//! Wall-clock timestamps with nanosecond precision and RFC 3339 text form.
+//! Wall-clock timestamps with nanosecond precision and RFC 3339 text form, over the whole
+//! range RFC 3339 writes in UTC (years 0000 to 9999), leap seconds included.
 
 use std::error::Error;
 use std::fmt;
@@ -8,14 +9,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
-const NANOS_PER_SEC: i64 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
 
-/// A point in time: nanoseconds since the unix epoch, in UTC.
+/// A point in time, in UTC, with nanosecond precision.
 ///
-/// Covers 1677-09-21 to 2262-04-11. Displays as RFC 3339 in UTC with as many fractional
-/// digits as needed (none, 3, 6 or 9); [`Timestamp::parse_rfc3339`] reads any RFC 3339
-/// offset.
+/// Covers every time RFC 3339 can write in UTC: `0000-01-01T00:00:00Z` to
+/// `9999-12-31T23:59:59.999999999Z` ([`Timestamp::MIN`], [`Timestamp::MAX`]), leap seconds
+/// (`23:59:60`) included. Displays as RFC 3339 in UTC with as many fractional digits as
+/// needed (none, 3, 6 or 9); [`Timestamp::parse_rfc3339`] reads any RFC 3339 offset and keeps
+/// the instant, not the offset, so `14:30:00+02:00` displays as `12:30:00Z`.
+///
+/// Ordering is by instant; a leap second sorts after second 59 of its minute and before the
+/// next minute.
 ///
 /// # Examples
 ///
@@ -25,12 +30,56 @@ const SECS_PER_DAY: i64 = 86_400;
 /// let t = Timestamp::parse_rfc3339("2024-05-01T14:30:00.250+02:00")?;
 /// assert_eq!(t.to_string(), "2024-05-01T12:30:00.250Z");
 /// assert_eq!(t, Timestamp::from_unix_millis(1_714_566_600_250));
+///
+/// let leap = Timestamp::parse_rfc3339("2016-12-31T23:59:60.5Z")?;
+/// assert!(leap.is_leap_second());
+/// assert_eq!(leap.to_string(), "2016-12-31T23:59:60.500Z");
+/// assert_eq!(Timestamp::parse_rfc3339("0001-01-01T00:00:00Z")?.to_string(), "0001-01-01T00:00:00Z");
 /// # Ok::<(), syncbus_envelope::TimeError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Timestamp(i64);
+pub struct Timestamp {
+    /// Seconds since the unix epoch.
+    secs: i64,
+    /// Nanoseconds into the second; 1e9 and up inside a leap second (only on second 59).
+    nanos: u32,
+}
+
+/// Unix seconds of 0000-01-01T00:00:00Z.
+const MIN_SECS: i64 = -62_167_219_200;
+/// Unix seconds of 9999-12-31T23:59:59Z.
+const MAX_SECS: i64 = 253_402_300_799;
+const NANOS: u32 = 1_000_000_000;
 
 impl Timestamp {
+    /// The earliest timestamp, `0000-01-01T00:00:00Z`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Timestamp;
+    ///
+    /// assert_eq!(Timestamp::MIN.to_string(), "0000-01-01T00:00:00Z");
+    /// ```
+    pub const MIN: Timestamp = Timestamp {
+        secs: MIN_SECS,
+        nanos: 0,
+    };
+
+    /// The latest timestamp outside a leap second, `9999-12-31T23:59:59.999999999Z`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Timestamp;
+    ///
+    /// assert_eq!(Timestamp::MAX.to_string(), "9999-12-31T23:59:59.999999999Z");
+    /// ```
+    pub const MAX: Timestamp = Timestamp {
+        secs: MAX_SECS,
+        nanos: NANOS - 1,
+    };
+
     /// The current wall-clock time.
     ///
     /// # Examples
@@ -41,13 +90,24 @@ impl Timestamp {
     /// assert!(Timestamp::now() > Timestamp::from_unix_millis(1_700_000_000_000));
     /// ```
     pub fn now() -> Timestamp {
-        let nanos = match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-            Err(e) => i64::try_from(e.duration().as_nanos())
-                .map(|n| -n)
-                .unwrap_or(i64::MIN),
-        };
-        Timestamp(nanos)
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp::from_unix_parts(
+                i64::try_from(d.as_secs()).unwrap_or(MAX_SECS),
+                d.subsec_nanos(),
+            ),
+            Err(e) => {
+                let d = e.duration();
+                let back = Timestamp::from_unix_parts(
+                    i64::try_from(d.as_secs()).map(|s| -s).unwrap_or(MIN_SECS),
+                    0,
+                );
+                // Subtract the sub-second part, borrowing from the seconds.
+                match d.subsec_nanos() {
+                    0 => back,
+                    n => Timestamp::from_unix_parts(back.secs - 1, NANOS - n),
+                }
+            }
+        }
     }
 
     /// A timestamp from nanoseconds since the unix epoch (negative for earlier times).
@@ -60,10 +120,14 @@ impl Timestamp {
     /// assert_eq!(Timestamp::from_unix_nanos(1).to_string(), "1970-01-01T00:00:00.000000001Z");
     /// ```
     pub const fn from_unix_nanos(nanos: i64) -> Timestamp {
-        Timestamp(nanos)
+        Timestamp {
+            secs: nanos.div_euclid(NANOS as i64),
+            nanos: nanos.rem_euclid(NANOS as i64) as u32,
+        }
     }
 
-    /// Nanoseconds since the unix epoch.
+    /// Nanoseconds since the unix epoch, saturating outside 1677-09-21 to 2262-04-11 (what
+    /// an `i64` holds). A leap second counts as the last nanosecond of second 59.
     ///
     /// # Examples
     ///
@@ -71,12 +135,71 @@ impl Timestamp {
     /// use syncbus_envelope::Timestamp;
     ///
     /// assert_eq!(Timestamp::from_unix_millis(2).as_unix_nanos(), 2_000_000);
+    /// assert_eq!(Timestamp::MAX.as_unix_nanos(), i64::MAX);
+    /// assert_eq!(Timestamp::MIN.as_unix_nanos(), i64::MIN);
     /// ```
     pub const fn as_unix_nanos(self) -> i64 {
-        self.0
+        let nanos = if self.nanos >= NANOS {
+            NANOS - 1
+        } else {
+            self.nanos
+        };
+        let total = self.secs as i128 * NANOS as i128 + nanos as i128;
+        if total > i64::MAX as i128 {
+            i64::MAX
+        } else if total < i64::MIN as i128 {
+            i64::MIN
+        } else {
+            total as i64
+        }
     }
 
-    /// A timestamp from milliseconds since the unix epoch; saturates past year 2262.
+    /// Whole seconds since the unix epoch (rounded down; a leap second counts as second 59).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Timestamp;
+    ///
+    /// assert_eq!(Timestamp::from_unix_nanos(-1).as_unix_secs(), -1);
+    /// assert_eq!(Timestamp::MAX.as_unix_secs(), 253_402_300_799);
+    /// ```
+    pub const fn as_unix_secs(self) -> i64 {
+        self.secs
+    }
+
+    /// Nanoseconds into the second, below 1,000,000,000 (inside a leap second, into the leap
+    /// second).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Timestamp;
+    ///
+    /// assert_eq!(Timestamp::from_unix_nanos(-1).subsec_nanos(), 999_999_999);
+    /// assert_eq!(Timestamp::parse_rfc3339("2016-12-31T23:59:60.25Z")?.subsec_nanos(), 250_000_000);
+    /// # Ok::<(), syncbus_envelope::TimeError>(())
+    /// ```
+    pub const fn subsec_nanos(self) -> u32 {
+        self.nanos % NANOS
+    }
+
+    /// Whether the time falls inside a leap second (`:60`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Timestamp;
+    ///
+    /// assert!(Timestamp::parse_rfc3339("2016-12-31T23:59:60Z")?.is_leap_second());
+    /// assert!(!Timestamp::parse_rfc3339("2016-12-31T23:59:59Z")?.is_leap_second());
+    /// # Ok::<(), syncbus_envelope::TimeError>(())
+    /// ```
+    pub const fn is_leap_second(self) -> bool {
+        self.nanos >= NANOS
+    }
+
+    /// A timestamp from milliseconds since the unix epoch; saturates at [`Timestamp::MAX`].
     ///
     /// # Examples
     ///
@@ -84,23 +207,50 @@ impl Timestamp {
     /// use syncbus_envelope::Timestamp;
     ///
     /// assert_eq!(Timestamp::from_unix_millis(1_500).to_string(), "1970-01-01T00:00:01.500Z");
-    /// assert_eq!(Timestamp::from_unix_millis(u64::MAX).as_unix_nanos(), i64::MAX);
+    /// assert_eq!(Timestamp::from_unix_millis(u64::MAX), Timestamp::MAX);
     /// ```
     pub const fn from_unix_millis(millis: u64) -> Timestamp {
-        let nanos = (millis as u128) * 1_000_000;
-        if nanos > i64::MAX as u128 {
-            Timestamp(i64::MAX)
+        let secs = millis / 1000;
+        if secs > MAX_SECS as u64 {
+            Timestamp::MAX
         } else {
-            Timestamp(nanos as i64)
+            Timestamp {
+                secs: secs as i64,
+                nanos: (millis % 1000) as u32 * 1_000_000,
+            }
         }
+    }
+
+    /// A timestamp from its parts, clamped into range; `nanos` below 1e9.
+    const fn from_unix_parts(secs: i64, nanos: u32) -> Timestamp {
+        if secs > MAX_SECS {
+            Timestamp::MAX
+        } else if secs < MIN_SECS {
+            Timestamp::MIN
+        } else {
+            Timestamp { secs, nanos }
+        }
+    }
+
+    /// The raw parts, for the binary codec: unix seconds and nanoseconds, the latter 1e9 and
+    /// up inside a leap second.
+    pub(crate) fn to_parts(self) -> (i64, u32) {
+        (self.secs, self.nanos)
+    }
+
+    /// The inverse of [`to_parts`](Self::to_parts); `None` for parts it never returns.
+    pub(crate) fn from_parts(secs: i64, nanos: u32) -> Option<Timestamp> {
+        let in_range = (MIN_SECS..=MAX_SECS).contains(&secs);
+        let leap_ok = nanos < NANOS || (nanos < 2 * NANOS && secs.rem_euclid(60) == 59);
+        (in_range && leap_ok).then_some(Timestamp { secs, nanos })
     }
 
     /// Parses an RFC 3339 timestamp such as `2024-05-01T12:30:00Z` or
     /// `2024-05-01T14:30:00.123456+02:00`.
     ///
     /// `t`, `z` and a space in place of `T` are accepted, as RFC 3339 allows. Digits past the
-    /// ninth fractional one are dropped; a leap second (`:60`) is read as the last
-    /// nanosecond of the previous second.
+    /// ninth fractional one are dropped. A leap second (`:60`) is kept as one, on any
+    /// minute: only a table of past leap seconds could tell which are real.
     ///
     /// # Examples
     ///
@@ -110,19 +260,21 @@ impl Timestamp {
     /// let a = Timestamp::parse_rfc3339("2024-05-01T12:30:00Z")?;
     /// let b = Timestamp::parse_rfc3339("2024-05-01 07:30:00-05:00")?;
     /// assert_eq!(a, b);
+    /// assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:59:59Z")?.to_string(), "9999-12-31T23:59:59Z");
     /// # Ok::<(), syncbus_envelope::TimeError>(())
     /// ```
     ///
     /// # Errors
     ///
     /// [`TimeError::Malformed`] if the text is not RFC 3339 or names a day that does not
-    /// exist; [`TimeError::OutOfRange`] if the time falls outside 1677-09-21 to 2262-04-11.
+    /// exist; [`TimeError::OutOfRange`] if the offset moves the time out of years 0000 to
+    /// 9999 in UTC.
     ///
     /// ```
     /// use syncbus_envelope::{TimeError, Timestamp};
     ///
     /// assert!(matches!(Timestamp::parse_rfc3339("2023-02-29T00:00:00Z"), Err(TimeError::Malformed { .. })));
-    /// assert_eq!(Timestamp::parse_rfc3339("9999-01-01T00:00:00Z"), Err(TimeError::OutOfRange));
+    /// assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:00:00-01:00"), Err(TimeError::OutOfRange));
     /// ```
     pub fn parse_rfc3339(s: &str) -> Result<Timestamp, TimeError> {
         parse(s.as_bytes())
@@ -227,17 +379,15 @@ fn parse(b: &[u8]) -> Result<Timestamp, TimeError> {
     if hour > 23 || minute > 59 || second > 60 {
         return Err(malformed("time of day out of range"));
     }
+    let mut nanos = nanos as u32;
     if second == 60 {
         second = 59;
-        nanos = NANOS_PER_SEC - 1;
+        nanos += NANOS;
     }
 
     let days = days_from_civil(i64::from(year), month, day);
     let secs = days * SECS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
-    let total = i128::from(secs) * i128::from(NANOS_PER_SEC) + i128::from(nanos);
-    i64::try_from(total)
-        .map(Timestamp)
-        .map_err(|_| TimeError::OutOfRange)
+    Timestamp::from_parts(secs, nanos).ok_or(TimeError::OutOfRange)
 }
 
 fn is_leap(year: u32) -> bool {
@@ -280,22 +430,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(NANOS_PER_SEC);
-        let nanos = self.0.rem_euclid(NANOS_PER_SEC);
-        let days = secs.div_euclid(SECS_PER_DAY);
-        let sod = secs.rem_euclid(SECS_PER_DAY);
+        let days = self.secs.div_euclid(SECS_PER_DAY);
+        let sod = self.secs.rem_euclid(SECS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
+        let second = sod % 60 + i64::from(self.is_leap_second());
         write!(
             f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{second:02}",
             sod / 3600,
             sod / 60 % 60,
-            sod % 60
         )?;
+        let nanos = self.subsec_nanos();
         if nanos != 0 {
-            if nanos % 1_000_000 == 0 {
+            if nanos.is_multiple_of(1_000_000) {
                 write!(f, ".{:03}", nanos / 1_000_000)?;
-            } else if nanos % 1_000 == 0 {
+            } else if nanos.is_multiple_of(1_000) {
                 write!(f, ".{:06}", nanos / 1_000)?;
             } else {
                 write!(f, ".{nanos:09}")?;
@@ -363,7 +512,7 @@ pub enum TimeError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The time cannot be held as nanoseconds in an `i64` (before 1677 or after 2262).
+    /// The time falls outside years 0000 to 9999 in UTC (an offset moved it out).
     OutOfRange,
 }
 
@@ -372,7 +521,7 @@ impl fmt::Display for TimeError {
         match self {
             TimeError::Malformed { reason } => write!(f, "invalid rfc 3339 timestamp: {reason}"),
             TimeError::OutOfRange => {
-                f.write_str("timestamp out of range, supported are 1677-09-21 to 2262-04-11")
+                f.write_str("timestamp out of range, supported are years 0000 to 9999 in utc")
             }
         }
     }
@@ -390,17 +539,42 @@ mod tests {
 
     #[test]
     fn civil_round_trip_over_range() {
-        for days in (-106_752..=106_751).step_by(17) {
+        let (lo, hi) = (MIN_SECS / SECS_PER_DAY, MAX_SECS / SECS_PER_DAY);
+        for days in (lo..=hi).step_by(17).chain([lo, hi]) {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
     }
 
     #[test]
+    fn range_constants_match_the_calendar() {
+        assert_eq!(days_from_civil(0, 1, 1) * SECS_PER_DAY, MIN_SECS);
+        assert_eq!(
+            days_from_civil(9999, 12, 31) * SECS_PER_DAY + 86_399,
+            MAX_SECS
+        );
+    }
+
+    #[test]
     fn extremes_format_and_parse() {
-        for n in [i64::MIN, i64::MAX, 0, -1] {
-            let t = Timestamp::from_unix_nanos(n);
+        for t in [
+            Timestamp::from_unix_nanos(i64::MIN),
+            Timestamp::from_unix_nanos(i64::MAX),
+            Timestamp::from_unix_nanos(0),
+            Timestamp::from_unix_nanos(-1),
+            Timestamp::MIN,
+            Timestamp::MAX,
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Ok(t), "{t}");
         }
+    }
+
+    #[test]
+    fn parts_refuse_what_to_parts_never_gives() {
+        assert_eq!(Timestamp::from_parts(MAX_SECS + 1, 0), None);
+        assert_eq!(Timestamp::from_parts(MIN_SECS - 1, 0), None);
+        assert_eq!(Timestamp::from_parts(0, NANOS), None); // 00:00:00 is no leap second
+        assert!(Timestamp::from_parts(59, NANOS).is_some());
+        assert_eq!(Timestamp::from_parts(59, 2 * NANOS), None);
     }
 }

@@ -10,8 +10,9 @@
 //!   matches one or more trailing tokens, so it may only be the last token. A wildcard is
 //!   always a whole token: `a*`, `*b` and `a>` are rejected.
 //!
-//! Validation is a single pass over the bytes. Values of up to 23 bytes are stored inline
-//! and never allocate.
+//! Validation is a single pass over the bytes, by the rules in `syncbus-names` (which
+//! `#[derive(Event)]` also checks at compile time). Values of up to 23 bytes are stored
+//! inline and never allocate.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -19,11 +20,13 @@ use std::str::FromStr;
 
 use smol_str::SmolStr;
 
-use crate::name_error::{check_len, NameError, NameKind, NameReason};
+use syncbus_names::{check_pattern, check_topic, TOPIC_MAX_LEN, TOPIC_MAX_TOKENS};
+
+use crate::name_error::NameError;
 
 /// The string conversions and formatting `Topic` and `Pattern` share.
 macro_rules! string_newtype_impls {
-    ($name:ident, $kind:expr) => {
+    ($name:ident, $check:path) => {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_tuple(stringify!($name))
@@ -84,15 +87,15 @@ macro_rules! string_newtype_impls {
             type Error = NameError;
 
             fn try_from(s: String) -> Result<Self, Self::Error> {
-                validate(&s, $kind)?;
+                $check(&s)?;
                 Ok($name(SmolStr::from(s)))
             }
         }
     };
 }
 
-const MAX_LEN: usize = 256;
-const MAX_TOKENS: usize = 32;
+const MAX_LEN: usize = TOPIC_MAX_LEN;
+const MAX_TOKENS: usize = TOPIC_MAX_TOKENS;
 
 /// A concrete topic that events are published to, such as `orders.eu.created`.
 ///
@@ -178,7 +181,7 @@ impl Topic {
     /// wildcard (`*` or `>`).
     pub fn new(s: impl AsRef<str>) -> Result<Topic, NameError> {
         let s = s.as_ref();
-        validate(s, NameKind::Topic)?;
+        check_topic(s)?;
         Ok(Topic(SmolStr::new(s)))
     }
 
@@ -206,7 +209,7 @@ impl Topic {
     /// ```
     #[track_caller]
     pub fn from_static(s: &'static str) -> Topic {
-        match validate(s, NameKind::Topic) {
+        match check_topic(s) {
             Ok(()) => Topic(SmolStr::new_static(s)),
             Err(e) => panic!("{e}"),
         }
@@ -277,7 +280,7 @@ impl Topic {
     }
 }
 
-string_newtype_impls!(Topic, NameKind::Topic);
+string_newtype_impls!(Topic, check_topic);
 
 /// A topic pattern for subscribing, such as `orders.*.created` or `orders.>`.
 ///
@@ -340,7 +343,7 @@ impl Pattern {
     /// that is not a whole token, or a `>` that is not the last token.
     pub fn new(s: impl AsRef<str>) -> Result<Pattern, NameError> {
         let s = s.as_ref();
-        validate(s, NameKind::Pattern)?;
+        check_pattern(s)?;
         Ok(Pattern(SmolStr::new(s)))
     }
 
@@ -367,7 +370,7 @@ impl Pattern {
     /// ```
     #[track_caller]
     pub fn from_static(s: &'static str) -> Pattern {
-        match validate(s, NameKind::Pattern) {
+        match check_pattern(s) {
             Ok(()) => Pattern(SmolStr::new_static(s)),
             Err(e) => panic!("{e}"),
         }
@@ -483,129 +486,12 @@ impl Pattern {
     }
 }
 
-string_newtype_impls!(Pattern, NameKind::Pattern);
+string_newtype_impls!(Pattern, check_pattern);
 
 impl From<Topic> for Pattern {
     /// A topic is the literal pattern that matches only itself.
     fn from(topic: Topic) -> Pattern {
         // Topic rules are pattern rules minus the wildcards, so no check is needed.
         Pattern(topic.0)
-    }
-}
-
-/// Whether `s` is a valid [`Topic`]; usable at compile time, so an event's `TOPIC` is checked
-/// once per type. Agrees with [`Topic::new`] (a unit test holds them together).
-pub(crate) const fn is_valid_topic(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > MAX_LEN {
-        return false;
-    }
-    let mut tokens = 1;
-    let mut token_start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'.' => {
-                if i == token_start {
-                    return false;
-                }
-                token_start = i + 1;
-                tokens += 1;
-            }
-            b'*' | b'>' => return false,
-            0x21..=0x7E => {}
-            _ => return false,
-        }
-        i += 1;
-    }
-    token_start != b.len() && tokens <= MAX_TOKENS
-}
-
-const PARTIAL_WILDCARD: &str = "a wildcard must be a whole token";
-const TAIL_NOT_LAST: &str = "'>' must be the last token";
-const PRINTABLE: &str = "only printable ascii is allowed";
-
-/// Checks `s` against the topic or pattern rules in one pass, without allocating unless
-/// it fails. Validation stops at the first problem, scanning left to right; the token count
-/// is checked last.
-fn validate(s: &str, kind: NameKind) -> Result<(), NameError> {
-    let fail = |reason| Err(NameError::new(kind, reason, s));
-    let bytes = s.as_bytes();
-    check_len(kind, s, MAX_LEN)?;
-    let mut token_start = 0;
-    let mut token_index = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'.' => {
-                if i == token_start {
-                    return fail(NameReason::EmptyToken {
-                        index: token_index,
-                        byte: i,
-                    });
-                }
-                token_start = i + 1;
-                token_index += 1;
-            }
-            b'*' | b'>' => {
-                if kind == NameKind::Topic {
-                    return fail(NameReason::WildcardInTopic { byte: i });
-                }
-                let next = bytes.get(i + 1);
-                if i != token_start || matches!(next, Some(&n) if n != b'.') {
-                    return fail(NameReason::MisplacedWildcard {
-                        byte: i,
-                        rule: PARTIAL_WILDCARD,
-                    });
-                }
-                if b == b'>' && next.is_some() {
-                    return fail(NameReason::MisplacedWildcard {
-                        byte: i,
-                        rule: TAIL_NOT_LAST,
-                    });
-                }
-            }
-            0x21..=0x7E => {}
-            _ => {
-                // Every byte before `i` is ASCII, so `i` is a char boundary.
-                let ch = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
-                return fail(NameReason::InvalidChar {
-                    ch,
-                    byte: i,
-                    rule: PRINTABLE,
-                });
-            }
-        }
-    }
-    if token_start == bytes.len() {
-        return fail(NameReason::EmptyToken {
-            index: token_index,
-            byte: token_start,
-        });
-    }
-    let count = token_index + 1;
-    if count > MAX_TOKENS {
-        return fail(NameReason::TooManyTokens {
-            count,
-            max: MAX_TOKENS,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn const_topic_check_matches_runtime_check() {
-        let long = "a".repeat(MAX_LEN + 1);
-        let many = vec!["a"; MAX_TOKENS + 1].join(".");
-        let most = vec!["a"; MAX_TOKENS].join(".");
-        for s in [
-            "a", "a.b", "", ".", "a.", ".a", "a..b", "a.*", "a>", "a b", "é", "a\t", &long, &many,
-            &most, "~!.#$", "a\u{7f}",
-        ] {
-            assert_eq!(is_valid_topic(s), Topic::new(s).is_ok(), "{s:?}");
-        }
     }
 }

@@ -2,8 +2,8 @@
 
 use syncbus_envelope::{
     Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, EventId,
-    EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
-    TimeError, Timestamp, Topic,
+    EventType, ExtensionKind, ExtensionValue, HeaderError, Headers, Limits, Metadata, NameError,
+    NameKind, NameReason, Pattern, TimeError, Timestamp, Topic,
 };
 
 fn send_sync<T: Send + Sync + 'static>() {}
@@ -15,6 +15,8 @@ fn public_types_are_send_sync_unpin() {
     send_sync::<EventType>();
     send_sync::<EntityId>();
     send_sync::<Headers>();
+    send_sync::<ExtensionValue>();
+    send_sync::<ExtensionKind>();
     send_sync::<Timestamp>();
     send_sync::<Metadata>();
     send_sync::<Envelope<Bytes>>();

@@ -41,11 +41,57 @@ fn parses_offsets_and_variants() {
 }
 
 #[test]
-fn fraction_beyond_nanos_is_truncated_and_leap_second_clamped() {
+fn fraction_beyond_nanos_is_truncated() {
     let t = Timestamp::parse_rfc3339("1970-01-01T00:00:00.1234567899Z").unwrap();
     assert_eq!(t.as_unix_nanos(), 123_456_789);
+}
+
+#[test]
+fn leap_seconds_are_kept() {
     let leap = Timestamp::parse_rfc3339("2016-12-31T23:59:60Z").unwrap();
-    assert_eq!(leap.to_string(), "2016-12-31T23:59:59.999999999Z");
+    assert!(leap.is_leap_second());
+    assert_eq!(leap.to_string(), "2016-12-31T23:59:60Z");
+    let with_fraction = Timestamp::parse_rfc3339("2016-12-31T23:59:60.123Z").unwrap();
+    assert_eq!(with_fraction.to_string(), "2016-12-31T23:59:60.123Z");
+    // Offsets move whole minutes, so the leap second stays second 60 in UTC.
+    let offset = Timestamp::parse_rfc3339("2017-01-01T05:29:60.5+05:30").unwrap();
+    assert_eq!(offset.to_string(), "2016-12-31T23:59:60.500Z");
+    // It sorts between second 59 and the next minute.
+    let before = Timestamp::parse_rfc3339("2016-12-31T23:59:59.999999999Z").unwrap();
+    let after = Timestamp::parse_rfc3339("2017-01-01T00:00:00Z").unwrap();
+    assert!(before < leap && leap < with_fraction && with_fraction < after);
+    // In nanoseconds it is the last one of second 59.
+    assert_eq!(leap.as_unix_nanos(), before.as_unix_nanos());
+}
+
+#[test]
+fn every_rfc3339_year_is_in_range() {
+    for s in [
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1600-02-29T12:00:00.5Z",
+        "2262-04-11T23:47:16.854775808Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "9999-12-31T23:59:60Z",
+    ] {
+        let t = Timestamp::parse_rfc3339(s).unwrap();
+        assert_eq!(t.to_string(), s.replace(".5Z", ".500Z"));
+    }
+    assert_eq!(
+        Timestamp::parse_rfc3339("0001-01-01T00:00:00Z")
+            .unwrap()
+            .as_unix_secs(),
+        -62_135_596_800
+    );
+    // Out of range only where an offset moves the time out of years 0000 to 9999 in UTC.
+    for s in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {
+        assert_eq!(
+            Timestamp::parse_rfc3339(s),
+            Err(TimeError::OutOfRange),
+            "{s}"
+        );
+    }
+    assert!(Timestamp::parse_rfc3339("0000-01-01T00:00:00-00:01").is_ok());
 }
 
 #[test]
@@ -79,11 +125,7 @@ fn rejects_malformed_text() {
         );
     }
     assert_eq!(
-        Timestamp::parse_rfc3339("1600-01-01T00:00:00Z"),
-        Err(TimeError::OutOfRange)
-    );
-    assert_eq!(
-        Timestamp::parse_rfc3339("2262-04-11T23:47:16.854775808Z"),
+        Timestamp::parse_rfc3339("9999-12-31T23:00:00-01:00"),
         Err(TimeError::OutOfRange)
     );
 }
@@ -91,9 +133,10 @@ fn rejects_malformed_text() {
 #[test]
 fn millis_and_now() {
     assert_eq!(Timestamp::from_unix_millis(1).as_unix_nanos(), 1_000_000);
+    assert_eq!(Timestamp::from_unix_millis(u64::MAX), Timestamp::MAX);
     assert_eq!(
-        Timestamp::from_unix_millis(u64::MAX),
-        Timestamp::from_unix_nanos(i64::MAX)
+        Timestamp::from_unix_millis(u64::MAX).as_unix_nanos(),
+        i64::MAX
     );
     let a = Timestamp::now();
     let b = Timestamp::now();
@@ -135,7 +178,36 @@ proptest! {
     }
 
     #[test]
+    fn any_instant_in_range_round_trips(secs in -62_167_219_200i64..=253_402_300_799, nanos in 0u32..1_000_000_000) {
+        let text = format_utc(secs, nanos);
+        let parsed = Timestamp::parse_rfc3339(&text).unwrap();
+        prop_assert_eq!((parsed.as_unix_secs(), parsed.subsec_nanos()), (secs, nanos));
+        prop_assert_eq!(Timestamp::parse_rfc3339(&parsed.to_string()), Ok(parsed));
+    }
+
+    #[test]
     fn parser_never_panics(s in "\\PC{0,40}") {
         let _ = Timestamp::parse_rfc3339(&s);
     }
+}
+
+/// RFC 3339 in UTC from unix seconds, through an independent civil-date computation.
+fn format_utc(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }

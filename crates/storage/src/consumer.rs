@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use syncbus_core::{Bytes, Envelope, Settle, Source};
 use syncbus_envelope::Timestamp;
 
+use crate::into_arc::IntoArc;
 use crate::{
     check_name, Claimed, DeadLetterRecord, DeadLetterStore, ErrorKind, EventLog, LogRecord,
     StoreError,
@@ -30,7 +31,7 @@ use syncbus_core::NameKind;
 ///     .ack_timeout(Duration::from_secs(60))
 ///     .poll_interval(Duration::from_millis(20))
 ///     .max_deliver(5)
-///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(1_000)));
+///     .dead_letters(MemoryDeadLetterStore::new(1_000));
 /// # let _ = config;
 /// ```
 #[derive(Clone)]
@@ -139,7 +140,7 @@ impl DurableConfig {
     /// use syncbus_storage::{DurableConfig, MemoryDeadLetterStore};
     /// let config = DurableConfig::new()
     ///     .max_deliver(5)
-    ///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(1000)));
+    ///     .dead_letters(MemoryDeadLetterStore::new(1000));
     /// # let _ = config;
     /// ```
     pub fn max_deliver(mut self, max: u32) -> Self {
@@ -152,7 +153,8 @@ impl DurableConfig {
     /// # Examples
     ///
     /// See [`max_deliver`](Self::max_deliver).
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.dead_letters = Some(store);
         self
     }
@@ -241,17 +243,18 @@ impl DurableConsumer {
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_storage::{DurableConfig, DurableConsumer, MemoryStore};
-    /// let c = DurableConsumer::open(Arc::new(MemoryStore::new()), "billing", DurableConfig::new()).await?;
+    /// let c = DurableConsumer::open(MemoryStore::new(), "billing", DurableConfig::new()).await?;
     /// assert_eq!((c.name(), c.member()), ("billing", "billing"));
-    /// assert!(DurableConsumer::open(Arc::new(MemoryStore::new()), "", DurableConfig::new()).await.is_err());
+    /// assert!(DurableConsumer::open(MemoryStore::new(), "", DurableConfig::new()).await.is_err());
     /// # Ok::<(), syncbus_storage::StoreError>(())
     /// # }).unwrap();
     /// ```
     pub async fn open(
-        log: Arc<dyn EventLog>,
+        log: impl IntoArc<dyn EventLog>,
         name: impl Into<String>,
         config: DurableConfig,
     ) -> Result<DurableConsumer, StoreError> {
+        let log = log.into_arc();
         let name = name.into();
         let member = config.member.clone().unwrap_or_else(|| name.clone());
         check_name(NameKind::Consumer, &name)?;

@@ -57,7 +57,7 @@ impl DeadLetterId {
     ///
     /// # Errors
     ///
-    /// [`DeadLetterIdError`] unless `s` is a UUID.
+    /// [`DeadLetterIdError`] unless `s` is a UUID (hyphenated or not, any case).
     ///
     /// # Examples
     ///
@@ -65,11 +65,17 @@ impl DeadLetterId {
     /// use syncbus_storage::DeadLetterId;
     /// assert!(DeadLetterId::parse("01901234-5678-7abc-8def-0123456789ab").is_ok());
     /// assert!(DeadLetterId::parse("01901234-5678-7abc-8def-0123456789ab ").is_err());
+    /// // Any spelling of the UUID names the same dead letter.
+    /// assert_eq!(
+    ///     DeadLetterId::parse("0190123456787ABC8DEF0123456789AB").unwrap().to_string(),
+    ///     "01901234-5678-7abc-8def-0123456789ab"
+    /// );
     /// ```
     pub fn parse(s: &str) -> Result<DeadLetterId, DeadLetterIdError> {
-        match EventId::parse(s) {
-            Ok(id) if id.as_u128().is_some() => Ok(DeadLetterId(id)),
-            _ => Err(DeadLetterIdError(s.chars().take(64).collect())),
+        // Any spelling of a UUID names the same dead letter.
+        match EventId::parse(s).ok().and_then(|id| id.uuid()) {
+            Some(v) => Ok(DeadLetterId(EventId::from_u128(v))),
+            None => Err(DeadLetterIdError(s.chars().take(64).collect())),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use syncbus_envelope::{EventId, NameError};
+use syncbus_envelope::{EventId, NameError, NameKind, NameReason};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -19,8 +19,10 @@ use crate::StoreFuture;
 /// The key an idempotent consumer remembers: by default the event id, or a key derived from
 /// the event (a webhook id, `entity@version`).
 ///
-/// Keys compare by their text; a UUID in any case is one key. Keys are 1 to 256 bytes with no
-/// whitespace or control characters.
+/// Keys compare by their text, except that every spelling of one UUID (any case, with or
+/// without hyphens) is one key. Keys made from text are 1 to 256 bytes with no whitespace
+/// or control characters; a key made from an event id is the id's text, which CloudEvents
+/// lets hold spaces.
 ///
 /// # Examples
 ///
@@ -33,6 +35,10 @@ use crate::StoreFuture;
 /// let k = DedupKey::new("webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")?;
 /// assert_eq!(k.to_string(), "webhook:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
 /// assert!(DedupKey::new("two words").is_err());
+///
+/// // An event id keeps its spelling; its dedup key does not depend on it.
+/// let upper = EventId::parse("0190123456787ABC8DEF0123456789AB")?;
+/// assert_eq!(DedupKey::from(upper), DedupKey::new("01901234-5678-7abc-8def-0123456789ab")?);
 /// # Ok::<(), syncbus_envelope::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,19 +59,29 @@ impl DedupKey {
     /// assert!(DedupKey::new("").is_err());
     /// ```
     pub fn new(key: &str) -> Result<DedupKey, NameError> {
-        EventId::parse(key).map(DedupKey)
+        let id = EventId::parse(key)?;
+        if let Some((byte, ch)) = key.char_indices().find(|(_, c)| c.is_whitespace()) {
+            let rule = "control characters and whitespace are not allowed";
+            let reason = NameReason::InvalidChar { ch, byte, rule };
+            return Err(NameError::new(NameKind::EventId, reason, key));
+        }
+        Ok(DedupKey::from(id))
     }
 }
 
 impl From<EventId> for DedupKey {
     fn from(id: EventId) -> Self {
-        DedupKey(id)
+        // Ids keep the spelling they came with; a key is the UUID, however it was spelled.
+        match id.uuid() {
+            Some(v) if id.as_u128().is_none() => DedupKey(EventId::from_u128(v)),
+            _ => DedupKey(id),
+        }
     }
 }
 
 impl From<&EventId> for DedupKey {
     fn from(id: &EventId) -> Self {
-        DedupKey(id.clone())
+        DedupKey::from(id.clone())
     }
 }
 

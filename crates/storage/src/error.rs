@@ -149,9 +149,8 @@ impl StoreError {
         path: &Path,
         source: impl Into<Box<dyn StdError + Send + Sync>>,
     ) -> StoreError {
-        let source = source.into();
         StoreError::corrupt(format!(
-            "cannot read store file {}: {source} (not a database, or corrupt)",
+            "{} is not an SQLite database, or it is corrupt",
             path.display()
         ))
         .with_source(source)

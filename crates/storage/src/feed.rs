@@ -8,6 +8,7 @@ use syncbus_core::{
     Bus, Bytes, Envelope, Event, EventId, SubscribeError, Subscription, TapPayload, Tapped,
 };
 
+use crate::into_arc::IntoArc;
 use crate::EventLog;
 
 /// A bus subscription that appends every matching event to a log, in publish order, so a
@@ -66,8 +67,8 @@ impl LogFeed {
     /// use syncbus_core::{Bus, SubscribeError};
     /// use syncbus_storage::{LogFeed, MemoryStore};
     /// let bus = Bus::new();
-    /// assert!(LogFeed::bytes(&bus, "orders.>", Arc::new(MemoryStore::new())).is_ok());
-    /// let bad = LogFeed::bytes(&bus, "orders..x", Arc::new(MemoryStore::new()));
+    /// assert!(LogFeed::bytes(&bus, "orders.>", MemoryStore::new()).is_ok());
+    /// let bad = LogFeed::bytes(&bus, "orders..x", MemoryStore::new());
     /// assert!(matches!(bad, Err(SubscribeError::InvalidPattern(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -79,9 +80,9 @@ impl LogFeed {
     pub fn bytes(
         bus: &Bus,
         pattern: &str,
-        log: Arc<dyn EventLog>,
+        log: impl IntoArc<dyn EventLog>,
     ) -> Result<LogFeed, SubscribeError> {
-        LogFeed::start::<Bytes>(bus, pattern, log, Ok)
+        LogFeed::start::<Bytes>(bus, pattern, log.into_arc(), Ok)
     }
 
     /// Records typed events `E` on topics matching `pattern`, serialized with the envelope's
@@ -119,9 +120,9 @@ impl LogFeed {
     pub fn typed<E: Event + Serialize>(
         bus: &Bus,
         pattern: &str,
-        log: Arc<dyn EventLog>,
+        log: impl IntoArc<dyn EventLog>,
     ) -> Result<LogFeed, SubscribeError> {
-        LogFeed::start::<E>(bus, pattern, log, |env| {
+        LogFeed::start::<E>(bus, pattern, log.into_arc(), |env| {
             env.to_bytes_payload().map_err(|e| e.to_string())
         })
     }
@@ -183,8 +184,9 @@ impl LogFeed {
     pub fn tap(
         bus: &Bus,
         pattern: &str,
-        log: Arc<dyn EventLog>,
+        log: impl IntoArc<dyn EventLog>,
     ) -> Result<LogFeed, SubscribeError> {
+        let log = log.into_arc();
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
         let subscription = bus
@@ -239,7 +241,7 @@ impl LogFeed {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
     /// use syncbus_storage::{LogFeed, MemoryStore};
-    /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
+    /// let feed = LogFeed::bytes(&Bus::new(), ">", MemoryStore::new())?;
     /// assert_eq!(feed.appended(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -257,7 +259,7 @@ impl LogFeed {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
     /// use syncbus_storage::{LogFeed, MemoryStore};
-    /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
+    /// let feed = LogFeed::bytes(&Bus::new(), ">", MemoryStore::new())?;
     /// assert_eq!(feed.failed(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -275,7 +277,7 @@ impl LogFeed {
     /// use std::sync::Arc;
     /// use syncbus_core::Bus;
     /// use syncbus_storage::{LogFeed, MemoryStore};
-    /// let feed = LogFeed::bytes(&Bus::new(), "a.>", Arc::new(MemoryStore::new()))?;
+    /// let feed = LogFeed::bytes(&Bus::new(), "a.>", MemoryStore::new())?;
     /// assert_eq!(feed.subscription().pattern().as_str(), "a.>");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -295,7 +297,7 @@ impl LogFeed {
     /// use std::time::Duration;
     /// use syncbus_core::Bus;
     /// use syncbus_storage::{LogFeed, MemoryStore};
-    /// let feed = LogFeed::bytes(&Bus::new(), ">", Arc::new(MemoryStore::new()))?;
+    /// let feed = LogFeed::bytes(&Bus::new(), ">", MemoryStore::new())?;
     /// assert!(tokio::task::spawn_blocking(move || feed.stop(Duration::from_secs(1))).await?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();

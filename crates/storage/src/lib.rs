@@ -66,6 +66,7 @@ mod dedup;
 mod error;
 mod failure;
 mod feed;
+mod into_arc;
 mod log;
 mod memory;
 mod outbox;
@@ -87,10 +88,11 @@ pub use crate::dedup::{
 pub use crate::error::{check_name, StoreError, StoreErrorKind, StoreFuture};
 pub use crate::failure::ErrorKind;
 pub use crate::feed::LogFeed;
+pub use crate::into_arc::IntoArc;
 pub use crate::log::{Claimed, EventLog, LogRecord, Retention};
 pub use crate::memory::MemoryStore;
 pub use crate::outbox::{check_outbox_topic, Outbox, OutboxRecord};
-pub use crate::purge::DedupPurger;
+pub use crate::purge::{DedupPurger, PurgeStats};
 pub use crate::relay::{Relay, RelayError, RelayHandle, RelayStats};
 pub use crate::saga::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use syncbus_envelope::{Bytes, Envelope, Timestamp};
+use serde::Serialize;
+use syncbus_envelope::{Bytes, Envelope, Event, Timestamp};
 
 use crate::check_name;
 use crate::{
@@ -110,6 +111,39 @@ impl MemoryStore {
         let id = s.next_outbox;
         s.outbox.insert(id, envelope);
         Ok(id)
+    }
+
+    /// Enqueues the typed `event`: [`enqueue`](Self::enqueue) of its envelope, its payload as
+    /// JSON, on the event's topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use serde::Serialize;
+    /// use syncbus_core::Event;
+    /// use syncbus_storage::{MemoryStore, Outbox};
+    ///
+    /// #[derive(Clone, Debug, Serialize)]
+    /// struct Renamed { user: u64 }
+    /// impl Event for Renamed { const TYPE: &'static str = "user.renamed"; }
+    ///
+    /// let store = MemoryStore::new();
+    /// store.enqueue_event(Renamed { user: 7 })?;
+    /// assert_eq!(store.pending(10).await?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Corrupt`](crate::StoreErrorKind::Corrupt) if the event does not
+    /// serialize, and as [`enqueue`](Self::enqueue).
+    pub fn enqueue_event<E: Event + Serialize>(&self, event: E) -> Result<u64, StoreError> {
+        let envelope = Envelope::from_event(event)
+            .to_bytes_payload()
+            .map_err(StoreError::codec)?;
+        self.enqueue(envelope)
     }
 
     fn with<T: Send + 'static>(

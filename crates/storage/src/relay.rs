@@ -15,6 +15,7 @@ use syncbus_core::{Bus, Bytes, Envelope, Event, PublishError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::into_arc::IntoArc;
 use crate::{Outbox, StoreError};
 
 /// Why a relay round stopped early. In every case the event named stays pending, and the
@@ -116,8 +117,12 @@ impl From<StoreError> for RelayError {
 /// ```
 /// use std::sync::Arc;
 /// use syncbus_storage::{MemoryStore, Relay, RelayStats};
-/// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+/// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new());
 /// assert_eq!(relay.stats(), RelayStats::default());
+/// assert_eq!(
+///     relay.stats().to_string(),
+///     "sent 0, dropped 0, unreceived 0, undecodable 0, refused 0, partial 0"
+/// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,6 +151,29 @@ struct Counters {
     undecodable: AtomicU64,
     refused: AtomicU64,
     partial: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RelayStats {
+        RelayStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            unreceived: self.unreceived.load(Ordering::Relaxed),
+            undecodable: self.undecodable.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            partial: self.partial.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Display for RelayStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {}, dropped {}, unreceived {}, undecodable {}, refused {}, partial {}",
+            self.sent, self.dropped, self.unreceived, self.undecodable, self.refused, self.partial
+        )
+    }
 }
 
 /// Why a decoder did not publish.
@@ -208,7 +236,6 @@ fn refusal<T>(e: PublishError<T>) -> Refusal {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use std::sync::Arc;
 /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
 /// use syncbus_storage::{LogFeed, MemoryStore, Outbox, Relay, RelayError};
 ///
@@ -216,14 +243,13 @@ fn refusal<T>(e: PublishError<T>) -> Refusal {
 /// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(Topic::new("orders.placed")?);
 /// store.enqueue(Envelope::new(meta, Bytes::from_static(b"{}")))?;
 /// let bus = Bus::new();
-/// let relay = Relay::new(Arc::new(store.clone()), bus.clone());
+/// let relay = Relay::new(store.clone(), bus.clone());
 ///
 /// let _debug = bus.tap(">")?.inline(|t| println!("relayed {}", t.meta().event_type()))?;
 /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { .. }))); // seen, kept
 /// assert_eq!(store.pending(10).await?.len(), 1);
 ///
-/// let log = Arc::new(MemoryStore::new());
-/// let _feed = LogFeed::tap(&bus, ">", log)?; // a receiver: the event is stored
+/// let _feed = LogFeed::tap(&bus, ">", MemoryStore::new())?; // a receiver: the event is stored
 /// assert_eq!(relay.run_once().await?, 1);
 /// assert!(store.pending(10).await?.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -249,7 +275,7 @@ fn refusal<T>(e: PublishError<T>) -> Refusal {
 /// let _sub = bus.subscribe::<Bytes>("orders.>")?.inline(move |_| {
 ///     s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 /// })?;
-/// let relay = Relay::new(Arc::new(store.clone()), bus);
+/// let relay = Relay::new(store.clone(), bus);
 /// assert_eq!(relay.run_once().await?, 1);
 /// assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 /// assert!(store.pending(10).await?.is_empty());
@@ -296,12 +322,13 @@ impl Relay {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::sync::Arc;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new());
+    /// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new());
     /// assert_eq!(relay.run_once().await?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn new(outbox: Arc<dyn Outbox>, bus: Bus) -> Relay {
+    pub fn new(outbox: impl IntoArc<dyn Outbox>, bus: Bus) -> Relay {
+        let outbox = outbox.into_arc();
         Relay {
             outbox,
             bus,
@@ -326,7 +353,7 @@ impl Relay {
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
-    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new()).drop_unreceived();
+    /// let relay = Relay::new(store.clone(), Bus::new()).drop_unreceived();
     /// assert_eq!(relay.run_once().await?, 0); // nobody took it, and it is gone
     /// assert!(store.pending(10).await?.is_empty());
     /// assert_eq!(relay.stats().dropped, 1);
@@ -350,7 +377,7 @@ impl Relay {
     /// let store = MemoryStore::new();
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
-    /// let relay = Relay::new(Arc::new(store.clone()), Bus::new());
+    /// let relay = Relay::new(store.clone(), Bus::new());
     /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { .. })));
     /// assert_eq!(relay.stats().unreceived, 1);
     /// assert_eq!(store.pending(10).await?.len(), 1); // still there
@@ -358,15 +385,7 @@ impl Relay {
     /// # }).unwrap();
     /// ```
     pub fn stats(&self) -> RelayStats {
-        let c = &self.counters;
-        RelayStats {
-            sent: c.sent.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            unreceived: c.unreceived.load(Ordering::Relaxed),
-            undecodable: c.undecodable.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            partial: c.partial.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 
     /// Events read per round trip (at least 1).
@@ -376,7 +395,7 @@ impl Relay {
     /// ```
     /// use std::sync::Arc;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let relay = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new()).batch_size(32);
+    /// let relay = Relay::new(MemoryStore::new(), syncbus_core::Bus::new()).batch_size(32);
     /// # let _ = relay;
     /// ```
     pub fn batch_size(mut self, batch: usize) -> Relay {
@@ -398,7 +417,7 @@ impl Relay {
     /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(syncbus_envelope::Topic::from_static("a.b"));
     /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
     /// let bus = Bus::new();
-    /// let relay = Relay::new(Arc::new(store), bus.clone());
+    /// let relay = Relay::new(store, bus.clone());
     /// // Nobody subscribed: the event stays in the outbox.
     /// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { id: _, .. })));
     /// let _sub = bus.subscribe::<Bytes>("a.>")?.inline(|_| {})?;
@@ -571,7 +590,7 @@ impl Relay {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+    /// let handle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_millis(10));
     /// handle.stop().await;
     /// # });
@@ -581,6 +600,7 @@ impl Relay {
     ///
     /// Outside a tokio runtime (as `tokio::spawn`).
     pub fn spawn(self, interval: Duration) -> RelayHandle {
+        let counters = self.counters.clone();
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -593,7 +613,11 @@ impl Relay {
                 }
             }
         });
-        RelayHandle { stop, task }
+        RelayHandle {
+            stop,
+            task,
+            counters,
+        }
     }
 }
 
@@ -616,7 +640,7 @@ fn describe<T>(e: &PublishError<T>) -> String {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use syncbus_storage::{MemoryStore, Relay, RelayHandle};
-/// let handle: RelayHandle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+/// let handle: RelayHandle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
 ///     .spawn(Duration::from_millis(10));
 /// handle.stop().await;
 /// # });
@@ -626,9 +650,37 @@ fn describe<T>(e: &PublishError<T>) -> String {
 pub struct RelayHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    counters: Arc<Counters>,
 }
 
 impl RelayHandle {
+    /// The running relay's counters, as [`Relay::stats`] gives them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_storage::{MemoryStore, Relay};
+    /// let store = MemoryStore::new();
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe::<Bytes>("a.b")?.inline(|_| {})?;
+    /// let meta = Metadata::new(EventType::new("a.b")?).with_topic(Topic::from_static("a.b"));
+    /// store.enqueue(Envelope::new(meta, Bytes::new()))?;
+    /// let handle = Relay::new(store, bus).spawn(Duration::from_millis(5));
+    /// while handle.stats().sent == 0 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// let last = handle.stop().await; // the counters of the whole run
+    /// assert_eq!(last.sent, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(&self) -> RelayStats {
+        self.counters.snapshot()
+    }
+
     /// Stops the relay after its current round and waits for it.
     ///
     /// # Examples
@@ -638,7 +690,7 @@ impl RelayHandle {
     /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use syncbus_storage::{MemoryStore, Relay};
-    /// let handle = Relay::new(Arc::new(MemoryStore::new()), syncbus_core::Bus::new())
+    /// let handle = Relay::new(MemoryStore::new(), syncbus_core::Bus::new())
     ///     .spawn(Duration::from_secs(3600));
     /// handle.stop().await; // does not wait out the interval
     /// # });
@@ -647,8 +699,9 @@ impl RelayHandle {
     /// # Cancel safety
     ///
     /// If dropped, the relay still stops after its current round.
-    pub async fn stop(self) {
+    pub async fn stop(self) -> RelayStats {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.counters.snapshot()
     }
 }

@@ -168,7 +168,29 @@ async fn a_file_that_is_not_sqlite_is_a_typed_error() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(err.kind() == StoreErrorKind::Corrupt, "{err:?}");
     assert!(err.to_string().contains("garbage.db"), "{err}");
+    // Said once, not once by SQLite and again by syncbus.
+    let text = err.to_string();
+    assert_eq!(text.matches("not an SQLite database").count(), 1, "{text}");
+    assert!(
+        !text.contains("not a database"),
+        "SQLite's own words repeated: {text}"
+    );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn a_missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let err = SqliteStore::open(folder.join("shop.db")).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("the folder {} does not exist", folder.display())),
+        "{text}"
+    );
+    std::fs::create_dir(&folder).unwrap();
+    SqliteStore::open(folder.join("shop.db")).await.unwrap();
 }
 
 #[tokio::test]
@@ -528,4 +550,84 @@ async fn record_done_commits_and_rolls_back_with_the_transaction() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+}
+
+/// `transaction` commits on `Ok`, rolls back on the application's own error, which comes
+/// back as itself; a typed event enqueued inside commits or rolls back with it.
+#[tokio::test]
+async fn transaction_returns_the_applications_error_and_rolls_back() {
+    use syncbus_storage::Outbox;
+    #[derive(Clone, Debug, serde::Serialize)]
+    struct Charged {
+        cents: i64,
+    }
+    impl syncbus_core::Event for Charged {
+        const TYPE: &'static str = "shop.charged";
+    }
+    #[derive(Debug)]
+    enum AppError {
+        Declined(i64),
+        Store(SqliteError),
+    }
+    impl From<SqliteError> for AppError {
+        fn from(e: SqliteError) -> Self {
+            AppError::Store(e)
+        }
+    }
+    impl From<rusqlite::Error> for AppError {
+        fn from(e: rusqlite::Error) -> Self {
+            AppError::Store(e.into())
+        }
+    }
+    let (_dir, store) = fresh().await;
+    store
+        .with_connection(|conn| {
+            conn.execute_batch("CREATE TABLE ledger (cents INTEGER NOT NULL)")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let charge = |cents: i64| {
+        store.transaction(move |tx| -> Result<i64, AppError> {
+            tx.execute("INSERT INTO ledger (cents) VALUES (?1)", [cents])?;
+            SqliteStore::enqueue_event(tx, Charged { cents })?;
+            if cents > 1000 {
+                return Err(AppError::Declined(cents));
+            }
+            Ok(cents)
+        })
+    };
+    assert_eq!(charge(500).await.unwrap(), 500);
+    match charge(5000).await {
+        Err(AppError::Declined(5000)) => {}
+        other => panic!("expected the application's error, got {other:?}"),
+    }
+    let rows: i64 = store
+        .with_connection(
+            |conn| Ok(conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the declined charge was not rolled back");
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the declined charge's event was not rolled back"
+    );
+    assert_eq!(
+        pending[0].envelope.meta().event_type().as_str(),
+        "shop.charged"
+    );
+    // A store error inside converts into the application's type too.
+    let bad = store
+        .transaction(|tx| -> Result<(), AppError> {
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        })
+        .await;
+    match bad {
+        Err(AppError::Store(e)) => assert!(e.to_string().contains("no_such_table"), "{e}"),
+        other => panic!("expected the store's error in the application's type, got {other:?}"),
+    }
 }

@@ -58,17 +58,15 @@ struct Node {
 /// let bus = Bus::new();
 /// let wf = Workflow::new(&bus);
 /// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
-///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///     |_e: Envelope<OrderPlaced>, ctx: Context| async move {
 ///         ctx.emit(StockReserved);
 ///         Ok(())
-///     }),
+///     },
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();
 /// bus.publish_envelope(env).await?;
-/// while reserve.metrics().succeeded == 0 {
-///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
-/// }
+/// bus.settled().await; // handled, and its follow-up published
 /// let tree = wf.chain(&id).expect("retained");
 /// let handling = &tree.handled[0];
 /// assert_eq!((handling.subscription.as_str(), &handling.outcome), ("reserve", &Ok(())));
@@ -100,17 +98,15 @@ pub struct Handling {
 /// let bus = Bus::new();
 /// let wf = Workflow::new(&bus);
 /// let reserve = wf.subscribe::<OrderPlaced>("shop.order.placed")?.name("reserve").handle(
-///     handler_fn(|_e: Envelope<OrderPlaced>, ctx: Context| async move {
+///     |_e: Envelope<OrderPlaced>, ctx: Context| async move {
 ///         ctx.emit(StockReserved);
 ///         Ok(())
-///     }),
+///     },
 /// )?;
 /// let env = Envelope::from_event(OrderPlaced);
 /// let id = env.meta().id().clone();
 /// bus.publish_envelope(env).await?;
-/// while reserve.metrics().succeeded == 0 {
-///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // the worker's turn
-/// }
+/// bus.settled().await; // handled, and its follow-up published
 /// let tree = wf.chain(&id).expect("retained");
 /// assert_eq!(tree.types(), vec!["shop.order.placed", "shop.stock.reserved"]);
 /// assert_eq!(tree.children[0].correlation_id.as_ref(), Some(&id)); // the root's id

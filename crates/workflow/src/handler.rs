@@ -143,7 +143,7 @@ impl<F, P> fmt::Debug for SyncHandlerFn<F, P> {
 pub fn sync_handler_fn<P, F>(f: F) -> impl Handler<P> + fmt::Debug
 where
     P: Send + 'static,
-    F: Fn(Envelope<P>, &Context) -> Result<(), HandlerError> + Send + Sync + 'static,
+    F: Fn(Envelope<P>, Context) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
     SyncHandlerFn { f, _p: PhantomData }
 }
@@ -151,14 +151,14 @@ where
 impl<P, F> Handler<P> for SyncHandlerFn<F, P>
 where
     P: Send + 'static,
-    F: Fn(Envelope<P>, &Context) -> Result<(), HandlerError> + Send + Sync + 'static,
+    F: Fn(Envelope<P>, Context) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
     fn call(
         &self,
         env: Envelope<P>,
         ctx: Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        let out = match catch_unwind(AssertUnwindSafe(|| (self.f)(env, &ctx))) {
+        let out = match catch_unwind(AssertUnwindSafe(|| (self.f)(env, ctx))) {
             Ok(r) => r,
             Err(panic) => Err(panicked(&panic)),
         };

@@ -24,11 +24,11 @@
 //!     .dedup(DedupConfig::memory(100_000))
 //!     .retry(RetryPolicy::default().max_attempts(5))
 //!     .timeout(Duration::from_secs(2))
-//!     .handle(handler_fn(|env: Envelope<StockChanged>, _ctx| async move {
+//!     .handle(|env, _ctx| async move {
 //!         let qty = u32::try_from(env.payload().qty).permanent()?; // bad data: no retry
 //!         println!("index {} = {qty}", env.payload().sku);
 //!         Ok::<(), HandlerError>(())
-//!     }))?;
+//!     })?;
 //! bus.publish(StockChanged { sku: "A-1".into(), qty: 3 }).await?;
 //! bus.publish(StockChanged { sku: "A-2".into(), qty: -1 }).await?;
 //! bus.shutdown(Duration::from_secs(1)).await;

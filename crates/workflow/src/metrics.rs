@@ -194,3 +194,37 @@ impl WorkflowMetrics {
             .set(self.dedup_waiting_now as f64);
     }
 }
+
+impl std::fmt::Display for WorkflowMetrics {
+    /// One line, outcomes first: `succeeded 5, failed 1 (dead-lettered 1), duplicates 2, ...`.
+    ///
+    /// ```
+    /// let m = syncbus_workflow::WorkflowMetrics::default();
+    /// assert!(m.to_string().starts_with("succeeded 0, failed 0 (dead-lettered 0"));
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "succeeded {}, failed {} (dead-lettered {}, dead letters lost {}), duplicates {}, stale {}, held now {}; attempts {}, retries {}, timeouts {}, panicked {}, circuit rejected {}, rate limited {}, held {}, released {}, expired {}, emitted {}, dedup waits {} (waiting now {})",
+            self.succeeded,
+            self.failed,
+            self.dead_lettered,
+            self.dead_letter_lost,
+            self.duplicates,
+            self.stale,
+            self.held_now,
+            self.attempts,
+            self.retries,
+            self.timeouts,
+            self.panicked,
+            self.circuit_rejected,
+            self.rate_limited,
+            self.held,
+            self.released,
+            self.expired,
+            self.emitted,
+            self.dedup_waits,
+            self.dedup_waiting_now
+        )
+    }
+}

@@ -13,9 +13,9 @@ use syncbus_envelope::Timestamp;
 
 use crate::context::Context;
 use crate::error::{ErrorKind, HandlerError};
-use crate::handler::handler_fn;
 use crate::layers::RetryPolicy;
 use crate::storable::Storable;
+use crate::store::IntoArc;
 use crate::store::{
     MemorySagaStore, SagaInstance, SagaStatus, SagaStepRecord, SagaStore, StepAction, StoreError,
 };
@@ -187,9 +187,10 @@ where
     /// ```
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct D;
     /// let saga = syncbus_workflow::Saga::<D>::new("s")
-    ///     .store(std::sync::Arc::new(syncbus_storage::MemorySagaStore::new()));
+    ///     .store(syncbus_storage::MemorySagaStore::new());
     /// ```
-    pub fn store(mut self, store: Arc<dyn SagaStore>) -> Self {
+    pub fn store(mut self, store: impl IntoArc<dyn SagaStore>) -> Self {
+        let store = store.into_arc();
         self.store = store;
         self
     }
@@ -260,14 +261,14 @@ where
             .subscribe::<E>(pattern)?
             .name(name.as_str())
             .no_retry()
-            .handle(handler_fn(move |env: Envelope<E>, ctx: Context| {
+            .handle(move |env: Envelope<E>, ctx: Context| {
                 let (saga, init) = (s.clone(), init.clone());
                 let data = init(&env);
                 // Boxed: the saga's own future is deep, and the stack nests it further.
                 let run: BoxFuture<'static, Result<(), HandlerError>> =
                     Box::pin(async move { saga.run(data, ctx).await });
                 run
-            }))?;
+            })?;
         Ok(RunningSaga {
             name,
             store,
@@ -325,6 +326,15 @@ where
                     inst.error = Some(e.to_string());
                     inst.status = SagaStatus::Compensating;
                     tracing::warn!(saga = %self.name, id, step = %step.name, error = %e, "saga step failed: compensating");
+                    // The chain shows which step failed and why, beside the saga's own
+                    // handling (which succeeds: it compensated).
+                    if let Some(chains) = ctx.chains() {
+                        chains.handled(
+                            ctx.meta(),
+                            &format!("{} step {}", ctx.subscription(), step.name),
+                            Err(format!("failed: {e}")),
+                        );
+                    }
                 }
             }
             self.save(&mut inst).await?;

@@ -9,21 +9,22 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use smol_str::SmolStr;
-use syncbus_core::{Settle, Source};
+use syncbus_core::{Busy, Settle, Source, Unsettled};
 use syncbus_envelope::{Bytes, DecodeError, Envelope, Payload};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::context::{Context, SubscriptionInfo};
 use crate::error::{ErrorKind, HandlerError};
-use crate::handler::Handler;
+use crate::handler::{handler_fn, Handler};
 use crate::layers::{
     record_stored, CircuitBreakerConfig, DedupConfig, RateLimitConfig, ResequenceConfig,
     RetryPolicy,
@@ -31,6 +32,7 @@ use crate::layers::{
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
 use crate::store::DeadLetterStore;
+use crate::store::IntoArc;
 use crate::workflow::{redriver, run_in, Settings, Workflow};
 use crate::BoxFuture;
 
@@ -112,8 +114,34 @@ pub struct ServeMetrics {
     pub settle_errors: u64,
 }
 
+impl fmt::Display for ServeMetrics {
+    /// One line: `fetched 4: acked 3, nak'd 0, termed 1, handed back 0; ...`.
+    ///
+    /// ```
+    /// let m = syncbus_workflow::ServeMetrics::default();
+    /// assert!(m.to_string().starts_with("fetched 0: acked 0"));
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fetched {}: acked {}, nak'd {}, termed {}, handed back {}; skipped {}, undecodable {}, fetch errors {}, settle errors {}",
+            self.fetched,
+            self.acked,
+            self.nakd,
+            self.termed,
+            self.handed_back,
+            self.skipped,
+            self.undecodable,
+            self.fetch_errors,
+            self.settle_errors
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
+    /// The last fetch found nothing (for `Served::settled`).
+    idle: AtomicBool,
     fetched: AtomicU64,
     acked: AtomicU64,
     nakd: AtomicU64,
@@ -168,15 +196,13 @@ impl Counts {
 ///     .serve(outbox)
 ///     .name("mailer")
 ///     .retry(RetryPolicy::default().max_attempts(5))
-///     .lanes(4) // four at a time; one entity's events stay in order
-///     .handle(handler_fn(|env: Envelope<Mail>, _ctx| async move {
+///     .keyed(4) // four at a time; one entity's events stay in order
+///     .handle(|env: Envelope<Mail>, _ctx| async move {
 ///         println!("mail to {}", env.payload().to);
 ///         Ok::<(), HandlerError>(())
-///     }))?;
+///     })?;
 /// bus.publish(Mail { to: 1 }).await?;
-/// while served.metrics().succeeded < 1 {
-///     tokio::time::sleep(Duration::from_millis(5)).await;
-/// }
+/// served.settled().await; // fetched, handled, acked, and nothing more to fetch
 /// let settled = served.stop().await;
 /// assert_eq!(settled.acked, 1);
 /// # Ok(()) }
@@ -284,7 +310,7 @@ impl<S: Source + 'static> WorkflowServe<S> {
     }
 
     /// Applies each entity's events in version order (the resequencer). Give it
-    /// [`lanes`](Self::lanes) so one entity's events meet it one at a time.
+    /// [`keyed`](Self::keyed) so one entity's events meet it one at a time.
     ///
     /// # Examples
     ///
@@ -391,11 +417,12 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # let bus = Bus::new();
     /// let serve = syncbus_workflow::Workflow::new(&bus)
     ///     .serve(bus.consumer::<Ping>("ping", ConsumerConfig::default())?)
-    ///     .dead_letters(Arc::new(syncbus_storage::MemoryDeadLetterStore::new(1_000)));
+    ///     .dead_letters(syncbus_storage::MemoryDeadLetterStore::new(1_000));
     /// # let _ = serve;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.settings.dead_letters = Some(store);
         self
     }
@@ -421,14 +448,15 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
-    /// Deliveries handled at once (at least 1). Events of one entity always go to the same
-    /// lane, so they are handled one at a time and in fetch order; entities run in
-    /// parallel. Events without an entity id are spread over the lanes.
+    /// Handles deliveries in `lanes` keyed lanes (at least 1; default 1): events of one
+    /// entity always go to the same lane, so they are handled one at a time and in fetch
+    /// order, while entities run in parallel. Events without an entity id are spread over
+    /// the lanes. The same setting, and name, as a bus or workflow subscription's `keyed`.
     ///
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn lanes(mut self, n: usize) -> Self {
+    pub fn keyed(mut self, n: usize) -> Self {
         self.lanes = n;
         self
     }
@@ -498,8 +526,11 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
-    /// Starts serving with `handler`: a tokio task fetches, handles and settles until
-    /// [`Served::stop`].
+    /// Starts serving with the async closure `f`: a tokio task fetches, handles and settles
+    /// until [`Served::stop`]. The closure gets the envelope and the delivery's [`Context`];
+    /// name the event type on the envelope (`|env: Envelope<Mail>, ctx|`), since a source
+    /// of bytes does not say which type to decode. For a handler that is not a closure, use
+    /// [`handle_with`](Self::handle_with).
     ///
     /// The stack, outermost first: dedup → resequencing → circuit breaker → rate limit →
     /// timeout → follow-up events → handler; retries and dead letters are the runner's, as
@@ -526,14 +557,50 @@ impl<S: Source + 'static> WorkflowServe<S> {
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn handle<P, H>(self, handler: H) -> Result<Served, ServeError>
+    pub fn handle<P, F, Fut>(self, f: F) -> Result<Served, ServeError>
+    where
+        P: Payload + Storable,
+        F: Fn(Envelope<P>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        self.handle_with(handler_fn(f))
+    }
+
+    /// Starts serving with `handler`: any [`Handler`] (a `sync_handler_fn`, a type of your
+    /// own, layers of your own around one); settles as [`handle`](Self::handle) says.
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Self::handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use syncbus_core::{Bus, ConsumerConfig, Envelope, Event};
+    /// use syncbus_workflow::{sync_handler_fn, Workflow};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Mail { to: u64 }
+    /// # impl Event for Mail { const TYPE: &'static str = "mail.send"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let outbox = bus.consumer::<Mail>("mail.>", ConsumerConfig::default())?;
+    /// let served = wf.serve(outbox).handle_with(sync_handler_fn(|env: Envelope<Mail>, _ctx| {
+    ///     println!("mail to {}", env.payload().to);
+    ///     Ok(())
+    /// }))?;
+    /// served.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_with<P, H>(self, handler: H) -> Result<Served, ServeError>
     where
         P: Payload + Storable,
         H: Handler<P>,
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServeError::NoRuntime)?;
         if self.lanes == 0 {
-            return Err(ServeError::InvalidConfig("lanes must be at least 1"));
+            return Err(ServeError::InvalidConfig("keyed lanes must be at least 1"));
         }
         if self.batch == 0 {
             return Err(ServeError::InvalidConfig("batch must be at least 1"));
@@ -611,7 +678,7 @@ impl fmt::Debug for Served {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Served")
             .field("name", &self.name)
-            .field("settled", &self.counts.snapshot())
+            .field("settles", &self.counts.snapshot())
             .finish_non_exhaustive()
     }
 }
@@ -635,13 +702,96 @@ impl Served {
         self.stats.snapshot()
     }
 
-    /// What was settled, and how.
+    /// What was settled so far, and how.
     ///
     /// # Examples
     ///
     /// See [`WorkflowServe`].
-    pub fn settled(&self) -> ServeMetrics {
+    pub fn settles(&self) -> ServeMetrics {
         self.counts.snapshot()
+    }
+
+    /// Waits until the runner is settled: every delivery it fetched is settled and its last
+    /// fetch found nothing (which takes up to the fetch wait, 1 s by default), and returns
+    /// the settles so far. For tests and demos, instead of sleeping until a counter moves. A
+    /// delivery nak'd for a retry is the source's until it comes back, so this may resolve
+    /// between two attempts; wait for the outcome itself when retries matter. It looks
+    /// every millisecond, on tokio's clock; [`settled_within`](Self::settled_within) gives
+    /// up after a time.
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkflowServe`].
+    pub async fn settled(&self) -> ServeMetrics {
+        loop {
+            if let Some(m) = self.settled_now() {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// [`settled`](Self::settled), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Unsettled`](syncbus_core::Unsettled) when `timeout` passed first, naming the
+    /// runner with the deliveries it still had in hand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use syncbus_core::{Bus, ConsumerConfig, Envelope, Event};
+    /// use syncbus_workflow::Workflow;
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Mail { to: u64 }
+    /// # impl Event for Mail { const TYPE: &'static str = "mail.send"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let outbox = bus.consumer::<Mail>("mail.>", ConsumerConfig::default())?;
+    /// let served = wf
+    ///     .serve(outbox)
+    ///     .name("mailer")
+    ///     .fetch_wait(Duration::from_millis(20))
+    ///     .handle(|_env: Envelope<Mail>, _ctx| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok(())
+    ///     })?;
+    /// bus.publish(Mail { to: 1 }).await?;
+    /// let e = served.settled_within(Duration::from_millis(200)).await.unwrap_err();
+    /// assert!(e.to_string().contains("mailer: 0 queued, 1 running"), "{e}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn settled_within(&self, timeout: Duration) -> Result<ServeMetrics, Unsettled> {
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(m) = self.settled_now() {
+                return Ok(m);
+            }
+            if start.elapsed() >= timeout {
+                let m = self.counts.snapshot();
+                let running = m
+                    .fetched
+                    .saturating_sub(m.acked + m.nakd + m.termed + m.handed_back);
+                return Err(Unsettled::new(
+                    timeout,
+                    vec![Busy::new(self.name.as_str(), 0, running as usize)],
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn settled_now(&self) -> Option<ServeMetrics> {
+        // The idle mark first: a batch fetched after it was read counts in `fetched` below,
+        // or arrived after the moment this answers for.
+        let idle = self.counts.idle.load(SeqCst);
+        let m = self.counts.snapshot();
+        let done = m.acked + m.nakd + m.termed + m.handed_back;
+        (idle && done >= m.fetched).then_some(m)
     }
 
     /// Stops fetching, lets the handlers running now finish and settle, hands back (nak at
@@ -744,15 +894,19 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
                 }
             };
             if batch_in.is_empty() {
+                handle.counts.idle.store(true, SeqCst);
                 if source.is_closed() {
                     break;
                 }
                 continue;
             }
+            // Not idle before the batch is counted: `Served::settled` reads them the other
+            // way round.
+            handle.counts.idle.store(false, SeqCst);
             handle
                 .counts
                 .fetched
-                .fetch_add(batch_in.len() as u64, Relaxed);
+                .fetch_add(batch_in.len() as u64, SeqCst);
             if inline {
                 for d in batch_in {
                     if *stopped.borrow() {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use syncbus_envelope::{Bytes, Envelope, EventId, Payload};
 use crate::chain::{ChainNode, Chains};
 use crate::context::{Context, SubscriptionInfo};
 use crate::error::{ErrorKind, HandlerError};
-use crate::handler::{catch_panic, Handler};
+use crate::handler::{catch_panic, handler_fn, Handler};
 use crate::layer::Stack;
 use crate::layers::{
     Bucket, CircuitBreakerConfig, ConcurrencyLimitLayer, DeadLettersLayer, DedupConfig, EmitLayer,
@@ -24,14 +25,14 @@ use crate::layers::{
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
 use crate::storable::Storable;
+use crate::store::IntoArc;
 use crate::store::{
     DeadLetterFilter, DeadLetterId, DeadLetterStore, MemoryDeadLetterStore, StoreError,
     StoreErrorKind,
 };
 use crate::BoxFuture;
 
-type Runner<P> =
-    Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+type Runner<P> = Arc<dyn Fn(Envelope<P>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 pub(crate) type Redriver =
     Arc<dyn Fn(Envelope<Bytes>) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
@@ -60,10 +61,10 @@ pub(crate) type Redriver =
 ///     .name("reserve-stock")
 ///     .retry(RetryPolicy::default().max_attempts(3))
 ///     .dedup(syncbus_workflow::DedupConfig::memory(100_000))
-///     .handle(handler_fn(|env: Envelope<OrderPlaced>, _ctx| async move {
+///     .handle(|env, _ctx| async move {
 ///         println!("reserving stock for order {}", env.payload().order);
 ///         Ok::<(), HandlerError>(())
-///     }))?;
+///     })?;
 /// bus.publish(OrderPlaced { order: 1 }).await?;
 /// bus.shutdown(std::time::Duration::from_secs(1)).await;
 /// assert_eq!(sub.metrics().succeeded, 1);
@@ -99,7 +100,7 @@ impl fmt::Debug for Workflow {
 /// use syncbus_workflow::Workflow;
 /// let bus = syncbus_core::Bus::new();
 /// let wf = Workflow::builder(&bus)
-///     .dead_letters(Arc::new(MemoryDeadLetterStore::new(50_000)))
+///     .dead_letters(MemoryDeadLetterStore::new(50_000))
 ///     .chains(0) // do not retain chains
 ///     .build();
 /// assert!(wf.chains().is_none());
@@ -133,7 +134,8 @@ impl WorkflowBuilder {
     /// let wf = Workflow::builder(&bus).dead_letters(store.clone()).build();
     /// # let _ = wf;
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.dead_letters = Some(store);
         self
     }
@@ -646,16 +648,15 @@ impl Redrive {
 /// let wf = Workflow::new(&bus);
 /// let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
 /// let f = fixed.clone();
-/// let jobs = wf.subscribe::<Job>("job")?.name("jobs").no_retry().handle(handler_fn(
+/// let jobs = wf.subscribe::<Job>("job")?.name("jobs").no_retry().handle(
 ///     move |_e: Envelope<Job>, _c| {
 ///         let ok = f.load(std::sync::atomic::Ordering::SeqCst);
 ///         async move { if ok { Ok(()) } else { Err(HandlerError::permanent("bug")) } }
 ///     },
-/// ))?;
+/// )?;
 /// bus.publish(Job(1)).await?;
-/// while jobs.metrics().dead_lettered == 0 {
-///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // let it fail
-/// }
+/// bus.settled().await; // it failed and was dead-lettered
+/// assert_eq!(jobs.metrics().dead_lettered, 1);
 /// fixed.store(true, std::sync::atomic::Ordering::SeqCst); // the bug is fixed: replay
 /// let report = wf.redrive(Redrive::new(DeadLetterFilter::new().subscription("jobs"))).await?;
 /// assert_eq!((report.matched, report.succeeded, report.failed), (1, 1, 0));
@@ -977,12 +978,17 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     /// let s = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?.dead_letters(store);
     /// # Ok::<(), syncbus_core::SubscribeError>(())
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.settings.dead_letters = Some(store);
         self
     }
 
-    /// Starts the subscription with `handler` inside the stack.
+    /// Starts the subscription with the async closure `f` inside the stack: it gets the
+    /// envelope (its type is the subscription's, so it need not be spelled) and the
+    /// delivery's [`Context`], and returns `Ok(())` or a [`HandlerError`]. For a handler
+    /// that is not a closure (a [`Handler`] of your own, a `sync_handler_fn`, a stack of
+    /// layers), use [`handle_with`](Self::handle_with).
     ///
     /// # Errors
     ///
@@ -993,20 +999,55 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping { n: u64 }
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
-    /// use syncbus_core::{Envelope, SubscribeError};
-    /// use syncbus_workflow::{handler_fn, Workflow};
+    /// use syncbus_core::SubscribeError;
+    /// use syncbus_workflow::Workflow;
     /// let bus = syncbus_core::Bus::new();
     /// let wf = Workflow::new(&bus);
-    /// let ok = |_e: Envelope<Ping>, _c| async { Ok(()) };
-    /// let _sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+    /// let _sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(|env, _ctx| async move {
+    ///     println!("ping {}", env.payload().n);
+    ///     Ok(())
+    /// })?;
     /// // A second subscription of the same name is refused.
-    /// let again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok));
+    /// let again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(|_env, _ctx| async { Ok(()) });
     /// assert!(matches!(again, Err(SubscribeError::InvalidConfig(_))));
     /// # Ok(()) }
     /// ```
-    pub fn handle<H: Handler<P>>(self, handler: H) -> Result<WorkflowSubscription, SubscribeError> {
+    pub fn handle<F, Fut>(self, f: F) -> Result<WorkflowSubscription, SubscribeError>
+    where
+        F: Fn(Envelope<P>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        self.handle_with(handler_fn(f))
+    }
+
+    /// Starts the subscription with `handler` inside the stack: any [`Handler`], such as a
+    /// [`sync_handler_fn`](crate::sync_handler_fn), a type of your own or layers of your own
+    /// around one. [`handle`](Self::handle) takes a closure.
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Self::handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
+    /// use syncbus_workflow::{sync_handler_fn, Workflow};
+    /// let bus = syncbus_core::Bus::new();
+    /// let wf = Workflow::new(&bus);
+    /// let _sub = wf
+    ///     .subscribe::<Ping>("ping")?
+    ///     .handle_with(sync_handler_fn(|_env, _ctx| Ok(())))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_with<H: Handler<P>>(
+        self,
+        handler: H,
+    ) -> Result<WorkflowSubscription, SubscribeError> {
         let wf = self.wf.clone();
         let (name, info) = self.settings.info(&wf, &self.pattern);
         let dl = self.settings.dead_letters(&wf);
@@ -1029,9 +1070,13 @@ impl<P: Payload + Storable> WorkflowSubscribe<P> {
 
         // One boxed future per delivery erases the stack's type: nine layers of nested
         // futures would otherwise be part of every type the bus's worker is built from.
+        // The stack settles every outcome itself (a failure is dead-lettered, counted and
+        // logged once by its layer), so the bus's worker is handed no error to log again.
         let runner: Runner<P> = Arc::new(move |env: Envelope<P>| {
             let (s, i) = (stack.clone(), info.clone());
-            Box::pin(async move { run_one(&*s, &i, env).await })
+            Box::pin(async move {
+                let _ = run_one(&*s, &i, env).await;
+            })
         });
         let run = move |env: Envelope<P>| runner(env);
         let bus_sub = self.bus.name(name.clone());
@@ -1177,9 +1222,9 @@ pub(crate) fn redriver<P: Payload + Storable, H: Handler<P>>(
 /// let bus = syncbus_core::Bus::new();
 /// let wf = Workflow::new(&bus);
 /// let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
-/// let sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// let sub = wf.subscribe::<Ping>("ping")?.name("pinger").handle(ok)?;
 /// drop(sub); // unsubscribed: the name is free again
-/// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(handler_fn(ok))?;
+/// let _again = wf.subscribe::<Ping>("ping")?.name("pinger").handle(ok)?;
 /// # Ok(()) }
 /// ```
 ///
@@ -1193,7 +1238,7 @@ pub(crate) fn redriver<P: Payload + Storable, H: Handler<P>>(
 /// # let bus = syncbus_core::Bus::new();
 /// # let wf = syncbus_workflow::Workflow::new(&bus);
 /// # let ok = |_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) };
-/// wf.subscribe::<Ping>("ping")?.handle(syncbus_workflow::handler_fn(ok))?; // error: unused
+/// wf.subscribe::<Ping>("ping")?.handle(ok)?; // error: unused
 /// # Ok(()) }
 /// ```
 #[must_use = "dropping a WorkflowSubscription unsubscribes it at once"]
@@ -1224,7 +1269,7 @@ impl WorkflowSubscription {
     /// let bus = syncbus_core::Bus::new();
     /// let sub = syncbus_workflow::Workflow::new(&bus)
     ///     .subscribe::<Ping>("ping")?
-    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    ///     .handle(|_e, _c| async { Ok(()) })?;
     /// assert_eq!(sub.name(), "ping"); // no name given: the pattern
     /// # Ok(()) }
     /// ```
@@ -1243,7 +1288,7 @@ impl WorkflowSubscription {
     /// let bus = syncbus_core::Bus::new();
     /// let sub = syncbus_workflow::Workflow::new(&bus)
     ///     .subscribe::<Ping>("ping")?
-    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    ///     .handle(|_e, _c| async { Ok(()) })?;
     /// bus.publish(Ping).await?;
     /// bus.shutdown(std::time::Duration::from_secs(1)).await;
     /// assert_eq!((sub.metrics().succeeded, sub.metrics().attempts), (1, 1));
@@ -1264,7 +1309,7 @@ impl WorkflowSubscription {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let bus = syncbus_core::Bus::new();
     /// let sub = syncbus_workflow::Workflow::new(&bus).subscribe::<Ping>("ping")?
-    ///     .handle(syncbus_workflow::handler_fn(|_e: syncbus_core::Envelope<Ping>, _c| async { Ok(()) }))?;
+    ///     .handle(|_e, _c| async { Ok(()) })?;
     /// assert_eq!(sub.bus_metrics().pending, 0);
     /// # Ok(()) }
     /// ```

@@ -37,7 +37,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
         .handler_name("charge-card")
         .retry(quick_retry())
         .dedup(DedupConfig::memory(1000))
-        .handle(handler_fn(move |e: Envelope<Job>, _ctx| {
+        .handle(move |e: Envelope<Job>, _ctx| {
             c.fetch_add(1, SeqCst);
             s.push(e);
             let down = d.load(SeqCst);
@@ -49,7 +49,7 @@ async fn dead_letter_after_max_attempts_then_redrive_succeeds() {
                     Ok(())
                 }
             }
-        }))
+        })
         .unwrap();
     let before = Timestamp::now();
     bus.publish(Job { n: 42 }).await.unwrap();
@@ -152,7 +152,7 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
         .unwrap()
         .name("jobs")
         .no_retry()
-        .handle(handler_fn(move |_e: Envelope<Job>, _c| {
+        .handle(move |_e: Envelope<Job>, _c| {
             let down = d.load(SeqCst);
             async move {
                 if down {
@@ -161,7 +161,7 @@ async fn redrive_is_rate_limited_and_skips_unknown_subscriptions() {
                     Ok(())
                 }
             }
-        }))
+        })
         .unwrap();
     for n in 0..5 {
         bus.publish(Job { n }).await.unwrap();
@@ -221,10 +221,10 @@ async fn a_panicking_handler_is_dead_lettered_not_retried() {
     let sub = wf
         .subscribe::<Job>("test.job")
         .unwrap()
-        .handle(handler_fn(|e: Envelope<Job>, _c| async move {
+        .handle(|e: Envelope<Job>, _c| async move {
             assert!(e.payload().n != 13, "unlucky job");
             Ok(())
-        }))
+        })
         .unwrap();
     bus.publish(Job { n: 13 }).await.unwrap();
     bus.publish(Job { n: 14 }).await.unwrap();
@@ -253,13 +253,13 @@ async fn names_are_unique_within_a_workflow() {
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("a")
-        .handle(h())
+        .handle_with(h())
         .unwrap();
     assert!(wf
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("a")
-        .handle(h())
+        .handle_with(h())
         .is_err());
     assert!(wf.subscribe::<Job>("bad..pattern").is_err());
     // A subscription the bus refuses does not keep its name.
@@ -268,13 +268,13 @@ async fn names_are_unique_within_a_workflow() {
         .unwrap()
         .name("b")
         .capacity(0)
-        .handle(h());
+        .handle_with(h());
     assert!(refused.is_err());
     assert!(wf
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("b")
-        .handle(h())
+        .handle_with(h())
         .is_ok());
 }
 
@@ -296,7 +296,7 @@ async fn follow_ups_form_a_queryable_chain() {
         .subscribe::<Job>("test.job")
         .unwrap()
         .retry(RetryPolicy::default().initial(Duration::from_millis(1)))
-        .handle(handler_fn(move |_e: Envelope<Job>, ctx: Context| {
+        .handle(move |_e: Envelope<Job>, ctx: Context| {
             ctx.emit(Step(1));
             let fail = f.swap(false, SeqCst);
             async move {
@@ -306,18 +306,18 @@ async fn follow_ups_form_a_queryable_chain() {
                     Ok(())
                 }
             }
-        }))
+        })
         .unwrap();
     let steps = wf
         .subscribe::<Step>("test.step")
         .unwrap()
-        .handle(handler_fn(|e: Envelope<Step>, ctx: Context| async move {
+        .handle(|e: Envelope<Step>, ctx: Context| async move {
             if e.payload().0 == 1 {
                 ctx.emit(Step(2));
                 ctx.emit(Step(3));
             }
             Ok(())
-        }))
+        })
         .unwrap();
     let root = syncbus_core::Envelope::from_event(Job { n: 1 });
     let root_id = root.meta().id().clone();
@@ -360,7 +360,7 @@ async fn an_undecodable_dead_letter_is_kept_not_lost() {
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("jobs")
-        .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
+        .handle(|_e: Envelope<Job>, _c| async { Ok(()) })
         .unwrap();
     let meta = Metadata::new(EventType::new("test.job").unwrap())
         .with_topic(syncbus_core::Topic::from_static("test.job"));
@@ -405,10 +405,10 @@ async fn redrive_one_redrives_that_record_only() {
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("jobs")
-        .handle(handler_fn(move |_e: Envelope<Job>, _c| {
+        .handle(move |_e: Envelope<Job>, _c| {
             r.fetch_add(1, SeqCst);
             async { Ok(()) }
-        }))
+        })
         .unwrap();
     // Two records failed at the very same instant in the same subscription.
     let at = Timestamp::now();
@@ -451,7 +451,7 @@ async fn unknown_ids_and_subscriptions_are_errors() {
         .subscribe::<Job>("test.job")
         .unwrap()
         .name("jobs")
-        .handle(handler_fn(|_e: Envelope<Job>, _c| async { Ok(()) }))
+        .handle(|_e: Envelope<Job>, _c| async { Ok(()) })
         .unwrap();
     let id = syncbus_storage::DeadLetterId::new();
     assert!(matches!(

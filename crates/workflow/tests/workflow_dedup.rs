@@ -220,10 +220,10 @@ async fn a_claim_whose_holder_died_stalls_its_key_one_lease_at_most_and_shows() 
         .unwrap()
         .name("billing")
         .dedup(DedupConfig::new(store.clone()))
-        .handle(handler_fn(move |_e: Envelope<Job>, _ctx| {
+        .handle(move |_e: Envelope<Job>, _ctx| {
             r.fetch_add(1, SeqCst);
             async { Ok(()) }
-        }))
+        })
         .unwrap();
     let e = env(Job { n: 1 });
     // The dead holder's claim, with the default lease.
@@ -296,17 +296,15 @@ async fn a_handler_that_finds_its_inbox_key_done_is_a_duplicate() {
         .name("billing")
         .retry(RetryPolicy::new().max_attempts(5))
         .dedup(DedupConfig::memory(100))
-        .handle(handler_fn(
-            move |_e: Envelope<Job>, ctx: syncbus_workflow::Context| {
-                r.fetch_add(1, SeqCst);
-                let inbox = ctx.inbox().cloned();
-                *k.lock().unwrap() = inbox.as_ref().map(|i| i.key().to_string());
-                async move {
-                    let inbox = inbox.expect("no inbox entry under a dedup layer");
-                    Err(inbox.duplicate_error()).retryable()
-                }
-            },
-        ))
+        .handle(move |_e: Envelope<Job>, ctx: syncbus_workflow::Context| {
+            r.fetch_add(1, SeqCst);
+            let inbox = ctx.inbox().cloned();
+            *k.lock().unwrap() = inbox.as_ref().map(|i| i.key().to_string());
+            async move {
+                let inbox = inbox.expect("no inbox entry under a dedup layer");
+                Err(inbox.duplicate_error()).retryable()
+            }
+        })
         .unwrap();
     let e = env(Job { n: 1 });
     let id = e.meta().id().clone();

@@ -78,7 +78,7 @@ fn metrics_are_exported_with_the_subscription_label() {
 async fn each_outcome_is_counted_once() {
     use serde::{Deserialize, Serialize};
     use syncbus_core::{Bus, EntityId, Envelope, Event};
-    use syncbus_workflow::{handler_fn, DedupConfig, ResequenceConfig, Workflow};
+    use syncbus_workflow::{DedupConfig, ResequenceConfig, Workflow};
 
     #[derive(Clone, Debug, Serialize, Deserialize)]
     struct Moved {
@@ -109,7 +109,7 @@ async fn each_outcome_is_counted_once() {
         .no_retry()
         .dedup(DedupConfig::memory(100))
         .resequence(ResequenceConfig::new())
-        .handle(handler_fn(|_e: Envelope<Moved>, _c| async { Ok(()) }))
+        .handle(|_e: Envelope<Moved>, _c| async { Ok(()) })
         .unwrap();
     bus.publish(Moved { v: 1 }).await.unwrap();
     bus.publish(Moved { v: 3 }).await.unwrap(); // held

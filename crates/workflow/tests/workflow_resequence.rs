@@ -240,7 +240,7 @@ async fn a_redriven_version_moves_the_entity_on() {
                 .hold_for(Duration::from_millis(100))
                 .on_expiry(OnExpiry::DeadLetter),
         )
-        .handle(recording(log.clone()))
+        .handle_with(recording(log.clone()))
         .unwrap();
     let publish = |version| bus.publish(Change { entity: 1, version });
     publish(1).await.unwrap();

@@ -205,3 +205,52 @@ fn nonsense_settings_are_clamped_not_a_panic() {
     let d = huge.delay(1000, Duration::MAX);
     assert!(d <= Duration::from_secs(300));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_replaces_the_exponential_delays() {
+    let bus = Bus::new();
+    let times = Log::default();
+    let ms = Duration::from_millis;
+    // Hours are not capped by max_delay: a schedule means what it says.
+    let schedule = [ms(0), ms(5_000), ms(300_000), ms(36_000_000)];
+    let policy = RetryPolicy::default()
+        .schedule(schedule)
+        .jitter(Jitter::None);
+    assert_eq!(policy.attempt_limit(), 5);
+    let h = policy
+        .layer()
+        .layer(flaky(10, times.clone(), || HandlerError::retryable("down")));
+    let e = env(Job { n: 1 });
+    let err = h.call(e.clone(), ctx_for(&bus, &e)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Retryable);
+    let t = times.get();
+    assert_eq!(t.len(), 5);
+    let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, schedule);
+}
+
+proptest! {
+    /// A scheduled delay with proportional jitter stays within ±f of its entry; past the
+    /// end of the schedule the last entry repeats.
+    #[test]
+    fn scheduled_delays_stay_in_bounds(
+        delays in proptest::collection::vec(0u64..100_000_000, 1..10),
+        f in 0.0f64..=1.0,
+        n in 1u32..20,
+    ) {
+        let delays: Vec<Duration> = delays.into_iter().map(Duration::from_millis).collect();
+        let p = RetryPolicy::default().schedule(delays.clone()).jitter(Jitter::Proportional(f));
+        prop_assert_eq!(p.attempt_limit() as usize, delays.len() + 1);
+        let base = delays[(n as usize - 1).min(delays.len() - 1)];
+        prop_assert_eq!(p.base_delay(n), base);
+        let d = p.delay(n, Duration::ZERO);
+        prop_assert!(d >= base.mul_f64(1.0 - f) && d <= base.mul_f64(1.0 + f));
+    }
+}
+
+#[test]
+fn an_empty_schedule_is_one_attempt() {
+    let p = RetryPolicy::default().schedule([]);
+    assert_eq!(p.attempt_limit(), 1);
+    assert_eq!(p.base_delay(1), Duration::ZERO);
+}

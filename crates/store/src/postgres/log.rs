@@ -183,7 +183,7 @@ impl PgStore {
     ///
     /// let url = "postgres://postgres@127.0.0.1:5432/app";
     /// let store = PgStore::connect(url).await?;
-    /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
+    /// let consumer = DurableConsumer::open(store.clone(), "totals", DurableConfig::new()).await?;
     /// let (mut app, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     /// tokio::spawn(connection);
     ///

@@ -26,7 +26,8 @@
 //! business rows before it enqueues: do that, and put an entity version on events whose
 //! consumers need per-entity order (the workflow resequence layer then restores it anyway).
 
-use syncbus_envelope::{Bytes, Envelope};
+use serde::Serialize;
+use syncbus_envelope::{Bytes, Envelope, Event};
 use tokio_postgres::GenericClient;
 
 use syncbus_storage::{Outbox, OutboxRecord, StoreError, StoreFuture};
@@ -104,6 +105,49 @@ impl PgStore {
             .await
             .map_err(|e| pg_error("enqueue into the outbox", e))?;
         from_db(row.get(0))
+    }
+
+    /// Enqueues the typed `event` through `client` (normally the application's open
+    /// transaction): [`enqueue`](Self::enqueue) of its envelope, its payload as JSON, on
+    /// the event's topic.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use serde::Serialize;
+    /// use syncbus_core::Event;
+    /// use syncbus_store::{tokio_postgres, PgStore};
+    ///
+    /// #[derive(Clone, Debug, Serialize)]
+    /// struct Paid { order: u64 }
+    /// impl Event for Paid { const TYPE: &'static str = "order.paid"; }
+    ///
+    /// let url = "postgres://postgres@127.0.0.1:5432/app";
+    /// let store = PgStore::connect(url).await?;
+    /// let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    /// tokio::spawn(connection);
+    /// let tx = client.transaction().await?;
+    /// tx.execute("UPDATE orders SET status = 'paid' WHERE id = 42", &[]).await?;
+    /// store.enqueue_event(&tx, Paid { order: 42 }).await?;
+    /// tx.commit().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if the event does
+    /// not serialize, and as [`enqueue`](Self::enqueue).
+    pub async fn enqueue_event<C: GenericClient, E: Event + Serialize>(
+        &self,
+        client: &C,
+        event: E,
+    ) -> Result<u64, StoreError> {
+        let envelope = Envelope::from_event(event)
+            .to_bytes_payload()
+            .map_err(StoreError::codec)?;
+        self.enqueue(client, &envelope).await
     }
 
     /// Moves up to `max` outbox events into this database's event log, in the order

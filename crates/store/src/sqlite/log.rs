@@ -93,7 +93,7 @@ impl SqliteStore {
     /// let store = SqliteStore::open(&path).await?;
     /// let meta = Metadata::new(EventType::new("order.placed").unwrap()).with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
     /// let offset = store.append(Envelope::new(meta, Bytes::from_static(b"7"))).await?;
-    /// let consumer = DurableConsumer::open(Arc::new(store.clone()), "totals", DurableConfig::new()).await?;
+    /// let consumer = DurableConsumer::open(store.clone(), "totals", DurableConfig::new()).await?;
     /// let batch = consumer.fetch(10, std::time::Duration::ZERO).await?;
     ///
     /// let mut app = rusqlite::Connection::open(&path)?;
@@ -125,6 +125,48 @@ impl SqliteStore {
             }
         }
         advance(conn, consumer)
+    }
+
+    /// Appends `envelope` to the event log on `conn`, normally an open transaction: the
+    /// record commits or rolls back with whatever else the transaction writes (a dedup key
+    /// recorded with [`record_done`](Self::record_done), say, so an intake's "seen this
+    /// request" and "stored its event" are one fact). The database must be this store's
+    /// file. Returns the record's offset. Same semantics as [`EventLog::append`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use syncbus_core::{Bytes, Envelope, EventType, Metadata};
+    /// use syncbus_storage::{DedupKey, EventLog, InboxEntry};
+    /// use syncbus_store::{SqliteError, SqliteStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteStore::open(dir.path().join("intake.db")).await?;
+    /// let meta = Metadata::new(EventType::new("order.placed").unwrap())
+    ///     .with_topic(syncbus_envelope::Topic::from_static("orders.placed"));
+    /// let event = Envelope::new(meta, Bytes::from_static(b"{}"));
+    /// let seen = InboxEntry::new(DedupKey::new("intake:req-1")?, Duration::from_secs(3600));
+    /// let offset = store
+    ///     .transaction(move |tx| -> Result<u64, SqliteError> {
+    ///         SqliteStore::record_done(tx, &seen)?; // fails for a request seen before
+    ///         SqliteStore::append_in(tx, &event)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.head().await?, Some(offset));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if the envelope
+    /// cannot be encoded, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend)
+    /// for SQLite errors (a missing schema among them).
+    pub fn append_in(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
+        let blob = encode(envelope)?;
+        insert(conn, &blob, now_nanos())
     }
 }
 

@@ -12,12 +12,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
-use syncbus_envelope::{Binary, Bytes, Envelope, Limits, Timestamp};
+use serde::Serialize;
+use syncbus_envelope::{Binary, Bytes, Envelope, Event, Limits, Timestamp};
 use tokio::sync::oneshot;
 
 use syncbus_core::NameKind;
 use syncbus_storage::check_name;
-use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreFuture};
+use syncbus_storage::{Checkpoints, Outbox, OutboxRecord, StoreError, StoreErrorKind, StoreFuture};
 
 /// When SQLite considers a commit done.
 ///
@@ -214,6 +215,7 @@ impl SqliteStore {
     ///
     /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) for a file that is not an SQLite database or is corrupt,
     /// [`StoreErrorKind::Incompatible`](syncbus_storage::StoreErrorKind::Incompatible) for a store written by a newer syncbus,
+    /// [`StoreErrorKind::Invalid`](syncbus_storage::StoreErrorKind::Invalid) if the file's folder does not exist (named in the message),
     /// [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) if the file cannot be opened or migrated.
     ///
     /// ```
@@ -390,6 +392,95 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f` in one transaction on the store's connection thread: committed when `f`
+    /// returns `Ok`, rolled back when it returns `Err` (or panics). The error is the
+    /// application's own type `E`, which only has to take in a [`SqliteError`] (so `?` works
+    /// on SQLite and store calls inside `f` through a `From<rusqlite::Error>` too), so an
+    /// application error comes back as itself, not wrapped in a store error. The
+    /// transaction is `IMMEDIATE`: it takes the write lock first, so it never fails half way
+    /// for a lock another writer took.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use serde::Serialize;
+    /// use syncbus_core::Event;
+    /// use syncbus_store::{rusqlite, SqliteError, SqliteStore};
+    ///
+    /// #[derive(Clone, Debug, Serialize)]
+    /// struct Reserved { sku: String }
+    /// impl Event for Reserved { const TYPE: &'static str = "stock.reserved"; }
+    ///
+    /// #[derive(Debug)]
+    /// enum ShopError { OutOfStock(String), Db(SqliteError) }
+    /// impl From<SqliteError> for ShopError {
+    ///     fn from(e: SqliteError) -> Self { ShopError::Db(e) }
+    /// }
+    /// impl From<rusqlite::Error> for ShopError {
+    ///     fn from(e: rusqlite::Error) -> Self { ShopError::Db(e.into()) }
+    /// }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteStore::open(dir.path().join("shop.db")).await?;
+    /// store.with_connection(|conn| {
+    ///     conn.execute_batch("CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER);
+    ///                         INSERT INTO stock VALUES ('A-1', 1)")?;
+    ///     Ok(())
+    /// }).await?;
+    /// let reserve = |sku: &'static str| {
+    ///     store.transaction(move |tx| -> Result<(), ShopError> {
+    ///         let n = tx.execute("UPDATE stock SET qty = qty - 1 WHERE sku = ?1 AND qty > 0", [sku])?;
+    ///         if n == 0 {
+    ///             return Err(ShopError::OutOfStock(sku.into())); // rolled back
+    ///         }
+    ///         SqliteStore::enqueue_event(tx, Reserved { sku: sku.into() })?;
+    ///         Ok(())
+    ///     })
+    /// };
+    /// reserve("A-1").await.unwrap();
+    /// assert!(matches!(reserve("A-1").await, Err(ShopError::OutOfStock(s)) if s == "A-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns; a [`SqliteError`] converted into `E` when the transaction cannot
+    /// begin or commit, or when the connection thread is gone (`f` panicked, or the store
+    /// closed).
+    ///
+    /// # Cancel safety
+    ///
+    /// `f` runs to completion, and commits or rolls back, even if the future is dropped.
+    pub fn transaction<T, E, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, E>> + Send + 'static
+    where
+        T: Send + 'static,
+        E: From<SqliteError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.inner.jobs.send(Box::new(move |conn: &mut Connection| {
+            let run = || -> Result<T, E> {
+                let t = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| E::from(e.into()))?;
+                let value = f(&t)?;
+                t.commit().map_err(|e| E::from(e.into()))?;
+                Ok(value)
+            };
+            let _ = tx.send(run());
+        }));
+        async move {
+            let gone = || E::from(SqliteError::Store(StoreError::closed()));
+            sent.map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())?
+        }
+    }
+
     /// Enqueues an outbox event on `conn`, which is normally the application's open
     /// transaction (a `rusqlite::Transaction` derefs to a `Connection`): the event commits or
     /// rolls back with the business write. The database must have been opened once as an
@@ -427,14 +518,56 @@ impl SqliteStore {
     /// publish it), [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if it cannot be encoded, [`StoreErrorKind::Backend`](syncbus_storage::StoreErrorKind::Backend) for
     /// SQLite errors (a missing schema among them).
     pub fn enqueue(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
-        syncbus_storage::check_outbox_topic(envelope)?;
-        let blob = Binary::encode(envelope).map_err(StoreError::codec)?;
-        let mut stmt = conn
-            .prepare_cached("INSERT INTO syncbus_outbox (enqueued_at, envelope) VALUES (?1, ?2)")?;
-        stmt.execute((Timestamp::now().as_unix_nanos(), blob))?;
-        Ok(conn.last_insert_rowid() as u64)
+        enqueue_bytes(conn, envelope)
     }
 
+    /// Enqueues the typed `event` on `conn` (normally the application's open transaction):
+    /// [`enqueue`](Self::enqueue) of its envelope, its payload as JSON, on the event's topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use serde::Serialize;
+    /// use syncbus_core::Event;
+    /// use syncbus_storage::Outbox;
+    /// use syncbus_store::SqliteStore;
+    ///
+    /// #[derive(Clone, Debug, Serialize)]
+    /// struct Renamed { user: u64 }
+    /// impl Event for Renamed { const TYPE: &'static str = "user.renamed"; }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SqliteStore::open(dir.path().join("app.db")).await?;
+    /// store
+    ///     .with_connection(|conn| {
+    ///         let tx = conn.transaction()?;
+    ///         SqliteStore::enqueue_event(&tx, Renamed { user: 7 })?;
+    ///         tx.commit()?;
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.pending(10).await?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Corrupt`](syncbus_storage::StoreErrorKind::Corrupt) if the event does
+    /// not serialize, and as [`enqueue`](Self::enqueue).
+    pub fn enqueue_event<E: Event + Serialize>(
+        conn: &Connection,
+        event: E,
+    ) -> Result<u64, SqliteError> {
+        let envelope = Envelope::from_event(event)
+            .to_bytes_payload()
+            .map_err(StoreError::codec)?;
+        enqueue_bytes(conn, &envelope)
+    }
+}
+
+impl SqliteStore {
     /// Moves up to `max` outbox events into this database's event log, in commit order, in
     /// one transaction: each event is appended to the log and deleted from the outbox
     /// together, or neither happens. Returns how many moved; call it until it returns 0 to
@@ -603,6 +736,19 @@ fn retry_busy<T>(
 }
 
 fn open_connection(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreError> {
+    // SQLite would say "unable to open database file": say which folder is missing.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !folder.is_dir() {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                format!(
+                    "cannot create store file {}: the folder {} does not exist",
+                    path.display(),
+                    folder.display()
+                ),
+            ));
+        }
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -726,4 +872,13 @@ impl Outbox for SqliteStore {
             Ok(())
         })
     }
+}
+
+fn enqueue_bytes(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
+    syncbus_storage::check_outbox_topic(envelope)?;
+    let blob = Binary::encode(envelope).map_err(StoreError::codec)?;
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO syncbus_outbox (enqueued_at, envelope) VALUES (?1, ?2)")?;
+    stmt.execute((Timestamp::now().as_unix_nanos(), blob))?;
+    Ok(conn.last_insert_rowid() as u64)
 }

@@ -10,6 +10,7 @@ use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
 use crate::storable::Storable;
+use crate::store::IntoArc;
 use crate::store::{DeadLetterRecord, DeadLetterStore};
 
 /// Makes [`DeadLetters`] handlers.
@@ -20,7 +21,7 @@ use crate::store::{DeadLetterRecord, DeadLetterStore};
 /// use std::sync::Arc;
 /// use syncbus_workflow::DeadLettersLayer;
 /// use syncbus_storage::MemoryDeadLetterStore;
-/// let layer = DeadLettersLayer::new(Arc::new(MemoryDeadLetterStore::new(10_000)));
+/// let layer = DeadLettersLayer::new(MemoryDeadLetterStore::new(10_000));
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
@@ -48,7 +49,8 @@ impl DeadLettersLayer {
     /// # let _ = layer;
     /// assert!(store.is_empty());
     /// ```
-    pub fn new(store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn new(store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         DeadLettersLayer { store }
     }
 }

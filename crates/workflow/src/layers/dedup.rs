@@ -14,6 +14,7 @@ use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
+use crate::store::IntoArc;
 use crate::store::{Claim, DedupKey, DedupStore, InboxEntry, MemoryDedupStore, Outcome};
 
 type KeyFn = Arc<dyn Fn(&Metadata) -> Option<DedupKey> + Send + Sync>;
@@ -94,12 +95,12 @@ impl DedupConfig {
     /// use std::sync::Arc;
     /// use syncbus_workflow::DedupConfig;
     /// use syncbus_storage::MemoryDedupStore;
-    /// let d = DedupConfig::new(Arc::new(MemoryDedupStore::new(10_000)));
+    /// let d = DedupConfig::new(MemoryDedupStore::new(10_000));
     /// # let _ = d;
     /// ```
-    pub fn new(store: Arc<dyn DedupStore>) -> DedupConfig {
+    pub fn new(store: impl IntoArc<dyn DedupStore>) -> DedupConfig {
         DedupConfig {
-            store,
+            store: store.into_arc(),
             key: None,
             ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(30),
@@ -116,7 +117,7 @@ impl DedupConfig {
     /// # let _ = dedup;
     /// ```
     pub fn memory(capacity: usize) -> DedupConfig {
-        DedupConfig::new(Arc::new(MemoryDedupStore::new(capacity)))
+        DedupConfig::new(MemoryDedupStore::new(capacity))
     }
 
     /// Derives the key from the metadata; `None` lets the event through without dedup.

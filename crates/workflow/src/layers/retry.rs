@@ -62,6 +62,8 @@ pub struct RetryPolicy {
     max_attempts: u32,
     max_elapsed: Option<Duration>,
     jitter: Jitter,
+    /// Fixed delays before each retry, replacing the exponential ones when set.
+    schedule: Option<std::sync::Arc<[Duration]>>,
 }
 
 impl Default for RetryPolicy {
@@ -73,6 +75,7 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             max_elapsed: None,
             jitter: Jitter::Proportional(0.5),
+            schedule: None,
         }
     }
 }
@@ -98,6 +101,51 @@ impl RetryPolicy {
     /// ```
     pub fn never() -> Self {
         Self::default().max_attempts(1)
+    }
+
+    /// Retries on a fixed schedule instead of exponential backoff: `delays[i]` is the delay
+    /// before retry `i + 1`, and there are `delays.len() + 1` attempts in all (set
+    /// [`max_attempts`](Self::max_attempts) after this to stop earlier). Jitter still
+    /// applies; `max_delay` does not cap a scheduled delay (a schedule of hours means hours).
+    /// An empty schedule means one attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use syncbus_workflow::{Jitter, RetryPolicy};
+    /// let secs = Duration::from_secs;
+    /// // Svix's schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, ...
+    /// let p = RetryPolicy::new()
+    ///     .schedule([secs(5), secs(300), secs(1800), secs(7200)])
+    ///     .jitter(Jitter::None);
+    /// assert_eq!(p.attempt_limit(), 5);
+    /// assert_eq!(p.base_delay(1), secs(5));
+    /// assert_eq!(p.base_delay(4), secs(7200));
+    /// assert_eq!(p.delay(2, Duration::ZERO), secs(300));
+    /// ```
+    pub fn schedule(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        let delays: std::sync::Arc<[Duration]> = delays.into_iter().collect();
+        self.max_attempts = u32::try_from(delays.len())
+            .unwrap_or(u32::MAX - 1)
+            .saturating_add(1);
+        self.schedule = Some(delays);
+        self
+    }
+
+    /// The fixed retry delays set by [`schedule`](Self::schedule), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use syncbus_workflow::RetryPolicy;
+    /// assert!(RetryPolicy::new().scheduled().is_none());
+    /// let p = RetryPolicy::new().schedule([Duration::from_secs(1)]);
+    /// assert_eq!(p.scheduled(), Some(&[Duration::from_secs(1)][..]));
+    /// ```
+    pub fn scheduled(&self) -> Option<&[Duration]> {
+        self.schedule.as_deref()
     }
 
     /// The delay before the first retry.
@@ -213,6 +261,14 @@ impl RetryPolicy {
     /// assert_eq!(p.base_delay(4), Duration::from_millis(800));
     /// ```
     pub fn base_delay(&self, n: u32) -> Duration {
+        if let Some(schedule) = &self.schedule {
+            let i = usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX);
+            return schedule
+                .get(i)
+                .or(schedule.last())
+                .copied()
+                .unwrap_or(Duration::ZERO);
+        }
         let exp = self.multiplier.powi(n.saturating_sub(1).min(1024) as i32);
         let secs = self.initial.as_secs_f64() * exp;
         if !secs.is_finite() || secs >= self.max_delay.as_secs_f64() {
@@ -235,7 +291,12 @@ impl RetryPolicy {
     /// ```
     pub fn bounds(&self, n: u32, previous: Duration) -> (Duration, Duration) {
         let base = self.base_delay(n);
-        let cap = |d: Duration| d.min(self.max_delay);
+        let max = if self.schedule.is_some() {
+            Duration::MAX
+        } else {
+            self.max_delay
+        };
+        let cap = |d: Duration| d.min(max);
         match self.jitter {
             Jitter::None => (base, base),
             Jitter::Proportional(f) => (base.mul_f64(1.0 - f), cap(base.mul_f64(1.0 + f))),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::DeadLetterStore;
+use crate::store::IntoArc;
 
 /// What happens when a held event's gap does not fill in time (or too many are held).
 ///
@@ -197,10 +198,11 @@ impl ResequenceConfig {
     /// ```
     /// use std::sync::Arc;
     /// let o = syncbus_workflow::ResequenceConfig::new()
-    ///     .dead_letters(Arc::new(syncbus_storage::MemoryDeadLetterStore::new(1000)));
+    ///     .dead_letters(syncbus_storage::MemoryDeadLetterStore::new(1000));
     /// # let _ = o;
     /// ```
-    pub fn dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+    pub fn dead_letters(mut self, store: impl IntoArc<dyn DeadLetterStore>) -> Self {
+        let store = store.into_arc();
         self.dead_letters = Some(store);
         self
     }

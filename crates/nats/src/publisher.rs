@@ -1,0 +1,261 @@
+//! Publishing envelopes to JetStream: a publish counts once its PubAck is in.
+//!
+//! async-nats returns `Ok` from a publish while it is disconnected: the message only went
+//! into the client's buffer. So [`NatsPublisher::publish`] never counts that: it waits for
+//! the PubAck, and when none comes in `publish_timeout` it sends the same message again with
+//! the same `Nats-Msg-Id` (the stream's duplicate window drops a second copy) until the
+//! retry span runs out. Publishes in flight are bounded by the publish buffer; past it the
+//! overflow policy applies.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind as NatsKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::Context;
+use syncbus_core::Overflow;
+use syncbus_envelope::{Bytes, Envelope};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::{Codec, NatsConfig};
+use crate::error::{PublishError, PublishErrorKind};
+use crate::subject::subject_for;
+use crate::wire;
+
+/// What the stream said about a publish.
+///
+/// # Examples
+///
+/// See [`NatsPublisher::publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The stream's sequence number of the message.
+    pub sequence: u64,
+    /// The stream had this event id already (inside its duplicate window): nothing new was
+    /// stored.
+    pub duplicate: bool,
+}
+
+struct Inner {
+    js: Context,
+    root: String,
+    codec: Codec,
+    entity_in_subject: bool,
+    overflow: Overflow,
+    buffer: Arc<Semaphore>,
+    size: usize,
+    timeout: Duration,
+    span: Duration,
+}
+
+/// Publishes envelopes to the bridge's stream. Cheap to clone; clones share the buffer.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use syncbus_envelope::{Bytes, Envelope, EventType, Metadata, Topic};
+/// use syncbus_nats::{NatsBridge, NatsConfig};
+///
+/// let bridge = NatsBridge::connect(NatsConfig::new("nats://127.0.0.1:4222", "ORDERS")).await?;
+/// let publisher = bridge.publisher();
+/// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(Topic::from_static("orders.placed"));
+/// let env = Envelope::new(meta, Bytes::from_static(b"{}"));
+/// let first = publisher.publish(env.clone()).await?;
+/// let again = publisher.publish(env).await?; // the same event id
+/// assert!(again.duplicate);
+/// assert_eq!(first.sequence, again.sequence);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct NatsPublisher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NatsPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsPublisher")
+            .field("root", &self.inner.root)
+            .field("codec", &self.inner.codec)
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsPublisher {
+    pub(crate) fn new(js: Context, config: &NatsConfig) -> NatsPublisher {
+        NatsPublisher {
+            inner: Arc::new(Inner {
+                js,
+                root: config.subject_root().to_owned(),
+                codec: config.codec,
+                entity_in_subject: config.entity_in_subject,
+                overflow: config.overflow,
+                buffer: Arc::new(Semaphore::new(config.publish_buffer)),
+                size: config.publish_buffer,
+                timeout: config.publish_timeout,
+                span: config.publish_retry_span,
+            }),
+        }
+    }
+
+    /// Publishes `env` on `<root>.<topic>[.<entity>]` with `Nats-Msg-Id` = its event id and
+    /// returns once the stream acknowledged it.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishErrorKind::Encode`] for an envelope without a topic or that the codec cannot
+    /// write, [`PublishErrorKind::Full`] when the buffer is full and the policy is
+    /// `Reject`, [`PublishErrorKind::Rejected`] when the server refuses it,
+    /// [`PublishErrorKind::NoAck`] when no PubAck came within the retry span. Each hands the
+    /// envelope back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may leave the message in the stream or not; publishing the same
+    /// envelope again is safe (deduplicated by event id within the duplicate window).
+    ///
+    /// # Examples
+    ///
+    /// See [`NatsPublisher`].
+    pub async fn publish(&self, env: Envelope<Bytes>) -> Result<Published, PublishError> {
+        let inner = &*self.inner;
+        let subject = match subject_for(&inner.root, &env, inner.entity_in_subject) {
+            Ok(s) => s,
+            Err(m) => return Err(PublishError::new(PublishErrorKind::Encode, m, env)),
+        };
+        let (headers, body) = match wire::encode(&env, inner.codec) {
+            Ok(x) => x,
+            Err(m) => return Err(PublishError::new(PublishErrorKind::Encode, m, env)),
+        };
+        let _permit = match inner.overflow {
+            Overflow::Reject => match inner.buffer.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    metrics::counter!("syncbus_nats_publish_full_total").increment(1);
+                    return Err(PublishError::new(
+                        PublishErrorKind::Full,
+                        "the publish buffer is full",
+                        env,
+                    ));
+                }
+            },
+            _ => match inner.buffer.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => {
+                    return Err(PublishError::new(
+                        PublishErrorKind::Closed,
+                        "the publisher is closed",
+                        env,
+                    ))
+                }
+            },
+        };
+        let deadline = Instant::now() + inner.span;
+        let mut pause = Duration::from_millis(50);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let message = PublishMessage::build()
+                .payload(body.clone())
+                .headers(headers.clone());
+            let attempt = async {
+                let ack = inner
+                    .js
+                    .send_publish(subject.clone(), message)
+                    .await?
+                    .into_future()
+                    .await?;
+                Ok::<_, async_nats::jetstream::context::PublishError>(ack)
+            };
+            let error = match tokio::time::timeout(inner.timeout, attempt).await {
+                Ok(Ok(ack)) => {
+                    metrics::counter!("syncbus_nats_published_total").increment(1);
+                    return Ok(Published {
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
+                Ok(Err(e)) => match e.kind() {
+                    // No ack yet, the connection dropped, or JetStream is not answering on the
+                    // subject while a server restarts: try again with the same id.
+                    NatsKind::TimedOut | NatsKind::BrokenPipe | NatsKind::StreamNotFound => {
+                        e.to_string()
+                    }
+                    _ => {
+                        metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
+                        return Err(PublishError::new(
+                            PublishErrorKind::Rejected,
+                            format!("the server refused it: {e}"),
+                            env,
+                        )
+                        .with_source(e));
+                    }
+                },
+                Err(_) => format!("no PubAck within {:?}", inner.timeout),
+            };
+            let now = Instant::now();
+            if now + pause >= deadline {
+                metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
+                return Err(PublishError::new(
+                    PublishErrorKind::NoAck,
+                    format!("no PubAck after {tries} tries in {:?}: {error}", inner.span),
+                    env,
+                ));
+            }
+            metrics::counter!("syncbus_nats_publish_retries_total").increment(1);
+            tracing::debug!(event = %env.id(), tries, %error, "nats publish: retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Publishes every envelope with the sends pipelined (up to the publish buffer in flight)
+    /// and returns each outcome in input order, once every PubAck is in or given up. Messages
+    /// go out in input order; a retried one may land after later ones.
+    ///
+    /// # Errors
+    ///
+    /// Each element as [`publish`](Self::publish).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use syncbus_envelope::{Bytes, Envelope, EventType, Metadata, Topic};
+    /// use syncbus_nats::{NatsBridge, NatsConfig};
+    /// let bridge = NatsBridge::connect(NatsConfig::new("nats://127.0.0.1:4222", "ORDERS")).await?;
+    /// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(Topic::from_static("orders.placed"));
+    /// let batch: Vec<_> = (0..100).map(|_| Envelope::new(meta.clone().with_id(Default::default()), Bytes::new())).collect();
+    /// let outcomes = bridge.publisher().publish_all(batch).await;
+    /// assert!(outcomes.iter().all(|o| o.is_ok()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_all(
+        &self,
+        envelopes: impl IntoIterator<Item = Envelope<Bytes>>,
+    ) -> Vec<Result<Published, PublishError>> {
+        let all: futures_util::stream::FuturesOrdered<_> =
+            envelopes.into_iter().map(|env| self.publish(env)).collect();
+        futures_util::StreamExt::collect(all).await
+    }
+
+    /// Publishes sent and not yet acknowledged.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use syncbus_nats::{NatsBridge, NatsConfig};
+    /// let bridge = NatsBridge::connect(NatsConfig::new("nats://127.0.0.1:4222", "ORDERS")).await?;
+    /// assert_eq!(bridge.publisher().in_flight(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        // The semaphore starts at the buffer size; permits out are publishes in flight.
+        self.inner.size - self.inner.buffer.available_permits()
+    }
+}
