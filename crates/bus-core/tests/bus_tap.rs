@@ -809,3 +809,32 @@ fn encoding_happens_only_for_a_tap_and_on_its_worker_never_on_the_publisher() {
     bus.blocking_publish(Traced(11)).unwrap();
     assert_eq!(ENCODED_ON.lock().unwrap()[1], publisher);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_waits_for_a_queued_tap_and_names_it_when_it_does_not_settle() {
+    let bus = Bus::new();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let _tap = bus
+        .tap(">")
+        .unwrap()
+        .name("slow-audit")
+        .queued(move |_| {
+            std::thread::sleep(Duration::from_millis(5));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    for order in 0..20 {
+        bus.publish(Paid { order, cents: 0 }).await.unwrap();
+    }
+    let unsettled = bus
+        .settled_within(Duration::from_millis(1))
+        .await
+        .unwrap_err();
+    assert!(
+        unsettled.busy().iter().any(|b| b.name == "slow-audit"),
+        "{unsettled}"
+    );
+    bus.settled_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(handled.load(Ordering::SeqCst), 20);
+}
