@@ -98,7 +98,11 @@ async fn inbox_crash_child() {
         })
         .unwrap();
     // Done when the last record of the log is acked (offsets are the log's, not 0..EVENTS).
-    let last = store.head().await.unwrap().expect("the log holds the events");
+    let last = store
+        .head()
+        .await
+        .unwrap()
+        .expect("the log holds the events");
     loop {
         let committed = store.committed(CONSUMER).await.unwrap();
         if committed.is_some_and(|c| c >= last) {
