@@ -17,6 +17,11 @@
 //!   as seen, and reported). Throughput counts published events, not deliveries.
 //! - `keyed_lanes`: a keyed subscription with 2 lanes over 64 entities vs two crossbeam
 //!   channels picked by hashing the key.
+//! - `tap_1to2`: what a tap costs beside a queued subscription: one queued subscription
+//!   plus a queued tap on `>`, whose worker encodes each event to JSON through
+//!   `Event::encode` (`_tap_json`) or gets a type that does not encode (`_tap_no_payload`:
+//!   the tap's own cost, a box per event, without a serializer), vs plus a second queued
+//!   subscription (`fanout_1to2`'s shape) vs two crossbeam channels.
 
 use std::hash::BuildHasher;
 use std::hint::black_box;
@@ -28,17 +33,33 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use criterion::{measurement::WallTime, Throughput};
-use syncbus::{Bus, EntityId, Event, Overflow, Subscription};
+use syncbus::{Bus, EncodeError, Encoded, EntityId, Event, Overflow, Subscription};
 
 const CAPACITY: usize = 1024;
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize)]
 struct Ev {
     seq: u64,
     a: u64,
 }
 
 impl Event for Ev {
+    const TYPE: &'static str = "bench.ev";
+    // Only taps call it: every other group here never encodes.
+    fn encode(&self) -> Option<Result<Encoded, EncodeError>> {
+        Some(Encoded::json(self))
+    }
+}
+
+/// The same shape without `Event::encode`: a tap sees it with its metadata and no payload,
+/// so a tap's cost without the serializer shows.
+#[derive(Clone)]
+struct Plain {
+    seq: u64,
+    a: u64,
+}
+
+impl Event for Plain {
     const TYPE: &'static str = "bench.ev";
 }
 
@@ -522,12 +543,121 @@ fn keyed_lanes(c: &mut Criterion) {
     group.finish();
 }
 
+fn tap_1to2(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tap_1to2");
+    configure(&mut group);
+
+    {
+        let bus = Bus::new();
+        let counts = [counter(), counter()];
+        let sub = queued_sub(&bus, &counts[0]);
+        let t = counts[1].clone();
+        let tap = bus
+            .tap(">")
+            .expect("valid pattern")
+            .capacity(CAPACITY)
+            .overflow(Overflow::Block)
+            .queued(move |tapped| {
+                let bytes = tapped.payload().bytes().expect("encodes");
+                consume(&t, bytes.len() as u64, 1);
+            })
+            .expect("tap");
+        group.bench_function("syncbus_queued_and_tap_json", |b| {
+            b.iter_custom(|iters| {
+                measure(iters, &counts, |ev| {
+                    bus.blocking_publish(ev).expect("publish");
+                })
+            })
+        });
+        finish(vec![sub, tap]);
+    }
+
+    {
+        let bus = Bus::new();
+        let counts = [counter(), counter()];
+        let c = counts[0].clone();
+        let sub = bus
+            .subscribe::<Plain>("bench.ev")
+            .expect("valid pattern")
+            .capacity(CAPACITY)
+            .overflow(Overflow::Block)
+            .queued(move |env| consume(&c, env.payload().seq, env.payload().a))
+            .expect("subscribe");
+        let t = counts[1].clone();
+        let tap = bus
+            .tap(">")
+            .expect("valid pattern")
+            .capacity(CAPACITY)
+            .overflow(Overflow::Block)
+            .queued(move |tapped| {
+                assert!(tapped.payload().bytes().is_none());
+                consume(&t, tapped.meta().version().unwrap_or(0), 1);
+            })
+            .expect("tap");
+        group.bench_function("syncbus_queued_and_tap_no_payload", |b| {
+            b.iter_custom(|iters| {
+                measure(iters, &counts, |ev| {
+                    let ev = Plain {
+                        seq: ev.seq,
+                        a: ev.a,
+                    };
+                    bus.blocking_publish(ev).expect("publish");
+                })
+            })
+        });
+        finish(vec![sub, tap]);
+    }
+
+    {
+        let bus = Bus::new();
+        let counts = [counter(), counter()];
+        let subs = counts.iter().map(|c| queued_sub(&bus, c)).collect();
+        group.bench_function("syncbus_queued_and_queued", |b| {
+            b.iter_custom(|iters| {
+                measure(iters, &counts, |ev| {
+                    bus.blocking_publish(ev).expect("publish");
+                })
+            })
+        });
+        finish(subs);
+    }
+
+    {
+        let counts = [counter(), counter()];
+        let mut txs = Vec::new();
+        let mut threads = Vec::new();
+        for c in &counts {
+            let (tx, rx) = crossbeam_channel::bounded::<Ev>(CAPACITY);
+            let c = c.clone();
+            txs.push(tx);
+            threads.push(spawn_consumer(move || {
+                for ev in rx {
+                    consume(&c, ev.seq, ev.a);
+                }
+            }));
+        }
+        group.bench_function("crossbeam_channel_per_consumer", |b| {
+            b.iter_custom(|iters| {
+                measure(iters, &counts, |ev| {
+                    txs[0].send(ev.clone()).unwrap();
+                    txs[1].send(ev).unwrap();
+                })
+            })
+        });
+        drop(txs);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    group.finish();
+}
+
 criterion_group!(
     benches,
     queued_1to1,
     async_1to1,
     fanout_1to2,
     fanout_1to4,
-    keyed_lanes
+    keyed_lanes,
+    tap_1to2
 );
 criterion_main!(benches);

@@ -27,6 +27,7 @@
 //! | topics | [`Topic`], [`Pattern`] (`*` one token, `>` the rest) |
 //! | publish | [`Bus::publish`] (awaits), [`Bus::try_publish`] (never waits), [`Bus::blocking_publish`] (blocks the thread), [`Publisher`] |
 //! | push | [`Bus::subscribe`]: inline, queued (threads or tasks), keyed lanes; [`Overflow`] |
+//! | taps | [`Bus::tap`]: every event on a pattern whatever its payload type, as [`Tapped`] (metadata always, the payload as bytes where [`Event::encode`] gives it), for audit logs, log feeds and debugging |
 //! | pull | [`Bus::consumer`]: fetch, ack, nak (with a delay), term, in progress, dead letters |
 //! | lifecycle | [`Bus::shutdown`] (or [`Bus::blocking_shutdown`]) with a [`ShutdownReport`]; [`Bus::metrics`] |
 //! | handlers | [`Handler`], [`handler_fn`], [`sync_handler_fn`], [`Context`] (follow-up events), [`HandlerError`] |
@@ -53,12 +54,12 @@ pub use syncbus_core::{
     AckError, Bus, BusMetrics, Busy, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason,
     Delivery, HandlerFailure, HandlerResult, Overflow, PartialPublish, PublishError, Publisher,
     Settle, ShutdownReport, Source, SubscribeBuilder, SubscribeError, Subscription,
-    SubscriptionMetrics, Undelivered, Unsettled,
+    SubscriptionMetrics, TapBuilder, TapPayload, Tapped, Undelivered, Unsettled,
 };
 pub use syncbus_envelope::{
-    Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, EntityId, Envelope, Event, EventId,
-    EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason, Pattern,
-    Payload, SmolStr, TimeError, Timestamp, ToEntityId, Topic,
+    Binary, Bytes, CloudEventsJson, DecodeError, EncodeError, Encoded, EntityId, Envelope, Event,
+    EventId, EventType, HeaderError, Headers, Limits, Metadata, NameError, NameKind, NameReason,
+    Pattern, Payload, SmolStr, TimeError, Timestamp, ToEntityId, Topic,
 };
 
 // The derive lives in the macro namespace, beside the trait of the same name: `use

@@ -17,6 +17,7 @@ use crate::settled::Unsettled;
 use crate::shutdown::{self, ShutdownReport};
 use crate::sink::{Pack, Wait};
 use crate::subscription::SubscribeBuilder;
+use crate::tap::TapBuilder;
 
 /// An in-process event bus. Cheap to clone: clones share one bus.
 ///
@@ -379,8 +380,17 @@ impl Bus {
             None => return Err(no_topic(envelope)),
             Some(topic) => self.hub.router.with_topic_route(topic, |r| r.cloned()),
         };
-        let Some(group) = route.as_deref().and_then(|r| r.group::<P>()) else {
-            return unrouted(&self.hub).map_err(|refused| refused.error(envelope));
+        let taps;
+        let group = match route.as_deref().map(|r| (r, r.group::<P>())) {
+            Some((_, Some(group))) => group,
+            Some((r, None)) => match r.taps_only::<P>() {
+                Some(group) => {
+                    taps = group;
+                    &taps
+                }
+                None => return unrouted(&self.hub).map_err(|refused| refused.error(envelope)),
+            },
+            None => return unrouted(&self.hub).map_err(|refused| refused.error(envelope)),
         };
         let mut slot = Some(envelope);
         match (
@@ -459,8 +469,14 @@ impl Bus {
         };
         let mut slot = Some(envelope);
         let routed = self.hub.router.with_topic_route(&topic, |route| {
-            match route.and_then(|r| r.group::<P>()) {
-                Some(group) => dispatch(&self.hub, group, &mut slot, Pack::Whole, wait, None),
+            match route.map(|r| (r, r.group::<P>())) {
+                Some((_, Some(group))) => {
+                    dispatch(&self.hub, group, &mut slot, Pack::Whole, wait, None)
+                }
+                Some((r, None)) => match r.taps_only::<P>() {
+                    Some(taps) => dispatch(&self.hub, &taps, &mut slot, Pack::Whole, wait, None),
+                    None => unrouted(&self.hub),
+                },
                 None => unrouted(&self.hub),
             }
         });
@@ -522,6 +538,58 @@ impl Bus {
             return Err(SubscribeError::Closed);
         }
         Ok(SubscribeBuilder::new(self.hub.clone(), pattern))
+    }
+
+    /// Starts a tap on `pattern`: a subscription that sees every event on a matching topic
+    /// whatever its payload type, typed or bytes, with its full metadata and its payload as
+    /// bytes where it encodes (see [`Tapped`](crate::Tapped)). For audit logs, log feeds and
+    /// debugging. The builder chooses inline or queued delivery, as
+    /// [`subscribe`](Self::subscribe)'s does.
+    ///
+    /// A tap costs typed dispatch nothing where it does not match: encoding happens only
+    /// for events it takes, on its worker. A tap only observes unless made a
+    /// [`receiver`](crate::TapBuilder::receiver): it is not counted in a publish's `Ok(n)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use syncbus_core::{Bus, Bytes, Encoded, EncodeError, Envelope, Event, EventType, Metadata, Topic};
+    ///
+    /// #[derive(Clone, serde::Serialize)]
+    /// struct Placed { order: u64 }
+    /// impl Event for Placed {
+    ///     const TYPE: &'static str = "order.placed";
+    ///     const TOPIC: &'static str = "orders.placed";
+    ///     fn encode(&self) -> Option<Result<Encoded, EncodeError>> { Some(Encoded::json(self)) }
+    /// }
+    ///
+    /// let bus = Bus::new();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// let _audit = bus.tap("orders.>")?.name("audit").inline(move |t| {
+    ///     let payload = t.payload().bytes().map(|b| b.to_vec());
+    ///     s.lock().unwrap().push((t.meta().event_type().to_string(), payload));
+    /// })?;
+    /// bus.blocking_publish(Placed { order: 7 })?; // typed
+    /// let meta = Metadata::new(EventType::new("order.paid")?).with_topic(Topic::new("orders.paid")?);
+    /// bus.blocking_publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}")))?; // bytes
+    /// assert_eq!(*seen.lock().unwrap(), [
+    ///     ("order.placed".to_owned(), Some(br#"{"order":7}"#.to_vec())),
+    ///     ("order.paid".to_owned(), Some(b"{}".to_vec())),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::InvalidPattern`], or [`SubscribeError::Closed`] after shutdown.
+    pub fn tap(&self, pattern: impl AsRef<str>) -> Result<TapBuilder, SubscribeError> {
+        let pattern = Pattern::new(pattern)?;
+        if self.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        Ok(TapBuilder::new(self.hub.clone(), pattern))
     }
 
     /// Creates a pull consumer for payload type `P` on `pattern`: events are retained for it

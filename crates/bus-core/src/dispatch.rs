@@ -5,6 +5,12 @@
 //! it ([`Take::Move`]), and a sink that refuses a moved envelope puts it back, so a refused
 //! publish can always hand the event back. Once something refused, the last sink gets a
 //! clone too, to keep the original.
+//!
+//! Taps go first, each keeping a copy (they take every payload type, so they see the
+//! envelope through a type-erased reference and never move it out). First, so a tap sees
+//! events in publish order even when an inline handler publishes follow-ups from inside
+//! the dispatch. A route without taps skips them with one length check: typed dispatch is
+//! what it was. A tap that only observes is not counted in `Ok(n)`; one made a receiver is.
 
 use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload};
 
@@ -12,11 +18,11 @@ use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats};
-use crate::router::{Group, Route};
+use crate::router::{Group, Route, TapSink};
 use crate::sink::{Delivered, Pack, Take, Wait};
 
-/// Hands the envelope in `slot` to every sink of `group`. On success the slot may be empty
-/// (the last sink took it); when refused it still holds the envelope.
+/// Hands the envelope in `slot` to every target. On success the slot may be empty (the
+/// last sink took it); when refused it still holds the envelope.
 #[inline]
 pub(crate) fn dispatch<P: Payload>(
     hub: &Hub,
@@ -52,6 +58,9 @@ fn deliver_all<P: Payload>(
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
+    if !group.taps.is_empty() {
+        observe_all(&group.taps, slot, wait, only, &mut tally);
+    }
     // A targeted publish (a retry) keeps the original throughout: it is rare.
     let n = if only.is_some() {
         usize::MAX
@@ -71,9 +80,30 @@ fn deliver_all<P: Payload>(
         } else {
             sink.deliver(slot, Take::Move, pack, wait)
         };
-        tally.count(*id, outcome, stats, wait);
+        tally.count(*id, outcome, stats, wait, true);
     }
     settle(hub, group, only, tally, slot.is_some())
+}
+
+/// Hands a copy of the envelope to each tap. Out of line: typed dispatch without taps never
+/// comes here.
+#[inline(never)]
+fn observe_all<P: Payload>(
+    taps: &[TapSink],
+    slot: &Option<Envelope<P>>,
+    wait: Wait,
+    only: Option<&[u64]>,
+    tally: &mut Tally,
+) {
+    let Some(env) = slot.as_ref() else {
+        return;
+    };
+    for tap in taps {
+        if targeted(only, tap.id) {
+            let outcome = tap.sink.observe(env, wait);
+            tally.count(tap.id, outcome, &tap.stats, wait, tap.receiver);
+        }
+    }
 }
 
 /// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
@@ -85,6 +115,23 @@ pub(crate) async fn deliver_all_async<P: Payload>(
     pack: Pack,
 ) -> Result<usize, Refused> {
     let mut tally = Tally::default();
+    if let Some(env) = slot.as_ref() {
+        for tap in group.taps.iter() {
+            loop {
+                let outcome = tap.sink.observe(env, Wait::Never);
+                if outcome == Delivered::WouldBlock {
+                    if let Some(room) = tap.sink.room() {
+                        room.signal()
+                            .wait_async(|| room.has_room().then_some(()))
+                            .await;
+                        continue;
+                    }
+                }
+                tally.count(tap.id, outcome, &tap.stats, Wait::Never, tap.receiver);
+                break;
+            }
+        }
+    }
     let n = group.sinks.len();
     for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
         loop {
@@ -104,7 +151,7 @@ pub(crate) async fn deliver_all_async<P: Payload>(
                     continue;
                 }
             }
-            tally.count(*id, outcome, stats, Wait::Never);
+            tally.count(*id, outcome, stats, Wait::Never, true);
             break;
         }
     }
@@ -127,29 +174,39 @@ fn settle<P>(
 ) -> Result<usize, Refused> {
     if still_held {
         // A sink closed by unsubscribe is skipped; one closed by shutdown refuses, unless
-        // another sink took the event before it closed: then it is published, to those.
+        // another sink took the event before it closed: then it is published, to those. A
+        // tap that only observes does not make it published.
         if tally.closed && tally.delivered == 0 && hub.is_closed() {
             return Err(Refused::Closed);
         }
         if tally.refused.is_empty() {
             // Only closed (unsubscribed) sinks refused: published to the others.
-        } else if tally.delivered > 0 {
+        } else if tally.delivered > 0 || tally.observed {
             // Some took it: retrying the whole publish would hand it to them twice.
-            return Err(Refused::Partial(tally.partial(group, only)));
+            return Err(Refused::Partial(Box::new(tally.partial(group, only))));
         } else if tally.would_block {
             return Err(Refused::WouldBlock);
         } else if tally.full {
             return Err(Refused::Full);
         }
     }
-    hub.count_published();
+    if group.sinks.is_empty() && !group.taps.iter().any(|t| t.receiver) {
+        // Only taps that observe matched (a typed group has sinks): no subscription
+        // receives it.
+        hub.count_observed_only();
+    } else {
+        hub.count_published();
+    }
     Ok(tally.delivered)
 }
 
 /// What the sinks of one publish did.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Receivers that took it: subscriptions, and taps made receivers.
     delivered: usize,
+    /// A tap that only observes took it (a flag: it packs with the others).
+    observed: bool,
     full: bool,
     would_block: bool,
     closed: bool,
@@ -167,11 +224,11 @@ impl Tally {
     }
 
     #[inline]
-    fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait) {
+    fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait, receiver: bool) {
         match outcome {
-            Delivered::Ok => self.delivered += 1,
+            Delivered::Ok => self.took(receiver),
             Delivered::Displaced => {
-                self.delivered += 1;
+                self.took(receiver);
                 stats.incr(Stat::Dropped);
             }
             Delivered::Full => {
@@ -200,19 +257,43 @@ impl Tally {
         }
     }
 
-    /// Who took it and who refused, by subscription id.
+    #[inline]
+    fn took(&mut self, receiver: bool) {
+        if receiver {
+            self.delivered += 1;
+        } else {
+            self.observed = true;
+        }
+    }
+
+    /// Who took it and who refused, by subscription id, each in subscription order.
     /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
     /// was closed took it.
     #[cold]
-    fn partial<P>(self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
-        let took: Vec<u64> = group
-            .sinks
-            .iter()
-            .map(|(_, _, id)| *id)
-            .filter(|id| only.is_none_or(|ids| ids.contains(id)))
-            .filter(|id| !self.refused.contains(id) && !self.closed_ids.contains(id))
-            .collect();
-        PartialPublish::new(took, self.refused)
+    fn partial<P>(mut self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
+        let gone = |id: &u64| self.refused.contains(id) || self.closed_ids.contains(id);
+        let mut took: Vec<u64> = Vec::new();
+        let mut observed: Vec<u64> = Vec::new();
+        for tap in group.taps.iter() {
+            if only.is_none_or(|ids| ids.contains(&tap.id)) && !gone(&tap.id) {
+                if tap.receiver {
+                    took.push(tap.id);
+                } else {
+                    observed.push(tap.id);
+                }
+            }
+        }
+        took.extend(
+            group
+                .sinks
+                .iter()
+                .map(|(_, _, id)| *id)
+                .filter(|id| only.is_none_or(|ids| ids.contains(id)))
+                .filter(|id| !gone(id)),
+        );
+        took.sort_unstable();
+        self.refused.sort_unstable();
+        PartialPublish::new(took, self.refused, observed)
     }
 }
 
@@ -222,7 +303,8 @@ pub(crate) enum Refused {
     Full,
     WouldBlock,
     Closed,
-    Partial(PartialPublish),
+    /// Boxed: it is rare, and a small `Result` keeps the common path's moves cheap.
+    Partial(Box<PartialPublish>),
 }
 
 impl Refused {
@@ -231,13 +313,13 @@ impl Refused {
             Refused::Full => PublishError::Full(value),
             Refused::WouldBlock => PublishError::WouldBlock(value),
             Refused::Closed => PublishError::Closed(value),
-            Refused::Partial(partial) => PublishError::Partial(value, partial),
+            Refused::Partial(partial) => PublishError::Partial(value, *partial),
         }
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic. When nobody subscribed to
-/// the type on that topic nothing is built, and the event comes back.
+/// Builds the envelope for `event` in `slot`, on `route`'s topic, for the subscriptions of
+/// its type there. When there are none, nothing is built, and the event comes back.
 #[inline]
 fn build<'r, E: Event>(
     route: Option<&'r Route>,
@@ -247,9 +329,30 @@ fn build<'r, E: Event>(
     let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
         return Err(event);
     };
+    fill(route, event, slot);
+    Ok(group)
+}
+
+#[inline]
+fn fill<E: Event>(route: &Route, event: E, slot: &mut Option<Envelope<E>>) {
     let env = slot.insert(Envelope::from_event(event));
     env.meta_mut().set_topic(route.topic.clone());
-    Ok(group)
+}
+
+/// A typed event no subscription of its type takes: for the taps on its topic, if any.
+#[cold]
+fn for_taps<E: Event>(
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<Group<E>, E> {
+    match route.and_then(|r| Some((r, r.taps_only::<E>()?))) {
+        Some((route, taps)) => {
+            fill(route, event, slot);
+            Ok(taps)
+        }
+        None => Err(event),
+    }
 }
 
 /// A typed event that reached no subscription: `Ok(0)`, or refused with the event back in
@@ -279,6 +382,22 @@ pub(crate) fn publish_event<E: Event>(
 ) -> Result<usize, Refused> {
     match build(route, event, slot) {
         Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait, only),
+        Err(event) => publish_for_taps(hub, route, event, slot, wait, only),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn publish_for_taps<E: Event>(
+    hub: &Hub,
+    route: Option<&Route>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+    wait: Wait,
+    only: Option<&[u64]>,
+) -> Result<usize, Refused> {
+    match for_taps(route, event, slot) {
+        Ok(taps) => dispatch(hub, &taps, slot, Pack::Lite, wait, only),
         Err(event) => unrouted_event(hub, event, slot),
     }
 }
@@ -290,20 +409,26 @@ pub(crate) async fn publish_event_async<E: Event>(
     event: E,
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
-    let result = match build(route, event, &mut slot) {
-        Ok(group) => {
-            if tracing_on() {
-                use tracing::Instrument;
-                let topic = route.map_or("", |r| r.topic.as_str());
-                let span = tracing::trace_span!("publish", topic);
-                deliver_all_async(hub, group, &mut slot, Pack::Lite)
-                    .instrument(span)
-                    .await
-            } else {
-                deliver_all_async(hub, group, &mut slot, Pack::Lite).await
+    let taps;
+    let group = match build(route, event, &mut slot) {
+        Ok(group) => group,
+        Err(event) => match for_taps(route, event, &mut slot) {
+            Ok(group) => {
+                taps = group;
+                &taps
             }
-        }
-        Err(event) => unrouted_event(hub, event, &mut slot),
+            Err(event) => return outcome(unrouted_event(hub, event, &mut slot), slot),
+        },
+    };
+    let result = if tracing_on() {
+        use tracing::Instrument;
+        let topic = route.map_or("", |r| r.topic.as_str());
+        let span = tracing::trace_span!("publish", topic);
+        deliver_all_async(hub, group, &mut slot, Pack::Lite)
+            .instrument(span)
+            .await
+    } else {
+        deliver_all_async(hub, group, &mut slot, Pack::Lite).await
     };
     outcome(result, slot)
 }

@@ -27,8 +27,8 @@ pub enum PublishError<T> {
     /// No subscription took the event: one with the `Reject` overflow policy was full (or,
     /// for `try_publish`, a `Block` one). Publishing it again is safe.
     Full(T),
-    /// Some subscriptions took the event and others refused it (full, or would block). The
-    /// [`PartialPublish`] says which; retry for the refusers only, with
+    /// Some subscriptions (or taps) took the event and others refused it (full, or would
+    /// block). The [`PartialPublish`] says which; retry for the refusers only, with
     /// [`Bus::try_publish_to_only`](crate::Bus::try_publish_to_only), so the others do not
     /// get it twice.
     Partial(T, PartialPublish),
@@ -153,15 +153,24 @@ impl<T> Error for PublishError<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PartialPublish {
-    /// The subscriptions that took the event, in subscription order.
+    /// The subscriptions that took the event, in subscription order (taps made
+    /// [`receiver`](crate::TapBuilder::receiver)s among them).
     pub took: Vec<u64>,
-    /// The subscriptions that refused it, in subscription order.
+    /// The subscriptions and taps that refused it, in subscription order.
     pub refused: Vec<u64>,
+    /// The taps that took it and only observe (not counted as receivers), in subscription
+    /// order. They have it too: a retry skips them. `took` empty with `observed` not means
+    /// no subscription received the event, only taps saw it.
+    pub observed: Vec<u64>,
 }
 
 impl PartialPublish {
-    pub(crate) fn new(took: Vec<u64>, refused: Vec<u64>) -> Self {
-        PartialPublish { took, refused }
+    pub(crate) fn new(took: Vec<u64>, refused: Vec<u64>, observed: Vec<u64>) -> Self {
+        PartialPublish {
+            took,
+            refused,
+            observed,
+        }
     }
 }
 

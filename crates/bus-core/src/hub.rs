@@ -105,6 +105,13 @@ impl Hub {
         Some(0)
     }
 
+    /// Counts a publish that only taps which observe took: published, and unrouted (no
+    /// subscription receives it).
+    pub(crate) fn count_observed_only(&self) {
+        self.published.incr();
+        self.unrouted.incr();
+    }
+
     /// The bus counters now: published and unrouted, plus the sums over subscriptions
     /// (including ones removed since).
     pub(crate) fn metrics(&self) -> BusMetrics {

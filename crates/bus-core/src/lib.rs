@@ -31,7 +31,8 @@
 //! # Delivery
 //!
 //! An event reaches every subscription whose pattern matches its topic and whose payload type
-//! is the published type. Delivery is at-least-once at best and never exactly-once: make
+//! is the published type, and every [tap](#taps) whose pattern matches, whatever the type.
+//! Delivery is at-least-once at best and never exactly-once: make
 //! handlers idempotent (the workflow layers add dedup by event id).
 //!
 //! - **Inline** handlers run on the publisher's thread, inside `publish`.
@@ -61,6 +62,39 @@
 //! Each queue has a capacity and an [`Overflow`] policy: `Block` (the publisher waits: the
 //! default), `Reject` (the publish fails with the event handed back) or `DropOldest` (the
 //! oldest queued event is dropped, counted, and reported to the subscription's `on_lag`).
+//!
+//! # Taps
+//!
+//! [`Bus::tap`] subscribes to every event on a pattern whatever its payload type, typed or
+//! bytes, for audit logs, log feeds and debugging. Its handler gets a [`Tapped`]: the full
+//! metadata always, and the payload as bytes where it encodes: a bytes envelope as it is, a
+//! typed event through its [`Event::encode`] (one line with [`Encoded::json`] for a
+//! `Serialize` type). A type that does not encode (`Event::encode` left at its default) is
+//! seen with its metadata and **no payload**, [`TapPayload::NotEncodable`]; a failed
+//! encoding with its metadata and [`TapPayload::Failed`].
+//!
+//! - **Cost.** Where no tap matches, a publish pays one length check. Where one does, the
+//!   publisher clones the envelope into the tap's queue (one allocation, for the type
+//!   erasure) and goes on: the tap's worker encodes it, so the publisher never runs a
+//!   serializer. An inline tap encodes on the publisher's thread, as inline handlers run
+//!   there.
+//! - **Ordering.** A queued tap has one worker, so it handles events in the order they
+//!   reached its queue: each publisher's in publish order. Within one publish taps come
+//!   before typed subscriptions, so a tap sees an event before any follow-up an inline
+//!   handler publishes while handling it.
+//! - **Overflow.** A tap's queue follows the same [`Overflow`] policies as a
+//!   subscription's: `Block` (the default) makes the publisher wait; `Reject` fails the
+//!   publish with [`PublishError::Full`], or [`PublishError::Partial`] naming the tap among
+//!   the refusers when others took the event; `DropOldest` drops the oldest, counts it and
+//!   reports it to [`on_lag`](TapBuilder::on_lag). A tap is a [`Subscription`]: shutdown
+//!   drains it and reports what it left in the [`ShutdownReport`], under its name.
+//! - **Receivers and observers.** A tap only observes by default: it is not counted in a
+//!   publish's `Ok(n)` (nor in [`PartialPublish::took`]: it is listed in
+//!   [`PartialPublish::observed`]), and an event only observers took counts as unrouted. So
+//!   "somebody received it", the outbox relay's rule for marking an event sent, still means
+//!   a subscription did, and a debugging tap cannot make an event look delivered.
+//!   [`TapBuilder::receiver`] makes a tap count like a subscription, for a tap whose taking
+//!   an event is as good as handling it (a feed into an event log).
 //!
 //! # Pull consumers
 //!
@@ -104,6 +138,8 @@ mod shutdown;
 mod sink;
 mod source;
 mod subscription;
+mod tap;
+mod tapped;
 mod trie;
 mod wait;
 mod workers;
@@ -119,7 +155,9 @@ pub use crate::settled::{Busy, Unsettled};
 pub use crate::shutdown::{ShutdownReport, Undelivered};
 pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};
+pub use crate::tap::TapBuilder;
+pub use crate::tapped::{TapPayload, Tapped};
 pub use syncbus_envelope::{
-    Bytes, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata, NameError, NameKind,
-    NameReason, Pattern, Payload, SmolStr, Timestamp, Topic,
+    Bytes, EncodeError, Encoded, EntityId, Envelope, Event, EventId, EventType, Headers, Metadata,
+    NameError, NameKind, NameReason, Pattern, Payload, SmolStr, Timestamp, Topic,
 };

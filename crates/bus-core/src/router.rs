@@ -24,7 +24,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use smol_str::SmolStr;
 
 use crate::metrics::SubStats;
-use crate::sink::{Deliver, Sink};
+use crate::sink::{Deliver, Observe, Sink};
 use crate::trie::PatternTrie;
 use crate::workers::Workers;
 use syncbus_envelope::{NameError, Pattern, Topic};
@@ -33,14 +33,24 @@ pub(crate) struct SubEntry {
     pub(crate) id: u64,
     pub(crate) name: SmolStr,
     pub(crate) pattern: Pattern,
-    pub(crate) type_id: TypeId,
     pub(crate) stats: Arc<SubStats>,
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) workers: Option<Arc<Workers>>,
-    /// An `Arc<dyn Deliver<P>>` for the entry's `P`.
-    typed: Box<dyn Any + Send + Sync>,
-    /// Builds the [`Group`] of entries of the same `P`.
-    group: fn(&[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync>,
+    target: Target,
+}
+
+type GroupFn = fn(&[Arc<SubEntry>], &Taps) -> Box<dyn Any + Send + Sync>;
+
+/// What an entry receives: one payload type, or every type (a tap).
+enum Target {
+    Typed {
+        type_id: TypeId,
+        /// An `Arc<dyn Deliver<P>>` for the entry's `P`.
+        typed: Box<dyn Any + Send + Sync>,
+        /// Builds the [`Group`] of entries of the same `P`.
+        group: GroupFn,
+    },
+    Tap(TapSink),
 }
 
 impl SubEntry {
@@ -57,12 +67,42 @@ impl SubEntry {
             id,
             name,
             pattern,
-            type_id: TypeId::of::<P>(),
             stats,
             sink,
             workers,
-            typed: Box::new(typed),
-            group: Group::<P>::build,
+            target: Target::Typed {
+                type_id: TypeId::of::<P>(),
+                typed: Box::new(typed),
+                group: Group::<P>::build,
+            },
+        }
+    }
+
+    /// A tap: it receives every payload type on its pattern. A `receiver` tap counts in a
+    /// publish's `Ok(n)` like a subscription; any other only observes.
+    pub(crate) fn tap<S: Sink + Observe>(
+        id: u64,
+        name: SmolStr,
+        pattern: Pattern,
+        stats: Arc<SubStats>,
+        sink: Arc<S>,
+        workers: Option<Arc<Workers>>,
+        receiver: bool,
+    ) -> SubEntry {
+        let tap = TapSink {
+            sink: sink.clone(),
+            stats: stats.clone(),
+            id,
+            receiver,
+        };
+        SubEntry {
+            id,
+            name,
+            pattern,
+            stats,
+            sink,
+            workers,
+            target: Target::Tap(tap),
         }
     }
 }
@@ -73,30 +113,71 @@ impl std::fmt::Debug for SubEntry {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("pattern", &self.pattern)
+            .field("tap", &matches!(self.target, Target::Tap(_)))
             .finish_non_exhaustive()
     }
 }
 
-/// The sinks of one payload type on one route, in subscription order, ready to call without
-/// a type check per sink.
+/// Who receives a publish of one payload type on one route: the taps (every type), then the
+/// sinks of that type, each in subscription order, ready to call without a type check per
+/// sink. Dispatch holds it by reference, so a route without taps costs one length check.
 pub(crate) struct Group<P> {
     pub(crate) sinks: Box<[TypedSink<P>]>,
+    pub(crate) taps: Taps,
 }
 
 /// A sink of payload type `P`, the counters of its subscription, and its id.
 pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>, u64);
 
 impl<P: 'static> Group<P> {
-    fn build(entries: &[Arc<SubEntry>]) -> Box<dyn Any + Send + Sync> {
+    fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
         let sinks = entries
             .iter()
-            .filter_map(|e| {
-                e.typed
+            .filter_map(|e| match &e.target {
+                Target::Typed { typed, .. } => typed
                     .downcast_ref::<Arc<dyn Deliver<P>>>()
-                    .map(|d| (d.clone(), e.stats.clone(), e.id))
+                    .map(|d| (d.clone(), e.stats.clone(), e.id)),
+                Target::Tap(_) => None,
             })
             .collect();
-        Box::new(Group::<P> { sinks })
+        Box::new(Group::<P> {
+            sinks,
+            taps: taps.clone(),
+        })
+    }
+}
+
+/// A tap on a route: its sink, its counters, its id, and whether it counts as a receiver.
+#[derive(Clone)]
+pub(crate) struct TapSink {
+    pub(crate) sink: Arc<dyn Observe>,
+    pub(crate) stats: Arc<SubStats>,
+    pub(crate) id: u64,
+    pub(crate) receiver: bool,
+}
+
+/// The taps of a route, shared by its groups. Most routes have none, and then nothing is
+/// allocated for them.
+#[derive(Clone, Default)]
+pub(crate) struct Taps(Option<Arc<Vec<TapSink>>>);
+
+impl Taps {
+    fn new(taps: Vec<TapSink>) -> Taps {
+        Taps((!taps.is_empty()).then(|| Arc::new(taps)))
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::ops::Deref for Taps {
+    type Target = [TapSink];
+
+    #[inline]
+    fn deref(&self) -> &[TapSink] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
@@ -110,10 +191,12 @@ impl PartialEq for SubRef {
     }
 }
 
-/// The subscriptions that receive one topic, grouped by payload type.
+/// The subscriptions that receive one topic, grouped by payload type, and the taps that
+/// receive it whatever its type.
 pub(crate) struct Route {
     pub(crate) topic: Topic,
     groups: Box<[(TypeId, Box<dyn Any + Send + Sync>)]>,
+    taps: Taps,
 }
 
 impl std::fmt::Debug for Route {
@@ -121,11 +204,13 @@ impl std::fmt::Debug for Route {
         f.debug_struct("Route")
             .field("topic", &self.topic)
             .field("types", &self.groups.len())
+            .field("taps", &self.taps.len())
             .finish()
     }
 }
 
 impl Route {
+    /// Who receives a publish of `P` here, if any subscription of `P` does.
     #[inline]
     pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
         let type_id = TypeId::of::<P>();
@@ -135,22 +220,40 @@ impl Route {
             .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
     }
 
+    /// For a `P` no subscription here takes: the taps alone, if any (a group with no sinks,
+    /// made per publish: it shares the taps, no copy of them).
+    #[cold]
+    pub(crate) fn taps_only<P: 'static>(&self) -> Option<Group<P>> {
+        (!self.taps.is_empty()).then(|| Group {
+            sinks: Box::default(),
+            taps: self.taps.clone(),
+        })
+    }
+
     fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Route {
         subs.sort_by_key(|s| s.id);
         subs.dedup_by_key(|s| s.id);
-        let mut by_type: Vec<(TypeId, Vec<Arc<SubEntry>>)> = Vec::new();
+        let mut by_type: Vec<(TypeId, GroupFn, Vec<Arc<SubEntry>>)> = Vec::new();
+        let mut taps = Vec::new();
         for s in subs {
-            match by_type.iter_mut().find(|(t, _)| *t == s.type_id) {
-                Some((_, v)) => v.push(s),
-                None => by_type.push((s.type_id, vec![s])),
+            match &s.target {
+                Target::Tap(tap) => taps.push(tap.clone()),
+                Target::Typed { type_id, group, .. } => {
+                    match by_type.iter_mut().find(|(t, _, _)| t == type_id) {
+                        Some((_, _, v)) => v.push(s),
+                        None => by_type.push((*type_id, *group, vec![s])),
+                    }
+                }
             }
         }
+        let taps = Taps::new(taps);
         Route {
             topic,
             groups: by_type
                 .into_iter()
-                .map(|(t, v)| (t, (v[0].group)(&v)))
+                .map(|(t, group, v)| (t, group(&v, &taps)))
                 .collect(),
+            taps,
         }
     }
 }

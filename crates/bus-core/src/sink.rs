@@ -2,12 +2,14 @@
 //! dispatch uses to hand it one event.
 //!
 //! This is the bottom of the crate: the router stores sinks, dispatch calls them, and push
-//! subscriptions and pull consumers implement them, without any of those knowing the others.
+//! subscriptions, taps and pull consumers implement them, without any of those knowing the
+//! others.
 
 use std::sync::Arc;
 
 use syncbus_envelope::Envelope;
 
+use crate::tapped::Tappable;
 use crate::wait::Signal;
 
 /// What a sink did with one event.
@@ -92,6 +94,19 @@ pub(crate) trait Deliver<P>: Send + Sync + 'static {
 
     /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
     fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
+        None
+    }
+}
+
+/// A tap's receiving end: it takes events of every payload type, so it gets the envelope
+/// behind a type-erased reference and keeps a copy if it takes it (the envelope stays in the
+/// dispatch's slot for the typed sinks after it).
+pub(crate) trait Observe: Send + Sync + 'static {
+    /// Takes (a copy of) `event`, refuses it, or waits by the tap's overflow policy.
+    fn observe(&self, event: &dyn Tappable, wait: Wait) -> Delivered;
+
+    /// Where an async publisher waits when `observe` answered `WouldBlock`.
+    fn room(&self) -> Option<Arc<dyn Room>> {
         None
     }
 }

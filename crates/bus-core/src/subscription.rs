@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rustc_hash::FxBuildHasher;
 use smol_str::SmolStr;
-use syncbus_envelope::{Envelope, Payload};
+use syncbus_envelope::{Envelope, EventId, Payload};
 
 use crate::error::SubscribeError;
 use crate::handler::{run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
@@ -19,12 +19,14 @@ use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
 use crate::sink::{Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
+use crate::tapped::Tapped;
 use crate::workers::Workers;
 use syncbus_envelope::Pattern;
 
-type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
-type FailHook<P> = dyn Fn(&Envelope<P>, &HandlerFailure) + Send + Sync;
-type FailFn<P> = Arc<FailHook<P>>;
+pub(crate) type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
+/// A failure hook for handlers of `V` (an envelope, or what a tap sees).
+pub(crate) type Hook<V> = dyn Fn(&V, &HandlerFailure) + Send + Sync;
+type FailFn<P> = Arc<Hook<Envelope<P>>>;
 
 /// Configures a push subscription; finish with [`inline`](Self::inline),
 /// [`queued`](Self::queued) or [`queued_async`](Self::queued_async).
@@ -446,7 +448,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             let on_failure = on_failure.clone();
             std::thread::Builder::new()
                 .name(format!("syncbus-{}-{i}", ctx.name))
-                .spawn(move || ctx.run_thread(&queue, &*handler, on_failure.as_deref()))
+                .spawn(move || ctx.run_thread(&queue, P::unpack, &*handler, on_failure.as_deref()))
                 .map(drop)
         })
     }
@@ -468,8 +470,10 @@ impl<P: Payload> SubscribeBuilder<P> {
         self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
-            runtime
-                .spawn(async move { ctx.run_task(&queue, &*handler, on_failure.as_deref()).await });
+            runtime.spawn(async move {
+                ctx.run_task(&queue, P::unpack, &*handler, on_failure.as_deref())
+                    .await
+            });
             Ok(())
         })
     }
@@ -541,11 +545,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             entry.sink.close();
             return Err(SubscribeError::Closed);
         }
-        Ok(Subscription {
-            hub: self.hub,
-            entry,
-            detached: false,
-        })
+        Ok(Subscription::new(self.hub, entry))
     }
 }
 
@@ -594,6 +594,14 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    pub(crate) fn new(hub: Arc<Hub>, entry: Arc<SubEntry>) -> Subscription {
+        Subscription {
+            hub,
+            entry,
+            detached: false,
+        }
+    }
+
     /// The subscription's id, unique within its bus.
     ///
     /// # Examples
@@ -736,34 +744,58 @@ impl Drop for Subscription {
     }
 }
 
-struct WorkerCtx {
-    stats: Arc<SubStats>,
-    stop: Arc<Stop>,
-    name: SmolStr,
-    on_lag: Option<LagFn>,
-    workers: Arc<Workers>,
-    completion: Arc<Workers>,
+/// What a worker hands its handler: an envelope, or what a tap sees. It names the event in
+/// logs.
+pub(crate) trait Handled: Clone + Send + 'static {
+    fn event_id(&self) -> &EventId;
+}
+
+impl<P: Payload> Handled for Envelope<P> {
+    #[inline]
+    fn event_id(&self) -> &EventId {
+        self.id()
+    }
+}
+
+impl Handled for Tapped {
+    #[inline]
+    fn event_id(&self) -> &EventId {
+        self.id()
+    }
+}
+
+pub(crate) struct WorkerCtx {
+    pub(crate) stats: Arc<SubStats>,
+    pub(crate) stop: Arc<Stop>,
+    pub(crate) name: SmolStr,
+    pub(crate) on_lag: Option<LagFn>,
+    pub(crate) workers: Arc<Workers>,
+    pub(crate) completion: Arc<Workers>,
 }
 
 impl WorkerCtx {
-    fn run_thread<P: Payload, F, R>(
+    /// Pops items of `queue`, turns each into what the handler takes with `unpack`, and runs
+    /// the handler on it, until the queue is closed and empty or shutdown aborts.
+    pub(crate) fn run_thread<T, V: Handled, U, F, R>(
         self,
-        queue: &Queue<P::Packed>,
+        queue: &Queue<T>,
+        unpack: U,
         handler: &F,
-        on_failure: Option<&FailHook<P>>,
+        on_failure: Option<&Hook<V>>,
     ) where
-        F: Fn(&Envelope<P>) -> R,
+        U: Fn(T) -> V,
+        F: Fn(&V) -> R,
         R: HandlerResult,
     {
         let _done = Done(&self);
         while let Some(packed) = queue.pop_wait() {
-            let env = P::unpack(packed);
             if self.stop.aborted() {
                 self.stop.abandon(1);
                 break;
             }
+            let env = unpack(packed);
             self.report_lag(queue);
-            let id = env.id();
+            let id = env.event_id();
             let outcome = if tracing_on() {
                 let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
                 run_sync(&self.stats, &self.name, id, || handler(&env))
@@ -776,25 +808,28 @@ impl WorkerCtx {
         }
     }
 
-    async fn run_task<P: Payload, F, Fut, R>(
+    /// The async form of [`run_thread`](Self::run_thread).
+    pub(crate) async fn run_task<T, V: Handled, U, F, Fut, R>(
         self,
-        queue: &Queue<P::Packed>,
+        queue: &Queue<T>,
+        unpack: U,
         handler: &F,
-        on_failure: Option<&FailHook<P>>,
+        on_failure: Option<&Hook<V>>,
     ) where
-        F: Fn(Envelope<P>) -> Fut,
+        U: Fn(T) -> V,
+        F: Fn(V) -> Fut,
         Fut: Future<Output = R>,
         R: HandlerResult,
     {
         let _done = Done(&self);
         while let Some(packed) = queue.pop_wait_async().await {
-            let env = P::unpack(packed);
             if self.stop.aborted() {
                 self.stop.abandon(1);
                 break;
             }
+            let env = unpack(packed);
             self.report_lag(queue);
-            let id = env.id().clone();
+            let id = env.event_id().clone();
             // The handler takes the envelope: keep a copy only for a hook that wants it.
             let copy = on_failure.map(|_| env.clone());
             let outcome = if tracing_on() {
@@ -904,22 +939,32 @@ struct QueueSink<P: Payload> {
 /// Tells workers to stop before their queue is empty (a shutdown deadline passed), and
 /// collects the events they had taken but not handled.
 #[derive(Debug, Default)]
-struct Stop {
+pub(crate) struct Stop {
     abort: AtomicBool,
     abandoned: AtomicUsize,
 }
 
 impl Stop {
     #[inline]
-    fn aborted(&self) -> bool {
+    pub(crate) fn aborted(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
     }
 
-    fn abandon(&self, n: usize) {
+    pub(crate) fn abandon(&self, n: usize) {
         if n > 0 {
             self.abandoned.fetch_add(n, Ordering::SeqCst);
             tracing::warn!(count = n, "worker stopped by shutdown with events in hand");
         }
+    }
+
+    /// Tells the workers to stop after the event in hand.
+    pub(crate) fn abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// The events workers took and put down unhandled since the last call.
+    pub(crate) fn take_abandoned(&self) -> usize {
+        self.abandoned.swap(0, Ordering::SeqCst)
     }
 }
 
@@ -1005,7 +1050,7 @@ impl<P: Payload> Sink for QueueSink<P> {
     }
 
     fn abort(&self) {
-        self.stop.abort.store(true, Ordering::SeqCst);
+        self.stop.abort();
         for q in self.queues.iter() {
             q.nudge();
         }
@@ -1013,6 +1058,6 @@ impl<P: Payload> Sink for QueueSink<P> {
 
     fn discard(&self) -> usize {
         let queued: usize = self.queues.iter().map(|q| q.discard()).sum();
-        queued + self.stop.abandoned.swap(0, Ordering::SeqCst)
+        queued + self.stop.take_abandoned()
     }
 }

@@ -30,7 +30,11 @@ fn public_types_are_send_and_sync() {
     send_sync::<ShutdownReport>();
     send_sync::<BusMetrics>();
     send_sync::<Envelope<Ev>>();
+    send_sync::<Tapped>();
+    send_sync::<TapPayload>();
+    send_sync::<Encoded>();
     send::<SubscribeBuilder<Ev>>();
+    send::<TapBuilder>();
 }
 
 #[test]

@@ -1,6 +1,10 @@
-//! The trait that typed events implement.
+//! The trait that typed events implement, and the bytes a tap sees of one.
 
-use crate::EntityId;
+use bytes::Bytes;
+use serde::Serialize;
+use smol_str::SmolStr;
+
+use crate::{EncodeError, EntityId};
 
 /// A typed event that can be published on the bus.
 ///
@@ -94,5 +98,178 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// ```
     fn version(&self) -> Option<u64> {
         None
+    }
+
+    /// The event's payload as bytes, for taps (`Bus::tap` in `syncbus-core`): audit logs,
+    /// log feeds, debugging. A tap calls it only for events it matches, on its own worker
+    /// (on the publisher's thread for an inline tap); typed subscriptions never do, so it
+    /// costs nothing where no tap listens.
+    ///
+    /// The default is `None`: the type is not encodable, and a tap sees the event's full
+    /// metadata and no payload. A type that implements `Serialize` overrides it in one line
+    /// with [`Encoded::json`], which gives the bytes and content type
+    /// [`Envelope::to_bytes_payload`](crate::Envelope::to_bytes_payload) would; any other
+    /// format works too, through [`Encoded::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::Serialize;
+    /// use syncbus_envelope::{Encoded, EncodeError, Event};
+    ///
+    /// #[derive(Clone, Serialize)]
+    /// struct Shipped { order: u64 }
+    /// impl Event for Shipped {
+    ///     const TYPE: &'static str = "order.shipped";
+    ///     fn encode(&self) -> Option<Result<Encoded, EncodeError>> { Some(Encoded::json(self)) }
+    /// }
+    ///
+    /// #[derive(Clone)]
+    /// struct Opaque; // not serializable: the default says so
+    /// impl Event for Opaque { const TYPE: &'static str = "opaque"; }
+    ///
+    /// let bytes = Shipped { order: 7 }.encode().unwrap()?;
+    /// assert_eq!(bytes.bytes().as_ref(), br#"{"order":7}"#);
+    /// assert_eq!(bytes.content_type(), Some("application/json"));
+    /// assert!(Opaque.encode().is_none());
+    /// # Ok::<(), EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(..))` when encoding fails (a `Serialize` impl that errors, or a map JSON
+    /// cannot hold): a tap then sees the metadata and the error instead of a payload.
+    fn encode(&self) -> Option<Result<Encoded, EncodeError>> {
+        None
+    }
+}
+
+/// A payload as bytes, what [`Event::encode`] gives: the bytes and, when they say what
+/// they are, a content type (which a tap puts in the event's metadata).
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_envelope::{Bytes, Encoded};
+///
+/// let json = Encoded::json(&serde_json::json!({ "order": 7 }))?;
+/// assert_eq!(json.bytes().as_ref(), br#"{"order":7}"#);
+/// assert_eq!(json.content_type(), Some("application/json"));
+///
+/// let raw = Encoded::new(Bytes::from_static(b"\x01\x02")).with_content_type("application/octet-stream");
+/// assert_eq!(raw.content_type(), Some("application/octet-stream"));
+/// # Ok::<(), syncbus_envelope::EncodeError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    bytes: Bytes,
+    content_type: Option<SmolStr>,
+}
+
+impl Encoded {
+    /// Bytes with no content type: what they are is left as the metadata says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    ///
+    /// let e = Encoded::new(vec![1u8, 2, 3]);
+    /// assert_eq!((e.bytes().len(), e.content_type()), (3, None));
+    /// ```
+    pub fn new(bytes: impl Into<Bytes>) -> Encoded {
+        Encoded {
+            bytes: bytes.into(),
+            content_type: None,
+        }
+    }
+
+    /// Says what the bytes are, e.g. `application/protobuf`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    ///
+    /// let e = Encoded::new(vec![8u8, 7]).with_content_type("application/protobuf");
+    /// assert_eq!(e.content_type(), Some("application/protobuf"));
+    /// ```
+    pub fn with_content_type(mut self, content_type: impl Into<SmolStr>) -> Encoded {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// `value` as JSON, content type `application/json`: the envelope's JSON payload
+    /// encoding, the same bytes as
+    /// [`Envelope::to_bytes_payload`](crate::Envelope::to_bytes_payload). The one line an
+    /// [`Event::encode`] override needs for a `Serialize` type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Tick(u32);
+    /// assert_eq!(Encoded::json(&Tick(3))?.bytes().as_ref(), b"3");
+    /// # Ok::<(), syncbus_envelope::EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::Serialize`] if the `Serialize` impl fails or yields something JSON
+    /// cannot hold, such as a map with non-string keys.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use syncbus_envelope::{Encoded, EncodeError};
+    ///
+    /// let map = BTreeMap::from([((1, 2), "a tuple key")]);
+    /// assert!(matches!(Encoded::json(&map), Err(EncodeError::Serialize { .. })));
+    /// ```
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, EncodeError> {
+        let json = serde_json::to_vec(value).map_err(|e| EncodeError::Serialize {
+            source: Box::new(e),
+        })?;
+        Ok(Encoded::new(json).with_content_type(SmolStr::new_static("application/json")))
+    }
+
+    /// The bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    /// assert_eq!(Encoded::new(&b"hi"[..]).bytes().as_ref(), b"hi");
+    /// ```
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// What the bytes are, if said.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    /// assert_eq!(Encoded::json(&1)?.content_type(), Some("application/json"));
+    /// # Ok::<(), syncbus_envelope::EncodeError>(())
+    /// ```
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// Splits into the bytes and the content type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::Encoded;
+    /// let (bytes, content_type) = Encoded::json(&true)?.into_parts();
+    /// assert_eq!((bytes.as_ref(), content_type.as_deref()), (&b"true"[..], Some("application/json")));
+    /// # Ok::<(), syncbus_envelope::EncodeError>(())
+    /// ```
+    pub fn into_parts(self) -> (Bytes, Option<SmolStr>) {
+        (self.bytes, self.content_type)
     }
 }

@@ -84,7 +84,7 @@ pub use codec::cloudevents::CloudEventsJson;
 pub use codec::Limits;
 pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
-pub use event::Event;
+pub use event::{Encoded, Event};
 pub use extension::{ExtensionKind, ExtensionValue};
 pub use headers::{HeaderError, Headers};
 pub use id::EventId;

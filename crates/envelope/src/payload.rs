@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{Envelope, Event, EventId, EventType, Metadata, Topic};
+use crate::{EncodeError, Encoded, Envelope, Event, EventId, EventType, Metadata, Topic};
 
 /// A payload the bus can carry: every [`Event`] type, and [`Bytes`] for envelopes that
 /// arrive from the edges (HTTP, storage, brokers) and stay serialized.
@@ -37,6 +37,15 @@ pub trait Payload: Clone + Send + Sync + 'static {
     /// Gives the envelope back.
     #[doc(hidden)]
     fn unpack(packed: Self::Packed) -> Envelope<Self>;
+
+    /// The payload as bytes for a tap: [`Event::encode`] for a typed event, the bytes
+    /// themselves for [`Bytes`]. (The bus names payloads by this trait only, so the tap
+    /// reaches `Event::encode` through it.) Another payload type is not encodable unless it
+    /// says otherwise: a tap sees its metadata only.
+    #[doc(hidden)]
+    fn encode_payload(&self) -> Option<Result<Encoded, EncodeError>> {
+        None
+    }
 }
 
 /// A queued typed event: the common case compact, anything else whole.
@@ -89,6 +98,11 @@ impl<E: Event> Payload for E {
             Packed::Whole(envelope) => *envelope,
         }
     }
+
+    #[inline]
+    fn encode_payload(&self) -> Option<Result<Encoded, EncodeError>> {
+        self.encode()
+    }
 }
 
 impl Payload for Bytes {
@@ -102,6 +116,12 @@ impl Payload for Bytes {
     #[inline]
     fn unpack(packed: Envelope<Bytes>) -> Envelope<Bytes> {
         packed
+    }
+
+    /// As they are: the envelope's metadata already says what they are.
+    #[inline]
+    fn encode_payload(&self) -> Option<Result<Encoded, EncodeError>> {
+        Some(Ok(Encoded::new(self.clone())))
     }
 }
 

@@ -4,13 +4,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use syncbus_core::{Bus, Bytes, Envelope, Event, SubscribeError, Subscription};
+use syncbus_core::{
+    Bus, Bytes, Envelope, Event, EventId, SubscribeError, Subscription, TapPayload, Tapped,
+};
 
 use crate::into_arc::IntoArc;
 use crate::EventLog;
 
 /// A bus subscription that appends every matching event to a log, in publish order, so a
-/// [`DurableConsumer`](crate::DurableConsumer) can read it.
+/// [`DurableConsumer`](crate::DurableConsumer) can read it: bytes events
+/// ([`bytes`](Self::bytes)), one typed event type ([`typed`](Self::typed)), or every event
+/// whatever its type, through a tap ([`tap`](Self::tap)).
 ///
 /// The subscription is queued with one async worker: `publish` returns before the append, so
 /// an event is durable only some time after publishing returns. A publisher that needs "Ok
@@ -123,6 +127,86 @@ impl LogFeed {
         })
     }
 
+    /// Records every event on topics matching `pattern`, whatever its payload type, through
+    /// a tap ([`Bus::tap`]): bytes envelopes as they are, typed events encoded by their
+    /// [`Event::encode`] (JSON with `Encoded::json`, the same bytes [`typed`](Self::typed)
+    /// stores). No type has to be listed, and events relayed from an outbox as bytes are
+    /// recorded too.
+    ///
+    /// The feed's tap is a [`receiver`](syncbus_core::TapBuilder::receiver): an event it
+    /// took counts in the publish's `Ok(n)`, as with [`bytes`](Self::bytes) and
+    /// [`typed`](Self::typed) feeds, because it is then in the log. So the outbox relay
+    /// marks sent an event only this feed took: it is stored, for a durable consumer to
+    /// read.
+    ///
+    /// An event whose type does not encode (its `Event::encode` is the default, `None`)
+    /// has no payload to store, and a log entry without one would not decode for any
+    /// consumer: it is **not appended**, but counted in [`failed`](Self::failed), logged at
+    /// ERROR with its id, type and the fix (override `Event::encode`), and counted as a
+    /// handler failure of the subscription. A failed encoding is treated the same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use syncbus_core::{Bus, Bytes, Encoded, EncodeError, Envelope, Event, EventType, Metadata, Topic};
+    /// use syncbus_storage::{EventLog, LogFeed, MemoryStore};
+    ///
+    /// #[derive(Clone, Debug, serde::Serialize)]
+    /// struct Shipped { order: u64 }
+    /// impl Event for Shipped {
+    ///     const TYPE: &'static str = "order.shipped";
+    ///     const TOPIC: &'static str = "orders.shipped";
+    ///     fn encode(&self) -> Option<Result<Encoded, EncodeError>> { Some(Encoded::json(self)) }
+    /// }
+    ///
+    /// let bus = Bus::new();
+    /// let log = Arc::new(MemoryStore::new());
+    /// let feed = LogFeed::tap(&bus, "orders.>", log.clone())?;
+    /// assert_eq!(bus.publish(Shipped { order: 7 }).await?, 1); // the feed is a receiver
+    /// let meta = Metadata::new(EventType::new("order.paid")?).with_topic(Topic::new("orders.paid")?);
+    /// bus.publish_envelope(Envelope::new(meta, Bytes::from_static(b"{}"))).await?;
+    /// while feed.appended() < 2 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// let stored = log.read(0, 10).await?;
+    /// assert_eq!(stored[0].envelope.payload().as_ref(), br#"{"order":7}"#);
+    /// assert_eq!(stored[1].envelope.meta().event_type().as_str(), "order.paid");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`bytes`](Self::bytes).
+    pub fn tap(
+        bus: &Bus,
+        pattern: &str,
+        log: impl IntoArc<dyn EventLog>,
+    ) -> Result<LogFeed, SubscribeError> {
+        let log = log.into_arc();
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let subscription = bus
+            .tap(pattern)?
+            .name(format!("log-feed {pattern}"))
+            .receiver()
+            .queued_async(move |tapped: Tapped| {
+                let (log, counts) = (log.clone(), c.clone());
+                async move {
+                    let id = tapped.id().clone();
+                    let bytes = tapped.into_envelope().map_err(|t| unstorable(&t));
+                    append(&*log, &counts, id, bytes).await
+                }
+            })?;
+        Ok(LogFeed {
+            subscription,
+            counts,
+        })
+    }
+
     fn start<P: syncbus_core::Payload>(
         bus: &Bus,
         pattern: &str,
@@ -139,18 +223,7 @@ impl LogFeed {
                 let (log, counts) = (log.clone(), c.clone());
                 async move {
                     let id = env.id().clone();
-                    let result = match to_bytes(env) {
-                        Ok(bytes) => log.append(bytes).await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    };
-                    match &result {
-                        Ok(_) => counts.appended.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            tracing::error!(event = %id, error = %e, "log feed: append failed");
-                            counts.failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    result.map(|_| ())
+                    append(&*log, &counts, id, to_bytes(env)).await
                 }
             })?;
         Ok(LogFeed {
@@ -231,5 +304,46 @@ impl LogFeed {
     /// ```
     pub fn stop(self, timeout: std::time::Duration) -> bool {
         self.subscription.unsubscribe_and_wait(timeout)
+    }
+}
+
+/// Appends one event (or records why it could not be) and counts the outcome.
+async fn append(
+    log: &dyn EventLog,
+    counts: &Counts,
+    id: EventId,
+    bytes: Result<Envelope<Bytes>, String>,
+) -> Result<(), String> {
+    let result = match bytes {
+        Ok(bytes) => log.append(bytes).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(_) => counts.appended.fetch_add(1, Ordering::Relaxed),
+        Err(e) => {
+            tracing::error!(event = %id, error = %e, "log feed: append failed");
+            counts.failed.fetch_add(1, Ordering::Relaxed)
+        }
+    };
+    result.map(|_| ())
+}
+
+/// Why a tapped event cannot be stored: it has no payload.
+#[cold]
+fn unstorable(tapped: &Tapped) -> String {
+    let event_type = tapped.meta().event_type();
+    let rust_type = tapped.payload_type();
+    match tapped.payload() {
+        TapPayload::Failed(e) => {
+            let cause = std::error::Error::source(&**e).map(|s| format!(": {s}"));
+            format!(
+                "event type {event_type} ({rust_type}) did not encode: {e}{}",
+                cause.unwrap_or_default()
+            )
+        }
+        _ => format!(
+            "event type {event_type} ({rust_type}) has no payload to store: its Event::encode \
+             returns None; override it, e.g. with Some(Encoded::json(self)) for a Serialize type"
+        ),
     }
 }

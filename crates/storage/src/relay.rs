@@ -42,7 +42,8 @@ pub enum RelayError {
     },
     /// No subscription took the event: none matches its topic and payload type (an event
     /// relayed as bytes reaches only `subscribe::<Bytes>` subscriptions; see
-    /// [`Relay::typed`]), or none exists yet. Marking it sent would lose it, so it stays
+    /// [`Relay::typed`]), or none exists yet. Taps that only observe do not count (see the
+    /// [`Relay`] docs, "Taps"). Marking it sent would lose it, so it stays
     /// pending until a subscription takes it, unless [`Relay::drop_unreceived`] says to let
     /// it go. To keep events for consumers that are not running, move them into the same
     /// database's event log instead (`move_outbox_to_log` on `syncbus-store`'s stores).
@@ -187,6 +188,14 @@ enum Refusal {
 /// What a refused publish means to the relay.
 fn refusal<T>(e: PublishError<T>) -> Refusal {
     match e {
+        // Only taps that observe took it: no subscription received it, so it must not be
+        // marked sent. Publishing it again reaches those taps twice, which at-least-once
+        // allows.
+        PublishError::Partial(_, who) if who.took.is_empty() => Refusal::Publish(format!(
+            "refused by subscriptions {:?} (full under their Reject policy); only taps {:?}, \
+             which do not count as receivers, took it",
+            who.refused, who.observed
+        )),
         PublishError::Partial(_, who) => Refusal::Partial(format!(
             "taken by subscriptions {:?}, refused by {:?} (full under their Reject policy)",
             who.took, who.refused
@@ -208,6 +217,44 @@ fn refusal<T>(e: PublishError<T>) -> Refusal {
 /// go. For events that must outlive the process, move them into the same database's event
 /// log instead (`SqliteStore::move_outbox_to_log`, `PgStore::move_outbox_to_log` in
 /// `syncbus-store`), one transaction per batch, and consume them with a durable consumer.
+///
+/// # Taps
+///
+/// A tap ([`Bus::tap`]) sees every relayed event whatever its type, with no
+/// [`typed`](Self::typed) per type: a tap on `>` audits everything the relay publishes, and
+/// [`LogFeed::tap`](crate::LogFeed::tap) records it. But a tap only observes: it is **not**
+/// a receiver for the rule above. An event that only taps took is
+/// [`RelayError::Unreceived`] and stays pending (the taps see it again on the next round,
+/// which at-least-once allows), and one a subscription refused while only taps took it stays
+/// pending as [`RelayError::Publish`]; so a debugging tap can never make the relay let an
+/// event go. A tap made a receiver on purpose
+/// ([`TapBuilder::receiver`](syncbus_core::TapBuilder::receiver)) counts like a
+/// subscription; [`LogFeed::tap`](crate::LogFeed::tap)'s is one, so an event only the feed
+/// took is marked sent: it is in the log. To deliver outbox events to `subscribe::<E>`
+/// handlers, [`typed`](Self::typed) is still the way; taps then see the typed publish, its
+/// payload encoded by `E`'s `Event::encode`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use syncbus_core::{Bus, Bytes, Envelope, EventType, Metadata, Topic};
+/// use syncbus_storage::{LogFeed, MemoryStore, Outbox, Relay, RelayError};
+///
+/// let store = MemoryStore::new();
+/// let meta = Metadata::new(EventType::new("order.placed")?).with_topic(Topic::new("orders.placed")?);
+/// store.enqueue(Envelope::new(meta, Bytes::from_static(b"{}")))?;
+/// let bus = Bus::new();
+/// let relay = Relay::new(store.clone(), bus.clone());
+///
+/// let _debug = bus.tap(">")?.inline(|t| println!("relayed {}", t.meta().event_type()))?;
+/// assert!(matches!(relay.run_once().await, Err(RelayError::Unreceived { .. }))); // seen, kept
+/// assert_eq!(store.pending(10).await?.len(), 1);
+///
+/// let _feed = LogFeed::tap(&bus, ">", MemoryStore::new())?; // a receiver: the event is stored
+/// assert_eq!(relay.run_once().await?, 1);
+/// assert!(store.pending(10).await?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 ///
 /// # Examples
 ///
