@@ -67,6 +67,10 @@ pub use syncbus_envelope::{
 #[cfg(feature = "derive")]
 pub use syncbus_derive::Event;
 
+// What the derive's `encode` calls (`#[derive(Event)]` writes `::syncbus::__derive`).
+#[doc(hidden)]
+pub use syncbus_envelope::__derive;
+
 pub use syncbus_workflow::{
     handler_fn, sync_handler_fn, ChainNode, CircuitBreakerConfig, Context, DedupConfig, ErrorKind,
     Handler, HandlerError, Jitter, OnExpiry, OtherTypes, RateLimitConfig, Redrive, RedriveError,

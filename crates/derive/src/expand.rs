@@ -70,6 +70,18 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             #topic
             #entity
             #version
+            #[inline]
+            fn encode(
+                &self,
+            ) -> ::core::option::Option<
+                ::core::result::Result<#krate::Encoded, #krate::EncodeError>,
+            > {
+                // As JSON when the type is `Serialize`, else not encodable (taps then see
+                // the metadata alone): autoref picks the first impl that applies.
+                #[allow(unused_imports)]
+                use #krate::__derive::{NotSerialize as _, ViaSerialize as _};
+                (&&#krate::__derive::Probe(self)).__syncbus_encode()
+            }
         },
     )
 }

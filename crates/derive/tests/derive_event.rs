@@ -319,3 +319,44 @@ fn crate_names_where_the_items_are_and_keys_may_span_attributes() {
     );
     assert_eq!(RenamedByString::TOPIC, "demo.renamed");
 }
+
+/// A derived event encodes as JSON when it is `Serialize` (so a tap sees its payload), and
+/// is not encodable otherwise (a tap sees its metadata alone).
+#[test]
+fn a_serializable_derived_event_encodes_as_json_and_another_does_not() {
+    #[derive(Clone, Debug, serde::Serialize, Event)]
+    #[event(type = "demo.paid")]
+    struct Paid {
+        cents: u64,
+    }
+    #[derive(Clone, Debug, Event)]
+    #[event(type = "demo.opaque")]
+    struct Opaque;
+
+    let encoded = Paid { cents: 5 }
+        .encode()
+        .expect("Serialize: encodable")
+        .unwrap();
+    assert_eq!(encoded.bytes().as_ref(), br#"{"cents":5}"#);
+    assert_eq!(encoded.content_type(), Some("application/json"));
+    assert!(Opaque.encode().is_none());
+
+    let bus = Bus::new();
+    let seen: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
+    let s = seen.clone();
+    let _tap = bus
+        .tap(">")
+        .unwrap()
+        .inline(move |t| {
+            s.lock()
+                .unwrap()
+                .push(t.payload().bytes().map(|b| b.to_vec()));
+        })
+        .unwrap();
+    bus.blocking_publish(Paid { cents: 7 }).unwrap();
+    bus.blocking_publish(Opaque).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some(br#"{"cents":7}"#.to_vec()), None]
+    );
+}

@@ -109,7 +109,8 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// metadata and no payload. A type that implements `Serialize` overrides it in one line
     /// with [`Encoded::json`], which gives the bytes and content type
     /// [`Envelope::to_bytes_payload`](crate::Envelope::to_bytes_payload) would; any other
-    /// format works too, through [`Encoded::new`].
+    /// format works too, through [`Encoded::new`]. `#[derive(Event)]` writes it: JSON for a
+    /// type that is `Serialize`, not encodable for one that is not.
     ///
     /// # Examples
     ///

@@ -85,6 +85,41 @@ pub use codec::Limits;
 pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
 pub use event::{Encoded, Event};
+
+/// What `#[derive(Event)]` writes, not an API: its `encode` picks JSON for a `Serialize`
+/// type and "not encodable" otherwise, by autoref (the first impl whose bound holds wins).
+#[doc(hidden)]
+pub mod __derive {
+    use crate::{EncodeError, Encoded};
+
+    /// The value being encoded.
+    #[derive(Debug)]
+    pub struct Probe<'a, T>(pub &'a T);
+
+    /// Found first, through `&&Probe`, when `T: Serialize`.
+    pub trait ViaSerialize {
+        /// The JSON encoding.
+        fn __syncbus_encode(&self) -> Option<Result<Encoded, EncodeError>>;
+    }
+
+    impl<T: serde::Serialize> ViaSerialize for &Probe<'_, T> {
+        fn __syncbus_encode(&self) -> Option<Result<Encoded, EncodeError>> {
+            Some(Encoded::json(self.0))
+        }
+    }
+
+    /// Found otherwise, through `&Probe`.
+    pub trait NotSerialize {
+        /// Not encodable.
+        fn __syncbus_encode(&self) -> Option<Result<Encoded, EncodeError>>;
+    }
+
+    impl<T> NotSerialize for Probe<'_, T> {
+        fn __syncbus_encode(&self) -> Option<Result<Encoded, EncodeError>> {
+            None
+        }
+    }
+}
 pub use extension::{ExtensionKind, ExtensionValue};
 pub use headers::{HeaderError, Headers};
 pub use id::EventId;
