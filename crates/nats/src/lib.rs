@@ -5,7 +5,7 @@
 //!   `Nats-Msg-Id` = the event id (the stream's duplicate window drops a retried publish).
 //!   A publish counts once its PubAck is in ([`NatsPublisher::publish`]). The body is the
 //!   whole envelope in the [`Codec`] chosen (binary or CloudEvents JSON); the routing
-//!   metadata is repeated in headers (`ce-id`, `ce-type`, `Syncbus-Topic`, ...).
+//!   metadata is repeated in headers (`Nats-Msg-Id`, `ce-type`, `Syncbus-Topic`, ...).
 //! - **Inbound**: [`NatsBridge::source`] is the durable pull consumer as a
 //!   [`Source`](syncbus_core::Source): serve it with `Workflow::serve(source).handle(..)`
 //!   and the workflow runner acks after success (a double ack by default), naks with the

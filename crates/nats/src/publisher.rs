@@ -154,24 +154,38 @@ impl NatsPublisher {
                 }
             },
         };
+        let mut first = Some((subject, headers));
         let deadline = Instant::now() + inner.span;
         let mut pause = Duration::from_millis(50);
         let mut tries = 0u32;
         loop {
             tries += 1;
+            // The first try takes the parts; a retry (rare) builds them again, so the common
+            // case copies no header map.
+            let (subject, headers) = match first.take() {
+                Some(parts) => parts,
+                None => (
+                    subject_for(&inner.root, &env, inner.entity_in_subject).unwrap_or_default(),
+                    wire::encode(&env, inner.codec)
+                        .map(|(h, _)| h)
+                        .unwrap_or_default(),
+                ),
+            };
             let message = PublishMessage::build()
                 .payload(body.clone())
-                .headers(headers.clone());
-            let attempt = async {
-                let ack = inner
-                    .js
-                    .send_publish(subject.clone(), message)
-                    .await?
-                    .into_future()
-                    .await?;
-                Ok::<_, async_nats::jetstream::context::PublishError>(ack)
+                .headers(headers);
+            // The context's ack timeout is `publish_timeout` (the bridge sets it), so waiting
+            // for the PubAck ends in `TimedOut` by itself; only the send, which waits while the
+            // client's buffer is full, needs a timer of ours, and it is registered only if the
+            // send has to wait.
+            let sent =
+                tokio::time::timeout(inner.timeout, inner.js.send_publish(subject, message)).await;
+            let outcome = match sent {
+                Ok(Ok(ack)) => Ok(ack.into_future().await),
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(elapsed) => Err(elapsed),
             };
-            let error = match tokio::time::timeout(inner.timeout, attempt).await {
+            let error = match outcome {
                 Ok(Ok(ack)) => {
                     metrics::counter!("syncbus_nats_published_total").increment(1);
                     return Ok(Published {
@@ -195,7 +209,7 @@ impl NatsPublisher {
                         .with_source(e));
                     }
                 },
-                Err(_) => format!("no PubAck within {:?}", inner.timeout),
+                Err(_) => format!("the send did not go out within {:?}", inner.timeout),
             };
             let now = Instant::now();
             if now + pause >= deadline {

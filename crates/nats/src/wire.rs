@@ -26,14 +26,13 @@ pub(crate) fn encode(env: &Envelope<Bytes>, codec: Codec) -> Result<(HeaderMap, 
     let mut headers = HeaderMap::new();
     let id = meta.id().to_string();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    // What routing and NATS tools need without decoding the body, and the content type that
+    // marks a structured CloudEvent (CloudEvents' NATS binding); the rest of the metadata
+    // (the id again as `ce-id`, the source, times, headers) is in the body only: each header
+    // is an allocation per message and bytes on the wire.
     headers.insert(CODEC_HEADER, codec.header_value());
     headers.insert("Content-Type", codec.content_type());
-    headers.insert("ce-specversion", "1.0");
-    headers.insert("ce-id", id.as_str());
     headers.insert("ce-type", meta.event_type().as_str());
-    if let Some(source) = meta.source() {
-        headers.insert("ce-source", source);
-    }
     if let Some(topic) = meta.topic() {
         headers.insert(TOPIC_HEADER, topic.as_str());
     }
