@@ -7,16 +7,17 @@
 //! retry span runs out. Publishes in flight are bounded by the publish buffer; past it the
 //! overflow policy applies.
 
+use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishErrorKind as NatsKind;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use syncbus_core::Overflow;
 use syncbus_envelope::{Bytes, Envelope};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{Codec, NatsConfig};
@@ -227,7 +228,7 @@ impl NatsPublisher {
         }
     }
 
-    /// Publishes every envelope with the sends pipelined (up to the publish buffer in flight)
+    /// Publishes every envelope with the sends pipelined in one task (up to the publish buffer in flight)
     /// and returns each outcome in input order, once every PubAck is in or given up. Messages
     /// go out in input order; a retried one may land after later ones.
     ///
@@ -252,9 +253,96 @@ impl NatsPublisher {
         &self,
         envelopes: impl IntoIterator<Item = Envelope<Bytes>>,
     ) -> Vec<Result<Published, PublishError>> {
-        let all: futures_util::stream::FuturesOrdered<_> =
-            envelopes.into_iter().map(|env| self.publish(env)).collect();
-        futures_util::StreamExt::collect(all).await
+        let inner = &*self.inner;
+        let mut out: Vec<Option<Result<Published, PublishError>>> = Vec::new();
+        // Sent in input order; the oldest PubAck is awaited when the buffer is full, so the
+        // acks are mostly in by the time they are looked at (one task, no wakeup per event).
+        let mut flight: VecDeque<(
+            usize,
+            Envelope<Bytes>,
+            PublishAckFuture,
+            OwnedSemaphorePermit,
+        )> = VecDeque::new();
+        for env in envelopes {
+            let i = out.len();
+            let parts = subject_for(&inner.root, &env, inner.entity_in_subject)
+                .and_then(|s| wire::encode(&env, inner.codec).map(|(h, b)| (s, h, b)));
+            let (subject, headers, body) = match parts {
+                Ok(p) => p,
+                Err(m) => {
+                    out.push(Some(Err(PublishError::new(
+                        PublishErrorKind::Encode,
+                        m,
+                        env,
+                    ))));
+                    continue;
+                }
+            };
+            out.push(None);
+            let permit = loop {
+                if let Ok(p) = inner.buffer.clone().try_acquire_owned() {
+                    break Some(p);
+                }
+                match flight.pop_front() {
+                    Some((j, e, ack, _permit)) => out[j] = Some(self.settle_ack(e, ack).await),
+                    // The buffer is full of other callers' publishes: the policy decides.
+                    None => break None,
+                }
+            };
+            let Some(permit) = permit else {
+                out[i] = Some(self.publish(env).await);
+                continue;
+            };
+            let message = PublishMessage::build().payload(body).headers(headers);
+            match tokio::time::timeout(inner.timeout, inner.js.send_publish(subject, message)).await
+            {
+                Ok(Ok(ack)) => flight.push_back((i, env, ack, permit)),
+                // Not sent: the whole retry loop, with the same id.
+                _ => {
+                    drop(permit);
+                    out[i] = Some(self.publish(env).await);
+                }
+            }
+        }
+        while let Some((j, e, ack, _permit)) = flight.pop_front() {
+            out[j] = Some(self.settle_ack(e, ack).await);
+        }
+        // Every slot was filled above.
+        out.into_iter().flatten().collect()
+    }
+
+    /// The outcome of a sent message's PubAck; a lost one goes through [`publish`]'s retry
+    /// loop with the same `Nats-Msg-Id` (the stream drops a second copy).
+    ///
+    /// [`publish`]: Self::publish
+    async fn settle_ack(
+        &self,
+        env: Envelope<Bytes>,
+        ack: PublishAckFuture,
+    ) -> Result<Published, PublishError> {
+        match ack.into_future().await {
+            Ok(ack) => {
+                metrics::counter!("syncbus_nats_published_total").increment(1);
+                Ok(Published {
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
+            }
+            Err(e) => match e.kind() {
+                NatsKind::TimedOut | NatsKind::BrokenPipe | NatsKind::StreamNotFound => {
+                    self.publish(env).await
+                }
+                _ => {
+                    metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
+                    Err(PublishError::new(
+                        PublishErrorKind::Rejected,
+                        format!("the server refused it: {e}"),
+                        env,
+                    )
+                    .with_source(e))
+                }
+            },
+        }
     }
 
     /// Publishes sent and not yet acknowledged.
