@@ -76,6 +76,7 @@ mod handler;
 mod layer;
 mod layers;
 mod metrics;
+mod pending;
 mod saga;
 mod serve;
 mod storable;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::Poll;
+
 use std::time::Duration;
 
 use smol_str::SmolStr;
@@ -30,6 +30,7 @@ use crate::layers::{
     RetryPolicy,
 };
 use crate::metrics::{Stat, Stats, WorkflowMetrics};
+use crate::pending::{Step, Ticking};
 use crate::storable::Storable;
 use crate::store::DeadLetterStore;
 use crate::store::IntoArc;
@@ -1067,19 +1068,15 @@ where
         Box::pin(run_in(&*handle.stack, &handle.info, env, ctx.clone()));
     let outcome = match handle.in_progress {
         None => run.await,
-        // Most handlers finish in their first poll: only a pending one gets a timer.
-        Some(every) => match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
-            Poll::Ready(r) => r,
-            Poll::Pending => {
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                loop {
-                    tokio::select! {
-                        r = &mut run => break r,
-                        _ = tick.tick() => settled(d.in_progress().await, handle, "in_progress"),
-                    }
+        Some(every) => {
+            let mut run = Ticking::new(run.as_mut(), every);
+            loop {
+                match run.next().await {
+                    Step::Done(out) => break out,
+                    Step::Tick => settled(d.in_progress().await, handle, "in_progress"),
                 }
             }
-        },
+        }
     };
     match outcome {
         Ok(()) => ack(d, handle).await,

@@ -14,6 +14,7 @@ use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::layer::Layer;
 use crate::metrics::Stat;
+use crate::pending::{Step, Ticking};
 use crate::store::IntoArc;
 use crate::store::{Claim, DedupKey, DedupStore, InboxEntry, MemoryDedupStore, Outcome};
 
@@ -470,32 +471,25 @@ async fn renewing<F: Future>(
     ctx: &Context,
     run: F,
 ) -> F::Output {
-    let every = renew_every(lease);
-    let mut run = std::pin::pin!(run);
-    // Registered with the timer only when first polled, after the handler (`biased`): a
-    // handler that is done at once costs no timer.
-    let mut tick = std::pin::pin!(tokio::time::sleep(every));
+    let run = std::pin::pin!(run);
+    let mut run = Ticking::new(run, renew_every(lease));
     loop {
-        tokio::select! {
-            biased;
-            out = &mut run => return out,
-            () = &mut tick => {
-                match store.renew(key, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(
-                        subscription = ctx.subscription(),
-                        %key,
-                        "dedup claim lapsed before it was renewed: another delivery of the key may run"
-                    ),
-                    Err(e) => tracing::warn!(
-                        subscription = ctx.subscription(),
-                        %key,
-                        error = %e,
-                        "dedup claim not renewed"
-                    ),
-                }
-                tick.as_mut().reset(tokio::time::Instant::now() + every);
-            }
+        match run.next().await {
+            Step::Done(out) => return out,
+            Step::Tick => match store.renew(key, lease).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    subscription = ctx.subscription(),
+                    %key,
+                    "dedup claim lapsed before it was renewed: another delivery of the key may run"
+                ),
+                Err(e) => tracing::warn!(
+                    subscription = ctx.subscription(),
+                    %key,
+                    error = %e,
+                    "dedup claim not renewed"
+                ),
+            },
         }
     }
 }
