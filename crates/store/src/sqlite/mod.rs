@@ -382,14 +382,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     {
+        let job = self.run_job(move |conn| f(conn).map_err(StoreError::from));
+        Box::pin(async move { job.await.map_err(|_| StoreError::closed())? })
+    }
+
+    /// Runs `f` on the connection thread and hands back what it returned; `Err(Gone)` when
+    /// the thread is gone (the store closed, or `f` panicked and was rolled back). The one
+    /// way jobs reach the connection, for [`with_connection`](Self::with_connection) and
+    /// [`transaction`](Self::transaction).
+    fn run_job<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<R, Gone>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let sent = self.inner.jobs.send(Box::new(move |conn: &mut Connection| {
-            let _ = tx.send(f(conn).map_err(StoreError::from));
+            let _ = tx.send(f(conn));
         }));
-        Box::pin(async move {
-            sent.map_err(|_| StoreError::closed())?;
-            rx.await.map_err(|_| StoreError::closed())?
-        })
+        async move {
+            sent.map_err(|_| Gone)?;
+            rx.await.map_err(|_| Gone)
+        }
     }
 
     /// Runs `f` in one transaction on the store's connection thread: committed when `f`
@@ -462,22 +474,17 @@ impl SqliteStore {
         E: From<SqliteError> + Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.inner.jobs.send(Box::new(move |conn: &mut Connection| {
-            let run = || -> Result<T, E> {
-                let t = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(|e| E::from(e.into()))?;
-                let value = f(&t)?;
-                t.commit().map_err(|e| E::from(e.into()))?;
-                Ok(value)
-            };
-            let _ = tx.send(run());
-        }));
+        let job = self.run_job(move |conn| -> Result<T, E> {
+            let t = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| E::from(e.into()))?;
+            let value = f(&t)?;
+            t.commit().map_err(|e| E::from(e.into()))?;
+            Ok(value)
+        });
         async move {
-            let gone = || E::from(SqliteError::Store(StoreError::closed()));
-            sent.map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())?
+            job.await
+                .map_err(|_| E::from(SqliteError::Store(StoreError::closed())))?
         }
     }
 
@@ -873,6 +880,9 @@ impl Outbox for SqliteStore {
         })
     }
 }
+
+/// The connection thread is gone: the store was closed, or the job panicked.
+struct Gone;
 
 fn enqueue_bytes(conn: &Connection, envelope: &Envelope<Bytes>) -> Result<u64, SqliteError> {
     syncbus_storage::check_outbox_topic(envelope)?;
