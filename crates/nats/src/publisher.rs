@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
+use async_nats::HeaderMap;
 use syncbus_core::Overflow;
 use syncbus_envelope::{Bytes, Envelope};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -124,12 +125,8 @@ impl NatsPublisher {
     /// See [`NatsPublisher`].
     pub async fn publish(&self, env: Envelope<Bytes>) -> Result<Published, PublishError> {
         let inner = &*self.inner;
-        let subject = match subject_for(&inner.root, &env, inner.entity_in_subject) {
-            Ok(s) => s,
-            Err(m) => return Err(PublishError::new(PublishErrorKind::Encode, m, env)),
-        };
-        let (headers, body) = match wire::encode(&env, inner.codec) {
-            Ok(x) => x,
+        let (subject, headers, body) = match self.parts(&env) {
+            Ok(p) => p,
             Err(m) => return Err(PublishError::new(PublishErrorKind::Encode, m, env)),
         };
         let _permit = match inner.overflow {
@@ -165,12 +162,10 @@ impl NatsPublisher {
             // case copies no header map.
             let (subject, headers) = match first.take() {
                 Some(parts) => parts,
-                None => (
-                    subject_for(&inner.root, &env, inner.entity_in_subject).unwrap_or_default(),
-                    wire::encode(&env, inner.codec)
-                        .map(|(h, _)| h)
-                        .unwrap_or_default(),
-                ),
+                None => match self.parts(&env) {
+                    Ok((subject, headers, _)) => (subject, headers),
+                    Err(m) => return Err(PublishError::new(PublishErrorKind::Encode, m, env)),
+                },
             };
             let message = PublishMessage::build()
                 .payload(body.clone())
@@ -187,29 +182,9 @@ impl NatsPublisher {
                 Err(elapsed) => Err(elapsed),
             };
             let error = match outcome {
-                Ok(Ok(ack)) => {
-                    metrics::counter!("syncbus_nats_published_total").increment(1);
-                    return Ok(Published {
-                        sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    });
-                }
-                Ok(Err(e)) => match e.kind() {
-                    // No ack yet, the connection dropped, or JetStream is not answering on the
-                    // subject while a server restarts: try again with the same id.
-                    NatsKind::TimedOut | NatsKind::BrokenPipe | NatsKind::StreamNotFound => {
-                        e.to_string()
-                    }
-                    _ => {
-                        metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
-                        return Err(PublishError::new(
-                            PublishErrorKind::Rejected,
-                            format!("the server refused it: {e}"),
-                            env,
-                        )
-                        .with_source(e));
-                    }
-                },
+                Ok(Ok(ack)) => return Ok(acked(ack)),
+                Ok(Err(e)) if lost(&e) => e.to_string(),
+                Ok(Err(e)) => return Err(refused(e, env)),
                 Err(_) => format!("the send did not go out within {:?}", inner.timeout),
             };
             let now = Instant::now();
@@ -265,9 +240,7 @@ impl NatsPublisher {
         )> = VecDeque::new();
         for env in envelopes {
             let i = out.len();
-            let parts = subject_for(&inner.root, &env, inner.entity_in_subject)
-                .and_then(|s| wire::encode(&env, inner.codec).map(|(h, b)| (s, h, b)));
-            let (subject, headers, body) = match parts {
+            let (subject, headers, body) = match self.parts(&env) {
                 Ok(p) => p,
                 Err(m) => {
                     out.push(Some(Err(PublishError::new(
@@ -321,28 +294,18 @@ impl NatsPublisher {
         ack: PublishAckFuture,
     ) -> Result<Published, PublishError> {
         match ack.into_future().await {
-            Ok(ack) => {
-                metrics::counter!("syncbus_nats_published_total").increment(1);
-                Ok(Published {
-                    sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                })
-            }
-            Err(e) => match e.kind() {
-                NatsKind::TimedOut | NatsKind::BrokenPipe | NatsKind::StreamNotFound => {
-                    self.publish(env).await
-                }
-                _ => {
-                    metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
-                    Err(PublishError::new(
-                        PublishErrorKind::Rejected,
-                        format!("the server refused it: {e}"),
-                        env,
-                    )
-                    .with_source(e))
-                }
-            },
+            Ok(ack) => Ok(acked(ack)),
+            Err(e) if lost(&e) => self.publish(env).await,
+            Err(e) => Err(refused(e, env)),
         }
+    }
+
+    /// The subject, headers and body of `env`'s message.
+    fn parts(&self, env: &Envelope<Bytes>) -> Result<(String, HeaderMap, Bytes), String> {
+        let inner = &*self.inner;
+        let subject = subject_for(&inner.root, env, inner.entity_in_subject)?;
+        let (headers, body) = wire::encode(env, inner.codec)?;
+        Ok((subject, headers, body))
     }
 
     /// Publishes sent and not yet acknowledged.
@@ -360,4 +323,31 @@ impl NatsPublisher {
         // The semaphore starts at the buffer size; permits out are publishes in flight.
         self.inner.size - self.inner.buffer.available_permits()
     }
+}
+
+/// No PubAck yet, the connection dropped, or JetStream is not answering on the subject while
+/// a server restarts: worth sending again with the same id.
+fn lost(e: &async_nats::jetstream::context::PublishError) -> bool {
+    matches!(
+        e.kind(),
+        NatsKind::TimedOut | NatsKind::BrokenPipe | NatsKind::StreamNotFound
+    )
+}
+
+fn acked(ack: async_nats::jetstream::publish::PublishAck) -> Published {
+    metrics::counter!("syncbus_nats_published_total").increment(1);
+    Published {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    }
+}
+
+fn refused(e: async_nats::jetstream::context::PublishError, env: Envelope<Bytes>) -> PublishError {
+    metrics::counter!("syncbus_nats_publish_failed_total").increment(1);
+    PublishError::new(
+        PublishErrorKind::Rejected,
+        format!("the server refused it: {e}"),
+        env,
+    )
+    .with_source(e)
 }
