@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use crate::metrics::BusMetrics;
 use crate::publisher::Publisher;
 use crate::pull::{Consumer, ConsumerConfig};
-use crate::settled::Unsettled;
+use crate::settled::{wait_settled, Busy, Unsettled};
 use crate::shutdown::{self, ShutdownReport};
 use crate::sink::{Pack, Wait};
 use crate::subscription::SubscribeBuilder;
@@ -675,9 +675,8 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn settled(&self) {
-        while !self.hub.busy().is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        // Without a timeout it only ends settled.
+        let _ = wait_settled(None, || self.check_settled()).await;
     }
 
     /// [`settled`](Self::settled), giving up after `timeout`.
@@ -702,16 +701,15 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn settled_within(&self, timeout: Duration) -> Result<(), Unsettled> {
-        let start = tokio::time::Instant::now();
-        loop {
-            let busy = self.hub.busy();
-            if busy.is_empty() {
-                return Ok(());
-            }
-            if start.elapsed() >= timeout {
-                return Err(Unsettled::new(timeout, busy));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        wait_settled(Some(timeout), || self.check_settled()).await
+    }
+
+    fn check_settled(&self) -> Result<(), Vec<Busy>> {
+        let busy = self.hub.busy();
+        if busy.is_empty() {
+            Ok(())
+        } else {
+            Err(busy)
         }
     }
 

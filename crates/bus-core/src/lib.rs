@@ -151,7 +151,7 @@ pub use crate::metrics::{BusMetrics, SubscriptionMetrics};
 pub use crate::overflow::Overflow;
 pub use crate::publisher::Publisher;
 pub use crate::pull::{AckError, Consumer, ConsumerConfig, DeadLetter, DeadLetterReason, Delivery};
-pub use crate::settled::{Busy, Unsettled};
+pub use crate::settled::{wait_settled, Busy, Unsettled};
 pub use crate::shutdown::{ShutdownReport, Undelivered};
 pub use crate::source::{Settle, Source};
 pub use crate::subscription::{SubscribeBuilder, Subscription};

@@ -133,3 +133,47 @@ impl fmt::Display for Unsettled {
 }
 
 impl std::error::Error for Unsettled {}
+
+/// Looks at `check` every millisecond, on tokio's clock, until it answers `Ok` (settled), or
+/// until `timeout` (if any) passes: then the last `Err` (who was busy) becomes [`Unsettled`].
+/// [`Bus::settled`](crate::Bus::settled) and `Served::settled` in the workflow crate wait with
+/// it; a runner of your own can too.
+///
+/// # Errors
+///
+/// [`Unsettled`] when `timeout` passed first.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus_core::{wait_settled, Busy};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mut left = 3;
+/// let done = wait_settled(Some(Duration::from_secs(5)), || {
+///     left -= 1;
+///     if left == 0 { Ok("done") } else { Err(vec![Busy::new("mine", left, 0)]) }
+/// })
+/// .await;
+/// assert_eq!(done.unwrap(), "done");
+/// let never = wait_settled(Some(Duration::from_millis(5)), || Err::<(), _>(vec![Busy::new("stuck", 1, 0)]));
+/// assert_eq!(never.await.unwrap_err().busy()[0].name, "stuck");
+/// # }
+/// ```
+pub async fn wait_settled<T>(
+    timeout: Option<Duration>,
+    mut check: impl FnMut() -> Result<T, Vec<Busy>>,
+) -> Result<T, Unsettled> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match check() {
+            Ok(done) => return Ok(done),
+            Err(busy) => {
+                if let Some(timeout) = timeout.filter(|t| start.elapsed() >= *t) {
+                    return Err(Unsettled::new(timeout, busy));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

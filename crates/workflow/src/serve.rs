@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smol_str::SmolStr;
-use syncbus_core::{Busy, Settle, Source, Unsettled};
+use syncbus_core::{wait_settled, Busy, Settle, Source, Unsettled};
 use syncbus_envelope::{Bytes, DecodeError, Envelope, Payload};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -724,11 +724,10 @@ impl Served {
     ///
     /// See [`WorkflowServe`].
     pub async fn settled(&self) -> ServeMetrics {
-        loop {
-            if let Some(m) = self.settled_now() {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        // Without a timeout it only ends settled.
+        match wait_settled(None, || self.check_settled()).await {
+            Ok(m) => m,
+            Err(_) => self.counts.snapshot(),
         }
     }
 
@@ -767,32 +766,24 @@ impl Served {
     /// # Ok(()) }
     /// ```
     pub async fn settled_within(&self, timeout: Duration) -> Result<ServeMetrics, Unsettled> {
-        let start = tokio::time::Instant::now();
-        loop {
-            if let Some(m) = self.settled_now() {
-                return Ok(m);
-            }
-            if start.elapsed() >= timeout {
-                let m = self.counts.snapshot();
-                let running = m
-                    .fetched
-                    .saturating_sub(m.acked + m.nakd + m.termed + m.handed_back);
-                return Err(Unsettled::new(
-                    timeout,
-                    vec![Busy::new(self.name.as_str(), 0, running as usize)],
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_settled(Some(timeout), || self.check_settled()).await
     }
 
-    fn settled_now(&self) -> Option<ServeMetrics> {
+    /// The settles, if every fetched delivery is settled and the last fetch found nothing;
+    /// else this runner as busy, with the deliveries it has in hand.
+    fn check_settled(&self) -> Result<ServeMetrics, Vec<Busy>> {
         // The idle mark first: a batch fetched after it was read counts in `fetched` below,
         // or arrived after the moment this answers for.
         let idle = self.counts.idle.load(SeqCst);
         let m = self.counts.snapshot();
-        let done = m.acked + m.nakd + m.termed + m.handed_back;
-        (idle && done >= m.fetched).then_some(m)
+        let in_hand = m
+            .fetched
+            .saturating_sub(m.acked + m.nakd + m.termed + m.handed_back);
+        if idle && in_hand == 0 {
+            Ok(m)
+        } else {
+            Err(vec![Busy::new(self.name.as_str(), 0, in_hand as usize)])
+        }
     }
 
     /// Stops fetching, lets the handlers running now finish and settle, hands back (nak at
