@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -58,8 +57,7 @@ async fn inbox_crash_child() {
     let crash_at: Option<u64> = var(CRASH).and_then(|v| v.parse().ok());
     let lease = Duration::from_millis(var(LEASE_MS).unwrap().parse().unwrap());
     let store = SqliteStore::open(&db).await.unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(store.clone());
-    let consumer = DurableConsumer::open(log, CONSUMER, DurableConfig::new())
+    let consumer = DurableConsumer::open(store.clone(), CONSUMER, DurableConfig::new())
         .await
         .unwrap();
     let bus = Bus::new();
@@ -70,7 +68,7 @@ async fn inbox_crash_child() {
         .serve(consumer)
         .name(CONSUMER)
         .fetch_wait(Duration::from_millis(20))
-        .dedup(DedupConfig::new(Arc::new(store.dedup())).lease(lease))
+        .dedup(DedupConfig::new(store.dedup()).lease(lease))
         .handle(move |env: Envelope<Payment>, ctx: Context| {
             let (store, marker) = (s.clone(), marker.clone());
             let n = env.payload().n;

@@ -631,3 +631,34 @@ async fn transaction_returns_the_applications_error_and_rolls_back() {
         other => panic!("expected the store's error in the application's type, got {other:?}"),
     }
 }
+
+/// A closure that panics inside `transaction` rolls back, comes back as the application's
+/// error (the store's `Closed`), never a panic in the caller, and the store goes on working.
+#[tokio::test]
+async fn a_panicking_transaction_rolls_back_and_the_store_goes_on() {
+    let (_dir, store) = fresh().await;
+    store
+        .with_connection(|conn| {
+            conn.execute_batch("CREATE TABLE ledger (cents INTEGER NOT NULL)")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let r = store
+        .transaction(|tx| -> Result<(), SqliteError> {
+            tx.execute("INSERT INTO ledger (cents) VALUES (1)", [])?;
+            panic!("a bug in the closure");
+        })
+        .await;
+    match r {
+        Err(SqliteError::Store(e)) => assert_eq!(e.kind(), StoreErrorKind::Closed, "{e}"),
+        other => panic!("expected the store's error, got {other:?}"),
+    }
+    let rows: i64 = store
+        .transaction(|tx| -> Result<i64, SqliteError> {
+            Ok(tx.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the panicking transaction was not rolled back");
+}

@@ -13,7 +13,6 @@
 //! effect (a row in `webhook_processed`), then prints.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use syncbus_core::Bus;
@@ -97,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .serve(consumer)
         .name("webhook-ingress")
         .fetch_wait(Duration::from_millis(20))
-        .dedup(DedupConfig::new(Arc::new(store.dedup())))
+        .dedup(DedupConfig::new(store.dedup()))
         .retry(
             RetryPolicy::new()
                 .initial(Duration::from_millis(100))
