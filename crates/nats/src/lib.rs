@@ -4,8 +4,9 @@
 //!   matching a pattern to the stream, on subjects `<root>.<topic>[.<entity>]`, with
 //!   `Nats-Msg-Id` = the event id (the stream's duplicate window drops a retried publish).
 //!   A publish counts once its PubAck is in ([`NatsPublisher::publish`]). The body is the
-//!   whole envelope in the [`Codec`] chosen (binary or CloudEvents JSON); the routing
-//!   metadata is repeated in headers (`Nats-Msg-Id`, `ce-type`, `Syncbus-Topic`, ...).
+//!   whole envelope in the [`Codec`] chosen (binary or CloudEvents JSON), named by the
+//!   `Content-Type` header; `ce-type` carries the event type, and
+//!   [`NatsConfig::routing_headers`] adds the topic, entity id and version.
 //! - **Inbound**: [`NatsBridge::source`] is the durable pull consumer as a
 //!   [`Source`](syncbus_core::Source): serve it with `Workflow::serve(source).handle(..)`
 //!   and the workflow runner acks after success (a double ack by default), naks with the
@@ -70,4 +71,4 @@ pub use crate::error::{PublishError, PublishErrorKind, SetupError, SourceError};
 pub use crate::outbound::Outbound;
 pub use crate::publisher::{NatsPublisher, Published};
 pub use crate::source::{JetStreamSource, NatsDelivery, SourceCounts};
-pub use crate::wire::{CODEC_HEADER, ENTITY_HEADER, TOPIC_HEADER, VERSION_HEADER};
+pub use crate::wire::{ENTITY_HEADER, TOPIC_HEADER, VERSION_HEADER};

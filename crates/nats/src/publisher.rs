@@ -46,6 +46,7 @@ struct Inner {
     root: String,
     codec: Codec,
     entity_in_subject: bool,
+    routing_headers: bool,
     overflow: Overflow,
     buffer: Arc<Semaphore>,
     size: usize,
@@ -95,6 +96,7 @@ impl NatsPublisher {
                 root: config.subject_root().to_owned(),
                 codec: config.codec,
                 entity_in_subject: config.entity_in_subject,
+                routing_headers: config.routing_headers,
                 overflow: config.overflow,
                 buffer: Arc::new(Semaphore::new(config.publish_buffer)),
                 size: config.publish_buffer,
@@ -229,7 +231,9 @@ impl NatsPublisher {
         envelopes: impl IntoIterator<Item = Envelope<Bytes>>,
     ) -> Vec<Result<Published, PublishError>> {
         let inner = &*self.inner;
-        let mut out: Vec<Option<Result<Published, PublishError>>> = Vec::new();
+        let envelopes = envelopes.into_iter();
+        let hint = envelopes.size_hint().0;
+        let mut out: Vec<Option<Result<Published, PublishError>>> = Vec::with_capacity(hint);
         // Sent in input order; the oldest PubAck is awaited when the buffer is full, so the
         // acks are mostly in by the time they are looked at (one task, no wakeup per event).
         let mut flight: VecDeque<(
@@ -237,7 +241,7 @@ impl NatsPublisher {
             Envelope<Bytes>,
             PublishAckFuture,
             OwnedSemaphorePermit,
-        )> = VecDeque::new();
+        )> = VecDeque::with_capacity(hint.min(inner.size));
         for env in envelopes {
             let i = out.len();
             let (subject, headers, body) = match self.parts(&env) {
@@ -304,7 +308,7 @@ impl NatsPublisher {
     fn parts(&self, env: &Envelope<Bytes>) -> Result<(String, HeaderMap, Bytes), String> {
         let inner = &*self.inner;
         let subject = subject_for(&inner.root, env, inner.entity_in_subject)?;
-        let (headers, body) = wire::encode(env, inner.codec)?;
+        let (headers, body) = wire::encode(env, inner.codec, inner.routing_headers)?;
         Ok((subject, headers, body))
     }
 

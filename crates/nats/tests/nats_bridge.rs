@@ -292,3 +292,84 @@ async fn a_private_server_killed_and_restarted_loses_nothing_acknowledged() {
     assert_eq!(messages(&bridge).await, total);
     kill(&mut server);
 }
+
+/// Serves one message whose handler takes `hold` on a consumer with a 1 s ack wait, while a
+/// second reader of the same durable consumer (another process would be one) keeps pulling.
+/// Returns how often the handler ran, how many deliveries the second reader got, and the
+/// runner's acks.
+async fn serve_long_handler(
+    url: &str,
+    name: &str,
+    hold: Duration,
+    progress: Option<Duration>,
+) -> (usize, usize, u64) {
+    let bridge = NatsBridge::connect(
+        NatsConfig::new(url, unique(name))
+            .ack_wait(Duration::from_secs(1))
+            .max_deliver(5),
+    )
+    .await
+    .unwrap();
+    bridge.publisher().publish(env(9)).await.unwrap();
+    let runs = Arc::new(Mutex::new(0usize));
+    let r = runs.clone();
+    let bus = Bus::new();
+    let served = Workflow::new(&bus)
+        .serve(bridge.source(None).await.unwrap())
+        .fetch_wait(Duration::from_millis(100))
+        .in_progress_every(progress)
+        .handle(move |_env: Envelope<Job>, _ctx| {
+            *r.lock().unwrap() += 1;
+            async move {
+                tokio::time::sleep(hold).await;
+                Ok::<(), HandlerError>(())
+            }
+        })
+        .unwrap();
+    // Wait until the runner holds the message, then pull beside it until it is acked.
+    let deadline = Instant::now() + hold * 3 + Duration::from_secs(10);
+    while *runs.lock().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "never handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = bridge.source(None).await.unwrap();
+    let mut stolen = 0;
+    while served.settles().acked + served.settles().settle_errors < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "never settled: {}",
+            served.settles()
+        );
+        stolen += other
+            .fetch(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
+    }
+    let settles = served.stop().await;
+    let runs = *runs.lock().unwrap();
+    (runs, stolen, settles.acked)
+}
+
+#[tokio::test]
+async fn in_progress_ticks_keep_a_long_handlers_message_from_coming_back() {
+    let Some(url) = url("in_progress_ticks_keep_a_long_handlers_message_from_coming_back") else {
+        return;
+    };
+    // The handler runs 3.5 ack waits; the runner says "in progress" every 300 ms, so the
+    // server never hands the message to the other reader.
+    let (runs, stolen, acked) = serve_long_handler(
+        &url,
+        "wpi",
+        Duration::from_millis(3500),
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert_eq!((runs, stolen, acked), (1, 0, 1), "runs, redeliveries, acks");
+
+    // The control: without the ticks the ack wait runs out and the other reader gets the
+    // message while the handler still runs, so the test above would catch ticks that stop
+    // working.
+    let (_, stolen, _) = serve_long_handler(&url, "nowpi", Duration::from_millis(2500), None).await;
+    assert!(stolen >= 1, "without in-progress the message came back");
+}
