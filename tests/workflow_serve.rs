@@ -603,3 +603,37 @@ async fn bus_settled_waits_for_a_workflow_subscriptions_retries() {
     let m = sub.metrics();
     assert_eq!((m.attempts, m.succeeded), (3, 1), "{m:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_holds_about_two_batches_however_many_lanes() {
+    // Held deliveries wait unticked: a runner holding a batch per lane would let a JetStream
+    // ack wait run out on hundreds of them under load (each redelivered, wasted work).
+    let (lanes, batch, n) = (8, 16, 400);
+    let mut h = BusHarness::new();
+    let source = h.open((0..n).map(mail).collect()).await;
+    let bus = Bus::new();
+    let served = Workflow::new(&bus)
+        .serve(source)
+        .keyed(lanes)
+        .batch(batch)
+        .fetch_wait(Duration::from_millis(20))
+        .handle(|_env: Envelope<Mail>, _ctx| async {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok::<(), HandlerError>(())
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most = 0;
+    while served.metrics().succeeded < n {
+        assert!(Instant::now() < deadline, "stalled: {}", served.settles());
+        let s = served.settles();
+        most = most.max(s.fetched - s.acked - s.nakd - s.termed - s.handed_back);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    served.stop().await;
+    let bound = 2 * batch as u64 + lanes as u64;
+    assert!(
+        most > 0 && most <= bound,
+        "{most} in hand at most, bound {bound}"
+    );
+}

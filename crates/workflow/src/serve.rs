@@ -462,7 +462,11 @@ impl<S: Source + 'static> WorkflowServe<S> {
         self
     }
 
-    /// Deliveries taken per fetch (at least 1).
+    /// Deliveries taken per fetch (at least 1). The runner holds about two batches at most
+    /// (one being handed to the lanes, one waiting in them), and only the deliveries being
+    /// handled get `in_progress` ticks: choose a batch the lanes get through well within the
+    /// source's lease (a JetStream consumer's ack wait), or waiting deliveries come back as
+    /// redeliveries (duplicates, dropped by the dedup layer, but wasted work).
     ///
     /// # Examples
     ///
@@ -851,8 +855,11 @@ impl<S: Source + 'static, H: 'static> Run<S, H> {
         // One lane runs on this task: no hand-off to another.
         let inline = lanes == 1;
         for _ in 0..if inline { 0 } else { lanes } {
-            // One batch of room per lane: a slow lane holds the fetch loop back (backpressure).
-            let (tx, rx) = mpsc::channel::<S::Delivery>(batch);
+            // One batch of room across the lanes: a slow lane holds the fetch loop back
+            // (backpressure), and what waits in hand stays about two batches however many
+            // lanes there are. Deliveries that wait are not in progress: a source whose lease
+            // (a JetStream ack wait) ran out while they waited would hand them out again.
+            let (tx, rx) = mpsc::channel::<S::Delivery>(batch.div_ceil(lanes));
             senders.push(tx);
             let lane = lane::<S::Delivery, P, H>(rx, handle.clone(), stopped.clone());
             workers.push(tokio::spawn(lane));
