@@ -30,6 +30,8 @@ use syncbus_workflow::{Context, DedupConfig, HandlerError, ResultExt, RetryPolic
 
 /// Entities the publisher spreads its events over.
 const ENTITIES: u64 = 16;
+/// How soon an event that arrived before its predecessor comes back.
+const OUT_OF_ORDER_RETRY: Duration = Duration::from_millis(20);
 
 /// The event both roles agree on; it travels as JSON in the envelope's payload.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,12 +121,13 @@ fn event(stream: &str, n: u64) -> Envelope<Bytes> {
 }
 
 fn retry() -> RetryPolicy {
-    // Out-of-order deliveries are retried until their predecessor is applied, so attempts are
-    // many and short.
+    // Out-of-order deliveries are retried until their predecessor is applied (after a
+    // consumer died, that is its ack wait), so attempts are many and short: the delay does
+    // not grow past 100 ms, and the out-of-order error asks for 20 ms.
     RetryPolicy::new()
-        .max_attempts(200)
+        .max_attempts(1_000)
         .initial(Duration::from_millis(20))
-        .max_delay(Duration::from_millis(500))
+        .max_delay(Duration::from_millis(100))
 }
 
 async fn publish(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -207,7 +210,8 @@ async fn consume(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     .await
                     .retryable()?
                     .map_or(Ok(()), |have| {
-                        Err(HandlerError::retryable(format!("event {n}: version {version} arrived while entity is at {have}")))
+                        Err(HandlerError::retryable(format!("event {n}: version {version} arrived while entity is at {have}"))
+                            .retry_after(OUT_OF_ORDER_RETRY))
                     })?;
                 let bytes = env.to_bytes_payload().map_err(|e| HandlerError::permanent(e.to_string()))?;
                 let line = CloudEventsJson::encode(&bytes).map_err(|e| HandlerError::permanent(e.to_string()))?;
