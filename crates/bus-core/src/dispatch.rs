@@ -57,6 +57,18 @@ fn deliver_all<P: Payload>(
     wait: Wait,
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
+    // One sink, no taps, every target: the common route. It takes the envelope, and a
+    // publish it accepts needs no tally; anything else is settled as below.
+    if let ([(sink, stats, id)], true, None) = (group.sinks(), group.taps.is_empty(), only) {
+        let outcome = sink.deliver(slot, Take::Move, pack, wait);
+        if outcome == Delivered::Ok {
+            hub.count_published();
+            return Ok(1);
+        }
+        let mut tally = Tally::default();
+        tally.count(*id, outcome, stats, wait, true);
+        return settle(hub, group, only, tally, slot.is_some());
+    }
     let mut tally = Tally::default();
     if !group.taps.is_empty() {
         observe_all(&group.taps, slot, wait, only, &mut tally);

@@ -441,6 +441,7 @@ fn layout(ms: u64, counter: u64, tag: u32) -> u128 {
     (ms << 80) | (0x7 << 76) | (hi << 64) | (0b10 << 62) | (u128::from(tag) << 30) | lo
 }
 
+#[inline]
 fn unix_ms() -> u64 {
     crate::clock::now_ms()
 }

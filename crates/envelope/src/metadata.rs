@@ -143,6 +143,7 @@ impl Metadata {
     }
 
     /// Metadata from its inline parts, with no rare fields set.
+    #[inline]
     pub(crate) fn with_parts(
         id: EventId,
         event_type: EventType,
