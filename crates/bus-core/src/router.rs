@@ -8,6 +8,13 @@
 //! - any other topic is matched against the wildcard trie once, and the result is kept in a
 //!   small direct-mapped cache of lock-free slots, tagged with the snapshot generation.
 //!
+//! A publish hashes its topic once: the hash picks the shard (middle bits), the bucket in the
+//! shard's table and the cache slot (low bits). The shard must not come from the top bits,
+//! which the table keeps as its per-bucket tags: a shard whose entries all share them
+//! compares keys on almost every probe. A route holds the group of its first payload type
+//! inline and a group its only sink inline, so the common route (one type, one subscription)
+//! reaches the sink without chasing a slice.
+//!
 //! Subscribe and unsubscribe take a writer lock (writers only), build the next snapshot and
 //! swap it in. A publish that raced with the swap used the old routes; every publish that
 //! starts after `subscribe` or `unsubscribe` returns sees the new ones.
