@@ -335,7 +335,7 @@ impl Bus {
                 None => Ok(0),
             });
         match routed {
-            Ok(result) => outcome(result, slot),
+            Ok(result) => outcome(result, &mut slot),
             Err(e) => match event {
                 Some(event) => Err(PublishError::InvalidTopic(event, e)),
                 None => Ok(0),

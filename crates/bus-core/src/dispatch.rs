@@ -57,6 +57,18 @@ fn deliver_all<P: Payload>(
     wait: Wait,
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
+    // One sink, no taps, every target: the common route. It takes the envelope, and a
+    // publish it accepts needs no tally; anything else is settled as below.
+    if let ([(sink, stats, id)], true, None) = (group.sinks(), group.taps.is_empty(), only) {
+        let outcome = sink.deliver(slot, Take::Move, pack, wait);
+        if outcome == Delivered::Ok {
+            hub.count_published();
+            return Ok(1);
+        }
+        let mut tally = Tally::default();
+        tally.count(*id, outcome, stats, wait, true);
+        return settle(hub, group, only, tally, slot.is_some());
+    }
     let mut tally = Tally::default();
     if !group.taps.is_empty() {
         observe_all(&group.taps, slot, wait, only, &mut tally);
@@ -65,9 +77,9 @@ fn deliver_all<P: Payload>(
     let n = if only.is_some() {
         usize::MAX
     } else {
-        group.sinks.len()
+        group.sinks().len()
     };
-    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
+    for (i, (sink, stats, id)) in group.sinks().iter().enumerate() {
         if !targeted(only, *id) {
             continue;
         }
@@ -132,8 +144,8 @@ pub(crate) async fn deliver_all_async<P: Payload>(
             }
         }
     }
-    let n = group.sinks.len();
-    for (i, (sink, stats, id)) in group.sinks.iter().enumerate() {
+    let n = group.sinks().len();
+    for (i, (sink, stats, id)) in group.sinks().iter().enumerate() {
         loop {
             let outcome = if i + 1 < n {
                 sink.deliver(slot, Take::Clone, pack, Wait::Never)
@@ -190,7 +202,7 @@ fn settle<P>(
             return Err(Refused::Full);
         }
     }
-    if group.sinks.is_empty() && !group.taps.iter().any(|t| t.receiver) {
+    if group.sinks().is_empty() && !group.taps.iter().any(|t| t.receiver) {
         // Only taps that observe matched (a typed group has sinks): no subscription
         // receives it.
         hub.count_observed_only();
@@ -285,7 +297,7 @@ impl Tally {
         }
         took.extend(
             group
-                .sinks
+                .sinks()
                 .iter()
                 .map(|(_, _, id)| *id)
                 .filter(|id| only.is_none_or(|ids| ids.contains(id)))
@@ -335,8 +347,7 @@ fn build<'r, E: Event>(
 
 #[inline]
 fn fill<E: Event>(route: &Route, event: E, slot: &mut Option<Envelope<E>>) {
-    let env = slot.insert(Envelope::from_event(event));
-    env.meta_mut().set_topic(route.topic.clone());
+    *slot = Some(Envelope::from_event_on(event, route.topic.clone()));
 }
 
 /// A typed event no subscription of its type takes: for the taps on its topic, if any.
@@ -417,7 +428,7 @@ pub(crate) async fn publish_event_async<E: Event>(
                 taps = group;
                 &taps
             }
-            Err(event) => return outcome(unrouted_event(hub, event, &mut slot), slot),
+            Err(event) => return outcome(unrouted_event(hub, event, &mut slot), &mut slot),
         },
     };
     let result = if tracing_on() {
@@ -430,7 +441,7 @@ pub(crate) async fn publish_event_async<E: Event>(
     } else {
         deliver_all_async(hub, group, &mut slot, Pack::Lite).await
     };
-    outcome(result, slot)
+    outcome(result, &mut slot)
 }
 
 /// The refusal of an envelope without a topic: nowhere to route it.
@@ -440,14 +451,26 @@ pub(crate) fn no_topic<P>(envelope: Envelope<P>) -> PublishError<Envelope<P>> {
     PublishError::InvalidTopic(envelope, e)
 }
 
-/// Maps a dispatch result to the public one, handing the event back when refused.
+/// Maps a dispatch result to the public one, handing the event back when refused. The slot
+/// is taken by reference so a delivered envelope is dropped where it lies, not moved first.
+#[inline]
 pub(crate) fn outcome<E>(
     result: Result<usize, Refused>,
-    slot: Option<Envelope<E>>,
+    slot: &mut Option<Envelope<E>>,
 ) -> Result<usize, PublishError<E>> {
-    match (result, slot) {
-        (Ok(n), _) => Ok(n),
-        (Err(refused), Some(env)) => Err(refused.error(env.into_payload())),
-        (Err(_), None) => Ok(0),
+    match result {
+        Ok(n) => Ok(n),
+        Err(refused) => refused_outcome(refused, slot),
+    }
+}
+
+#[cold]
+fn refused_outcome<E>(
+    refused: Refused,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<usize, PublishError<E>> {
+    match slot.take() {
+        Some(env) => Err(refused.error(env.into_payload())),
+        None => Ok(0),
     }
 }

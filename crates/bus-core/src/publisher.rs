@@ -178,6 +178,6 @@ impl<E: Event> Publisher<E> {
             let route = self.route();
             publish_event(hub, Some(&route), event, &mut slot, wait, None)
         };
-        outcome(result, slot)
+        outcome(result, &mut slot)
     }
 }

@@ -8,6 +8,13 @@
 //! - any other topic is matched against the wildcard trie once, and the result is kept in a
 //!   small direct-mapped cache of lock-free slots, tagged with the snapshot generation.
 //!
+//! A publish hashes its topic once: the hash picks the shard (middle bits), the bucket in the
+//! shard's table and the cache slot (low bits). The shard must not come from the top bits,
+//! which the table keeps as its per-bucket tags: a shard whose entries all share them
+//! compares keys on almost every probe. A route holds the group of its first payload type
+//! inline and a group its only sink inline, so the common route (one type, one subscription)
+//! reaches the sink without chasing a slice.
+//!
 //! Subscribe and unsubscribe take a writer lock (writers only), build the next snapshot and
 //! swap it in. A publish that raced with the swap used the old routes; every publish that
 //! starts after `subscribe` or `unsubscribe` returns sees the new ones.
@@ -19,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smol_str::SmolStr;
@@ -122,12 +130,43 @@ impl std::fmt::Debug for SubEntry {
 /// sinks of that type, each in subscription order, ready to call without a type check per
 /// sink. Dispatch holds it by reference, so a route without taps costs one length check.
 pub(crate) struct Group<P> {
-    pub(crate) sinks: Box<[TypedSink<P>]>,
+    /// The only sink, when there is one (the common case): held inline, so reaching it
+    /// costs no load beyond the group's own line.
+    one: Option<TypedSink<P>>,
+    /// Every sink, when there are several (empty otherwise).
+    many: Box<[TypedSink<P>]>,
     pub(crate) taps: Taps,
 }
 
 /// A sink of payload type `P`, the counters of its subscription, and its id.
 pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>, u64);
+
+impl<P> Group<P> {
+    /// The sinks, in subscription order.
+    #[inline]
+    pub(crate) fn sinks(&self) -> &[TypedSink<P>] {
+        match &self.one {
+            Some(one) => std::slice::from_ref(one),
+            None => &self.many,
+        }
+    }
+
+    fn new(mut sinks: Vec<TypedSink<P>>, taps: Taps) -> Group<P> {
+        if sinks.len() == 1 {
+            Group {
+                one: sinks.pop(),
+                many: Box::default(),
+                taps,
+            }
+        } else {
+            Group {
+                one: None,
+                many: sinks.into_boxed_slice(),
+                taps,
+            }
+        }
+    }
+}
 
 impl<P: 'static> Group<P> {
     fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
@@ -140,10 +179,7 @@ impl<P: 'static> Group<P> {
                 Target::Tap(_) => None,
             })
             .collect();
-        Box::new(Group::<P> {
-            sinks,
-            taps: taps.clone(),
-        })
+        Box::new(Group::<P>::new(sinks, taps.clone()))
     }
 }
 
@@ -195,15 +231,25 @@ impl PartialEq for SubRef {
 /// receive it whatever its type.
 pub(crate) struct Route {
     pub(crate) topic: Topic,
-    groups: Box<[(TypeId, Box<dyn Any + Send + Sync>)]>,
+    /// The group of the first payload type, inline: most routes carry one type, and then
+    /// finding its group costs no load beyond the route's own line.
+    first: Option<TypedGroup>,
+    /// The groups of any further payload types.
+    more: Box<[TypedGroup]>,
     taps: Taps,
 }
+
+/// A [`Group`] of one payload type, erased, with that type's id.
+type TypedGroup = (TypeId, Box<dyn Any + Send + Sync>);
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("topic", &self.topic)
-            .field("types", &self.groups.len())
+            .field(
+                "types",
+                &(usize::from(self.first.is_some()) + self.more.len()),
+            )
             .field("taps", &self.taps.len())
             .finish()
     }
@@ -214,7 +260,16 @@ impl Route {
     #[inline]
     pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
         let type_id = TypeId::of::<P>();
-        self.groups
+        match &self.first {
+            Some((t, g)) if *t == type_id => g.downcast_ref::<Group<P>>(),
+            Some(_) => self.group_among_more(type_id),
+            None => None,
+        }
+    }
+
+    #[inline(never)]
+    fn group_among_more<P: 'static>(&self, type_id: TypeId) -> Option<&Group<P>> {
+        self.more
             .iter()
             .find(|(t, _)| *t == type_id)
             .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
@@ -224,10 +279,7 @@ impl Route {
     /// made per publish: it shares the taps, no copy of them).
     #[cold]
     pub(crate) fn taps_only<P: 'static>(&self) -> Option<Group<P>> {
-        (!self.taps.is_empty()).then(|| Group {
-            sinks: Box::default(),
-            taps: self.taps.clone(),
-        })
+        (!self.taps.is_empty()).then(|| Group::new(Vec::new(), self.taps.clone()))
     }
 
     fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Route {
@@ -247,12 +299,13 @@ impl Route {
             }
         }
         let taps = Taps::new(taps);
+        let mut groups = by_type
+            .into_iter()
+            .map(|(t, group, v)| (t, group(&v, &taps)));
         Route {
             topic,
-            groups: by_type
-                .into_iter()
-                .map(|(t, group, v)| (t, group(&v, &taps)))
-                .collect(),
+            first: groups.next(),
+            more: groups.collect(),
             taps,
         }
     }
@@ -267,7 +320,9 @@ struct Snapshot {
     trie: Arc<PatternTrie<SubRef>>,
 }
 
-type RouteMap = FxHashMap<SmolStr, Arc<Route>>;
+/// One shard of literal routes, found by the topic's hash, which the publish computes once
+/// for the shard, the bucket and the wildcard route cache alike.
+type RouteMap = HashTable<(SmolStr, Arc<Route>)>;
 
 /// Routes of literal topics are spread over this many maps.
 const SHARDS: usize = 64;
@@ -282,14 +337,24 @@ impl Snapshot {
     }
 
     #[inline]
-    fn exact(&self, topic: &str) -> Option<&Arc<Route>> {
-        self.shards[shard_of(topic)].get(topic)
+    fn exact(&self, topic: &str, hash: u64) -> Option<&Arc<Route>> {
+        self.shards[shard_of(hash)]
+            .find(hash, |(t, _)| t == topic)
+            .map(|(_, route)| route)
     }
 }
 
+/// The hash of a topic: one per publish.
 #[inline]
-fn shard_of(topic: &str) -> usize {
-    (FxBuildHasher.hash_one(topic) >> 58) as usize % SHARDS
+fn hash_of(topic: &str) -> u64 {
+    FxBuildHasher.hash_one(topic)
+}
+
+/// The shard of a topic hash: middle bits, since a shard's table uses the low bits for the
+/// bucket and the top 7 for its tags.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 /// What writers keep: every subscription, literal ones by topic, and the master trie.
@@ -420,15 +485,24 @@ impl Router {
         };
         let mut copied: FxHashMap<usize, RouteMap> = FxHashMap::default();
         for topic in topics {
-            let shard = shard_of(topic.as_str());
+            let hash = hash_of(topic.as_str());
+            let shard = shard_of(hash);
             let map = copied
                 .entry(shard)
                 .or_insert_with(|| RouteMap::clone(&next.shards[shard]));
+            let found = map.find_entry(hash, |(t, _)| t == topic.as_str());
             if reg.literal.contains_key(topic.as_str()) {
                 let route = Arc::new(reg.route(&topic));
-                map.insert(topic.as_smol_str().clone(), route);
-            } else {
-                map.remove(topic.as_str());
+                match found {
+                    Ok(mut entry) => entry.get_mut().1 = route,
+                    Err(_) => {
+                        map.insert_unique(hash, (topic.as_smol_str().clone(), route), |(t, _)| {
+                            hash_of(t)
+                        });
+                    }
+                }
+            } else if let Ok(entry) = found {
+                entry.remove();
             }
         }
         for (shard, map) in copied {
@@ -453,10 +527,11 @@ impl Router {
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> Result<R, NameError> {
         let snap = self.snapshot.load();
-        if let Some(route) = snap.exact(topic) {
+        let hash = hash_of(topic);
+        if let Some(route) = snap.exact(topic, hash) {
             return Ok(f(Some(route)));
         }
-        self.with_route_slow(&snap, topic, f)
+        self.with_route_slow(&snap, topic, hash, f)
     }
 
     /// [`with_route`](Self::with_route) for a topic validated when it was made (an
@@ -468,10 +543,11 @@ impl Router {
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> R {
         let snap = self.snapshot.load();
-        if let Some(route) = snap.exact(topic.as_str()) {
+        let hash = hash_of(topic.as_str());
+        if let Some(route) = snap.exact(topic.as_str(), hash) {
             return f(Some(route));
         }
-        match self.with_route_slow(&snap, topic, f) {
+        match self.with_route_slow(&snap, topic, hash, f) {
             Ok(r) => r,
             Err(never) => match never {},
         }
@@ -482,13 +558,14 @@ impl Router {
         &self,
         snap: &Snapshot,
         topic: T,
+        hash: u64,
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> Result<R, T::Error> {
         if snap.trie.is_empty() {
             topic.validate()?;
             return Ok(f(None));
         }
-        let slot = &self.cache[slot_of(topic.as_str())];
+        let slot = &self.cache[slot_of(hash)];
         {
             let cached = slot.load();
             if let Some(c) = cached.as_deref() {
@@ -509,7 +586,7 @@ impl Router {
     /// The route of a validated topic, for handles that cache it.
     pub(crate) fn route_of(&self, topic: &Topic) -> (u64, Arc<Route>) {
         let snap = self.snapshot.load();
-        if let Some(route) = snap.exact(topic.as_str()) {
+        if let Some(route) = snap.exact(topic.as_str(), hash_of(topic.as_str())) {
             return (snap.generation, route.clone());
         }
         (snap.generation, Arc::new(wildcard_route(&snap, topic)))
@@ -553,6 +630,7 @@ fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Route {
     route_for(topic, &[], &snap.trie)
 }
 
-fn slot_of(topic: &str) -> usize {
-    (FxBuildHasher.hash_one(topic) as usize) & (CACHE_SLOTS - 1)
+/// The route cache slot of a topic hash: its low bits.
+fn slot_of(hash: u64) -> usize {
+    (hash as usize) & (CACHE_SLOTS - 1)
 }

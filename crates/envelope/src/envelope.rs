@@ -205,7 +205,34 @@ impl<E: Event> Envelope<E> {
     /// assert_eq!(env.meta().event_type().as_str(), "demo.ping");
     /// assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("demo.ping"));
     /// ```
+    #[inline]
     pub fn from_event(event: E) -> Self {
+        Envelope::from_event_on(event, Topic::from_static_unchecked(E::TOPIC))
+    }
+
+    /// Wraps a typed event in a new envelope on `topic` instead of
+    /// [`E::TOPIC`](Event::TOPIC): what [`from_event`](Envelope::from_event) followed by
+    /// [`Metadata::set_topic`] gives, built once (a publish to a named topic does this).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_envelope::{Envelope, Event, Topic};
+    ///
+    /// #[derive(Clone)]
+    /// struct Ping;
+    ///
+    /// impl Event for Ping {
+    ///     const TYPE: &'static str = "demo.ping";
+    /// }
+    ///
+    /// let env = Envelope::from_event_on(Ping, Topic::new("demo.pings.eu")?);
+    /// assert_eq!(env.meta().event_type().as_str(), "demo.ping");
+    /// assert_eq!(env.meta().topic().map(|t| t.as_str()), Some("demo.pings.eu"));
+    /// # Ok::<(), syncbus_envelope::NameError>(())
+    /// ```
+    #[inline]
+    pub fn from_event_on(event: E, topic: Topic) -> Self {
         // Checked once per event type, at compile time.
         const {
             assert!(
@@ -220,7 +247,7 @@ impl<E: Event> Envelope<E> {
         let meta = Metadata::with_parts(
             EventId::new(),
             EventType::from_static_unchecked(E::TYPE),
-            Some(Topic::from_static_unchecked(E::TOPIC)),
+            Some(topic),
             event.entity_id(),
             event.version(),
         );

@@ -371,55 +371,67 @@ const COUNTER_BITS: u32 = 42;
 const COUNTER_LO_BITS: u32 = 30;
 const COUNTER_MAX: u64 = (1 << COUNTER_BITS) - 1;
 
-#[derive(Clone, Copy)]
-struct GenState {
-    last_ms: u64,
-    counter: u64,
-    tag: u32,
-    init: bool,
-}
-
 thread_local! {
-    static GEN: Cell<GenState> = const {
-        Cell::new(GenState { last_ms: 0, counter: 0, tag: 0, init: false })
-    };
+    /// The last id this thread made; 0 before the first (no UUIDv7 is 0). The next id is
+    /// this one plus one in the counter, with the millisecond field moved up to the clock's:
+    /// the thread tag and the version and variant bits ride along, so the common case is an
+    /// add, a compare and a store.
+    static LAST: Cell<u128> = const { Cell::new(0) };
 }
 
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(0);
 
+const MS_SHIFT: u32 = 80;
+const MS_MASK: u128 = 0xFFFF_FFFF_FFFF << MS_SHIFT;
+const LO_MASK: u128 = (1 << COUNTER_LO_BITS) - 1;
+
+#[inline]
 fn generate_v7() -> u128 {
-    let now = unix_ms();
-    GEN.try_with(|cell| {
-        let mut st = cell.get();
-        if !st.init {
-            st = GenState {
-                last_ms: 0,
-                counter: 0,
-                tag: thread_tag(),
-                init: true,
-            };
-        }
-        let mut ms = now.max(st.last_ms);
-        if st.counter > COUNTER_MAX {
-            // 2^42 ids on one thread: move to the next millisecond to stay increasing.
-            ms = st.last_ms + 1;
-            st.counter = 0;
-        }
-        let id = layout(ms, st.counter, st.tag);
-        st.last_ms = ms;
-        st.counter += 1;
-        cell.set(st);
-        id
+    let now = u128::from(unix_ms() & 0xFFFF_FFFF_FFFF) << MS_SHIFT;
+    LAST.try_with(|last| {
+        let prev = last.get();
+        // The low counter field has room (and this thread made an id before): count up.
+        let next = if prev & LO_MASK != LO_MASK && prev != 0 {
+            prev + 1
+        } else {
+            carry(prev)
+        };
+        // The millisecond field only moves forward: a clock that steps back is ignored.
+        let next = if now > next & MS_MASK {
+            (next & !MS_MASK) | now
+        } else {
+            next
+        };
+        last.set(next);
+        next
     })
     // Thread-local storage is gone while the thread exits: fall back to fresh randomness.
     .unwrap_or_else(|_| {
         let r = random_u64();
         layout(
-            now,
+            unix_ms(),
             r & COUNTER_MAX,
             (r >> COUNTER_BITS) as u32 ^ random_u64() as u32,
         )
     })
+}
+
+/// The id after `prev` when its low counter field is full (or for the thread's first id):
+/// the counter carries into its high field; after 2^42 ids the millisecond field moves on
+/// by one and the counter starts again, so ids stay increasing.
+#[cold]
+fn carry(prev: u128) -> u128 {
+    if prev == 0 {
+        return layout(0, 0, thread_tag());
+    }
+    let ms = (prev >> MS_SHIFT) as u64;
+    let tag = (prev >> COUNTER_LO_BITS) as u32;
+    let counter = ((prev >> 64) as u64 & 0xFFF) << COUNTER_LO_BITS | (prev & LO_MASK) as u64;
+    if counter >= COUNTER_MAX {
+        layout(ms + 1, 0, tag)
+    } else {
+        layout(ms, counter + 1, tag)
+    }
 }
 
 fn layout(ms: u64, counter: u64, tag: u32) -> u128 {
@@ -429,6 +441,7 @@ fn layout(ms: u64, counter: u64, tag: u32) -> u128 {
     (ms << 80) | (0x7 << 76) | (hi << 64) | (0b10 << 62) | (u128::from(tag) << 30) | lo
 }
 
+#[inline]
 fn unix_ms() -> u64 {
     crate::clock::now_ms()
 }
@@ -481,6 +494,17 @@ mod tests {
         ] {
             assert_eq!(parse_canonical_uuid(other.as_bytes()), None, "{other}");
         }
+    }
+
+    #[test]
+    fn carry_moves_the_counter_into_its_high_field_then_the_millisecond_on() {
+        let full_lo = layout(9, (1 << COUNTER_LO_BITS) - 1, 0xABCD_0123);
+        assert_eq!(carry(full_lo), layout(9, 1 << COUNTER_LO_BITS, 0xABCD_0123));
+        assert!(carry(full_lo) > full_lo);
+        let exhausted = layout(9, COUNTER_MAX, 0xABCD_0123);
+        assert_eq!(carry(exhausted), layout(10, 0, 0xABCD_0123));
+        assert!(carry(exhausted) > exhausted);
+        assert!(is_v7(carry(0)));
     }
 
     #[test]

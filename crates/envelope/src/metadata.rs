@@ -143,6 +143,7 @@ impl Metadata {
     }
 
     /// Metadata from its inline parts, with no rare fields set.
+    #[inline]
     pub(crate) fn with_parts(
         id: EventId,
         event_type: EventType,
@@ -155,10 +156,13 @@ impl Metadata {
             event_type,
             topic,
             entity_id,
-            version: None,
+            // `version + 1` cannot wrap below u64::MAX, which is flagged in `ext` below.
+            version: version.and_then(|v| NonZeroU64::new(v.wrapping_add(1))),
             ext: None,
         };
-        meta.set_version(version);
+        if version == Some(u64::MAX) {
+            meta.set_version(version);
+        }
         meta
     }
 
