@@ -56,6 +56,7 @@
 
 mod error;
 mod join;
+mod reconcile;
 mod source;
 mod state;
 mod time;
@@ -65,6 +66,10 @@ mod window;
 
 pub use crate::error::{BoxError, ConfigError, StreamError};
 pub use crate::join::{Join, LeftJoin, Table, TableChange, ToTable};
+pub use crate::reconcile::{
+    ByDigest, Compare, Drift, DriftKind, Entry, Equal, Page, Reconcile, ReconcileError,
+    ReconcileReport, Repairs, Side, SnapshotReader, DEFAULT_PAGE_SIZE,
+};
 pub use crate::source::{AnySource, StreamSource};
 pub use crate::topology::keyed::{Aggregate, Reduce, StateKey, StateValue};
 pub use crate::topology::operator::{Cx, Identity, Operator};
