@@ -54,6 +54,7 @@
 //! a window: it goes to the window's side output, counted as untimed, and does not move the
 //! watermark. Idle timeouts use tokio's clock, so tests on a paused clock are exact.
 
+mod batch;
 mod error;
 mod join;
 mod reconcile;
@@ -64,6 +65,7 @@ mod topology;
 mod watermark;
 mod window;
 
+pub use crate::batch::{BatchConfig, BatchHandler, BatchMetrics, BatchRunner, OnBatchFailure};
 pub use crate::error::{BoxError, ConfigError, StreamError};
 pub use crate::join::{Join, LeftJoin, Table, TableChange, ToTable};
 pub use crate::reconcile::{
