@@ -58,6 +58,7 @@ mod batch;
 mod error;
 mod join;
 mod reconcile;
+mod schedule;
 mod source;
 mod state;
 mod time;
@@ -71,6 +72,10 @@ pub use crate::join::{Join, LeftJoin, Table, TableChange, ToTable};
 pub use crate::reconcile::{
     ByDigest, Compare, Drift, DriftKind, Entry, Equal, Page, Reconcile, ReconcileError,
     ReconcileReport, Repairs, Side, SnapshotReader, DEFAULT_PAGE_SIZE,
+};
+pub use crate::schedule::{
+    Clock, Job, JobRun, JobStatus, Missed, RunningJob, Schedule, ScheduleError, SystemClock,
+    TestClock,
 };
 pub use crate::source::{AnySource, StreamSource};
 pub use crate::topology::keyed::{Aggregate, Reduce, StateKey, StateValue};
@@ -86,3 +91,7 @@ pub use crate::window::{
     Aggregator, Count, Emit, Fold, Late, LateReason, Sum, Window, WindowAggregate, Windowed,
     WindowedStream, Windows,
 };
+/// The date-time crate schedules are read with (`DateTime<Utc>` in [`JobRun`], [`JobStatus`]).
+pub use chrono;
+/// The IANA time zones a [`Schedule`] can be read in (`chrono_tz::Europe::Paris`).
+pub use chrono_tz;
