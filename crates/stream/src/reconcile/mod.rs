@@ -186,7 +186,6 @@ impl<A, B, C> Reconcile<A, B, C>
 where
     A: SnapshotReader,
     B: SnapshotReader<Key = A::Key>,
-    C: Compare<A::Value, B::Value>,
 {
     /// Compares entities with `compare` instead.
     ///
@@ -257,7 +256,14 @@ where
     pub fn report(&self) -> &ReconcileReport {
         &self.report
     }
+}
 
+impl<A, B, C> Reconcile<A, B, C>
+where
+    A: SnapshotReader,
+    B: SnapshotReader<Key = A::Key>,
+    C: Compare<A::Value, B::Value>,
+{
     /// The next drifted entity in key order, or `None` when both sides are read to the end.
     /// Reads a page from a side only when the one in hand is used up.
     ///
