@@ -1,7 +1,9 @@
 //! Stream processing for syncbus: operators over bus topics or any
 //! [`Source`](syncbus_core::Source), keyed state checkpointed with the input offsets,
 //! event-time windows with watermarks, and stream-table joins. What people reach for Kafka
-//! Streams or Flink for, inside the monolith, with no cluster to run.
+//! Streams or Flink for, inside the monolith, with no cluster to run. Beside them, the
+//! batch side of data sync: batch subscriptions, scheduled (cron) jobs and the
+//! reconciliation of a local copy against its upstream.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,6 +34,9 @@
 //! | watermarks | [`Watermarks`], [`WatermarkConfig`]: out-of-orderness bound, minimum over partitions, idle timeout |
 //! | joins | [`Table`] (latest value per key) and `join` / `left_join` |
 //! | running | [`Topology`] (push by hand, snapshot, restore) and [`Topology::spawn`] over a [`StreamSource`] with [`RunConfig`]: checkpoints to any [`Checkpoints`](syncbus_storage::Checkpoints) store |
+//! | batch subscriptions | [`BatchRunner`] over any [`Source`](syncbus_core::Source) with [`BatchConfig`]: a `Vec` of envelopes at a size or a max wait, flushed at stop; retried whole, then redelivered or split to dead-letter the poison event alone ([`OnBatchFailure`]) |
+//! | scheduled jobs | [`Job`] on a cron [`Schedule`] (croner 4) in UTC or a named zone, [`Missed`] runs after downtime from the last run in [`Checkpoints`](syncbus_storage::Checkpoints), no overlap, [`JobStatus`] (last and next run) and metrics; [`Clock`], [`TestClock`] on tokio's clock |
+//! | reconciliation | [`Reconcile`]: a streaming merge of two key-sorted paged [`SnapshotReader`]s (upstream, local) handing out [`Drift`] (missing, divergent, extra) or repair envelopes, a page per side in memory, comparison by [`Compare`] ([`Equal`], [`ByDigest`], a closure) |
 //!
 //! # Running
 //!
