@@ -1,29 +1,6 @@
 //! Batch subscriptions: a handler that takes a `Vec` of envelopes, over any
 //! [`Source`] (the bus's pull consumer for bus topics, the durable consumer, JetStream, a
 //! poller).
-//!
-//! # Triggers
-//!
-//! A batch is handed over when it holds [`max_size`](BatchConfig::max_size) events, when
-//! its first event has waited [`max_wait`](BatchConfig::max_wait), or when the runner
-//! stops ([`BatchRunner::stop`]) or the source closes: a flush of what is held and of what
-//! the source has ready (fetched without waiting until it has nothing; stop the producers
-//! first, or a source fed faster than the handler keeps the flush going). One batch is
-//! handled at a time: a slow handler slows the fetching, and the source holds the rest.
-//!
-//! # Order
-//!
-//! A batch holds its events in the order the source handed them out, so events of one
-//! entity keep their order inside a batch and across batches. When a failing batch is split
-//! ([`OnBatchFailure::Isolate`]) its halves are handled left first; an isolated poison
-//! event is dead-lettered and later events of its entity go on.
-//!
-//! # Failures
-//!
-//! A batch whose handler fails is retried whole by [`BatchConfig::retry`] (retryable
-//! errors only). Then, by [`OnBatchFailure`]: the whole batch is nak'ed to come back later
-//! (the default), or it is split to isolate the event that fails alone, which alone goes to
-//! the dead-letter store. Acks happen only after the handler returned `Ok` for the events.
 
 mod config;
 
@@ -124,7 +101,30 @@ enum Trigger {
     Flush,
 }
 
-/// A batch handler running over a source on a tokio task: see [the module docs](self).
+/// A batch handler running over a source on a tokio task.
+///
+/// # Triggers
+///
+/// A batch is handed over when it holds [`max_size`](BatchConfig::max_size) events, when
+/// its first event has waited [`max_wait`](BatchConfig::max_wait), or when the runner
+/// stops ([`BatchRunner::stop`]) or the source closes: a flush of what is held and of what
+/// the source has ready (fetched without waiting until it has nothing; stop the producers
+/// first, or a source fed faster than the handler keeps the flush going). One batch is
+/// handled at a time: a slow handler slows the fetching, and the source holds the rest.
+///
+/// # Order
+///
+/// A batch holds its events in the order the source handed them out, so events of one
+/// entity keep their order inside a batch and across batches. When a failing batch is split
+/// ([`OnBatchFailure::Isolate`]) its halves are handled left first; an isolated poison
+/// event is dead-lettered and later events of its entity go on.
+///
+/// # Failures
+///
+/// A batch whose handler fails is retried whole by [`BatchConfig::retry`] (retryable
+/// errors only). Then, by [`OnBatchFailure`]: the whole batch is nak'ed to come back later
+/// (the default), or it is split to isolate the event that fails alone, which alone goes to
+/// the dead-letter store. Acks happen only after the handler returned `Ok` for the events.
 ///
 /// # Examples
 ///

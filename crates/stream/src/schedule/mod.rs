@@ -1,32 +1,6 @@
 //! Scheduled jobs: a cron [`Schedule`] in a time zone, a missed-run policy after downtime
 //! computed from the last run stored in [`Checkpoints`], no overlap of a job with itself,
 //! and its last and next run in [`JobStatus`] and in metrics.
-//!
-//! # Runs
-//!
-//! A job runs on its own tokio task, one run at a time: a run that lasts past the next
-//! scheduled time makes that time (and any other passed during the run) be skipped, counted
-//! in [`JobStatus::skipped_overlap`], never run on top of it. Each run is spawned on a task
-//! of its own, so a panicking run is a failed run, not a dead scheduler.
-//!
-//! After a run (failed or not) its scheduled time is stored as the job's last run under
-//! `schedule.<name>` in the checkpoint store. A crash during a run leaves the previous
-//! value, so a restart counts that run as missed: runs are at-least-once, make the job
-//! idempotent.
-//!
-//! # Missed runs
-//!
-//! At start, the times the schedule fired between the stored last run and now were missed.
-//! [`Missed`] decides: skip them, run once (for the latest; the default), or run each in
-//! order (at most [`Job::max_catch_up`], the latest ones). With no store, or nothing
-//! stored yet, nothing was missed.
-//!
-//! # Metrics
-//!
-//! Through the `metrics` facade, labelled `job`: gauges `syncbus_job_last_run_seconds`
-//! and `syncbus_job_next_run_seconds` (unix seconds), counters `syncbus_job_runs_total`
-//! (label `outcome`: `ok` or `failed`) and `syncbus_job_skipped_total` (label `reason`:
-//! `missed` or `overlap`).
 
 mod clock;
 mod cron;
@@ -145,7 +119,33 @@ pub struct JobStatus {
 }
 
 /// A scheduled job: a name, a [`Schedule`], a [`Missed`] policy, a store for its last run
-/// and a [`Clock`]. See [the module docs](self) for its semantics.
+/// and a [`Clock`].
+///
+/// # Runs
+///
+/// A job runs on its own tokio task, one run at a time: a run that lasts past the next
+/// scheduled time makes that time (and any other passed during the run) be skipped, counted
+/// in [`JobStatus::skipped_overlap`], never run on top of it. Each run is spawned on a task
+/// of its own, so a panicking run is a failed run, not a dead scheduler.
+///
+/// After a run (failed or not) its scheduled time is stored as the job's last run under
+/// `schedule.<name>` in the checkpoint store. A crash during a run leaves the previous
+/// value, so a restart counts that run as missed: runs are at-least-once, make the job
+/// idempotent.
+///
+/// # Missed runs
+///
+/// At start, the times the schedule fired between the stored last run and now were missed.
+/// [`Missed`] decides: skip them, run once (for the latest; the default), or run each in
+/// order (at most [`Job::max_catch_up`], the latest ones). With no store, or nothing
+/// stored yet, nothing was missed.
+///
+/// # Metrics
+///
+/// Through the `metrics` facade, labelled `job`: gauges `syncbus_job_last_run_seconds`
+/// and `syncbus_job_next_run_seconds` (unix seconds), counters `syncbus_job_runs_total`
+/// (label `outcome`: `ok` or `failed`) and `syncbus_job_skipped_total` (label `reason`:
+/// `missed` or `overlap`).
 ///
 /// # Examples
 ///
