@@ -202,6 +202,7 @@ async fn a_poison_event_is_isolated_and_dead_lettered_alone() {
         &Sale { shop: 1, seq: 5 }
     );
     assert_eq!(r.subscription, "sales");
+    assert!(r.handler.starts_with("batch handler over"), "{}", r.handler);
     assert_eq!(r.error_kind, ErrorKind::Retryable);
     assert_eq!(r.error(), "ledger rejected the batch");
     assert_eq!(r.attempts, 2);

@@ -422,7 +422,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             id: DeadLetterId::new(),
             envelope,
             subscription: self.config.name.clone(),
-            handler: self.source.name().to_owned(),
+            handler: format!("batch handler over {}", self.source.name()),
             error_kind: err.kind(),
             error_chain: chain,
             attempts,

@@ -400,6 +400,7 @@ where
         let mut cursor = last.map_or(now, |l| l.max(now));
         loop {
             let Some(next) = self.job.schedule.next_after(cursor) else {
+                tracing::warn!(job = %self.job.name, schedule = %self.job.schedule, "the schedule fires no more: the job waits for stop");
                 self.set_next(None);
                 let _ = stop.wait_for(|s| *s).await;
                 return Ok(());
