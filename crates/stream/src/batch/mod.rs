@@ -58,7 +58,11 @@ where
     }
 }
 
-/// What a batch runner has done.
+/// What a batch runner has done. The same counts go to the `metrics` facade, labelled
+/// `batch` (the runner's name): `syncbus_batch_batches_total` (label `trigger`: `size`,
+/// `time`, `flush`), `syncbus_batch_events_total`, `syncbus_batch_acked_total`,
+/// `syncbus_batch_failed_attempts_total`, `syncbus_batch_splits_total`,
+/// `syncbus_batch_dead_lettered_total`, `syncbus_batch_redelivered_total`.
 ///
 /// # Examples
 ///
@@ -317,6 +321,11 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
         f(&mut self.metrics.lock());
     }
 
+    /// A counter of the `metrics` facade, labelled with the runner's name.
+    fn count(&self, name: &'static str, n: u64) {
+        metrics::counter!(name, "batch" => self.config.name.clone()).increment(n);
+    }
+
     /// Handles one batch to the end: every delivery in it is settled when this returns.
     async fn handle(&self, batch: Vec<S::Delivery>, trigger: Trigger) {
         if batch.is_empty() {
@@ -331,6 +340,13 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 Trigger::Flush => m.flushed += 1,
             }
         });
+        let trigger_name = match trigger {
+            Trigger::Size => "size",
+            Trigger::Time => "time",
+            Trigger::Flush => "flush",
+        };
+        metrics::counter!("syncbus_batch_batches_total", "batch" => self.config.name.clone(), "trigger" => trigger_name).increment(1);
+        self.count("syncbus_batch_events_total", batch.len() as u64);
         // Slices still to handle, the next on top: halves are pushed right then left.
         let mut todo = vec![batch];
         while let Some(mut slice) = todo.pop() {
@@ -342,6 +358,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                     self.settle(d.ack().await);
                 }
                 self.bump(|m| m.acked += n);
+                self.count("syncbus_batch_acked_total", n);
                 continue;
             };
             match &self.config.on_failure {
@@ -352,12 +369,14 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                         self.settle(d.nak(*delay).await);
                     }
                     self.bump(|m| m.redelivered += n);
+                    self.count("syncbus_batch_redelivered_total", n);
                 }
                 OnBatchFailure::Isolate(_) if slice.len() > 1 => {
                     let right = slice.split_off(slice.len() / 2);
                     todo.push(right);
                     todo.push(slice);
                     self.bump(|m| m.splits += 1);
+                    self.count("syncbus_batch_splits_total", 1);
                 }
                 OnBatchFailure::Isolate(store) => {
                     let Some(d) = slice.pop() else { continue };
@@ -395,6 +414,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 );
             };
             self.bump(|m| m.failed_attempts += 1);
+            self.count("syncbus_batch_failed_attempts_total", 1);
             let first = *first_failure.get_or_insert_with(Timestamp::now);
             if !err.is_retryable() || attempt >= limit {
                 return (Err(err), attempt, first);
@@ -433,11 +453,13 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             Ok(()) => {
                 tracing::warn!(batch = %self.config.name, %event, error = %err, "poison event dead-lettered");
                 self.bump(|m| m.dead_lettered += 1);
+                self.count("syncbus_batch_dead_lettered_total", 1);
                 self.settle(delivery.term().await);
             }
             Err(e) => {
                 tracing::error!(batch = %self.config.name, %event, store_error = %e, "the dead-letter store failed: the event is handed out again");
                 self.bump(|m| m.redelivered += 1);
+                self.count("syncbus_batch_redelivered_total", 1);
                 self.settle(delivery.nak(Duration::from_secs(1)).await);
             }
         }
