@@ -100,8 +100,9 @@ impl BatchConfig {
         self
     }
 
-    /// The longest the first event of a batch waits for more (at least 1 ms). Keep it well
-    /// under the source's ack timeout: deliveries held in a batch are not yet settled.
+    /// The longest the first event of a batch waits for more (at least 1 ms). Keep it, and
+    /// the handling of a batch with its retry delays, well under the source's ack timeout:
+    /// deliveries held in a batch are not settled yet and their leases are not extended.
     ///
     /// # Examples
     ///
