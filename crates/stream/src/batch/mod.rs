@@ -130,6 +130,13 @@ enum Trigger {
 /// (the default), or it is split to isolate the event that fails alone, which alone goes to
 /// the dead-letter store. Acks happen only after the handler returned `Ok` for the events.
 ///
+/// # Leases
+///
+/// While a batch is handled, and between its retries, its deliveries are marked
+/// `in_progress` every [`BatchConfig::in_progress_every`], so the source does not hand them
+/// out again meanwhile. While a batch forms they are not: keep
+/// [`max_wait`](BatchConfig::max_wait) well under the source's ack timeout.
+///
 /// # Examples
 ///
 /// ```
@@ -351,7 +358,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
         let mut todo = vec![batch];
         while let Some(mut slice) = todo.pop() {
             let envelopes: Vec<_> = slice.iter().map(|d| d.envelope().clone()).collect();
-            let (result, attempts, first_failure) = self.attempt(envelopes).await;
+            let (result, attempts, first_failure) = self.attempt(&mut slice, envelopes).await;
             let Err(err) = result else {
                 let n = slice.len() as u64;
                 for d in slice {
@@ -391,6 +398,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
     /// and when the first failed.
     async fn attempt(
         &self,
+        slice: &mut [S::Delivery],
         mut envelopes: Vec<Envelope<S::Payload>>,
     ) -> (Result<(), HandlerError>, u32, Timestamp) {
         let limit = self.config.retry.attempt_limit();
@@ -405,7 +413,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             } else {
                 envelopes.clone()
             };
-            let result = self.handler.handle(batch).await;
+            let result = self.ticking(slice, self.handler.handle(batch)).await;
             let Err(err) = result else {
                 return (
                     Ok(()),
@@ -423,7 +431,28 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 .retry_after_hint()
                 .unwrap_or_else(|| self.config.retry.delay(attempt, previous));
             previous = delay;
-            tokio::time::sleep(delay).await;
+            self.ticking(slice, tokio::time::sleep(delay)).await;
+        }
+    }
+
+    /// Awaits `fut`, marking the slice's deliveries in progress every
+    /// [`BatchConfig::in_progress_every`] meanwhile, so their leases do not run out.
+    async fn ticking<F: Future>(&self, slice: &mut [S::Delivery], fut: F) -> F::Output {
+        let Some(every) = self.config.in_progress_every else {
+            return fut.await;
+        };
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tick.tick() => {
+                    for d in slice.iter_mut() {
+                        self.settle(d.in_progress().await);
+                    }
+                }
+            }
         }
     }
 
