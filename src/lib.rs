@@ -46,6 +46,7 @@
 //! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
+//! | `poll` | no | [`poll`](mod@poll) (with the `sqlite` backend): pollers as sources, the HTTP poller (reqwest, ETag, Retry-After), webhook + poll + reconciliation handled once by entity version |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -126,6 +127,17 @@ pub mod nats {
 pub mod webhook {
     #[doc(inline)]
     pub use syncbus_webhook::*;
+}
+
+/// Polling (feature `poll`): a [`poll::Poller`] over any [`poll::PollSource`] as a
+/// [`Source`] for [`Workflow::serve`] (interval, jitter, backoff, pause / resume, the cursor
+/// stored after the page is handled), the HTTP poller [`poll::HttpSource`] (ETag, 304,
+/// Retry-After), and [`poll::Hybrid`]: webhook + poll + reconciliation handled once per
+/// entity version: `syncbus-poll` whole.
+#[cfg(feature = "poll")]
+pub mod poll {
+    #[doc(inline)]
+    pub use syncbus_poll::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.
