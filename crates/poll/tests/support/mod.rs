@@ -29,6 +29,8 @@ pub enum Scripted {
     Huge(usize),
     /// The page, after this long (the real clock).
     Slow(Duration),
+    /// 200 with this JSON body.
+    Body(String),
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,9 @@ async fn changes(
         Some(Scripted::Garbage) => return (StatusCode::OK, "{not json").into_response(),
         Some(Scripted::Huge(n)) => return (StatusCode::OK, vec![b' '; n]).into_response(),
         Some(Scripted::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Scripted::Body(b)) => {
+            return ([("content-type", "application/json")], b).into_response()
+        }
         None => {}
     }
     let (body, etag) = {
@@ -107,7 +112,11 @@ async fn changes(
         let from: usize = after.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
         let from = from.min(st.items.len());
         let end = (from + st.page).min(st.items.len());
-        let next = (end > from).then(|| end.to_string());
+        let next = (end > from).then(|| match q.contains_key("link") {
+            // A relative link, for `CursorIn::NextLink`.
+            true => format!("?link=1&after={end}"),
+            false => end.to_string(),
+        });
         let etag = format!("\"{from}-{}\"", st.items.len());
         (json!({"items": &st.items[from..end], "next": next}), etag)
     };
