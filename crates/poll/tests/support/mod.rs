@@ -278,3 +278,8 @@ impl PollSource for RealClock {
         page
     }
 }
+
+/// An item whose data carries `pad` bytes of filler (large CloudEvents lines).
+pub fn padded_item(id: &str, version: u64, pad: usize) -> Value {
+    json!({"id": id, "version": version, "data": {"id": id, "v": version, "pad": "x".repeat(pad)}})
+}
