@@ -54,8 +54,10 @@
 //! a window: it goes to the window's side output, counted as untimed, and does not move the
 //! watermark. Idle timeouts use tokio's clock, so tests on a paused clock are exact.
 
+mod batch;
 mod error;
 mod join;
+mod reconcile;
 mod source;
 mod state;
 mod time;
@@ -63,8 +65,13 @@ mod topology;
 mod watermark;
 mod window;
 
+pub use crate::batch::{BatchConfig, BatchHandler, BatchMetrics, BatchRunner, OnBatchFailure};
 pub use crate::error::{BoxError, ConfigError, StreamError};
 pub use crate::join::{Join, LeftJoin, Table, TableChange, ToTable};
+pub use crate::reconcile::{
+    ByDigest, Compare, Drift, DriftKind, Entry, Equal, Page, Reconcile, ReconcileError,
+    ReconcileReport, Repairs, Side, SnapshotReader, DEFAULT_PAGE_SIZE,
+};
 pub use crate::source::{AnySource, StreamSource};
 pub use crate::topology::keyed::{Aggregate, Reduce, StateKey, StateValue};
 pub use crate::topology::operator::{Cx, Identity, Operator};
