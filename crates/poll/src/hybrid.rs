@@ -2,15 +2,15 @@
 //! entity version.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use parking_lot::Mutex;
 use syncbus_core::Source;
 use syncbus_envelope::{Bytes, Envelope, Payload};
-use syncbus_storage::{EventLog, IntoArc, StoreError};
+use syncbus_storage::{EventLog, IntoArc};
+use syncbus_stream::{Compare, Drift, ReconcileReport, Repairs, SnapshotReader};
 use syncbus_workflow::{
     Handler, ServeError, ServeMetrics, Served, Storable, Workflow, WorkflowServe,
 };
@@ -21,41 +21,16 @@ use crate::poller::Poller;
 use crate::source::PollSource;
 use crate::versions::{GateMetrics, VersionGate};
 
-/// Why one reconciliation run failed (the next run is on schedule).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReconcileError {
-    /// Appending a repair to the log failed.
-    #[error("appending a repair: {0}")]
-    Store(#[from] StoreError),
-    /// Reading either side failed.
-    #[error("{0}")]
-    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl ReconcileError {
-    /// Wraps a reader's error.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let e = syncbus_poll::ReconcileError::read(std::io::Error::other("snapshot unavailable"));
-    /// assert_eq!(e.to_string(), "snapshot unavailable");
-    /// ```
-    pub fn read(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ReconcileError {
-        ReconcileError::Read(e.into())
-    }
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     runs: AtomicU64,
     failures: AtomicU64,
     repairs: AtomicU64,
+    last: Mutex<Option<ReconcileReport>>,
 }
 
 /// What a [`Hybrid`] has done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HybridMetrics {
     /// The gate: applied, stale (the same change by another transport, or older), unversioned.
@@ -66,6 +41,8 @@ pub struct HybridMetrics {
     pub reconcile_failures: u64,
     /// Repair events appended to the log.
     pub repairs: u64,
+    /// The report of the last reconciliation run that finished.
+    pub last_reconcile: Option<ReconcileReport>,
 }
 
 /// One upstream, declared once: its webhook ingress (the durable log the ingress appends
@@ -201,27 +178,32 @@ impl<H: Send + Sync + 'static> Hybrid<H> {
         self.serve::<P, Poller<S>>(poller, "poll", configure)
     }
 
-    /// Every `every` (the first run one period after this call), calls `repairs` for a
-    /// stream of repair events (the output of a reconciliation: missing, divergent and
-    /// extra entities, each with the version it repairs to) and appends them to `log` (the
-    /// webhook log, which [`webhook`](Self::webhook) serves), in batches of 256: repairs are
-    /// durable before they are handled, and pass the same gate (a repair at or below the
-    /// applied version is dropped). A failed run is counted and logged; the next runs on
-    /// schedule. Runs never overlap.
+    /// Every `every` (the first run one period after this call), runs a reconciliation:
+    /// `runs` makes a fresh `syncbus_stream::Reconcile` of the upstream's keyed snapshot
+    /// against the local one, as [`Repairs`] (each drift, missing, divergent or extra, as
+    /// the repair event to apply, with the entity id and the version it repairs to), and
+    /// each repair is appended to `log` (the webhook log, which [`webhook`](Self::webhook)
+    /// serves), in batches of 256. So repairs are durable before they are handled and pass
+    /// the same gate: a repair at or below the version applied meanwhile is dropped.
+    /// Memory stays bounded (one page per side, one batch). A failed run is counted and
+    /// logged, and the next one runs on schedule; runs never overlap.
     ///
     /// # Examples
     ///
-    /// See `tests/hybrid.rs` (`reconciliation_repairs_through_the_gate`).
-    pub fn reconcile<F, Fut, St>(
+    /// `tests/hybrid.rs` (`reconciliation_repairs_exactly_the_drift_through_the_gate`).
+    pub fn reconcile<F, A, B, C, G>(
         &mut self,
         every: Duration,
         log: impl IntoArc<dyn EventLog>,
-        repairs: F,
+        runs: F,
     ) -> &mut Self
     where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<St, ReconcileError>> + Send,
-        St: Stream<Item = Envelope<Bytes>> + Send,
+        F: Fn() -> Repairs<A, B, C, G> + Send + Sync + 'static,
+        A: SnapshotReader + 'static,
+        B: SnapshotReader<Key = A::Key> + 'static,
+        C: Compare<A::Value, B::Value> + 'static,
+        G: FnMut(Drift<A::Key, A::Value, B::Value>) -> Envelope<Bytes> + Send + 'static,
+        Repairs<A, B, C, G>: Send,
     {
         let log = log.into_arc();
         let counts = self.counts.clone();
@@ -235,10 +217,12 @@ impl<H: Send + Sync + 'static> Hybrid<H> {
                     _ = stop.changed() => return,
                     _ = tick.tick() => {}
                 }
-                match run_once(&*log, &repairs, &counts).await {
+                let mut repairs = runs();
+                match run_once(&*log, &mut repairs, &counts).await {
                     Ok(n) => {
                         counts.runs.fetch_add(1, Relaxed);
-                        tracing::info!(upstream = %scope, repairs = n, "reconciliation finished");
+                        *counts.last.lock() = Some(*repairs.report());
+                        tracing::info!(upstream = %scope, repairs = n, report = ?repairs.report(), "reconciliation finished");
                     }
                     Err(e) => {
                         counts.failures.fetch_add(1, Relaxed);
@@ -262,6 +246,7 @@ impl<H: Send + Sync + 'static> Hybrid<H> {
             reconcile_runs: self.counts.runs.load(Relaxed),
             reconcile_failures: self.counts.failures.load(Relaxed),
             repairs: self.counts.repairs.load(Relaxed),
+            last_reconcile: *self.counts.last.lock(),
         }
     }
 
@@ -293,24 +278,32 @@ impl<H: Send + Sync + 'static> Hybrid<H> {
     }
 }
 
-async fn run_once<F, Fut, St>(
+/// One run: every repair appended, in batches; the number appended.
+async fn run_once<A, B, C, G>(
     log: &dyn EventLog,
-    repairs: &F,
+    repairs: &mut Repairs<A, B, C, G>,
     counts: &Counts,
-) -> Result<u64, ReconcileError>
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>>
 where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<St, ReconcileError>>,
-    St: Stream<Item = Envelope<Bytes>>,
+    A: SnapshotReader,
+    B: SnapshotReader<Key = A::Key>,
+    C: Compare<A::Value, B::Value>,
+    G: FnMut(Drift<A::Key, A::Value, B::Value>) -> Envelope<Bytes>,
 {
-    let stream = repairs().await?;
-    let mut stream = std::pin::pin!(stream.chunks(256));
     let mut n = 0;
-    while let Some(batch) = stream.next().await {
-        let len = batch.len() as u64;
-        log.append_batch(batch).await?;
-        counts.repairs.fetch_add(len, Relaxed);
-        n += len;
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let next = repairs.next().await?;
+        let end = next.is_none();
+        batch.extend(next);
+        if batch.len() == 256 || (end && !batch.is_empty()) {
+            let len = batch.len() as u64;
+            log.append_batch(std::mem::take(&mut batch)).await?;
+            counts.repairs.fetch_add(len, Relaxed);
+            n += len;
+        }
+        if end {
+            return Ok(n);
+        }
     }
-    Ok(n)
 }

@@ -51,7 +51,7 @@ pub use crate::http::{
     CursorIn, HttpConfigError, HttpSource, HttpSourceBuilder, ItemMapping, DEFAULT_MAX_BODY,
     DEFAULT_TIMEOUT,
 };
-pub use crate::hybrid::{Hybrid, HybridMetrics, ReconcileError};
+pub use crate::hybrid::{Hybrid, HybridMetrics};
 pub use crate::poller::{OpenError, PollDelivery, PollMetrics, Poller};
 pub use crate::raw::RawEvent;
 pub use crate::source::{Cursor, Page, PollSource};
