@@ -134,6 +134,23 @@ pub mod webhook {
 /// stored after the page is handled), the HTTP poller [`poll::HttpSource`] (ETag, 304,
 /// Retry-After), and [`poll::Hybrid`]: webhook + poll + reconciliation handled once per
 /// entity version: `syncbus-poll` whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus::poll::{HttpSource, ItemMapping, PollConfig};
+/// use syncbus::{EventType, Topic};
+///
+/// let mapping = ItemMapping::new(EventType::new("shop.order")?, Topic::new("shop.orders")?)
+///     .entity_at("/id")
+///     .version_at("/version")
+///     .data_at("/data");
+/// let source = HttpSource::builder("http://127.0.0.1:9/changes", mapping)?.build()?;
+/// let config = PollConfig::new().interval(Duration::from_secs(5)).jitter(0.1);
+/// config.check()?;
+/// // Poller::open("shop", source, store, config).await? is a Source for Workflow::serve.
+/// # drop(source);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "poll")]
 pub mod poll {
     #[doc(inline)]

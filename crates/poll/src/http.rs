@@ -67,7 +67,7 @@ type MapFn = dyn Fn(usize, &Value) -> Result<Envelope<Bytes>, PollError> + Send 
 /// let env = m.map("shop", 0, &serde_json::json!({"id": "o-1", "version": 3, "data": {"total": 9}}))?;
 /// assert_eq!(env.meta().entity_id().unwrap().as_str(), "o-1");
 /// assert_eq!(env.meta().version(), Some(3));
-/// assert_eq!(env.meta().id().as_str(), "shop/o-1@3");
+/// assert_eq!(env.meta().id().to_string(), "shop/o-1@3");
 /// assert_eq!(&env.payload()[..], br#"{"total":9}"#);
 ///
 /// let e = m.map("shop", 4, &serde_json::json!({"id": "o-1"})).unwrap_err();

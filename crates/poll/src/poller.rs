@@ -147,10 +147,11 @@ struct Inner<S> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use syncbus::prelude::*;
-/// use syncbus::poll::{Cursor, Page, PollConfig, PollError, PollSource, Poller, RawEvent};
-/// use syncbus::store::MemoryStore;
-/// use syncbus::{Bytes, EventType, Metadata};
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_envelope::{Bytes, EventType, Metadata};
+/// use syncbus_poll::{Cursor, Page, PollConfig, PollError, PollSource, Poller, RawEvent};
+/// use syncbus_storage::MemoryStore;
+/// use syncbus_workflow::Workflow;
 ///
 /// struct Numbers;
 /// impl PollSource for Numbers {

@@ -182,7 +182,7 @@ async fn the_same_1000_changes_by_webhook_and_by_poll_are_handled_once_per_versi
     let m = shop.metrics();
     shop.stop().await;
 
-    let l = local.lock();
+    let l = std::mem::take(&mut *local.lock());
     // Each entity version handled at most once, and per entity in rising order.
     let mut seen = HashSet::new();
     let mut last: HashMap<&str, u64> = HashMap::new();
@@ -219,20 +219,28 @@ async fn reconciliation_repairs_exactly_the_drift_through_the_gate() {
     let upstream: BTreeMap<String, u64> = (0..10).map(|i| (format!("k{i:02}"), 3)).collect();
     let local = Arc::new(Mutex::new(Local::default()));
     let versions = AppliedVersions::open(store.clone(), "erp").await.unwrap();
-    {
-        let mut l = local.lock();
-        for (k, v) in &upstream {
-            let v = match k.as_str() {
-                "k03" => continue,
-                "k05" | "k07" => 2,
-                _ => *v,
-            };
-            l.state.insert(k.clone(), (v, json!({"v": v})));
-            versions.record(k, v).await.unwrap();
-        }
-        l.state.insert("k99".into(), (1, json!({"v": 1})));
-        versions.record("k99", 1).await.unwrap();
+    let mut drifted: Vec<(String, u64)> = upstream
+        .iter()
+        .filter(|(k, _)| k.as_str() != "k03")
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if matches!(k.as_str(), "k05" | "k07") {
+                    2
+                } else {
+                    *v
+                },
+            )
+        })
+        .collect();
+    drifted.push(("k99".into(), 1));
+    for (k, v) in &drifted {
+        versions.record(k, *v).await.unwrap();
     }
+    local.lock().state = drifted
+        .into_iter()
+        .map(|(k, v)| (k, (v, json!({"v": v}))))
+        .collect();
     let gate = versions.gate(handler(local.clone()));
     let bus = Bus::new();
     let wf = Workflow::new(&bus);

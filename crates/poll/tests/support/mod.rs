@@ -206,13 +206,16 @@ pub fn http_source(url: &str) -> HttpSource {
         .unwrap()
 }
 
+/// When a poll started (the test's clock) and with which cursor.
+pub type PollStart = (tokio::time::Instant, Option<String>);
+
 /// An [`HttpSource`] whose requests run on a runtime on the real clock, while the poller
 /// runs on the test's (paused) clock; each poll's start is noted on the test's clock.
 #[derive(Clone)]
 pub struct RealClock {
     pub inner: Arc<HttpSource>,
     rt: Arc<RtGuard>,
-    pub polls: Arc<Mutex<Vec<(tokio::time::Instant, Option<String>)>>>,
+    pub polls: Arc<Mutex<Vec<PollStart>>>,
     /// Polls finished.
     pub done: Arc<tokio::sync::watch::Sender<usize>>,
 }
