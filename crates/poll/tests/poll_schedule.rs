@@ -167,6 +167,11 @@ async fn failures_back_off_429_retry_after_is_honoured_and_success_resets() {
     up.script(Scripted::Throttle(503, Some("0".into())));
     up.script(Scripted::Status(500));
     let mut r = run(&up, config()).await;
+    // Five failures, about 75 s: the lag (since the last drained, handled poll) shows it.
+    polls(&r.source, 5).await;
+    let m = r.poller.metrics();
+    assert!(m.lag >= Duration::from_secs(55), "{m:?}");
+    assert_eq!((m.last_success, m.consecutive_failures), (None, 5));
     assert_eq!(r.handled.recv().await.unwrap(), ("a".into(), 1));
     polls(&r.source, 6).await;
     let t = r.source.times();
@@ -193,6 +198,11 @@ async fn failures_back_off_429_retry_after_is_honoured_and_success_resets() {
         "{t:?}"
     );
     assert_eq!(r.handled.recv().await.unwrap(), ("b".into(), 1));
+    // Caught up again: the lag drops to (about) nothing.
+    while r.poller.metrics().lag > Duration::from_secs(1) {
+        tokio::time::sleep(MS).await;
+    }
+    assert!(r.poller.metrics().since_success.unwrap() < Duration::from_secs(1));
     r.served.stop().await;
 }
 
