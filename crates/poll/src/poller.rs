@@ -495,8 +495,9 @@ impl<S: PollSource> Inner<S> {
             Ok(page) => {
                 let (items, next, more, not_modified) = page.into_parts();
                 let next = next.filter(|n| Some(n) != cursor.as_ref());
-                // "More" with nothing handed out and nowhere new to go would spin.
-                let more = more && (!items.is_empty() || next.is_some());
+                // "More" without a new cursor would ask the same question again at once:
+                // a spin. It waits for the schedule instead.
+                let more = more && next.is_some();
                 let c = &shared.counts;
                 let outcome = if not_modified {
                     c.not_modified.fetch_add(1, Relaxed);

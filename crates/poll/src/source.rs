@@ -152,7 +152,8 @@ impl Page {
         self
     }
 
-    /// Whether another page is waiting now (the poller drains it without waiting).
+    /// Whether another page is waiting now (the poller drains it without waiting, if the
+    /// page also moved the cursor: the same cursor asked again at once would spin).
     ///
     /// # Examples
     ///

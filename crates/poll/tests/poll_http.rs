@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use support::{http_source, item, mapping, Scripted, Upstream};
 use syncbus_core::{Bus, Envelope, Source};
 use syncbus_poll::{
-    Cursor, CursorIn, HttpSource, PollConfig, PollError, PollSource, Poller, RawEvent,
+    Cursor, CursorIn, HttpSource, Page, PollConfig, PollError, PollSource, Poller, RawEvent,
 };
 use syncbus_storage::{
     Checkpoints, DeadLetterFilter, DeadLetterStore, MemoryDeadLetterStore, MemoryStore,
@@ -249,4 +249,43 @@ async fn the_cursor_is_stored_only_once_every_item_of_the_page_is_settled() {
     let m = served.stop().await;
     assert_eq!(m.termed, 1);
     assert!(Source::name(&poller) == "up");
+}
+
+#[tokio::test]
+async fn more_without_a_new_cursor_waits_for_the_interval_instead_of_spinning() {
+    let up = Upstream::start(10);
+    up.push([item("a", 1)]);
+    let store = MemoryStore::new();
+    let cfg = PollConfig::new()
+        .interval(Duration::from_millis(300))
+        .jitter(0.0);
+    let poller = Poller::open("up", StuckAfterFirst(http_source(&up.url)), store, cfg)
+        .await
+        .unwrap();
+    let bus = Bus::new();
+    let served = Workflow::new(&bus)
+        .serve(poller.clone())
+        .fetch_wait(Duration::from_millis(20))
+        .handle(|_env: Envelope<RawEvent>, _ctx| async { Ok(()) })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    served.stop().await;
+    let m = poller.metrics();
+    assert!((2..=3).contains(&m.polls), "{m:?}");
+}
+
+/// The first poll from the upstream; then, from cursor "1", a page with an item, the same
+/// cursor and "more".
+struct StuckAfterFirst(HttpSource);
+
+impl PollSource for StuckAfterFirst {
+    async fn poll(&self, cursor: Option<&Cursor>) -> Result<Page, PollError> {
+        if cursor.is_none() {
+            let mut page = self.0.poll(None).await?;
+            page = page.more(false);
+            return Ok(page);
+        }
+        let env = mapping().map("up", 0, &item("a", 1))?;
+        Ok(Page::new(vec![env]).next(Cursor::from("1")).more(true))
+    }
 }
