@@ -125,12 +125,29 @@ fn http_page(c: &mut Criterion) {
     .entity_at("/id")
     .version_at("/version")
     .data_at("/data");
-    let source = HttpSource::builder(&url, mapping).unwrap().build().unwrap();
+    let source = HttpSource::builder(&url, mapping.clone())
+        .unwrap()
+        .build()
+        .unwrap();
     let client = reqwest::Client::new();
     let mut g = c.benchmark_group("http_page_100");
     g.throughput(Throughput::Elements(100));
     g.bench_function("http_source_poll_map", |b| {
         b.iter(|| rt.block_on(async { source.poll(None).await.unwrap() }))
+    });
+    let doc = serde_json::json!({"items": items}).to_string();
+    let mapping2 = mapping.clone();
+    g.bench_function("parse_and_map_only", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+            let items = v["items"].as_array().unwrap();
+            let out: Vec<_> = items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| mapping2.map("bench", i, it).unwrap())
+                .collect();
+            out
+        })
     });
     g.bench_function("reqwest_get_bytes_peer", |b| {
         b.iter(|| {
