@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
+    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK,
+    RETRY_AFTER,
 };
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -34,7 +35,8 @@ pub enum CursorIn {
     /// A query parameter of this name (`GET URL?after=CURSOR`; none on the first request).
     Query(String),
     /// The page's `next` value is the URL of the next request (absolute, or relative to the
-    /// URL it came from).
+    /// URL it came from); without one in the body, the response's `Link: <url>; rel="next"`
+    /// header (RFC 8288), as GitHub-style APIs send it.
     NextLink,
 }
 
@@ -311,7 +313,7 @@ struct Validators {
 }
 
 /// A JSON API polled over HTTP: `GET` the URL (with the cursor as a query parameter, or the
-/// `next` link of the last page), map each item of the array at `/items` with an
+/// `next` link of the last page, from the body or a `Link: rel="next"` header), map each item of the array at `/items` with an
 /// [`ItemMapping`], continue from the value at `/next` (`null` or missing: caught up).
 ///
 /// - **Conditional requests**: the `ETag` and `Last-Modified` of the last answer are sent
@@ -472,7 +474,7 @@ impl HttpSource {
         }
     }
 
-    fn page(&self, url: &Url, body: &[u8]) -> Result<Page, PollError> {
+    fn page(&self, url: &Url, headers: &HeaderMap, body: &[u8]) -> Result<Page, PollError> {
         let doc: Value = serde_json::from_slice(body).map_err(PollError::MalformedJson)?;
         let items = doc
             .pointer(&self.items_at)
@@ -493,6 +495,10 @@ impl HttpSource {
                     self.next_at
                 )))
             }
+        };
+        let next = match (&self.cursor_in, next) {
+            (CursorIn::NextLink, None) => next_link(headers),
+            (_, n) => n,
         };
         let next = match (&self.cursor_in, next) {
             (CursorIn::NextLink, Some(link)) => Some(
@@ -620,6 +626,58 @@ impl HttpSourceBuilder {
     }
 }
 
+/// The target of the first `rel="next"` link of the `Link` headers (RFC 8288).
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+                continue;
+            };
+            let is_next = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=").is_some_and(|rel| {
+                    rel.trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+            });
+            if is_next {
+                return Some(target.to_owned());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_read_from_link_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(next_link(&h), None);
+        h.append(
+            LINK,
+            HeaderValue::from_static(r#"<https://api.example/x?page=1>; rel="prev""#),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                r#"<https://api.example/x?page=1>; rel="first", </x?page=3>; rel="next last""#,
+            ),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/x?page=3"));
+        let mut h = HeaderMap::new();
+        h.append(LINK, HeaderValue::from_static("<?after=9>;rel=next"));
+        assert_eq!(next_link(&h).as_deref(), Some("?after=9"));
+    }
+}
+
 /// `Retry-After` as a delay: seconds, or an HTTP date (a date past is no delay).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -659,8 +717,9 @@ impl PollSource for HttpSource {
                 retry_after: retry_after(resp.headers()),
             });
         }
-        let etag = resp.headers().get(ETAG).cloned();
-        let last_modified = resp.headers().get(LAST_MODIFIED).cloned();
+        let headers = resp.headers().clone();
+        let etag = headers.get(ETAG).cloned();
+        let last_modified = headers.get(LAST_MODIFIED).cloned();
         if !status.is_success() {
             let body = self.body(resp).await.unwrap_or_default();
             let end = body.len().min(512);
@@ -670,7 +729,7 @@ impl PollSource for HttpSource {
             });
         }
         let body = self.body(resp).await?;
-        let page = self.page(&url, &body)?;
+        let page = self.page(&url, &headers, &body)?;
         // Remembered only for a page that read well: a bad one is asked for again in full.
         *self.validators.lock() = Validators {
             url: url.to_string(),

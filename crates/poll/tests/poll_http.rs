@@ -171,6 +171,24 @@ async fn next_links_are_followed() {
 }
 
 #[tokio::test]
+async fn next_links_in_link_headers_are_followed() {
+    let up = Upstream::start(2);
+    up.push((0..3).map(|i| item(&format!("e{i}"), 1)));
+    let src = HttpSource::builder(&format!("{}?link_header=1", up.url), mapping())
+        .unwrap()
+        .cursor_in(CursorIn::NextLink)
+        .build()
+        .unwrap();
+    let first = src.poll(None).await.unwrap();
+    assert!(first.has_more());
+    let next = first.next_cursor().unwrap().as_str().unwrap().to_owned();
+    assert!(next.ends_with("/changes?link_header=1&after=2"), "{next}");
+    let second = src.poll(first.next_cursor()).await.unwrap();
+    assert_eq!(second.items().len(), 1);
+    assert_eq!(up.requests()[1].after.as_deref(), Some("2"));
+}
+
+#[tokio::test]
 async fn the_cursor_is_stored_only_once_every_item_of_the_page_is_settled() {
     let up = Upstream::start(3);
     up.push([item("a", 1), item("b", 1), item("c", 1), item("d", 1)]);

@@ -107,18 +107,29 @@ async fn changes(
         }
         None => {}
     }
-    let (body, etag) = {
+    let in_header = q.contains_key("link_header");
+    let (body, etag, link) = {
         let st = state.lock();
         let from: usize = after.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
         let from = from.min(st.items.len());
         let end = (from + st.page).min(st.items.len());
-        let next = (end > from).then(|| match q.contains_key("link") {
+        let next = (end > from).then(|| match (q.contains_key("link"), in_header) {
             // A relative link, for `CursorIn::NextLink`.
-            true => format!("?link=1&after={end}"),
-            false => end.to_string(),
+            (true, _) => format!("?link=1&after={end}"),
+            (_, true) => format!("?link_header=1&after={end}"),
+            _ => end.to_string(),
         });
         let etag = format!("\"{from}-{}\"", st.items.len());
-        (json!({"items": &st.items[from..end], "next": next}), etag)
+        if in_header {
+            let link = next.map(|n| format!("<{n}>; rel=\"next\""));
+            (json!({"items": &st.items[from..end]}), etag, link)
+        } else {
+            (
+                json!({"items": &st.items[from..end], "next": next}),
+                etag,
+                None,
+            )
+        }
     };
     if inm.as_deref() == Some(etag.as_str()) {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
@@ -129,6 +140,10 @@ async fn changes(
     let mut r = axum::Json(body).into_response();
     r.headers_mut()
         .insert("etag", HeaderValue::from_str(&etag).unwrap());
+    if let Some(link) = link {
+        r.headers_mut()
+            .insert("link", HeaderValue::from_str(&link).unwrap());
+    }
     r
 }
 
