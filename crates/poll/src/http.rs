@@ -652,32 +652,6 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_links_are_read_from_link_headers() {
-        let mut h = HeaderMap::new();
-        assert_eq!(next_link(&h), None);
-        h.append(
-            LINK,
-            HeaderValue::from_static(r#"<https://api.example/x?page=1>; rel="prev""#),
-        );
-        assert_eq!(next_link(&h), None);
-        h.append(
-            LINK,
-            HeaderValue::from_static(
-                r#"<https://api.example/x?page=1>; rel="first", </x?page=3>; rel="next last""#,
-            ),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("/x?page=3"));
-        let mut h = HeaderMap::new();
-        h.append(LINK, HeaderValue::from_static("<?after=9>;rel=next"));
-        assert_eq!(next_link(&h).as_deref(), Some("?after=9"));
-    }
-}
-
 /// `Retry-After` as a delay: seconds, or an HTTP date (a date past is no delay).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -737,5 +711,31 @@ impl PollSource for HttpSource {
             last_modified,
         };
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_read_from_link_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(next_link(&h), None);
+        h.append(
+            LINK,
+            HeaderValue::from_static(r#"<https://api.example/x?page=1>; rel="prev""#),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                r#"<https://api.example/x?page=1>; rel="first", </x?page=3>; rel="next last""#,
+            ),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/x?page=3"));
+        let mut h = HeaderMap::new();
+        h.append(LINK, HeaderValue::from_static("<?after=9>;rel=next"));
+        assert_eq!(next_link(&h).as_deref(), Some("?after=9"));
     }
 }
