@@ -44,7 +44,7 @@
 //! | `derive` | yes | `#[derive(Event)]` ([`derive@Event`]) |
 //! | `postgres` | no | `store::PgStore` |
 //! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
-//! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
+//! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins, batch subscriptions, cron jobs, reconciliation |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //! | `poll` | no | [`poll`](mod@poll) (with the `sqlite` backend): pollers as sources, the HTTP poller (reqwest, ETag, Retry-After), webhook + poll + reconciliation handled once by entity version |
 //!
@@ -95,7 +95,9 @@ pub mod store {
 
 /// Stream processing (feature `stream`): operators over bus topics or any source, keyed
 /// state checkpointed with the input offsets, event-time windows with watermarks, and
-/// stream-table joins. See [`stream::Stream`] and [`stream::Topology`].
+/// stream-table joins; batch subscriptions, cron jobs and reconciliation. See
+/// [`stream::Stream`], [`stream::Topology`], [`stream::BatchRunner`], [`stream::Job`] and
+/// [`stream::Reconcile`].
 #[cfg(feature = "stream")]
 pub mod stream {
     #[doc(inline)]

@@ -1,7 +1,9 @@
 //! Stream processing for syncbus: operators over bus topics or any
 //! [`Source`](syncbus_core::Source), keyed state checkpointed with the input offsets,
 //! event-time windows with watermarks, and stream-table joins. What people reach for Kafka
-//! Streams or Flink for, inside the monolith, with no cluster to run.
+//! Streams or Flink for, inside the monolith, with no cluster to run. Beside them, the
+//! batch side of data sync: batch subscriptions, scheduled (cron) jobs and the
+//! reconciliation of a local copy against its upstream.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,6 +34,9 @@
 //! | watermarks | [`Watermarks`], [`WatermarkConfig`]: out-of-orderness bound, minimum over partitions, idle timeout |
 //! | joins | [`Table`] (latest value per key) and `join` / `left_join` |
 //! | running | [`Topology`] (push by hand, snapshot, restore) and [`Topology::spawn`] over a [`StreamSource`] with [`RunConfig`]: checkpoints to any [`Checkpoints`](syncbus_storage::Checkpoints) store |
+//! | batch subscriptions | [`BatchRunner`] over any [`Source`](syncbus_core::Source) with [`BatchConfig`]: a `Vec` of envelopes at a size or a max wait, flushed at stop; retried whole, then redelivered or split to dead-letter the poison event alone ([`OnBatchFailure`]) |
+//! | scheduled jobs | [`Job`] on a cron [`Schedule`] (croner 4) in UTC or a named zone, [`Missed`] runs after downtime from the last run in [`Checkpoints`](syncbus_storage::Checkpoints), no overlap, [`JobStatus`] (last and next run) and metrics; [`Clock`], [`TestClock`] on tokio's clock |
+//! | reconciliation | [`Reconcile`]: a streaming merge of two key-sorted paged [`SnapshotReader`]s (upstream, local) handing out [`Drift`] (missing, divergent, extra) or repair envelopes, a page per side in memory, comparison by [`Compare`] ([`Equal`], [`ByDigest`], a closure) |
 //!
 //! # Running
 //!
@@ -58,6 +63,7 @@ mod batch;
 mod error;
 mod join;
 mod reconcile;
+mod schedule;
 mod source;
 mod state;
 mod time;
@@ -71,6 +77,10 @@ pub use crate::join::{Join, LeftJoin, Table, TableChange, ToTable};
 pub use crate::reconcile::{
     ByDigest, Compare, Drift, DriftKind, Entry, Equal, Page, Reconcile, ReconcileError,
     ReconcileReport, Repairs, Side, SnapshotReader, DEFAULT_PAGE_SIZE,
+};
+pub use crate::schedule::{
+    Clock, Job, JobRun, JobStatus, Missed, RunningJob, Schedule, ScheduleError, SystemClock,
+    TestClock,
 };
 pub use crate::source::{AnySource, StreamSource};
 pub use crate::topology::keyed::{Aggregate, Reduce, StateKey, StateValue};
@@ -86,3 +96,7 @@ pub use crate::window::{
     Aggregator, Count, Emit, Fold, Late, LateReason, Sum, Window, WindowAggregate, Windowed,
     WindowedStream, Windows,
 };
+/// The date-time crate schedules are read with (`DateTime<Utc>` in [`JobRun`], [`JobStatus`]).
+pub use chrono;
+/// The IANA time zones a [`Schedule`] can be read in (`chrono_tz::Europe::Paris`).
+pub use chrono_tz;

@@ -202,6 +202,7 @@ async fn a_poison_event_is_isolated_and_dead_lettered_alone() {
         &Sale { shop: 1, seq: 5 }
     );
     assert_eq!(r.subscription, "sales");
+    assert!(r.handler.starts_with("batch handler over"), "{}", r.handler);
     assert_eq!(r.error_kind, ErrorKind::Retryable);
     assert_eq!(r.error(), "ledger rejected the batch");
     assert_eq!(r.attempts, 2);
@@ -495,4 +496,71 @@ async fn stop_also_hands_over_what_the_source_has_ready() {
     assert!(seqs(&seen).iter().all(|b| b.len() <= 4));
     assert_eq!(m.acked, 10);
     assert!(sales.fetch(100, Duration::ZERO).await.unwrap().is_empty());
+}
+
+/// While a slow batch is handled, its leases are extended: another member of the same
+/// durable consumer gets none of its events; with the ticks off, it does.
+async fn other_member_during_slow_batch(every: Option<Duration>) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("lease.db"))
+        .await
+        .unwrap();
+    for i in 0..5u32 {
+        let meta = Metadata::new(EventType::from_static("raw.row"));
+        store
+            .append(Envelope::new(meta, Bytes::from(format!("row-{i}"))))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_millis(400);
+    let open = |member: &'static str| {
+        let store = store.clone();
+        async move {
+            DurableConsumer::open(
+                store,
+                "rows",
+                DurableConfig::new().member(member).ack_timeout(lease),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (a, b) = (open("a").await, open("b").await);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let handler = {
+        let started = started.clone();
+        move |_: Vec<Envelope<Bytes>>| {
+            started.notify_one();
+            async {
+                tokio::time::sleep(Duration::from_millis(1_200)).await; // three leases long
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let config = BatchConfig::new("rows")
+        .max_size(5)
+        .in_progress_every(every);
+    let runner = BatchRunner::spawn(a, config, handler).unwrap();
+    started.notified().await;
+    tokio::time::sleep(Duration::from_millis(700)).await; // past the first lease
+    let stolen = b.fetch(10, Duration::ZERO).await.unwrap();
+    let n = stolen.len();
+    for d in stolen {
+        d.ack().await.unwrap();
+    }
+    runner.stop().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn a_slow_batch_keeps_its_leases() {
+    assert_eq!(
+        other_member_during_slow_batch(Some(Duration::from_millis(50))).await,
+        0
+    );
+    assert_eq!(
+        other_member_during_slow_batch(None).await,
+        5,
+        "without ticks the leases run out"
+    );
 }

@@ -60,11 +60,13 @@ pub struct BatchConfig {
     pub(crate) max_wait: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) on_failure: OnBatchFailure,
+    pub(crate) in_progress_every: Option<Duration>,
 }
 
 impl BatchConfig {
     /// Batches of up to 100 events or 1 s, one attempt more after a retryable failure
-    /// (`RetryPolicy::new().max_attempts(2)`), then [`OnBatchFailure::Redeliver`] after 1 s.
+    /// (`RetryPolicy::new().max_attempts(2)`), then [`OnBatchFailure::Redeliver`] after 1 s;
+    /// leases extended every 10 s while a batch is handled.
     /// `name` goes into logs and dead-letter records (as the subscription).
     ///
     /// # Examples
@@ -77,6 +79,7 @@ impl BatchConfig {
             max_wait: Duration::from_secs(1),
             retry: RetryPolicy::new().max_attempts(2),
             on_failure: OnBatchFailure::Redeliver(Duration::from_secs(1)),
+            in_progress_every: Some(Duration::from_secs(10)),
         }
     }
 
@@ -101,7 +104,8 @@ impl BatchConfig {
     }
 
     /// The longest the first event of a batch waits for more (at least 1 ms). Keep it well
-    /// under the source's ack timeout: deliveries held in a batch are not yet settled.
+    /// under the source's ack timeout: the leases of deliveries held while a batch forms are
+    /// not extended (while it is handled they are: [`in_progress_every`](Self::in_progress_every)).
     ///
     /// # Examples
     ///
@@ -120,6 +124,21 @@ impl BatchConfig {
     /// See [`BatchConfig`].
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// While a batch is handled (and between its retries), marks its deliveries
+    /// `in_progress` this often, so the source does not hand them out again meanwhile
+    /// (default 10 s; keep it under the source's ack timeout). `None`: never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = syncbus_stream::BatchConfig::new("b").in_progress_every(Some(Duration::from_secs(2)));
+    /// ```
+    pub fn in_progress_every(mut self, every: Option<Duration>) -> Self {
+        self.in_progress_every = every;
         self
     }
 
@@ -151,6 +170,9 @@ impl BatchConfig {
             return Err(ConfigError::ZeroCount { what: "batch size" });
         }
         crate::time::positive_millis(self.max_wait, "batch wait")?;
+        if let Some(every) = self.in_progress_every {
+            crate::time::positive_millis(every, "in-progress interval")?;
+        }
         Ok(())
     }
 }

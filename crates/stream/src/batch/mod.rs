@@ -1,29 +1,6 @@
 //! Batch subscriptions: a handler that takes a `Vec` of envelopes, over any
 //! [`Source`] (the bus's pull consumer for bus topics, the durable consumer, JetStream, a
 //! poller).
-//!
-//! # Triggers
-//!
-//! A batch is handed over when it holds [`max_size`](BatchConfig::max_size) events, when
-//! its first event has waited [`max_wait`](BatchConfig::max_wait), or when the runner
-//! stops ([`BatchRunner::stop`]) or the source closes: a flush of what is held and of what
-//! the source has ready (fetched without waiting until it has nothing; stop the producers
-//! first, or a source fed faster than the handler keeps the flush going). One batch is
-//! handled at a time: a slow handler slows the fetching, and the source holds the rest.
-//!
-//! # Order
-//!
-//! A batch holds its events in the order the source handed them out, so events of one
-//! entity keep their order inside a batch and across batches. When a failing batch is split
-//! ([`OnBatchFailure::Isolate`]) its halves are handled left first; an isolated poison
-//! event is dead-lettered and later events of its entity go on.
-//!
-//! # Failures
-//!
-//! A batch whose handler fails is retried whole by [`BatchConfig::retry`] (retryable
-//! errors only). Then, by [`OnBatchFailure`]: the whole batch is nak'ed to come back later
-//! (the default), or it is split to isolate the event that fails alone, which alone goes to
-//! the dead-letter store. Acks happen only after the handler returned `Ok` for the events.
 
 mod config;
 
@@ -81,7 +58,11 @@ where
     }
 }
 
-/// What a batch runner has done.
+/// What a batch runner has done. The same counts go to the `metrics` facade, labelled
+/// `batch` (the runner's name): `syncbus_batch_batches_total` (label `trigger`: `size`,
+/// `time`, `flush`), `syncbus_batch_events_total`, `syncbus_batch_acked_total`,
+/// `syncbus_batch_failed_attempts_total`, `syncbus_batch_splits_total`,
+/// `syncbus_batch_dead_lettered_total`, `syncbus_batch_redelivered_total`.
 ///
 /// # Examples
 ///
@@ -124,7 +105,37 @@ enum Trigger {
     Flush,
 }
 
-/// A batch handler running over a source on a tokio task: see [the module docs](self).
+/// A batch handler running over a source on a tokio task.
+///
+/// # Triggers
+///
+/// A batch is handed over when it holds [`max_size`](BatchConfig::max_size) events, when
+/// its first event has waited [`max_wait`](BatchConfig::max_wait), or when the runner
+/// stops ([`BatchRunner::stop`]) or the source closes: a flush of what is held and of what
+/// the source has ready (fetched without waiting until it has nothing; stop the producers
+/// first, or a source fed faster than the handler keeps the flush going). One batch is
+/// handled at a time: a slow handler slows the fetching, and the source holds the rest.
+///
+/// # Order
+///
+/// A batch holds its events in the order the source handed them out, so events of one
+/// entity keep their order inside a batch and across batches. When a failing batch is split
+/// ([`OnBatchFailure::Isolate`]) its halves are handled left first; an isolated poison
+/// event is dead-lettered and later events of its entity go on.
+///
+/// # Failures
+///
+/// A batch whose handler fails is retried whole by [`BatchConfig::retry`] (retryable
+/// errors only). Then, by [`OnBatchFailure`]: the whole batch is nak'ed to come back later
+/// (the default), or it is split to isolate the event that fails alone, which alone goes to
+/// the dead-letter store. Acks happen only after the handler returned `Ok` for the events.
+///
+/// # Leases
+///
+/// While a batch is handled, and between its retries, its deliveries are marked
+/// `in_progress` every [`BatchConfig::in_progress_every`], so the source does not hand them
+/// out again meanwhile. While a batch forms they are not: keep
+/// [`max_wait`](BatchConfig::max_wait) well under the source's ack timeout.
 ///
 /// # Examples
 ///
@@ -317,6 +328,11 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
         f(&mut self.metrics.lock());
     }
 
+    /// A counter of the `metrics` facade, labelled with the runner's name.
+    fn count(&self, name: &'static str, n: u64) {
+        metrics::counter!(name, "batch" => self.config.name.clone()).increment(n);
+    }
+
     /// Handles one batch to the end: every delivery in it is settled when this returns.
     async fn handle(&self, batch: Vec<S::Delivery>, trigger: Trigger) {
         if batch.is_empty() {
@@ -331,17 +347,25 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 Trigger::Flush => m.flushed += 1,
             }
         });
+        let trigger_name = match trigger {
+            Trigger::Size => "size",
+            Trigger::Time => "time",
+            Trigger::Flush => "flush",
+        };
+        metrics::counter!("syncbus_batch_batches_total", "batch" => self.config.name.clone(), "trigger" => trigger_name).increment(1);
+        self.count("syncbus_batch_events_total", batch.len() as u64);
         // Slices still to handle, the next on top: halves are pushed right then left.
         let mut todo = vec![batch];
         while let Some(mut slice) = todo.pop() {
             let envelopes: Vec<_> = slice.iter().map(|d| d.envelope().clone()).collect();
-            let (result, attempts, first_failure) = self.attempt(envelopes).await;
+            let (result, attempts, first_failure) = self.attempt(&mut slice, envelopes).await;
             let Err(err) = result else {
                 let n = slice.len() as u64;
                 for d in slice {
                     self.settle(d.ack().await);
                 }
                 self.bump(|m| m.acked += n);
+                self.count("syncbus_batch_acked_total", n);
                 continue;
             };
             match &self.config.on_failure {
@@ -352,12 +376,14 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                         self.settle(d.nak(*delay).await);
                     }
                     self.bump(|m| m.redelivered += n);
+                    self.count("syncbus_batch_redelivered_total", n);
                 }
                 OnBatchFailure::Isolate(_) if slice.len() > 1 => {
                     let right = slice.split_off(slice.len() / 2);
                     todo.push(right);
                     todo.push(slice);
                     self.bump(|m| m.splits += 1);
+                    self.count("syncbus_batch_splits_total", 1);
                 }
                 OnBatchFailure::Isolate(store) => {
                     let Some(d) = slice.pop() else { continue };
@@ -372,6 +398,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
     /// and when the first failed.
     async fn attempt(
         &self,
+        slice: &mut [S::Delivery],
         mut envelopes: Vec<Envelope<S::Payload>>,
     ) -> (Result<(), HandlerError>, u32, Timestamp) {
         let limit = self.config.retry.attempt_limit();
@@ -386,7 +413,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             } else {
                 envelopes.clone()
             };
-            let result = self.handler.handle(batch).await;
+            let result = self.ticking(slice, self.handler.handle(batch)).await;
             let Err(err) = result else {
                 return (
                     Ok(()),
@@ -395,6 +422,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 );
             };
             self.bump(|m| m.failed_attempts += 1);
+            self.count("syncbus_batch_failed_attempts_total", 1);
             let first = *first_failure.get_or_insert_with(Timestamp::now);
             if !err.is_retryable() || attempt >= limit {
                 return (Err(err), attempt, first);
@@ -403,7 +431,28 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
                 .retry_after_hint()
                 .unwrap_or_else(|| self.config.retry.delay(attempt, previous));
             previous = delay;
-            tokio::time::sleep(delay).await;
+            self.ticking(slice, tokio::time::sleep(delay)).await;
+        }
+    }
+
+    /// Awaits `fut`, marking the slice's deliveries in progress every
+    /// [`BatchConfig::in_progress_every`] meanwhile, so their leases do not run out.
+    async fn ticking<F: Future>(&self, slice: &mut [S::Delivery], fut: F) -> F::Output {
+        let Some(every) = self.config.in_progress_every else {
+            return fut.await;
+        };
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tick.tick() => {
+                    for d in slice.iter_mut() {
+                        self.settle(d.in_progress().await);
+                    }
+                }
+            }
         }
     }
 
@@ -422,7 +471,7 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             id: DeadLetterId::new(),
             envelope,
             subscription: self.config.name.clone(),
-            handler: self.source.name().to_owned(),
+            handler: format!("batch handler over {}", self.source.name()),
             error_kind: err.kind(),
             error_chain: chain,
             attempts,
@@ -433,11 +482,13 @@ impl<S: Source, H: BatchHandler<S::Payload>> Run<S, H> {
             Ok(()) => {
                 tracing::warn!(batch = %self.config.name, %event, error = %err, "poison event dead-lettered");
                 self.bump(|m| m.dead_lettered += 1);
+                self.count("syncbus_batch_dead_lettered_total", 1);
                 self.settle(delivery.term().await);
             }
             Err(e) => {
                 tracing::error!(batch = %self.config.name, %event, store_error = %e, "the dead-letter store failed: the event is handed out again");
                 self.bump(|m| m.redelivered += 1);
+                self.count("syncbus_batch_redelivered_total", 1);
                 self.settle(delivery.nak(Duration::from_secs(1)).await);
             }
         }

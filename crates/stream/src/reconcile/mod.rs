@@ -7,14 +7,6 @@
 //! hash of everything is built. The price is that both sides must be sorted by the same key
 //! order, which the reconciler checks (a reader that breaks it fails the run with a typed
 //! error rather than reporting wrong drift).
-//!
-//! # Consistency
-//!
-//! The two sides are read while they may change. A change that lands during a run may be
-//! seen on one side only and show up as drift; the repair it causes is then a no-op for an
-//! idempotent, versioned apply (only a newer version passes), and the next run sees the
-//! sides agree. Snapshot isolation on each reader (a repeatable-read transaction) removes
-//! this for one side.
 
 mod compare;
 mod drift;
@@ -118,6 +110,22 @@ impl<R: SnapshotReader> Cursor<R> {
 /// Entities are compared with [`Equal`] unless another [`Compare`] is set with
 /// [`compare`](Self::compare) (a version or a digest: [`ByDigest`]).
 ///
+/// # Memory
+///
+/// Bounded by the page size: each side holds at most one page, plus the last key it read
+/// (to ask for the next page). A million keys on each side never load at once; no hash of
+/// everything is built. Both sides must be sorted by the same key order, which is checked:
+/// a reader that breaks it fails the run with a typed error rather than reporting wrong
+/// drift.
+///
+/// # Consistency
+///
+/// The two sides are read while they may change. A change that lands during a run may be
+/// seen on one side only and show up as drift; the repair it causes is then a no-op for an
+/// idempotent, versioned apply (only a newer version passes), and the next run sees the
+/// sides agree. Snapshot isolation on each reader (a repeatable-read transaction) removes
+/// this for one side.
+///
 /// # Examples
 ///
 /// ```
@@ -186,7 +194,6 @@ impl<A, B, C> Reconcile<A, B, C>
 where
     A: SnapshotReader,
     B: SnapshotReader<Key = A::Key>,
-    C: Compare<A::Value, B::Value>,
 {
     /// Compares entities with `compare` instead.
     ///
@@ -257,7 +264,14 @@ where
     pub fn report(&self) -> &ReconcileReport {
         &self.report
     }
+}
 
+impl<A, B, C> Reconcile<A, B, C>
+where
+    A: SnapshotReader,
+    B: SnapshotReader<Key = A::Key>,
+    C: Compare<A::Value, B::Value>,
+{
     /// The next drifted entity in key order, or `None` when both sides are read to the end.
     /// Reads a page from a side only when the one in hand is used up.
     ///
