@@ -569,7 +569,8 @@ impl<S: PollSource> Source for Poller<S> {
     }
 
     /// Hands out items of the page in flight; polls when the schedule says so and no page
-    /// is in flight; waits up to `wait` otherwise.
+    /// is in flight; waits up to `wait` otherwise. A failed poll is logged, counted and
+    /// backed off from here (it is not a fetch error); a cursor that cannot be stored is.
     async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<PollDelivery>, PollError> {
         let inner = &self.inner;
         let _one = inner.fetching.lock().await;
@@ -579,7 +580,14 @@ impl<S: PollSource> Source for Poller<S> {
             match step {
                 Step::Hand(out) => return Ok(out),
                 Step::Commit => inner.shared.commit().await?,
-                Step::Poll(cursor) => inner.poll(cursor).await?,
+                Step::Poll(cursor) => {
+                    // A failed poll is the poller's to back off from (its schedule, counted
+                    // in its metrics), not a fetch error: the runner's own pause after fetch
+                    // errors would stretch the configured waits.
+                    if let Err(e) = inner.poll(cursor).await {
+                        tracing::warn!(poller = %inner.shared.name, error = %e, "poll failed; backing off");
+                    }
+                }
                 Step::Wait(until) => {
                     let until = until.map_or(deadline, |u| u.min(deadline));
                     tokio::select! {

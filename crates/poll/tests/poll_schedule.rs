@@ -233,3 +233,31 @@ async fn pause_stops_polling_and_resume_polls_at_once_with_backoff_reset() {
     assert!(within(g, Duration::from_secs(10), 0.2), "{t:?}");
     r.served.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_run_of_failures_keeps_to_the_configured_cap() {
+    let up = Upstream::start(10);
+    up.push([item("a", 1)]);
+    for _ in 0..8 {
+        up.script(Scripted::Status(500));
+    }
+    let cfg = config()
+        .jitter(0.0)
+        .error_initial(Duration::from_millis(100))
+        .error_multiplier(2.0)
+        .error_max(Duration::from_millis(200));
+    let mut r = run(&up, cfg).await;
+    assert_eq!(r.handled.recv().await.unwrap(), ("a".into(), 1));
+    let t = r.source.times();
+    let gaps: Vec<_> = t
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).as_millis())
+        .collect();
+    // 100, then the 200 ms cap, however long the run of failures (not the runner's pause).
+    assert_eq!(
+        gaps[..8],
+        [100, 200, 200, 200, 200, 200, 200, 200],
+        "{gaps:?}"
+    );
+    r.served.stop().await;
+}
