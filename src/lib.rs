@@ -46,6 +46,7 @@
 //! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins, batch subscriptions, cron jobs, reconciliation |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
+//! | `poll` | no | [`poll`](mod@poll) (with the `sqlite` backend): pollers as sources, the HTTP poller (reqwest, ETag, Retry-After), webhook + poll + reconciliation handled once by entity version |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -128,6 +129,34 @@ pub mod nats {
 pub mod webhook {
     #[doc(inline)]
     pub use syncbus_webhook::*;
+}
+
+/// Polling (feature `poll`): a [`poll::Poller`] over any [`poll::PollSource`] as a
+/// [`Source`] for [`Workflow::serve`] (interval, jitter, backoff, pause / resume, the cursor
+/// stored after the page is handled), the HTTP poller [`poll::HttpSource`] (ETag, 304,
+/// Retry-After), and [`poll::Hybrid`]: webhook + poll + reconciliation handled once per
+/// entity version: `syncbus-poll` whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use syncbus::poll::{HttpSource, ItemMapping, PollConfig};
+/// use syncbus::{EventType, Topic};
+///
+/// let mapping = ItemMapping::new(EventType::new("shop.order")?, Topic::new("shop.orders")?)
+///     .entity_at("/id")
+///     .version_at("/version")
+///     .data_at("/data");
+/// let source = HttpSource::builder("http://127.0.0.1:9/changes", mapping)?.build()?;
+/// let config = PollConfig::new().interval(Duration::from_secs(5)).jitter(0.1);
+/// config.check()?;
+/// // Poller::open("shop", source, store, config).await? is a Source for Workflow::serve.
+/// # drop(source);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "poll")]
+pub mod poll {
+    #[doc(inline)]
+    pub use syncbus_poll::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.
