@@ -1,0 +1,925 @@
+//! The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
+//! read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
+//! `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+//!
+//! # Order and transactions
+//!
+//! PostgreSQL hands out a transaction whole, at its commit, in commit order; the reader
+//! hands its changes out in that order, one after another, and never the next transaction's
+//! before the last change of this one. Each change's position is (commit LSN, position in
+//! the transaction).
+//!
+//! # Confirming
+//!
+//! A position is confirmed once it and every one before it was acked or termed. The
+//! confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
+//! and always before the slot moves), and the slot is advanced to the end of the last
+//! transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
+//! says was confirmed: at-least-once, with duplicates only of changes after the last
+//! checkpoint, which have the same ids as before (the dedup layer drops them).
+//!
+//! # Memory
+//!
+//! A peek's rows are streamed from the server as they are read (tokio-postgres applies
+//! backpressure), so a 100,000-row transaction is never held whole: the reader holds a
+//! fetch's worth of changes and the positions not yet confirmed. The server keeps the
+//! decoded transaction in its tuplestore (in `work_mem`, then on disk).
+
+mod config;
+mod snapshot;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use syncbus_core::{Settle, Source};
+use syncbus_envelope::{Binary, Envelope, Limits, Timestamp};
+use syncbus_storage::{Checkpoints, IntoArc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, RowStream};
+
+pub use self::config::PgCdcConfig;
+use self::config::{quote, TableName};
+use self::snapshot::{Snapshot, SnapshotFilter};
+use crate::change::{change_id, envelope, Change, IdKind, Op, Parts};
+use crate::error::CdcError;
+use crate::pgoutput::{self, Datum, Message, Old, Relation};
+use crate::sqlite::decode_hex;
+use crate::tracker::{Ticket, Tracker};
+use crate::value::to_json;
+
+/// A change's place: snapshot rows first, then the stream by (commit LSN, position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum PgPos {
+    Snapshot(u64),
+    Stream { commit: u64, pos: u32, end: u64 },
+}
+
+const SNAPSHOT_DONE: PgPos = PgPos::Snapshot(u64::MAX);
+
+/// What the checkpoint store keeps (JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stored {
+    /// Confirmed stream position: commit LSN, position in that transaction (`u32::MAX`: whole).
+    commit: u64,
+    pos: u32,
+    end: u64,
+    /// The snapshot's visibility, while transactions it saw may still come in the stream.
+    filter: Option<SnapshotFilter>,
+    /// Whether the snapshot (if asked for) was read and confirmed whole.
+    snapshot_done: bool,
+}
+
+/// `X/Y` as PostgreSQL prints an LSN.
+pub(crate) fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+pub(crate) fn parse_lsn(s: &str) -> Option<u64> {
+    let (a, b) = s.split_once('/')?;
+    Some((u64::from_str_radix(a, 16).ok()? << 32) | u64::from_str_radix(b, 16).ok()?)
+}
+
+fn pg_error(action: &str, slot: &str, e: tokio_postgres::Error) -> CdcError {
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string());
+    match e.code() {
+        Some(c) if *c == SqlState::OBJECT_IN_USE => CdcError::SlotInUse {
+            slot: slot.to_owned(),
+            message,
+        },
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => CdcError::Permission {
+            action: action.to_owned(),
+            hint: "logical decoding needs a role with the REPLICATION attribute (ALTER ROLE <role> REPLICATION) or a superuser; a publication needs the tables' owner",
+            message,
+        },
+        Some(c) if *c == SqlState::UNDEFINED_TABLE => CdcError::Invalid(format!("{action}: {message}")),
+        _ => CdcError::database(action, e),
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, CdcError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| CdcError::database("connecting", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "cdc: postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Checks `wal_level`, creates the publication and the slot if absent, and checks that
+/// every table can publish updates and deletes. Returns the slot's confirmed LSN.
+async fn setup(client: &Client, c: &PgCdcConfig) -> Result<(), CdcError> {
+    let slot = c.slot_name();
+    let level: String = client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .map_err(|e| pg_error("reading wal_level", slot, e))?
+        .get(0);
+    check_wal_level(&level)?;
+    for t in &c.tables {
+        let row = client
+            .query_opt(
+                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&t.schema, &t.table],
+            )
+            .await
+            .map_err(|e| pg_error("looking up the tables", slot, e))?;
+        let Some(row) = row else {
+            return Err(CdcError::Invalid(format!(
+                "table {}.{} does not exist",
+                t.schema, t.table
+            )));
+        };
+        let (ident, has_pk): (String, bool) = (row.get(0), row.get(1));
+        if ident == "n" || (ident == "d" && !has_pk) {
+            return Err(CdcError::Invalid(format!(
+                "table {}.{} has no primary key, so its updates and deletes cannot be published: add one, or ALTER TABLE {} REPLICA IDENTITY FULL",
+                t.schema, t.table, t.quoted()
+            )));
+        }
+    }
+    let publication = c.publication_name();
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| pg_error("looking up the publication", slot, e))?
+        .is_some();
+    if !exists {
+        let tables: Vec<String> = c.tables.iter().map(TableName::quoted).collect();
+        let sql = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote(publication),
+            tables.join(", ")
+        );
+        match client.batch_execute(&sql).await {
+            Ok(()) => tracing::info!(publication, "cdc: publication created"),
+            // Another reader made it at the same moment.
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+            Err(e) => return Err(pg_error("create the publication", slot, e)),
+        }
+    }
+    let row = client
+        .query_opt(
+            "SELECT plugin, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| pg_error("looking up the slot", slot, e))?;
+    match row {
+        Some(row) => {
+            let plugin: Option<String> = row.get(0);
+            if plugin.as_deref() != Some("pgoutput") {
+                return Err(CdcError::Invalid(format!(
+                    "slot {slot:?} exists with plugin {plugin:?}, not pgoutput: drop it or name another slot"
+                )));
+            }
+            let pid: Option<i32> = row.get(1);
+            if let Some(pid) = pid {
+                return Err(CdcError::SlotInUse {
+                    slot: slot.to_owned(),
+                    message: format!("active for PID {pid}"),
+                });
+            }
+        }
+        None => {
+            match client
+                .query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&slot],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let lsn: String = row.get(0);
+                    tracing::info!(slot, %lsn, "cdc: replication slot created");
+                }
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+                Err(e) => return Err(pg_error("create the replication slot", slot, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_wal_level(level: &str) -> Result<(), CdcError> {
+    if level == "logical" {
+        Ok(())
+    } else {
+        Err(CdcError::WalLevel {
+            found: level.to_owned(),
+        })
+    }
+}
+
+/// The transaction being read.
+#[derive(Debug)]
+struct Tx {
+    commit: u64,
+    xid: u32,
+    time: Option<Timestamp>,
+    pos: u32,
+    /// Already in the snapshot: its changes are skipped.
+    skip: bool,
+}
+
+struct Reader {
+    client: Client,
+    stream: Option<Pin<Box<RowStream>>>,
+    rows: u64,
+    relations: std::collections::HashMap<u32, Relation>,
+    tx: Option<Tx>,
+    /// What was last written to the checkpoint store, and the slot's end.
+    stored: Stored,
+    written: Option<PgPos>,
+    last_write: Instant,
+    advanced: u64,
+    snapshot: Option<Snapshot>,
+    /// The slot had nothing more when last asked; ask again after `poll`.
+    idle_since: Option<Instant>,
+}
+
+struct Inner {
+    config: PgCdcConfig,
+    name: String,
+    checkpoints: Arc<dyn Checkpoints>,
+    tracker: Arc<Mutex<Tracker<PgPos>>>,
+    reader: tokio::sync::Mutex<Reader>,
+    limits: Limits,
+}
+
+/// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
+/// [`PgCdc::connect`]; cheap to clone (clones share the reader).
+///
+/// See the [module docs](self) for the order, confirming and memory.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use syncbus_cdc::{Change, PgCdc, PgCdcConfig};
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_storage::MemoryStore;
+/// use syncbus_workflow::{Context, Workflow};
+///
+/// let config = PgCdcConfig::new("postgres://postgres@127.0.0.1/app", ["public.orders"])?;
+/// let source = PgCdc::connect(config, MemoryStore::new()).await?;
+/// let bus = Bus::new();
+/// let served = Workflow::new(&bus).serve(source).handle(|env: Envelope<Change>, _ctx: Context| async move {
+///     println!("{} {:?}", env.meta().event_type(), env.meta().entity_id());
+///     Ok(())
+/// })?;
+/// # served.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgCdc {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgCdc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCdc")
+            .field("name", &self.inner.name)
+            .field("slot", &self.inner.config.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgCdc {
+    /// Connects, checks the server (`wal_level = logical`), creates the publication and the
+    /// slot if absent, and reads the checkpoint named by the config from `checkpoints`.
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::WalLevel`], [`CdcError::Permission`], [`CdcError::SlotInUse`] with what to
+    /// change; [`CdcError::Invalid`] for a missing table, a table without a primary key or
+    /// replica identity, a slot of another plugin; [`CdcError::Database`] if the server
+    /// cannot be reached; [`CdcError::Checkpoint`] if the store fails.
+    ///
+    /// # Examples
+    ///
+    /// See [`PgCdc`].
+    pub async fn connect(
+        config: PgCdcConfig,
+        checkpoints: impl IntoArc<dyn Checkpoints>,
+    ) -> Result<PgCdc, CdcError> {
+        let checkpoints = checkpoints.into_arc();
+        let client = connect(&config.url).await?;
+        setup(&client, &config).await?;
+        let name = config.checkpoint_name();
+        let stored: Stored = match checkpoints.get(&name).await.map_err(CdcError::Checkpoint)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                CdcError::Invalid(format!("checkpoint {name:?} does not parse: {e}"))
+            })?,
+            None => Stored::default(),
+        };
+        let confirmed = if config.snapshot && !stored.snapshot_done {
+            None
+        } else {
+            Some(PgPos::Stream {
+                commit: stored.commit,
+                pos: stored.pos,
+                end: stored.end,
+            })
+        };
+        let written = confirmed;
+        Ok(PgCdc {
+            inner: Arc::new(Inner {
+                name,
+                checkpoints,
+                tracker: Arc::new(Mutex::new(Tracker::new(confirmed))),
+                reader: tokio::sync::Mutex::new(Reader {
+                    client,
+                    stream: None,
+                    rows: 0,
+                    relations: Default::default(),
+                    tx: None,
+                    stored,
+                    written,
+                    last_write: Instant::now(),
+                    advanced: 0,
+                    snapshot: None,
+                    idle_since: None,
+                }),
+                limits: Limits::default(),
+                config,
+            }),
+        })
+    }
+
+    /// Writes the confirmed position to the checkpoint store and advances the slot now
+    /// (call it before stopping, so a restart repeats nothing already settled).
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::Checkpoint`] or [`CdcError::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(source: syncbus_cdc::PgCdc) -> Result<(), syncbus_cdc::CdcError> {
+    /// source.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self) -> Result<(), CdcError> {
+        let mut r = self.inner.reader.lock().await;
+        self.flush_locked(&mut r, true).await
+    }
+
+    /// Drops the slot and the publication (when a reader is retired; the slot otherwise
+    /// keeps WAL on the server). Nothing happens for what does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::SlotInUse`] while another connection reads the slot, [`CdcError::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), syncbus_cdc::CdcError> {
+    /// syncbus_cdc::PgCdc::drop_slot("postgres://postgres@127.0.0.1/app", "orders_cdc", "orders_cdc").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn drop_slot(url: &str, slot: &str, publication: &str) -> Result<(), CdcError> {
+        let client = connect(url).await?;
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| pg_error("drop the slot", slot, e))?;
+        client
+            .batch_execute(&format!(
+                "DROP PUBLICATION IF EXISTS {}",
+                quote(publication)
+            ))
+            .await
+            .map_err(|e| pg_error("drop the publication", slot, e))?;
+        Ok(())
+    }
+
+    async fn flush_locked(&self, r: &mut Reader, force: bool) -> Result<(), CdcError> {
+        let (confirmed, mark) = {
+            let mut t = self.inner.tracker.lock();
+            t.drain();
+            (t.confirmed(), t.last_mark())
+        };
+        let slot_end = match mark {
+            Some(PgPos::Stream { end, .. }) => end,
+            _ => 0,
+        };
+        let advance = r.stream.is_none() && slot_end > r.advanced;
+        if confirmed != r.written
+            && (force || advance || r.last_write.elapsed() >= self.inner.config.checkpoint_every)
+        {
+            match confirmed {
+                Some(PgPos::Stream { commit, pos, end }) => {
+                    r.stored.commit = commit;
+                    r.stored.pos = pos;
+                    r.stored.end = end;
+                    r.stored.snapshot_done = true;
+                }
+                Some(p @ PgPos::Snapshot(_)) => {
+                    r.stored.snapshot_done = p == SNAPSHOT_DONE;
+                }
+                None => {}
+            }
+            let bytes = serde_json::to_vec(&r.stored).unwrap_or_default();
+            self.inner
+                .checkpoints
+                .put(&self.inner.name, bytes)
+                .await
+                .map_err(CdcError::Checkpoint)?;
+            r.written = confirmed;
+            r.last_write = Instant::now();
+            if r.stored.snapshot_done {
+                // The snapshot's transaction ends with its connection.
+                r.snapshot = None;
+            }
+            metrics::counter!("syncbus_cdc_checkpoints_total", "reader" => self.inner.name.clone())
+                .increment(1);
+        }
+        if advance && r.written.is_some_and(|w| w >= mark.unwrap_or(w)) {
+            let slot = &self.inner.config.slot;
+            r.client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[slot, &lsn_text(slot_end)],
+                )
+                .await
+                .map_err(|e| pg_error("advance the slot", slot, e))?;
+            r.advanced = slot_end;
+        }
+        Ok(())
+    }
+
+    async fn peek(&self, r: &mut Reader) -> Result<(), CdcError> {
+        if r.client.is_closed() {
+            r.client = connect(&self.inner.config.url).await?;
+        }
+        let c = &self.inner.config;
+        let page = c.page as i32;
+        let publication = c.publication_name().to_owned();
+        let params: [&(dyn ToSql + Sync); 3] = [&c.slot, &page, &publication];
+        let stream = r
+            .client
+            .query_raw(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                params,
+            )
+            .await
+            .map_err(|e| pg_error("read the replication slot", &c.slot, e))?;
+        r.stream = Some(Box::pin(stream));
+        r.rows = 0;
+        r.tx = None;
+        Ok(())
+    }
+
+    /// Turns one row of the stream into deliveries (none for most messages).
+    fn decode_row(
+        &self,
+        r: &mut Reader,
+        lsn: &str,
+        data: &[u8],
+        out: &mut Vec<PgDelivery>,
+    ) -> Result<(), CdcError> {
+        let at = || lsn.to_owned();
+        let msg = pgoutput::decode(data).map_err(|e| CdcError::Decode {
+            at: at(),
+            message: e.0,
+        })?;
+        let row_lsn = parse_lsn(lsn).unwrap_or(0);
+        match msg {
+            Message::Begin {
+                final_lsn,
+                timestamp,
+                xid,
+            } => {
+                let skip = r.stored.filter.as_ref().is_some_and(|f| f.saw(xid));
+                if skip {
+                    metrics::counter!("syncbus_cdc_snapshot_skipped_total").increment(1);
+                }
+                // µs since 2000-01-01
+                let unix_us = timestamp.saturating_add(946_684_800_000_000);
+                r.tx = Some(Tx {
+                    commit: final_lsn,
+                    xid,
+                    time: Some(Timestamp::from_unix_nanos(unix_us.saturating_mul(1000))),
+                    pos: 0,
+                    skip,
+                });
+            }
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                let Some(tx) = r.tx.take() else {
+                    return Err(CdcError::Decode {
+                        at: at(),
+                        message: "commit without begin".into(),
+                    });
+                };
+                if let Some(f) = &r.stored.filter {
+                    if f.passed(tx.xid) {
+                        // Every transaction the snapshot saw is behind us.
+                        r.stored.filter = None;
+                        r.snapshot = None;
+                    }
+                }
+                let pos = PgPos::Stream {
+                    commit: commit_lsn,
+                    pos: u32::MAX,
+                    end: end_lsn,
+                };
+                let mut t = self.inner.tracker.lock();
+                if !t.seen(&pos) {
+                    t.push_mark(pos);
+                }
+            }
+            Message::Relation(rel) => {
+                r.relations.insert(rel.oid, rel);
+            }
+            Message::Other(_) => {}
+            change => {
+                let Some(tx) = r.tx.as_mut() else {
+                    return Err(CdcError::Decode {
+                        at: at(),
+                        message: "change outside a transaction".into(),
+                    });
+                };
+                let rels: Vec<u32> = match &change {
+                    Message::Insert { rel, .. }
+                    | Message::Update { rel, .. }
+                    | Message::Delete { rel, .. } => vec![*rel],
+                    Message::Truncate { rels, .. } => rels.clone(),
+                    _ => vec![],
+                };
+                for rel_oid in rels {
+                    let pos_in_tx = tx.pos;
+                    tx.pos += 1;
+                    let pos = PgPos::Stream {
+                        commit: tx.commit,
+                        pos: pos_in_tx,
+                        end: 0,
+                    };
+                    if self.inner.tracker.lock().seen(&pos) {
+                        continue;
+                    }
+                    let Some(rel) = r.relations.get(&rel_oid) else {
+                        return Err(CdcError::Decode {
+                            at: at(),
+                            message: format!("change to relation {rel_oid} before its description"),
+                        });
+                    };
+                    let env = if tx.skip {
+                        None
+                    } else {
+                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, lsn)?
+                    };
+                    let mut t = self.inner.tracker.lock();
+                    match env {
+                        Some(env) => {
+                            let (ticket, deliveries) = t.push(pos, false);
+                            out.push(PgDelivery {
+                                env,
+                                ticket,
+                                deliveries,
+                                tracker: self.inner.tracker.clone(),
+                            });
+                        }
+                        // Nothing to hand out (a snapshot row, an outbox delete): confirmed in passing.
+                        None => {
+                            t.push(pos, true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn change_envelope(
+        &self,
+        rel: &Relation,
+        change: &Message,
+        tx: &Tx,
+        pos: u32,
+        row_lsn: u64,
+        lsn: &str,
+    ) -> Result<Option<Envelope<Change>>, CdcError> {
+        let is_outbox = self
+            .inner
+            .config
+            .outbox
+            .as_ref()
+            .is_some_and(|o| o.schema == rel.schema && o.table == rel.name);
+        if is_outbox {
+            let Message::Insert { new, .. } = change else {
+                return Ok(None);
+            };
+            return outbox_envelope(rel, new, &self.inner.limits)
+                .map(Some)
+                .map_err(|message| CdcError::Decode {
+                    at: lsn.to_owned(),
+                    message,
+                });
+        }
+        let row = |t: &[Datum], keys_only: bool| -> Map<String, Value> {
+            let mut m = Map::new();
+            for (c, d) in rel.columns.iter().zip(t) {
+                if keys_only && !c.key {
+                    continue;
+                }
+                match d {
+                    Datum::Null => {
+                        m.insert(c.name.clone(), Value::Null);
+                    }
+                    Datum::Text(s) => {
+                        m.insert(c.name.clone(), to_json(c.type_oid, s));
+                    }
+                    Datum::Unchanged => {}
+                }
+            }
+            m
+        };
+        let key_of = |t: &[Datum]| row(t, true);
+        let (op, key, new, old, extra) = match change {
+            Message::Insert { new, .. } => {
+                (Op::Insert, key_of(new), Some(row(new, false)), None, vec![])
+            }
+            Message::Update { new, old, .. } => {
+                let old = match old {
+                    Some(Old::Full(t)) => Some(row(t, false)),
+                    Some(Old::Key(t)) => Some(key_of(t)),
+                    None => None,
+                };
+                (Op::Update, key_of(new), Some(row(new, false)), old, vec![])
+            }
+            Message::Delete { old, .. } => {
+                let (key, old) = match old {
+                    Old::Full(t) => (key_of(t), row(t, false)),
+                    Old::Key(t) => (key_of(t), key_of(t)),
+                };
+                (Op::Delete, key, None, Some(old), vec![])
+            }
+            Message::Truncate {
+                cascade,
+                restart_identity,
+                ..
+            } => (
+                Op::Truncate,
+                Map::new(),
+                None,
+                None,
+                vec![
+                    ("cascade", Value::Bool(*cascade)),
+                    ("restart_identity", Value::Bool(*restart_identity)),
+                ],
+            ),
+            _ => return Ok(None),
+        };
+        let commit = lsn_text(tx.commit);
+        let mut extra = extra;
+        extra.push(("lsn", Value::from(commit.clone())));
+        extra.push(("pos", Value::from(pos)));
+        extra.push(("xid", Value::from(tx.xid)));
+        Ok(Some(envelope(
+            Parts {
+                op,
+                schema: &rel.schema,
+                table: &rel.name,
+                key,
+                new,
+                old,
+                extra,
+                id: change_id(IdKind::PgStream, &self.inner.config.slot, tx.commit, pos),
+                version: Some(row_lsn),
+                time: tx.time,
+                headers: vec![
+                    ("cdclsn", commit),
+                    ("cdcpos", pos.to_string()),
+                    ("cdcxid", tx.xid.to_string()),
+                ],
+            },
+            &format!("/syncbus/cdc/postgres/{}", self.inner.config.slot),
+        )))
+    }
+
+    async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
+        let deadline = Instant::now() + wait;
+        let max = max.max(1);
+        let mut r = self.inner.reader.lock().await;
+        let rewind = self.inner.tracker.lock().take_rewind();
+        if let Some(at) = rewind {
+            r.stream = None;
+            r.tx = None;
+            r.idle_since = None;
+            if let Some(s) = r.snapshot.as_mut() {
+                s.rewind();
+            }
+            let now = Instant::now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+        }
+        self.flush_locked(&mut r, false).await?;
+        let mut out = Vec::new();
+        if self.inner.config.snapshot && !r.stored.snapshot_done {
+            let done = self.snapshot_step(&mut r, max, &mut out).await?;
+            if !done || !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        loop {
+            if r.stream.is_none() {
+                if let Some(idle) = r.idle_since {
+                    let next = idle + self.inner.config.poll;
+                    let now = Instant::now();
+                    if next > now {
+                        if !out.is_empty() || deadline <= now {
+                            return Ok(out);
+                        }
+                        tokio::time::sleep((next.min(deadline)) - now).await;
+                        if next > deadline {
+                            return Ok(out);
+                        }
+                    }
+                }
+                self.flush_locked(&mut r, false).await?;
+                self.peek(&mut r).await?;
+            }
+            let next = r.stream.as_mut().expect("peeked above").next().await;
+            match next {
+                Some(Ok(row)) => {
+                    r.rows += 1;
+                    let lsn: &str = row.get(0);
+                    let data: &[u8] = row.get(1);
+                    self.decode_row(&mut r, lsn, data, &mut out)?;
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+                Some(Err(e)) => {
+                    r.stream = None;
+                    return Err(pg_error(
+                        "read the replication slot",
+                        &self.inner.config.slot,
+                        e,
+                    ));
+                }
+                None => {
+                    r.stream = None;
+                    let more = r.rows >= u64::from(self.inner.config.page);
+                    r.idle_since = if more { None } else { Some(Instant::now()) };
+                    self.flush_locked(&mut r, false).await?;
+                    if !out.is_empty() || Instant::now() >= deadline {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An outbox row's `envelope` column (bytea, hex text form) as the envelope it holds.
+fn outbox_envelope(
+    rel: &Relation,
+    new: &[Datum],
+    limits: &Limits,
+) -> Result<Envelope<Change>, String> {
+    let i = rel
+        .columns
+        .iter()
+        .position(|c| c.name == "envelope")
+        .ok_or_else(|| {
+            format!(
+                "outbox table {}.{} has no envelope column",
+                rel.schema, rel.name
+            )
+        })?;
+    let Some(Datum::Text(hex)) = new.get(i) else {
+        return Err("outbox row without an envelope".into());
+    };
+    let hex = hex.strip_prefix("\\x").ok_or("envelope is not bytea")?;
+    let bytes = decode_hex(hex).ok_or("envelope is not hex")?;
+    let env = Binary::decode(&bytes, limits).map_err(|e| e.to_string())?;
+    Ok(env.map_payload(Change))
+}
+
+impl Source for PgCdc {
+    type Payload = Change;
+    type Delivery = PgDelivery;
+    type Error = CdcError;
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
+        let out = self.fetch_inner(max, wait).await?;
+        metrics::counter!("syncbus_cdc_changes_total", "reader" => self.inner.name.clone())
+            .increment(out.len() as u64);
+        Ok(out)
+    }
+}
+
+/// One change handed out by [`PgCdc`]: settle it with `ack` (or `term`) to let the
+/// confirmed position pass it, or `nak` to read it (and everything after it) again.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(source: syncbus_cdc::PgCdc) -> Result<(), syncbus_cdc::CdcError> {
+/// use std::time::Duration;
+/// use syncbus_core::{Settle, Source};
+/// for d in source.fetch(100, Duration::from_secs(1)).await? {
+///     println!("{}", d.envelope().meta().event_type());
+///     d.ack().await?;
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PgDelivery {
+    env: Envelope<Change>,
+    ticket: Ticket,
+    deliveries: u32,
+    tracker: Arc<Mutex<Tracker<PgPos>>>,
+}
+
+impl std::fmt::Debug for PgDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDelivery")
+            .field("id", self.env.id())
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settle for PgDelivery {
+    type Payload = Change;
+    type Error = CdcError;
+
+    fn envelope(&self) -> &Envelope<Change> {
+        &self.env
+    }
+
+    fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    async fn ack(self) -> Result<(), CdcError> {
+        self.tracker.lock().settle(self.ticket);
+        Ok(())
+    }
+
+    async fn nak(self, delay: Duration) -> Result<(), CdcError> {
+        self.tracker.lock().nak(self.ticket, Instant::now() + delay);
+        Ok(())
+    }
+
+    async fn term(self) -> Result<(), CdcError> {
+        self.tracker.lock().settle(self.ticket);
+        Ok(())
+    }
+
+    async fn in_progress(&mut self) -> Result<(), CdcError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(lsn_text(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn wal_level_error_says_what_to_change() {
+        let e = check_wal_level("replica").unwrap_err();
+        assert!(e.to_string().contains("wal_level = logical"), "{e}");
+        assert!(check_wal_level("logical").is_ok());
+    }
+}
