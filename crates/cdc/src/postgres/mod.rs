@@ -119,7 +119,8 @@ async fn connect(url: &str) -> Result<Client, CdcError> {
 
 /// Checks `wal_level`, creates the publication and the slot if absent, and checks that
 /// every table can publish updates and deletes. Returns the slot's confirmed LSN.
-async fn setup(client: &Client, c: &PgCdcConfig) -> Result<(), CdcError> {
+async fn setup(client: &Client, c: &PgCdcConfig) -> Result<PrimaryKeys, CdcError> {
+    let mut keys = PrimaryKeys::new();
     let slot = c.slot_name();
     let level: String = client
         .query_one("SHOW wal_level", &[])
@@ -144,6 +145,20 @@ async fn setup(client: &Client, c: &PgCdcConfig) -> Result<(), CdcError> {
             )));
         };
         let (ident, has_pk): (String, bool) = (row.get(0), row.get(1));
+        let pk: Vec<String> = client
+            .query(
+                "SELECT a.attname::text FROM pg_index i
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&t.quoted()],
+            )
+            .await
+            .map_err(|e| pg_error("looking up the primary keys", slot, e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        keys.insert((t.schema.clone(), t.table.clone()), pk);
         if ident == "n" || (ident == "d" && !has_pk) {
             return Err(CdcError::Invalid(format!(
                 "table {}.{} has no primary key, so its updates and deletes cannot be published: add one, or ALTER TABLE {} REPLICA IDENTITY FULL",
@@ -214,8 +229,12 @@ async fn setup(client: &Client, c: &PgCdcConfig) -> Result<(), CdcError> {
             }
         }
     }
-    Ok(())
+    Ok(keys)
 }
+
+/// Each table's primary key columns, in key order (the entity id; the replica identity may
+/// be wider).
+type PrimaryKeys = std::collections::HashMap<(String, String), Vec<String>>;
 
 fn check_wal_level(level: &str) -> Result<(), CdcError> {
     if level == "logical" {
@@ -261,6 +280,7 @@ struct Inner {
     tracker: Arc<Mutex<Tracker<PgPos>>>,
     reader: tokio::sync::Mutex<Reader>,
     limits: Limits,
+    keys: PrimaryKeys,
 }
 
 /// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
@@ -322,7 +342,7 @@ impl PgCdc {
     ) -> Result<PgCdc, CdcError> {
         let checkpoints = checkpoints.into_arc();
         let client = connect(&config.url).await?;
-        setup(&client, &config).await?;
+        let keys = setup(&client, &config).await?;
         let name = config.checkpoint_name();
         let stored: Stored = match checkpoints.get(&name).await.map_err(CdcError::Checkpoint)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -359,6 +379,7 @@ impl PgCdc {
                     idle_since: None,
                 }),
                 limits: Limits::default(),
+                keys,
                 config,
             }),
         })
@@ -661,7 +682,18 @@ impl PgCdc {
             }
             m
         };
-        let key_of = |t: &[Datum]| row(t, true);
+        let pk = self
+            .inner
+            .keys
+            .get(&(rel.schema.clone(), rel.name.clone()))
+            .filter(|k| !k.is_empty());
+        let key_of = |t: &[Datum]| -> Map<String, Value> {
+            let Some(pk) = pk else { return row(t, true) };
+            let all = row(t, false);
+            pk.iter()
+                .map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null)))
+                .collect()
+        };
         let (op, key, new, old, extra) = match change {
             Message::Insert { new, .. } => {
                 (Op::Insert, key_of(new), Some(row(new, false)), None, vec![])
