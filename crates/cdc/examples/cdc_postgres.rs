@@ -41,14 +41,23 @@ fn parse() -> Result<Args, String> {
         }
     }
     match (url, table) {
-        (Some(url), Some(table)) => Ok(Args { url, table, slot, snapshot }),
-        _ => Err("usage: cdc_postgres --url URL --table SCHEMA.TABLE [--slot NAME] [--snapshot]".into()),
+        (Some(url), Some(table)) => Ok(Args {
+            url,
+            table,
+            slot,
+            snapshot,
+        }),
+        _ => Err(
+            "usage: cdc_postgres --url URL --table SCHEMA.TABLE [--slot NAME] [--snapshot]".into(),
+        ),
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args = parse()?;
     let store = PgStore::connect(&args.url).await?;
     let mut config = PgCdcConfig::new(&args.url, [args.table.as_str()])?.snapshot(args.snapshot);
@@ -74,7 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .and_then(|()| out.flush())
                 .map_err(|e| HandlerError::retryable(e.to_string()))
         })?;
-    eprintln!("capturing {} through slot {slot}; Ctrl-C to stop", args.table);
+    eprintln!(
+        "capturing {} through slot {slot}; Ctrl-C to stop",
+        args.table
+    );
     tokio::signal::ctrl_c().await?;
     served.stop().await;
     source.flush().await?;

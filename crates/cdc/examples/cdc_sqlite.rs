@@ -38,7 +38,9 @@ fn parse() -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let (db, table) = parse()?;
     let store = SqliteStore::open(&db).await?;
     let config = SqliteCdcConfig::new([table.as_str()])?.name(format!("cdc.sqlite.{table}"));

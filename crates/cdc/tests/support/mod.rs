@@ -69,9 +69,15 @@ impl Drop for Guard {
                     }
                 }
                 let c = client(&url).await;
-                let _ = c
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await;
+                for schema in [name.clone(), format!("{name}_store")] {
+                    for _ in 0..50 {
+                        let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                        if c.batch_execute(&sql).await.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
             });
         })
         .join();
