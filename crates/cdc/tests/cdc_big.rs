@@ -50,7 +50,10 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn rows() -> i64 {
-    std::env::var("SYNCBUS_CDC_BIG_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+    std::env::var("SYNCBUS_CDC_BIG_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
 }
 
 /// The bound: 16 MiB of heap above the start, whatever the transaction's size.
@@ -61,12 +64,26 @@ async fn pg_100k_row_transaction_streams_in_bounded_memory() {
     let Some(url) = url() else { return };
     let n = rows();
     let name = unique();
-    let _guard = Guard { url: url.clone(), name: name.clone() };
+    let _guard = Guard {
+        url: url.clone(),
+        name: name.clone(),
+    };
     let app = client(&url).await;
-    app.batch_execute(&format!("CREATE SCHEMA {name}; CREATE TABLE {name}.big (id int PRIMARY KEY, pad text)")).await.unwrap();
-    let config = PgCdcConfig::new(&url, [format!("{name}.big")]).unwrap().slot(&name).unwrap();
+    app.batch_execute(&format!(
+        "CREATE SCHEMA {name}; CREATE TABLE {name}.big (id int PRIMARY KEY, pad text)"
+    ))
+    .await
+    .unwrap();
+    let config = PgCdcConfig::new(&url, [format!("{name}.big")])
+        .unwrap()
+        .slot(&name)
+        .unwrap();
     let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();
-    app.batch_execute(&format!("INSERT INTO {name}.big SELECT g, repeat('x', 200) FROM generate_series(1, {n}) g")).await.unwrap();
+    app.batch_execute(&format!(
+        "INSERT INTO {name}.big SELECT g, repeat('x', 200) FROM generate_series(1, {n}) g"
+    ))
+    .await
+    .unwrap();
 
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
@@ -74,7 +91,14 @@ async fn pg_100k_row_transaction_streams_in_bounded_memory() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while got < n && Instant::now() < deadline {
         for d in source.fetch(500, Duration::from_millis(200)).await.unwrap() {
-            let id: i64 = d.envelope().meta().entity_id().unwrap().as_str().parse().unwrap();
+            let id: i64 = d
+                .envelope()
+                .meta()
+                .entity_id()
+                .unwrap()
+                .as_str()
+                .parse()
+                .unwrap();
             assert_eq!(id, next, "in order");
             next += 1;
             bytes += d.envelope().payload().as_bytes().len();
@@ -84,10 +108,20 @@ async fn pg_100k_row_transaction_streams_in_bounded_memory() {
     }
     source.flush().await.unwrap();
     let peak = PEAK.load(Relaxed) - base;
-    eprintln!("pg: {got} changes of one transaction, {} MiB of change JSON; reader's peak heap {:.1} MiB", bytes >> 20, peak as f64 / (1 << 20) as f64);
+    eprintln!(
+        "pg: {got} changes of one transaction, {} MiB of change JSON; reader's peak heap {:.1} MiB",
+        bytes >> 20,
+        peak as f64 / (1 << 20) as f64
+    );
     assert_eq!(got, n);
-    assert!(peak < BOUND, "peak heap {peak} bytes for {bytes} bytes of changes");
-    assert!(bytes > 2 * BOUND || n < 100_000, "the changes are larger than the bound, so the bound means something");
+    assert!(
+        peak < BOUND,
+        "peak heap {peak} bytes for {bytes} bytes of changes"
+    );
+    assert!(
+        bytes > 2 * BOUND || n < 100_000,
+        "the changes are larger than the bound, so the bound means something"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +129,15 @@ async fn sqlite_100k_row_transaction_streams_in_bounded_memory() {
     let n = rows();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("big.db")).await.unwrap();
-    store.with_connection(|c| Ok(c.execute_batch("CREATE TABLE big (id INTEGER PRIMARY KEY, pad TEXT)")?)).await.unwrap();
-    let source = SqliteCdc::open(store.clone(), SqliteCdcConfig::new(["big"]).unwrap()).await.unwrap();
+    store
+        .with_connection(|c| {
+            Ok(c.execute_batch("CREATE TABLE big (id INTEGER PRIMARY KEY, pad TEXT)")?)
+        })
+        .await
+        .unwrap();
+    let source = SqliteCdc::open(store.clone(), SqliteCdcConfig::new(["big"]).unwrap())
+        .await
+        .unwrap();
     store
         .with_connection(move |c| {
             Ok(c.execute_batch(&format!(
@@ -119,5 +160,8 @@ async fn sqlite_100k_row_transaction_streams_in_bounded_memory() {
     let peak = PEAK.load(Relaxed) - base;
     eprintln!("sqlite: {got} changes of one transaction, {} MiB of change JSON; reader's peak heap {:.1} MiB", bytes >> 20, peak as f64 / (1 << 20) as f64);
     assert_eq!(got, n);
-    assert!(peak < BOUND, "peak heap {peak} bytes for {bytes} bytes of changes");
+    assert!(
+        peak < BOUND,
+        "peak heap {peak} bytes for {bytes} bytes of changes"
+    );
 }
