@@ -46,6 +46,7 @@
 //! | `nats` | no | `syncbus::nats`: NATS JetStream bridge (publisher, durable consumer as a source) |
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
+//! | `cdc` | no | [`cdc`](mod@cdc) (with the `sqlite` backend): SQLite trigger capture and the outbox through CDC as sources; with `postgres` too, PostgreSQL logical decoding (pgoutput) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -126,6 +127,16 @@ pub mod nats {
 pub mod webhook {
     #[doc(inline)]
     pub use syncbus_webhook::*;
+}
+
+/// Change data capture (feature `cdc`): database changes as ordered events, each reader a
+/// source for [`Workflow::serve`]: SQLite trigger capture ([`cdc::SqliteCdc`]), the outbox
+/// read through CDC, and with the `postgres` feature PostgreSQL logical decoding
+/// (`cdc::PgCdc`): `syncbus-cdc` whole.
+#[cfg(feature = "cdc")]
+pub mod cdc {
+    #[doc(inline)]
+    pub use syncbus_cdc::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.

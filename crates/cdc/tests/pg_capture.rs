@@ -201,3 +201,64 @@ async fn setup_errors_say_what_to_change() {
     assert!(matches!(err, CdcError::Permission { .. }), "{err}");
     assert!(err.to_string().contains("REPLICATION"), "{err}");
 }
+
+/// Another connection streaming the slot (`pg_recvlogical`, a replication connection):
+/// connecting says the slot is in use and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_in_use_is_a_clear_error() {
+    let Some(url) = url() else { return };
+    let name = unique();
+    let _guard = Guard {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let app = client(&url).await;
+    app.batch_execute(&format!(
+        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    let config = PgCdcConfig::new(&url, [format!("{name}.k")])
+        .unwrap()
+        .slot(&name)
+        .unwrap();
+    drop(
+        PgCdc::connect(config.clone(), MemoryStore::new())
+            .await
+            .unwrap(),
+    );
+    let Ok(mut other) = std::process::Command::new("pg_recvlogical")
+        .args([
+            "-d",
+            &url,
+            "--slot",
+            &name,
+            "--start",
+            "-f",
+            "/dev/null",
+            "-o",
+            "proto_version=1",
+            "-o",
+        ])
+        .arg(format!("publication_names={name}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("pg_recvlogical is not on PATH: slot-in-use test skipped");
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let err = loop {
+        match PgCdc::connect(config.clone(), MemoryStore::new()).await {
+            Err(e) => break e,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Ok(_) => panic!("the slot never showed as in use"),
+        }
+    };
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert!(matches!(err, CdcError::SlotInUse { .. }), "{err}");
+    assert!(err.to_string().contains("--slot"), "{err}");
+}
