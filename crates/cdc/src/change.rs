@@ -28,7 +28,7 @@
 use serde_json::{Map, Value};
 use syncbus_envelope::{
     Bytes, DecodeError, EncodeError, Encoded, EntityId, Envelope, EventId, EventType, Metadata,
-    Payload, Timestamp, Topic,
+    Payload, SmolStr, Timestamp, Topic,
 };
 use syncbus_workflow::Storable;
 
@@ -228,19 +228,30 @@ pub(crate) struct Parts<'a> {
     pub(crate) version: Option<u64>,
     pub(crate) time: Option<Timestamp>,
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Type and topic made beforehand (else made from schema, table and op).
+    pub(crate) names: Option<(EventType, Option<Topic>)>,
+}
+
+/// The event type and topic of `op` on a table (made once per table and op where it is hot).
+pub(crate) fn names(schema: &str, table: &str, op: Op) -> (EventType, Option<Topic>) {
+    let name = format!("{}.{}.{}", word(schema), word(table), op.as_str());
+    // `word` leaves printable ASCII only, so this never fails; the fallback keeps it total.
+    let ty = EventType::new(&name).unwrap_or_else(|_| EventType::from_static("cdc.change"));
+    (ty, Topic::new(&name).ok())
 }
 
 /// The envelope of a change.
-pub(crate) fn envelope(p: Parts<'_>, source: &str) -> Envelope<Change> {
-    let name = format!("{}.{}.{}", word(p.schema), word(p.table), p.op.as_str());
-    // `word` leaves printable ASCII only, so this never fails; the fallback keeps it total.
-    let ty = EventType::new(&name).unwrap_or_else(|_| EventType::from_static("cdc.change"));
+pub(crate) fn envelope(p: Parts<'_>, source: &SmolStr) -> Envelope<Change> {
+    let (ty, topic) = match p.names {
+        Some(n) => n,
+        None => names(p.schema, p.table, p.op),
+    };
     let mut meta = Metadata::new(ty)
         .with_id(p.id)
-        .with_source(source.to_owned())
+        .with_source(source.clone())
         .with_content_type("application/json")
         .with_version(p.version);
-    if let Ok(topic) = Topic::new(&name) {
+    if let Some(topic) = topic {
         meta.set_topic(topic);
     }
     meta.set_entity_id(if p.op == Op::Truncate {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use syncbus_core::{Settle, Source};
-use syncbus_envelope::{Binary, Envelope, Limits};
+use syncbus_envelope::{Binary, Envelope, Limits, SmolStr};
 use syncbus_storage::{Checkpoints, StoreError};
 use syncbus_store::{rusqlite, SqliteStore};
 
@@ -274,6 +274,7 @@ struct Inner {
     tracker: Arc<Mutex<Tracker<u64>>>,
     state: tokio::sync::Mutex<State>,
     limits: Limits,
+    source: SmolStr,
 }
 
 /// The SQLite change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. See the
@@ -364,6 +365,7 @@ impl SqliteCdc {
                     last_write: Instant::now(),
                 }),
                 limits: Limits::default(),
+                source: SmolStr::from(format!("/syncbus/cdc/sqlite/{}", config.name)),
                 config,
             }),
         })
@@ -487,8 +489,9 @@ impl SqliteCdc {
                 version: Some(seq),
                 time: None,
                 headers: vec![("cdcpos", seq.to_string())],
+                names: None,
             },
-            &format!("/syncbus/cdc/sqlite/{}", self.inner.config.name),
+            &self.inner.source,
         )))
     }
 

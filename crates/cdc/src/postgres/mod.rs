@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use syncbus_core::{Settle, Source};
-use syncbus_envelope::{Binary, Envelope, Limits, Timestamp};
+use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -246,6 +246,14 @@ fn check_wal_level(level: &str) -> Result<(), CdcError> {
     }
 }
 
+/// A relation as the stream described it, with what every change of it needs made once:
+/// the key columns' places and the event types and topics.
+struct Rel {
+    rel: Relation,
+    key: Vec<usize>,
+    names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
+}
+
 /// The transaction being read.
 #[derive(Debug)]
 struct Tx {
@@ -261,7 +269,7 @@ struct Reader {
     client: Client,
     stream: Option<Pin<Box<RowStream>>>,
     rows: u64,
-    relations: std::collections::HashMap<u32, Relation>,
+    relations: std::collections::HashMap<u32, Rel>,
     tx: Option<Tx>,
     /// What was last written to the checkpoint store, and the slot's end.
     stored: Stored,
@@ -281,6 +289,7 @@ struct Inner {
     reader: tokio::sync::Mutex<Reader>,
     limits: Limits,
     keys: PrimaryKeys,
+    source: SmolStr,
 }
 
 /// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
@@ -380,6 +389,7 @@ impl PgCdc {
                 }),
                 limits: Limits::default(),
                 keys,
+                source: SmolStr::from(format!("/syncbus/cdc/postgres/{}", config.slot)),
                 config,
             }),
         })
@@ -577,7 +587,8 @@ impl PgCdc {
                 }
             }
             Message::Relation(rel) => {
-                r.relations.insert(rel.oid, rel);
+                let rel = self.describe(rel);
+                r.relations.insert(rel.rel.oid, rel);
             }
             Message::Other(_) => {}
             change => {
@@ -638,15 +649,36 @@ impl PgCdc {
         Ok(())
     }
 
+    fn describe(&self, rel: Relation) -> Rel {
+        let pk = self
+            .inner
+            .keys
+            .get(&(rel.schema.clone(), rel.name.clone()))
+            .filter(|k| !k.is_empty());
+        let key = match pk {
+            Some(pk) => pk
+                .iter()
+                .filter_map(|k| rel.columns.iter().position(|c| &c.name == k))
+                .collect(),
+            None => (0..rel.columns.len())
+                .filter(|&i| rel.columns[i].key)
+                .collect(),
+        };
+        let n = |op| crate::change::names(&rel.schema, &rel.name, op);
+        let names = [n(Op::Insert), n(Op::Update), n(Op::Delete), n(Op::Truncate)];
+        Rel { rel, key, names }
+    }
+
     fn change_envelope(
         &self,
-        rel: &Relation,
+        described: &Rel,
         change: &Message,
         tx: &Tx,
         pos: u32,
         row_lsn: u64,
         lsn: &str,
     ) -> Result<Option<Envelope<Change>>, CdcError> {
+        let rel = &described.rel;
         let is_outbox = self
             .inner
             .config
@@ -664,12 +696,9 @@ impl PgCdc {
                     message,
                 });
         }
-        let row = |t: &[Datum], keys_only: bool| -> Map<String, Value> {
+        let row = |t: &[Datum]| -> Map<String, Value> {
             let mut m = Map::new();
             for (c, d) in rel.columns.iter().zip(t) {
-                if keys_only && !c.key {
-                    continue;
-                }
                 match d {
                     Datum::Null => {
                         m.insert(c.name.clone(), Value::Null);
@@ -682,33 +711,35 @@ impl PgCdc {
             }
             m
         };
-        let pk = self
-            .inner
-            .keys
-            .get(&(rel.schema.clone(), rel.name.clone()))
-            .filter(|k| !k.is_empty());
         let key_of = |t: &[Datum]| -> Map<String, Value> {
-            let Some(pk) = pk else { return row(t, true) };
-            let all = row(t, false);
-            pk.iter()
-                .map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null)))
+            described
+                .key
+                .iter()
+                .filter_map(|&i| {
+                    let c = rel.columns.get(i)?;
+                    Some((
+                        c.name.clone(),
+                        match t.get(i)? {
+                            Datum::Text(s) => to_json(c.type_oid, s),
+                            _ => Value::Null,
+                        },
+                    ))
+                })
                 .collect()
         };
         let (op, key, new, old, extra) = match change {
-            Message::Insert { new, .. } => {
-                (Op::Insert, key_of(new), Some(row(new, false)), None, vec![])
-            }
+            Message::Insert { new, .. } => (Op::Insert, key_of(new), Some(row(new)), None, vec![]),
             Message::Update { new, old, .. } => {
                 let old = match old {
-                    Some(Old::Full(t)) => Some(row(t, false)),
+                    Some(Old::Full(t)) => Some(row(t)),
                     Some(Old::Key(t)) => Some(key_of(t)),
                     None => None,
                 };
-                (Op::Update, key_of(new), Some(row(new, false)), old, vec![])
+                (Op::Update, key_of(new), Some(row(new)), old, vec![])
             }
             Message::Delete { old, .. } => {
                 let (key, old) = match old {
-                    Old::Full(t) => (key_of(t), row(t, false)),
+                    Old::Full(t) => (key_of(t), row(t)),
                     Old::Key(t) => (key_of(t), key_of(t)),
                 };
                 (Op::Delete, key, None, Some(old), vec![])
@@ -751,8 +782,9 @@ impl PgCdc {
                     ("cdcpos", pos.to_string()),
                     ("cdcxid", tx.xid.to_string()),
                 ],
+                names: Some(described.names[op as usize].clone()),
             },
-            &format!("/syncbus/cdc/postgres/{}", self.inner.config.slot),
+            &self.inner.source,
         )))
     }
 

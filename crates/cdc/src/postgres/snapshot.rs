@@ -240,8 +240,9 @@ impl PgCdc {
                         version: None,
                         time: None,
                         headers: vec![],
+                        names: None,
                     },
-                    &format!("/syncbus/cdc/postgres/{}", c.slot),
+                    &self.inner.source,
                 );
                 let (ticket, deliveries) = self.inner.tracker.lock().push(pos, false);
                 out.push(PgDelivery {
