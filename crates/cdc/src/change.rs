@@ -203,14 +203,7 @@ pub(crate) fn entity_of(key: &Map<String, Value>) -> Option<EntityId> {
         },
         _ => Value::Array(key.values().cloned().collect()).to_string(),
     };
-    match EntityId::new(&text) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::warn!(error = %e, "cdc: the key is no valid entity id; the change goes out without one");
-            metrics::counter!("syncbus_cdc_no_entity_id_total").increment(1);
-            None
-        }
-    }
+    entity_from(&text)
 }
 
 /// Everything an envelope is made of.
@@ -230,6 +223,51 @@ pub(crate) struct Parts<'a> {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Type and topic made beforehand (else made from schema, table and op).
     pub(crate) names: Option<(EventType, Option<Topic>)>,
+}
+
+/// An envelope whose payload was written already (the PostgreSQL hot path).
+#[derive(Debug)]
+pub(crate) struct RawParts {
+    pub(crate) id: EventId,
+    pub(crate) version: Option<u64>,
+    pub(crate) time: Option<Timestamp>,
+    pub(crate) headers: [(&'static str, String); 3],
+    pub(crate) names: (EventType, Option<Topic>),
+    pub(crate) entity: Option<EntityId>,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// The envelope of a change whose payload is written.
+pub(crate) fn envelope_raw(p: RawParts, source: &SmolStr) -> Envelope<Change> {
+    let (ty, topic) = p.names;
+    let mut meta = Metadata::new(ty)
+        .with_id(p.id)
+        .with_source(source.clone())
+        .with_content_type("application/json")
+        .with_version(p.version)
+        .with_entity_id(p.entity);
+    if let Some(topic) = topic {
+        meta.set_topic(topic);
+    }
+    if let Some(t) = p.time {
+        meta.set_time(t);
+    }
+    for (k, v) in &p.headers {
+        let _ = meta.headers_mut().insert(k, v);
+    }
+    Envelope::new(meta, Change(Bytes::from(p.payload)))
+}
+
+/// An entity id from its text, or none (counted, logged) if it is no valid entity id.
+pub(crate) fn entity_from(text: &str) -> Option<EntityId> {
+    match EntityId::new(text) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "cdc: the key is no valid entity id; the change goes out without one");
+            metrics::counter!("syncbus_cdc_no_entity_id_total").increment(1);
+            None
+        }
+    }
 }
 
 /// The event type and topic of `op` on a table (made once per table and op where it is hot).

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
 use syncbus_core::{Settle, Source};
 use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
@@ -46,12 +46,12 @@ use tokio_postgres::{Client, NoTls, RowStream};
 pub use self::config::PgCdcConfig;
 use self::config::{quote, TableName};
 use self::snapshot::{Snapshot, SnapshotFilter};
-use crate::change::{change_id, envelope, Change, IdKind, Op, Parts};
+use crate::change::{change_id, entity_from, envelope_raw, Change, IdKind, Op, RawParts};
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Old, Relation};
 use crate::sqlite::decode_hex;
 use crate::tracker::{Ticket, Tracker};
-use crate::value::to_json;
+use crate::value::{write_json, write_str};
 
 /// A change's place: snapshot rows first, then the stream by (commit LSN, position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -696,93 +696,135 @@ impl PgCdc {
                     message,
                 });
         }
-        let row = |t: &[Datum]| -> Map<String, Value> {
-            let mut m = Map::new();
-            for (c, d) in rel.columns.iter().zip(t) {
-                match d {
-                    Datum::Null => {
-                        m.insert(c.name.clone(), Value::Null);
-                    }
-                    Datum::Text(s) => {
-                        m.insert(c.name.clone(), to_json(c.type_oid, s));
-                    }
-                    Datum::Unchanged => {}
+        let cols = &rel.columns;
+        // {"name":value,...} of the columns at `which` (every column when None).
+        let write_row = |out: &mut Vec<u8>, t: &[Datum], which: Option<&[usize]>| {
+            out.push(b'{');
+            let mut first = true;
+            let mut one = |out: &mut Vec<u8>, i: usize| {
+                let (Some(c), Some(d)) = (cols.get(i), t.get(i)) else {
+                    return;
+                };
+                if matches!(d, Datum::Unchanged) {
+                    return;
                 }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_str(out, &c.name);
+                out.push(b':');
+                match d {
+                    Datum::Text(s) => write_json(out, c.type_oid, s),
+                    _ => out.extend_from_slice(b"null"),
+                }
+            };
+            match which {
+                Some(idx) => idx.iter().for_each(|&i| one(out, i)),
+                None => (0..t.len()).for_each(|i| one(out, i)),
             }
-            m
+            out.push(b'}');
         };
-        let key_of = |t: &[Datum]| -> Map<String, Value> {
-            described
-                .key
-                .iter()
-                .filter_map(|&i| {
-                    let c = rel.columns.get(i)?;
-                    Some((
-                        c.name.clone(),
-                        match t.get(i)? {
-                            Datum::Text(s) => to_json(c.type_oid, s),
-                            _ => Value::Null,
-                        },
-                    ))
-                })
-                .collect()
-        };
-        let (op, key, new, old, extra) = match change {
-            Message::Insert { new, .. } => (Op::Insert, key_of(new), Some(row(new)), None, vec![]),
-            Message::Update { new, old, .. } => {
-                let old = match old {
-                    Some(Old::Full(t)) => Some(row(t)),
-                    Some(Old::Key(t)) => Some(key_of(t)),
+        let key_idx = described.key.as_slice();
+        let (op, key_t, new_t, old_t): (
+            Op,
+            Option<&[Datum]>,
+            Option<&[Datum]>,
+            Option<(&[Datum], bool)>,
+        ) = match change {
+            Message::Insert { new, .. } => (Op::Insert, Some(new), Some(new), None),
+            Message::Update { new, old, .. } => (
+                Op::Update,
+                Some(new),
+                Some(new),
+                match old {
+                    Some(Old::Full(t)) => Some((t.as_slice(), true)),
+                    Some(Old::Key(t)) => Some((t.as_slice(), false)),
                     None => None,
-                };
-                (Op::Update, key_of(new), Some(row(new)), old, vec![])
-            }
-            Message::Delete { old, .. } => {
-                let (key, old) = match old {
-                    Old::Full(t) => (key_of(t), row(t)),
-                    Old::Key(t) => (key_of(t), key_of(t)),
-                };
-                (Op::Delete, key, None, Some(old), vec![])
-            }
-            Message::Truncate {
-                cascade,
-                restart_identity,
-                ..
-            } => (
-                Op::Truncate,
-                Map::new(),
-                None,
-                None,
-                vec![
-                    ("cascade", Value::Bool(*cascade)),
-                    ("restart_identity", Value::Bool(*restart_identity)),
-                ],
+                },
             ),
+            Message::Delete { old, .. } => match old {
+                Old::Full(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), true))),
+                Old::Key(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), false))),
+            },
+            Message::Truncate { .. } => (Op::Truncate, None, None, None),
             _ => return Ok(None),
         };
         let commit = lsn_text(tx.commit);
-        let mut extra = extra;
-        extra.push(("lsn", Value::from(commit.clone())));
-        extra.push(("pos", Value::from(pos)));
-        extra.push(("xid", Value::from(tx.xid)));
-        Ok(Some(envelope(
-            Parts {
-                op,
-                schema: &rel.schema,
-                table: &rel.name,
-                key,
-                new,
-                old,
-                extra,
+        let mut out = Vec::with_capacity(64 + new_t.map_or(0, |t| t.len() * 24));
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(op.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"schema\":");
+        write_str(&mut out, &rel.schema);
+        out.extend_from_slice(b",\"table\":");
+        write_str(&mut out, &rel.name);
+        out.extend_from_slice(b",\"key\":");
+        match key_t {
+            Some(t) => write_row(&mut out, t, Some(key_idx)),
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"new\":");
+        match new_t {
+            Some(t) => write_row(&mut out, t, None),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"old\":");
+        match old_t {
+            Some((t, true)) => write_row(&mut out, t, None),
+            Some((t, false)) => write_row(&mut out, t, Some(key_idx)),
+            None => out.extend_from_slice(b"null"),
+        }
+        if let Message::Truncate {
+            cascade,
+            restart_identity,
+            ..
+        } = change
+        {
+            out.extend_from_slice(
+                format!(",\"cascade\":{cascade},\"restart_identity\":{restart_identity}")
+                    .as_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            format!(",\"lsn\":\"{commit}\",\"pos\":{pos},\"xid\":{}}}", tx.xid).as_bytes(),
+        );
+        let entity = match (op, key_t) {
+            (Op::Truncate, _) | (_, None) => None,
+            (_, Some(t)) => match key_idx {
+                [] => None,
+                [i] => match t.get(*i) {
+                    Some(Datum::Text(s)) => entity_from(s),
+                    _ => None,
+                },
+                many => {
+                    let mut a = vec![b'['];
+                    for (n, &i) in many.iter().enumerate() {
+                        if n > 0 {
+                            a.push(b',');
+                        }
+                        match (t.get(i), cols.get(i)) {
+                            (Some(Datum::Text(s)), Some(c)) => write_json(&mut a, c.type_oid, s),
+                            _ => a.extend_from_slice(b"null"),
+                        }
+                    }
+                    a.push(b']');
+                    entity_from(&String::from_utf8_lossy(&a))
+                }
+            },
+        };
+        Ok(Some(envelope_raw(
+            RawParts {
                 id: change_id(IdKind::PgStream, &self.inner.config.slot, tx.commit, pos),
                 version: Some(row_lsn),
                 time: tx.time,
-                headers: vec![
+                headers: [
                     ("cdclsn", commit),
                     ("cdcpos", pos.to_string()),
                     ("cdcxid", tx.xid.to_string()),
                 ],
-                names: Some(described.names[op as usize].clone()),
+                names: described.names[op as usize].clone(),
+                entity,
+                payload: out,
             },
             &self.inner.source,
         )))
