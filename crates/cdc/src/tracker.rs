@@ -143,12 +143,16 @@ impl<P: Copy + Ord + Hash> Tracker<P> {
         self.rewind.take()
     }
 
+    /// A nak is waiting to be taken: what was handed out after it is not confirmed.
+    pub(crate) fn rewind_pending(&self) -> bool {
+        self.rewind.is_some()
+    }
+
     pub(crate) fn confirmed(&self) -> Option<P> {
         self.confirmed
     }
 
     /// Handed out and not yet confirmed.
-    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.entries.len()
     }

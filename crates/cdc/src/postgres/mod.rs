@@ -276,6 +276,12 @@ struct Reader {
     written: Option<PgPos>,
     last_write: Instant,
     advanced: u64,
+    /// The server's flushed WAL position just before the current peek; the end of the last
+    /// transaction it returned; and, once a peek read everything up to `peek_upto`, that
+    /// position (the slot may pass it once everything handed out is confirmed).
+    peek_upto: u64,
+    last_end: u64,
+    caught_up: Option<u64>,
     snapshot: Option<Snapshot>,
     /// The slot had nothing more when last asked; ask again after `poll`.
     idle_since: Option<Instant>,
@@ -384,6 +390,9 @@ impl PgCdc {
                     written,
                     last_write: Instant::now(),
                     advanced: 0,
+                    peek_upto: 0,
+                    last_end: 0,
+                    caught_up: None,
                     snapshot: None,
                     idle_since: None,
                 }),
@@ -448,15 +457,27 @@ impl PgCdc {
     }
 
     async fn flush_locked(&self, r: &mut Reader, force: bool) -> Result<(), CdcError> {
-        let (confirmed, mark) = {
+        let (confirmed, mark, idle) = {
             let mut t = self.inner.tracker.lock();
             t.drain();
-            (t.confirmed(), t.last_mark())
+            (
+                t.confirmed(),
+                t.last_mark(),
+                t.in_flight() == 0 && !t.rewind_pending(),
+            )
         };
-        let slot_end = match mark {
+        let mut slot_end = match mark {
             Some(PgPos::Stream { end, .. }) => end,
             _ => 0,
         };
+        // Everything the last peek returned is confirmed and it read the WAL to `upto`: the
+        // slot may pass WAL with nothing for us (other tables, other databases), so the next
+        // peek does not decode it again.
+        let snapshot_pending =
+            self.inner.config.snapshot && !matches!(confirmed, Some(PgPos::Stream { .. }));
+        if let (Some(upto), true, false) = (r.caught_up, idle, snapshot_pending) {
+            slot_end = slot_end.max(upto);
+        }
         let advance = r.stream.is_none() && slot_end > r.advanced;
         if confirmed != r.written
             && (force || advance || r.last_write.elapsed() >= self.inner.config.checkpoint_every)
@@ -488,7 +509,7 @@ impl PgCdc {
             metrics::counter!("syncbus_cdc_checkpoints_total", "reader" => self.inner.name.clone())
                 .increment(1);
         }
-        if advance && r.written.is_some_and(|w| w >= mark.unwrap_or(w)) {
+        if advance && r.written == confirmed {
             let slot = &self.inner.config.slot;
             r.client
                 .execute(
@@ -510,6 +531,15 @@ impl PgCdc {
         let page = c.page as i32;
         let publication = c.publication_name().to_owned();
         let params: [&(dyn ToSql + Sync); 3] = [&c.slot, &page, &publication];
+        let upto: String = r
+            .client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .await
+            .map_err(|e| pg_error("read the WAL position", &c.slot, e))?
+            .get(0);
+        r.peek_upto = parse_lsn(&upto).unwrap_or(0);
+        r.last_end = 0;
+        r.caught_up = None;
         let stream = r
             .client
             .query_raw(
@@ -576,6 +606,7 @@ impl PgCdc {
                         r.snapshot = None;
                     }
                 }
+                r.last_end = end_lsn;
                 let pos = PgPos::Stream {
                     commit: commit_lsn,
                     pos: u32::MAX,
@@ -839,6 +870,7 @@ impl PgCdc {
             r.stream = None;
             r.tx = None;
             r.idle_since = None;
+            r.caught_up = None;
             if let Some(s) = r.snapshot.as_mut() {
                 s.rewind();
             }
@@ -894,8 +926,14 @@ impl PgCdc {
                 }
                 None => {
                     r.stream = None;
-                    let more = r.rows >= u64::from(self.inner.config.page);
+                    // A peek stops only after a whole transaction, so a full page may still have
+                    // read everything: it did if its last commit reached the WAL's end.
+                    let more =
+                        r.rows >= u64::from(self.inner.config.page) && r.last_end < r.peek_upto;
                     r.idle_since = if more { None } else { Some(Instant::now()) };
+                    if !more {
+                        r.caught_up = Some(r.peek_upto);
+                    }
                     self.flush_locked(&mut r, false).await?;
                     if !out.is_empty() || Instant::now() >= deadline {
                         return Ok(out);
