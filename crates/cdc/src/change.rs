@@ -32,7 +32,34 @@ use syncbus_envelope::{
 };
 use syncbus_workflow::Storable;
 
-/// One captured change: the JSON document described in the [module docs](self), as bytes.
+/// One captured change: a JSON document, as bytes.
+///
+/// [`Change`]: one captured row change as a JSON document, and the envelope it travels in.
+///
+/// Every change, whatever the database, has the same shape:
+///
+/// | attribute | value |
+/// | --- | --- |
+/// | type | `<schema>.<table>.<insert\|update\|delete\|truncate>` (`read` for a snapshot row; SQLite's schema is `main`) |
+/// | topic | the same, where it is a valid topic |
+/// | entity id | the primary key: the value for one key column, a JSON array of the values for a composite key |
+/// | version | the change's position in the database's change order (PostgreSQL: its WAL position, SQLite: the change table's sequence) |
+/// | id | made from the change's position: the same change read twice has the same id, so the dedup layer drops the second |
+/// | time | the commit time (PostgreSQL) |
+/// | headers | `cdclsn` (PostgreSQL: the commit LSN), `cdcpos` (position in the transaction), `cdcxid` (transaction id) |
+///
+/// The payload (content type `application/json`):
+///
+/// ```json
+/// {"op":"update","schema":"public","table":"orders","key":{"id":7},
+///  "new":{"id":7,"status":"paid"},"old":{"id":7,"status":"open"},
+///  "lsn":"0/1A2B3C8","pos":0,"xid":741}
+/// ```
+///
+/// `old` is there for updates and deletes as far as the table's replica identity gives it
+/// (PostgreSQL: the key columns by default, every column with `REPLICA IDENTITY FULL`;
+/// SQLite: always every column), else `null`. An update that left a large (TOASTed) column
+/// untouched leaves that column out of `new`.
 /// The payload type of every CDC source; serve it with `Envelope<Change>` handlers.
 ///
 /// # Examples

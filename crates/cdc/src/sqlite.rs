@@ -261,6 +261,9 @@ fn install(
     Ok(Ok(keys.into_iter().map(|k| k.1).collect()))
 }
 
+/// seq, table, op, old row, new row
+type ChangeRow = (i64, String, String, Option<String>, Option<String>);
+
 struct State {
     cursor: u64,
     written: Option<u64>,
@@ -277,8 +280,33 @@ struct Inner {
     source: SmolStr,
 }
 
-/// The SQLite change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. See the
-/// [module docs](self).
+/// The SQLite change reader: a [`Source`] of [`Change`]s for `Workflow::serve`.
+///
+/// The SQLite reader: triggers copy every insert, update and delete of the chosen tables
+/// into a change table in the writing transaction, and [`SqliteCdc`] reads that table in
+/// order as a [`Source`].
+///
+/// Triggers, not update hooks: a hook misses `WITHOUT ROWID` tables and the rows `REPLACE`
+/// and a whole-table `DELETE` remove, and fires before the commit (a rolled-back write
+/// would be published). A trigger's row commits or rolls back with the write itself.
+///
+/// # Order
+///
+/// SQLite has one writer at a time and the change table's `seq` is `AUTOINCREMENT`, taken
+/// inside the writing transaction: `seq` order is commit order, and a reader never sees a
+/// later `seq` before an earlier one commits. One transaction's changes are consecutive.
+///
+/// # REPLACE
+///
+/// SQLite fires delete triggers for the rows `REPLACE` removes only with
+/// `PRAGMA recursive_triggers = ON` on the writing connection. [`SqliteCdc::open`] turns it
+/// on for the store's connection; turn it on for any other connection that writes the tables.
+///
+/// # Confirming and clean-up
+///
+/// As for PostgreSQL: the confirmed `seq` (every change up to it acked or termed) goes to
+/// the [`Checkpoints`] store, and then the change rows up to it are deleted (unless
+/// [`SqliteCdcConfig::cleanup`] is off). One reader per change table.
 ///
 /// # Examples
 ///
@@ -519,7 +547,7 @@ impl SqliteCdc {
                 self.inner.config.change_table
             );
             let (from, n) = (st.cursor as i64, max as i64);
-            let rows: Vec<(i64, String, String, Option<String>, Option<String>)> = self
+            let rows: Vec<ChangeRow> = self
                 .inner
                 .store
                 .with_connection(move |c| {
@@ -563,7 +591,7 @@ impl SqliteCdc {
 }
 
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -254,6 +254,14 @@ struct Rel {
     names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
 }
 
+/// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
+type Shape<'a> = (
+    Op,
+    Option<&'a [Datum]>,
+    Option<&'a [Datum]>,
+    Option<(&'a [Datum], bool)>,
+);
+
 /// The transaction being read.
 #[derive(Debug)]
 struct Tx {
@@ -301,7 +309,32 @@ struct Inner {
 /// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
 /// [`PgCdc::connect`]; cheap to clone (clones share the reader).
 ///
-/// See the [module docs](self) for the order, confirming and memory.
+/// The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
+/// read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
+/// `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+///
+/// # Order and transactions
+///
+/// PostgreSQL hands out a transaction whole, at its commit, in commit order; the reader
+/// hands its changes out in that order, one after another, and never the next transaction's
+/// before the last change of this one. Each change's position is (commit LSN, position in
+/// the transaction).
+///
+/// # Confirming
+///
+/// A position is confirmed once it and every one before it was acked or termed. The
+/// confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
+/// and always before the slot moves), and the slot is advanced to the end of the last
+/// transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
+/// says was confirmed: at-least-once, with duplicates only of changes after the last
+/// checkpoint, which have the same ids as before (the dedup layer drops them).
+///
+/// # Memory
+///
+/// A peek's rows are streamed from the server as they are read (tokio-postgres applies
+/// backpressure), so a 100,000-row transaction is never held whole: the reader holds a
+/// fetch's worth of changes and the positions not yet confirmed. The server keeps the
+/// decoded transaction in its tuplestore (in `work_mem`, then on disk).
 ///
 /// # Examples
 ///
@@ -757,12 +790,7 @@ impl PgCdc {
             out.push(b'}');
         };
         let key_idx = described.key.as_slice();
-        let (op, key_t, new_t, old_t): (
-            Op,
-            Option<&[Datum]>,
-            Option<&[Datum]>,
-            Option<(&[Datum], bool)>,
-        ) = match change {
+        let (op, key_t, new_t, old_t): Shape<'_> = match change {
             Message::Insert { new, .. } => (Op::Insert, Some(new), Some(new), None),
             Message::Update { new, old, .. } => (
                 Op::Update,
