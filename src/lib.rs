@@ -133,6 +133,12 @@ pub mod webhook {
 /// source for [`Workflow::serve`]: SQLite trigger capture ([`cdc::SqliteCdc`]), the outbox
 /// read through CDC, and with the `postgres` feature PostgreSQL logical decoding
 /// (`cdc::PgCdc`): `syncbus-cdc` whole.
+///
+/// ```
+/// let config = syncbus::cdc::SqliteCdcConfig::new(["orders"])?;
+/// assert_eq!(config.change_table_name(), "syncbus_cdc_changes");
+/// # Ok::<(), syncbus::cdc::CdcError>(())
+/// ```
 #[cfg(feature = "cdc")]
 pub mod cdc {
     #[doc(inline)]

@@ -80,7 +80,7 @@ impl Change {
     /// # Examples
     ///
     /// ```
-    /// let change = syncbus_cdc::Change(bytes::Bytes::from_static(b"{}"));
+    /// let change = syncbus_cdc::Change(syncbus_envelope::Bytes::from_static(b"{}"));
     /// assert_eq!(change.as_bytes(), b"{}");
     /// ```
     pub fn as_bytes(&self) -> &[u8] {
@@ -96,7 +96,7 @@ impl Change {
     /// # Examples
     ///
     /// ```
-    /// let change = syncbus_cdc::Change(bytes::Bytes::from_static(br#"{"op":"delete"}"#));
+    /// let change = syncbus_cdc::Change(syncbus_envelope::Bytes::from_static(br#"{"op":"delete"}"#));
     /// assert_eq!(change.json()?["op"], "delete");
     /// # Ok::<(), serde_json::Error>(())
     /// ```
