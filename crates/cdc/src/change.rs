@@ -169,6 +169,7 @@ impl Op {
 }
 
 /// Where an id comes from, so two readers' ids never meet.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum IdKind {
     PgStream = 0,
@@ -253,6 +254,7 @@ pub(crate) struct Parts<'a> {
 }
 
 /// An envelope whose payload was written already (the PostgreSQL hot path).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) struct RawParts {
     pub(crate) id: EventId,
@@ -265,6 +267,7 @@ pub(crate) struct RawParts {
 }
 
 /// The envelope of a change whose payload is written.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn envelope_raw(p: RawParts, source: &SmolStr) -> Envelope<Change> {
     let (ty, topic) = p.names;
     let mut meta = Metadata::new(ty)

@@ -37,6 +37,7 @@ pub(crate) struct Ticket {
     pub(crate) generation: u64,
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl<P: Copy + Ord + Hash> Tracker<P> {
     pub(crate) fn new(confirmed: Option<P>) -> Tracker<P> {
         Tracker {

@@ -26,6 +26,7 @@
 //! decoded transaction in its tuplestore (in `work_mem`, then on disk).
 
 mod config;
+mod conn;
 mod snapshot;
 
 use std::pin::Pin;
@@ -41,17 +42,21 @@ use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, RowStream};
+use tokio_postgres::{Client, RowStream};
 
 pub use self::config::PgCdcConfig;
 use self::config::{quote, TableName};
+use self::conn::{connect, lsn_text, parse_lsn, pg_error};
 use self::snapshot::{Snapshot, SnapshotFilter};
-use crate::change::{change_id, entity_from, envelope_raw, Change, IdKind, Op, RawParts};
+use crate::change::{
+    change_id, entity_from, envelope, envelope_raw, fnv64, Change, IdKind, Op, Parts, RawParts,
+};
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Old, Relation};
 use crate::sqlite::decode_hex;
 use crate::tracker::{Ticket, Tracker};
 use crate::value::{write_json, write_str};
+use serde_json::Value;
 
 /// A change's place: snapshot rows first, then the stream by (commit LSN, position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,48 +78,6 @@ struct Stored {
     filter: Option<SnapshotFilter>,
     /// Whether the snapshot (if asked for) was read and confirmed whole.
     snapshot_done: bool,
-}
-
-/// `X/Y` as PostgreSQL prints an LSN.
-pub(crate) fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
-pub(crate) fn parse_lsn(s: &str) -> Option<u64> {
-    let (a, b) = s.split_once('/')?;
-    Some((u64::from_str_radix(a, 16).ok()? << 32) | u64::from_str_radix(b, 16).ok()?)
-}
-
-fn pg_error(action: &str, slot: &str, e: tokio_postgres::Error) -> CdcError {
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string());
-    match e.code() {
-        Some(c) if *c == SqlState::OBJECT_IN_USE => CdcError::SlotInUse {
-            slot: slot.to_owned(),
-            message,
-        },
-        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => CdcError::Permission {
-            action: action.to_owned(),
-            hint: "logical decoding needs a role with the REPLICATION attribute (ALTER ROLE <role> REPLICATION) or a superuser; a publication needs the tables' owner",
-            message,
-        },
-        Some(c) if *c == SqlState::UNDEFINED_TABLE => CdcError::Invalid(format!("{action}: {message}")),
-        _ => CdcError::database(action, e),
-    }
-}
-
-async fn connect(url: &str) -> Result<Client, CdcError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| CdcError::database("connecting", e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "cdc: postgres connection closed");
-        }
-    });
-    Ok(client)
 }
 
 /// Checks `wal_level`, creates the publication and the slot if absent, and checks that
@@ -635,8 +598,8 @@ impl PgCdc {
                 if let Some(f) = &r.stored.filter {
                     if f.passed(tx.xid) {
                         // Every transaction the snapshot saw is behind us.
+                        // (the snapshot's own connection goes once its end is checkpointed)
                         r.stored.filter = None;
-                        r.snapshot = None;
                     }
                 }
                 r.last_end = end_lsn;
@@ -969,6 +932,73 @@ impl PgCdc {
                 }
             }
         }
+    }
+}
+
+impl PgCdc {
+    /// Hands out up to `max` snapshot rows; true once every row was handed out.
+    async fn snapshot_step(
+        &self,
+        r: &mut Reader,
+        max: usize,
+        out: &mut Vec<PgDelivery>,
+    ) -> Result<bool, CdcError> {
+        let c = &self.inner.config;
+        if r.snapshot.is_none() {
+            let s = Snapshot::begin(&c.url, &c.slot).await?;
+            r.stored.filter = Some(s.filter.clone());
+            r.snapshot = Some(s);
+        }
+        let s = r.snapshot.as_mut().expect("made above");
+        if s.read_all {
+            return Ok(true);
+        }
+        let tables: Vec<&TableName> = c
+            .tables
+            .iter()
+            .filter(|t| c.outbox.as_ref() != Some(*t))
+            .collect();
+        while out.len() < max {
+            let Some(rows) = s.next(&tables, max - out.len(), &c.slot).await? else {
+                self.inner.tracker.lock().push_mark(SNAPSHOT_DONE);
+                s.read_all = true;
+                return Ok(true);
+            };
+            for row in rows {
+                let pos = PgPos::Snapshot(row.n);
+                if self.inner.tracker.lock().seen(&pos) {
+                    continue;
+                }
+                let t = tables[row.table];
+                let key_text = Value::Object(row.key.clone()).to_string();
+                let a = fnv64(&[t.schema.as_bytes(), t.table.as_bytes(), key_text.as_bytes()]);
+                let env = envelope(
+                    Parts {
+                        op: Op::Read,
+                        schema: &t.schema,
+                        table: &t.table,
+                        key: row.key,
+                        new: Some(row.new),
+                        old: None,
+                        extra: vec![("snapshot", Value::from(s.filter.xmax))],
+                        id: change_id(IdKind::PgSnapshot, &c.slot, a, s.filter.xmax as u32),
+                        version: None,
+                        time: None,
+                        headers: vec![],
+                        names: None,
+                    },
+                    &self.inner.source,
+                );
+                let (ticket, deliveries) = self.inner.tracker.lock().push(pos, false);
+                out.push(PgDelivery {
+                    env,
+                    ticket,
+                    deliveries,
+                    tracker: self.inner.tracker.clone(),
+                });
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -34,10 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 
-use super::config::{quote, TableName};
-use super::{connect, pg_error, PgCdc, PgDelivery, PgPos, Reader, SNAPSHOT_DONE};
-use crate::change::{change_id, envelope, fnv64, IdKind, Op, Parts};
 use crate::error::CdcError;
+use crate::postgres::config::{quote, TableName};
+use crate::postgres::conn::{connect, pg_error};
 use crate::value::to_json;
 
 /// The snapshot's visibility: which transactions it saw.
@@ -106,57 +105,57 @@ impl Snapshot {
     }
 }
 
-impl PgCdc {
-    /// Hands out up to `max` snapshot rows; true once every row was handed out.
-    pub(super) async fn snapshot_step(
-        &self,
-        r: &mut Reader,
+/// One row of the snapshot: which table (index into the tables asked for), its place in
+/// the whole snapshot, its key and its columns.
+#[derive(Debug)]
+pub(super) struct SnapRow {
+    pub(super) table: usize,
+    pub(super) n: u64,
+    pub(super) key: Map<String, Value>,
+    pub(super) new: Map<String, Value>,
+}
+
+impl Snapshot {
+    /// Opens the `REPEATABLE READ` transaction on a connection of its own and takes `V`.
+    pub(super) async fn begin(url: &str, slot: &str) -> Result<Snapshot, CdcError> {
+        let client = connect(url).await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| pg_error("begin the snapshot", slot, e))?;
+        let text: String = client
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .map_err(|e| pg_error("take the snapshot", slot, e))?
+            .get(0);
+        let filter = SnapshotFilter::parse(&text)
+            .ok_or_else(|| CdcError::Invalid(format!("snapshot {text:?} does not parse")))?;
+        tracing::info!(snapshot = %text, "cdc: snapshot taken");
+        Ok(Snapshot {
+            filter,
+            client,
+            table: 0,
+            open: false,
+            next: 0,
+            read_all: false,
+            columns: vec![],
+        })
+    }
+
+    /// Up to `max` next rows of `tables`, table by table in key order; `None` once every
+    /// table was read.
+    pub(super) async fn next(
+        &mut self,
+        tables: &[&TableName],
         max: usize,
-        out: &mut Vec<PgDelivery>,
-    ) -> Result<bool, CdcError> {
-        let c = &self.inner.config;
-        if r.snapshot.is_none() {
-            let client = connect(&c.url).await?;
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await
-                .map_err(|e| pg_error("begin the snapshot", &c.slot, e))?;
-            let text: String = client
-                .query_one("SELECT pg_current_snapshot()::text", &[])
-                .await
-                .map_err(|e| pg_error("take the snapshot", &c.slot, e))?
-                .get(0);
-            let filter = SnapshotFilter::parse(&text)
-                .ok_or_else(|| CdcError::Invalid(format!("snapshot {text:?} does not parse")))?;
-            tracing::info!(snapshot = %text, "cdc: snapshot taken");
-            r.stored.filter = Some(filter.clone());
-            r.snapshot = Some(Snapshot {
-                filter,
-                client,
-                table: 0,
-                open: false,
-                next: 0,
-                read_all: false,
-                columns: vec![],
-            });
-        }
-        let s = r.snapshot.as_mut().expect("made above");
-        if s.read_all {
-            return Ok(true);
-        }
-        let tables: Vec<&TableName> = c
-            .tables
-            .iter()
-            .filter(|t| c.outbox.as_ref() != Some(*t))
-            .collect();
-        while out.len() < max {
-            let Some(t) = tables.get(s.table) else {
-                self.inner.tracker.lock().push_mark(SNAPSHOT_DONE);
-                s.read_all = true;
-                return Ok(true);
+        slot: &str,
+    ) -> Result<Option<Vec<SnapRow>>, CdcError> {
+        loop {
+            let Some(t) = tables.get(self.table) else {
+                return Ok(None);
             };
-            if !s.open {
-                let rows = s
+            if !self.open {
+                let rows = self
                     .client
                     .query(
                         "SELECT a.attname::text, a.atttypid::int8, coalesce(a.attnum = ANY(i.indkey), false)
@@ -166,17 +165,17 @@ impl PgCdc {
                         &[&t.quoted()],
                     )
                     .await
-                    .map_err(|e| pg_error("read the table's columns", &c.slot, e))?;
-                s.columns = rows
+                    .map_err(|e| pg_error("read the table's columns", slot, e))?;
+                self.columns = rows
                     .iter()
                     .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u32, r.get(2)))
                     .collect();
-                let cols: Vec<String> = s
+                let cols: Vec<String> = self
                     .columns
                     .iter()
                     .map(|(n, _, _)| format!("{}::text", quote(n)))
                     .collect();
-                let mut order: Vec<String> = s
+                let mut order: Vec<String> = self
                     .columns
                     .iter()
                     .filter(|c| c.2)
@@ -185,7 +184,7 @@ impl PgCdc {
                 if order.is_empty() {
                     order.push("ctid".into());
                 }
-                s.client
+                self.client
                     .batch_execute(&format!(
                         "CLOSE ALL; DECLARE syncbus_snapshot NO SCROLL CURSOR FOR SELECT {} FROM {} ORDER BY {}",
                         cols.join(", "),
@@ -193,29 +192,25 @@ impl PgCdc {
                         order.join(", ")
                     ))
                     .await
-                    .map_err(|e| pg_error("open the snapshot cursor", &c.slot, e))?;
-                s.open = true;
+                    .map_err(|e| pg_error("open the snapshot cursor", slot, e))?;
+                self.open = true;
             }
-            let n = (max - out.len()).clamp(1, 1000);
-            let rows = s
+            let n = max.clamp(1, 1000);
+            let rows = self
                 .client
                 .query(&format!("FETCH {n} FROM syncbus_snapshot"), &[])
                 .await
-                .map_err(|e| pg_error("read the snapshot", &c.slot, e))?;
+                .map_err(|e| pg_error("read the snapshot", slot, e))?;
             if rows.is_empty() {
-                s.table += 1;
-                s.open = false;
+                self.table += 1;
+                self.open = false;
                 continue;
             }
+            let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                let pos = PgPos::Snapshot(s.next);
-                s.next += 1;
-                if self.inner.tracker.lock().seen(&pos) {
-                    continue;
-                }
                 let mut new = Map::new();
                 let mut key = Map::new();
-                for (i, (name, oid, is_key)) in s.columns.iter().enumerate() {
+                for (i, (name, oid, is_key)) in self.columns.iter().enumerate() {
                     let v = match row.get::<_, Option<&str>>(i) {
                         Some(text) => to_json(*oid, text),
                         None => Value::Null,
@@ -225,41 +220,22 @@ impl PgCdc {
                     }
                     new.insert(name.clone(), v);
                 }
-                let key_text = Value::Object(key.clone()).to_string();
-                let a = fnv64(&[t.schema.as_bytes(), t.table.as_bytes(), key_text.as_bytes()]);
-                let env = envelope(
-                    Parts {
-                        op: Op::Read,
-                        schema: &t.schema,
-                        table: &t.table,
-                        key,
-                        new: Some(new),
-                        old: None,
-                        extra: vec![("snapshot", Value::from(s.filter.xmax))],
-                        id: change_id(IdKind::PgSnapshot, &c.slot, a, s.filter.xmax as u32),
-                        version: None,
-                        time: None,
-                        headers: vec![],
-                        names: None,
-                    },
-                    &self.inner.source,
-                );
-                let (ticket, deliveries) = self.inner.tracker.lock().push(pos, false);
-                out.push(PgDelivery {
-                    env,
-                    ticket,
-                    deliveries,
-                    tracker: self.inner.tracker.clone(),
+                out.push(SnapRow {
+                    table: self.table,
+                    n: self.next,
+                    key,
+                    new,
                 });
+                self.next += 1;
             }
+            return Ok(Some(out));
         }
-        Ok(false)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::postgres::snapshot::SnapshotFilter;
 
     #[test]
     fn visibility() {
