@@ -47,6 +47,7 @@
 //! | `stream` | no | `stream`: operators, keyed state, windows, watermarks, joins, batch subscriptions, cron jobs, reconciliation |
 //! | `webhook` | no | [`webhook`](mod@webhook) (with the `sqlite` backend): Standard Webhooks signatures, durable ingress (axum), signed egress (reqwest) |
 //! | `poll` | no | [`poll`](mod@poll) (with the `sqlite` backend): pollers as sources, the HTTP poller (reqwest, ETag, Retry-After), webhook + poll + reconciliation handled once by entity version |
+//! | `cdc` | no | [`cdc`](mod@cdc) (with the `sqlite` backend): SQLite trigger capture and the outbox through CDC as sources; with `postgres` too, PostgreSQL logical decoding (pgoutput) |
 //!
 //! Features are additive; without default features nothing is compiled from C. How the
 //! crates fit together: `ARCHITECTURE.md` in the repository.
@@ -157,6 +158,22 @@ pub mod webhook {
 pub mod poll {
     #[doc(inline)]
     pub use syncbus_poll::*;
+}
+
+/// Change data capture (feature `cdc`): database changes as ordered events, each reader a
+/// source for [`Workflow::serve`]: SQLite trigger capture ([`cdc::SqliteCdc`]), the outbox
+/// read through CDC, and with the `postgres` feature PostgreSQL logical decoding
+/// (`cdc::PgCdc`): `syncbus-cdc` whole.
+///
+/// ```
+/// let config = syncbus::cdc::SqliteCdcConfig::new(["orders"])?;
+/// assert_eq!(config.change_table_name(), "syncbus_cdc_changes");
+/// # Ok::<(), syncbus::cdc::CdcError>(())
+/// ```
+#[cfg(feature = "cdc")]
+pub mod cdc {
+    #[doc(inline)]
+    pub use syncbus_cdc::*;
 }
 
 /// The names most programs need: `use syncbus::prelude::*;`.

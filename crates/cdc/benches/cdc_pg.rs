@@ -1,0 +1,144 @@
+//! Changes/s from PostgreSQL into the bus for a bulk update of 100,000 rows (one
+//! transaction): `PgCdc` (peek, decode pgoutput, build each envelope, publish it to a bus
+//! with an inline subscriber, ack, checkpoint, advance the slot) against its peer, reading
+//! the same changes raw with `pg_logical_slot_peek_binary_changes` (rows counted, nothing
+//! decoded), in the same run. Target: at least 0.8x the peer.
+//!
+//! Needs `SYNCBUS_PG_URL` (skips without it). Rows: `SYNCBUS_CDC_BENCH_ROWS` (100,000).
+//!
+//! ```text
+//! SYNCBUS_PG_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p syncbus-cdc --bench cdc_pg -- --measurement-time 20
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures_util::StreamExt;
+use syncbus_cdc::{Change, PgCdc, PgCdcConfig};
+use syncbus_core::{Bus, Settle, Source};
+use syncbus_storage::MemoryStore;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+
+async fn client(url: &str) -> Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+fn bench(c: &mut Criterion) {
+    let Ok(url) = std::env::var("SYNCBUS_PG_URL") else {
+        eprintln!("SYNCBUS_PG_URL is not set: cdc_pg bench skipped");
+        return;
+    };
+    let rows: i64 = std::env::var("SYNCBUS_CDC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = format!("cdc_bench_{}", std::process::id());
+    let (app, source, bus, seen) = rt.block_on(async {
+        let app = client(&url).await;
+        app.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};
+             CREATE TABLE {name}.t (id int PRIMARY KEY, v int NOT NULL, label text NOT NULL);
+             INSERT INTO {name}.t SELECT g, 0, 'row ' || g FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .unwrap();
+        let config = PgCdcConfig::new(&url, [format!("{name}.t")])
+            .unwrap()
+            .slot(&name)
+            .unwrap();
+        let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();
+        let bus = Bus::new();
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        let sub = bus.subscribe::<Change>(">").unwrap().inline(move |_env| {
+            s.fetch_add(1, Relaxed);
+        });
+        std::mem::forget(sub.unwrap());
+        (app, source, bus, seen)
+    });
+    let update = format!("UPDATE {name}.t SET v = v + 1");
+    let mut group = c.benchmark_group("cdc_pg_bulk_update");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(rows as u64));
+    group.bench_function("syncbus_cdc_into_bus", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    app.batch_execute(&update).await.unwrap();
+                    let start = Instant::now();
+                    let mut got = 0;
+                    while got < rows {
+                        for d in source
+                            .fetch(1000, Duration::from_millis(100))
+                            .await
+                            .unwrap()
+                        {
+                            bus.publish_envelope(d.envelope().clone()).await.unwrap();
+                            d.ack().await.unwrap();
+                            got += 1;
+                        }
+                    }
+                    source.flush().await.unwrap();
+                    total += start.elapsed();
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("raw_peek_binary_changes", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    app.batch_execute(&update).await.unwrap();
+                    let start = Instant::now();
+                    let (page, publication) = (10_000i32, name.clone());
+                    let params: [&(dyn ToSql + Sync); 3] = [&name, &page, &publication];
+                    let mut stream = Box::pin(
+                        app.query_raw(
+                            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                            params,
+                        )
+                        .await
+                        .unwrap(),
+                    );
+                    let (mut n, mut bytes) = (0i64, 0usize);
+                    while let Some(row) = stream.next().await {
+                        let row = row.unwrap();
+                        bytes += row.get::<_, &[u8]>(1).len();
+                        n += 1;
+                    }
+                    total += start.elapsed();
+                    assert!(n >= rows, "{n} rows, {bytes} bytes");
+                    // untimed: consume them, as the reader would
+                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&name]).await.unwrap();
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+    eprintln!("changes into the bus: {}", seen.load(Relaxed));
+    drop(source);
+    rt.block_on(async {
+        PgCdc::drop_slot(&url, &name, &name).await.unwrap();
+        app.batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+            .await
+            .unwrap();
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

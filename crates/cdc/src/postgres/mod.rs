@@ -1,0 +1,1127 @@
+//! The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
+//! read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
+//! `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+//!
+//! # Order and transactions
+//!
+//! PostgreSQL hands out a transaction whole, at its commit, in commit order; the reader
+//! hands its changes out in that order, one after another, and never the next transaction's
+//! before the last change of this one. Each change's position is (commit LSN, position in
+//! the transaction).
+//!
+//! # Confirming
+//!
+//! A position is confirmed once it and every one before it was acked or termed. The
+//! confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
+//! and always before the slot moves), and the slot is advanced to the end of the last
+//! transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
+//! says was confirmed: at-least-once, with duplicates only of changes after the last
+//! checkpoint, which have the same ids as before (the dedup layer drops them).
+//!
+//! # Memory
+//!
+//! A peek's rows are streamed from the server as they are read (tokio-postgres applies
+//! backpressure), so a 100,000-row transaction is never held whole: the reader holds a
+//! fetch's worth of changes and the positions not yet confirmed. The server keeps the
+//! decoded transaction in its tuplestore (in `work_mem`, then on disk).
+
+mod config;
+mod conn;
+mod snapshot;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use syncbus_core::{Settle, Source};
+use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
+use syncbus_storage::{Checkpoints, IntoArc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, RowStream};
+
+pub use self::config::PgCdcConfig;
+use self::config::{quote, TableName};
+use self::conn::{connect, lsn_text, parse_lsn, pg_error};
+use self::snapshot::{Snapshot, SnapshotFilter};
+use crate::change::{
+    change_id, entity_from, envelope, envelope_raw, fnv64, Change, IdKind, Op, Parts, RawParts,
+};
+use crate::error::CdcError;
+use crate::pgoutput::{self, Datum, Message, Old, Relation};
+use crate::sqlite::decode_hex;
+use crate::tracker::{Ticket, Tracker};
+use crate::value::{write_json, write_str};
+use serde_json::Value;
+
+/// A change's place: snapshot rows first, then the stream by (commit LSN, position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum PgPos {
+    Snapshot(u64),
+    Stream { commit: u64, pos: u32, end: u64 },
+}
+
+const SNAPSHOT_DONE: PgPos = PgPos::Snapshot(u64::MAX);
+
+/// What the checkpoint store keeps (JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stored {
+    /// Confirmed stream position: commit LSN, position in that transaction (`u32::MAX`: whole).
+    commit: u64,
+    pos: u32,
+    end: u64,
+    /// The snapshot's visibility, while transactions it saw may still come in the stream.
+    filter: Option<SnapshotFilter>,
+    /// Whether the snapshot (if asked for) was read and confirmed whole.
+    snapshot_done: bool,
+}
+
+/// Checks `wal_level`, creates the publication and the slot if absent, and checks that
+/// every table can publish updates and deletes. Returns the slot's confirmed LSN.
+async fn setup(client: &Client, c: &PgCdcConfig) -> Result<PrimaryKeys, CdcError> {
+    let mut keys = PrimaryKeys::new();
+    let slot = c.slot_name();
+    let level: String = client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .map_err(|e| pg_error("reading wal_level", slot, e))?
+        .get(0);
+    check_wal_level(&level)?;
+    for t in &c.tables {
+        let row = client
+            .query_opt(
+                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&t.schema, &t.table],
+            )
+            .await
+            .map_err(|e| pg_error("looking up the tables", slot, e))?;
+        let Some(row) = row else {
+            return Err(CdcError::Invalid(format!(
+                "table {}.{} does not exist",
+                t.schema, t.table
+            )));
+        };
+        let (ident, has_pk): (String, bool) = (row.get(0), row.get(1));
+        let pk: Vec<String> = client
+            .query(
+                "SELECT a.attname::text FROM pg_index i
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&t.quoted()],
+            )
+            .await
+            .map_err(|e| pg_error("looking up the primary keys", slot, e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        keys.insert((t.schema.clone(), t.table.clone()), pk);
+        if ident == "n" || (ident == "d" && !has_pk) {
+            return Err(CdcError::Invalid(format!(
+                "table {}.{} has no primary key, so its updates and deletes cannot be published: add one, or ALTER TABLE {} REPLICA IDENTITY FULL",
+                t.schema, t.table, t.quoted()
+            )));
+        }
+    }
+    let publication = c.publication_name();
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| pg_error("looking up the publication", slot, e))?
+        .is_some();
+    if !exists {
+        let tables: Vec<String> = c.tables.iter().map(TableName::quoted).collect();
+        let sql = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote(publication),
+            tables.join(", ")
+        );
+        match client.batch_execute(&sql).await {
+            Ok(()) => tracing::info!(publication, "cdc: publication created"),
+            // Another reader made it at the same moment.
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+            Err(e) => return Err(pg_error("create the publication", slot, e)),
+        }
+    }
+    let row = client
+        .query_opt(
+            "SELECT plugin, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| pg_error("looking up the slot", slot, e))?;
+    match row {
+        Some(row) => {
+            let plugin: Option<String> = row.get(0);
+            if plugin.as_deref() != Some("pgoutput") {
+                return Err(CdcError::Invalid(format!(
+                    "slot {slot:?} exists with plugin {plugin:?}, not pgoutput: drop it or name another slot"
+                )));
+            }
+            let pid: Option<i32> = row.get(1);
+            if let Some(pid) = pid {
+                return Err(CdcError::SlotInUse {
+                    slot: slot.to_owned(),
+                    message: format!("active for PID {pid}"),
+                });
+            }
+        }
+        None => {
+            match client
+                .query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&slot],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let lsn: String = row.get(0);
+                    tracing::info!(slot, %lsn, "cdc: replication slot created");
+                }
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+                Err(e) => return Err(pg_error("create the replication slot", slot, e)),
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Each table's primary key columns, in key order (the entity id; the replica identity may
+/// be wider).
+type PrimaryKeys = std::collections::HashMap<(String, String), Vec<String>>;
+
+fn check_wal_level(level: &str) -> Result<(), CdcError> {
+    if level == "logical" {
+        Ok(())
+    } else {
+        Err(CdcError::WalLevel {
+            found: level.to_owned(),
+        })
+    }
+}
+
+/// A relation as the stream described it, with what every change of it needs made once:
+/// the key columns' places and the event types and topics.
+struct Rel {
+    rel: Relation,
+    key: Vec<usize>,
+    names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
+}
+
+/// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
+type Shape<'a> = (
+    Op,
+    Option<&'a [Datum]>,
+    Option<&'a [Datum]>,
+    Option<(&'a [Datum], bool)>,
+);
+
+/// The transaction being read.
+#[derive(Debug)]
+struct Tx {
+    commit: u64,
+    xid: u32,
+    time: Option<Timestamp>,
+    pos: u32,
+    /// Already in the snapshot: its changes are skipped.
+    skip: bool,
+}
+
+struct Reader {
+    client: Client,
+    stream: Option<Pin<Box<RowStream>>>,
+    rows: u64,
+    relations: std::collections::HashMap<u32, Rel>,
+    tx: Option<Tx>,
+    /// What was last written to the checkpoint store, and the slot's end.
+    stored: Stored,
+    written: Option<PgPos>,
+    last_write: Instant,
+    advanced: u64,
+    /// The server's flushed WAL position just before the current peek; the end of the last
+    /// transaction it returned; and, once a peek read everything up to `peek_upto`, that
+    /// position (the slot may pass it once everything handed out is confirmed).
+    peek_upto: u64,
+    last_end: u64,
+    caught_up: Option<u64>,
+    snapshot: Option<Snapshot>,
+    /// The slot had nothing more when last asked; ask again after `poll`.
+    idle_since: Option<Instant>,
+}
+
+struct Inner {
+    config: PgCdcConfig,
+    name: String,
+    checkpoints: Arc<dyn Checkpoints>,
+    tracker: Arc<Mutex<Tracker<PgPos>>>,
+    reader: tokio::sync::Mutex<Reader>,
+    limits: Limits,
+    keys: PrimaryKeys,
+    source: SmolStr,
+}
+
+/// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
+/// [`PgCdc::connect`]; cheap to clone (clones share the reader).
+///
+/// The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
+/// read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
+/// `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+///
+/// # Order and transactions
+///
+/// PostgreSQL hands out a transaction whole, at its commit, in commit order; the reader
+/// hands its changes out in that order, one after another, and never the next transaction's
+/// before the last change of this one. Each change's position is (commit LSN, position in
+/// the transaction).
+///
+/// # Confirming
+///
+/// A position is confirmed once it and every one before it was acked or termed. The
+/// confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
+/// and always before the slot moves), and the slot is advanced to the end of the last
+/// transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
+/// says was confirmed: at-least-once, with duplicates only of changes after the last
+/// checkpoint, which have the same ids as before (the dedup layer drops them).
+///
+/// # Memory
+///
+/// A peek's rows are streamed from the server as they are read (tokio-postgres applies
+/// backpressure), so a 100,000-row transaction is never held whole: the reader holds a
+/// fetch's worth of changes and the positions not yet confirmed. The server keeps the
+/// decoded transaction in its tuplestore (in `work_mem`, then on disk).
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use syncbus_cdc::{Change, PgCdc, PgCdcConfig};
+/// use syncbus_core::{Bus, Envelope};
+/// use syncbus_storage::MemoryStore;
+/// use syncbus_workflow::{Context, Workflow};
+///
+/// let config = PgCdcConfig::new("postgres://postgres@127.0.0.1/app", ["public.orders"])?;
+/// let source = PgCdc::connect(config, MemoryStore::new()).await?;
+/// let bus = Bus::new();
+/// let served = Workflow::new(&bus).serve(source).handle(|env: Envelope<Change>, _ctx: Context| async move {
+///     println!("{} {:?}", env.meta().event_type(), env.meta().entity_id());
+///     Ok(())
+/// })?;
+/// # served.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgCdc {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgCdc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCdc")
+            .field("name", &self.inner.name)
+            .field("slot", &self.inner.config.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgCdc {
+    /// Connects, checks the server (`wal_level = logical`), creates the publication and the
+    /// slot if absent, and reads the checkpoint named by the config from `checkpoints`.
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::WalLevel`], [`CdcError::Permission`], [`CdcError::SlotInUse`] with what to
+    /// change; [`CdcError::Invalid`] for a missing table, a table without a primary key or
+    /// replica identity, a slot of another plugin; [`CdcError::Database`] if the server
+    /// cannot be reached; [`CdcError::Checkpoint`] if the store fails.
+    ///
+    /// # Examples
+    ///
+    /// See [`PgCdc`].
+    pub async fn connect(
+        config: PgCdcConfig,
+        checkpoints: impl IntoArc<dyn Checkpoints>,
+    ) -> Result<PgCdc, CdcError> {
+        let checkpoints = checkpoints.into_arc();
+        let client = connect(&config.url).await?;
+        let keys = setup(&client, &config).await?;
+        let name = config.checkpoint_name();
+        let stored: Stored = match checkpoints.get(&name).await.map_err(CdcError::Checkpoint)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                CdcError::Invalid(format!("checkpoint {name:?} does not parse: {e}"))
+            })?,
+            None => Stored::default(),
+        };
+        let confirmed = if config.snapshot && !stored.snapshot_done {
+            None
+        } else {
+            Some(PgPos::Stream {
+                commit: stored.commit,
+                pos: stored.pos,
+                end: stored.end,
+            })
+        };
+        let written = confirmed;
+        Ok(PgCdc {
+            inner: Arc::new(Inner {
+                name,
+                checkpoints,
+                tracker: Arc::new(Mutex::new(Tracker::new(confirmed))),
+                reader: tokio::sync::Mutex::new(Reader {
+                    client,
+                    stream: None,
+                    rows: 0,
+                    relations: Default::default(),
+                    tx: None,
+                    stored,
+                    written,
+                    last_write: Instant::now(),
+                    advanced: 0,
+                    peek_upto: 0,
+                    last_end: 0,
+                    caught_up: None,
+                    snapshot: None,
+                    idle_since: None,
+                }),
+                limits: Limits::default(),
+                keys,
+                source: SmolStr::from(format!("/syncbus/cdc/postgres/{}", config.slot)),
+                config,
+            }),
+        })
+    }
+
+    /// Writes the confirmed position to the checkpoint store and advances the slot now
+    /// (call it before stopping, so a restart repeats nothing already settled).
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::Checkpoint`] or [`CdcError::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(source: syncbus_cdc::PgCdc) -> Result<(), syncbus_cdc::CdcError> {
+    /// source.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self) -> Result<(), CdcError> {
+        let mut r = self.inner.reader.lock().await;
+        self.flush_locked(&mut r, true).await
+    }
+
+    /// Drops the slot and the publication (when a reader is retired; the slot otherwise
+    /// keeps WAL on the server). Nothing happens for what does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`CdcError::SlotInUse`] while another connection reads the slot, [`CdcError::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), syncbus_cdc::CdcError> {
+    /// syncbus_cdc::PgCdc::drop_slot("postgres://postgres@127.0.0.1/app", "orders_cdc", "orders_cdc").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn drop_slot(url: &str, slot: &str, publication: &str) -> Result<(), CdcError> {
+        let client = connect(url).await?;
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| pg_error("drop the slot", slot, e))?;
+        client
+            .batch_execute(&format!(
+                "DROP PUBLICATION IF EXISTS {}",
+                quote(publication)
+            ))
+            .await
+            .map_err(|e| pg_error("drop the publication", slot, e))?;
+        Ok(())
+    }
+
+    async fn flush_locked(&self, r: &mut Reader, force: bool) -> Result<(), CdcError> {
+        let (confirmed, mark, idle) = {
+            let mut t = self.inner.tracker.lock();
+            t.drain();
+            (
+                t.confirmed(),
+                t.last_mark(),
+                t.in_flight() == 0 && !t.rewind_pending(),
+            )
+        };
+        let mut slot_end = match mark {
+            Some(PgPos::Stream { end, .. }) => end,
+            _ => 0,
+        };
+        // Everything the last peek returned is confirmed and it read the WAL to `upto`: the
+        // slot may pass WAL with nothing for us (other tables, other databases), so the next
+        // peek does not decode it again.
+        let snapshot_pending =
+            self.inner.config.snapshot && !matches!(confirmed, Some(PgPos::Stream { .. }));
+        if let (Some(upto), true, false) = (r.caught_up, idle, snapshot_pending) {
+            slot_end = slot_end.max(upto);
+        }
+        let advance = r.stream.is_none() && slot_end > r.advanced;
+        if confirmed != r.written
+            && (force || advance || r.last_write.elapsed() >= self.inner.config.checkpoint_every)
+        {
+            match confirmed {
+                Some(PgPos::Stream { commit, pos, end }) => {
+                    r.stored.commit = commit;
+                    r.stored.pos = pos;
+                    r.stored.end = end;
+                    r.stored.snapshot_done = true;
+                }
+                Some(p @ PgPos::Snapshot(_)) => {
+                    r.stored.snapshot_done = p == SNAPSHOT_DONE;
+                }
+                None => {}
+            }
+            let bytes = serde_json::to_vec(&r.stored).unwrap_or_default();
+            self.inner
+                .checkpoints
+                .put(&self.inner.name, bytes)
+                .await
+                .map_err(CdcError::Checkpoint)?;
+            r.written = confirmed;
+            r.last_write = Instant::now();
+            if r.stored.snapshot_done {
+                // The snapshot's transaction ends with its connection.
+                r.snapshot = None;
+            }
+            metrics::counter!("syncbus_cdc_checkpoints_total", "reader" => self.inner.name.clone())
+                .increment(1);
+        }
+        if advance && r.written == confirmed {
+            let slot = &self.inner.config.slot;
+            r.client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[slot, &lsn_text(slot_end)],
+                )
+                .await
+                .map_err(|e| pg_error("advance the slot", slot, e))?;
+            r.advanced = slot_end;
+        }
+        Ok(())
+    }
+
+    async fn peek(&self, r: &mut Reader) -> Result<(), CdcError> {
+        if r.client.is_closed() {
+            r.client = connect(&self.inner.config.url).await?;
+        }
+        let c = &self.inner.config;
+        let page = c.page as i32;
+        let publication = c.publication_name().to_owned();
+        let params: [&(dyn ToSql + Sync); 3] = [&c.slot, &page, &publication];
+        let upto: String = r
+            .client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .await
+            .map_err(|e| pg_error("read the WAL position", &c.slot, e))?
+            .get(0);
+        r.peek_upto = parse_lsn(&upto).unwrap_or(0);
+        r.last_end = 0;
+        r.caught_up = None;
+        let stream = r
+            .client
+            .query_raw(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                params,
+            )
+            .await
+            .map_err(|e| pg_error("read the replication slot", &c.slot, e))?;
+        r.stream = Some(Box::pin(stream));
+        r.rows = 0;
+        r.tx = None;
+        Ok(())
+    }
+
+    /// Turns one row of the stream into deliveries (none for most messages).
+    fn decode_row(
+        &self,
+        r: &mut Reader,
+        lsn: &str,
+        data: &[u8],
+        out: &mut Vec<PgDelivery>,
+    ) -> Result<(), CdcError> {
+        let at = || lsn.to_owned();
+        let msg = pgoutput::decode(data).map_err(|e| CdcError::Decode {
+            at: at(),
+            message: e.0,
+        })?;
+        let row_lsn = parse_lsn(lsn).unwrap_or(0);
+        match msg {
+            Message::Begin {
+                final_lsn,
+                timestamp,
+                xid,
+            } => {
+                let skip = r.stored.filter.as_ref().is_some_and(|f| f.saw(xid));
+                if skip {
+                    metrics::counter!("syncbus_cdc_snapshot_skipped_total").increment(1);
+                }
+                // µs since 2000-01-01
+                let unix_us = timestamp.saturating_add(946_684_800_000_000);
+                r.tx = Some(Tx {
+                    commit: final_lsn,
+                    xid,
+                    time: Some(Timestamp::from_unix_nanos(unix_us.saturating_mul(1000))),
+                    pos: 0,
+                    skip,
+                });
+            }
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                let Some(tx) = r.tx.take() else {
+                    return Err(CdcError::Decode {
+                        at: at(),
+                        message: "commit without begin".into(),
+                    });
+                };
+                if let Some(f) = &r.stored.filter {
+                    if f.passed(tx.xid) {
+                        // Every transaction the snapshot saw is behind us.
+                        // (the snapshot's own connection goes once its end is checkpointed)
+                        r.stored.filter = None;
+                    }
+                }
+                r.last_end = end_lsn;
+                let pos = PgPos::Stream {
+                    commit: commit_lsn,
+                    pos: u32::MAX,
+                    end: end_lsn,
+                };
+                let mut t = self.inner.tracker.lock();
+                if !t.seen(&pos) {
+                    t.push_mark(pos);
+                }
+            }
+            Message::Relation(rel) => {
+                let rel = self.describe(rel);
+                r.relations.insert(rel.rel.oid, rel);
+            }
+            Message::Other(_) => {}
+            change => {
+                let Some(tx) = r.tx.as_mut() else {
+                    return Err(CdcError::Decode {
+                        at: at(),
+                        message: "change outside a transaction".into(),
+                    });
+                };
+                let rels: Vec<u32> = match &change {
+                    Message::Insert { rel, .. }
+                    | Message::Update { rel, .. }
+                    | Message::Delete { rel, .. } => vec![*rel],
+                    Message::Truncate { rels, .. } => rels.clone(),
+                    _ => vec![],
+                };
+                for rel_oid in rels {
+                    let pos_in_tx = tx.pos;
+                    tx.pos += 1;
+                    let pos = PgPos::Stream {
+                        commit: tx.commit,
+                        pos: pos_in_tx,
+                        end: 0,
+                    };
+                    if self.inner.tracker.lock().seen(&pos) {
+                        continue;
+                    }
+                    let Some(rel) = r.relations.get(&rel_oid) else {
+                        return Err(CdcError::Decode {
+                            at: at(),
+                            message: format!("change to relation {rel_oid} before its description"),
+                        });
+                    };
+                    let env = if tx.skip {
+                        None
+                    } else {
+                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, lsn)?
+                    };
+                    let mut t = self.inner.tracker.lock();
+                    match env {
+                        Some(env) => {
+                            let (ticket, deliveries) = t.push(pos, false);
+                            out.push(PgDelivery {
+                                env,
+                                ticket,
+                                deliveries,
+                                tracker: self.inner.tracker.clone(),
+                            });
+                        }
+                        // Nothing to hand out (a snapshot row, an outbox delete): confirmed in passing.
+                        None => {
+                            t.push(pos, true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self, rel: Relation) -> Rel {
+        let pk = self
+            .inner
+            .keys
+            .get(&(rel.schema.clone(), rel.name.clone()))
+            .filter(|k| !k.is_empty());
+        let key = match pk {
+            Some(pk) => pk
+                .iter()
+                .filter_map(|k| rel.columns.iter().position(|c| &c.name == k))
+                .collect(),
+            None => (0..rel.columns.len())
+                .filter(|&i| rel.columns[i].key)
+                .collect(),
+        };
+        let n = |op| crate::change::names(&rel.schema, &rel.name, op);
+        let names = [n(Op::Insert), n(Op::Update), n(Op::Delete), n(Op::Truncate)];
+        Rel { rel, key, names }
+    }
+
+    fn change_envelope(
+        &self,
+        described: &Rel,
+        change: &Message,
+        tx: &Tx,
+        pos: u32,
+        row_lsn: u64,
+        lsn: &str,
+    ) -> Result<Option<Envelope<Change>>, CdcError> {
+        let rel = &described.rel;
+        let is_outbox = self
+            .inner
+            .config
+            .outbox
+            .as_ref()
+            .is_some_and(|o| o.schema == rel.schema && o.table == rel.name);
+        if is_outbox {
+            let Message::Insert { new, .. } = change else {
+                return Ok(None);
+            };
+            return outbox_envelope(rel, new, &self.inner.limits)
+                .map(Some)
+                .map_err(|message| CdcError::Decode {
+                    at: lsn.to_owned(),
+                    message,
+                });
+        }
+        let cols = &rel.columns;
+        // {"name":value,...} of the columns at `which` (every column when None).
+        let write_row = |out: &mut Vec<u8>, t: &[Datum], which: Option<&[usize]>| {
+            out.push(b'{');
+            let mut first = true;
+            let mut one = |out: &mut Vec<u8>, i: usize| {
+                let (Some(c), Some(d)) = (cols.get(i), t.get(i)) else {
+                    return;
+                };
+                if matches!(d, Datum::Unchanged) {
+                    return;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_str(out, &c.name);
+                out.push(b':');
+                match d {
+                    Datum::Text(s) => write_json(out, c.type_oid, s),
+                    _ => out.extend_from_slice(b"null"),
+                }
+            };
+            match which {
+                Some(idx) => idx.iter().for_each(|&i| one(out, i)),
+                None => (0..t.len()).for_each(|i| one(out, i)),
+            }
+            out.push(b'}');
+        };
+        let key_idx = described.key.as_slice();
+        let (op, key_t, new_t, old_t): Shape<'_> = match change {
+            Message::Insert { new, .. } => (Op::Insert, Some(new), Some(new), None),
+            Message::Update { new, old, .. } => (
+                Op::Update,
+                Some(new),
+                Some(new),
+                match old {
+                    Some(Old::Full(t)) => Some((t.as_slice(), true)),
+                    Some(Old::Key(t)) => Some((t.as_slice(), false)),
+                    None => None,
+                },
+            ),
+            Message::Delete { old, .. } => match old {
+                Old::Full(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), true))),
+                Old::Key(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), false))),
+            },
+            Message::Truncate { .. } => (Op::Truncate, None, None, None),
+            _ => return Ok(None),
+        };
+        let commit = lsn_text(tx.commit);
+        let mut out = Vec::with_capacity(64 + new_t.map_or(0, |t| t.len() * 24));
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(op.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"schema\":");
+        write_str(&mut out, &rel.schema);
+        out.extend_from_slice(b",\"table\":");
+        write_str(&mut out, &rel.name);
+        out.extend_from_slice(b",\"key\":");
+        match key_t {
+            Some(t) => write_row(&mut out, t, Some(key_idx)),
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"new\":");
+        match new_t {
+            Some(t) => write_row(&mut out, t, None),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"old\":");
+        match old_t {
+            Some((t, true)) => write_row(&mut out, t, None),
+            Some((t, false)) => write_row(&mut out, t, Some(key_idx)),
+            None => out.extend_from_slice(b"null"),
+        }
+        if let Message::Truncate {
+            cascade,
+            restart_identity,
+            ..
+        } = change
+        {
+            out.extend_from_slice(
+                format!(",\"cascade\":{cascade},\"restart_identity\":{restart_identity}")
+                    .as_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            format!(",\"lsn\":\"{commit}\",\"pos\":{pos},\"xid\":{}}}", tx.xid).as_bytes(),
+        );
+        let entity = match (op, key_t) {
+            (Op::Truncate, _) | (_, None) => None,
+            (_, Some(t)) => match key_idx {
+                [] => None,
+                [i] => match t.get(*i) {
+                    Some(Datum::Text(s)) => entity_from(s),
+                    _ => None,
+                },
+                many => {
+                    let mut a = vec![b'['];
+                    for (n, &i) in many.iter().enumerate() {
+                        if n > 0 {
+                            a.push(b',');
+                        }
+                        match (t.get(i), cols.get(i)) {
+                            (Some(Datum::Text(s)), Some(c)) => write_json(&mut a, c.type_oid, s),
+                            _ => a.extend_from_slice(b"null"),
+                        }
+                    }
+                    a.push(b']');
+                    entity_from(&String::from_utf8_lossy(&a))
+                }
+            },
+        };
+        Ok(Some(envelope_raw(
+            RawParts {
+                id: change_id(IdKind::PgStream, &self.inner.config.slot, tx.commit, pos),
+                version: Some(row_lsn),
+                time: tx.time,
+                headers: [
+                    ("cdclsn", commit),
+                    ("cdcpos", pos.to_string()),
+                    ("cdcxid", tx.xid.to_string()),
+                ],
+                names: described.names[op as usize].clone(),
+                entity,
+                payload: out,
+            },
+            &self.inner.source,
+        )))
+    }
+
+    async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
+        let deadline = Instant::now() + wait;
+        let max = max.max(1);
+        let mut r = self.inner.reader.lock().await;
+        let rewind = self.inner.tracker.lock().take_rewind();
+        if let Some(at) = rewind {
+            r.stream = None;
+            r.tx = None;
+            r.idle_since = None;
+            r.caught_up = None;
+            if let Some(s) = r.snapshot.as_mut() {
+                s.rewind();
+            }
+            let now = Instant::now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+        }
+        self.flush_locked(&mut r, false).await?;
+        let mut out = Vec::new();
+        if self.inner.config.snapshot && !r.stored.snapshot_done {
+            let done = self.snapshot_step(&mut r, max, &mut out).await?;
+            if !done || !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        loop {
+            if r.stream.is_none() {
+                if let Some(idle) = r.idle_since {
+                    let next = idle + self.inner.config.poll;
+                    let now = Instant::now();
+                    if next > now {
+                        if !out.is_empty() || deadline <= now {
+                            return Ok(out);
+                        }
+                        tokio::time::sleep((next.min(deadline)) - now).await;
+                        if next > deadline {
+                            return Ok(out);
+                        }
+                    }
+                }
+                self.flush_locked(&mut r, false).await?;
+                self.peek(&mut r).await?;
+            }
+            let next = r.stream.as_mut().expect("peeked above").next().await;
+            match next {
+                Some(Ok(row)) => {
+                    r.rows += 1;
+                    let lsn: &str = row.get(0);
+                    let data: &[u8] = row.get(1);
+                    self.decode_row(&mut r, lsn, data, &mut out)?;
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+                Some(Err(e)) => {
+                    r.stream = None;
+                    return Err(pg_error(
+                        "read the replication slot",
+                        &self.inner.config.slot,
+                        e,
+                    ));
+                }
+                None => {
+                    r.stream = None;
+                    // A peek stops only after a whole transaction, so a full page may still have
+                    // read everything: it did if its last commit reached the WAL's end.
+                    let more =
+                        r.rows >= u64::from(self.inner.config.page) && r.last_end < r.peek_upto;
+                    r.idle_since = if more { None } else { Some(Instant::now()) };
+                    if !more {
+                        r.caught_up = Some(r.peek_upto);
+                    }
+                    self.flush_locked(&mut r, false).await?;
+                    if !out.is_empty() || Instant::now() >= deadline {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PgCdc {
+    /// Hands out up to `max` snapshot rows; true once every row was handed out.
+    async fn snapshot_step(
+        &self,
+        r: &mut Reader,
+        max: usize,
+        out: &mut Vec<PgDelivery>,
+    ) -> Result<bool, CdcError> {
+        let c = &self.inner.config;
+        if r.snapshot.is_none() {
+            let s = Snapshot::begin(&c.url, &c.slot).await?;
+            r.stored.filter = Some(s.filter.clone());
+            r.snapshot = Some(s);
+        }
+        let s = r.snapshot.as_mut().expect("made above");
+        if s.read_all {
+            return Ok(true);
+        }
+        let tables: Vec<&TableName> = c
+            .tables
+            .iter()
+            .filter(|t| c.outbox.as_ref() != Some(*t))
+            .collect();
+        while out.len() < max {
+            let Some(rows) = s.next(&tables, max - out.len(), &c.slot).await? else {
+                self.inner.tracker.lock().push_mark(SNAPSHOT_DONE);
+                s.read_all = true;
+                return Ok(true);
+            };
+            for row in rows {
+                let pos = PgPos::Snapshot(row.n);
+                if self.inner.tracker.lock().seen(&pos) {
+                    continue;
+                }
+                let t = tables[row.table];
+                let key_text = Value::Object(row.key.clone()).to_string();
+                let a = fnv64(&[t.schema.as_bytes(), t.table.as_bytes(), key_text.as_bytes()]);
+                let env = envelope(
+                    Parts {
+                        op: Op::Read,
+                        schema: &t.schema,
+                        table: &t.table,
+                        key: row.key,
+                        new: Some(row.new),
+                        old: None,
+                        extra: vec![("snapshot", Value::from(s.filter.xmax))],
+                        id: change_id(IdKind::PgSnapshot, &c.slot, a, s.filter.xmax as u32),
+                        version: None,
+                        time: None,
+                        headers: vec![],
+                        names: None,
+                    },
+                    &self.inner.source,
+                );
+                let (ticket, deliveries) = self.inner.tracker.lock().push(pos, false);
+                out.push(PgDelivery {
+                    env,
+                    ticket,
+                    deliveries,
+                    tracker: self.inner.tracker.clone(),
+                });
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// An outbox row's `envelope` column (bytea, hex text form) as the envelope it holds.
+fn outbox_envelope(
+    rel: &Relation,
+    new: &[Datum],
+    limits: &Limits,
+) -> Result<Envelope<Change>, String> {
+    let i = rel
+        .columns
+        .iter()
+        .position(|c| c.name == "envelope")
+        .ok_or_else(|| {
+            format!(
+                "outbox table {}.{} has no envelope column",
+                rel.schema, rel.name
+            )
+        })?;
+    let Some(Datum::Text(hex)) = new.get(i) else {
+        return Err("outbox row without an envelope".into());
+    };
+    let hex = hex.strip_prefix("\\x").ok_or("envelope is not bytea")?;
+    let bytes = decode_hex(hex).ok_or("envelope is not hex")?;
+    let env = Binary::decode(&bytes, limits).map_err(|e| e.to_string())?;
+    Ok(env.map_payload(Change))
+}
+
+impl Source for PgCdc {
+    type Payload = Change;
+    type Delivery = PgDelivery;
+    type Error = CdcError;
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
+        let out = self.fetch_inner(max, wait).await?;
+        metrics::counter!("syncbus_cdc_changes_total", "reader" => self.inner.name.clone())
+            .increment(out.len() as u64);
+        Ok(out)
+    }
+}
+
+/// One change handed out by [`PgCdc`]: settle it with `ack` (or `term`) to let the
+/// confirmed position pass it, or `nak` to read it (and everything after it) again.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(source: syncbus_cdc::PgCdc) -> Result<(), syncbus_cdc::CdcError> {
+/// use std::time::Duration;
+/// use syncbus_core::{Settle, Source};
+/// for d in source.fetch(100, Duration::from_secs(1)).await? {
+///     println!("{}", d.envelope().meta().event_type());
+///     d.ack().await?;
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PgDelivery {
+    env: Envelope<Change>,
+    ticket: Ticket,
+    deliveries: u32,
+    tracker: Arc<Mutex<Tracker<PgPos>>>,
+}
+
+impl std::fmt::Debug for PgDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDelivery")
+            .field("id", self.env.id())
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settle for PgDelivery {
+    type Payload = Change;
+    type Error = CdcError;
+
+    fn envelope(&self) -> &Envelope<Change> {
+        &self.env
+    }
+
+    fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    async fn ack(self) -> Result<(), CdcError> {
+        self.tracker.lock().settle(self.ticket);
+        Ok(())
+    }
+
+    async fn nak(self, delay: Duration) -> Result<(), CdcError> {
+        self.tracker.lock().nak(self.ticket, Instant::now() + delay);
+        Ok(())
+    }
+
+    async fn term(self) -> Result<(), CdcError> {
+        self.tracker.lock().settle(self.ticket);
+        Ok(())
+    }
+
+    async fn in_progress(&mut self) -> Result<(), CdcError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(lsn_text(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn wal_level_error_says_what_to_change() {
+        let e = check_wal_level("replica").unwrap_err();
+        assert!(e.to_string().contains("wal_level = logical"), "{e}");
+        assert!(check_wal_level("logical").is_ok());
+    }
+}
