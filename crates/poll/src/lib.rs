@@ -41,7 +41,6 @@ mod error;
 mod http;
 mod hybrid;
 mod poller;
-mod raw;
 mod source;
 mod versions;
 
@@ -53,6 +52,7 @@ pub use crate::http::{
 };
 pub use crate::hybrid::{Hybrid, HybridMetrics};
 pub use crate::poller::{OpenError, PollDelivery, PollMetrics, Poller};
-pub use crate::raw::RawEvent;
 pub use crate::source::{Cursor, Page, PollSource};
 pub use crate::versions::{AppliedVersions, GateMetrics, VersionGate};
+/// Any event with its payload as the bytes it came with (the workflow crate's, re-exported).
+pub use syncbus_workflow::RawEvent;

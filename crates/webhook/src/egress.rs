@@ -44,8 +44,8 @@ use syncbus_workflow::{
     ServeError, Served, Workflow,
 };
 
-use crate::raw::RawEvent;
 use crate::signature::{unix_now, Secret, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use syncbus_workflow::RawEvent;
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

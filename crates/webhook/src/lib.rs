@@ -36,7 +36,6 @@ mod egress;
 mod ingress;
 mod intake;
 mod mapping;
-mod raw;
 mod signature;
 
 pub use crate::egress::{
@@ -47,8 +46,9 @@ pub use crate::ingress::{
     DEFAULT_MAX_BODY, DUPLICATE_HEADER,
 };
 pub use crate::mapping::{MapError, Mapped, Mapping};
-pub use crate::raw::RawEvent;
 pub use crate::signature::{
     unix_now, Secret, SecretError, SignatureError, Verifier, DEFAULT_TOLERANCE, WEBHOOK_ID,
     WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
+/// Any event with its payload as the bytes it came with (the workflow crate's, re-exported).
+pub use syncbus_workflow::RawEvent;

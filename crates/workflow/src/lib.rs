@@ -77,6 +77,7 @@ mod layer;
 mod layers;
 mod metrics;
 mod pending;
+mod raw;
 mod saga;
 mod serve;
 mod storable;
@@ -102,6 +103,7 @@ pub use crate::layers::{
     TimeoutLayer, WhenOpen, REDRIVE_HEADER,
 };
 pub use crate::metrics::WorkflowMetrics;
+pub use crate::raw::RawEvent;
 pub use crate::saga::{RunningSaga, Saga};
 pub use crate::serve::{OtherTypes, ServeError, ServeMetrics, Served, WorkflowServe};
 pub use crate::storable::Storable;
