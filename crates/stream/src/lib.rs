@@ -63,6 +63,7 @@ mod batch;
 mod error;
 mod join;
 mod reconcile;
+#[cfg(feature = "schedule")]
 mod schedule;
 mod source;
 mod state;
@@ -78,6 +79,7 @@ pub use crate::reconcile::{
     ByDigest, Compare, Drift, DriftKind, Entry, Equal, Page, Reconcile, ReconcileError,
     ReconcileReport, Repairs, Side, SnapshotReader, DEFAULT_PAGE_SIZE,
 };
+#[cfg(feature = "schedule")]
 pub use crate::schedule::{
     Clock, Job, JobRun, JobStatus, Missed, RunningJob, Schedule, ScheduleError, SystemClock,
     TestClock,
@@ -96,7 +98,9 @@ pub use crate::window::{
     Aggregator, Count, Emit, Fold, Late, LateReason, Sum, Window, WindowAggregate, Windowed,
     WindowedStream, Windows,
 };
+#[cfg(feature = "schedule")]
 /// The date-time crate schedules are read with (`DateTime<Utc>` in [`JobRun`], [`JobStatus`]).
 pub use chrono;
+#[cfg(feature = "schedule")]
 /// The IANA time zones a [`Schedule`] can be read in (`chrono_tz::Europe::Paris`).
 pub use chrono_tz;
