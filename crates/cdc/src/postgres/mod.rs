@@ -38,10 +38,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use syncbus_core::{Settle, Source};
-use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
+use syncbus_envelope::{Binary, Envelope, Headers, Limits, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{PgLsn, ToSql};
 use tokio_postgres::{Client, RowStream};
 
 pub use self::config::PgCdcConfig;
@@ -49,7 +49,8 @@ use self::config::{quote, TableName};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
 use self::snapshot::{Snapshot, SnapshotFilter};
 use crate::change::{
-    change_id, entity_from, envelope, envelope_raw, fnv64, Change, IdKind, Op, Parts, RawParts,
+    change_id, change_id_salted, entity_from, envelope, envelope_raw, fnv64, reader_salt, Change,
+    IdKind, Op, Parts, RawParts,
 };
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Old, Relation};
@@ -215,14 +216,18 @@ struct Rel {
     rel: Relation,
     key: Vec<usize>,
     names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
+    /// Each op's payload up to the key: `{"op":..,"schema":..,"table":..,"key":`.
+    heads: [Vec<u8>; 4],
+    /// Each column's `"name":`.
+    fields: Vec<Vec<u8>>,
 }
 
 /// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
 type Shape<'a> = (
     Op,
-    Option<&'a [Datum]>,
-    Option<&'a [Datum]>,
-    Option<(&'a [Datum], bool)>,
+    Option<&'a [Datum<'a>]>,
+    Option<&'a [Datum<'a>]>,
+    Option<(&'a [Datum<'a>], bool)>,
 );
 
 /// The transaction being read.
@@ -234,6 +239,10 @@ struct Tx {
     pos: u32,
     /// Already in the snapshot: its changes are skipped.
     skip: bool,
+    /// The commit LSN as text, and the headers every change of it carries (`cdcpos` set per
+    /// change): made once per transaction, not per change.
+    commit_text: String,
+    headers: Headers,
 }
 
 struct Reader {
@@ -267,6 +276,8 @@ struct Inner {
     limits: Limits,
     keys: PrimaryKeys,
     source: SmolStr,
+    /// The slot name's part of every change id (hashed once).
+    salt: u32,
 }
 
 /// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
@@ -395,6 +406,7 @@ impl PgCdc {
                 limits: Limits::default(),
                 keys,
                 source: SmolStr::from(format!("/syncbus/cdc/postgres/{}", config.slot)),
+                salt: reader_salt(&config.slot),
                 config,
             }),
         })
@@ -539,7 +551,7 @@ impl PgCdc {
         let stream = r
             .client
             .query_raw(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
                 params,
             )
             .await
@@ -554,16 +566,15 @@ impl PgCdc {
     fn decode_row(
         &self,
         r: &mut Reader,
-        lsn: &str,
+        row_lsn: u64,
         data: &[u8],
         out: &mut Vec<PgDelivery>,
     ) -> Result<(), CdcError> {
-        let at = || lsn.to_owned();
+        let at = || lsn_text(row_lsn);
         let msg = pgoutput::decode(data).map_err(|e| CdcError::Decode {
             at: at(),
             message: e.0,
         })?;
-        let row_lsn = parse_lsn(lsn).unwrap_or(0);
         match msg {
             Message::Begin {
                 final_lsn,
@@ -576,12 +587,20 @@ impl PgCdc {
                 }
                 // µs since 2000-01-01
                 let unix_us = timestamp.saturating_add(946_684_800_000_000);
+                let commit_text = lsn_text(final_lsn);
+                let mut headers = Headers::new();
+                // Valid names, short ASCII values: these never fail.
+                let _ = headers.insert("cdclsn", &commit_text);
+                let _ = headers.insert("cdcpos", "0");
+                let _ = headers.insert("cdcxid", Decimal::new(u64::from(xid)).as_str());
                 r.tx = Some(Tx {
                     commit: final_lsn,
                     xid,
                     time: Some(Timestamp::from_unix_nanos(unix_us.saturating_mul(1000))),
                     pos: 0,
                     skip,
+                    commit_text,
+                    headers,
                 });
             }
             Message::Commit {
@@ -625,14 +644,14 @@ impl PgCdc {
                         message: "change outside a transaction".into(),
                     });
                 };
-                let rels: Vec<u32> = match &change {
+                let rels: &[u32] = match &change {
                     Message::Insert { rel, .. }
                     | Message::Update { rel, .. }
-                    | Message::Delete { rel, .. } => vec![*rel],
-                    Message::Truncate { rels, .. } => rels.clone(),
-                    _ => vec![],
+                    | Message::Delete { rel, .. } => std::slice::from_ref(rel),
+                    Message::Truncate { rels, .. } => rels,
+                    _ => &[],
                 };
-                for rel_oid in rels {
+                for &rel_oid in rels {
                     let pos_in_tx = tx.pos;
                     tx.pos += 1;
                     let pos = PgPos::Stream {
@@ -652,7 +671,7 @@ impl PgCdc {
                     let env = if tx.skip {
                         None
                     } else {
-                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, lsn)?
+                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, row_lsn)?
                     };
                     let mut t = self.inner.tracker.lock();
                     match env {
@@ -693,17 +712,50 @@ impl PgCdc {
         };
         let n = |op| crate::change::names(&rel.schema, &rel.name, op);
         let names = [n(Op::Insert), n(Op::Update), n(Op::Delete), n(Op::Truncate)];
-        Rel { rel, key, names }
+        let head = |op: Op| {
+            let mut h = Vec::with_capacity(48 + rel.schema.len() + rel.name.len());
+            h.extend_from_slice(b"{\"op\":\"");
+            h.extend_from_slice(op.as_str().as_bytes());
+            h.extend_from_slice(b"\",\"schema\":");
+            write_str(&mut h, &rel.schema);
+            h.extend_from_slice(b",\"table\":");
+            write_str(&mut h, &rel.name);
+            h.extend_from_slice(b",\"key\":");
+            h
+        };
+        let heads = [
+            head(Op::Insert),
+            head(Op::Update),
+            head(Op::Delete),
+            head(Op::Truncate),
+        ];
+        let fields = rel
+            .columns
+            .iter()
+            .map(|c| {
+                let mut f = Vec::with_capacity(c.name.len() + 3);
+                write_str(&mut f, &c.name);
+                f.push(b':');
+                f
+            })
+            .collect();
+        Rel {
+            rel,
+            key,
+            names,
+            heads,
+            fields,
+        }
     }
 
     fn change_envelope(
         &self,
         described: &Rel,
-        change: &Message,
+        change: &Message<'_>,
         tx: &Tx,
         pos: u32,
         row_lsn: u64,
-        lsn: &str,
+        lsn: u64,
     ) -> Result<Option<Envelope<Change>>, CdcError> {
         let rel = &described.rel;
         let is_outbox = self
@@ -719,17 +771,18 @@ impl PgCdc {
             return outbox_envelope(rel, new, &self.inner.limits)
                 .map(Some)
                 .map_err(|message| CdcError::Decode {
-                    at: lsn.to_owned(),
+                    at: lsn_text(lsn),
                     message,
                 });
         }
         let cols = &rel.columns;
+        let fields = &described.fields;
         // {"name":value,...} of the columns at `which` (every column when None).
-        let write_row = |out: &mut Vec<u8>, t: &[Datum], which: Option<&[usize]>| {
+        let write_row = |out: &mut Vec<u8>, t: &[Datum<'_>], which: Option<&[usize]>| {
             out.push(b'{');
             let mut first = true;
             let mut one = |out: &mut Vec<u8>, i: usize| {
-                let (Some(c), Some(d)) = (cols.get(i), t.get(i)) else {
+                let (Some(c), Some(d), Some(f)) = (cols.get(i), t.get(i), fields.get(i)) else {
                     return;
                 };
                 if matches!(d, Datum::Unchanged) {
@@ -739,8 +792,7 @@ impl PgCdc {
                     out.push(b',');
                 }
                 first = false;
-                write_str(out, &c.name);
-                out.push(b':');
+                out.extend_from_slice(f);
                 match d {
                     Datum::Text(s) => write_json(out, c.type_oid, s),
                     _ => out.extend_from_slice(b"null"),
@@ -772,15 +824,26 @@ impl PgCdc {
             Message::Truncate { .. } => (Op::Truncate, None, None, None),
             _ => return Ok(None),
         };
-        let commit = lsn_text(tx.commit);
-        let mut out = Vec::with_capacity(64 + new_t.map_or(0, |t| t.len() * 24));
-        out.extend_from_slice(b"{\"op\":\"");
-        out.extend_from_slice(op.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"schema\":");
-        write_str(&mut out, &rel.schema);
-        out.extend_from_slice(b",\"table\":");
-        write_str(&mut out, &rel.name);
-        out.extend_from_slice(b",\"key\":");
+        // Sized so that the common row needs no reallocation.
+        let row_len = |t: Option<&[Datum<'_>]>| {
+            t.map_or(4, |t| {
+                t.iter()
+                    .zip(cols)
+                    .map(|(d, c)| match d {
+                        Datum::Text(s) => c.name.len() + s.len() + 6,
+                        _ => c.name.len() + 8,
+                    })
+                    .sum::<usize>()
+                    + 2
+            })
+        };
+        let mut out = Vec::with_capacity(
+            96 + rel.schema.len()
+                + rel.name.len()
+                + 2 * row_len(new_t.or(old_t.map(|o| o.0)))
+                + row_len(old_t.map(|o| o.0)),
+        );
+        out.extend_from_slice(&described.heads[op as usize]);
         match key_t {
             Some(t) => write_row(&mut out, t, Some(key_idx)),
             None => out.extend_from_slice(b"{}"),
@@ -807,9 +870,17 @@ impl PgCdc {
                     .as_bytes(),
             );
         }
-        out.extend_from_slice(
-            format!(",\"lsn\":\"{commit}\",\"pos\":{pos},\"xid\":{}}}", tx.xid).as_bytes(),
-        );
+        let pos_text = Decimal::new(u64::from(pos));
+        out.extend_from_slice(b",\"lsn\":\"");
+        out.extend_from_slice(tx.commit_text.as_bytes());
+        out.extend_from_slice(b"\",\"pos\":");
+        out.extend_from_slice(pos_text.as_str().as_bytes());
+        out.extend_from_slice(b",\"xid\":");
+        out.extend_from_slice(Decimal::new(u64::from(tx.xid)).as_str().as_bytes());
+        out.push(b'}');
+        let mut headers = tx.headers.clone();
+        // Replaces the placeholder in place (the name is valid, the value digits).
+        let _ = headers.insert("cdcpos", pos_text.as_str());
         let entity = match (op, key_t) {
             (Op::Truncate, _) | (_, None) => None,
             (_, Some(t)) => match key_idx {
@@ -836,14 +907,10 @@ impl PgCdc {
         };
         Ok(Some(envelope_raw(
             RawParts {
-                id: change_id(IdKind::PgStream, &self.inner.config.slot, tx.commit, pos),
+                id: change_id_salted(IdKind::PgStream, self.inner.salt, tx.commit, pos),
                 version: Some(row_lsn),
                 time: tx.time,
-                headers: [
-                    ("cdclsn", commit),
-                    ("cdcpos", pos.to_string()),
-                    ("cdcxid", tx.xid.to_string()),
-                ],
+                headers,
                 names: described.names[op as usize].clone(),
                 entity,
                 payload: out,
@@ -871,7 +938,7 @@ impl PgCdc {
             }
         }
         self.flush_locked(&mut r, false).await?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(1024));
         if self.inner.config.snapshot && !r.stored.snapshot_done {
             let done = self.snapshot_step(&mut r, max, &mut out).await?;
             if !done || !out.is_empty() {
@@ -900,8 +967,18 @@ impl PgCdc {
             match next {
                 Some(Ok(row)) => {
                     r.rows += 1;
-                    let lsn: &str = row.get(0);
-                    let data: &[u8] = row.get(1);
+                    let (lsn, data) = match (row.try_get::<_, PgLsn>(0), row.try_get::<_, &[u8]>(1))
+                    {
+                        (Ok(lsn), Ok(data)) => (u64::from(lsn), data),
+                        (Err(e), _) | (_, Err(e)) => {
+                            r.stream = None;
+                            return Err(pg_error(
+                                "read the replication slot",
+                                &self.inner.config.slot,
+                                e,
+                            ));
+                        }
+                    };
                     self.decode_row(&mut r, lsn, data, &mut out)?;
                     if out.len() >= max {
                         return Ok(out);
@@ -1002,10 +1079,37 @@ impl PgCdc {
     }
 }
 
+/// A number's decimal digits, written without a formatter or an allocation.
+struct Decimal {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut v: u64) -> Decimal {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
 /// An outbox row's `envelope` column (bytea, hex text form) as the envelope it holds.
 fn outbox_envelope(
     rel: &Relation,
-    new: &[Datum],
+    new: &[Datum<'_>],
     limits: &Limits,
 ) -> Result<Envelope<Change>, String> {
     let i = rel
@@ -1110,6 +1214,13 @@ impl Settle for PgDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals() {
+        for v in [0u64, 7, 10, 999, 4_294_967_295, u64::MAX] {
+            assert_eq!(Decimal::new(v).as_str(), v.to_string());
+        }
+    }
 
     #[test]
     fn lsn_round_trip() {
