@@ -27,8 +27,8 @@
 
 use serde_json::{Map, Value};
 use syncbus_envelope::{
-    Bytes, DecodeError, EncodeError, Encoded, EntityId, Envelope, EventId, EventType, Headers,
-    Metadata, Payload, SmolStr, Timestamp, Topic,
+    Bytes, DecodeError, EncodeError, Encoded, EntityId, Envelope, EventId, EventType, Metadata,
+    Payload, SmolStr, Timestamp, Topic,
 };
 use syncbus_workflow::Storable;
 
@@ -261,39 +261,6 @@ pub(crate) struct Parts<'a> {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Type and topic made beforehand (else made from schema, table and op).
     pub(crate) names: Option<(EventType, Option<Topic>)>,
-}
-
-/// An envelope whose payload was written already (the PostgreSQL hot path).
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-#[derive(Debug)]
-pub(crate) struct RawParts {
-    pub(crate) id: EventId,
-    pub(crate) version: Option<u64>,
-    pub(crate) time: Option<Timestamp>,
-    pub(crate) headers: Headers,
-    pub(crate) names: (EventType, Option<Topic>),
-    pub(crate) entity: Option<EntityId>,
-    pub(crate) payload: Vec<u8>,
-}
-
-/// The envelope of a change whose payload is written.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn envelope_raw(p: RawParts, source: &SmolStr) -> Envelope<Change> {
-    let (ty, topic) = p.names;
-    let mut meta = Metadata::new(ty)
-        .with_id(p.id)
-        .with_source(source.clone())
-        .with_content_type("application/json")
-        .with_version(p.version)
-        .with_entity_id(p.entity);
-    if let Some(topic) = topic {
-        meta.set_topic(topic);
-    }
-    if let Some(t) = p.time {
-        meta.set_time(t);
-    }
-    meta.set_headers(p.headers);
-    Envelope::new(meta, Change(Bytes::from(p.payload)))
 }
 
 /// An entity id from its text, or none (counted, logged) if it is no valid entity id.

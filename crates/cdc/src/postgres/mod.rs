@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use syncbus_core::{Settle, Source};
-use syncbus_envelope::{Binary, Envelope, Headers, Limits, SmolStr, Timestamp};
+use syncbus_envelope::{Binary, Bytes, Envelope, Headers, Limits, Metadata, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{PgLsn, ToSql};
@@ -49,8 +49,8 @@ use self::config::{quote, TableName};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
 use self::snapshot::{Snapshot, SnapshotFilter};
 use crate::change::{
-    change_id, change_id_salted, entity_from, envelope, envelope_raw, fnv64, reader_salt, Change,
-    IdKind, Op, Parts, RawParts,
+    change_id, change_id_salted, entity_from, envelope, fnv64, reader_salt, Change, IdKind, Op,
+    Parts,
 };
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Old, Relation};
@@ -243,6 +243,11 @@ struct Tx {
     /// change): made once per transaction, not per change.
     commit_text: String,
     headers: Headers,
+    /// Per relation and op, the metadata its changes share (type, topic, source, content
+    /// type, time, headers): cloned per change, so the rare-field block is built once.
+    metas: Vec<((u32, Op), Metadata)>,
+    /// The payload is written here, then copied out at its exact length.
+    scratch: Vec<u8>,
 }
 
 struct Reader {
@@ -601,6 +606,8 @@ impl PgCdc {
                     skip,
                     commit_text,
                     headers,
+                    metas: Vec::new(),
+                    scratch: Vec::new(),
                 });
             }
             Message::Commit {
@@ -752,7 +759,7 @@ impl PgCdc {
         &self,
         described: &Rel,
         change: &Message<'_>,
-        tx: &Tx,
+        tx: &mut Tx,
         pos: u32,
         row_lsn: u64,
         lsn: u64,
@@ -837,7 +844,9 @@ impl PgCdc {
                     + 2
             })
         };
-        let mut out = Vec::with_capacity(
+        let mut out = std::mem::take(&mut tx.scratch);
+        out.clear();
+        out.reserve(
             96 + rel.schema.len()
                 + rel.name.len()
                 + 2 * row_len(new_t.or(old_t.map(|o| o.0)))
@@ -878,9 +887,8 @@ impl PgCdc {
         out.extend_from_slice(b",\"xid\":");
         out.extend_from_slice(Decimal::new(u64::from(tx.xid)).as_str().as_bytes());
         out.push(b'}');
-        let mut headers = tx.headers.clone();
-        // Replaces the placeholder in place (the name is valid, the value digits).
-        let _ = headers.insert("cdcpos", pos_text.as_str());
+        let payload = Bytes::copy_from_slice(&out);
+        tx.scratch = out;
         let entity = match (op, key_t) {
             (Op::Truncate, _) | (_, None) => None,
             (_, Some(t)) => match key_idx {
@@ -905,18 +913,37 @@ impl PgCdc {
                 }
             },
         };
-        Ok(Some(envelope_raw(
-            RawParts {
-                id: change_id_salted(IdKind::PgStream, self.inner.salt, tx.commit, pos),
-                version: Some(row_lsn),
-                time: tx.time,
-                headers,
-                names: described.names[op as usize].clone(),
-                entity,
-                payload: out,
-            },
-            &self.inner.source,
-        )))
+        let shared = (rel.oid, op);
+        let i = match tx.metas.iter().position(|(k, _)| *k == shared) {
+            Some(i) => i,
+            None => {
+                let (ty, topic) = described.names[op as usize].clone();
+                let mut m = Metadata::new(ty)
+                    .with_source(self.inner.source.clone())
+                    .with_content_type("application/json");
+                if let Some(topic) = topic {
+                    m.set_topic(topic);
+                }
+                if let Some(t) = tx.time {
+                    m.set_time(t);
+                }
+                m.set_headers(tx.headers.clone());
+                tx.metas.push((shared, m));
+                tx.metas.len() - 1
+            }
+        };
+        let mut meta = tx.metas[i].1.clone();
+        meta.set_id(change_id_salted(
+            IdKind::PgStream,
+            self.inner.salt,
+            tx.commit,
+            pos,
+        ));
+        meta.set_version(Some(row_lsn));
+        meta.set_entity_id(entity);
+        // Replaces the placeholder in place (the name is valid, the value digits).
+        let _ = meta.headers_mut().insert("cdcpos", pos_text.as_str());
+        Ok(Some(Envelope::new(meta, Change(payload))))
     }
 
     async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
