@@ -270,6 +270,8 @@ struct Reader {
     snapshot: Option<Snapshot>,
     /// The slot had nothing more when last asked; ask again after `poll`.
     idle_since: Option<Instant>,
+    /// The current peek handed out something not handed out before.
+    fresh: bool,
 }
 
 struct Inner {
@@ -407,6 +409,7 @@ impl PgCdc {
                     caught_up: None,
                     snapshot: None,
                     idle_since: None,
+                    fresh: false,
                 }),
                 limits: Limits::default(),
                 keys,
@@ -563,6 +566,7 @@ impl PgCdc {
             .map_err(|e| pg_error("read the replication slot", &c.slot, e))?;
         r.stream = Some(Box::pin(stream));
         r.rows = 0;
+        r.fresh = false;
         r.tx = None;
         Ok(())
     }
@@ -637,6 +641,7 @@ impl PgCdc {
                 let mut t = self.inner.tracker.lock();
                 if !t.seen(&pos) {
                     t.push_mark(pos);
+                    r.fresh = true;
                 }
             }
             Message::Relation(rel) => {
@@ -680,6 +685,7 @@ impl PgCdc {
                     } else {
                         self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, row_lsn)?
                     };
+                    r.fresh = true;
                     let mut t = self.inner.tracker.lock();
                     match env {
                         Some(env) => {
@@ -1025,11 +1031,20 @@ impl PgCdc {
                     // read everything: it did if its last commit reached the WAL's end.
                     let more =
                         r.rows >= u64::from(self.inner.config.page) && r.last_end < r.peek_upto;
-                    r.idle_since = if more { None } else { Some(Instant::now()) };
                     if !more {
                         r.caught_up = Some(r.peek_upto);
                     }
                     self.flush_locked(&mut r, false).await?;
+                    // Wait `poll` before the next peek only if this one brought nothing new, or
+                    // what it brought is not confirmed yet (a peek now would return it again).
+                    // A peek whose changes were all confirmed by the time its end was read
+                    // (a big transaction read over many fetches) is followed at once.
+                    let passed = r.last_end > 0 && r.advanced >= r.last_end;
+                    r.idle_since = if more || (r.fresh && passed) {
+                        None
+                    } else {
+                        Some(Instant::now())
+                    };
                     if !out.is_empty() || Instant::now() >= deadline {
                         return Ok(out);
                     }
