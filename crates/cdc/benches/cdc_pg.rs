@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
                     let params: [&(dyn ToSql + Sync); 3] = [&name, &page, &publication];
                     let mut stream = Box::pin(
                         app.query_raw(
-                            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                            "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
                             params,
                         )
                         .await

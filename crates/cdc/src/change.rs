@@ -194,7 +194,17 @@ pub(crate) fn fnv64(parts: &[&[u8]]) -> u64 {
 /// A UUIDv8 (RFC 9562, custom layout) from `a` (64 bits), `b` (32 bits), the kind (2 bits)
 /// and 24 bits of the reader's name: the same change read again gets the same id.
 pub(crate) fn change_id(kind: IdKind, reader: &str, a: u64, b: u32) -> EventId {
-    let salt = u128::from(fnv64(&[reader.as_bytes()]) & 0xff_ffff);
+    change_id_salted(kind, reader_salt(reader), a, b)
+}
+
+/// The reader's name's 24 bits of an id (hash it once, use it for every change).
+pub(crate) fn reader_salt(reader: &str) -> u32 {
+    (fnv64(&[reader.as_bytes()]) & 0xff_ffff) as u32
+}
+
+/// [`change_id`] with the name hashed beforehand ([`reader_salt`]).
+pub(crate) fn change_id_salted(kind: IdKind, salt: u32, a: u64, b: u32) -> EventId {
+    let salt = u128::from(salt & 0xff_ffff);
     let a = u128::from(a);
     let v = ((a >> 16) << 80)
         | (0x8 << 76)
@@ -251,41 +261,6 @@ pub(crate) struct Parts<'a> {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Type and topic made beforehand (else made from schema, table and op).
     pub(crate) names: Option<(EventType, Option<Topic>)>,
-}
-
-/// An envelope whose payload was written already (the PostgreSQL hot path).
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-#[derive(Debug)]
-pub(crate) struct RawParts {
-    pub(crate) id: EventId,
-    pub(crate) version: Option<u64>,
-    pub(crate) time: Option<Timestamp>,
-    pub(crate) headers: [(&'static str, String); 3],
-    pub(crate) names: (EventType, Option<Topic>),
-    pub(crate) entity: Option<EntityId>,
-    pub(crate) payload: Vec<u8>,
-}
-
-/// The envelope of a change whose payload is written.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn envelope_raw(p: RawParts, source: &SmolStr) -> Envelope<Change> {
-    let (ty, topic) = p.names;
-    let mut meta = Metadata::new(ty)
-        .with_id(p.id)
-        .with_source(source.clone())
-        .with_content_type("application/json")
-        .with_version(p.version)
-        .with_entity_id(p.entity);
-    if let Some(topic) = topic {
-        meta.set_topic(topic);
-    }
-    if let Some(t) = p.time {
-        meta.set_time(t);
-    }
-    for (k, v) in &p.headers {
-        let _ = meta.headers_mut().insert(k, v);
-    }
-    Envelope::new(meta, Change(Bytes::from(p.payload)))
 }
 
 /// An entity id from its text, or none (counted, logged) if it is no valid entity id.

@@ -6,6 +6,7 @@
 //! form (`'t'`), as null (`'n'`) or as "unchanged TOASTed value" (`'u'`, an update that did
 //! not touch a large column). Bad input is a [`DecodeError`], never a panic.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A message that does not parse, with what was wrong.
@@ -38,26 +39,27 @@ pub(crate) struct Relation {
 
 /// One column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Datum {
+pub(crate) enum Datum<'a> {
     Null,
     Unchanged,
-    Text(String),
+    /// Borrowed from the message (copied only where it is not UTF-8).
+    Text(Cow<'a, str>),
 }
 
 /// A row: one value per column of its relation.
-pub(crate) type Tuple = Vec<Datum>;
+pub(crate) type Tuple<'a> = Vec<Datum<'a>>;
 
 /// The old row an update or a delete carries: the key columns only (`'K'`) or every
 /// column (`'O'`, replica identity full).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Old {
-    Key(Tuple),
-    Full(Tuple),
+pub(crate) enum Old<'a> {
+    Key(Tuple<'a>),
+    Full(Tuple<'a>),
 }
 
 /// One pgoutput message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Message {
+pub(crate) enum Message<'a> {
     Begin {
         final_lsn: u64,
         timestamp: i64,
@@ -71,16 +73,16 @@ pub(crate) enum Message {
     Relation(Relation),
     Insert {
         rel: u32,
-        new: Tuple,
+        new: Tuple<'a>,
     },
     Update {
         rel: u32,
-        old: Option<Old>,
-        new: Tuple,
+        old: Option<Old<'a>>,
+        new: Tuple<'a>,
     },
     Delete {
         rel: u32,
-        old: Old,
+        old: Old<'a>,
     },
     Truncate {
         rels: Vec<u32>,
@@ -139,7 +141,7 @@ impl<'a> Reader<'a> {
         self.at += nul + 1;
         Ok(s)
     }
-    fn tuple(&mut self) -> Result<Tuple, DecodeError> {
+    fn tuple(&mut self) -> Result<Tuple<'a>, DecodeError> {
         let n = self.u16()? as usize;
         let mut out = Vec::with_capacity(n.min(1600));
         for _ in 0..n {
@@ -148,7 +150,7 @@ impl<'a> Reader<'a> {
                 b'u' => Datum::Unchanged,
                 b't' => {
                     let len = self.u32()? as usize;
-                    Datum::Text(String::from_utf8_lossy(self.take(len)?).into_owned())
+                    Datum::Text(String::from_utf8_lossy(self.take(len)?))
                 }
                 // Binary values only come with the `binary` option, which is never asked for.
                 other => {
@@ -162,7 +164,7 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
-    fn old(&mut self, tag: u8) -> Result<Old, DecodeError> {
+    fn old(&mut self, tag: u8) -> Result<Old<'a>, DecodeError> {
         match tag {
             b'K' => Ok(Old::Key(self.tuple()?)),
             b'O' => Ok(Old::Full(self.tuple()?)),
@@ -175,7 +177,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one message.
-pub(crate) fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
     let mut r = Reader { buf, at: 0 };
     let tag = r.u8()?;
     Ok(match tag {

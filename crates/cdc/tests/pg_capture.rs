@@ -97,6 +97,17 @@ async fn changes_come_in_commit_order_with_keys_and_types() {
         .map(|e| e.meta().headers().get("cdclsn").unwrap().to_owned())
         .collect();
     assert_eq!(lsns.len(), 1);
+    // the headers agree with the payload: commit LSN, position in the transaction, xid
+    for (i, e) in got.iter().enumerate() {
+        let h = e.meta().headers();
+        let doc = e.payload().json().unwrap();
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h.get("cdcpos"), Some(i.to_string().as_str()));
+        assert_eq!(doc["pos"], json!(i));
+        assert_eq!(doc["lsn"].as_str(), h.get("cdclsn"));
+        assert_eq!(Some(doc["xid"].to_string().as_str()), h.get("cdcxid"));
+        assert!(doc["xid"].as_u64().is_some_and(|x| x > 0), "{doc}");
+    }
     let versions: Vec<u64> = got.iter().map(|e| e.meta().version().unwrap()).collect();
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
 

@@ -38,10 +38,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use syncbus_core::{Settle, Source};
-use syncbus_envelope::{Binary, Envelope, Limits, SmolStr, Timestamp};
+use syncbus_envelope::{Binary, Bytes, Envelope, Headers, Limits, Metadata, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{PgLsn, ToSql};
 use tokio_postgres::{Client, RowStream};
 
 pub use self::config::PgCdcConfig;
@@ -49,7 +49,8 @@ use self::config::{quote, TableName};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
 use self::snapshot::{Snapshot, SnapshotFilter};
 use crate::change::{
-    change_id, entity_from, envelope, envelope_raw, fnv64, Change, IdKind, Op, Parts, RawParts,
+    change_id, change_id_salted, entity_from, envelope, fnv64, reader_salt, Change, IdKind, Op,
+    Parts,
 };
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Old, Relation};
@@ -215,14 +216,18 @@ struct Rel {
     rel: Relation,
     key: Vec<usize>,
     names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
+    /// Each op's payload up to the key: `{"op":..,"schema":..,"table":..,"key":`.
+    heads: [Vec<u8>; 4],
+    /// Each column's `"name":`.
+    fields: Vec<Vec<u8>>,
 }
 
 /// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
 type Shape<'a> = (
     Op,
-    Option<&'a [Datum]>,
-    Option<&'a [Datum]>,
-    Option<(&'a [Datum], bool)>,
+    Option<&'a [Datum<'a>]>,
+    Option<&'a [Datum<'a>]>,
+    Option<(&'a [Datum<'a>], bool)>,
 );
 
 /// The transaction being read.
@@ -234,6 +239,15 @@ struct Tx {
     pos: u32,
     /// Already in the snapshot: its changes are skipped.
     skip: bool,
+    /// The commit LSN as text, and the headers every change of it carries (`cdcpos` set per
+    /// change): made once per transaction, not per change.
+    commit_text: String,
+    headers: Headers,
+    /// Per relation and op, the metadata its changes share (type, topic, source, content
+    /// type, time, headers): cloned per change, so the rare-field block is built once.
+    metas: Vec<((u32, Op), Metadata)>,
+    /// The payload is written here, then copied out at its exact length.
+    scratch: Vec<u8>,
 }
 
 struct Reader {
@@ -256,6 +270,8 @@ struct Reader {
     snapshot: Option<Snapshot>,
     /// The slot had nothing more when last asked; ask again after `poll`.
     idle_since: Option<Instant>,
+    /// The current peek handed out something not handed out before.
+    fresh: bool,
 }
 
 struct Inner {
@@ -267,6 +283,8 @@ struct Inner {
     limits: Limits,
     keys: PrimaryKeys,
     source: SmolStr,
+    /// The slot name's part of every change id (hashed once).
+    salt: u32,
 }
 
 /// The PostgreSQL change reader: a [`Source`] of [`Change`]s for `Workflow::serve`. Made by
@@ -391,10 +409,12 @@ impl PgCdc {
                     caught_up: None,
                     snapshot: None,
                     idle_since: None,
+                    fresh: false,
                 }),
                 limits: Limits::default(),
                 keys,
                 source: SmolStr::from(format!("/syncbus/cdc/postgres/{}", config.slot)),
+                salt: reader_salt(&config.slot),
                 config,
             }),
         })
@@ -539,13 +559,14 @@ impl PgCdc {
         let stream = r
             .client
             .query_raw(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
+                "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
                 params,
             )
             .await
             .map_err(|e| pg_error("read the replication slot", &c.slot, e))?;
         r.stream = Some(Box::pin(stream));
         r.rows = 0;
+        r.fresh = false;
         r.tx = None;
         Ok(())
     }
@@ -554,16 +575,15 @@ impl PgCdc {
     fn decode_row(
         &self,
         r: &mut Reader,
-        lsn: &str,
+        row_lsn: u64,
         data: &[u8],
         out: &mut Vec<PgDelivery>,
     ) -> Result<(), CdcError> {
-        let at = || lsn.to_owned();
+        let at = || lsn_text(row_lsn);
         let msg = pgoutput::decode(data).map_err(|e| CdcError::Decode {
             at: at(),
             message: e.0,
         })?;
-        let row_lsn = parse_lsn(lsn).unwrap_or(0);
         match msg {
             Message::Begin {
                 final_lsn,
@@ -576,12 +596,22 @@ impl PgCdc {
                 }
                 // µs since 2000-01-01
                 let unix_us = timestamp.saturating_add(946_684_800_000_000);
+                let commit_text = lsn_text(final_lsn);
+                let mut headers = Headers::new();
+                // Valid names, short ASCII values: these never fail.
+                let _ = headers.insert("cdclsn", &commit_text);
+                let _ = headers.insert("cdcpos", "0");
+                let _ = headers.insert("cdcxid", Decimal::new(u64::from(xid)).as_str());
                 r.tx = Some(Tx {
                     commit: final_lsn,
                     xid,
                     time: Some(Timestamp::from_unix_nanos(unix_us.saturating_mul(1000))),
                     pos: 0,
                     skip,
+                    commit_text,
+                    headers,
+                    metas: Vec::new(),
+                    scratch: Vec::new(),
                 });
             }
             Message::Commit {
@@ -611,6 +641,7 @@ impl PgCdc {
                 let mut t = self.inner.tracker.lock();
                 if !t.seen(&pos) {
                     t.push_mark(pos);
+                    r.fresh = true;
                 }
             }
             Message::Relation(rel) => {
@@ -625,14 +656,14 @@ impl PgCdc {
                         message: "change outside a transaction".into(),
                     });
                 };
-                let rels: Vec<u32> = match &change {
+                let rels: &[u32] = match &change {
                     Message::Insert { rel, .. }
                     | Message::Update { rel, .. }
-                    | Message::Delete { rel, .. } => vec![*rel],
-                    Message::Truncate { rels, .. } => rels.clone(),
-                    _ => vec![],
+                    | Message::Delete { rel, .. } => std::slice::from_ref(rel),
+                    Message::Truncate { rels, .. } => rels,
+                    _ => &[],
                 };
-                for rel_oid in rels {
+                for &rel_oid in rels {
                     let pos_in_tx = tx.pos;
                     tx.pos += 1;
                     let pos = PgPos::Stream {
@@ -652,8 +683,9 @@ impl PgCdc {
                     let env = if tx.skip {
                         None
                     } else {
-                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, lsn)?
+                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, row_lsn)?
                     };
+                    r.fresh = true;
                     let mut t = self.inner.tracker.lock();
                     match env {
                         Some(env) => {
@@ -693,17 +725,50 @@ impl PgCdc {
         };
         let n = |op| crate::change::names(&rel.schema, &rel.name, op);
         let names = [n(Op::Insert), n(Op::Update), n(Op::Delete), n(Op::Truncate)];
-        Rel { rel, key, names }
+        let head = |op: Op| {
+            let mut h = Vec::with_capacity(48 + rel.schema.len() + rel.name.len());
+            h.extend_from_slice(b"{\"op\":\"");
+            h.extend_from_slice(op.as_str().as_bytes());
+            h.extend_from_slice(b"\",\"schema\":");
+            write_str(&mut h, &rel.schema);
+            h.extend_from_slice(b",\"table\":");
+            write_str(&mut h, &rel.name);
+            h.extend_from_slice(b",\"key\":");
+            h
+        };
+        let heads = [
+            head(Op::Insert),
+            head(Op::Update),
+            head(Op::Delete),
+            head(Op::Truncate),
+        ];
+        let fields = rel
+            .columns
+            .iter()
+            .map(|c| {
+                let mut f = Vec::with_capacity(c.name.len() + 3);
+                write_str(&mut f, &c.name);
+                f.push(b':');
+                f
+            })
+            .collect();
+        Rel {
+            rel,
+            key,
+            names,
+            heads,
+            fields,
+        }
     }
 
     fn change_envelope(
         &self,
         described: &Rel,
-        change: &Message,
-        tx: &Tx,
+        change: &Message<'_>,
+        tx: &mut Tx,
         pos: u32,
         row_lsn: u64,
-        lsn: &str,
+        lsn: u64,
     ) -> Result<Option<Envelope<Change>>, CdcError> {
         let rel = &described.rel;
         let is_outbox = self
@@ -719,17 +784,18 @@ impl PgCdc {
             return outbox_envelope(rel, new, &self.inner.limits)
                 .map(Some)
                 .map_err(|message| CdcError::Decode {
-                    at: lsn.to_owned(),
+                    at: lsn_text(lsn),
                     message,
                 });
         }
         let cols = &rel.columns;
+        let fields = &described.fields;
         // {"name":value,...} of the columns at `which` (every column when None).
-        let write_row = |out: &mut Vec<u8>, t: &[Datum], which: Option<&[usize]>| {
+        let write_row = |out: &mut Vec<u8>, t: &[Datum<'_>], which: Option<&[usize]>| {
             out.push(b'{');
             let mut first = true;
             let mut one = |out: &mut Vec<u8>, i: usize| {
-                let (Some(c), Some(d)) = (cols.get(i), t.get(i)) else {
+                let (Some(c), Some(d), Some(f)) = (cols.get(i), t.get(i), fields.get(i)) else {
                     return;
                 };
                 if matches!(d, Datum::Unchanged) {
@@ -739,8 +805,7 @@ impl PgCdc {
                     out.push(b',');
                 }
                 first = false;
-                write_str(out, &c.name);
-                out.push(b':');
+                out.extend_from_slice(f);
                 match d {
                     Datum::Text(s) => write_json(out, c.type_oid, s),
                     _ => out.extend_from_slice(b"null"),
@@ -772,15 +837,28 @@ impl PgCdc {
             Message::Truncate { .. } => (Op::Truncate, None, None, None),
             _ => return Ok(None),
         };
-        let commit = lsn_text(tx.commit);
-        let mut out = Vec::with_capacity(64 + new_t.map_or(0, |t| t.len() * 24));
-        out.extend_from_slice(b"{\"op\":\"");
-        out.extend_from_slice(op.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"schema\":");
-        write_str(&mut out, &rel.schema);
-        out.extend_from_slice(b",\"table\":");
-        write_str(&mut out, &rel.name);
-        out.extend_from_slice(b",\"key\":");
+        // Sized so that the common row needs no reallocation.
+        let row_len = |t: Option<&[Datum<'_>]>| {
+            t.map_or(4, |t| {
+                t.iter()
+                    .zip(cols)
+                    .map(|(d, c)| match d {
+                        Datum::Text(s) => c.name.len() + s.len() + 6,
+                        _ => c.name.len() + 8,
+                    })
+                    .sum::<usize>()
+                    + 2
+            })
+        };
+        let mut out = std::mem::take(&mut tx.scratch);
+        out.clear();
+        out.reserve(
+            96 + rel.schema.len()
+                + rel.name.len()
+                + 2 * row_len(new_t.or(old_t.map(|o| o.0)))
+                + row_len(old_t.map(|o| o.0)),
+        );
+        out.extend_from_slice(&described.heads[op as usize]);
         match key_t {
             Some(t) => write_row(&mut out, t, Some(key_idx)),
             None => out.extend_from_slice(b"{}"),
@@ -807,9 +885,16 @@ impl PgCdc {
                     .as_bytes(),
             );
         }
-        out.extend_from_slice(
-            format!(",\"lsn\":\"{commit}\",\"pos\":{pos},\"xid\":{}}}", tx.xid).as_bytes(),
-        );
+        let pos_text = Decimal::new(u64::from(pos));
+        out.extend_from_slice(b",\"lsn\":\"");
+        out.extend_from_slice(tx.commit_text.as_bytes());
+        out.extend_from_slice(b"\",\"pos\":");
+        out.extend_from_slice(pos_text.as_str().as_bytes());
+        out.extend_from_slice(b",\"xid\":");
+        out.extend_from_slice(Decimal::new(u64::from(tx.xid)).as_str().as_bytes());
+        out.push(b'}');
+        let payload = Bytes::copy_from_slice(&out);
+        tx.scratch = out;
         let entity = match (op, key_t) {
             (Op::Truncate, _) | (_, None) => None,
             (_, Some(t)) => match key_idx {
@@ -834,22 +919,37 @@ impl PgCdc {
                 }
             },
         };
-        Ok(Some(envelope_raw(
-            RawParts {
-                id: change_id(IdKind::PgStream, &self.inner.config.slot, tx.commit, pos),
-                version: Some(row_lsn),
-                time: tx.time,
-                headers: [
-                    ("cdclsn", commit),
-                    ("cdcpos", pos.to_string()),
-                    ("cdcxid", tx.xid.to_string()),
-                ],
-                names: described.names[op as usize].clone(),
-                entity,
-                payload: out,
-            },
-            &self.inner.source,
-        )))
+        let shared = (rel.oid, op);
+        let i = match tx.metas.iter().position(|(k, _)| *k == shared) {
+            Some(i) => i,
+            None => {
+                let (ty, topic) = described.names[op as usize].clone();
+                let mut m = Metadata::new(ty)
+                    .with_source(self.inner.source.clone())
+                    .with_content_type("application/json");
+                if let Some(topic) = topic {
+                    m.set_topic(topic);
+                }
+                if let Some(t) = tx.time {
+                    m.set_time(t);
+                }
+                m.set_headers(tx.headers.clone());
+                tx.metas.push((shared, m));
+                tx.metas.len() - 1
+            }
+        };
+        let mut meta = tx.metas[i].1.clone();
+        meta.set_id(change_id_salted(
+            IdKind::PgStream,
+            self.inner.salt,
+            tx.commit,
+            pos,
+        ));
+        meta.set_version(Some(row_lsn));
+        meta.set_entity_id(entity);
+        // Replaces the placeholder in place (the name is valid, the value digits).
+        let _ = meta.headers_mut().insert("cdcpos", pos_text.as_str());
+        Ok(Some(Envelope::new(meta, Change(payload))))
     }
 
     async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
@@ -871,7 +971,7 @@ impl PgCdc {
             }
         }
         self.flush_locked(&mut r, false).await?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(1024));
         if self.inner.config.snapshot && !r.stored.snapshot_done {
             let done = self.snapshot_step(&mut r, max, &mut out).await?;
             if !done || !out.is_empty() {
@@ -900,8 +1000,18 @@ impl PgCdc {
             match next {
                 Some(Ok(row)) => {
                     r.rows += 1;
-                    let lsn: &str = row.get(0);
-                    let data: &[u8] = row.get(1);
+                    let (lsn, data) = match (row.try_get::<_, PgLsn>(0), row.try_get::<_, &[u8]>(1))
+                    {
+                        (Ok(lsn), Ok(data)) => (u64::from(lsn), data),
+                        (Err(e), _) | (_, Err(e)) => {
+                            r.stream = None;
+                            return Err(pg_error(
+                                "read the replication slot",
+                                &self.inner.config.slot,
+                                e,
+                            ));
+                        }
+                    };
                     self.decode_row(&mut r, lsn, data, &mut out)?;
                     if out.len() >= max {
                         return Ok(out);
@@ -921,11 +1031,20 @@ impl PgCdc {
                     // read everything: it did if its last commit reached the WAL's end.
                     let more =
                         r.rows >= u64::from(self.inner.config.page) && r.last_end < r.peek_upto;
-                    r.idle_since = if more { None } else { Some(Instant::now()) };
                     if !more {
                         r.caught_up = Some(r.peek_upto);
                     }
                     self.flush_locked(&mut r, false).await?;
+                    // Wait `poll` before the next peek only if this one brought nothing new, or
+                    // what it brought is not confirmed yet (a peek now would return it again).
+                    // A peek whose changes were all confirmed by the time its end was read
+                    // (a big transaction read over many fetches) is followed at once.
+                    let passed = r.last_end > 0 && r.advanced >= r.last_end;
+                    r.idle_since = if more || (r.fresh && passed) {
+                        None
+                    } else {
+                        Some(Instant::now())
+                    };
                     if !out.is_empty() || Instant::now() >= deadline {
                         return Ok(out);
                     }
@@ -1002,10 +1121,37 @@ impl PgCdc {
     }
 }
 
+/// A number's decimal digits, written without a formatter or an allocation.
+struct Decimal {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut v: u64) -> Decimal {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
 /// An outbox row's `envelope` column (bytea, hex text form) as the envelope it holds.
 fn outbox_envelope(
     rel: &Relation,
-    new: &[Datum],
+    new: &[Datum<'_>],
     limits: &Limits,
 ) -> Result<Envelope<Change>, String> {
     let i = rel
@@ -1110,6 +1256,13 @@ impl Settle for PgDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals() {
+        for v in [0u64, 7, 10, 999, 4_294_967_295, u64::MAX] {
+            assert_eq!(Decimal::new(v).as_str(), v.to_string());
+        }
+    }
 
     #[test]
     fn lsn_round_trip() {
