@@ -1,7 +1,7 @@
 //! Change data capture for syncbus: database changes as ordered events, served by the
 //! workflow runner like any other [`Source`](syncbus_core::Source).
 //!
-//! - **PostgreSQL** (feature `postgres`): [`PgCdc`] reads a logical replication slot with
+//! - **PostgreSQL** (feature `postgres`): `PgCdc` reads a logical replication slot with
 //!   the built-in `pgoutput` plugin and a publication (what managed services allow, no
 //!   extension), through the slot's SQL functions.
 //! - **SQLite** (the embedded default): [`SqliteCdc`] captures chosen tables with triggers
@@ -51,7 +51,7 @@
 //!
 //! | feature | default | adds |
 //! | --- | --- | --- |
-//! | `postgres` | no | [`PgCdc`], [`PgCdcConfig`] (tokio-postgres) |
+//! | `postgres` | no | `PgCdc`, `PgCdcConfig` (tokio-postgres) |
 #![forbid(unsafe_code)]
 
 mod change;
