@@ -1,8 +1,9 @@
 //! Changes/s from PostgreSQL into the bus for a bulk update of 100,000 rows (one
-//! transaction): `PgCdc` (peek, decode pgoutput, build each envelope, publish it to a bus
-//! with an inline subscriber, ack, checkpoint, advance the slot) against its peer, reading
-//! the same changes raw with `pg_logical_slot_peek_binary_changes` (rows counted, nothing
-//! decoded), in the same run. Target: at least 0.8x the peer.
+//! transaction): `PgCdc` (decode pgoutput, build each envelope, publish it to a bus with an
+//! inline subscriber, ack, checkpoint, confirm the slot) over each transport, against its
+//! peer, reading the same changes raw with `pg_logical_slot_peek_binary_changes` (rows
+//! counted, nothing decoded), in the same run. Each side has its own slot on the table and
+//! catches it up, untimed, before each iteration. Target: at least 0.8x the peer.
 //!
 //! Needs `SYNCBUS_PG_URL` (skips without it). Rows: `SYNCBUS_CDC_BENCH_ROWS` (100,000).
 //!
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::StreamExt;
-use syncbus_cdc::{Change, PgCdc, PgCdcConfig};
+use syncbus_cdc::{Change, PgCdc, PgCdcConfig, PgDelivery, PgTransport};
 use syncbus_core::{Bus, Settle, Source};
 use syncbus_storage::MemoryStore;
 use tokio_postgres::types::ToSql;
@@ -37,6 +38,24 @@ async fn settle_wal(app: &Client) {
     let _ = app.batch_execute("CHECKPOINT").await;
 }
 
+/// Untimed, before each iteration: reads and acks what the other sides' iterations left for
+/// this reader's slot, so each iteration times one transaction.
+async fn catch_up(reader: &PgCdc) {
+    loop {
+        let ds: Vec<PgDelivery> = reader
+            .fetch(10_000, Duration::from_millis(300))
+            .await
+            .unwrap();
+        if ds.is_empty() {
+            break;
+        }
+        for d in ds {
+            d.ack().await.unwrap();
+        }
+    }
+    reader.flush().await.unwrap();
+}
+
 fn bench(c: &mut Criterion) {
     let Ok(url) = std::env::var("SYNCBUS_PG_URL") else {
         eprintln!("SYNCBUS_PG_URL is not set: cdc_pg bench skipped");
@@ -52,7 +71,9 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let name = format!("cdc_bench_{}", std::process::id());
-    let (app, source, bus, seen) = rt.block_on(async {
+    let raw_slot = format!("{name}_raw");
+    let streaming_slot = format!("{name}_repl");
+    let (app, source, streaming, bus, seen) = rt.block_on(async {
         let app = client(&url).await;
         app.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};
@@ -65,7 +86,29 @@ fn bench(c: &mut Criterion) {
             .unwrap()
             .slot(&name)
             .unwrap();
-        let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();
+        let source = PgCdc::connect(
+            config.clone().transport(PgTransport::SlotFunctions),
+            MemoryStore::new(),
+        )
+        .await
+        .unwrap();
+        let streaming = PgCdc::connect(
+            config
+                .slot(&streaming_slot)
+                .unwrap()
+                .publication(&name)
+                .unwrap()
+                .transport(PgTransport::Replication),
+            MemoryStore::new(),
+        )
+        .await
+        .unwrap();
+        app.query_one(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&raw_slot],
+        )
+        .await
+        .unwrap();
         let bus = Bus::new();
         let seen = Arc::new(AtomicU64::new(0));
         let s = seen.clone();
@@ -73,50 +116,58 @@ fn bench(c: &mut Criterion) {
             s.fetch_add(1, Relaxed);
         });
         std::mem::forget(sub.unwrap());
-        (app, source, bus, seen)
+        (app, source, streaming, bus, seen)
     });
     let update = format!("UPDATE {name}.t SET v = v + 1");
     let mut group = c.benchmark_group("cdc_pg_bulk_update");
     group
         .sample_size(10)
         .throughput(Throughput::Elements(rows as u64));
-    group.bench_function("syncbus_cdc_into_bus", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    settle_wal(&app).await;
-                    app.batch_execute(&update).await.unwrap();
-                    let start = Instant::now();
-                    let mut got = 0;
-                    while got < rows {
-                        for d in source
-                            .fetch(1000, Duration::from_millis(100))
-                            .await
-                            .unwrap()
-                        {
-                            bus.publish_envelope(d.envelope().clone()).await.unwrap();
-                            d.ack().await.unwrap();
-                            got += 1;
+    for (function, reader) in [
+        ("syncbus_cdc_into_bus", &streaming),
+        ("syncbus_cdc_slot_functions", &source),
+    ] {
+        group.bench_function(function, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        catch_up(reader).await;
+                        settle_wal(&app).await;
+                        app.batch_execute(&update).await.unwrap();
+                        let start = Instant::now();
+                        let mut got = 0;
+                        while got < rows {
+                            for d in reader
+                                .fetch(1000, Duration::from_millis(100))
+                                .await
+                                .unwrap()
+                            {
+                                bus.publish_envelope(d.envelope().clone()).await.unwrap();
+                                d.ack().await.unwrap();
+                                got += 1;
+                            }
                         }
+                        reader.flush().await.unwrap();
+                        total += start.elapsed();
                     }
-                    source.flush().await.unwrap();
-                    total += start.elapsed();
-                }
-                total
+                    total
+                })
             })
-        })
-    });
+        });
+    }
     group.bench_function("raw_peek_binary_changes", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    // untimed: what the other sides' iterations left in this slot
+                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&raw_slot]).await.unwrap();
                     settle_wal(&app).await;
                     app.batch_execute(&update).await.unwrap();
                     let start = Instant::now();
                     let (page, publication) = (10_000i32, name.clone());
-                    let params: [&(dyn ToSql + Sync); 3] = [&name, &page, &publication];
+                    let params: [&(dyn ToSql + Sync); 3] = [&raw_slot, &page, &publication];
                     let mut stream = Box::pin(
                         app.query_raw(
                             "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
@@ -134,7 +185,7 @@ fn bench(c: &mut Criterion) {
                     total += start.elapsed();
                     assert!(n >= rows, "{n} rows, {bytes} bytes");
                     // untimed: consume them, as the reader would
-                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&name]).await.unwrap();
+                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&raw_slot]).await.unwrap();
                 }
                 total
             })
@@ -143,7 +194,12 @@ fn bench(c: &mut Criterion) {
     group.finish();
     eprintln!("changes into the bus: {}", seen.load(Relaxed));
     drop(source);
+    drop(streaming);
     rt.block_on(async {
+        PgCdc::drop_slot(&url, &streaming_slot, &name)
+            .await
+            .unwrap();
+        PgCdc::drop_slot(&url, &raw_slot, &name).await.unwrap();
         PgCdc::drop_slot(&url, &name, &name).await.unwrap();
         app.batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
             .await

@@ -68,5 +68,5 @@ mod value;
 pub use crate::change::{Change, Op};
 pub use crate::error::CdcError;
 #[cfg(feature = "postgres")]
-pub use crate::postgres::{PgCdc, PgCdcConfig, PgDelivery};
+pub use crate::postgres::{PgCdc, PgCdcConfig, PgDelivery, PgTransport};
 pub use crate::sqlite::{SqliteCdc, SqliteCdcConfig, SqliteDelivery};

@@ -76,6 +76,7 @@ async fn pg_100k_row_transaction_streams_in_bounded_memory() {
     .unwrap();
     let config = PgCdcConfig::new(&url, [format!("{name}.big")])
         .unwrap()
+        .transport(transport())
         .slot(&name)
         .unwrap();
     let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();

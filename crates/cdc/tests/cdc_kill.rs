@@ -59,6 +59,7 @@ async fn pg_child() {
         .unwrap();
     let config = PgCdcConfig::new(&url, [format!("{name}.src")])
         .unwrap()
+        .transport(transport())
         .slot(&name)
         .unwrap()
         .page(50)
@@ -135,6 +136,7 @@ async fn pg_reader_killed_and_restarted() {
         PgCdc::connect(
             PgCdcConfig::new(&url, [format!("{name}.src")])
                 .unwrap()
+                .transport(transport())
                 .slot(&name)
                 .unwrap(),
             store,

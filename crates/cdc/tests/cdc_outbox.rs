@@ -44,6 +44,7 @@ async fn pg_outbox_through_cdc() {
     let outbox = format!("{name}_store.outbox");
     let config = PgCdcConfig::new(&url, [outbox.as_str()])
         .unwrap()
+        .transport(transport())
         .outbox(&outbox)
         .unwrap()
         .slot(&name)

@@ -29,6 +29,7 @@ async fn changes_come_in_commit_order_with_keys_and_types() {
     .unwrap();
     let config = PgCdcConfig::new(&url, [format!("{name}.items"), format!("{name}.lines")])
         .unwrap()
+        .transport(transport())
         .slot(&name)
         .unwrap()
         .poll(std::time::Duration::from_millis(20));
@@ -157,6 +158,7 @@ async fn setup_errors_say_what_to_change() {
     let err = PgCdc::connect(
         PgCdcConfig::new(&url, [format!("{name}.nokey")])
             .unwrap()
+            .transport(transport())
             .slot(&name)
             .unwrap(),
         MemoryStore::new(),
@@ -170,6 +172,7 @@ async fn setup_errors_say_what_to_change() {
     let err = PgCdc::connect(
         PgCdcConfig::new(&url, [format!("{name}.missing")])
             .unwrap()
+            .transport(transport())
             .slot(&name)
             .unwrap(),
         MemoryStore::new(),
@@ -236,6 +239,7 @@ async fn a_slot_in_use_is_a_clear_error() {
     .unwrap();
     let config = PgCdcConfig::new(&url, [format!("{name}.k")])
         .unwrap()
+        .transport(transport())
         .slot(&name)
         .unwrap();
     drop(
@@ -277,4 +281,60 @@ async fn a_slot_in_use_is_a_clear_error() {
     other.wait().unwrap();
     assert!(matches!(err, CdcError::SlotInUse { .. }), "{err}");
     assert!(err.to_string().contains("--slot"), "{err}");
+}
+
+/// The replication connection of a consumer that stops reading for four times the server's
+/// `wal_sender_timeout` (set to 1 s for this connection) stays up: its task answers for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_keeps_its_replication_connection() {
+    let Some(url) = url() else { return };
+    let name = unique();
+    let _guard = Guard {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let app = client(&url).await;
+    app.batch_execute(&format!(
+        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY, label text NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let short = format!("{url}{sep}options=-c%20wal_sender_timeout%3D1000");
+    let config = PgCdcConfig::new(&short, [format!("{name}.k")])
+        .unwrap()
+        .transport(syncbus_cdc::PgTransport::Replication)
+        .slot(&name)
+        .unwrap();
+    let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();
+    let rows = 50_000;
+    app.batch_execute(&format!(
+        "INSERT INTO {name}.k SELECT g, repeat('x', 100) || g FROM generate_series(1, {rows}) g"
+    ))
+    .await
+    .unwrap();
+    let first = take_pg(&source, 100).await;
+    assert!(first.len() >= 100);
+    let before = slot_pid(&app, &name).await;
+    assert!(before.is_some(), "the reader holds the slot");
+    // The server has more to send than the socket and the reader's channel hold, and waits.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        slot_pid(&app, &name).await,
+        before,
+        "the walsender timed out the slow reader"
+    );
+    let rest = take_pg(&source, rows - first.len()).await;
+    assert_eq!(first.len() + rest.len(), rows);
+    assert_eq!(slot_pid(&app, &name).await, before);
+}
+
+async fn slot_pid(app: &tokio_postgres::Client, slot: &str) -> Option<i32> {
+    app.query_one(
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }

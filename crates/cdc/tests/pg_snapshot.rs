@@ -51,6 +51,7 @@ async fn snapshot_then_stream_has_no_gap_and_no_overlap() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let config = PgCdcConfig::new(&url, [format!("{name}.acc")])
         .unwrap()
+        .transport(transport())
         .slot(&name)
         .unwrap()
         .snapshot(true)

@@ -81,6 +81,69 @@ pub struct PgCdcConfig {
     pub(crate) checkpoint_every: Duration,
     pub(crate) snapshot: bool,
     pub(crate) outbox: Option<TableName>,
+    pub(crate) transport: PgTransport,
+}
+
+/// How [`PgCdc`](crate::PgCdc) reads the slot.
+///
+/// # Examples
+///
+/// ```
+/// use syncbus_cdc::{PgCdcConfig, PgTransport};
+///
+/// let config = PgCdcConfig::new("postgres://postgres@127.0.0.1/app", ["public.orders"])?
+///     .transport(PgTransport::SlotFunctions);
+/// assert_eq!(config.transport_kind(), PgTransport::SlotFunctions);
+/// # Ok::<(), syncbus_cdc::CdcError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PgTransport {
+    /// A replication connection (`replication=database`, `START_REPLICATION`): the server
+    /// decodes each change once and sends it as it goes; the slot moves by feedback
+    /// messages. The default, and the faster (see the crate README's bench).
+    #[default]
+    Replication,
+    /// The slot's SQL functions over an ordinary connection:
+    /// `pg_logical_slot_peek_binary_changes`, polled every [`poll`](PgCdcConfig::poll),
+    /// then `pg_replication_slot_advance`. For a pooler or proxy that passes no
+    /// replication connections; each peek decodes its changes into a tuplestore before the
+    /// first row comes, and each advance decodes them once more.
+    SlotFunctions,
+}
+
+impl std::str::FromStr for PgTransport {
+    type Err = CdcError;
+
+    /// `replication` or `slot-functions`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncbus_cdc::PgTransport;
+    ///
+    /// assert_eq!("slot-functions".parse::<PgTransport>()?, PgTransport::SlotFunctions);
+    /// assert!("carrier-pigeon".parse::<PgTransport>().is_err());
+    /// # Ok::<(), syncbus_cdc::CdcError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<PgTransport, CdcError> {
+        match s {
+            "replication" => Ok(PgTransport::Replication),
+            "slot-functions" => Ok(PgTransport::SlotFunctions),
+            other => Err(CdcError::Invalid(format!(
+                "unknown transport {other:?}: replication or slot-functions"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for PgTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PgTransport::Replication => "replication",
+            PgTransport::SlotFunctions => "slot-functions",
+        })
+    }
 }
 
 impl PgCdcConfig {
@@ -116,6 +179,7 @@ impl PgCdcConfig {
             checkpoint_every: Duration::from_millis(100),
             snapshot: false,
             outbox: None,
+            transport: PgTransport::default(),
         })
     }
 
@@ -252,6 +316,26 @@ impl PgCdcConfig {
         }
         self.outbox = Some(t);
         Ok(self)
+    }
+
+    /// How the slot is read: a replication connection (the default) or the slot's SQL
+    /// functions.
+    ///
+    /// # Examples
+    ///
+    /// See [`PgTransport`].
+    pub fn transport(mut self, transport: PgTransport) -> PgCdcConfig {
+        self.transport = transport;
+        self
+    }
+
+    /// The transport chosen.
+    ///
+    /// # Examples
+    ///
+    /// See [`PgTransport`].
+    pub fn transport_kind(&self) -> PgTransport {
+        self.transport
     }
 
     /// The slot's name.

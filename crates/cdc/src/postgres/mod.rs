@@ -27,8 +27,10 @@
 
 mod config;
 mod conn;
+mod replication;
 mod snapshot;
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,9 +46,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{PgLsn, ToSql};
 use tokio_postgres::{Client, RowStream};
 
-pub use self::config::PgCdcConfig;
 use self::config::{quote, TableName};
+pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
+use self::replication::{Item, Replication};
 use self::snapshot::{Snapshot, SnapshotFilter};
 use crate::change::{
     change_id, change_id_salted, entity_from, envelope, fnv64, reader_salt, Change, IdKind, Op,
@@ -80,6 +83,9 @@ struct Stored {
     /// Whether the snapshot (if asked for) was read and confirmed whole.
     snapshot_done: bool,
 }
+
+/// How long a slot held by a connection that is closing may take to be released.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// Checks `wal_level`, creates the publication and the slot if absent, and checks that
 /// every table can publish updates and deletes. Returns the slot's confirmed LSN.
@@ -168,7 +174,21 @@ async fn setup(client: &Client, c: &PgCdcConfig) -> Result<PrimaryKeys, CdcError
                     "slot {slot:?} exists with plugin {plugin:?}, not pgoutput: drop it or name another slot"
                 )));
             }
-            let pid: Option<i32> = row.get(1);
+            let mut pid: Option<i32> = row.get(1);
+            // A reader that was just stopped (or killed) holds the slot until the server sees
+            // its connection close: give that a moment before calling the slot taken.
+            let until = Instant::now() + RELEASE_WAIT;
+            while pid.is_some() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                pid = client
+                    .query_opt(
+                        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+                        &[&slot],
+                    )
+                    .await
+                    .map_err(|e| pg_error("looking up the slot", slot, e))?
+                    .and_then(|row| row.get(0));
+            }
             if let Some(pid) = pid {
                 return Err(CdcError::SlotInUse {
                     slot: slot.to_owned(),
@@ -253,6 +273,10 @@ struct Tx {
 struct Reader {
     client: Client,
     stream: Option<Pin<Box<RowStream>>>,
+    /// The replication connection ([`PgTransport::Replication`]) and what it handed over
+    /// that is not read yet.
+    repl: Option<Replication>,
+    pending: VecDeque<Item>,
     rows: u64,
     relations: std::collections::HashMap<u32, Rel>,
     tx: Option<Tx>,
@@ -397,6 +421,8 @@ impl PgCdc {
                 reader: tokio::sync::Mutex::new(Reader {
                     client,
                     stream: None,
+                    repl: None,
+                    pending: VecDeque::new(),
                     rows: 0,
                     relations: Default::default(),
                     tx: None,
@@ -455,13 +481,26 @@ impl PgCdc {
     /// ```
     pub async fn drop_slot(url: &str, slot: &str, publication: &str) -> Result<(), CdcError> {
         let client = connect(url).await?;
-        client
-            .execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .map_err(|e| pg_error("drop the slot", slot, e))?;
+        // A reader that just stopped holds the slot until the server sees its connection
+        // close: wait for that a little.
+        let until = Instant::now() + RELEASE_WAIT;
+        loop {
+            let dropped = client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await;
+            match dropped {
+                Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => {
+                    other.map_err(|e| pg_error("drop the slot", slot, e))?;
+                    break;
+                }
+            }
+        }
         client
             .batch_execute(&format!(
                 "DROP PUBLICATION IF EXISTS {}",
@@ -494,7 +533,16 @@ impl PgCdc {
         if let (Some(upto), true, false) = (r.caught_up, idle, snapshot_pending) {
             slot_end = slot_end.max(upto);
         }
-        let advance = r.stream.is_none() && slot_end > r.advanced;
+        let streaming = self.inner.config.transport == PgTransport::Replication;
+        // The replication connection confirms with the checkpoint's pace (a status update is
+        // cheap, but every confirm writes the checkpoint first); the slot functions advance
+        // once a peek is read, before the next one.
+        let advance = slot_end > r.advanced
+            && if streaming {
+                force || r.last_write.elapsed() >= self.inner.config.checkpoint_every
+            } else {
+                r.stream.is_none()
+            };
         if confirmed != r.written
             && (force || advance || r.last_write.elapsed() >= self.inner.config.checkpoint_every)
         {
@@ -525,7 +573,12 @@ impl PgCdc {
             metrics::counter!("syncbus_cdc_checkpoints_total", "reader" => self.inner.name.clone())
                 .increment(1);
         }
-        if advance && r.written == confirmed {
+        if advance && r.written == confirmed && streaming {
+            if let Some(repl) = &r.repl {
+                repl.confirm(slot_end);
+                r.advanced = slot_end;
+            }
+        } else if advance && r.written == confirmed {
             let slot = &self.inner.config.slot;
             r.client
                 .execute(
@@ -959,6 +1012,8 @@ impl PgCdc {
         let rewind = self.inner.tracker.lock().take_rewind();
         if let Some(at) = rewind {
             r.stream = None;
+            r.repl = None;
+            r.pending.clear();
             r.tx = None;
             r.idle_since = None;
             r.caught_up = None;
@@ -977,6 +1032,9 @@ impl PgCdc {
             if !done || !out.is_empty() {
                 return Ok(out);
             }
+        }
+        if self.inner.config.transport == PgTransport::Replication {
+            return self.fetch_streaming(&mut r, max, deadline, out).await;
         }
         loop {
             if r.stream.is_none() {
@@ -1055,6 +1113,75 @@ impl PgCdc {
 }
 
 impl PgCdc {
+    /// [`fetch`](Source::fetch) over the replication connection: started from the slot's
+    /// confirmed position when there is none (at first, after a nak, after an error).
+    async fn fetch_streaming(
+        &self,
+        r: &mut Reader,
+        max: usize,
+        deadline: Instant,
+        mut out: Vec<PgDelivery>,
+    ) -> Result<Vec<PgDelivery>, CdcError> {
+        loop {
+            if r.repl.is_none() {
+                let c = &self.inner.config;
+                r.pending.clear();
+                r.tx = None;
+                r.caught_up = None;
+                r.repl = Some(Replication::start(&c.url, &c.slot, c.publication_name(), 0).await?);
+            }
+            while let Some(item) = r.pending.pop_front() {
+                match item {
+                    Item::Data { lsn, data } => {
+                        if let Err(e) = self.decode_row(r, lsn, &data, &mut out) {
+                            r.repl = None;
+                            return Err(e);
+                        }
+                    }
+                    // Everything up to `end` was sent: once what came before is confirmed,
+                    // the slot may pass it (WAL of other tables, empty transactions).
+                    Item::Sent { end } if r.tx.is_none() => r.caught_up = Some(end),
+                    Item::Sent { .. } => {}
+                }
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+            self.flush_locked(r, false).await?;
+            let repl = r.repl.as_mut().expect("started above");
+            let next = if out.is_empty() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(out);
+                }
+                match tokio::time::timeout(deadline - now, repl.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => return Ok(out),
+                }
+            } else {
+                // Something to hand out: take more only if it is here already.
+                match repl.try_recv() {
+                    Some(next) => Some(next),
+                    None => return Ok(out),
+                }
+            };
+            match next {
+                Some(Ok(batch)) => r.pending = VecDeque::from(batch),
+                Some(Err(e)) => {
+                    r.repl = None;
+                    return Err(e);
+                }
+                None => {
+                    r.repl = None;
+                    return Err(CdcError::database(
+                        "read the replication slot",
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                    ));
+                }
+            }
+        }
+    }
+
     /// Hands out up to `max` snapshot rows; true once every row was handed out.
     async fn snapshot_step(
         &self,

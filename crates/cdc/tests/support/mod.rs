@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use syncbus_cdc::PgCdc;
+use syncbus_cdc::{PgCdc, PgTransport};
 use syncbus_core::{Settle, Source};
 use tokio_postgres::{Client, NoTls};
 
@@ -23,6 +23,15 @@ pub fn url() -> Option<String> {
             }
             None
         }
+    }
+}
+
+/// The transport the PostgreSQL tests read with: `SYNCBUS_CDC_TRANSPORT` (`replication`
+/// or `slot-functions`), else the default. `.ci/run` runs them with each.
+pub fn transport() -> PgTransport {
+    match std::env::var("SYNCBUS_CDC_TRANSPORT") {
+        Ok(t) if !t.is_empty() => t.parse().expect("SYNCBUS_CDC_TRANSPORT"),
+        _ => PgTransport::default(),
     }
 }
 
