@@ -5,6 +5,9 @@
 //! counted, nothing decoded), in the same run. Each side has its own slot on the table and
 //! catches it up, untimed, before each iteration. Target: at least 0.8x the peer.
 //!
+//! `cdc_pg_one_row_latency`: one row updated, until its change is in the bus, per transport
+//! (the slot functions with their default 200 ms poll).
+//!
 //! Needs `SYNCBUS_PG_URL` (skips without it). Rows: `SYNCBUS_CDC_BENCH_ROWS` (100,000).
 //!
 //! ```text
@@ -191,6 +194,38 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    group.finish();
+
+    // One row changed, until its change is in the bus: the latency each transport adds.
+    let touch = format!("UPDATE {name}.t SET v = v + 1 WHERE id = 1");
+    let mut group = c.benchmark_group("cdc_pg_one_row_latency");
+    group.sample_size(10);
+    for (function, reader) in [
+        ("syncbus_cdc_replication", &streaming),
+        ("syncbus_cdc_slot_functions", &source),
+    ] {
+        rt.block_on(catch_up(reader));
+        group.bench_function(function, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        app.batch_execute(&touch).await.unwrap();
+                        let mut got = 0;
+                        while got < 1 {
+                            for d in reader.fetch(1, Duration::from_secs(1)).await.unwrap() {
+                                bus.publish_envelope(d.envelope().clone()).await.unwrap();
+                                d.ack().await.unwrap();
+                                got += 1;
+                            }
+                        }
+                    }
+                    reader.flush().await.unwrap();
+                    start.elapsed()
+                })
+            })
+        });
+    }
     group.finish();
     eprintln!("changes into the bus: {}", seen.load(Relaxed));
     drop(source);

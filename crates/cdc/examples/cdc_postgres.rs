@@ -4,18 +4,19 @@
 //! it resumes where the checkpoint says, and a change is printed once.
 //!
 //! ```text
-//! cargo run --example cdc_postgres -- --url postgres://postgres@127.0.0.1/app --table public.orders [--slot NAME] [--snapshot]
+//! cargo run --example cdc_postgres -- --url postgres://postgres@127.0.0.1/app --table public.orders [--slot NAME] [--snapshot] [--transport replication|slot-functions]
 //! ```
 //!
 //! `--snapshot` prints the table's existing rows first (`<schema>.<table>.read`), consistent
 //! with the slot. The slot (default `syncbus_cdc`) and a publication of its name are created
 //! if absent; drop them when the reader is retired (`PgCdc::drop_slot`), since a slot keeps
-//! WAL on the server.
+//! WAL on the server. `--transport` picks how the slot is read (`PgTransport`): a
+//! replication connection (the default) or the slot's SQL functions.
 
 use std::io::Write;
 use std::time::Duration;
 
-use syncbus_cdc::{Change, PgCdc, PgCdcConfig};
+use syncbus_cdc::{Change, PgCdc, PgCdcConfig, PgTransport};
 use syncbus_core::{Bus, Envelope};
 use syncbus_envelope::CloudEventsJson;
 use syncbus_store::PgStore;
@@ -26,10 +27,12 @@ struct Args {
     table: String,
     slot: Option<String>,
     snapshot: bool,
+    transport: PgTransport,
 }
 
 fn parse() -> Result<Args, String> {
     let (mut url, mut table, mut slot, mut snapshot) = (None, None, None, false);
+    let mut transport = PgTransport::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -37,6 +40,13 @@ fn parse() -> Result<Args, String> {
             "--table" => table = it.next(),
             "--slot" => slot = it.next(),
             "--snapshot" => snapshot = true,
+            "--transport" => {
+                transport = it
+                    .next()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e: syncbus_cdc::CdcError| e.to_string())?
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -46,9 +56,10 @@ fn parse() -> Result<Args, String> {
             table,
             slot,
             snapshot,
+            transport,
         }),
         _ => Err(
-            "usage: cdc_postgres --url URL --table SCHEMA.TABLE [--slot NAME] [--snapshot]".into(),
+            "usage: cdc_postgres --url URL --table SCHEMA.TABLE [--slot NAME] [--snapshot] [--transport replication|slot-functions]".into(),
         ),
     }
 }
@@ -60,7 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = parse()?;
     let store = PgStore::connect(&args.url).await?;
-    let mut config = PgCdcConfig::new(&args.url, [args.table.as_str()])?.snapshot(args.snapshot);
+    let mut config = PgCdcConfig::new(&args.url, [args.table.as_str()])?
+        .snapshot(args.snapshot)
+        .transport(args.transport);
     if let Some(slot) = &args.slot {
         config = config.slot(slot)?;
     }

@@ -10,7 +10,7 @@
 //! | version | the change's position in the database's change order (PostgreSQL: its WAL position, SQLite: the change table's sequence) |
 //! | id | made from the change's position: the same change read twice has the same id, so the dedup layer drops the second |
 //! | time | the commit time (PostgreSQL) |
-//! | headers | `cdclsn` (PostgreSQL: the commit LSN), `cdcpos` (position in the transaction), `cdcxid` (transaction id) |
+//! | headers | PostgreSQL: `cdclsn` (the commit LSN) and `cdcxid` (the transaction id), the same for every change of a transaction (its position in the transaction is the payload's `pos`) |
 //!
 //! The payload (content type `application/json`):
 //!
@@ -46,7 +46,7 @@ use syncbus_workflow::Storable;
 /// | version | the change's position in the database's change order (PostgreSQL: its WAL position, SQLite: the change table's sequence) |
 /// | id | made from the change's position: the same change read twice has the same id, so the dedup layer drops the second |
 /// | time | the commit time (PostgreSQL) |
-/// | headers | `cdclsn` (PostgreSQL: the commit LSN), `cdcpos` (position in the transaction), `cdcxid` (transaction id) |
+/// | headers | PostgreSQL: `cdclsn` (the commit LSN) and `cdcxid` (the transaction id), the same for every change of a transaction (its position in the transaction is the payload's `pos`) |
 ///
 /// The payload (content type `application/json`):
 ///

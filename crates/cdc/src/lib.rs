@@ -3,7 +3,8 @@
 //!
 //! - **PostgreSQL** (feature `postgres`): `PgCdc` reads a logical replication slot with
 //!   the built-in `pgoutput` plugin and a publication (what managed services allow, no
-//!   extension), through the slot's SQL functions.
+//!   extension), over a replication connection (`START_REPLICATION`, the default) or
+//!   through the slot's SQL functions (`PgTransport`).
 //! - **SQLite** (the embedded default): [`SqliteCdc`] captures chosen tables with triggers
 //!   into a change table and reads it in order.
 //! - **Outbox through CDC**: an outbox table read through either, its rows coming out as the

@@ -150,7 +150,13 @@ impl<'a> Reader<'a> {
                 b'u' => Datum::Unchanged,
                 b't' => {
                     let len = self.u32()? as usize;
-                    Datum::Text(String::from_utf8_lossy(self.take(len)?))
+                    // Valid UTF-8 (the server sends the database encoding, UTF-8 in
+                    // practice) is borrowed after one check; anything else is replaced.
+                    let b = self.take(len)?;
+                    Datum::Text(match std::str::from_utf8(b) {
+                        Ok(s) => std::borrow::Cow::Borrowed(s),
+                        Err(_) => String::from_utf8_lossy(b),
+                    })
                 }
                 // Binary values only come with the `binary` option, which is never asked for.
                 other => {

@@ -516,7 +516,7 @@ impl SqliteCdc {
                 id: change_id(IdKind::Sqlite, &self.inner.config.name, seq, 0),
                 version: Some(seq),
                 time: None,
-                headers: vec![("cdcpos", seq.to_string())],
+                headers: Vec::new(),
                 names: None,
             },
             &self.inner.source,

@@ -68,9 +68,26 @@ pub(crate) const SYNCBUS_ATTRIBUTES: &[&str] = &[
 /// assert_eq!(headers.value("priority").and_then(ExtensionValue::as_integer), Some(5));
 /// # Ok::<(), syncbus_envelope::HeaderError>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 pub struct Headers {
     entries: Vec<(SmolStr, ExtensionValue)>,
+    /// A decoder may have put a syncbus attribute's name here (only `insert_foreign` can):
+    /// until then, the metadata's setters need not look for one to drop.
+    foreign: bool,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::hash::Hash for Headers {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.entries.hash(state);
+    }
 }
 
 impl Headers {
@@ -123,6 +140,7 @@ impl Headers {
     pub const fn new() -> Self {
         Headers {
             entries: Vec::new(),
+            foreign: false,
         }
     }
 
@@ -208,7 +226,9 @@ impl Headers {
         name: &str,
         value: ExtensionValue,
     ) -> Result<Option<ExtensionValue>, HeaderError> {
-        if !SYNCBUS_ATTRIBUTES.contains(&name) {
+        if SYNCBUS_ATTRIBUTES.contains(&name) {
+            self.foreign = true;
+        } else {
             validate_name(name)?;
         }
         self.put(name, value)
@@ -354,6 +374,11 @@ impl Headers {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether a syncbus attribute's name may be among the names (see `insert_foreign`).
+    pub(crate) fn may_hold_foreign(&self) -> bool {
+        self.foreign
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {

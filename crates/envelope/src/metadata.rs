@@ -665,7 +665,7 @@ impl Metadata {
         if self
             .ext
             .as_deref()
-            .is_some_and(|e| e.headers.value(name).is_some())
+            .is_some_and(|e| e.headers.may_hold_foreign() && e.headers.value(name).is_some())
         {
             self.ext_mut().headers.remove(name);
         }

@@ -1,6 +1,9 @@
 //! The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
-//! read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
-//! `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+//! as a [`Source`]. Two transports ([`PgTransport`]): a replication connection
+//! (`START_REPLICATION`, the confirmed position sent back as the slot's flush feedback;
+//! `replication.rs`), or the slot's SQL functions (`pg_logical_slot_peek_binary_changes`,
+//! then `pg_replication_slot_advance` once the changes are settled). Both hand the same
+//! pgoutput messages to the same decoder.
 //!
 //! # Order and transactions
 //!
@@ -14,16 +17,20 @@
 //! A position is confirmed once it and every one before it was acked or termed. The
 //! confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
 //! and always before the slot moves), and the slot is advanced to the end of the last
-//! transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
-//! says was confirmed: at-least-once, with duplicates only of changes after the last
+//! transaction confirmed whole (over a replication connection: sent as its flush position
+//! in a status update). A restart reads from the slot and skips what the checkpoint says
+//! was confirmed: at-least-once, with duplicates only of changes after the last
 //! checkpoint, which have the same ids as before (the dedup layer drops them).
 //!
-//! # Memory
+//! # Memory and a slow consumer
 //!
-//! A peek's rows are streamed from the server as they are read (tokio-postgres applies
-//! backpressure), so a 100,000-row transaction is never held whole: the reader holds a
-//! fetch's worth of changes and the positions not yet confirmed. The server keeps the
-//! decoded transaction in its tuplestore (in `work_mem`, then on disk).
+//! Changes are streamed from the server as they are read, with backpressure (a bounded
+//! channel from the replication connection's task; tokio-postgres for a peek), so a
+//! 100,000-row transaction is never held whole: the reader holds a fetch's worth of
+//! changes and the positions not yet confirmed. While the consumer does not read, the
+//! replication connection's task still sends a status update every third of the server's
+//! `wal_sender_timeout`, so the server keeps the connection. A peek's server side keeps
+//! the decoded transaction in its tuplestore (in `work_mem`, then on disk).
 
 mod config;
 mod conn;
@@ -259,8 +266,8 @@ struct Tx {
     pos: u32,
     /// Already in the snapshot: its changes are skipped.
     skip: bool,
-    /// The commit LSN as text, and the headers every change of it carries (`cdcpos` set per
-    /// change): made once per transaction, not per change.
+    /// The commit LSN as text, and the headers every change of it carries (the same for
+    /// all): made once per transaction, not per change.
     commit_text: String,
     headers: Headers,
     /// Per relation and op, the metadata its changes share (type, topic, source, content
@@ -315,8 +322,8 @@ struct Inner {
 /// [`PgCdc::connect`]; cheap to clone (clones share the reader).
 ///
 /// The PostgreSQL reader: a logical replication slot with the built-in `pgoutput` plugin,
-/// read with the slot's SQL functions (`pg_logical_slot_peek_binary_changes`, then
-/// `pg_replication_slot_advance` once the changes are settled), as a [`Source`].
+/// as a [`Source`], over a replication connection (the default) or the slot's SQL
+/// functions ([`PgTransport`]).
 ///
 /// # Order and transactions
 ///
@@ -330,16 +337,20 @@ struct Inner {
 /// A position is confirmed once it and every one before it was acked or termed. The
 /// confirmed position goes to the [`Checkpoints`] store first (every `checkpoint_every`,
 /// and always before the slot moves), and the slot is advanced to the end of the last
-/// transaction confirmed whole. A restart reads from the slot and skips what the checkpoint
-/// says was confirmed: at-least-once, with duplicates only of changes after the last
+/// transaction confirmed whole (over a replication connection: sent as its flush position
+/// in a status update). A restart reads from the slot and skips what the checkpoint says
+/// was confirmed: at-least-once, with duplicates only of changes after the last
 /// checkpoint, which have the same ids as before (the dedup layer drops them).
 ///
-/// # Memory
+/// # Memory and a slow consumer
 ///
-/// A peek's rows are streamed from the server as they are read (tokio-postgres applies
-/// backpressure), so a 100,000-row transaction is never held whole: the reader holds a
-/// fetch's worth of changes and the positions not yet confirmed. The server keeps the
-/// decoded transaction in its tuplestore (in `work_mem`, then on disk).
+/// Changes are streamed from the server as they are read, with backpressure (a bounded
+/// channel from the replication connection's task; tokio-postgres for a peek), so a
+/// 100,000-row transaction is never held whole: the reader holds a fetch's worth of
+/// changes and the positions not yet confirmed. While the consumer does not read, the
+/// replication connection's task still sends a status update every third of the server's
+/// `wal_sender_timeout`, so the server keeps the connection. A peek's server side keeps
+/// the decoded transaction in its tuplestore (in `work_mem`, then on disk).
 ///
 /// # Examples
 ///
@@ -653,7 +664,6 @@ impl PgCdc {
                 let mut headers = Headers::new();
                 // Valid names, short ASCII values: these never fail.
                 let _ = headers.insert("cdclsn", &commit_text);
-                let _ = headers.insert("cdcpos", "0");
                 let _ = headers.insert("cdcxid", Decimal::new(u64::from(xid)).as_str());
                 r.tx = Some(Tx {
                     commit: final_lsn,
@@ -1000,8 +1010,8 @@ impl PgCdc {
         ));
         meta.set_version(Some(row_lsn));
         meta.set_entity_id(entity);
-        // Replaces the placeholder in place (the name is valid, the value digits).
-        let _ = meta.headers_mut().insert("cdcpos", pos_text.as_str());
+        // Nothing per change goes into the headers: they stay shared by the transaction's
+        // changes (a per-change header would copy the metadata's rare-field block).
         Ok(Some(Envelope::new(meta, Change(payload))))
     }
 
