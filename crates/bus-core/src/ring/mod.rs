@@ -71,8 +71,9 @@
 //!
 //! # Model checking
 //!
-//! The atomics and cells come from [`sync`], loom's under `cfg(loom)`. The models are in
-//! this module's `loom_models`; run them with
+//! The atomics and cells come from [`sync`]: loom's in a test build with `--cfg loom`
+//! (loom is a dev-dependency, so any other build keeps std's, whatever the flags), std's
+//! otherwise. The models are in this module's `loom_models`; run them with
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p syncbus-core --lib ring --release
@@ -89,7 +90,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use self::sync::{backoff, Arc, AtomicPtr, AtomicU64, Ordering, Signal, UnsafeCell};
+use self::sync::{backoff, fence, Arc, AtomicPtr, AtomicU64, Ordering, Signal, UnsafeCell};
 use crate::overflow::Overflow;
 use crate::queue::Pushed;
 use crate::sink::Wait;
@@ -101,7 +102,7 @@ const PIN: u64 = 1 << 63;
 /// A reader cursor slot nobody holds.
 const FREE: u64 = u64::MAX;
 /// Reader cursors per registry chunk.
-const CHUNK: usize = if cfg!(loom) { 2 } else { 8 };
+const CHUNK: usize = if cfg!(all(loom, test)) { 2 } else { 8 };
 
 struct Slot<T> {
     /// `seq + 1` of the event last published here; 0 for never.
@@ -275,6 +276,8 @@ impl<T> Ring<T> {
     /// before the scan: a reader that joins during the scan starts at or after it), and
     /// caches it. Returns the best bound known.
     fn refresh_gate(&self, claim: u64) -> u64 {
+        // Pairs with the fence in `Reader::join` (see there).
+        fence(Ordering::SeqCst);
         let mut low = claim;
         for cursor in self.cursors() {
             let v = cursor.load(Ordering::SeqCst);
@@ -321,12 +324,10 @@ impl<T> Ring<T> {
             {
                 return Claim::Full;
             }
-            match self.claim.compare_exchange(
-                claim,
-                claim + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self
+                .claim
+                .compare_exchange(claim, claim + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return Claim::Claimed(claim),
                 Err(now) => claim = now,
             }
@@ -356,18 +357,17 @@ impl<T> Ring<T> {
             if claim & CLOSED != 0 {
                 return Pushed::Closed(value);
             }
-            match self.claim.compare_exchange(
-                claim,
-                claim + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self
+                .claim
+                .compare_exchange(claim, claim + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => break,
                 Err(now) => claim = now,
             }
         }
         let cap = self.capacity_u64();
-        let displaced = claim >= self.gate.load(Ordering::SeqCst) + cap && self.move_laggards(claim);
+        let displaced =
+            claim >= self.gate.load(Ordering::SeqCst) + cap && self.move_laggards(claim);
         self.write(claim, value);
         if displaced {
             Pushed::Displaced
@@ -382,6 +382,8 @@ impl<T> Ring<T> {
     #[cold]
     fn move_laggards(&self, claim: u64) -> bool {
         let target = claim + 1 - self.capacity_u64();
+        // Pairs with the fence in `Reader::join`.
+        fence(Ordering::SeqCst);
         let mut moved = false;
         let mut low = claim;
         for cursor in self.cursors() {
@@ -487,7 +489,7 @@ impl<T> Drop for Ring<T> {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 impl<T: Send + Sync> crate::sink::Room for Ring<T> {
     fn signal(&self) -> &crate::wait::Signal {
         &self.not_full
@@ -541,8 +543,15 @@ impl<T> Reader<T> {
     /// not see the cursor loaded its claim, or scanned, before the registration, so every
     /// slot it may overwrite holds an event older than that second load: the reader never
     /// starts on a slot that can be overwritten under it.
+    ///
+    /// That is a store-then-load against the publishers' claim-then-scan (Dekker's pattern),
+    /// so both sides have a `SeqCst` fence between the two: the accesses are `SeqCst`
+    /// already, which is enough in the C++20 model, but the fences make it hold in the
+    /// weaker model loom checks (it treats `SeqCst` accesses as `AcqRel`), and the scans
+    /// are off the hot path.
     pub(crate) fn join(ring: &Arc<Ring<T>>) -> Reader<T> {
         let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & !CLOSED);
+        fence(Ordering::SeqCst);
         let start = ring.claim.load(Ordering::SeqCst) & !CLOSED;
         // A DropOldest publisher may have moved the cursor since the registration: keep
         // the larger of its move and the start (no pin can be set yet: only we pin).
@@ -678,7 +687,7 @@ impl<T> Reader<T> {
 
     /// Waits in a task until [`read_batch`](Self::read_batch) would find an event or the
     /// end. Cancel safe.
-    #[cfg(not(loom))]
+    #[cfg(not(all(loom, test)))]
     pub(crate) async fn readable(&self) {
         let ring = &*self.ring;
         let cursor = self.cursor();
