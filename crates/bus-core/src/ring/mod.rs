@@ -40,6 +40,10 @@
 //!   on, to the oldest event that survives the write. Each reader counts what it skipped
 //!   ([`Reader::take_lost`]).
 //!
+//! A push that moved some reader answers [`Pushed::Displaced`]. Only live readers gate:
+//! with none joined, the ring wraps freely and events nobody could read are overwritten
+//! (a reader joins at the tail, so it never sees them anyway).
+//!
 //! # DropOldest without reading an overwritten slot
 //!
 //! Under `DropOldest` a publisher changes other readers' cursors, so a reader must not touch

@@ -143,6 +143,26 @@ fn block_refuses_without_waiting_then_waits_for_the_slowest_reader() {
 }
 
 #[test]
+fn room_tells_an_async_publisher_when_to_retry() {
+    use crate::sink::Room;
+    let ring = ring::<u32>(2, Overflow::Block);
+    let mut r = Reader::join(&ring);
+    assert!(ring.has_room());
+    queued(ring.push(0, Wait::Never));
+    queued(ring.push(1, Wait::Never));
+    assert!(!ring.has_room());
+    assert_eq!(r.read_batch(1, |_| {}), Read::Got(1));
+    assert!(ring.has_room());
+    queued(ring.push(2, Wait::Never));
+    assert!(!ring.has_room());
+    ring.close();
+    assert!(
+        ring.has_room(),
+        "a closed ring refuses at once, so waiting is over"
+    );
+}
+
+#[test]
 fn a_blocked_push_is_refused_by_the_close() {
     let ring = ring::<u32>(1, Overflow::Block);
     let _stuck = Reader::join(&ring);
@@ -630,17 +650,18 @@ fn read_wait_gives_up_at_its_deadline() {
     assert!(start.elapsed() >= Duration::from_millis(20));
 }
 
-/// One publisher to two consumers: the ring (one write, two in-place reads) against one
-/// bounded queue per consumer (a clone each), the shape subscriptions have today. Run with
-/// `cargo test -p syncbus-core --lib --release ring::tests::fan_out_timing -- --ignored
-/// --nocapture`.
+/// One publisher to two consumers: the ring (one write, two in-place reads) against the
+/// crate's bounded `Queue` per consumer (a clone each, the shape subscriptions have today).
+/// Run with `cargo test -p syncbus-core --lib --release ring::tests::fan_out_timing --
+/// --ignored --nocapture`.
 #[test]
 #[ignore = "a timing, not a check"]
 fn fan_out_timing() {
-    use crossbeam_queue::ArrayQueue;
-    const N: u64 = 5_000_000;
+    use crate::queue::{Drainer, Queue};
+    const N: u64 = 2_000_000;
     type Event = Arc<str>;
     let payload: Event = Arc::from("orders.eu.created");
+    let expected = N * (N - 1) / 2;
     for _ in 0..3 {
         let ring = ring::<(u64, Event)>(1024, Overflow::Block);
         let readers: Vec<_> = (0..2).map(|_| Reader::join(&ring)).collect();
@@ -660,12 +681,18 @@ fn fan_out_timing() {
         }
         ring.close();
         for c in consumers {
-            assert_eq!(c.join().unwrap(), N * (N - 1) / 2);
+            assert_eq!(c.join().unwrap(), expected);
         }
         let ring_ns = start.elapsed().as_nanos() as f64 / N as f64;
 
         let queues: Vec<_> = (0..2)
-            .map(|_| Arc::new(ArrayQueue::<(u64, Event)>::new(1024)))
+            .map(|_| {
+                Arc::new(Queue::<(u64, Event)>::new(
+                    1024,
+                    Overflow::Block,
+                    Drainer::Threads,
+                ))
+            })
             .collect();
         let start = Instant::now();
         let consumers: Vec<_> = queues
@@ -674,15 +701,8 @@ fn fan_out_timing() {
                 let q = Arc::clone(q);
                 thread::spawn(move || {
                     let mut sum = 0u64;
-                    let mut seen = 0;
-                    while seen < N {
-                        match q.pop() {
-                            Some((n, _)) => {
-                                sum += n;
-                                seen += 1;
-                            }
-                            None => std::hint::spin_loop(),
-                        }
+                    while let Some((n, _)) = q.pop_wait() {
+                        sum += n;
                     }
                     sum
                 })
@@ -690,19 +710,16 @@ fn fan_out_timing() {
             .collect();
         for n in 0..N {
             for q in &queues {
-                let mut v = (n, Arc::clone(&payload));
-                while let Err(back) = q.push(v) {
-                    v = back;
-                    std::hint::spin_loop();
-                }
+                q.push((n, Arc::clone(&payload)), Wait::Block);
             }
         }
+        for q in &queues {
+            q.close();
+        }
         for c in consumers {
-            assert_eq!(c.join().unwrap(), N * (N - 1) / 2);
+            assert_eq!(c.join().unwrap(), expected);
         }
         let queue_ns = start.elapsed().as_nanos() as f64 / N as f64;
-        println!(
-            "1 -> 2 fan-out: ring {ring_ns:.1} ns/event, queue per consumer {queue_ns:.1} ns/event"
-        );
+        println!("1 -> 2 fan-out: ring {ring_ns:.1} ns/event, a Queue per consumer {queue_ns:.1} ns/event");
     }
 }
