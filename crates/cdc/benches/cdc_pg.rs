@@ -41,6 +41,16 @@ async fn settle_wal(app: &Client) {
     let _ = app.batch_execute("CHECKPOINT").await;
 }
 
+/// Untimed: moves an idle slot past everything written so far.
+async fn skip_to_now(app: &Client, slot: &str) {
+    app.execute(
+        "SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())",
+        &[&slot],
+    )
+    .await
+    .unwrap();
+}
+
 /// Untimed, before each iteration: reads and acks what the other sides' iterations left for
 /// this reader's slot, so each iteration times one transaction.
 async fn catch_up(reader: &PgCdc) {
@@ -76,7 +86,7 @@ fn bench(c: &mut Criterion) {
     let name = format!("cdc_bench_{}", std::process::id());
     let raw_slot = format!("{name}_raw");
     let streaming_slot = format!("{name}_repl");
-    let (app, source, streaming, bus, seen) = rt.block_on(async {
+    let (app, readers, bus, seen) = rt.block_on(async {
         let app = client(&url).await;
         app.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};
@@ -89,23 +99,31 @@ fn bench(c: &mut Criterion) {
             .unwrap()
             .slot(&name)
             .unwrap();
-        let source = PgCdc::connect(
-            config.clone().transport(PgTransport::SlotFunctions),
-            MemoryStore::new(),
-        )
-        .await
-        .unwrap();
-        let streaming = PgCdc::connect(
-            config
-                .slot(&streaming_slot)
-                .unwrap()
-                .publication(&name)
-                .unwrap()
-                .transport(PgTransport::Replication),
-            MemoryStore::new(),
-        )
-        .await
-        .unwrap();
+        let readers = [
+            (
+                "syncbus_cdc_replication",
+                config
+                    .clone()
+                    .slot(&streaming_slot)
+                    .unwrap()
+                    .publication(&name)
+                    .unwrap()
+                    .transport(PgTransport::Replication),
+            ),
+            (
+                "syncbus_cdc_slot_functions",
+                config.transport(PgTransport::SlotFunctions),
+            ),
+        ];
+        // Setup makes the slots (and the publication), then the readers go: each connects
+        // for its own functions only, so no other slot's walsender decodes while it runs.
+        for (_, config) in &readers {
+            drop(
+                PgCdc::connect(config.clone(), MemoryStore::new())
+                    .await
+                    .unwrap(),
+            );
+        }
         app.query_one(
             "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
             &[&raw_slot],
@@ -119,18 +137,26 @@ fn bench(c: &mut Criterion) {
             s.fetch_add(1, Relaxed);
         });
         std::mem::forget(sub.unwrap());
-        (app, source, streaming, bus, seen)
+        (app, readers, bus, seen)
     });
+    // A reader for one function: its slot moved past what other functions left, untimed.
+    let open = |config: &PgCdcConfig| {
+        rt.block_on(async {
+            skip_to_now(&app, config.slot_name()).await;
+            PgCdc::connect(config.clone(), MemoryStore::new())
+                .await
+                .unwrap()
+        })
+    };
     let update = format!("UPDATE {name}.t SET v = v + 1");
     let mut group = c.benchmark_group("cdc_pg_bulk_update");
     group
         .sample_size(10)
         .throughput(Throughput::Elements(rows as u64));
-    for (function, reader) in [
-        ("syncbus_cdc_into_bus", &streaming),
-        ("syncbus_cdc_slot_functions", &source),
-    ] {
-        group.bench_function(function, |b| {
+    for (function, config) in &readers {
+        let reader = open(config);
+        let reader = &reader;
+        group.bench_function(*function, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
@@ -164,8 +190,8 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    // untimed: what the other sides' iterations left in this slot
-                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&raw_slot]).await.unwrap();
+                    // untimed: what the other functions left in this slot
+                    skip_to_now(&app, &raw_slot).await;
                     settle_wal(&app).await;
                     app.batch_execute(&update).await.unwrap();
                     let start = Instant::now();
@@ -187,8 +213,6 @@ fn bench(c: &mut Criterion) {
                     }
                     total += start.elapsed();
                     assert!(n >= rows, "{n} rows, {bytes} bytes");
-                    // untimed: consume them, as the reader would
-                    app.execute("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", &[&raw_slot]).await.unwrap();
                 }
                 total
             })
@@ -200,12 +224,11 @@ fn bench(c: &mut Criterion) {
     let touch = format!("UPDATE {name}.t SET v = v + 1 WHERE id = 1");
     let mut group = c.benchmark_group("cdc_pg_one_row_latency");
     group.sample_size(10);
-    for (function, reader) in [
-        ("syncbus_cdc_replication", &streaming),
-        ("syncbus_cdc_slot_functions", &source),
-    ] {
+    for (function, config) in &readers {
+        let reader = open(config);
+        let reader = &reader;
         rt.block_on(catch_up(reader));
-        group.bench_function(function, |b| {
+        group.bench_function(*function, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let start = Instant::now();
@@ -228,8 +251,6 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     eprintln!("changes into the bus: {}", seen.load(Relaxed));
-    drop(source);
-    drop(streaming);
     rt.block_on(async {
         PgCdc::drop_slot(&url, &streaming_slot, &name)
             .await

@@ -59,7 +59,18 @@ impl<P: Copy + Ord + Hash> Tracker<P> {
 
     /// Records `pos` as handed out (`done` for a marker nobody settles, such as a commit).
     /// Returns the ticket and the delivery count.
+    ///
+    /// While a rewind is pending nothing is recorded: whatever is read then comes from
+    /// before the rewind (a reader decoding ahead) and will be read again; its ticket
+    /// belongs to no generation, so settling it does nothing.
     pub(crate) fn push(&mut self, pos: P, done: bool) -> (Ticket, u32) {
+        if self.rewind.is_some() {
+            let ticket = Ticket {
+                seq: 0,
+                generation: u64::MAX,
+            };
+            return (ticket, self.retries.get(&pos).copied().unwrap_or(0) + 1);
+        }
         let seq = self.base + self.entries.len() as u64;
         self.entries.push_back(Entry {
             pos,
@@ -79,6 +90,9 @@ impl<P: Copy + Ord + Hash> Tracker<P> {
 
     /// Records a mark (a transaction's end): settled already, and remembered once confirmed.
     pub(crate) fn push_mark(&mut self, pos: P) {
+        if self.rewind.is_some() {
+            return;
+        }
         self.entries.push_back(Entry {
             pos,
             done: true,
@@ -162,6 +176,28 @@ impl<P: Copy + Ord + Hash> Tracker<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_is_recorded_between_a_nak_and_its_rewind() {
+        let mut t = Tracker::<u64>::new(None);
+        let (a, _) = t.push(1, false);
+        let (b, _) = t.push(2, false);
+        assert!(t.nak(a, Instant::now()));
+        // read ahead from the old stream before the rewind was taken: not recorded
+        let (late, _) = t.push(3, false);
+        t.push_mark(4);
+        assert_eq!(t.in_flight(), 0);
+        assert!(!t.seen(&3));
+        t.settle(late);
+        t.settle(b);
+        assert_eq!(t.drain(), None);
+        // after the rewind, the re-read is recorded from the start
+        assert!(t.take_rewind().is_some());
+        let (a2, n) = t.push(1, false);
+        assert_eq!(n, 2);
+        t.settle(a2);
+        assert_eq!(t.drain(), Some(1));
+    }
 
     #[test]
     fn confirms_the_settled_prefix_only() {

@@ -337,3 +337,78 @@ async fn slot_pid(app: &tokio_postgres::Client, slot: &str) -> Option<i32> {
     .unwrap()
     .get(0)
 }
+
+/// A nak in the middle of a batch, while the reader is already reading the next batch
+/// ahead: the nak'd change comes next (its delivery count raised), then everything after it
+/// in order, nothing skipped and nothing read ahead handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nak_reads_the_change_again_in_order_even_with_a_batch_read_ahead() {
+    use syncbus_core::{Settle, Source};
+    let Some(url) = url() else { return };
+    let name = unique();
+    let _guard = Guard {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let app = client(&url).await;
+    app.batch_execute(&format!(
+        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    let config = PgCdcConfig::new(&url, [format!("{name}.k")])
+        .unwrap()
+        .transport(transport())
+        .slot(&name)
+        .unwrap()
+        .poll(std::time::Duration::from_millis(20));
+    let source = PgCdc::connect(config, MemoryStore::new()).await.unwrap();
+    for t in 0..3 {
+        app.batch_execute(&format!(
+            "INSERT INTO {name}.k SELECT g FROM generate_series({} + 1, {} + 1000) g",
+            t * 1000,
+            t * 1000
+        ))
+        .await
+        .unwrap();
+    }
+    let key = |d: &syncbus_cdc::PgDelivery| -> i64 {
+        d.envelope()
+            .meta()
+            .entity_id()
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap()
+    };
+    let wait = std::time::Duration::from_secs(2);
+    let mut batch = Vec::new();
+    while batch.len() < 500 {
+        batch.extend(source.fetch(500 - batch.len(), wait).await.unwrap());
+    }
+    // (the reader is decoding the next batch now)
+    let mut batch = batch.into_iter();
+    for _ in 0..199 {
+        batch.next().unwrap().ack().await.unwrap();
+    }
+    let nakked = batch.next().unwrap();
+    assert_eq!(key(&nakked), 200);
+    nakked
+        .nak(std::time::Duration::from_millis(20))
+        .await
+        .unwrap();
+    drop(batch); // handed out before the rewind: they come again
+    let mut after = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while after.len() < 2801 && std::time::Instant::now() < deadline {
+        for d in source.fetch(1000, wait).await.unwrap() {
+            if after.is_empty() {
+                assert_eq!(d.deliveries(), 2, "the nak'd change first");
+            }
+            after.push(key(&d));
+            d.ack().await.unwrap();
+        }
+    }
+    assert_eq!(after, (200..=3000).collect::<Vec<i64>>());
+    source.flush().await.unwrap();
+}

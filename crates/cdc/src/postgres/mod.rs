@@ -306,6 +306,8 @@ struct Reader {
 }
 
 struct Inner {
+    /// The next batch, read ahead while the caller handles the last one (see `fetch`).
+    ahead: Mutex<Option<tokio::task::JoinHandle<Result<Vec<PgDelivery>, CdcError>>>>,
     config: PgCdcConfig,
     name: String,
     checkpoints: Arc<dyn Checkpoints>,
@@ -426,6 +428,7 @@ impl PgCdc {
         let written = confirmed;
         Ok(PgCdc {
             inner: Arc::new(Inner {
+                ahead: Mutex::new(None),
                 name,
                 checkpoints,
                 tracker: Arc::new(Mutex::new(Tracker::new(confirmed))),
@@ -1319,8 +1322,29 @@ impl Source for PgCdc {
         &self.inner.name
     }
 
+    /// Returns the batch read ahead during the caller's handling of the last one, if there
+    /// is one, else reads; then starts reading the next batch in a task, so decoding
+    /// overlaps the caller's work. A batch read ahead is dropped if a nak came meanwhile
+    /// (its changes come again after the rewind, in order).
     async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
-        let out = self.fetch_inner(max, wait).await?;
+        let ahead = self.inner.ahead.lock().take();
+        let mut out = Vec::new();
+        if let Some(task) = ahead {
+            let batch = task
+                .await
+                .map_err(|e| CdcError::database("reading ahead", e))??;
+            if !self.inner.tracker.lock().rewind_pending() {
+                out = batch;
+            }
+        }
+        if out.is_empty() {
+            out = self.fetch_inner(max, wait).await?;
+        }
+        if !out.is_empty() {
+            let this = self.clone();
+            let task = tokio::spawn(async move { this.fetch_inner(max, Duration::ZERO).await });
+            *self.inner.ahead.lock() = Some(task);
+        }
         metrics::counter!("syncbus_cdc_changes_total", "reader" => self.inner.name.clone())
             .increment(out.len() as u64);
         Ok(out)
