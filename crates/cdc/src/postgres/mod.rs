@@ -305,9 +305,12 @@ struct Reader {
     fresh: bool,
 }
 
+/// A batch being read in a task.
+type ReadAhead = tokio::task::JoinHandle<Result<Vec<PgDelivery>, CdcError>>;
+
 struct Inner {
     /// The next batch, read ahead while the caller handles the last one (see `fetch`).
-    ahead: Mutex<Option<tokio::task::JoinHandle<Result<Vec<PgDelivery>, CdcError>>>>,
+    ahead: Mutex<Option<ReadAhead>>,
     config: PgCdcConfig,
     name: String,
     checkpoints: Arc<dyn Checkpoints>,
