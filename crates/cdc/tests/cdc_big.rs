@@ -61,19 +61,11 @@ const BOUND: usize = 16 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_100k_row_transaction_streams_in_bounded_memory() {
-    let Some(url) = url() else { return };
     let n = rows();
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
+    let Some(s) = Scratch::new("CREATE TABLE {s}.big (id int PRIMARY KEY, pad text)").await else {
+        return;
     };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.big (id int PRIMARY KEY, pad text)"
-    ))
-    .await
-    .unwrap();
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let config = PgCdcConfig::new(&url, [format!("{name}.big")])
         .unwrap()
         .transport(transport())

@@ -112,20 +112,16 @@ async fn pg_reader_killed_and_restarted() {
     if std::env::var("CDC_CHILD_URL").is_ok() {
         return;
     }
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.src (id int PRIMARY KEY, v int);
-         CREATE TABLE {name}.effects (event_id text NOT NULL, entity text NOT NULL);
-         CREATE TABLE {name}.attempts (event_id text NOT NULL);"
-    ))
+    let Some(s) = Scratch::new(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, v int);
+         CREATE TABLE {s}.effects (event_id text NOT NULL, entity text NOT NULL);
+         CREATE TABLE {s}.attempts (event_id text NOT NULL);",
+    )
     .await
-    .unwrap();
+    else {
+        return;
+    };
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     // Slot and publication exist before the first write, so nothing is before the stream.
     let store = PgStore::builder(&url)
         .schema(format!("{name}_store"))

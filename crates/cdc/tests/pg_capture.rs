@@ -11,22 +11,17 @@ use syncbus_storage::MemoryStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_come_in_commit_order_with_keys_and_types() {
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name};
-         CREATE TABLE {name}.items (id int PRIMARY KEY, label text, price numeric, ok bool,
+    let Some(s) = Scratch::new(
+        "CREATE TABLE {s}.items (id int PRIMARY KEY, label text, price numeric, ok bool,
             at timestamptz, u uuid, j jsonb, tags text[], n int[], f float8, other point);
-         CREATE TABLE {name}.lines (a int, b text, qty int, PRIMARY KEY (a, b));
-         ALTER TABLE {name}.lines REPLICA IDENTITY FULL;"
-    ))
+         CREATE TABLE {s}.lines (a int, b text, qty int, PRIMARY KEY (a, b));
+         ALTER TABLE {s}.lines REPLICA IDENTITY FULL;",
+    )
     .await
-    .unwrap();
+    else {
+        return;
+    };
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let config = PgCdcConfig::new(&url, [format!("{name}.items"), format!("{name}.lines")])
         .unwrap()
         .transport(transport())
@@ -142,18 +137,10 @@ async fn changes_come_in_commit_order_with_keys_and_types() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_errors_say_what_to_change() {
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
+    let Some(s) = Scratch::new("CREATE TABLE {s}.nokey (v text);").await else {
+        return;
     };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.nokey (v text);"
-    ))
-    .await
-    .unwrap();
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let err = PgCdc::connect(
         PgCdcConfig::new(&url, [format!("{name}.nokey")])
             .unwrap()
@@ -224,18 +211,10 @@ async fn setup_errors_say_what_to_change() {
 /// connecting says the slot is in use and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_in_use_is_a_clear_error() {
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
+    let Some(s) = Scratch::new("CREATE TABLE {s}.k (id int PRIMARY KEY)").await else {
+        return;
     };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY)"
-    ))
-    .await
-    .unwrap();
+    let (url, name) = (s.url.clone(), s.name.clone());
     let config = PgCdcConfig::new(&url, [format!("{name}.k")])
         .unwrap()
         .transport(transport())
@@ -286,18 +265,12 @@ async fn a_slot_in_use_is_a_clear_error() {
 /// `wal_sender_timeout` (set to 1 s for this connection) stays up: its task answers for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_keeps_its_replication_connection() {
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
+    let Some(s) =
+        Scratch::new("CREATE TABLE {s}.k (id int PRIMARY KEY, label text NOT NULL)").await
+    else {
+        return;
     };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY, label text NOT NULL)"
-    ))
-    .await
-    .unwrap();
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let sep = if url.contains('?') { '&' } else { '?' };
     let short = format!("{url}{sep}options=-c%20wal_sender_timeout%3D1000");
     let config = PgCdcConfig::new(&short, [format!("{name}.k")])
@@ -314,18 +287,18 @@ async fn a_slow_consumer_keeps_its_replication_connection() {
     .unwrap();
     let first = take_pg(&source, 100).await;
     assert!(first.len() >= 100);
-    let before = slot_pid(&app, &name).await;
+    let before = slot_pid(app, &name).await;
     assert!(before.is_some(), "the reader holds the slot");
     // The server has more to send than the socket and the reader's channel hold, and waits.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     assert_eq!(
-        slot_pid(&app, &name).await,
+        slot_pid(app, &name).await,
         before,
         "the walsender timed out the slow reader"
     );
     let rest = take_pg(&source, rows - first.len()).await;
     assert_eq!(first.len() + rest.len(), rows);
-    assert_eq!(slot_pid(&app, &name).await, before);
+    assert_eq!(slot_pid(app, &name).await, before);
 }
 
 async fn slot_pid(app: &tokio_postgres::Client, slot: &str) -> Option<i32> {
@@ -344,18 +317,10 @@ async fn slot_pid(app: &tokio_postgres::Client, slot: &str) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nak_reads_the_change_again_in_order_even_with_a_batch_read_ahead() {
     use syncbus_core::{Settle, Source};
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
+    let Some(s) = Scratch::new("CREATE TABLE {s}.k (id int PRIMARY KEY)").await else {
+        return;
     };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.k (id int PRIMARY KEY)"
-    ))
-    .await
-    .unwrap();
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let config = PgCdcConfig::new(&url, [format!("{name}.k")])
         .unwrap()
         .transport(transport())

@@ -16,19 +16,15 @@ use syncbus_storage::MemoryStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_stream_has_no_gap_and_no_overlap() {
-    let Some(url) = url() else { return };
-    let name = unique();
-    let _guard = Guard {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let app = client(&url).await;
-    app.batch_execute(&format!(
-        "CREATE SCHEMA {name}; CREATE TABLE {name}.acc (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO {name}.acc SELECT g, 0 FROM generate_series(1, 2000) g;"
-    ))
+    let Some(s) = Scratch::new(
+        "CREATE TABLE {s}.acc (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO {s}.acc SELECT g, 0 FROM generate_series(1, 2000) g;",
+    )
     .await
-    .unwrap();
+    else {
+        return;
+    };
+    let (url, name, app) = (s.url.clone(), s.name.clone(), &s.app);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (app, name, stop) = (client(&url).await, name.clone(), stop.clone());

@@ -28,8 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::config::Host;
 
-use super::conn::lsn_text;
 use crate::error::CdcError;
+use crate::postgres::conn::lsn_text;
 
 /// How often the confirmed position is sent when nothing else prompts it: a third of the
 /// server's `wal_sender_timeout` (60 s by default), within these bounds.
@@ -584,7 +584,7 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::postgres::replication::*;
 
     #[test]
     fn server_errors_say_what_to_change() {

@@ -55,6 +55,41 @@ pub async fn client(url: &str) -> Client {
     client
 }
 
+/// A test's own schema (named like its slot and publication), a client, and the guard that
+/// drops them all when the test ends.
+pub struct Scratch {
+    pub url: String,
+    pub name: String,
+    pub app: Client,
+    _guard: Guard,
+}
+
+impl Scratch {
+    /// Creates the schema and runs `ddl` in it (`{s}` stands for the schema's name); `None`,
+    /// with one line, without `SYNCBUS_PG_URL`.
+    pub async fn new(ddl: &str) -> Option<Scratch> {
+        let url = url()?;
+        let name = unique();
+        let guard = Guard {
+            url: url.clone(),
+            name: name.clone(),
+        };
+        let app = client(&url).await;
+        app.batch_execute(&format!(
+            "CREATE SCHEMA {name}; {}",
+            ddl.replace("{s}", &name)
+        ))
+        .await
+        .unwrap();
+        Some(Scratch {
+            url,
+            name,
+            app,
+            _guard: guard,
+        })
+    }
+}
+
 /// Drops the slot, the publication and the schema named `name` when the test ends.
 pub struct Guard {
     pub url: String,
