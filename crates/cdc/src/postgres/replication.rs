@@ -585,6 +585,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use crate::postgres::replication::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn server_errors_say_what_to_change() {
@@ -600,6 +601,142 @@ mod tests {
         assert!(matches!(e, CdcError::Database { .. }));
         // a truncated body never panics
         let _ = server_error("x", "s", b"SERR");
+    }
+
+    /// A stand-in server on loopback for what the local test server (trust auth) never
+    /// does: it asks for a password as `auth` says, checks the answer, answers `SHOW`, and
+    /// refuses `START_REPLICATION` with `refusal` (an ErrorResponse body).
+    async fn fake_server(
+        auth: &'static str,
+        refusal: &'static [u8],
+    ) -> (String, tokio::task::JoinHandle<bool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let frame = |tag: u8, body: &[u8]| {
+                let mut f = vec![tag];
+                f.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+                f.extend_from_slice(body);
+                f
+            };
+            // the startup message: a length, then the body
+            let len = sock.read_u32().await.unwrap() as usize;
+            let mut startup = vec![0; len - 4];
+            sock.read_exact(&mut startup).await.unwrap();
+            let startup = String::from_utf8_lossy(&startup).into_owned();
+            let replication = startup.contains("replication\0database");
+            let salt = [1, 2, 3, 4];
+            let (request, expected): (Vec<u8>, Vec<u8>) = match auth {
+                "md5" => {
+                    let mut r = 5u32.to_be_bytes().to_vec();
+                    r.extend_from_slice(&salt);
+                    (r, md5_hash(b"alice", b"secret", salt).into_bytes())
+                }
+                _ => (3u32.to_be_bytes().to_vec(), b"secret".to_vec()),
+            };
+            sock.write_all(&frame(b'R', &request)).await.unwrap();
+            // the password message: 'p', length, the password and a NUL
+            let tag = sock.read_u8().await.unwrap();
+            let len = sock.read_u32().await.unwrap() as usize;
+            let mut pw = vec![0; len - 4];
+            sock.read_exact(&mut pw).await.unwrap();
+            if tag != b'p' || pw.strip_suffix(&[0]) != Some(&expected[..]) {
+                sock.write_all(&frame(
+                    b'E',
+                    b"SFATAL\0C28P01\0Mpassword authentication failed\0\0",
+                ))
+                .await
+                .unwrap();
+                return false;
+            }
+            sock.write_all(&frame(b'R', &0u32.to_be_bytes()))
+                .await
+                .unwrap();
+            sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+            for answer in [None, Some(refusal)] {
+                let tag = sock.read_u8().await.unwrap();
+                let len = sock.read_u32().await.unwrap() as usize;
+                let mut q = vec![0; len - 4];
+                sock.read_exact(&mut q).await.unwrap();
+                assert_eq!(tag, b'Q');
+                match answer {
+                    None => {
+                        let mut row = 1u16.to_be_bytes().to_vec();
+                        row.extend_from_slice(&2u32.to_be_bytes());
+                        row.extend_from_slice(b"2s");
+                        sock.write_all(&frame(b'D', &row)).await.unwrap();
+                        sock.write_all(&frame(b'C', b"SHOW\0")).await.unwrap();
+                        sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+                    }
+                    Some(body) => {
+                        assert!(String::from_utf8_lossy(&q)
+                            .starts_with("START_REPLICATION SLOT \"s\" LOGICAL 0/0"));
+                        sock.write_all(&frame(b'E', body)).await.unwrap();
+                        sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+                    }
+                }
+            }
+            replication
+        });
+        (
+            format!("postgres://alice:secret@127.0.0.1:{port}/app"),
+            task,
+        )
+    }
+
+    #[tokio::test]
+    async fn md5_and_cleartext_passwords_and_a_refused_start() {
+        for auth in ["md5", "cleartext"] {
+            let (url, server) = fake_server(
+                auth,
+                b"SERROR\0C55006\0Mreplication slot \"s\" is active for PID 7\0\0",
+            )
+            .await;
+            let err = Replication::start(&url, "s", "p", 0).await.unwrap_err();
+            assert!(matches!(err, CdcError::SlotInUse { .. }), "{auth}: {err}");
+            assert!(
+                server.await.unwrap(),
+                "{auth}: asked for a replication connection"
+            );
+        }
+        let (url, server) = fake_server(
+            "md5",
+            b"SERROR\0C42704\0Mpublication \"p\" does not exist\0\0",
+        )
+        .await;
+        let err = Replication::start(&url, "s", "p", 0).await.unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_password_request_without_a_password_says_so() {
+        let (url, server) = fake_server("md5", b"").await;
+        let url = url.replace("alice:secret@", "alice@");
+        let err = Replication::start(&url, "s", "p", 0).await.unwrap_err();
+        assert!(err.to_string().contains("has none"), "{err}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_an_error_not_a_hang() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            drop(sock);
+        });
+        let url = format!("postgres://alice@127.0.0.1:{port}/app");
+        let err = tokio::time::timeout(
+            Duration::from_secs(5),
+            Replication::start(&url, "s", "p", 0),
+        )
+        .await
+        .expect("no hang")
+        .unwrap_err();
+        assert!(matches!(err, CdcError::Database { .. }), "{err}");
+        server.await.unwrap();
     }
 
     #[test]
