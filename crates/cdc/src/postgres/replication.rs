@@ -427,6 +427,10 @@ fn server_error(action: &str, slot: &str, body: &[u8]) -> CdcError {
             hint: "logical decoding needs a role with the REPLICATION attribute (ALTER ROLE <role> REPLICATION) or a superuser, and pg_hba.conf must let it connect to the database",
             message,
         },
+        // invalid_password
+        "28P01" => CdcError::Invalid(format!(
+            "{action}: {message}: check the user and password in the connection URL"
+        )),
         // undefined_object: no such slot or publication
         "42704" => CdcError::Invalid(format!("{action}: {message}")),
         _ => CdcError::database(
@@ -597,10 +601,122 @@ mod tests {
         let body = b"SFATAL\0C28000\0Mmust be superuser or replication role\0\0";
         let e = server_error("connect", "s", body);
         assert!(e.to_string().contains("REPLICATION"), "{e}");
+        let e = server_error(
+            "connect",
+            "s",
+            b"SFATAL\0C28P01\0Mpassword authentication failed\0\0",
+        );
+        assert!(
+            e.to_string().contains("password authentication failed"),
+            "{e}"
+        );
         let e = server_error("x", "s", b"SERROR\0CXX000\0Mboom\0\0");
         assert!(matches!(e, CdcError::Database { .. }));
         // a truncated body never panics
         let _ = server_error("x", "s", b"SERR");
+    }
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![tag];
+        f.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Reads one tagged message: its tag and body.
+    async fn read_message(sock: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let tag = sock.read_u8().await.unwrap();
+        let len = sock.read_u32().await.unwrap() as usize;
+        let mut body = vec![0; len - 4];
+        sock.read_exact(&mut body).await.unwrap();
+        (tag, body)
+    }
+
+    /// Answers `SHOW` with `2s`, then `START_REPLICATION` with `refusal`.
+    async fn serve_queries(sock: &mut tokio::net::TcpStream, refusal: &[u8]) {
+        for answer in [None, Some(refusal)] {
+            let (tag, q) = read_message(sock).await;
+            assert_eq!(tag, b'Q');
+            match answer {
+                None => {
+                    let mut row = 1u16.to_be_bytes().to_vec();
+                    row.extend_from_slice(&2u32.to_be_bytes());
+                    row.extend_from_slice(b"2s");
+                    sock.write_all(&frame(b'D', &row)).await.unwrap();
+                    sock.write_all(&frame(b'C', b"SHOW\0")).await.unwrap();
+                    sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+                }
+                Some(body) => {
+                    assert!(String::from_utf8_lossy(&q)
+                        .starts_with("START_REPLICATION SLOT \"s\" LOGICAL 0/0"));
+                    sock.write_all(&frame(b'E', body)).await.unwrap();
+                    sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// The server side of SCRAM-SHA-256 (RFC 5802, RFC 7677): true if the client proved it
+    /// knows `password`, after sending the server's signature for the client to check.
+    async fn scram_server(sock: &mut tokio::net::TcpStream, password: &[u8]) -> bool {
+        use base64::engine::general_purpose::STANDARD as B64;
+        use base64::Engine as _;
+        use hmac::{KeyInit, Mac};
+        use sha2::{Digest, Sha256};
+        type HmacSha256 = hmac::Hmac<Sha256>;
+        let hmac = |key: &[u8], msg: &[u8]| {
+            let mut m = HmacSha256::new_from_slice(key).unwrap();
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        };
+        let mut request = 10u32.to_be_bytes().to_vec();
+        request.extend_from_slice(b"SCRAM-SHA-256\0\0");
+        sock.write_all(&frame(b'R', &request)).await.unwrap();
+        // SASLInitialResponse: mechanism, NUL, length, client-first-message
+        let (_, body) = read_message(sock).await;
+        let nul = body.iter().position(|&b| b == 0).unwrap();
+        let client_first = String::from_utf8(body[nul + 5..].to_vec()).unwrap();
+        let bare = client_first.strip_prefix("n,,").unwrap().to_owned();
+        let cnonce = bare.split("r=").nth(1).unwrap().to_owned();
+        let (salt, iterations) = (b"pepper-salt", 4096u32);
+        let server_first = format!("r={cnonce}srv,s={},i={iterations}", B64.encode(salt));
+        let mut cont = 11u32.to_be_bytes().to_vec();
+        cont.extend_from_slice(server_first.as_bytes());
+        sock.write_all(&frame(b'R', &cont)).await.unwrap();
+        let (_, body) = read_message(sock).await;
+        let client_final = String::from_utf8(body).unwrap();
+        let (without_proof, proof) = client_final.rsplit_once(",p=").unwrap();
+        // Hi(): PBKDF2 with HMAC-SHA-256
+        let mut u = hmac(password, &[&salt[..], &1u32.to_be_bytes()].concat());
+        let mut salted = u.clone();
+        for _ in 1..iterations {
+            u = hmac(password, &u);
+            salted.iter_mut().zip(&u).for_each(|(s, x)| *s ^= x);
+        }
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = Sha256::digest(&client_key).to_vec();
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof = B64.decode(proof).unwrap();
+        let recovered: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
+        if Sha256::digest(&recovered).to_vec() != stored_key {
+            sock.write_all(&frame(
+                b'E',
+                b"SFATAL\0C28P01\0Mpassword authentication failed\0\0",
+            ))
+            .await
+            .unwrap();
+            return false;
+        }
+        let server_key = hmac(&salted, b"Server Key");
+        let verifier = format!(
+            "v={}",
+            B64.encode(hmac(&server_key, auth_message.as_bytes()))
+        );
+        let mut fin = 12u32.to_be_bytes().to_vec();
+        fin.extend_from_slice(verifier.as_bytes());
+        sock.write_all(&frame(b'R', &fin)).await.unwrap();
+        true
     }
 
     /// A stand-in server on loopback for what the local test server (trust auth) never
@@ -614,18 +730,23 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
-            let frame = |tag: u8, body: &[u8]| {
-                let mut f = vec![tag];
-                f.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-                f.extend_from_slice(body);
-                f
-            };
             // the startup message: a length, then the body
             let len = sock.read_u32().await.unwrap() as usize;
             let mut startup = vec![0; len - 4];
             sock.read_exact(&mut startup).await.unwrap();
             let startup = String::from_utf8_lossy(&startup).into_owned();
             let replication = startup.contains("replication\0database");
+            if auth == "scram" {
+                if !scram_server(&mut sock, b"secret").await {
+                    return false;
+                }
+                sock.write_all(&frame(b'R', &0u32.to_be_bytes()))
+                    .await
+                    .unwrap();
+                sock.write_all(&frame(b'Z', b"I")).await.unwrap();
+                serve_queries(&mut sock, refusal).await;
+                return replication;
+            }
             let salt = [1, 2, 3, 4];
             let (request, expected): (Vec<u8>, Vec<u8>) = match auth {
                 "md5" => {
@@ -637,10 +758,7 @@ mod tests {
             };
             sock.write_all(&frame(b'R', &request)).await.unwrap();
             // the password message: 'p', length, the password and a NUL
-            let tag = sock.read_u8().await.unwrap();
-            let len = sock.read_u32().await.unwrap() as usize;
-            let mut pw = vec![0; len - 4];
-            sock.read_exact(&mut pw).await.unwrap();
+            let (tag, pw) = read_message(&mut sock).await;
             if tag != b'p' || pw.strip_suffix(&[0]) != Some(&expected[..]) {
                 sock.write_all(&frame(
                     b'E',
@@ -654,29 +772,7 @@ mod tests {
                 .await
                 .unwrap();
             sock.write_all(&frame(b'Z', b"I")).await.unwrap();
-            for answer in [None, Some(refusal)] {
-                let tag = sock.read_u8().await.unwrap();
-                let len = sock.read_u32().await.unwrap() as usize;
-                let mut q = vec![0; len - 4];
-                sock.read_exact(&mut q).await.unwrap();
-                assert_eq!(tag, b'Q');
-                match answer {
-                    None => {
-                        let mut row = 1u16.to_be_bytes().to_vec();
-                        row.extend_from_slice(&2u32.to_be_bytes());
-                        row.extend_from_slice(b"2s");
-                        sock.write_all(&frame(b'D', &row)).await.unwrap();
-                        sock.write_all(&frame(b'C', b"SHOW\0")).await.unwrap();
-                        sock.write_all(&frame(b'Z', b"I")).await.unwrap();
-                    }
-                    Some(body) => {
-                        assert!(String::from_utf8_lossy(&q)
-                            .starts_with("START_REPLICATION SLOT \"s\" LOGICAL 0/0"));
-                        sock.write_all(&frame(b'E', body)).await.unwrap();
-                        sock.write_all(&frame(b'Z', b"I")).await.unwrap();
-                    }
-                }
-            }
+            serve_queries(&mut sock, refusal).await;
             replication
         });
         (
@@ -686,8 +782,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn md5_and_cleartext_passwords_and_a_refused_start() {
-        for auth in ["md5", "cleartext"] {
+    async fn md5_cleartext_and_scram_passwords_and_a_refused_start() {
+        for auth in ["md5", "cleartext", "scram"] {
             let (url, server) = fake_server(
                 auth,
                 b"SERROR\0C55006\0Mreplication slot \"s\" is active for PID 7\0\0",
