@@ -632,6 +632,11 @@ mod tests {
         (tag, body)
     }
 
+    async fn refuse_password(sock: &mut tokio::net::TcpStream) {
+        let refusal = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0";
+        sock.write_all(&frame(b'E', refusal)).await.unwrap();
+    }
+
     /// Answers `SHOW` with `2s`, then `START_REPLICATION` with `refusal`.
     async fn serve_queries(sock: &mut tokio::net::TcpStream, refusal: &[u8]) {
         for answer in [None, Some(refusal)] {
@@ -700,12 +705,7 @@ mod tests {
         let proof = B64.decode(proof).unwrap();
         let recovered: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
         if Sha256::digest(&recovered).to_vec() != stored_key {
-            sock.write_all(&frame(
-                b'E',
-                b"SFATAL\0C28P01\0Mpassword authentication failed\0\0",
-            ))
-            .await
-            .unwrap();
+            refuse_password(sock).await;
             return false;
         }
         let server_key = hmac(&salted, b"Server Key");
@@ -760,12 +760,7 @@ mod tests {
             // the password message: 'p', length, the password and a NUL
             let (tag, pw) = read_message(&mut sock).await;
             if tag != b'p' || pw.strip_suffix(&[0]) != Some(&expected[..]) {
-                sock.write_all(&frame(
-                    b'E',
-                    b"SFATAL\0C28P01\0Mpassword authentication failed\0\0",
-                ))
-                .await
-                .unwrap();
+                refuse_password(&mut sock).await;
                 return false;
             }
             sock.write_all(&frame(b'R', &0u32.to_be_bytes()))
