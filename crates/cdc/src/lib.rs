@@ -52,7 +52,7 @@
 //!
 //! | feature | default | adds |
 //! | --- | --- | --- |
-//! | `postgres` | no | `PgCdc`, `PgCdcConfig` (tokio-postgres) |
+//! | `postgres` | no | `PgCdc`, `PgCdcConfig`, `PgTransport` (tokio-postgres, and the replication connection over its `postgres-protocol`) |
 #![forbid(unsafe_code)]
 
 mod change;
