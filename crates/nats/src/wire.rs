@@ -81,13 +81,18 @@ mod tests {
     use super::*;
     use syncbus_envelope::{EntityId, EventType, Metadata, Topic};
 
-    #[test]
-    fn both_codecs_round_trip_with_headers() {
+    /// An envelope with a topic, an entity id and a version.
+    fn sample() -> Envelope<Bytes> {
         let meta = Metadata::new(EventType::new("order.placed").unwrap())
             .with_topic(Topic::from_static("orders.placed"))
             .with_entity_id(Some(EntityId::new("o-1").unwrap()))
             .with_version(Some(3));
-        let env = Envelope::new(meta, Bytes::from_static(b"{\"n\":1}"));
+        Envelope::new(meta, Bytes::from_static(b"{\"n\":1}"))
+    }
+
+    #[test]
+    fn both_codecs_round_trip_with_headers() {
+        let env = sample();
         for codec in [Codec::Binary, Codec::Json] {
             let (headers, body) = encode(&env, codec, true).unwrap();
             assert_eq!(
@@ -111,11 +116,7 @@ mod tests {
 
     #[test]
     fn by_default_three_headers_and_the_content_type_names_the_codec() {
-        let meta = Metadata::new(EventType::new("order.placed").unwrap())
-            .with_topic(Topic::from_static("orders.placed"))
-            .with_entity_id(Some(EntityId::new("o-1").unwrap()))
-            .with_version(Some(3));
-        let env = Envelope::new(meta, Bytes::from_static(b"{\"n\":1}"));
+        let env = sample();
         for codec in [Codec::Binary, Codec::Json] {
             let (headers, body) = encode(&env, codec, false).unwrap();
             assert_eq!(headers.iter().count(), 3, "{headers:?}");

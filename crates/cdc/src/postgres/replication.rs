@@ -334,6 +334,13 @@ impl Conn {
             .map_err(|e| CdcError::database("writing to the replication connection", e))
     }
 
+    /// Sends a status update with the confirmed position as it is now; returns it.
+    async fn send_status(&mut self, received: u64, feedback: &Feedback) -> Result<u64, CdcError> {
+        let confirmed = feedback.confirmed.load(Ordering::Acquire);
+        self.write(&status(received, confirmed)).await?;
+        Ok(confirmed)
+    }
+
     /// Reads more from the socket; an end of stream is an error.
     async fn fill(&mut self) -> Result<(), CdcError> {
         if self.buf.capacity() - self.buf.len() < READ / 4 {
@@ -537,9 +544,7 @@ async fn run(
                 }
             }
             if reply {
-                let c = feedback.confirmed.load(Ordering::Acquire);
-                conn.write(&status(received, c)).await?;
-                sent_confirmed = c;
+                sent_confirmed = conn.send_status(received, &feedback).await?;
             }
             if !batch.is_empty() {
                 // Hand the batch over; meanwhile keep the connection alive.
@@ -552,9 +557,7 @@ async fn run(
                         _ = feedback.now.notified() => {}
                         _ = ticker.tick() => {}
                     }
-                    let c = feedback.confirmed.load(Ordering::Acquire);
-                    conn.write(&status(received, c)).await?;
-                    sent_confirmed = c;
+                    sent_confirmed = conn.send_status(received, &feedback).await?;
                 };
                 permit.send(Ok(std::mem::take(&mut batch)));
                 continue;
@@ -565,16 +568,12 @@ async fn run(
             tokio::select! {
                 r = conn.fill() => r?,
                 _ = feedback.now.notified() => {
-                    let c = feedback.confirmed.load(Ordering::Acquire);
-                    if c != sent_confirmed {
-                        conn.write(&status(received, c)).await?;
-                        sent_confirmed = c;
+                    if feedback.confirmed.load(Ordering::Acquire) != sent_confirmed {
+                        sent_confirmed = conn.send_status(received, &feedback).await?;
                     }
                 }
                 _ = ticker.tick() => {
-                    let c = feedback.confirmed.load(Ordering::Acquire);
-                    conn.write(&status(received, c)).await?;
-                    sent_confirmed = c;
+                    sent_confirmed = conn.send_status(received, &feedback).await?;
                 }
                 _ = tx.closed() => return Ok(()),
             }
