@@ -34,15 +34,14 @@
 
 mod config;
 mod conn;
+mod peek;
 mod replication;
 mod snapshot;
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -50,12 +49,12 @@ use syncbus_core::{Settle, Source};
 use syncbus_envelope::{Binary, Bytes, Envelope, Headers, Limits, Metadata, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{PgLsn, ToSql};
-use tokio_postgres::{Client, RowStream};
+use tokio_postgres::Client;
 
 use self::config::{quote, TableName};
 pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
+use self::peek::Peek;
 use self::replication::{Item, Replication};
 use self::snapshot::{Snapshot, SnapshotFilter};
 use crate::change::{
@@ -279,7 +278,8 @@ struct Tx {
 
 struct Reader {
     client: Client,
-    stream: Option<Pin<Box<RowStream>>>,
+    /// The slot functions' peek being read ([`PgTransport::SlotFunctions`]).
+    stream: Option<Peek>,
     /// The replication connection ([`PgTransport::Replication`]) and what it handed over
     /// that is not read yet.
     repl: Option<Replication>,
@@ -614,9 +614,6 @@ impl PgCdc {
             r.client = connect(&self.inner.config.url).await?;
         }
         let c = &self.inner.config;
-        let page = c.page as i32;
-        let publication = c.publication_name().to_owned();
-        let params: [&(dyn ToSql + Sync); 3] = [&c.slot, &page, &publication];
         let upto: String = r
             .client
             .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
@@ -626,15 +623,7 @@ impl PgCdc {
         r.peek_upto = parse_lsn(&upto).unwrap_or(0);
         r.last_end = 0;
         r.caught_up = None;
-        let stream = r
-            .client
-            .query_raw(
-                "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
-                params,
-            )
-            .await
-            .map_err(|e| pg_error("read the replication slot", &c.slot, e))?;
-        r.stream = Some(Box::pin(stream));
+        r.stream = Some(Peek::start(&r.client, &c.slot, c.page, c.publication_name()).await?);
         r.rows = 0;
         r.fresh = false;
         r.tx = None;
@@ -1072,32 +1061,16 @@ impl PgCdc {
             }
             let next = r.stream.as_mut().expect("peeked above").next().await;
             match next {
-                Some(Ok(row)) => {
+                Some(Ok((lsn, data))) => {
                     r.rows += 1;
-                    let (lsn, data) = match (row.try_get::<_, PgLsn>(0), row.try_get::<_, &[u8]>(1))
-                    {
-                        (Ok(lsn), Ok(data)) => (u64::from(lsn), data),
-                        (Err(e), _) | (_, Err(e)) => {
-                            r.stream = None;
-                            return Err(pg_error(
-                                "read the replication slot",
-                                &self.inner.config.slot,
-                                e,
-                            ));
-                        }
-                    };
-                    self.decode_row(&mut r, lsn, data, &mut out)?;
+                    self.decode_row(&mut r, lsn, &data, &mut out)?;
                     if out.len() >= max {
                         return Ok(out);
                     }
                 }
                 Some(Err(e)) => {
                     r.stream = None;
-                    return Err(pg_error(
-                        "read the replication slot",
-                        &self.inner.config.slot,
-                        e,
-                    ));
+                    return Err(e);
                 }
                 None => {
                     r.stream = None;
