@@ -93,6 +93,11 @@ async fn pg_100k_row_transaction_streams_in_bounded_memory() {
                 .parse()
                 .unwrap();
             assert_eq!(id, next, "in order");
+            // Each envelope carries its own change (large batches are built in two halves
+            // at once): the payload's row and position match the entity id.
+            let doc = d.envelope().payload().json().unwrap();
+            assert_eq!(doc["new"]["id"], next, "payload of change {next}");
+            assert_eq!(doc["pos"], next - 1, "position of change {next}");
             next += 1;
             bytes += d.envelope().payload().as_bytes().len();
             got += 1;

@@ -32,6 +32,7 @@
 //! `wal_sender_timeout`, so the server keeps the connection. A peek's server side keeps
 //! the decoded transaction in its tuplestore (in `work_mem`, then on disk).
 
+mod build;
 mod config;
 mod conn;
 mod peek;
@@ -51,21 +52,18 @@ use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use self::build::{build_all, Rel, Staged, Todo, Writer};
 use self::config::{quote, TableName};
 pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
 use self::peek::Peek;
 use self::replication::{Item, Replication};
 use self::snapshot::{Snapshot, SnapshotFilter};
-use crate::change::{
-    change_id, change_id_salted, entity_from, envelope, fnv64, reader_salt, Change, IdKind, Op,
-    Parts,
-};
+use crate::change::{change_id, envelope, fnv64, reader_salt, Change, IdKind, Op, Parts};
 use crate::error::CdcError;
-use crate::pgoutput::{self, Datum, Message, Old, Relation};
+use crate::pgoutput::{self, Datum, Message, Relation};
 use crate::sqlite::decode_hex;
 use crate::tracker::{Ticket, Tracker};
-use crate::value::{write_json, write_str};
 use serde_json::Value;
 
 /// A change's place: snapshot rows first, then the stream by (commit LSN, position).
@@ -236,26 +234,6 @@ fn check_wal_level(level: &str) -> Result<(), CdcError> {
     }
 }
 
-/// A relation as the stream described it, with what every change of it needs made once:
-/// the key columns' places and the event types and topics.
-struct Rel {
-    rel: Relation,
-    key: Vec<usize>,
-    names: [(syncbus_envelope::EventType, Option<syncbus_envelope::Topic>); 4],
-    /// Each op's payload up to the key: `{"op":..,"schema":..,"table":..,"key":`.
-    heads: [Vec<u8>; 4],
-    /// Each column's `"name":`.
-    fields: Vec<Vec<u8>>,
-}
-
-/// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
-type Shape<'a> = (
-    Op,
-    Option<&'a [Datum<'a>]>,
-    Option<&'a [Datum<'a>]>,
-    Option<(&'a [Datum<'a>], bool)>,
-);
-
 /// The transaction being read.
 #[derive(Debug)]
 struct Tx {
@@ -265,16 +243,31 @@ struct Tx {
     pos: u32,
     /// Already in the snapshot: its changes are skipped.
     skip: bool,
-    /// The commit LSN as text, and the headers every change of it carries (the same for
-    /// all): made once per transaction, not per change.
-    commit_text: String,
+    /// The headers every change of it carries (the same for all): made once per
+    /// transaction, not per change.
     headers: Headers,
     /// Per relation and op, the metadata its changes share (type, topic, source, content
     /// type, time, headers): cloned per change, so the rare-field block is built once.
     metas: Vec<((u32, Op), Metadata)>,
-    /// The payload is written here, then copied out at its exact length.
-    scratch: Vec<u8>,
+    /// Where the payloads of changes built on the reader's side are written.
+    writer: Writer,
 }
+
+impl Tx {
+    /// The metadata template of `op` on `rel` in this transaction (made at its first change).
+    fn template(&mut self, rel: &Rel, op: Op, source: &SmolStr) -> Metadata {
+        let shared = (rel.rel.oid, op);
+        if let Some((_, m)) = self.metas.iter().find(|(k, _)| *k == shared) {
+            return m.clone();
+        }
+        let m = rel.template(op, source, self.time, &self.headers);
+        self.metas.push((shared, m.clone()));
+        m
+    }
+}
+
+/// A batch with at least this many envelopes to build is built in two halves at once.
+const PARALLEL_BUILD: usize = 128;
 
 struct Reader {
     client: Client,
@@ -285,7 +278,7 @@ struct Reader {
     repl: Option<Replication>,
     pending: VecDeque<Item>,
     rows: u64,
-    relations: std::collections::HashMap<u32, Rel>,
+    relations: std::collections::HashMap<u32, Arc<Rel>>,
     tx: Option<Tx>,
     /// What was last written to the checkpoint store, and the slot's end.
     stored: Stored,
@@ -630,14 +623,30 @@ impl PgCdc {
         Ok(())
     }
 
-    /// Turns one row of the stream into deliveries (none for most messages).
+    /// Turns one row of the stream into staged deliveries (none for most messages).
+    ///
+    /// A row change (insert, update, delete) of a captured table is positioned, tracked and
+    /// staged from its first five bytes; its envelope is built afterwards, outside the
+    /// reader's lock ([`build`]). Everything else is decoded here.
     fn decode_row(
         &self,
         r: &mut Reader,
         row_lsn: u64,
-        data: &[u8],
-        out: &mut Vec<PgDelivery>,
+        data: &Bytes,
+        out: &mut Vec<Staged>,
     ) -> Result<(), CdcError> {
+        if let [tag @ (b'I' | b'U' | b'D'), a, b, c, d, ..] = data[..] {
+            let rel_oid = u32::from_be_bytes([a, b, c, d]);
+            let rel = r.relations.get(&rel_oid).cloned();
+            if let Some(rel) = rel.filter(|rel| !self.is_outbox(&rel.rel)) {
+                let op = match tag {
+                    b'I' => Op::Insert,
+                    b'U' => Op::Update,
+                    _ => Op::Delete,
+                };
+                return self.stage(r, row_lsn, data, rel, op, out);
+            }
+        }
         let at = || lsn_text(row_lsn);
         let msg = pgoutput::decode(data).map_err(|e| CdcError::Decode {
             at: at(),
@@ -655,10 +664,9 @@ impl PgCdc {
                 }
                 // µs since 2000-01-01
                 let unix_us = timestamp.saturating_add(946_684_800_000_000);
-                let commit_text = lsn_text(final_lsn);
                 let mut headers = Headers::new();
                 // Valid names, short ASCII values: these never fail.
-                let _ = headers.insert("cdclsn", &commit_text);
+                let _ = headers.insert("cdclsn", &lsn_text(final_lsn));
                 let _ = headers.insert("cdcxid", Decimal::new(u64::from(xid)).as_str());
                 r.tx = Some(Tx {
                     commit: final_lsn,
@@ -666,10 +674,9 @@ impl PgCdc {
                     time: Some(Timestamp::from_unix_nanos(unix_us.saturating_mul(1000))),
                     pos: 0,
                     skip,
-                    commit_text,
                     headers,
                     metas: Vec::new(),
-                    scratch: Vec::new(),
+                    writer: Writer::default(),
                 });
             }
             Message::Commit {
@@ -703,8 +710,13 @@ impl PgCdc {
                 }
             }
             Message::Relation(rel) => {
-                let rel = self.describe(rel);
-                r.relations.insert(rel.rel.oid, rel);
+                let pk = self
+                    .inner
+                    .keys
+                    .get(&(rel.schema.clone(), rel.name.clone()))
+                    .map(Vec::as_slice);
+                let rel = Rel::new(rel, pk);
+                r.relations.insert(rel.rel.oid, Arc::new(rel));
             }
             Message::Other(_) => {}
             change => {
@@ -741,19 +753,19 @@ impl PgCdc {
                     let env = if tx.skip {
                         None
                     } else {
-                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn, row_lsn)?
+                        self.change_envelope(rel, &change, tx, pos_in_tx, row_lsn)?
                     };
                     r.fresh = true;
                     let mut t = self.inner.tracker.lock();
                     match env {
                         Some(env) => {
                             let (ticket, deliveries) = t.push(pos, false);
-                            out.push(PgDelivery {
+                            out.push(Staged::Done(PgDelivery {
                                 env,
                                 ticket,
                                 deliveries,
                                 tracker: self.inner.tracker.clone(),
-                            });
+                            }));
                         }
                         // Nothing to hand out (a snapshot row, an outbox delete): confirmed in passing.
                         None => {
@@ -766,59 +778,65 @@ impl PgCdc {
         Ok(())
     }
 
-    fn describe(&self, rel: Relation) -> Rel {
-        let pk = self
-            .inner
-            .keys
-            .get(&(rel.schema.clone(), rel.name.clone()))
-            .filter(|k| !k.is_empty());
-        let key = match pk {
-            Some(pk) => pk
-                .iter()
-                .filter_map(|k| rel.columns.iter().position(|c| &c.name == k))
-                .collect(),
-            None => (0..rel.columns.len())
-                .filter(|&i| rel.columns[i].key)
-                .collect(),
+    /// Positions, tracks and stages a row change of `rel` (not the outbox).
+    fn stage(
+        &self,
+        r: &mut Reader,
+        row_lsn: u64,
+        data: &Bytes,
+        rel: Arc<Rel>,
+        op: Op,
+        out: &mut Vec<Staged>,
+    ) -> Result<(), CdcError> {
+        let Some(tx) = r.tx.as_mut() else {
+            return Err(CdcError::Decode {
+                at: lsn_text(row_lsn),
+                message: "change outside a transaction".into(),
+            });
         };
-        let n = |op| crate::change::names(&rel.schema, &rel.name, op);
-        let names = [n(Op::Insert), n(Op::Update), n(Op::Delete), n(Op::Truncate)];
-        let head = |op: Op| {
-            let mut h = Vec::with_capacity(48 + rel.schema.len() + rel.name.len());
-            h.extend_from_slice(b"{\"op\":\"");
-            h.extend_from_slice(op.as_str().as_bytes());
-            h.extend_from_slice(b"\",\"schema\":");
-            write_str(&mut h, &rel.schema);
-            h.extend_from_slice(b",\"table\":");
-            write_str(&mut h, &rel.name);
-            h.extend_from_slice(b",\"key\":");
-            h
+        let pos_in_tx = tx.pos;
+        tx.pos += 1;
+        let pos = PgPos::Stream {
+            commit: tx.commit,
+            pos: pos_in_tx,
+            end: 0,
         };
-        let heads = [
-            head(Op::Insert),
-            head(Op::Update),
-            head(Op::Delete),
-            head(Op::Truncate),
-        ];
-        let fields = rel
-            .columns
-            .iter()
-            .map(|c| {
-                let mut f = Vec::with_capacity(c.name.len() + 3);
-                write_str(&mut f, &c.name);
-                f.push(b':');
-                f
-            })
-            .collect();
-        Rel {
-            rel,
-            key,
-            names,
-            heads,
-            fields,
+        let mut t = self.inner.tracker.lock();
+        if t.seen(&pos) {
+            return Ok(());
         }
+        r.fresh = true;
+        if tx.skip {
+            // Already in the snapshot: confirmed in passing.
+            t.push(pos, true);
+            return Ok(());
+        }
+        let (ticket, deliveries) = t.push(pos, false);
+        drop(t);
+        let meta = tx.template(&rel, op, &self.inner.source);
+        out.push(Staged::Todo(Todo {
+            rel,
+            meta,
+            commit: tx.commit,
+            xid: tx.xid,
+            pos: pos_in_tx,
+            row_lsn,
+            data: data.clone(),
+            ticket,
+            deliveries,
+        }));
+        Ok(())
     }
 
+    fn is_outbox(&self, rel: &Relation) -> bool {
+        self.inner
+            .config
+            .outbox
+            .as_ref()
+            .is_some_and(|o| o.schema == rel.schema && o.table == rel.name)
+    }
+
+    /// The envelope of a change built on the reader's side: the outbox's, a truncate's.
     fn change_envelope(
         &self,
         described: &Rel,
@@ -826,191 +844,71 @@ impl PgCdc {
         tx: &mut Tx,
         pos: u32,
         row_lsn: u64,
-        lsn: u64,
     ) -> Result<Option<Envelope<Change>>, CdcError> {
         let rel = &described.rel;
-        let is_outbox = self
-            .inner
-            .config
-            .outbox
-            .as_ref()
-            .is_some_and(|o| o.schema == rel.schema && o.table == rel.name);
-        if is_outbox {
+        if self.is_outbox(rel) {
             let Message::Insert { new, .. } = change else {
                 return Ok(None);
             };
             return outbox_envelope(rel, new, &self.inner.limits)
                 .map(Some)
                 .map_err(|message| CdcError::Decode {
-                    at: lsn_text(lsn),
+                    at: lsn_text(row_lsn),
                     message,
                 });
         }
-        let cols = &rel.columns;
-        let fields = &described.fields;
-        // {"name":value,...} of the columns at `which` (every column when None).
-        let write_row = |out: &mut Vec<u8>, t: &[Datum<'_>], which: Option<&[usize]>| {
-            out.push(b'{');
-            let mut first = true;
-            let mut one = |out: &mut Vec<u8>, i: usize| {
-                let (Some(c), Some(d), Some(f)) = (cols.get(i), t.get(i), fields.get(i)) else {
-                    return;
-                };
-                if matches!(d, Datum::Unchanged) {
-                    return;
-                }
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                out.extend_from_slice(f);
-                match d {
-                    Datum::Text(s) => write_json(out, c.type_oid, s),
-                    _ => out.extend_from_slice(b"null"),
-                }
-            };
-            match which {
-                Some(idx) => idx.iter().for_each(|&i| one(out, i)),
-                None => (0..t.len()).for_each(|i| one(out, i)),
-            }
-            out.push(b'}');
+        let Some(op) = build::op_of(change) else {
+            return Ok(None);
         };
-        let key_idx = described.key.as_slice();
-        let (op, key_t, new_t, old_t): Shape<'_> = match change {
-            Message::Insert { new, .. } => (Op::Insert, Some(new), Some(new), None),
-            Message::Update { new, old, .. } => (
-                Op::Update,
-                Some(new),
-                Some(new),
-                match old {
-                    Some(Old::Full(t)) => Some((t.as_slice(), true)),
-                    Some(Old::Key(t)) => Some((t.as_slice(), false)),
-                    None => None,
-                },
-            ),
-            Message::Delete { old, .. } => match old {
-                Old::Full(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), true))),
-                Old::Key(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), false))),
-            },
-            Message::Truncate { .. } => (Op::Truncate, None, None, None),
-            _ => return Ok(None),
+        let Some((payload, entity)) =
+            build::payload(described, change, tx.commit, tx.xid, pos, &mut tx.writer)
+        else {
+            return Ok(None);
         };
-        // Sized so that the common row needs no reallocation.
-        let row_len = |t: Option<&[Datum<'_>]>| {
-            t.map_or(4, |t| {
-                t.iter()
-                    .zip(cols)
-                    .map(|(d, c)| match d {
-                        Datum::Text(s) => c.name.len() + s.len() + 6,
-                        _ => c.name.len() + 8,
-                    })
-                    .sum::<usize>()
-                    + 2
-            })
-        };
-        let mut out = std::mem::take(&mut tx.scratch);
-        out.clear();
-        out.reserve(
-            96 + rel.schema.len()
-                + rel.name.len()
-                + 2 * row_len(new_t.or(old_t.map(|o| o.0)))
-                + row_len(old_t.map(|o| o.0)),
-        );
-        out.extend_from_slice(&described.heads[op as usize]);
-        match key_t {
-            Some(t) => write_row(&mut out, t, Some(key_idx)),
-            None => out.extend_from_slice(b"{}"),
-        }
-        out.extend_from_slice(b",\"new\":");
-        match new_t {
-            Some(t) => write_row(&mut out, t, None),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"old\":");
-        match old_t {
-            Some((t, true)) => write_row(&mut out, t, None),
-            Some((t, false)) => write_row(&mut out, t, Some(key_idx)),
-            None => out.extend_from_slice(b"null"),
-        }
-        if let Message::Truncate {
-            cascade,
-            restart_identity,
-            ..
-        } = change
-        {
-            out.extend_from_slice(
-                format!(",\"cascade\":{cascade},\"restart_identity\":{restart_identity}")
-                    .as_bytes(),
-            );
-        }
-        let pos_text = Decimal::new(u64::from(pos));
-        out.extend_from_slice(b",\"lsn\":\"");
-        out.extend_from_slice(tx.commit_text.as_bytes());
-        out.extend_from_slice(b"\",\"pos\":");
-        out.extend_from_slice(pos_text.as_str().as_bytes());
-        out.extend_from_slice(b",\"xid\":");
-        out.extend_from_slice(Decimal::new(u64::from(tx.xid)).as_str().as_bytes());
-        out.push(b'}');
-        let payload = Bytes::copy_from_slice(&out);
-        tx.scratch = out;
-        let entity = match (op, key_t) {
-            (Op::Truncate, _) | (_, None) => None,
-            (_, Some(t)) => match key_idx {
-                [] => None,
-                [i] => match t.get(*i) {
-                    Some(Datum::Text(s)) => entity_from(s),
-                    _ => None,
-                },
-                many => {
-                    let mut a = vec![b'['];
-                    for (n, &i) in many.iter().enumerate() {
-                        if n > 0 {
-                            a.push(b',');
-                        }
-                        match (t.get(i), cols.get(i)) {
-                            (Some(Datum::Text(s)), Some(c)) => write_json(&mut a, c.type_oid, s),
-                            _ => a.extend_from_slice(b"null"),
-                        }
-                    }
-                    a.push(b']');
-                    entity_from(&String::from_utf8_lossy(&a))
-                }
-            },
-        };
-        let shared = (rel.oid, op);
-        let i = match tx.metas.iter().position(|(k, _)| *k == shared) {
-            Some(i) => i,
-            None => {
-                let (ty, topic) = described.names[op as usize].clone();
-                let mut m = Metadata::new(ty)
-                    .with_source(self.inner.source.clone())
-                    .with_content_type("application/json");
-                if let Some(topic) = topic {
-                    m.set_topic(topic);
-                }
-                if let Some(t) = tx.time {
-                    m.set_time(t);
-                }
-                m.set_headers(tx.headers.clone());
-                tx.metas.push((shared, m));
-                tx.metas.len() - 1
-            }
-        };
-        let mut meta = tx.metas[i].1.clone();
-        meta.set_id(change_id_salted(
-            IdKind::PgStream,
+        let meta = tx.template(described, op, &self.inner.source);
+        Ok(Some(build::finish(
+            meta,
+            payload,
+            entity,
             self.inner.salt,
             tx.commit,
             pos,
-        ));
-        meta.set_version(Some(row_lsn));
-        meta.set_entity_id(entity);
-        // Nothing per change goes into the headers: they stay shared by the transaction's
-        // changes (a per-change header would copy the metadata's rare-field block).
-        Ok(Some(Envelope::new(meta, Change(payload))))
+            row_lsn,
+        )))
+    }
+
+    /// A fetch's staged deliveries with their envelopes built: a large batch in two halves,
+    /// one in a task on another worker (on a multi-threaded runtime).
+    async fn finish(&self, mut staged: Vec<Staged>) -> Result<Vec<PgDelivery>, CdcError> {
+        let tracker = &self.inner.tracker;
+        let salt = self.inner.salt;
+        let todo = staged
+            .iter()
+            .filter(|s| matches!(s, Staged::Todo(_)))
+            .count();
+        let parallel = todo >= PARALLEL_BUILD
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !parallel {
+            return build_all(staged, salt, tracker);
+        }
+        let second = staged.split_off(staged.len() / 2);
+        let theirs = tracker.clone();
+        let task = tokio::spawn(async move { build_all(second, salt, &theirs) });
+        let mut out = build_all(staged, salt, tracker)?;
+        out.extend(
+            task.await
+                .map_err(|e| CdcError::database("build the envelopes", e))??,
+        );
+        Ok(out)
     }
 
     async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
+        let staged = self.fetch_staged(max, wait).await?;
+        self.finish(staged).await
+    }
+
+    async fn fetch_staged(&self, max: usize, wait: Duration) -> Result<Vec<Staged>, CdcError> {
         let deadline = Instant::now() + wait;
         let max = max.max(1);
         let mut r = self.inner.reader.lock().await;
@@ -1109,8 +1007,8 @@ impl PgCdc {
         r: &mut Reader,
         max: usize,
         deadline: Instant,
-        mut out: Vec<PgDelivery>,
-    ) -> Result<Vec<PgDelivery>, CdcError> {
+        mut out: Vec<Staged>,
+    ) -> Result<Vec<Staged>, CdcError> {
         loop {
             if r.repl.is_none() {
                 let c = &self.inner.config;
@@ -1176,7 +1074,7 @@ impl PgCdc {
         &self,
         r: &mut Reader,
         max: usize,
-        out: &mut Vec<PgDelivery>,
+        out: &mut Vec<Staged>,
     ) -> Result<bool, CdcError> {
         let c = &self.inner.config;
         if r.snapshot.is_none() {
@@ -1225,12 +1123,12 @@ impl PgCdc {
                     &self.inner.source,
                 );
                 let (ticket, deliveries) = self.inner.tracker.lock().push(pos, false);
-                out.push(PgDelivery {
+                out.push(Staged::Done(PgDelivery {
                     env,
                     ticket,
                     deliveries,
                     tracker: self.inner.tracker.clone(),
-                });
+                }));
             }
         }
         Ok(false)

@@ -237,7 +237,9 @@ mod tests {
         let mut null = copy_data(&[(1, b"x")]);
         let at = SIGNATURE.len() + 12 + 14;
         null[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes());
-        assert!(read_all(&null, 64).unwrap_err().contains("without its message"));
+        assert!(read_all(&null, 64)
+            .unwrap_err()
+            .contains("without its message"));
     }
 
     #[test]
