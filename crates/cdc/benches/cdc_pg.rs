@@ -163,6 +163,10 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..iters {
                         catch_up(reader).await;
                         settle_wal(&app).await;
+                        if config.transport_kind() == PgTransport::SlotFunctions {
+                            // untimed: the restart point passes the checkpoint too
+                            skip_to_now(&app, config.slot_name()).await;
+                        }
                         app.batch_execute(&update).await.unwrap();
                         let start = Instant::now();
                         let mut got = 0;
@@ -193,6 +197,8 @@ fn bench(c: &mut Criterion) {
                     // untimed: what the other functions left in this slot
                     skip_to_now(&app, &raw_slot).await;
                     settle_wal(&app).await;
+                    // untimed: the restart point passes the checkpoint too
+                    skip_to_now(&app, &raw_slot).await;
                     app.batch_execute(&update).await.unwrap();
                     let start = Instant::now();
                     let (page, publication) = (10_000i32, name.clone());

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 /// A message that does not parse, with what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,80 @@ pub(crate) enum Old<'a> {
     Full(Tuple<'a>),
 }
 
+/// One column value read in place ([`read_row`]): where its text is in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Val {
+    Null,
+    Unchanged,
+    Text { at: usize, len: usize },
+}
+
+impl Val {
+    /// The value's text bytes in `msg`, for a text value.
+    pub(crate) fn text<'m>(&self, msg: &'m [u8]) -> Option<&'m [u8]> {
+        match *self {
+            Val::Text { at, len } => msg.get(at..at + len),
+            _ => None,
+        }
+    }
+}
+
+/// An insert, update or delete read in place: its rows are ranges of the values
+/// [`read_row`] appended, so reading one allocates nothing once the values' vector has grown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RowChange {
+    /// `b'I'`, `b'U'` or `b'D'`.
+    pub(crate) tag: u8,
+    pub(crate) rel: u32,
+    pub(crate) new: Option<Range<usize>>,
+    /// The old row, and whether it is whole (`'O'`) rather than the key columns (`'K'`).
+    pub(crate) old: Option<(Range<usize>, bool)>,
+}
+
+/// Reads an insert, update or delete message, appending its column values to `vals`.
+pub(crate) fn read_row(buf: &[u8], vals: &mut Vec<Val>) -> Result<RowChange, DecodeError> {
+    let mut r = Reader { buf, at: 0 };
+    let tag = r.u8()?;
+    let rel = r.u32()?;
+    let mut next = r.u8()?;
+    let mut old = None;
+    if matches!(tag, b'U' | b'D') {
+        match next {
+            b'K' | b'O' => {
+                old = Some((r.vals(vals)?, next == b'O'));
+                if tag == b'U' {
+                    next = r.u8()?;
+                }
+            }
+            _ if tag == b'D' => {
+                return Err(DecodeError(format!(
+                    "expected an old row ('K' or 'O'), found {:?}",
+                    next as char
+                )))
+            }
+            _ => {}
+        }
+    }
+    let new = match tag {
+        b'I' | b'U' if next == b'N' => Some(r.vals(vals)?),
+        b'I' | b'U' => {
+            let what = if tag == b'I' { "insert" } else { "update" };
+            return Err(DecodeError(format!(
+                "{what}: expected 'N', found {:?}",
+                next as char
+            )));
+        }
+        b'D' => None,
+        other => {
+            return Err(DecodeError(format!(
+                "not a row change: {:?}",
+                other as char
+            )))
+        }
+    };
+    Ok(RowChange { tag, rel, new, old })
+}
+
 /// One pgoutput message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
@@ -99,30 +174,39 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            return Err(DecodeError(format!(
-                "message ends at byte {} but {n} more were expected at byte {}",
-                self.buf.len(),
-                self.at
-            )));
+            return Err(self.short(n));
         };
         let s = &self.buf[self.at..end];
         self.at = end;
         Ok(s)
     }
+    #[cold]
+    fn short(&self, n: usize) -> DecodeError {
+        DecodeError(format!(
+            "message ends at byte {} but {n} more were expected at byte {}",
+            self.buf.len(),
+            self.at
+        ))
+    }
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
+    #[inline]
     fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
@@ -141,22 +225,20 @@ impl<'a> Reader<'a> {
         self.at += nul + 1;
         Ok(s)
     }
-    fn tuple(&mut self) -> Result<Tuple<'a>, DecodeError> {
+    /// A row's values, appended to `vals`: their range there.
+    fn vals(&mut self, vals: &mut Vec<Val>) -> Result<Range<usize>, DecodeError> {
         let n = self.u16()? as usize;
-        let mut out = Vec::with_capacity(n.min(1600));
+        let start = vals.len();
+        vals.reserve(n.min(1600));
         for _ in 0..n {
-            out.push(match self.u8()? {
-                b'n' => Datum::Null,
-                b'u' => Datum::Unchanged,
+            vals.push(match self.u8()? {
+                b'n' => Val::Null,
+                b'u' => Val::Unchanged,
                 b't' => {
                     let len = self.u32()? as usize;
-                    // Valid UTF-8 (the server sends the database encoding, UTF-8 in
-                    // practice) is borrowed after one check; anything else is replaced.
-                    let b = self.take(len)?;
-                    Datum::Text(match std::str::from_utf8(b) {
-                        Ok(s) => std::borrow::Cow::Borrowed(s),
-                        Err(_) => String::from_utf8_lossy(b),
-                    })
+                    let at = self.at;
+                    self.take(len)?;
+                    Val::Text { at, len }
                 }
                 // Binary values only come with the `binary` option, which is never asked for.
                 other => {
@@ -168,17 +250,7 @@ impl<'a> Reader<'a> {
                 }
             });
         }
-        Ok(out)
-    }
-    fn old(&mut self, tag: u8) -> Result<Old<'a>, DecodeError> {
-        match tag {
-            b'K' => Ok(Old::Key(self.tuple()?)),
-            b'O' => Ok(Old::Full(self.tuple()?)),
-            other => Err(DecodeError(format!(
-                "expected an old row ('K' or 'O'), found {:?}",
-                other as char
-            ))),
-        }
+        Ok(start..vals.len())
     }
 }
 
@@ -226,48 +298,44 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
                 columns,
             })
         }
-        b'I' => {
-            let rel = r.u32()?;
-            match r.u8()? {
-                b'N' => {}
-                other => {
-                    return Err(DecodeError(format!(
-                        "insert: expected 'N', found {:?}",
-                        other as char
-                    )))
-                }
-            }
-            Message::Insert {
-                rel,
-                new: r.tuple()?,
-            }
-        }
-        b'U' => {
-            let rel = r.u32()?;
-            let mut tag = r.u8()?;
-            let mut old = None;
-            if tag == b'K' || tag == b'O' {
-                old = Some(r.old(tag)?);
-                tag = r.u8()?;
-            }
-            if tag != b'N' {
-                return Err(DecodeError(format!(
-                    "update: expected 'N', found {:?}",
-                    tag as char
-                )));
-            }
-            Message::Update {
-                rel,
-                old,
-                new: r.tuple()?,
-            }
-        }
-        b'D' => {
-            let rel = r.u32()?;
-            let tag = r.u8()?;
-            Message::Delete {
-                rel,
-                old: r.old(tag)?,
+        b'I' | b'U' | b'D' => {
+            let mut vals = Vec::new();
+            let row = read_row(buf, &mut vals)?;
+            // Valid UTF-8 (the server sends the database encoding, UTF-8 in practice) is
+            // borrowed after one check; anything else is replaced.
+            let tuple = |range: Range<usize>| -> Tuple<'_> {
+                vals[range]
+                    .iter()
+                    .map(|v| match v {
+                        Val::Null => Datum::Null,
+                        Val::Unchanged => Datum::Unchanged,
+                        text => {
+                            let b = text.text(buf).unwrap_or_default();
+                            Datum::Text(match std::str::from_utf8(b) {
+                                Ok(s) => Cow::Borrowed(s),
+                                Err(_) => String::from_utf8_lossy(b),
+                            })
+                        }
+                    })
+                    .collect()
+            };
+            let old = row.old.map(|(range, full)| match full {
+                true => Old::Full(tuple(range)),
+                false => Old::Key(tuple(range)),
+            });
+            let rel = row.rel;
+            match (row.tag, row.new, old) {
+                (b'I', Some(new), _) => Message::Insert {
+                    rel,
+                    new: tuple(new),
+                },
+                (b'U', Some(new), old) => Message::Update {
+                    rel,
+                    old,
+                    new: tuple(new),
+                },
+                (_, _, Some(old)) => Message::Delete { rel, old },
+                _ => return Err(DecodeError("a row change without its row".into())),
             }
         }
         b'T' => {

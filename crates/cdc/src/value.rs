@@ -217,8 +217,30 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn is_int(s: &str) -> bool {
-    let d = s.strip_prefix('-').unwrap_or(s);
-    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) && (d == "0" || !d.starts_with('0'))
+    is_int_bytes(s.as_bytes())
+}
+
+/// Digits JSON reads back as the same integer: no leading zero, no `-0`.
+fn is_int_bytes(s: &[u8]) -> bool {
+    let (neg, d) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    !d.is_empty() && d.iter().all(u8::is_ascii_digit) && (d[0] != b'0' || (d == b"0" && !neg))
+}
+
+/// [`write_json`] of a value's bytes as the server sent them: an integer's digits are copied
+/// as they are; anything else is checked as UTF-8 first (replaced where it is not).
+pub(crate) fn write_json_bytes(out: &mut Vec<u8>, oid: u32, text: &[u8]) {
+    match oid {
+        INT2 | INT4 | INT8 | OID if is_int_bytes(text) && text.len() < 19 => {
+            out.extend_from_slice(text)
+        }
+        _ => match std::str::from_utf8(text) {
+            Ok(s) => write_json(out, oid, s),
+            Err(_) => write_json(out, oid, &String::from_utf8_lossy(text)),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -243,11 +265,20 @@ mod write_tests {
             (1009, r#"{"a b",c}"#),
             (25, "q\"x\n"),
             (987654, "POINT(1 2)"),
+            (INT4, "-0"),
+            (INT8, "12345678901234567890"),
         ] {
             let mut out = Vec::new();
             write_json(&mut out, oid, text);
             let back: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, to_json(oid, text), "{oid} {text:?}");
+            let mut raw = Vec::new();
+            write_json_bytes(&mut raw, oid, text.as_bytes());
+            assert_eq!(raw, out, "{oid} {text:?} from bytes");
         }
+        // not UTF-8: replaced, still a JSON string
+        let mut raw = Vec::new();
+        write_json_bytes(&mut raw, 25, b"a\xffb");
+        assert_eq!(serde_json::from_slice::<Value>(&raw).unwrap(), "a\u{fffd}b");
     }
 }

@@ -6,6 +6,7 @@
 //! transaction's template. So the reader stages each row change as a [`Todo`] and builds the
 //! envelopes after, outside the lock, a large batch in two halves on two workers.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -14,9 +15,9 @@ use syncbus_envelope::{Bytes, EntityId, Envelope, EventType, Metadata, SmolStr, 
 use super::PgDelivery;
 use crate::change::{change_id_salted, entity_from, names, Change, IdKind, Op};
 use crate::error::CdcError;
-use crate::pgoutput::{self, Datum, Message, Old, Relation};
+use crate::pgoutput::{self, Relation, RowChange, Val};
 use crate::tracker::{Ticket, Tracker};
-use crate::value::{write_json, write_str};
+use crate::value::{write_json_bytes, write_str};
 
 /// A relation as the stream described it, with what every change of it needs made once:
 /// the key columns' places and the event types and topics.
@@ -130,13 +131,33 @@ impl Writer {
     }
 }
 
+/// The payload's end, the same for every change of a transaction but for its position:
+/// `,"lsn":"<commit>","pos":` and `,"xid":<xid>}`, written once per transaction.
+#[derive(Debug)]
+pub(super) struct TxText {
+    lsn: Vec<u8>,
+    xid: Vec<u8>,
+}
+
+impl TxText {
+    pub(super) fn new(commit: u64, xid: u32) -> TxText {
+        let mut lsn = b",\"lsn\":\"".to_vec();
+        write_lsn(&mut lsn, commit);
+        lsn.extend_from_slice(b"\",\"pos\":");
+        let mut x = b",\"xid\":".to_vec();
+        write_decimal(&mut x, u64::from(xid));
+        x.push(b'}');
+        TxText { lsn, xid: x }
+    }
+}
+
 /// A change staged by the reader: positioned and tracked, its envelope still to be built.
 pub(super) struct Todo {
     pub(super) rel: Arc<Rel>,
     /// The transaction's template for the change's op on its relation.
     pub(super) meta: Metadata,
     pub(super) commit: u64,
-    pub(super) xid: u32,
+    pub(super) text: Arc<TxText>,
     pub(super) pos: u32,
     pub(super) row_lsn: u64,
     /// The pgoutput message.
@@ -158,6 +179,7 @@ pub(super) fn build_all(
     tracker: &Arc<parking_lot::Mutex<Tracker<super::PgPos>>>,
 ) -> Result<Vec<PgDelivery>, CdcError> {
     let mut w = Writer::default();
+    let mut vals = Vec::new();
     let mut out = Vec::with_capacity(staged.len());
     for s in staged {
         out.push(match s {
@@ -165,7 +187,7 @@ pub(super) fn build_all(
             Staged::Todo(t) => {
                 let (ticket, deliveries) = (t.ticket, t.deliveries);
                 PgDelivery {
-                    env: build(t, salt, &mut w)?,
+                    env: build(t, salt, &mut w, &mut vals)?,
                     ticket,
                     deliveries,
                     tracker: tracker.clone(),
@@ -177,17 +199,19 @@ pub(super) fn build_all(
 }
 
 /// The envelope of a staged change.
-fn build(t: Todo, salt: u32, w: &mut Writer) -> Result<Envelope<Change>, CdcError> {
-    let msg = pgoutput::decode(&t.data).map_err(|e| CdcError::Decode {
+fn build(
+    t: Todo,
+    salt: u32,
+    w: &mut Writer,
+    vals: &mut Vec<Val>,
+) -> Result<Envelope<Change>, CdcError> {
+    vals.clear();
+    let row = pgoutput::read_row(&t.data, vals).map_err(|e| CdcError::Decode {
         at: super::conn::lsn_text(t.row_lsn),
         message: e.0,
     })?;
-    let Some((payload, entity)) = payload(&t.rel, &msg, t.commit, t.xid, t.pos, w) else {
-        return Err(CdcError::Decode {
-            at: super::conn::lsn_text(t.row_lsn),
-            message: "a staged change is no row change".into(),
-        });
-    };
+    let shape = Shape::of(&row);
+    let (payload, entity) = payload(&t.rel, &shape, &t.data, vals, &t.text, t.pos, w);
     Ok(finish(
         t.meta, payload, entity, salt, t.commit, t.pos, t.row_lsn,
     ))
@@ -211,46 +235,70 @@ pub(super) fn finish(
     Envelope::new(meta, Change(payload))
 }
 
-/// A change's kind, the row its key is read from, the new row, the old row (whole or key only).
-type Shape<'a> = (
-    Op,
-    Option<&'a [Datum<'a>]>,
-    Option<&'a [Datum<'a>]>,
-    Option<(&'a [Datum<'a>], bool)>,
-);
-
-/// The op of a change message.
-pub(super) fn op_of(change: &Message<'_>) -> Option<Op> {
-    Some(match change {
-        Message::Insert { .. } => Op::Insert,
-        Message::Update { .. } => Op::Update,
-        Message::Delete { .. } => Op::Delete,
-        Message::Truncate { .. } => Op::Truncate,
-        _ => return None,
-    })
+/// What a change's payload is made of: its kind, and the ranges of its values holding the
+/// row its key is read from, the new row and the old row (whole or key only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shape {
+    pub(super) op: Op,
+    key: Option<Range<usize>>,
+    new: Option<Range<usize>>,
+    old: Option<(Range<usize>, bool)>,
+    /// A truncate's `cascade` and `restart_identity`.
+    truncate: Option<(bool, bool)>,
 }
 
-/// A change's payload (see [`Change`]) and entity id; `None` for a message that is no change.
+impl Shape {
+    fn of(row: &RowChange) -> Shape {
+        let op = match row.tag {
+            b'I' => Op::Insert,
+            b'U' => Op::Update,
+            _ => Op::Delete,
+        };
+        Shape {
+            op,
+            key: row.new.clone().or_else(|| row.old.clone().map(|o| o.0)),
+            new: row.new.clone(),
+            old: row.old.clone(),
+            truncate: None,
+        }
+    }
+
+    /// A truncate: no rows.
+    pub(super) fn truncate(cascade: bool, restart_identity: bool) -> Shape {
+        Shape {
+            op: Op::Truncate,
+            key: None,
+            new: None,
+            old: None,
+            truncate: Some((cascade, restart_identity)),
+        }
+    }
+}
+
+/// A change's payload (see [`Change`]) and entity id, from its shape and its values in
+/// `msg`.
 pub(super) fn payload(
     described: &Rel,
-    change: &Message<'_>,
-    commit: u64,
-    xid: u32,
+    shape: &Shape,
+    msg: &[u8],
+    vals: &[Val],
+    text: &TxText,
     pos: u32,
     w: &mut Writer,
-) -> Option<(Bytes, Option<EntityId>)> {
+) -> (Bytes, Option<EntityId>) {
     let rel = &described.rel;
     let cols = &rel.columns;
     let fields = &described.fields;
+    let row = |r: &Option<Range<usize>>| r.clone().and_then(|r| vals.get(r));
     // {"name":value,...} of the columns at `which` (every column when None).
-    let write_row = |out: &mut Vec<u8>, t: &[Datum<'_>], which: Option<&[usize]>| {
+    let write_row = |out: &mut Vec<u8>, t: &[Val], which: Option<&[usize]>| {
         out.push(b'{');
         let mut first = true;
         let mut one = |out: &mut Vec<u8>, i: usize| {
-            let (Some(c), Some(d), Some(f)) = (cols.get(i), t.get(i), fields.get(i)) else {
+            let (Some(c), Some(v), Some(f)) = (cols.get(i), t.get(i), fields.get(i)) else {
                 return;
             };
-            if matches!(d, Datum::Unchanged) {
+            if matches!(v, Val::Unchanged) {
                 return;
             }
             if !first {
@@ -258,9 +306,9 @@ pub(super) fn payload(
             }
             first = false;
             out.extend_from_slice(f);
-            match d {
-                Datum::Text(s) => write_json(out, c.type_oid, s),
-                _ => out.extend_from_slice(b"null"),
+            match v.text(msg) {
+                Some(b) => write_json_bytes(out, c.type_oid, b),
+                None => out.extend_from_slice(b"null"),
             }
         };
         match which {
@@ -270,32 +318,18 @@ pub(super) fn payload(
         out.push(b'}');
     };
     let key_idx = described.key.as_slice();
-    let (op, key_t, new_t, old_t): Shape<'_> = match change {
-        Message::Insert { new, .. } => (Op::Insert, Some(new), Some(new), None),
-        Message::Update { new, old, .. } => (
-            Op::Update,
-            Some(new),
-            Some(new),
-            match old {
-                Some(Old::Full(t)) => Some((t.as_slice(), true)),
-                Some(Old::Key(t)) => Some((t.as_slice(), false)),
-                None => None,
-            },
-        ),
-        Message::Delete { old, .. } => match old {
-            Old::Full(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), true))),
-            Old::Key(t) => (Op::Delete, Some(t), None, Some((t.as_slice(), false))),
-        },
-        Message::Truncate { .. } => (Op::Truncate, None, None, None),
-        _ => return None,
-    };
+    let (key_t, new_t) = (row(&shape.key), row(&shape.new));
+    let old_t = shape
+        .old
+        .clone()
+        .and_then(|(r, full)| Some((vals.get(r)?, full)));
     // Sized so that the common row needs no reallocation.
-    let row_len = |t: Option<&[Datum<'_>]>| {
+    let row_len = |t: Option<&[Val]>| {
         t.map_or(4, |t| {
             t.iter()
                 .zip(cols)
-                .map(|(d, c)| match d {
-                    Datum::Text(s) => c.name.len() + s.len() + 6,
+                .map(|(v, c)| match v {
+                    Val::Text { len, .. } => c.name.len() + len + 6,
                     _ => c.name.len() + 8,
                 })
                 .sum::<usize>()
@@ -310,7 +344,7 @@ pub(super) fn payload(
             + 2 * row_len(new_t.or(old_t.map(|o| o.0)))
             + row_len(old_t.map(|o| o.0)),
     );
-    out.extend_from_slice(&described.heads[op as usize]);
+    out.extend_from_slice(&described.heads[shape.op as usize]);
     match key_t {
         Some(t) => write_row(out, t, Some(key_idx)),
         None => out.extend_from_slice(b"{}"),
@@ -326,40 +360,31 @@ pub(super) fn payload(
         Some((t, false)) => write_row(out, t, Some(key_idx)),
         None => out.extend_from_slice(b"null"),
     }
-    if let Message::Truncate {
-        cascade,
-        restart_identity,
-        ..
-    } = change
-    {
+    if let Some((cascade, restart_identity)) = shape.truncate {
         out.extend_from_slice(
             format!(",\"cascade\":{cascade},\"restart_identity\":{restart_identity}").as_bytes(),
         );
     }
-    out.extend_from_slice(b",\"lsn\":\"");
-    write_lsn(out, commit);
-    out.extend_from_slice(b"\",\"pos\":");
+    out.extend_from_slice(&text.lsn);
     write_decimal(out, u64::from(pos));
-    out.extend_from_slice(b",\"xid\":");
-    write_decimal(out, u64::from(xid));
-    out.push(b'}');
+    out.extend_from_slice(&text.xid);
     let payload = w.finish();
-    let entity = match (op, key_t) {
+    let entity = match (shape.op, key_t) {
         (Op::Truncate, _) | (_, None) => None,
         (_, Some(t)) => match key_idx {
             [] => None,
-            [i] => match t.get(*i) {
-                Some(Datum::Text(s)) => entity_from(s),
-                _ => None,
-            },
+            [i] => t
+                .get(*i)
+                .and_then(|v| v.text(msg))
+                .and_then(|b| entity_from(&String::from_utf8_lossy(b))),
             many => {
                 let mut a = vec![b'['];
                 for (n, &i) in many.iter().enumerate() {
                     if n > 0 {
                         a.push(b',');
                     }
-                    match (t.get(i), cols.get(i)) {
-                        (Some(Datum::Text(s)), Some(c)) => write_json(&mut a, c.type_oid, s),
+                    match (t.get(i).and_then(|v| v.text(msg)), cols.get(i)) {
+                        (Some(b), Some(c)) => write_json_bytes(&mut a, c.type_oid, b),
                         _ => a.extend_from_slice(b"null"),
                     }
                 }
@@ -368,7 +393,7 @@ pub(super) fn payload(
             }
         },
     };
-    Some((payload, entity))
+    (payload, entity)
 }
 
 /// A WAL position as PostgreSQL prints it (`16/B374D848`), without a formatter.

@@ -52,7 +52,7 @@ use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use self::build::{build_all, Rel, Staged, Todo, Writer};
+use self::build::{build_all, Rel, Shape, Staged, Todo, TxText, Writer};
 use self::config::{quote, TableName};
 pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
@@ -249,6 +249,8 @@ struct Tx {
     /// Per relation and op, the metadata its changes share (type, topic, source, content
     /// type, time, headers): cloned per change, so the rare-field block is built once.
     metas: Vec<((u32, Op), Metadata)>,
+    /// The end of every change's payload.
+    text: Arc<TxText>,
     /// Where the payloads of changes built on the reader's side are written.
     writer: Writer,
 }
@@ -278,7 +280,8 @@ struct Reader {
     repl: Option<Replication>,
     pending: VecDeque<Item>,
     rows: u64,
-    relations: std::collections::HashMap<u32, Arc<Rel>>,
+    /// The relations the stream described (a few: a linear search beats hashing).
+    relations: Vec<Arc<Rel>>,
     tx: Option<Tx>,
     /// What was last written to the checkpoint store, and the slot's end.
     stored: Stored,
@@ -299,7 +302,7 @@ struct Reader {
 }
 
 /// A batch being read in a task.
-type ReadAhead = tokio::task::JoinHandle<Result<Vec<PgDelivery>, CdcError>>;
+type ReadAhead = tokio::task::JoinHandle<Result<Vec<Staged>, CdcError>>;
 
 struct Inner {
     /// The next batch, read ahead while the caller handles the last one (see `fetch`).
@@ -637,7 +640,7 @@ impl PgCdc {
     ) -> Result<(), CdcError> {
         if let [tag @ (b'I' | b'U' | b'D'), a, b, c, d, ..] = data[..] {
             let rel_oid = u32::from_be_bytes([a, b, c, d]);
-            let rel = r.relations.get(&rel_oid).cloned();
+            let rel = r.relations.iter().find(|r| r.rel.oid == rel_oid).cloned();
             if let Some(rel) = rel.filter(|rel| !self.is_outbox(&rel.rel)) {
                 let op = match tag {
                     b'I' => Op::Insert,
@@ -666,7 +669,7 @@ impl PgCdc {
                 let unix_us = timestamp.saturating_add(946_684_800_000_000);
                 let mut headers = Headers::new();
                 // Valid names, short ASCII values: these never fail.
-                let _ = headers.insert("cdclsn", &lsn_text(final_lsn));
+                let _ = headers.insert("cdclsn", lsn_text(final_lsn));
                 let _ = headers.insert("cdcxid", Decimal::new(u64::from(xid)).as_str());
                 r.tx = Some(Tx {
                     commit: final_lsn,
@@ -676,6 +679,7 @@ impl PgCdc {
                     skip,
                     headers,
                     metas: Vec::new(),
+                    text: Arc::new(TxText::new(final_lsn, xid)),
                     writer: Writer::default(),
                 });
             }
@@ -716,7 +720,11 @@ impl PgCdc {
                     .get(&(rel.schema.clone(), rel.name.clone()))
                     .map(Vec::as_slice);
                 let rel = Rel::new(rel, pk);
-                r.relations.insert(rel.rel.oid, Arc::new(rel));
+                let rel = Arc::new(rel);
+                match r.relations.iter_mut().find(|r| r.rel.oid == rel.rel.oid) {
+                    Some(old) => *old = rel,
+                    None => r.relations.push(rel),
+                }
             }
             Message::Other(_) => {}
             change => {
@@ -744,7 +752,7 @@ impl PgCdc {
                     if self.inner.tracker.lock().seen(&pos) {
                         continue;
                     }
-                    let Some(rel) = r.relations.get(&rel_oid) else {
+                    let Some(rel) = r.relations.iter().find(|r| r.rel.oid == rel_oid) else {
                         return Err(CdcError::Decode {
                             at: at(),
                             message: format!("change to relation {rel_oid} before its description"),
@@ -818,7 +826,7 @@ impl PgCdc {
             rel,
             meta,
             commit: tx.commit,
-            xid: tx.xid,
+            text: tx.text.clone(),
             pos: pos_in_tx,
             row_lsn,
             data: data.clone(),
@@ -857,15 +865,22 @@ impl PgCdc {
                     message,
                 });
         }
-        let Some(op) = build::op_of(change) else {
-            return Ok(None);
-        };
-        let Some((payload, entity)) =
-            build::payload(described, change, tx.commit, tx.xid, pos, &mut tx.writer)
+        let Message::Truncate {
+            cascade,
+            restart_identity,
+            ..
+        } = change
         else {
-            return Ok(None);
+            // Row changes of captured tables are staged (`stage`): nothing else comes here.
+            return Err(CdcError::Decode {
+                at: lsn_text(row_lsn),
+                message: "a row change that was not staged".into(),
+            });
         };
-        let meta = tx.template(described, op, &self.inner.source);
+        let shape = Shape::truncate(*cascade, *restart_identity);
+        let (payload, entity) =
+            build::payload(described, &shape, &[], &[], &tx.text, pos, &mut tx.writer);
+        let meta = tx.template(described, shape.op, &self.inner.source);
         Ok(Some(build::finish(
             meta,
             payload,
@@ -901,11 +916,6 @@ impl PgCdc {
                 .map_err(|e| CdcError::database("build the envelopes", e))??,
         );
         Ok(out)
-    }
-
-    async fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
-        let staged = self.fetch_staged(max, wait).await?;
-        self.finish(staged).await
     }
 
     async fn fetch_staged(&self, max: usize, wait: Duration) -> Result<Vec<Staged>, CdcError> {
@@ -1196,29 +1206,32 @@ impl Source for PgCdc {
         &self.inner.name
     }
 
-    /// Returns the batch read ahead during the caller's handling of the last one, if there
-    /// is one, else reads; then starts reading the next batch in a task, so decoding
-    /// overlaps the caller's work. A batch read ahead is dropped if a nak came meanwhile
-    /// (its changes come again after the rewind, in order).
+    /// Takes the batch read ahead during the caller's handling of the last one, if there is
+    /// one, else reads; starts reading the next batch in a task; then builds this batch's
+    /// envelopes (a large batch in two halves at once), so reading, building and the
+    /// caller's work overlap. A batch read ahead is dropped if a nak came meanwhile (its
+    /// changes come again after the rewind, in order).
     async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<PgDelivery>, CdcError> {
         let ahead = self.inner.ahead.lock().take();
-        let mut out = Vec::new();
+        let mut staged = Vec::new();
         if let Some(task) = ahead {
             let batch = task
                 .await
                 .map_err(|e| CdcError::database("reading ahead", e))??;
             if !self.inner.tracker.lock().rewind_pending() {
-                out = batch;
+                staged = batch;
             }
         }
-        if out.is_empty() {
-            out = self.fetch_inner(max, wait).await?;
+        if staged.is_empty() {
+            staged = self.fetch_staged(max, wait).await?;
         }
-        if !out.is_empty() {
+        if !staged.is_empty() {
+            // The next batch is read while this one's envelopes are built and handled.
             let this = self.clone();
-            let task = tokio::spawn(async move { this.fetch_inner(max, Duration::ZERO).await });
+            let task = tokio::spawn(async move { this.fetch_staged(max, Duration::ZERO).await });
             *self.inner.ahead.lock() = Some(task);
         }
+        let out = self.finish(staged).await?;
         metrics::counter!("syncbus_cdc_changes_total", "reader" => self.inner.name.clone())
             .increment(out.len() as u64);
         Ok(out)
