@@ -32,12 +32,14 @@ async fn client(url: &str) -> Client {
     c
 }
 
-/// Untimed, before each iteration on both sides: a checkpoint writes the running-transactions
-/// record that lets the slot's restart point move up to what was confirmed, so neither side's
-/// peek re-reads the WAL of earlier iterations (without it the restart point lags by hundreds
-/// of MB within a run, and whichever side runs later pays for it). Needs a superuser; without
-/// one the bench runs as before.
-async fn settle_wal(app: &Client) {
+/// Untimed, before each iteration on both sides: the table is vacuumed here (autovacuum is off
+/// for it, so it never runs beside a timed region), and a checkpoint writes the
+/// running-transactions record that lets the slot's restart point move up to what was
+/// confirmed, so neither side's peek re-reads the WAL of earlier iterations (without it the
+/// restart point lags by hundreds of MB within a run, and whichever side runs later pays for
+/// it). The checkpoint needs a superuser; without one the bench runs as before.
+async fn settle_wal(app: &Client, table: &str) {
+    app.batch_execute(&format!("VACUUM {table}")).await.unwrap();
     let _ = app.batch_execute("CHECKPOINT").await;
 }
 
@@ -90,7 +92,8 @@ fn bench(c: &mut Criterion) {
         let app = client(&url).await;
         app.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};
-             CREATE TABLE {name}.t (id int PRIMARY KEY, v int NOT NULL, label text NOT NULL);
+             CREATE TABLE {name}.t (id int PRIMARY KEY, v int NOT NULL, label text NOT NULL)
+                 WITH (autovacuum_enabled = off);
              INSERT INTO {name}.t SELECT g, 0, 'row ' || g FROM generate_series(1, {rows}) g;"
         ))
         .await
@@ -149,6 +152,7 @@ fn bench(c: &mut Criterion) {
         })
     };
     let update = format!("UPDATE {name}.t SET v = v + 1");
+    let table = format!("{name}.t");
     let mut group = c.benchmark_group("cdc_pg_bulk_update");
     group
         .sample_size(10)
@@ -162,7 +166,7 @@ fn bench(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         catch_up(reader).await;
-                        settle_wal(&app).await;
+                        settle_wal(&app, &table).await;
                         if config.transport_kind() == PgTransport::SlotFunctions {
                             // untimed: the restart point passes the checkpoint too
                             skip_to_now(&app, config.slot_name()).await;
@@ -196,7 +200,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     // untimed: what the other functions left in this slot
                     skip_to_now(&app, &raw_slot).await;
-                    settle_wal(&app).await;
+                    settle_wal(&app, &table).await;
                     // untimed: the restart point passes the checkpoint too
                     skip_to_now(&app, &raw_slot).await;
                     app.batch_execute(&update).await.unwrap();

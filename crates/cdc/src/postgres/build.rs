@@ -173,14 +173,16 @@ pub(super) enum Staged {
 }
 
 /// Builds the staged envelopes of `staged`, in order.
+/// `capacity`: what the result will hold, with what is appended to it after.
 pub(super) fn build_all(
     staged: Vec<Staged>,
     salt: u32,
     tracker: &Arc<parking_lot::Mutex<Tracker<super::PgPos>>>,
+    capacity: usize,
 ) -> Result<Vec<PgDelivery>, CdcError> {
     let mut w = Writer::default();
     let mut vals = Vec::new();
-    let mut out = Vec::with_capacity(staged.len());
+    let mut out = Vec::with_capacity(capacity.max(staged.len()));
     for s in staged {
         out.push(match s {
             Staged::Done(d) => d,
@@ -376,7 +378,10 @@ pub(super) fn payload(
             [i] => t
                 .get(*i)
                 .and_then(|v| v.text(msg))
-                .and_then(|b| entity_from(&String::from_utf8_lossy(b))),
+                .and_then(|b| match std::str::from_utf8(b) {
+                    Ok(s) => entity_from(s),
+                    Err(_) => entity_from(&String::from_utf8_lossy(b)),
+                }),
             many => {
                 let mut a = vec![b'['];
                 for (n, &i) in many.iter().enumerate() {

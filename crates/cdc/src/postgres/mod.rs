@@ -904,13 +904,14 @@ impl PgCdc {
         let parallel = todo >= PARALLEL_BUILD
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let all = staged.len();
         if !parallel {
-            return build_all(staged, salt, tracker);
+            return build_all(staged, salt, tracker, all);
         }
-        let second = staged.split_off(staged.len() / 2);
+        let second = staged.split_off(all / 2);
         let theirs = tracker.clone();
-        let task = tokio::spawn(async move { build_all(second, salt, &theirs) });
-        let mut out = build_all(staged, salt, tracker)?;
+        let task = tokio::spawn(async move { build_all(second, salt, &theirs, 0) });
+        let mut out = build_all(staged, salt, tracker, all)?;
         out.extend(
             task.await
                 .map_err(|e| CdcError::database("build the envelopes", e))??,
