@@ -17,7 +17,7 @@ use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload
 use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
-use crate::metrics::{Stat, SubStats};
+use crate::metrics::{Stat, Stripe, SubStats};
 use crate::router::{Group, Route, TapSink};
 use crate::sink::{Delivered, Pack, Take, Wait};
 
@@ -391,10 +391,41 @@ pub(crate) fn publish_event<E: Event>(
     wait: Wait,
     only: Option<&[u64]>,
 ) -> Result<usize, Refused> {
-    match build(route, event, slot) {
-        Ok(group) => dispatch(hub, group, slot, Pack::Lite, wait, only),
-        Err(event) => publish_for_taps(hub, route, event, slot, wait, only),
+    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
+        return publish_for_taps(hub, route, event, slot, wait, only);
+    };
+    if group.is_inline() && only.is_none() && !tracing_on() {
+        return handle_inline(hub, route, group, event, slot);
     }
+    fill(route, event, slot);
+    dispatch(hub, group, slot, Pack::Lite, wait, only)
+}
+
+/// A group of inline sinks only: the envelope is built on the stack and every handler
+/// borrows it, with no slot to move it through and no tally. The settling is
+/// [`settle`]'s for sinks that only ever take an event or are closed: the event comes back
+/// only when the bus closed and none took it.
+#[inline]
+fn handle_inline<E: Event>(
+    hub: &Hub,
+    route: &Route,
+    group: &Group<E>,
+    event: E,
+    slot: &mut Option<Envelope<E>>,
+) -> Result<usize, Refused> {
+    let env = Envelope::from_event_on(event, route.topic.clone());
+    let stripe = Stripe::current();
+    let sinks = group.sinks();
+    let mut handled = 0;
+    for (sink, _, _) in sinks {
+        handled += usize::from(sink.handle(&env, stripe));
+    }
+    if handled == 0 && hub.is_closed() {
+        *slot = Some(env);
+        return Err(Refused::Closed);
+    }
+    hub.count_published_on(stripe);
+    Ok(handled)
 }
 
 #[cold]
@@ -421,6 +452,12 @@ pub(crate) async fn publish_event_async<E: Event>(
 ) -> Result<usize, PublishError<E>> {
     let mut slot = None;
     let taps;
+    if let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) {
+        if group.is_inline() && !tracing_on() {
+            let result = handle_inline(hub, route, group, event, &mut slot);
+            return outcome(result, &mut slot);
+        }
+    }
     let group = match build(route, event, &mut slot) {
         Ok(group) => group,
         Err(event) => match for_taps(route, event, &mut slot) {

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use syncbus_envelope::EventId;
 
-use crate::metrics::{Stat, SubStats};
+use crate::metrics::{Stat, Stripe, SubStats};
 
 /// The return type of a push handler: `()` (always succeeds) or `Result<(), E>`.
 ///
@@ -115,9 +115,24 @@ pub(crate) fn run_sync<R: HandlerResult>(
     id: &EventId,
     f: impl FnOnce() -> R,
 ) -> Result<(), HandlerFailure> {
+    run_sync_on(stats, None, name, id, f)
+}
+
+/// [`run_sync`], counting a success on `stripe` when the caller looked it up already.
+#[inline]
+pub(crate) fn run_sync_on<R: HandlerResult>(
+    stats: &SubStats,
+    stripe: Option<Stripe>,
+    name: &str,
+    id: &EventId,
+    f: impl FnOnce() -> R,
+) -> Result<(), HandlerFailure> {
     match catch_unwind(AssertUnwindSafe(|| f().into_outcome())) {
         Ok(Ok(())) => {
-            stats.incr(Stat::Delivered);
+            match stripe {
+                Some(stripe) => stats.incr_on(stripe, Stat::Delivered),
+                None => stats.incr(Stat::Delivered),
+            }
             Ok(())
         }
         Ok(Err(e)) => Err(failed(stats, name, id, e)),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::metrics::{BusMetrics, Counter};
+use crate::metrics::{BusMetrics, Counter, Stripe};
 use crate::router::{Router, SubEntry};
 use crate::settled::Busy;
 use crate::sink::InFlight;
@@ -90,6 +90,12 @@ impl Hub {
     #[inline]
     pub(crate) fn count_published(&self) {
         self.published.incr();
+    }
+
+    /// [`count_published`](Self::count_published) on this thread's stripe, looked up already.
+    #[inline]
+    pub(crate) fn count_published_on(&self, stripe: Stripe) {
+        self.published.incr_on(stripe);
     }
 
     /// Counts a publish nobody receives; it reached 0 subscriptions. On a bus that closed

@@ -7,6 +7,7 @@
 //! stripe with atomic adds. Readers sum the stripes.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 /// and one cache line each, so a subscription's counters take 512 bytes: a bus with ten
 /// thousand subscriptions keeps its counters in cache.
 const STRIPES: usize = 8;
+const _: () = assert!(STRIPES.is_power_of_two());
 const SHARED: usize = STRIPES - 1;
 
 static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
@@ -45,6 +47,19 @@ impl Drop for Claim {
 
 thread_local! {
     static CLAIM: Claim = const { Claim { index: Cell::new(usize::MAX) } };
+}
+
+/// A thread's stripe, looked up once for the several counters one publish bumps. Not
+/// `Send`: only the thread that looked it up may write through it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stripe(usize, PhantomData<*const ()>);
+
+impl Stripe {
+    /// This thread's stripe.
+    #[inline]
+    pub(crate) fn current() -> Stripe {
+        Stripe(stripe(), PhantomData)
+    }
 }
 
 /// This thread's stripe. During thread exit (the claim already dropped) the shared one.
@@ -81,8 +96,14 @@ impl<const N: usize> Default for Striped<N> {
 impl<const N: usize> Striped<N> {
     #[inline]
     pub(crate) fn add(&self, field: usize, n: u64) {
-        let s = stripe();
-        let cell = &self.stripes[s].0[field];
+        self.add_on(Stripe::current(), field, n);
+    }
+
+    /// [`add`](Self::add) on a stripe looked up already by this thread.
+    #[inline]
+    pub(crate) fn add_on(&self, Stripe(s, _): Stripe, field: usize, n: u64) {
+        // `stripe()` is below STRIPES, a power of two: the mask only spares the bounds check.
+        let cell = &self.stripes[s % STRIPES].0[field];
         if s == SHARED {
             cell.fetch_add(n, Ordering::Relaxed);
         } else {
@@ -110,6 +131,12 @@ impl Counter {
     #[inline]
     pub(crate) fn incr(&self) {
         self.0.add(0, 1);
+    }
+
+    /// [`incr`](Self::incr) on this thread's stripe, looked up already.
+    #[inline]
+    pub(crate) fn incr_on(&self, stripe: Stripe) {
+        self.0.add_on(stripe, 0, 1);
     }
 
     pub(crate) fn get(&self) -> u64 {
@@ -142,6 +169,12 @@ impl SubStats {
     #[inline]
     pub(crate) fn incr(&self, stat: Stat) {
         self.0.add(stat as usize, 1);
+    }
+
+    /// [`incr`](Self::incr) on this thread's stripe, looked up already.
+    #[inline]
+    pub(crate) fn incr_on(&self, stripe: Stripe, stat: Stat) {
+        self.0.add_on(stripe, stat as usize, 1);
     }
 
     pub(crate) fn snapshot(&self, pending: usize) -> SubscriptionMetrics {

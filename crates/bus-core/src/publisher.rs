@@ -1,5 +1,7 @@
 //! A publisher bound to one topic: it caches the route until subscriptions change.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -32,6 +34,9 @@ use crate::sink::Wait;
 pub struct Publisher<E> {
     hub: Arc<Hub>,
     topic: Topic,
+    /// Names this publisher's route in the per-thread cache; clones share it (same bus, same
+    /// topic, so the same route).
+    key: u64,
     cache: ArcSwap<(u64, Arc<Route>)>,
     _event: std::marker::PhantomData<fn(E)>,
 }
@@ -41,11 +46,33 @@ impl<E> Clone for Publisher<E> {
         Publisher {
             hub: self.hub.clone(),
             topic: self.topic.clone(),
+            key: self.key,
             cache: ArcSwap::new(self.cache.load_full()),
             _event: std::marker::PhantomData,
         }
     }
 }
+
+/// Per-thread copies of bound publishers' routes, direct-mapped by publisher key: a publish
+/// whose route is current reads it here, with no atomic read-modify-write, instead of
+/// loading the publisher's shared cache. A publish takes its entry out while it dispatches
+/// and puts it back after, so a publish nested in an inline handler finds the slot empty
+/// and takes the shared path. An entry outlives its publisher until the slot is reused or
+/// the thread exits; it is stale by then (the generation moved on) and never read.
+const BOUND_SLOTS: usize = 8;
+
+struct Bound {
+    key: u64,
+    generation: u64,
+    route: Arc<Route>,
+}
+
+thread_local! {
+    static BOUND: [Cell<Option<Bound>>; BOUND_SLOTS] =
+        const { [const { Cell::new(None) }; BOUND_SLOTS] };
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
 impl<E> std::fmt::Debug for Publisher<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +88,7 @@ impl<E: Event> Publisher<E> {
         Publisher {
             hub,
             topic,
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
             cache: ArcSwap::from_pointee((generation, route)),
             _event: std::marker::PhantomData,
         }
@@ -98,7 +126,7 @@ impl<E: Event> Publisher<E> {
         if self.hub.is_closed() {
             return Err(PublishError::Closed(event));
         }
-        let route = self.route();
+        let (_, route) = self.route();
         publish_event_async(&self.hub, Some(&route), event).await
     }
 
@@ -149,17 +177,17 @@ impl<E: Event> Publisher<E> {
         self.publish_with(event, Wait::Block)
     }
 
-    /// The cached route, refreshed if subscriptions changed since.
-    fn route(&self) -> Arc<Route> {
+    /// The cached route and its generation, refreshed if subscriptions changed since.
+    fn route(&self) -> (u64, Arc<Route>) {
         let generation = self.hub.router.generation();
         let cached = self.cache.load();
         if cached.0 == generation {
-            return cached.1.clone();
+            return (cached.0, cached.1.clone());
         }
         drop(cached);
         let (generation, route) = self.hub.router.route_of(&self.topic);
         self.cache.store(Arc::new((generation, route.clone())));
-        route
+        (generation, route)
     }
 
     #[inline]
@@ -169,15 +197,29 @@ impl<E: Event> Publisher<E> {
             return Err(PublishError::Closed(event));
         }
         let generation = hub.router.generation();
-        let cached = self.cache.load();
-        let mut slot = None;
-        let result = if cached.0 == generation {
-            publish_event(hub, Some(&cached.1), event, &mut slot, wait, None)
-        } else {
-            drop(cached);
-            let route = self.route();
-            publish_event(hub, Some(&route), event, &mut slot, wait, None)
+        let index = (self.key % BOUND_SLOTS as u64) as usize;
+        let bound = match BOUND.try_with(|slots| slots[index].take()) {
+            Ok(Some(b)) if b.key == self.key && b.generation == generation => Some(b),
+            Ok(_) => {
+                let (generation, route) = self.route();
+                Some(Bound {
+                    key: self.key,
+                    generation,
+                    route,
+                })
+            }
+            // The thread is exiting: its cache is gone.
+            Err(_) => None,
         };
+        let mut slot = None;
+        let result = match &bound {
+            Some(b) => publish_event(hub, Some(&b.route), event, &mut slot, wait, None),
+            None => publish_event(hub, Some(&self.route().1), event, &mut slot, wait, None),
+        };
+        if let Some(b) = bound {
+            // What a nested publish left there is dropped here, outside the thread-local.
+            let _replaced = BOUND.try_with(|slots| slots[index].replace(Some(b)));
+        }
         outcome(result, &mut slot)
     }
 }

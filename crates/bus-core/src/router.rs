@@ -1,12 +1,16 @@
 //! The router: a read-mostly snapshot of subscriptions, swapped atomically.
 //!
-//! Publishers never take a lock. They load the current [`Snapshot`] (an `arc-swap` load, no
-//! lock, no reference count traffic) and find the route for their topic:
+//! Publishers never take a lock. They read the current [`Snapshot`] (this thread's copy while
+//! the router's generation says it is current, else an `arc-swap` load that becomes the
+//! thread's copy) and find the route for their topic:
 //!
 //! - a topic that some subscription names literally has its route precomputed in the
 //!   snapshot (literal subscribers plus every wildcard pattern that matches): one hash lookup;
-//! - any other topic is matched against the wildcard trie once, and the result is kept in a
-//!   small direct-mapped cache of lock-free slots, tagged with the snapshot generation.
+//! - any other topic is matched against the wildcard trie once, and the result is kept in the
+//!   snapshot's route cache: write-once slots, probed a few from the topic's hash, so reading
+//!   a cached route is plain loads. A snapshot starts with an empty cache (its routes may
+//!   differ from the last one's); when every probed slot is taken by other topics, the route
+//!   is computed for that publish alone.
 //!
 //! A publish hashes its topic once: the hash picks the shard (middle bits), the bucket in the
 //! shard's table and the cache slot (low bits). The shard must not come from the top bits,
@@ -20,12 +24,13 @@
 //! starts after `subscribe` or `unsubscribe` returns sees the new ones.
 
 use std::any::{Any, TypeId};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -136,6 +141,8 @@ pub(crate) struct Group<P> {
     /// Every sink, when there are several (empty otherwise).
     many: Box<[TypedSink<P>]>,
     pub(crate) taps: Taps,
+    /// No taps, and every sink runs inline: a publish hands them a borrowed envelope.
+    inline: bool,
 }
 
 /// A sink of payload type `P`, the counters of its subscription, and its id.
@@ -151,24 +158,34 @@ impl<P> Group<P> {
         }
     }
 
+    /// Whether every sink runs inline and no tap looks on; see [`Deliver::is_inline`].
+    #[inline]
+    pub(crate) fn is_inline(&self) -> bool {
+        self.inline
+    }
+}
+
+impl<P: 'static> Group<P> {
     fn new(mut sinks: Vec<TypedSink<P>>, taps: Taps) -> Group<P> {
+        let inline =
+            !sinks.is_empty() && taps.is_empty() && sinks.iter().all(|(s, _, _)| s.is_inline());
         if sinks.len() == 1 {
             Group {
                 one: sinks.pop(),
                 many: Box::default(),
                 taps,
+                inline,
             }
         } else {
             Group {
                 one: None,
                 many: sinks.into_boxed_slice(),
                 taps,
+                inline,
             }
         }
     }
-}
 
-impl<P: 'static> Group<P> {
     fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
         let sinks = entries
             .iter()
@@ -313,12 +330,22 @@ impl Route {
 
 /// What publishers read: precomputed routes, sharded so a subscribe copies one shard, not
 /// every route; and the wildcard trie for topics no literal subscription names.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Snapshot {
     generation: u64,
     shards: Box<[Arc<RouteMap>]>,
     trie: Arc<PatternTrie<SubRef>>,
+    /// Routes of topics only wildcards match, found by publishes: made on the first such
+    /// publish, so a snapshot nobody publishes a wildcard-only topic through costs nothing.
+    wild: OnceLock<Box<[WildSlot]>>,
 }
+
+/// A cached wildcard-only route and its topic's hash, written once.
+type WildSlot = OnceLock<(u64, Arc<Route>)>;
+
+/// Wildcard-only routes a snapshot keeps, and how many slots a topic may probe.
+const WILD_SLOTS: usize = 4096;
+const WILD_PROBES: usize = 4;
 
 /// One shard of literal routes, found by the topic's hash, which the publish computes once
 /// for the shard, the bucket and the wildcard route cache alike.
@@ -333,7 +360,29 @@ impl Snapshot {
             generation,
             shards: (0..SHARDS).map(|_| Arc::new(RouteMap::default())).collect(),
             trie: Arc::new(PatternTrie::new()),
+            wild: OnceLock::new(),
         }
+    }
+
+    /// The next generation's starting point: the same routes (shared, copied where they
+    /// change), an empty wildcard route cache.
+    fn successor(&self) -> Self {
+        Snapshot {
+            generation: self.generation + 1,
+            shards: self.shards.clone(),
+            trie: self.trie.clone(),
+            wild: OnceLock::new(),
+        }
+    }
+
+    /// The probe sequence of a topic hash in the wildcard route cache.
+    #[inline]
+    fn wild_slots(&self, hash: u64) -> impl Iterator<Item = &WildSlot> {
+        let slots = self
+            .wild
+            .get_or_init(|| (0..WILD_SLOTS).map(|_| OnceLock::new()).collect());
+        let start = hash as usize;
+        (0..WILD_PROBES).map(move |i| &slots[start.wrapping_add(i) & (WILD_SLOTS - 1)])
     }
 
     #[inline]
@@ -380,19 +429,25 @@ fn route_for(topic: &Topic, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef
     Route::build(topic.clone(), subs)
 }
 
-struct CachedRoute {
-    generation: u64,
-    route: Arc<Route>,
+thread_local! {
+    /// The snapshot a thread published through last, with its router's id: a publish on
+    /// that router whose generation is still current reads it here, with no atomic
+    /// read-modify-write. A publish takes it out while it routes and puts it back after, so
+    /// a publish nested in an inline handler finds it empty and loads the shared one. It
+    /// outlives a router until the thread publishes on another one or exits; it is stale by
+    /// then and never read.
+    static SNAPSHOT: Cell<Option<(u64, Arc<Snapshot>)>> = const { Cell::new(None) };
 }
 
-/// Direct-mapped cache of routes for topics only wildcards match.
-const CACHE_SLOTS: usize = 4096;
+/// Router ids, unique in the process (an address could be reused by a later router).
+static NEXT_ROUTER: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) struct Router {
+    /// Names the router in the per-thread snapshot cache.
+    id: u64,
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
     registry: Mutex<Registry>,
-    cache: Box<[ArcSwapOption<CachedRoute>]>,
     next_id: AtomicU64,
 }
 
@@ -407,10 +462,10 @@ impl std::fmt::Debug for Router {
 impl Router {
     pub(crate) fn new() -> Self {
         Router {
+            id: NEXT_ROUTER.fetch_add(1, Ordering::Relaxed),
             snapshot: ArcSwap::from_pointee(Snapshot::empty(0)),
             generation: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
-            cache: (0..CACHE_SLOTS).map(|_| ArcSwapOption::empty()).collect(),
             next_id: AtomicU64::new(1),
         }
     }
@@ -470,8 +525,7 @@ impl Router {
     /// the routes it matches are recomputed, only their shards copied.
     fn publish_change(&self, reg: &Registry, pattern: &Pattern) {
         let current = self.snapshot.load_full();
-        let mut next = Snapshot::clone(&current);
-        next.generation += 1;
+        let mut next = current.successor();
         let topics: Vec<Topic> = match Topic::of_literal(pattern) {
             Some(topic) => vec![topic],
             None => {
@@ -526,12 +580,30 @@ impl Router {
         topic: &str,
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> Result<R, NameError> {
-        let snap = self.snapshot.load();
-        let hash = hash_of(topic);
-        if let Some(route) = snap.exact(topic, hash) {
-            return Ok(f(Some(route)));
-        }
-        self.with_route_slow(&snap, topic, hash, f)
+        self.with_snapshot(|snap| {
+            let hash = hash_of(topic);
+            if let Some(route) = snap.exact(topic, hash) {
+                return Ok(f(Some(route)));
+            }
+            self.with_route_slow(snap, topic, hash, f)
+        })
+    }
+
+    /// Runs `f` on the current snapshot: this thread's copy when it is current, else the
+    /// shared one, which then becomes this thread's copy.
+    #[inline]
+    fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        let generation = self.generation();
+        let snap = match SNAPSHOT.try_with(Cell::take) {
+            Ok(Some((id, snap))) if id == self.id && snap.generation == generation => snap,
+            Ok(_) => self.snapshot.load_full(),
+            // The thread is exiting: its cache is gone.
+            Err(_) => return f(&self.snapshot.load()),
+        };
+        let result = f(&snap);
+        // What a nested publish left there is dropped here, outside the thread-local.
+        let _replaced = SNAPSHOT.try_with(|c| c.replace(Some((self.id, snap))));
+        result
     }
 
     /// [`with_route`](Self::with_route) for a topic validated when it was made (an
@@ -542,15 +614,16 @@ impl Router {
         topic: &Topic,
         f: impl FnOnce(Option<&Arc<Route>>) -> R,
     ) -> R {
-        let snap = self.snapshot.load();
-        let hash = hash_of(topic.as_str());
-        if let Some(route) = snap.exact(topic.as_str(), hash) {
-            return f(Some(route));
-        }
-        match self.with_route_slow(&snap, topic, hash, f) {
-            Ok(r) => r,
-            Err(never) => match never {},
-        }
+        self.with_snapshot(|snap| {
+            let hash = hash_of(topic.as_str());
+            if let Some(route) = snap.exact(topic.as_str(), hash) {
+                return f(Some(route));
+            }
+            match self.with_route_slow(snap, topic, hash, f) {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        })
     }
 
     #[inline(never)]
@@ -565,21 +638,26 @@ impl Router {
             topic.validate()?;
             return Ok(f(None));
         }
-        let slot = &self.cache[slot_of(hash)];
-        {
-            let cached = slot.load();
-            if let Some(c) = cached.as_deref() {
-                if c.generation == snap.generation && c.route.topic == topic.as_str() {
-                    return Ok(f(Some(&c.route)));
+        let mut free = None;
+        for slot in snap.wild_slots(hash) {
+            match slot.get() {
+                Some((h, route)) if *h == hash && route.topic == topic.as_str() => {
+                    return Ok(f(Some(route)));
+                }
+                Some(_) => {}
+                None => {
+                    free = Some(slot);
+                    break;
                 }
             }
         }
         let topic = topic.validate()?;
         let route = Arc::new(wildcard_route(snap, &topic));
-        slot.store(Some(Arc::new(CachedRoute {
-            generation: snap.generation,
-            route: route.clone(),
-        })));
+        if let Some(slot) = free {
+            // Another publish may have filled the slot meanwhile: this one still has its
+            // route, and the topic is cached next time it finds a free slot.
+            let _ = slot.set((hash, route.clone()));
+        }
         Ok(f(Some(&route)))
     }
 
@@ -628,9 +706,4 @@ impl TopicRef for &Topic {
 /// The route of a topic no literal subscription names: wildcard matches only.
 fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Route {
     route_for(topic, &[], &snap.trie)
-}
-
-/// The route cache slot of a topic hash: its low bits.
-fn slot_of(hash: u64) -> usize {
-    (hash as usize) & (CACHE_SLOTS - 1)
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use syncbus_envelope::Envelope;
 
+use crate::metrics::Stripe;
 use crate::tapped::Tappable;
 use crate::wait::Signal;
 
@@ -95,6 +96,19 @@ pub(crate) trait Deliver<P>: Send + Sync + 'static {
     /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
     fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
         None
+    }
+
+    /// Whether this sink runs its handler on the publisher's thread and never keeps the
+    /// envelope: then a publish may hand it a borrowed one through [`handle`](Self::handle).
+    fn is_inline(&self) -> bool {
+        false
+    }
+
+    /// Runs the handler on a borrowed envelope, counting on `stripe`, the publishing
+    /// thread's. `false` when the subscription is gone. Called only where
+    /// [`is_inline`](Self::is_inline) said so; any other sink refuses, as a closed one.
+    fn handle(&self, _envelope: &Envelope<P>, _stripe: Stripe) -> bool {
+        false
     }
 }
 

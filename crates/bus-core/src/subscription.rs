@@ -12,9 +12,9 @@ use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, EventId, Payload};
 
 use crate::error::SubscribeError;
-use crate::handler::{run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{run_async, run_sync, run_sync_on, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
-use crate::metrics::{SubStats, SubscriptionMetrics};
+use crate::metrics::{Stripe, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
@@ -891,23 +891,38 @@ where
         _pack: Pack,
         _wait: Wait,
     ) -> Delivered {
-        if self.closed.load(Ordering::Relaxed) {
-            return Delivered::Closed;
-        }
         let Some(env) = slot.as_ref() else {
             return Delivered::Closed;
         };
-        let id = env.id();
-        let outcome = if tracing_on() {
+        let handled = if tracing_on() {
             let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
-            run_sync(&self.stats, &self.name, id, || (self.handler)(env))
+            self.handle(env, Stripe::current())
         } else {
-            run_sync(&self.stats, &self.name, id, || (self.handler)(env))
+            self.handle(env, Stripe::current())
         };
+        if handled {
+            Delivered::Ok
+        } else {
+            Delivered::Closed
+        }
+    }
+
+    fn is_inline(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn handle(&self, env: &Envelope<P>, stripe: Stripe) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let outcome = run_sync_on(&self.stats, Some(stripe), &self.name, env.id(), || {
+            (self.handler)(env)
+        });
         if let (Err(failure), Some(hook)) = (outcome, &self.on_failure) {
             hook(env, &failure);
         }
-        Delivered::Ok
+        true
     }
 }
 
