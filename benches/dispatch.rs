@@ -90,7 +90,8 @@ fn inline_dispatch(c: &mut Criterion) {
                 })
             });
         }
-        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) > 0));
+        // every handler ran, where a filter let the functions run at all
+        assert!(seq == 0 || counts.iter().all(|c| c.load(Ordering::Relaxed) > 0));
         drop(subs);
 
         let (peer, counts) = peer_with(handlers);
@@ -104,7 +105,8 @@ fn inline_dispatch(c: &mut Criterion) {
                 }
             })
         });
-        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) > 0));
+        // every handler ran, where a filter let the functions run at all
+        assert!(seq == 0 || counts.iter().all(|c| c.load(Ordering::Relaxed) > 0));
     }
     group.finish();
 }
