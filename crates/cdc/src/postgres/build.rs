@@ -424,20 +424,36 @@ fn write_hex(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&buf[at..]);
 }
 
+/// A number's decimal digits, written without a formatter or an allocation.
+pub(super) struct Decimal {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub(super) fn new(mut v: u64) -> Decimal {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
 /// A number's decimal digits, without a formatter.
 pub(super) fn write_decimal(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut v = v;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
+    out.extend_from_slice(Decimal::new(v).as_str().as_bytes());
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use self::build::{build_all, Rel, Shape, Staged, Todo, TxText, Writer};
+use self::build::{build_all, Decimal, Rel, Shape, Staged, Todo, TxText, Writer};
 use self::config::{quote, TableName};
 pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
@@ -256,6 +256,18 @@ struct Tx {
 }
 
 impl Tx {
+    /// The next change's place in the transaction, and its stream position.
+    fn next_pos(&mut self) -> (u32, PgPos) {
+        let pos = self.pos;
+        self.pos += 1;
+        let at = PgPos::Stream {
+            commit: self.commit,
+            pos,
+            end: 0,
+        };
+        (pos, at)
+    }
+
     /// The metadata template of `op` on `rel` in this transaction (made at its first change).
     fn template(&mut self, rel: &Rel, op: Op, source: &SmolStr) -> Metadata {
         let shared = (rel.rel.oid, op);
@@ -742,13 +754,7 @@ impl PgCdc {
                     _ => &[],
                 };
                 for &rel_oid in rels {
-                    let pos_in_tx = tx.pos;
-                    tx.pos += 1;
-                    let pos = PgPos::Stream {
-                        commit: tx.commit,
-                        pos: pos_in_tx,
-                        end: 0,
-                    };
+                    let (pos_in_tx, pos) = tx.next_pos();
                     if self.inner.tracker.lock().seen(&pos) {
                         continue;
                     }
@@ -802,13 +808,7 @@ impl PgCdc {
                 message: "change outside a transaction".into(),
             });
         };
-        let pos_in_tx = tx.pos;
-        tx.pos += 1;
-        let pos = PgPos::Stream {
-            commit: tx.commit,
-            pos: pos_in_tx,
-            end: 0,
-        };
+        let (pos_in_tx, pos) = tx.next_pos();
         let mut t = self.inner.tracker.lock();
         if t.seen(&pos) {
             return Ok(());
@@ -1143,33 +1143,6 @@ impl PgCdc {
             }
         }
         Ok(false)
-    }
-}
-
-/// A number's decimal digits, written without a formatter or an allocation.
-struct Decimal {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Decimal {
-    fn new(mut v: u64) -> Decimal {
-        let mut buf = [0u8; 20];
-        let mut start = buf.len();
-        loop {
-            start -= 1;
-            buf[start] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        Decimal { buf, start }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
 }
 
