@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use syncbus_envelope::{Bytes, EntityId, Envelope, EventType, Metadata, SmolStr, Topic};
 
-use super::PgDelivery;
+use super::delivery::{PgDelivery, PgPos};
 use crate::change::{change_id_salted, entity_from, names, Change, IdKind, Op};
 use crate::error::CdcError;
 use crate::pgoutput::{self, Relation, RowChange, Val};
@@ -177,7 +177,7 @@ pub(super) enum Staged {
 pub(super) fn build_all(
     staged: Vec<Staged>,
     salt: u32,
-    tracker: &Arc<parking_lot::Mutex<Tracker<super::PgPos>>>,
+    tracker: &Arc<parking_lot::Mutex<Tracker<PgPos>>>,
     capacity: usize,
 ) -> Result<Vec<PgDelivery>, CdcError> {
     let mut w = Writer::default();
@@ -458,7 +458,7 @@ pub(super) fn write_decimal(out: &mut Vec<u8>, v: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::postgres::build::*;
 
     #[test]
     fn numbers_are_written_as_printed() {
@@ -472,7 +472,7 @@ mod tests {
             write_lsn(&mut out, lsn);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
-                super::super::conn::lsn_text(lsn)
+                crate::postgres::conn::lsn_text(lsn)
             );
         }
     }

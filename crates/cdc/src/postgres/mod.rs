@@ -35,6 +35,7 @@
 mod build;
 mod config;
 mod conn;
+mod delivery;
 mod peek;
 mod replication;
 mod snapshot;
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use syncbus_core::{Settle, Source};
+use syncbus_core::Source;
 use syncbus_envelope::{Binary, Bytes, Envelope, Headers, Limits, Metadata, SmolStr, Timestamp};
 use syncbus_storage::{Checkpoints, IntoArc};
 use tokio_postgres::error::SqlState;
@@ -56,6 +57,8 @@ use self::build::{build_all, Decimal, Rel, Shape, Staged, Todo, TxText, Writer};
 use self::config::{quote, TableName};
 pub use self::config::{PgCdcConfig, PgTransport};
 use self::conn::{connect, lsn_text, parse_lsn, pg_error};
+pub use self::delivery::PgDelivery;
+pub(crate) use self::delivery::PgPos;
 use self::peek::Peek;
 use self::replication::{Item, Replication};
 use self::snapshot::{Snapshot, SnapshotFilter};
@@ -63,15 +66,8 @@ use crate::change::{change_id, envelope, fnv64, reader_salt, Change, IdKind, Op,
 use crate::error::CdcError;
 use crate::pgoutput::{self, Datum, Message, Relation};
 use crate::sqlite::decode_hex;
-use crate::tracker::{Ticket, Tracker};
+use crate::tracker::Tracker;
 use serde_json::Value;
-
-/// A change's place: snapshot rows first, then the stream by (commit LSN, position).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum PgPos {
-    Snapshot(u64),
-    Stream { commit: u64, pos: u32, end: u64 },
-}
 
 const SNAPSHOT_DONE: PgPos = PgPos::Snapshot(u64::MAX);
 
@@ -1209,69 +1205,6 @@ impl Source for PgCdc {
         metrics::counter!("syncbus_cdc_changes_total", "reader" => self.inner.name.clone())
             .increment(out.len() as u64);
         Ok(out)
-    }
-}
-
-/// One change handed out by [`PgCdc`]: settle it with `ack` (or `term`) to let the
-/// confirmed position pass it, or `nak` to read it (and everything after it) again.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn f(source: syncbus_cdc::PgCdc) -> Result<(), syncbus_cdc::CdcError> {
-/// use std::time::Duration;
-/// use syncbus_core::{Settle, Source};
-/// for d in source.fetch(100, Duration::from_secs(1)).await? {
-///     println!("{}", d.envelope().meta().event_type());
-///     d.ack().await?;
-/// }
-/// # Ok(()) }
-/// ```
-pub struct PgDelivery {
-    env: Envelope<Change>,
-    ticket: Ticket,
-    deliveries: u32,
-    tracker: Arc<Mutex<Tracker<PgPos>>>,
-}
-
-impl std::fmt::Debug for PgDelivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgDelivery")
-            .field("id", self.env.id())
-            .field("deliveries", &self.deliveries)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Settle for PgDelivery {
-    type Payload = Change;
-    type Error = CdcError;
-
-    fn envelope(&self) -> &Envelope<Change> {
-        &self.env
-    }
-
-    fn deliveries(&self) -> u32 {
-        self.deliveries
-    }
-
-    async fn ack(self) -> Result<(), CdcError> {
-        self.tracker.lock().settle(self.ticket);
-        Ok(())
-    }
-
-    async fn nak(self, delay: Duration) -> Result<(), CdcError> {
-        self.tracker.lock().nak(self.ticket, Instant::now() + delay);
-        Ok(())
-    }
-
-    async fn term(self) -> Result<(), CdcError> {
-        self.tracker.lock().settle(self.ticket);
-        Ok(())
-    }
-
-    async fn in_progress(&mut self) -> Result<(), CdcError> {
-        Ok(())
     }
 }
 

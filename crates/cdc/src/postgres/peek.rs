@@ -185,7 +185,7 @@ impl Peek {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::postgres::peek::*;
 
     fn copy_data(rows: &[(u64, &[u8])]) -> Vec<u8> {
         let mut d = SIGNATURE.to_vec();
