@@ -735,31 +735,28 @@ mod tests {
             sock.read_exact(&mut startup).await.unwrap();
             let startup = String::from_utf8_lossy(&startup).into_owned();
             let replication = startup.contains("replication\0database");
-            if auth == "scram" {
-                if !scram_server(&mut sock, b"secret").await {
-                    return false;
+            let authenticated = if auth == "scram" {
+                scram_server(&mut sock, b"secret").await
+            } else {
+                let salt = [1, 2, 3, 4];
+                let (request, expected): (Vec<u8>, Vec<u8>) = match auth {
+                    "md5" => {
+                        let mut r = 5u32.to_be_bytes().to_vec();
+                        r.extend_from_slice(&salt);
+                        (r, md5_hash(b"alice", b"secret", salt).into_bytes())
+                    }
+                    _ => (3u32.to_be_bytes().to_vec(), b"secret".to_vec()),
+                };
+                sock.write_all(&frame(b'R', &request)).await.unwrap();
+                // the password message: 'p', length, the password and a NUL
+                let (tag, pw) = read_message(&mut sock).await;
+                let right = tag == b'p' && pw.strip_suffix(&[0]) == Some(&expected[..]);
+                if !right {
+                    refuse_password(&mut sock).await;
                 }
-                sock.write_all(&frame(b'R', &0u32.to_be_bytes()))
-                    .await
-                    .unwrap();
-                sock.write_all(&frame(b'Z', b"I")).await.unwrap();
-                serve_queries(&mut sock, refusal).await;
-                return replication;
-            }
-            let salt = [1, 2, 3, 4];
-            let (request, expected): (Vec<u8>, Vec<u8>) = match auth {
-                "md5" => {
-                    let mut r = 5u32.to_be_bytes().to_vec();
-                    r.extend_from_slice(&salt);
-                    (r, md5_hash(b"alice", b"secret", salt).into_bytes())
-                }
-                _ => (3u32.to_be_bytes().to_vec(), b"secret".to_vec()),
+                right
             };
-            sock.write_all(&frame(b'R', &request)).await.unwrap();
-            // the password message: 'p', length, the password and a NUL
-            let (tag, pw) = read_message(&mut sock).await;
-            if tag != b'p' || pw.strip_suffix(&[0]) != Some(&expected[..]) {
-                refuse_password(&mut sock).await;
+            if !authenticated {
                 return false;
             }
             sock.write_all(&frame(b'R', &0u32.to_be_bytes()))
