@@ -56,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod change;
+mod delivery;
 mod error;
 #[cfg(feature = "postgres")]
 mod pgoutput;
@@ -67,6 +68,7 @@ mod tracker;
 mod value;
 
 pub use crate::change::{Change, Op};
+pub use crate::delivery::CdcDelivery;
 pub use crate::error::CdcError;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PgCdc, PgCdcConfig, PgDelivery, PgTransport};

@@ -29,14 +29,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use syncbus_core::{Settle, Source};
+use syncbus_core::Source;
 use syncbus_envelope::{Binary, Envelope, Limits, SmolStr};
 use syncbus_storage::{Checkpoints, StoreError};
 use syncbus_store::{rusqlite, SqliteStore};
 
 use crate::change::{change_id, envelope, Change, IdKind, Op, Parts};
+use crate::delivery::CdcDelivery;
 use crate::error::CdcError;
-use crate::tracker::{Ticket, Tracker};
+use crate::tracker::Tracker;
 
 fn check_ident(what: &str, s: &str) -> Result<(), CdcError> {
     let ok = !s.is_empty()
@@ -614,64 +615,5 @@ impl Source for SqliteCdc {
     }
 }
 
-/// One change handed out by [`SqliteCdc`]; settles as [`PgDelivery`](crate) does: `ack` or
-/// `term` let the confirmed position pass it, `nak` reads it and what follows again.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn f(source: syncbus_cdc::SqliteCdc) -> Result<(), syncbus_cdc::CdcError> {
-/// use std::time::Duration;
-/// use syncbus_core::{Settle, Source};
-/// for d in source.fetch(100, Duration::from_secs(1)).await? {
-///     d.ack().await?;
-/// }
-/// # Ok(()) }
-/// ```
-pub struct SqliteDelivery {
-    env: Envelope<Change>,
-    ticket: Ticket,
-    deliveries: u32,
-    tracker: Arc<Mutex<Tracker<u64>>>,
-}
-
-impl std::fmt::Debug for SqliteDelivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteDelivery")
-            .field("id", self.env.id())
-            .field("deliveries", &self.deliveries)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Settle for SqliteDelivery {
-    type Payload = Change;
-    type Error = CdcError;
-
-    fn envelope(&self) -> &Envelope<Change> {
-        &self.env
-    }
-
-    fn deliveries(&self) -> u32 {
-        self.deliveries
-    }
-
-    async fn ack(self) -> Result<(), CdcError> {
-        self.tracker.lock().settle(self.ticket);
-        Ok(())
-    }
-
-    async fn nak(self, delay: Duration) -> Result<(), CdcError> {
-        self.tracker.lock().nak(self.ticket, Instant::now() + delay);
-        Ok(())
-    }
-
-    async fn term(self) -> Result<(), CdcError> {
-        self.tracker.lock().settle(self.ticket);
-        Ok(())
-    }
-
-    async fn in_progress(&mut self) -> Result<(), CdcError> {
-        Ok(())
-    }
-}
+/// One change handed out by [`SqliteCdc`] (see [`CdcDelivery`]).
+pub type SqliteDelivery = CdcDelivery;
