@@ -51,6 +51,32 @@ pub(crate) enum Drainer {
     Tasks,
 }
 
+/// How a `Block` push waits for room on the thread it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockOn {
+    /// Block the thread: it is no tokio worker.
+    Thread,
+    /// A multi-thread runtime's worker: move the wait off it with `block_in_place`.
+    OffWorker,
+    /// A current-thread runtime whose tasks drain the queue: waiting would stop the thread
+    /// that has to make room, so the push answers `WouldBlock`.
+    Refused,
+}
+
+impl BlockOn {
+    /// Inside a tokio runtime a plain wait could park the very worker that has to run the
+    /// consumer (a task woken from this thread sits in its LIFO slot, which no other worker
+    /// steals), hence the two runtime cases.
+    pub(crate) fn here(drainer: Drainer) -> BlockOn {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => BlockOn::OffWorker,
+            Ok(RuntimeFlavor::CurrentThread) if drainer == Drainer::Tasks => BlockOn::Refused,
+            _ => BlockOn::Thread,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Queue<T> {
     items: ArrayQueue<T>,
@@ -153,19 +179,12 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Waits for room. Inside a tokio runtime a plain wait could park the very worker that
-    /// has to run the consumer (a task woken from this thread sits in its LIFO slot, which no
-    /// other worker steals), so on a multi-thread runtime the wait moves off the worker with
-    /// `block_in_place`, and on a current-thread runtime it is refused unless threads drain
-    /// the queue.
+    /// Waits for room where this thread may ([`BlockOn`]).
     fn push_blocking(&self, value: T) -> Pushed<T> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.wait_push(value)),
-            Ok(RuntimeFlavor::CurrentThread) if self.drainer == Drainer::Tasks => {
-                Pushed::WouldBlock(value)
-            }
-            _ => self.wait_push(value),
+        match BlockOn::here(self.drainer) {
+            BlockOn::OffWorker => tokio::task::block_in_place(|| self.wait_push(value)),
+            BlockOn::Refused => Pushed::WouldBlock(value),
+            BlockOn::Thread => self.wait_push(value),
         }
     }
 

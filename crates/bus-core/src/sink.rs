@@ -5,8 +5,10 @@
 //! subscriptions, taps and pull consumers implement them, without any of those knowing the
 //! others.
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use rustc_hash::FxBuildHasher;
 use syncbus_envelope::Envelope;
 
 use crate::metrics::Stripe;
@@ -131,4 +133,19 @@ pub(crate) trait Room: Send + Sync {
     fn signal(&self) -> &Signal;
     /// Room for one more, or closed (a push will not wait).
     fn has_room(&self) -> bool;
+}
+
+/// The lane of `env` among `lanes` in a keyed subscription: by entity id, or by event id for
+/// events without one.
+#[inline]
+pub(crate) fn lane_of<P>(env: &Envelope<P>, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    let mut h = FxBuildHasher.build_hasher();
+    match env.meta().entity_id() {
+        Some(id) => id.as_str().hash(&mut h),
+        None => env.id().hash(&mut h),
+    }
+    (h.finish() % lanes as u64) as usize
 }

@@ -1,31 +1,30 @@
 //! Push subscriptions: inline, queued (threads or tasks) and keyed lanes.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustc_hash::FxBuildHasher;
 use smol_str::SmolStr;
-use syncbus_envelope::{Envelope, EventId, Payload};
+use syncbus_envelope::{Envelope, Payload};
 
 use crate::error::SubscribeError;
-use crate::handler::{run_async, run_sync, run_sync_on, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{run_sync_on, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
+#[cfg(not(all(loom, test)))]
+use crate::lanes::{self, Lane, RingSink};
 use crate::metrics::{Stripe, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
+#[cfg(not(all(loom, test)))]
+use crate::ring::Reader;
 use crate::router::SubEntry;
-use crate::sink::{Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
-use crate::tapped::Tapped;
+use crate::sink::{lane_of, Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
+use crate::worker::{Hook, LagFn, Stop, WorkerCtx};
 use crate::workers::Workers;
 use syncbus_envelope::Pattern;
 
-pub(crate) type LagFn = Arc<dyn Fn(u64) + Send + Sync>;
-/// A failure hook for handlers of `V` (an envelope, or what a tap sees).
-pub(crate) type Hook<V> = dyn Fn(&V, &HandlerFailure) + Send + Sync;
 type FailFn<P> = Arc<Hook<Envelope<P>>>;
 
 /// Configures a push subscription; finish with [`inline`](Self::inline),
@@ -443,11 +442,26 @@ impl<P: Payload> SubscribeBuilder<P> {
     {
         let handler = Arc::new(handler);
         let on_failure = self.on_failure.clone();
+        let thread = |i: usize, ctx: &WorkerCtx| {
+            std::thread::Builder::new().name(format!("syncbus-{}-{i}", ctx.name))
+        };
+        // Loom builds model the ring with loom's atomics, which a subscription cannot run on.
+        #[cfg(not(all(loom, test)))]
+        if self.on_rings(shape) {
+            return self.start_lanes(shape, Drainer::Threads, |i, ctx, lane, reader| {
+                let handler = handler.clone();
+                let on_failure = on_failure.clone();
+                thread(i, &ctx)
+                    .spawn(move || {
+                        lanes::run_thread(ctx, &lane, reader, &*handler, on_failure.as_deref())
+                    })
+                    .map(drop)
+            });
+        }
         self.start_workers(shape, Drainer::Threads, |i, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
-            std::thread::Builder::new()
-                .name(format!("syncbus-{}-{i}", ctx.name))
+            thread(i, &ctx)
                 .spawn(move || ctx.run_thread(&queue, P::unpack, &*handler, on_failure.as_deref()))
                 .map(drop)
         })
@@ -467,6 +481,17 @@ impl<P: Payload> SubscribeBuilder<P> {
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
         let on_failure = self.on_failure.clone();
+        #[cfg(not(all(loom, test)))]
+        if self.on_rings(shape) {
+            return self.start_lanes(shape, Drainer::Tasks, |_, ctx, lane, reader| {
+                let handler = handler.clone();
+                let on_failure = on_failure.clone();
+                runtime.spawn(async move {
+                    lanes::run_task(ctx, &lane, reader, &*handler, on_failure.as_deref()).await
+                });
+                Ok(())
+            });
+        }
         self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
@@ -476,6 +501,72 @@ impl<P: Payload> SubscribeBuilder<P> {
             });
             Ok(())
         })
+    }
+
+    /// Whether the subscription's queues are rings ([`lanes`](crate::lanes)): one worker on
+    /// each (one lane, or keyed), and any policy but `DropOldest`.
+    #[cfg(not(all(loom, test)))]
+    fn on_rings(&self, shape: Shape) -> bool {
+        self.overflow != Overflow::DropOldest && (shape.keyed || shape.workers == 1)
+    }
+
+    fn worker_ctx(
+        &self,
+        name: &SmolStr,
+        stats: &Arc<SubStats>,
+        stop: &Arc<Stop>,
+        workers: &Arc<Workers>,
+    ) -> WorkerCtx {
+        WorkerCtx {
+            stats: stats.clone(),
+            stop: stop.clone(),
+            name: name.clone(),
+            on_lag: self.on_lag.clone(),
+            workers: workers.clone(),
+            completion: self.hub.completion.clone(),
+        }
+    }
+
+    /// Builds the lanes (one, or one per key) and starts a worker on each with `spawn`; if one
+    /// cannot start, the lanes close and the others drain and stop.
+    #[cfg(not(all(loom, test)))]
+    fn start_lanes(
+        self,
+        shape: Shape,
+        drainer: Drainer,
+        mut spawn: impl FnMut(
+            usize,
+            WorkerCtx,
+            Arc<Lane<P>>,
+            Reader<Envelope<P>>,
+        ) -> std::io::Result<()>,
+    ) -> Result<Subscription, SubscribeError> {
+        if self.hub.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        let name = self.display_name();
+        let stats = Arc::new(SubStats::default());
+        let workers = Arc::new(Workers::default());
+        let stop = Arc::new(Stop::default());
+        let completion = &self.hub.completion;
+        let mut lanes = Vec::with_capacity(shape.workers);
+        for i in 0..shape.workers {
+            let (lane, reader) = Lane::new(self.capacity, self.overflow, drainer);
+            lanes.push(lane.clone());
+            let ctx = self.worker_ctx(&name, &stats, &stop, &workers);
+            workers.start();
+            completion.start();
+            if let Err(e) = spawn(i, ctx, lane, reader) {
+                // The worker never ran, so its `Done` guard never will.
+                workers.finish();
+                completion.finish();
+                let sink = RingSink::new(lanes.into(), drainer, stop, workers);
+                sink.close();
+                return Err(SubscribeError::Spawn(e));
+            }
+        }
+        let sink = RingSink::new(lanes.into(), drainer, stop, workers.clone());
+        self.register(name, stats, Arc::new(sink), Some(workers))
     }
 
     /// Builds the queues (one, or one per lane) and starts the workers on them with `spawn`;
@@ -496,14 +587,7 @@ impl<P: Payload> SubscribeBuilder<P> {
         let stop = Arc::new(Stop::default());
         let completion = &self.hub.completion;
         for i in 0..shape.workers {
-            let ctx = WorkerCtx {
-                stats: stats.clone(),
-                stop: stop.clone(),
-                name: name.clone(),
-                on_lag: self.on_lag.clone(),
-                workers: workers.clone(),
-                completion: completion.clone(),
-            };
+            let ctx = self.worker_ctx(&name, &stats, &stop, &workers);
             workers.start();
             completion.start();
             let queue = queues[if shape.keyed { i } else { 0 }].clone();
@@ -744,131 +828,6 @@ impl Drop for Subscription {
     }
 }
 
-/// What a worker hands its handler: an envelope, or what a tap sees. It names the event in
-/// logs.
-pub(crate) trait Handled: Clone + Send + 'static {
-    fn event_id(&self) -> &EventId;
-}
-
-impl<P: Payload> Handled for Envelope<P> {
-    #[inline]
-    fn event_id(&self) -> &EventId {
-        self.id()
-    }
-}
-
-impl Handled for Tapped {
-    #[inline]
-    fn event_id(&self) -> &EventId {
-        self.id()
-    }
-}
-
-pub(crate) struct WorkerCtx {
-    pub(crate) stats: Arc<SubStats>,
-    pub(crate) stop: Arc<Stop>,
-    pub(crate) name: SmolStr,
-    pub(crate) on_lag: Option<LagFn>,
-    pub(crate) workers: Arc<Workers>,
-    pub(crate) completion: Arc<Workers>,
-}
-
-impl WorkerCtx {
-    /// Pops items of `queue`, turns each into what the handler takes with `unpack`, and runs
-    /// the handler on it, until the queue is closed and empty or shutdown aborts.
-    pub(crate) fn run_thread<T, V: Handled, U, F, R>(
-        self,
-        queue: &Queue<T>,
-        unpack: U,
-        handler: &F,
-        on_failure: Option<&Hook<V>>,
-    ) where
-        U: Fn(T) -> V,
-        F: Fn(&V) -> R,
-        R: HandlerResult,
-    {
-        let _done = Done(&self);
-        while let Some(packed) = queue.pop_wait() {
-            if self.stop.aborted() {
-                self.stop.abandon(1);
-                break;
-            }
-            let env = unpack(packed);
-            self.report_lag(queue);
-            let id = env.event_id();
-            let outcome = if tracing_on() {
-                let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
-                run_sync(&self.stats, &self.name, id, || handler(&env))
-            } else {
-                run_sync(&self.stats, &self.name, id, || handler(&env))
-            };
-            if let (Err(failure), Some(hook)) = (outcome, on_failure) {
-                hook(&env, &failure);
-            }
-        }
-    }
-
-    /// The async form of [`run_thread`](Self::run_thread).
-    pub(crate) async fn run_task<T, V: Handled, U, F, Fut, R>(
-        self,
-        queue: &Queue<T>,
-        unpack: U,
-        handler: &F,
-        on_failure: Option<&Hook<V>>,
-    ) where
-        U: Fn(T) -> V,
-        F: Fn(V) -> Fut,
-        Fut: Future<Output = R>,
-        R: HandlerResult,
-    {
-        let _done = Done(&self);
-        while let Some(packed) = queue.pop_wait_async().await {
-            if self.stop.aborted() {
-                self.stop.abandon(1);
-                break;
-            }
-            let env = unpack(packed);
-            self.report_lag(queue);
-            let id = env.event_id().clone();
-            // The handler takes the envelope: keep a copy only for a hook that wants it.
-            let copy = on_failure.map(|_| env.clone());
-            let outcome = if tracing_on() {
-                use tracing::Instrument;
-                let span = tracing::trace_span!("handle", subscription = %self.name);
-                run_async(&self.stats, &self.name, &id, handler(env))
-                    .instrument(span)
-                    .await
-            } else {
-                run_async(&self.stats, &self.name, &id, handler(env)).await
-            };
-            if let (Err(failure), Some(hook), Some(env)) = (outcome, on_failure, copy) {
-                hook(&env, &failure);
-            }
-        }
-    }
-
-    #[inline]
-    fn report_lag<T>(&self, queue: &Queue<T>) {
-        let lost = queue.take_lost();
-        if lost > 0 {
-            tracing::warn!(subscription = %self.name, lost, "subscription lagged: events dropped");
-            if let Some(f) = &self.on_lag {
-                f(lost);
-            }
-        }
-    }
-}
-
-/// Marks a worker finished even if its loop unwinds.
-struct Done<'a>(&'a WorkerCtx);
-
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        self.0.workers.finish();
-        self.0.completion.finish();
-    }
-}
-
 struct InlineSink<P, F> {
     handler: F,
     stats: Arc<SubStats>,
@@ -951,50 +910,14 @@ struct QueueSink<P: Payload> {
     workers: Arc<Workers>,
 }
 
-/// Tells workers to stop before their queue is empty (a shutdown deadline passed), and
-/// collects the events they had taken but not handled.
-#[derive(Debug, Default)]
-pub(crate) struct Stop {
-    abort: AtomicBool,
-    abandoned: AtomicUsize,
-}
-
-impl Stop {
-    #[inline]
-    pub(crate) fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn abandon(&self, n: usize) {
-        if n > 0 {
-            self.abandoned.fetch_add(n, Ordering::SeqCst);
-            tracing::warn!(count = n, "worker stopped by shutdown with events in hand");
-        }
-    }
-
-    /// Tells the workers to stop after the event in hand.
-    pub(crate) fn abort(&self) {
-        self.abort.store(true, Ordering::SeqCst);
-    }
-
-    /// The events workers took and put down unhandled since the last call.
-    pub(crate) fn take_abandoned(&self) -> usize {
-        self.abandoned.swap(0, Ordering::SeqCst)
-    }
-}
-
 impl<P: Payload> QueueSink<P> {
     #[inline]
     fn lane(&self, env: &Envelope<P>) -> usize {
-        if !self.keyed || self.queues.len() == 1 {
-            return 0;
+        if self.keyed {
+            lane_of(env, self.queues.len())
+        } else {
+            0
         }
-        let mut h = FxBuildHasher.build_hasher();
-        match env.meta().entity_id() {
-            Some(id) => id.as_str().hash(&mut h),
-            None => env.id().hash(&mut h),
-        }
-        (h.finish() % self.queues.len() as u64) as usize
     }
 }
 

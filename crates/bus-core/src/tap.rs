@@ -17,8 +17,9 @@ use crate::overflow::Overflow;
 use crate::queue::{Drainer, Pushed, Queue};
 use crate::router::SubEntry;
 use crate::sink::{Delivered, InFlight, Observe, Room, Sink, Wait};
-use crate::subscription::{Hook, LagFn, Stop, Subscription, WorkerCtx};
+use crate::subscription::Subscription;
 use crate::tapped::{TapItem, Tappable, Tapped};
+use crate::worker::{Hook, LagFn, Stop, WorkerCtx};
 use crate::workers::Workers;
 
 /// Configures a tap; see [`Bus::tap`](crate::Bus::tap). Finish with

@@ -55,10 +55,11 @@
 //! 2. A publisher moves a reader only by a compare-and-swap from an unpinned value, and
 //!    overwrites the slot of sequence `s - capacity` only after every reader's cursor is
 //!    past it. So a successful pin means no move happened since the check, and while the
-//!    pin holds no slot at or after `pos` can be overwritten: the reader reads its whole
-//!    batch through `&T`, then unpins by storing its new position.
-//! 3. A publisher that finds a lagging reader pinned waits until it unpins (readers never
-//!    wait inside a batch, so this is bounded by the read closure), then moves it.
+//!    pin holds no slot at or after the cursor can be overwritten: the reader reads its
+//!    batch through `&T`, moving the pinned cursor past each event once it is done with it
+//!    (so it holds one slot at a time), then unpins by storing its new position.
+//! 3. A publisher that finds a lagging reader pinned waits until its cursor moves (readers
+//!    never wait inside a batch, so this is bounded by the read closure), then looks again.
 //!
 //! A failed pin (a move raced in) only sends the reader back to step 1. No value is ever
 //! read through a copy that could be torn, and none is read while written.
@@ -69,9 +70,12 @@
 //!
 //! # Waiting
 //!
-//! Readers wait with [`Signal`] (spin → yield → park); a publisher publishes with a `SeqCst`
-//! swap of the slot's sequence and then notifies, which is one load when nobody sleeps. The
-//! same holds the other way round for publishers waiting for room.
+//! Readers wait with [`Signal`] (spin → yield → park). A publisher claims with a `SeqCst`
+//! CAS, publishes with a `SeqCst` swap of the slot's sequence, and then notifies, which is
+//! one load when nobody sleeps. A reader about to sleep registers, fences, and then counts a
+//! *claimed* event at its position as ready, not only a published one, so it never parks
+//! on an event a few instructions from published (it spins until the publish instead).
+//! Publishers waiting for room pair the same way with the readers' cursor swaps.
 //!
 //! # Model checking
 //!
@@ -156,6 +160,9 @@ pub(crate) struct Left {
 pub(crate) struct Ring<T> {
     slots: Box<[Slot<T>]>,
     mask: u64,
+    /// How far the claim may run ahead of the slowest reader: the capacity asked for, at
+    /// most the slot count (a power of two, for the mask).
+    limit: u64,
     overflow: Overflow,
     /// The next sequence to claim, with [`CLOSED`] as its top bit.
     claim: CachePadded<AtomicU64>,
@@ -190,9 +197,11 @@ impl<T> fmt::Debug for Ring<T> {
 }
 
 impl<T> Ring<T> {
-    /// A ring of `capacity` slots, rounded up to a power of two (at least 1).
+    /// A ring holding up to `capacity` events (at least 1) ahead of its slowest reader, in
+    /// `capacity` slots rounded up to a power of two.
     pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
-        let capacity = capacity.max(1).next_power_of_two();
+        let limit = capacity.max(1);
+        let capacity = limit.next_power_of_two();
         let slots = (0..capacity)
             .map(|_| Slot {
                 published: AtomicU64::new(0),
@@ -202,6 +211,7 @@ impl<T> Ring<T> {
         Self {
             slots,
             mask: capacity as u64 - 1,
+            limit: limit as u64,
             overflow,
             claim: CachePadded::new(AtomicU64::new(0)),
             gate: CachePadded::new(AtomicU64::new(0)),
@@ -211,10 +221,22 @@ impl<T> Ring<T> {
         }
     }
 
+    /// The events it holds ahead of its slowest reader, as asked for.
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn capacity(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// The slots behind it: the capacity rounded up to a power of two.
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn slot_count(&self) -> usize {
         self.slots.len()
     }
 
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn overflow(&self) -> Overflow {
         self.overflow
     }
@@ -224,6 +246,8 @@ impl<T> Ring<T> {
         self.claim.load(Ordering::SeqCst) & !CLOSED
     }
 
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_closed(&self) -> bool {
         self.claim.load(Ordering::SeqCst) & CLOSED != 0
     }
@@ -237,8 +261,9 @@ impl<T> Ring<T> {
         end
     }
 
+    /// The slot count, as a sequence distance.
     #[inline]
-    fn capacity_u64(&self) -> u64 {
+    fn slots_u64(&self) -> u64 {
         self.mask + 1
     }
 
@@ -259,6 +284,35 @@ impl<T> Ring<T> {
     fn ended_at(&self, pos: u64) -> bool {
         let claim = self.claim.load(Ordering::SeqCst);
         claim & CLOSED != 0 && pos >= claim & !CLOSED
+    }
+
+    /// A reader at `pos` need not sleep: the event there is claimed (published, or a few
+    /// instructions from it), or the ring is closed.
+    #[inline]
+    fn wakes(&self, pos: u64) -> bool {
+        let claim = self.claim.load(Ordering::SeqCst);
+        claim & CLOSED != 0 || claim > pos
+    }
+
+    /// Events accepted that the slowest live reader has not passed yet (0 with no reader).
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn backlog(&self) -> u64 {
+        let accepted = self.accepted();
+        let mut low = accepted;
+        for cursor in self.cursors() {
+            let v = cursor.load(Ordering::SeqCst);
+            if v != FREE {
+                low = low.min(v & !PIN);
+            }
+        }
+        accepted - low
+    }
+
+    /// Wakes waiting readers without publishing: something else changed (a shutdown).
+    pub(crate) fn nudge(&self) {
+        fence(Ordering::SeqCst);
+        self.not_empty.notify();
     }
 
     /// Every reader cursor of the registry, in order.
@@ -317,7 +371,7 @@ impl<T> Ring<T> {
     /// Claims the next sequence if no reader would be passed.
     #[inline]
     fn try_claim(&self) -> Claim {
-        let cap = self.capacity_u64();
+        let cap = self.limit;
         let mut claim = self.claim.load(Ordering::SeqCst);
         loop {
             if claim & CLOSED != 0 {
@@ -369,7 +423,7 @@ impl<T> Ring<T> {
                 Err(now) => claim = now,
             }
         }
-        let cap = self.capacity_u64();
+        let cap = self.limit;
         let displaced =
             claim >= self.gate.load(Ordering::SeqCst) + cap && self.move_laggards(claim);
         self.write(claim, value);
@@ -385,7 +439,7 @@ impl<T> Ring<T> {
     /// True if some reader was moved.
     #[cold]
     fn move_laggards(&self, claim: u64) -> bool {
-        let target = claim + 1 - self.capacity_u64();
+        let target = claim + 1 - self.limit;
         // Pairs with the fence in `Reader::join`.
         fence(Ordering::SeqCst);
         let mut moved = false;
@@ -431,7 +485,7 @@ impl<T> Ring<T> {
     #[inline]
     fn write(&self, seq: u64, value: T) {
         let slot = self.slot(seq);
-        let cap = self.capacity_u64();
+        let cap = self.slots_u64();
         let previous = if seq >= cap { seq - cap + 1 } else { 0 };
         // The previous occupant's publisher may still be writing it (it claimed first).
         let mut round = 0;
@@ -455,7 +509,10 @@ impl<T> Ring<T> {
                 }
             }
         });
-        // A SeqCst RMW: the notification below needs no fence (see `wait`).
+        // A SeqCst RMW: the notification below needs no fence (see `Waiting` in the module
+        // docs). A Release store would do for the sleepers (they count a claimed event as
+        // ready), but the models find a reader that then misses a DropOldest move or a
+        // joining reader's start, so the publish stays in the SeqCst order.
         slot.published.swap(seq + 1, Ordering::SeqCst);
         self.not_empty.notify();
         // The displaced value is dropped after the publish, so a slow Drop delays no reader.
@@ -503,7 +560,7 @@ impl<T: Send + Sync> crate::sink::Room for Ring<T> {
         let claim = self.claim.load(Ordering::SeqCst);
         claim & CLOSED != 0
             || self.overflow != Overflow::Block
-            || claim < self.refresh_gate(claim) + self.capacity_u64()
+            || claim < self.refresh_gate(claim) + self.limit
     }
 }
 
@@ -583,6 +640,8 @@ impl<T> Reader<T> {
         (&self.ring, cursor, &mut self.pos)
     }
 
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn ring(&self) -> &Arc<Ring<T>> {
         &self.ring
     }
@@ -602,8 +661,20 @@ impl<T> Reader<T> {
     /// [`take_lost`](Self::take_lost); none is skipped inside a batch.
     ///
     /// If `f` panics, the event it was given counts as read.
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     #[inline]
     pub(crate) fn read_batch(&mut self, max: usize, mut f: impl FnMut(&T)) -> Read {
+        self.read_batch_seq(max, |_, v| f(v))
+    }
+
+    /// [`read_batch`](Self::read_batch), handing `f` each event's sequence too.
+    ///
+    /// The cursor passes each event as soon as `f` returns from it, not only at the end of
+    /// the batch, so a slow handler holds one slot, not its whole batch, and publishers
+    /// waiting for room are woken by each event read.
+    #[inline]
+    pub(crate) fn read_batch_seq(&mut self, max: usize, mut f: impl FnMut(u64, &T)) -> Read {
         if max == 0 {
             return Read::Empty;
         }
@@ -642,20 +713,28 @@ impl<T> Reader<T> {
                 start: pos,
                 read: 0,
             };
+            let pin = if pins { PIN } else { 0 };
             while batch.read < max {
                 let seq = pos + batch.read as u64;
                 if !ring.is_published(seq) {
                     break;
                 }
+                if batch.read > 0 {
+                    // Done with `seq - 1`: a SeqCst RMW, so the notification needs no fence.
+                    // Still pinned under DropOldest, at a later position.
+                    batch.cursor.swap(seq | pin, Ordering::SeqCst);
+                    ring.not_full.notify();
+                }
                 batch.read += 1;
                 ring.slot(seq).value.with(|p| {
                     // SAFETY: the slot holds the published event `seq` (Acquire load above,
                     // synchronising with its publisher's write). No publisher overwrites it
-                    // while this reader's cursor is at or before `seq`: the gate keeps it
-                    // under Block and Reject, and under DropOldest the cursor is pinned at
-                    // `pos <= seq`, so no publisher can move it past `seq` until the batch
-                    // ends (module docs). The reference does not outlive this closure.
-                    f(unsafe { (*p).assume_init_ref() })
+                    // while this reader's cursor is at or before `seq` (it is at `seq`
+                    // now, or at `pos` for the first): the gate keeps it under Block and
+                    // Reject, and under DropOldest the cursor is pinned there, so no
+                    // publisher can move it past `seq` until this event is done (module
+                    // docs). The reference does not outlive this closure.
+                    f(seq, unsafe { (*p).assume_init_ref() })
                 });
             }
             let read = batch.read;
@@ -667,12 +746,26 @@ impl<T> Reader<T> {
     /// Waits until an event is published at this reader's position, the ring is closed
     /// and drained for it, or `deadline` passes, then reads a batch as
     /// [`read_batch`](Self::read_batch).
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn read_wait(
         &mut self,
         max: usize,
         deadline: Option<Instant>,
         f: impl FnMut(&T),
     ) -> Read {
+        self.wait(deadline);
+        self.read_batch(max, f)
+    }
+
+    /// The next sequence this reader reads (as it last left its cursor).
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Blocks until [`read_batch`](Self::read_batch) would find an event or the end, or
+    /// `deadline` passes.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) {
         let ring = &*self.ring;
         let cursor = self.cursor();
         let pos = self.pos;
@@ -684,9 +777,13 @@ impl<T> Reader<T> {
             } else {
                 pos
             };
-            (at != pos || ring.is_published(at) || ring.ended_at(at)).then_some(())
+            (at != pos || ring.wakes(at)).then_some(())
         });
-        self.read_batch(max, f)
+        // Claimed but not yet published: its publisher is between claim and publish.
+        let mut round = 0;
+        while round < 12 && !ring.is_published(pos) && !ring.ended_at(pos) && ring.wakes(pos) {
+            backoff(&mut round);
+        }
     }
 
     /// Waits in a task until [`read_batch`](Self::read_batch) would find an event or the
@@ -699,12 +796,14 @@ impl<T> Reader<T> {
         ring.not_empty
             .wait_async(|| {
                 let at = (cursor.load(Ordering::SeqCst) & !PIN).max(pos);
-                (at != pos || ring.is_published(at) || ring.ended_at(at)).then_some(())
+                (at != pos || ring.wakes(at)).then_some(())
             })
             .await
     }
 
     /// Events lost to `DropOldest` since the last call.
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn take_lost(&mut self) -> u64 {
         if self.ring.overflow == Overflow::DropOldest {
             self.catch_up();
@@ -714,6 +813,8 @@ impl<T> Reader<T> {
 
     /// Accepted events this reader has neither read nor lost, now. Once the ring is
     /// closed this is exact and only reading lowers it.
+    // Used by the tests and the loom models.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn unread(&self) -> u64 {
         let pos = (self.cursor().load(Ordering::SeqCst) & !PIN).max(self.pos);
         self.ring.accepted().saturating_sub(pos)

@@ -38,10 +38,43 @@ fn kind<T>(pushed: &Pushed<T>) -> &'static str {
 }
 
 #[test]
-fn capacity_rounds_up_to_a_power_of_two() {
-    assert_eq!(Ring::<u8>::new(0, Overflow::Block).capacity(), 1);
-    assert_eq!(Ring::<u8>::new(5, Overflow::Block).capacity(), 8);
-    assert_eq!(Ring::<u8>::new(64, Overflow::Block).capacity(), 64);
+fn slots_round_up_to_a_power_of_two_and_the_capacity_stays() {
+    for (asked, capacity, slots) in [(0, 1, 1), (5, 5, 8), (64, 64, 64)] {
+        let ring = Ring::<u8>::new(asked, Overflow::Block);
+        assert_eq!((ring.capacity(), ring.slot_count()), (capacity, slots));
+    }
+}
+
+#[test]
+fn a_capacity_below_the_slot_count_holds_exactly() {
+    // 5 events ahead of the reader in 8 slots, under each policy, across many wraps.
+    for overflow in [Overflow::Block, Overflow::Reject, Overflow::DropOldest] {
+        let ring = ring::<u64>(5, overflow);
+        let mut r = Reader::join(&ring);
+        for round in 0..200u64 {
+            for i in 0..5 {
+                queued(ring.push(round * 6 + i, Wait::Never));
+            }
+            let sixth = ring.push(round * 6 + 5, Wait::Never);
+            match overflow {
+                Overflow::Block => assert_eq!(kind(&sixth), "WouldBlock"),
+                Overflow::Reject => assert_eq!(kind(&sixth), "Full"),
+                _ => assert_eq!(kind(&sixth), "Displaced"),
+            }
+            assert_eq!(ring.backlog(), 5);
+            let mut got = Vec::new();
+            r.read_batch(usize::MAX, |&v| got.push(v));
+            let first = if overflow == Overflow::DropOldest {
+                assert_eq!(r.take_lost(), 1);
+                round * 6 + 1
+            } else {
+                round * 6
+            };
+            let want: Vec<u64> = (first..first + 5).collect();
+            assert_eq!(got, want);
+            assert_eq!(ring.backlog(), 0);
+        }
+    }
 }
 
 #[test]

@@ -1,0 +1,316 @@
+//! Queued subscriptions on broadcast rings: each lane is a [`Ring`] of envelopes with one
+//! reader, the lane's worker.
+//!
+//! A worker thread reads its envelopes in place: the sync handler borrows the envelope in
+//! its slot, so between the publish and the handler nothing is packed, copied or moved, and
+//! the publisher's one contended atomic is the ring's claim. A worker task owns what its
+//! async handler gets, so it clones each envelope out of its slot.
+//!
+//! # The same capacity as a queue
+//!
+//! A queue holds `capacity` events besides the one its worker has in hand. A thread lane's
+//! ring holds `capacity + 1`, the one in hand included (its reader moves the cursor past
+//! each event as soon as the handler returns), and a task lane's ring `capacity`, the one in
+//! hand being a clone: so `Block` and `Reject` take exactly as many events as before. A
+//! `DropOldest` subscription stays on the queue: a ring's publisher that laps its reader waits
+//! for the event in hand before moving the reader on, and a `DropOldest` publish must never
+//! wait for a handler.
+//!
+//! # Exact counts at shutdown
+//!
+//! Each lane records how far its worker has taken events (`taken`, stored before each
+//! handler runs). When a shutdown's deadline passes, the worker stops before the next event
+//! and, leaving the ring, counts what it had not taken; if it is still inside a handler when
+//! the report is made, the report counts `accepted - taken` for it instead. A swap of
+//! `counted` decides which of the two counts, so every event is handled or reported once.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use syncbus_envelope::{Envelope, Payload};
+
+use crate::handler::HandlerResult;
+use crate::overflow::Overflow;
+use crate::queue::{BlockOn, Drainer, Pushed};
+use crate::ring::{Read, Reader, Ring};
+use crate::sink::{lane_of, Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
+use crate::worker::{Hook, Stop, WorkerCtx};
+use crate::workers::Workers;
+
+/// Events a worker thread reads in one batch before it looks at the ring again.
+const BATCH: usize = 64;
+
+/// One lane: its ring and what its worker has done, shared by the worker and the sink.
+pub(crate) struct Lane<P> {
+    ring: Arc<Ring<Envelope<P>>>,
+    /// The sequence after the last event the worker took (handled, or in hand).
+    taken: CachePadded<AtomicU64>,
+    /// What the worker left unhandled was counted, by the worker or by a shutdown report.
+    counted: AtomicBool,
+    /// The worker waits for an event.
+    idle: AtomicBool,
+}
+
+impl<P: Payload> Lane<P> {
+    /// A lane for a worker of this kind, and the worker's reader (joined before anything is
+    /// published, so it sees every event).
+    pub(crate) fn new(
+        capacity: usize,
+        overflow: Overflow,
+        drainer: Drainer,
+    ) -> (Arc<Lane<P>>, Reader<Envelope<P>>) {
+        // A thread reads in place, so the event in hand still holds its slot.
+        let in_hand = usize::from(drainer == Drainer::Threads);
+        let ring = Arc::new(Ring::new(capacity + in_hand, overflow));
+        let reader = Reader::join(&ring);
+        let lane = Lane {
+            ring,
+            taken: CachePadded::new(AtomicU64::new(reader.position())),
+            counted: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+        };
+        (Arc::new(lane), reader)
+    }
+
+    /// Accepted events the worker has not taken yet.
+    fn queued(&self) -> u64 {
+        self.ring
+            .accepted()
+            .saturating_sub(self.taken.load(Ordering::SeqCst))
+    }
+
+    #[inline]
+    fn take(&self, seq: u64) {
+        self.taken.store(seq + 1, Ordering::Relaxed);
+    }
+
+    /// The worker is done: it leaves the ring, and counts what it left unhandled unless a
+    /// shutdown report did.
+    fn finish(&self, ctx: &WorkerCtx, reader: Reader<Envelope<P>>, skipped: u64) {
+        let left = reader.leave();
+        if !self.counted.swap(true, Ordering::SeqCst) {
+            let n = skipped + left.unread;
+            ctx.stop.abandon(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+    }
+}
+
+/// Marks a lane's worker idle while it waits, even if the wait is dropped.
+struct Idle<'a>(&'a AtomicBool);
+
+impl<'a> Idle<'a> {
+    fn enter(flag: &'a AtomicBool) -> Idle<'a> {
+        flag.store(true, Ordering::SeqCst);
+        Idle(flag)
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The sink of a queued subscription on rings: one lane, or one per key.
+pub(crate) struct RingSink<P> {
+    lanes: Box<[Arc<Lane<P>>]>,
+    drainer: Drainer,
+    stop: Arc<Stop>,
+    workers: Arc<Workers>,
+}
+
+impl<P: Payload> RingSink<P> {
+    pub(crate) fn new(
+        lanes: Box<[Arc<Lane<P>>]>,
+        drainer: Drainer,
+        stop: Arc<Stop>,
+        workers: Arc<Workers>,
+    ) -> Self {
+        Self {
+            lanes,
+            drainer,
+            stop,
+            workers,
+        }
+    }
+
+    #[inline]
+    fn lane(&self, env: &Envelope<P>) -> &Lane<P> {
+        &self.lanes[lane_of(env, self.lanes.len())]
+    }
+
+    /// Waits for room in `ring` where this thread may ([`BlockOn`]).
+    #[cold]
+    fn push_blocking(&self, ring: &Ring<Envelope<P>>, env: Envelope<P>) -> Pushed<Envelope<P>> {
+        match BlockOn::here(self.drainer) {
+            BlockOn::OffWorker => tokio::task::block_in_place(|| ring.push(env, Wait::Block)),
+            BlockOn::Refused => Pushed::WouldBlock(env),
+            BlockOn::Thread => ring.push(env, Wait::Block),
+        }
+    }
+}
+
+impl<P: Payload> Deliver<P> for RingSink<P> {
+    #[inline]
+    fn deliver(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        take: Take,
+        _pack: Pack,
+        wait: Wait,
+    ) -> Delivered {
+        let env = match take {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        };
+        let Some(env) = env else {
+            return Delivered::Closed;
+        };
+        let ring = &*self.lane(&env).ring;
+        let pushed = match ring.push(env, Wait::Never) {
+            Pushed::WouldBlock(env) if wait == Wait::Block => self.push_blocking(ring, env),
+            pushed => pushed,
+        };
+        let (delivered, back) = match pushed {
+            Pushed::Queued => return Delivered::Ok,
+            Pushed::Displaced => return Delivered::Displaced,
+            Pushed::Full(env) => (Delivered::Full, env),
+            Pushed::WouldBlock(env) => (Delivered::WouldBlock, env),
+            Pushed::Closed(env) => (Delivered::Closed, env),
+        };
+        if take == Take::Move {
+            *slot = Some(back);
+        }
+        delivered
+    }
+
+    fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
+        Some(self.lane(envelope).ring.clone())
+    }
+}
+
+impl<P: Payload> Sink for RingSink<P> {
+    fn close(&self) {
+        for lane in self.lanes.iter() {
+            lane.ring.close();
+        }
+    }
+
+    fn pending(&self) -> usize {
+        let queued: u64 = self.lanes.iter().map(|l| l.queued()).sum();
+        usize::try_from(queued).unwrap_or(usize::MAX)
+    }
+
+    fn in_flight(&self) -> InFlight {
+        // A worker is running a handler unless it waits for an event (or has exited).
+        let idle = self
+            .lanes
+            .iter()
+            .filter(|l| l.idle.load(Ordering::SeqCst))
+            .count();
+        InFlight {
+            queued: self.pending(),
+            running: self.workers.live().saturating_sub(idle),
+        }
+    }
+
+    fn abort(&self) {
+        self.stop.abort();
+        for lane in self.lanes.iter() {
+            lane.ring.nudge();
+        }
+    }
+
+    fn discard(&self) -> usize {
+        let mut left = 0u64;
+        for lane in self.lanes.iter() {
+            // Still inside a handler: nothing after the event in hand will be handled.
+            if !lane.counted.swap(true, Ordering::SeqCst) {
+                left += lane.queued();
+            }
+        }
+        usize::try_from(left).unwrap_or(usize::MAX) + self.stop.take_abandoned()
+    }
+}
+
+/// A worker thread: reads its lane in place and runs `handler` on each envelope, until the
+/// ring is closed and read or a shutdown aborts.
+pub(crate) fn run_thread<P: Payload, F, R>(
+    ctx: WorkerCtx,
+    lane: &Lane<P>,
+    mut reader: Reader<Envelope<P>>,
+    handler: &F,
+    on_failure: Option<&Hook<Envelope<P>>>,
+) where
+    F: Fn(&Envelope<P>) -> R,
+    R: HandlerResult,
+{
+    let _done = ctx.done();
+    let mut skipped = 0u64;
+    loop {
+        let read = reader.read_batch_seq(BATCH, |seq, env| {
+            if ctx.stop.aborted() {
+                skipped += 1;
+                return;
+            }
+            lane.take(seq);
+            ctx.handle(env, handler, on_failure);
+        });
+        match read {
+            Read::Got(_) if !ctx.stop.aborted() => {}
+            Read::Empty if !ctx.stop.aborted() => {
+                let _idle = Idle::enter(&lane.idle);
+                reader.wait(None);
+            }
+            Read::Got(_) | Read::Empty | Read::Closed => break,
+        }
+    }
+    lane.finish(&ctx, reader, skipped);
+}
+
+/// A worker task: takes its lane's envelopes one at a time (a clone each, which the async
+/// handler owns) until the ring is closed and read or a shutdown aborts.
+pub(crate) async fn run_task<P: Payload, F, Fut, R>(
+    ctx: WorkerCtx,
+    lane: &Lane<P>,
+    mut reader: Reader<Envelope<P>>,
+    handler: &F,
+    on_failure: Option<&Hook<Envelope<P>>>,
+) where
+    F: Fn(Envelope<P>) -> Fut,
+    Fut: Future<Output = R>,
+    R: HandlerResult,
+{
+    let _done = ctx.done();
+    let mut skipped = 0u64;
+    let mut woken = false;
+    loop {
+        let mut next = None;
+        let read = reader.read_batch_seq(1, |seq, env| next = Some((seq, env.clone())));
+        match (read, next) {
+            (Read::Got(_), Some((seq, env))) => {
+                woken = false;
+                if ctx.stop.aborted() {
+                    skipped += 1;
+                    break;
+                }
+                lane.take(seq);
+                ctx.handle_async(env, handler, on_failure).await;
+            }
+            (Read::Closed, _) => break,
+            _ if ctx.stop.aborted() => break,
+            _ => {
+                if woken {
+                    // Woken by a claim whose publisher has not published yet: let it run.
+                    tokio::task::yield_now().await;
+                }
+                let _idle = Idle::enter(&lane.idle);
+                reader.readable().await;
+                woken = true;
+            }
+        }
+    }
+    lane.finish(&ctx, reader, skipped);
+}
