@@ -115,6 +115,9 @@ impl Drop for Idle<'_> {
 
 /// The sink of a queued subscription on rings: one lane, or one per key.
 pub(crate) struct RingSink<P> {
+    /// The lanes' rings, apart from the lanes, whose lines their workers write: a publish
+    /// reads only this and the ring.
+    rings: Box<[Arc<Ring<Envelope<P>>>]>,
     lanes: Box<[Arc<Lane<P>>]>,
     drainer: Drainer,
     stop: Arc<Stop>,
@@ -129,6 +132,7 @@ impl<P: Payload> RingSink<P> {
         workers: Arc<Workers>,
     ) -> Self {
         Self {
+            rings: lanes.iter().map(|l| l.ring.clone()).collect(),
             lanes,
             drainer,
             stop,
@@ -137,8 +141,8 @@ impl<P: Payload> RingSink<P> {
     }
 
     #[inline]
-    fn lane(&self, env: &Envelope<P>) -> &Lane<P> {
-        &self.lanes[lane_of(env, self.lanes.len())]
+    fn ring(&self, env: &Envelope<P>) -> &Arc<Ring<Envelope<P>>> {
+        &self.rings[lane_of(env, self.rings.len())]
     }
 
     /// Waits for room in `ring` where this thread may ([`BlockOn`]).
@@ -168,7 +172,7 @@ impl<P: Payload> Deliver<P> for RingSink<P> {
         let Some(env) = env else {
             return Delivered::Closed;
         };
-        let ring = &*self.lane(&env).ring;
+        let ring = &**self.ring(&env);
         let pushed = match ring.push(env, Wait::Never) {
             Pushed::WouldBlock(env) if wait == Wait::Block => self.push_blocking(ring, env),
             pushed => pushed,
@@ -187,7 +191,7 @@ impl<P: Payload> Deliver<P> for RingSink<P> {
     }
 
     fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {
-        Some(self.lane(envelope).ring.clone())
+        Some(self.ring(envelope).clone())
     }
 }
 

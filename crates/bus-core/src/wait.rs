@@ -68,10 +68,23 @@ impl Signal {
     pub(crate) fn wait_until<R>(
         &self,
         deadline: Option<Instant>,
+        ready: impl FnMut() -> Option<R>,
+    ) -> Option<R> {
+        self.wait_until_with(deadline, || true, ready)
+    }
+
+    /// [`wait_until`](Self::wait_until), asking `ready` while spinning and yielding only when
+    /// the cheaper `likely` says so (it may read lines nobody else writes often, where `ready`
+    /// reads one the waker writes on every change). Before parking `ready` decides alone.
+    pub(crate) fn wait_until_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut likely: impl FnMut() -> bool,
         mut ready: impl FnMut() -> Option<R>,
     ) -> Option<R> {
+        let mut check = || if likely() { ready() } else { None };
         for i in 0..SPINS {
-            if let Some(r) = ready() {
+            if let Some(r) = check() {
                 return Some(r);
             }
             for _ in 0..(1u32 << i) {
@@ -79,7 +92,7 @@ impl Signal {
             }
         }
         for _ in 0..YIELDS {
-            if let Some(r) = ready() {
+            if let Some(r) = check() {
                 return Some(r);
             }
             std::thread::yield_now();

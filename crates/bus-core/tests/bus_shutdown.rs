@@ -176,3 +176,87 @@ async fn async_shutdown_drains_tasks() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(n.load(Ordering::SeqCst), 200);
 }
+
+/// A handler still running when the abort grace ends: the report counts every event after
+/// the one in hand, exactly, and the worker, once released, handles nothing more and counts
+/// nothing twice.
+fn a_stuck_handler_is_reported_exactly(shape: &str) {
+    let bus = Bus::new();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let (entered, in_hand) = std::sync::mpsc::channel::<u64>();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let builder = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .name("stuck")
+        .capacity(64);
+    let builder = if shape == "keyed" { builder.keyed(1) } else { builder };
+    let _sub = builder
+        .queued(move |env| {
+            if env.payload().0 == 0 {
+                entered.send(0).unwrap();
+                held.lock().unwrap().recv().unwrap();
+            }
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    for i in 0..40 {
+        bus.blocking_publish(Tick(i)).unwrap();
+    }
+    assert_eq!(in_hand.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
+    let report = bus.blocking_shutdown(Duration::from_millis(50));
+    assert!(!report.drained);
+    assert_eq!(report.total_undelivered(), 39, "{shape}: {report:?}");
+    release.send(()).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while handled.load(Ordering::SeqCst) < 1 && Instant::now() < until {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(handled.load(Ordering::SeqCst), 1, "{shape}: only the event in hand");
+    assert_eq!(bus.metrics().delivered, 1, "{shape}");
+}
+
+#[test]
+fn a_stuck_thread_worker_is_reported_exactly() {
+    a_stuck_handler_is_reported_exactly("one lane");
+    a_stuck_handler_is_reported_exactly("keyed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_task_worker_is_reported_exactly() {
+    let bus = Bus::new();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let (entered, mut in_hand) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let _sub = bus
+        .subscribe::<Tick>("clock.tick")
+        .unwrap()
+        .name("stuck")
+        .capacity(64)
+        .queued_async(move |env| {
+            let (g, h, entered) = (g.clone(), h.clone(), entered.clone());
+            async move {
+                if env.payload().0 == 0 {
+                    entered.send(0).unwrap();
+                    g.notified().await;
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    for i in 0..40 {
+        bus.publish(Tick(i)).await.unwrap();
+    }
+    assert_eq!(in_hand.recv().await, Some(0));
+    let report = bus.shutdown(Duration::from_millis(50)).await;
+    assert!(!report.drained);
+    assert_eq!(report.total_undelivered(), 39, "{report:?}");
+    gate.notify_one();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handled.load(Ordering::SeqCst), 1, "only the event in hand");
+}

@@ -770,14 +770,18 @@ impl<T> Reader<T> {
         let cursor = self.cursor();
         let pos = self.pos;
         let pins = ring.overflow == Overflow::DropOldest;
-        ring.not_empty.wait_until(deadline, || {
+        let moved = || pins && cursor.load(Ordering::SeqCst) & !PIN > pos;
+        // Spinning, look mostly at the slot: the claim's line is the one every publisher
+        // writes, and polling it slows them. Every eighth look, and always before parking,
+        // asks about a claim still being written and the close too.
+        let mut looks = 0u32;
+        let likely = || {
+            looks += 1;
+            looks.is_multiple_of(8) || ring.is_published(pos) || moved()
+        };
+        ring.not_empty.wait_until_with(deadline, likely, || {
             // A move (DropOldest) puts the reader somewhere else: let the read sort it out.
-            let at = if pins {
-                (cursor.load(Ordering::SeqCst) & !PIN).max(pos)
-            } else {
-                pos
-            };
-            (at != pos || ring.wakes(at)).then_some(())
+            (moved() || ring.wakes(pos)).then_some(())
         });
         // Claimed but not yet published: its publisher is between claim and publish.
         let mut round = 0;

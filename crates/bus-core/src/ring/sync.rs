@@ -172,6 +172,15 @@ impl Signal {
 
     pub(crate) fn notify(&self) {}
 
+    pub(crate) fn wait_until_with<R>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        _likely: impl FnMut() -> bool,
+        ready: impl FnMut() -> Option<R>,
+    ) -> Option<R> {
+        self.wait_until(deadline, ready)
+    }
+
     pub(crate) fn wait_until<R>(
         &self,
         deadline: Option<std::time::Instant>,
