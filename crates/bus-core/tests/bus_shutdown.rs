@@ -192,7 +192,11 @@ fn a_stuck_handler_is_reported_exactly(shape: &str) {
         .unwrap()
         .name("stuck")
         .capacity(64);
-    let builder = if shape == "keyed" { builder.keyed(1) } else { builder };
+    let builder = if shape == "keyed" {
+        builder.keyed(1)
+    } else {
+        builder
+    };
     let _sub = builder
         .queued(move |env| {
             if env.payload().0 == 0 {
@@ -215,7 +219,11 @@ fn a_stuck_handler_is_reported_exactly(shape: &str) {
         std::thread::yield_now();
     }
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(handled.load(Ordering::SeqCst), 1, "{shape}: only the event in hand");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        1,
+        "{shape}: only the event in hand"
+    );
     assert_eq!(bus.metrics().delivered, 1, "{shape}");
 }
 

@@ -98,7 +98,9 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use self::sync::{backoff, fence, Arc, AtomicPtr, AtomicU64, Ordering, Signal, UnsafeCell};
+use self::sync::{
+    backoff, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, Ordering, Signal, UnsafeCell,
+};
 use crate::overflow::Overflow;
 use crate::queue::Pushed;
 use crate::sink::Wait;
@@ -164,6 +166,10 @@ pub(crate) struct Ring<T> {
     /// most the slot count (a power of two, for the mask).
     limit: u64,
     overflow: Overflow,
+    /// Set after the close, beside the fields that never change: readers look here before
+    /// they read the claim's line, which every publish writes. Only a hint: the claim's
+    /// [`CLOSED`] bit is what orders the close.
+    closed_hint: AtomicBool,
     /// The next sequence to claim, with [`CLOSED`] as its top bit.
     claim: CachePadded<AtomicU64>,
     /// A lower bound of every live reader's position, refreshed when a claim would pass it.
@@ -213,6 +219,7 @@ impl<T> Ring<T> {
             mask: capacity as u64 - 1,
             limit: limit as u64,
             overflow,
+            closed_hint: AtomicBool::new(false),
             claim: CachePadded::new(AtomicU64::new(0)),
             gate: CachePadded::new(AtomicU64::new(0)),
             readers: Chunk::new(),
@@ -256,6 +263,7 @@ impl<T> Ring<T> {
     /// the number of events accepted in all, which no push changes after this.
     pub(crate) fn close(&self) -> u64 {
         let end = self.claim.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED;
+        self.closed_hint.store(true, Ordering::SeqCst);
         self.not_empty.notify();
         self.not_full.notify();
         end
@@ -279,9 +287,13 @@ impl<T> Ring<T> {
         self.slot(seq).published.load(Ordering::Acquire) == seq + 1
     }
 
-    /// Closed, and `pos` is at the end of what was accepted.
+    /// Closed, and `pos` is at the end of what was accepted. Reads the claim only once the
+    /// close hint is set: a reader that misses a close this way sees it in its wait.
     #[inline]
     fn ended_at(&self, pos: u64) -> bool {
+        if !self.closed_hint.load(Ordering::Acquire) {
+            return false;
+        }
         let claim = self.claim.load(Ordering::SeqCst);
         claim & CLOSED != 0 && pos >= claim & !CLOSED
     }
@@ -771,14 +783,11 @@ impl<T> Reader<T> {
         let pos = self.pos;
         let pins = ring.overflow == Overflow::DropOldest;
         let moved = || pins && cursor.load(Ordering::SeqCst) & !PIN > pos;
-        // Spinning, look mostly at the slot: the claim's line is the one every publisher
-        // writes, and polling it slows them. Every eighth look, and always before parking,
-        // asks about a claim still being written and the close too.
-        let mut looks = 0u32;
-        let likely = || {
-            looks += 1;
-            looks.is_multiple_of(8) || ring.is_published(pos) || moved()
-        };
+        // Spinning, look at the slot and the close hint only: the claim's line is the one
+        // every publisher writes, and polling it slows them. Before parking, a claim still
+        // being written counts too (module docs).
+        let likely =
+            || ring.is_published(pos) || ring.closed_hint.load(Ordering::Acquire) || moved();
         ring.not_empty.wait_until_with(deadline, likely, || {
             // A move (DropOldest) puts the reader somewhere else: let the read sort it out.
             (moved() || ring.wakes(pos)).then_some(())

@@ -7,12 +7,12 @@
 //! yields to loom's scheduler until the condition holds, and notifying is a no-op.
 
 #[cfg(all(loom, test))]
-pub(crate) use loom::sync::atomic::{fence, AtomicPtr, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, Ordering};
 #[cfg(all(loom, test))]
 pub(crate) use loom::sync::Arc;
 
 #[cfg(not(all(loom, test)))]
-pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 #[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::Arc;
 
