@@ -130,3 +130,89 @@ fn churn_does_not_lose_or_duplicate_for_stable_subscriptions() {
         "no delivery after unsubscribe"
     );
 }
+
+#[derive(Clone, Debug)]
+struct Keyed {
+    publisher: u64,
+    seq: u64,
+}
+
+impl Event for Keyed {
+    const TYPE: &'static str = "load.keyed";
+    fn entity_id(&self) -> Option<syncbus_core::EntityId> {
+        Some(self.publisher.into())
+    }
+}
+
+/// Three publishers into small queues (8 events: they wrap and block all the time): a
+/// single-lane thread worker, a keyed one whose entity is the publisher, and a task worker
+/// each see every event once, each publisher's in its publish order.
+#[test]
+fn three_publishers_into_small_lanes_keep_each_publishers_order() {
+    const EACH: u64 = 50_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let bus = Bus::new();
+    // Per subscription: the next sequence expected from each publisher, and the faults.
+    type Seen = Arc<Mutex<(Vec<u64>, u64)>>;
+    let seen = || -> Seen { Arc::new(Mutex::new((vec![0; PUBLISHERS as usize], 0))) };
+    let check = |seen: &Seen, ev: &Keyed| {
+        let mut s = seen.lock().unwrap();
+        let next = &mut s.0[ev.publisher as usize];
+        if ev.seq == *next {
+            *next += 1;
+        } else {
+            s.1 += 1;
+        }
+    };
+    let (one, keyed, task) = (seen(), seen(), seen());
+    let subs = {
+        let (a, b, c) = (one.clone(), keyed.clone(), task.clone());
+        let _guard = runtime.enter();
+        vec![
+            bus.subscribe::<Keyed>("load.keyed")
+                .unwrap()
+                .capacity(8)
+                .queued(move |env| check(&a, env.payload()))
+                .unwrap(),
+            bus.subscribe::<Keyed>("load.>")
+                .unwrap()
+                .capacity(8)
+                .keyed(3)
+                .queued(move |env| check(&b, env.payload()))
+                .unwrap(),
+            bus.subscribe::<Keyed>("load.*")
+                .unwrap()
+                .capacity(8)
+                .queued_async(move |env| {
+                    check(&c, env.payload());
+                    async {}
+                })
+                .unwrap(),
+        ]
+    };
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|publisher| {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                for seq in 0..EACH {
+                    assert_eq!(bus.blocking_publish(Keyed { publisher, seq }).unwrap(), 3);
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for s in subs {
+        assert!(s.unsubscribe_and_wait(Duration::from_secs(60)));
+    }
+    for (name, seen) in [("one lane", &one), ("keyed", &keyed), ("task", &task)] {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.1, 0, "{name}: events out of order or repeated");
+        assert_eq!(s.0, vec![EACH; PUBLISHERS as usize], "{name}: every event once");
+    }
+    assert_eq!(bus.metrics().delivered, 3 * PUBLISHERS * EACH);
+}
