@@ -165,11 +165,7 @@ impl<P: Payload> Deliver<P> for RingSink<P> {
         _pack: Pack,
         wait: Wait,
     ) -> Delivered {
-        let env = match take {
-            Take::Move => slot.take(),
-            Take::Clone => slot.clone(),
-        };
-        let Some(env) = env else {
+        let Some(env) = take.out(slot) else {
             return Delivered::Closed;
         };
         let ring = &**self.ring(&env);
@@ -177,17 +173,7 @@ impl<P: Payload> Deliver<P> for RingSink<P> {
             Pushed::WouldBlock(env) if wait == Wait::Block => self.push_blocking(ring, env),
             pushed => pushed,
         };
-        let (delivered, back) = match pushed {
-            Pushed::Queued => return Delivered::Ok,
-            Pushed::Displaced => return Delivered::Displaced,
-            Pushed::Full(env) => (Delivered::Full, env),
-            Pushed::WouldBlock(env) => (Delivered::WouldBlock, env),
-            Pushed::Closed(env) => (Delivered::Closed, env),
-        };
-        if take == Take::Move {
-            *slot = Some(back);
-        }
-        delivered
+        pushed.delivered(slot, take, |env| env)
     }
 
     fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {

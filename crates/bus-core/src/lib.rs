@@ -38,6 +38,9 @@
 //! - **Inline** handlers run on the publisher's thread, inside `publish`.
 //! - **Queued** handlers run on worker threads (or tokio tasks for async handlers), fed by a
 //!   bounded queue per subscription. With one worker, events are handled in queue order.
+//!   A one-worker subscription under `Block` or `Reject` (and every keyed lane) queues in a
+//!   broadcast ring whose slots the worker thread's handler reads in place: the envelope it
+//!   borrows is the one the publisher wrote, not a copy.
 //! - **Keyed** subscriptions hash the entity id to one of N lanes, each with one worker:
 //!   events of one entity are handled one at a time and in publish order; entities run in
 //!   parallel.

@@ -40,7 +40,7 @@ use crate::error::SubscribeError;
 use crate::hub::Hub;
 use crate::metrics::{Stat, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Drainer, Pushed, Queue};
+use crate::queue::{Drainer, Queue};
 use crate::router::SubEntry;
 use crate::sink::{Deliver, Delivered, Pack, Room, Sink, Take, Wait};
 use crate::source::{Settle, Source};
@@ -893,35 +893,13 @@ impl<P: Payload> Deliver<P> for PullSink<P> {
         _pack: Pack,
         wait: Wait,
     ) -> Delivered {
-        let env = match take {
-            Take::Move => slot.take(),
-            Take::Clone => slot.clone(),
-        };
-        let Some(env) = env else {
+        let Some(env) = take.out(slot) else {
             return Delivered::Closed;
         };
-        match self.shared.intake.push(env, wait) {
-            Pushed::Queued => Delivered::Ok,
-            Pushed::Displaced => Delivered::Displaced,
-            Pushed::Full(env) => {
-                if take == Take::Move {
-                    *slot = Some(env);
-                }
-                Delivered::Full
-            }
-            Pushed::WouldBlock(env) => {
-                if take == Take::Move {
-                    *slot = Some(env);
-                }
-                Delivered::WouldBlock
-            }
-            Pushed::Closed(env) => {
-                if take == Take::Move {
-                    *slot = Some(env);
-                }
-                Delivered::Closed
-            }
-        }
+        self.shared
+            .intake
+            .push(env, wait)
+            .delivered(slot, take, |env| env)
     }
 
     fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {

@@ -20,9 +20,10 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
+use syncbus_envelope::Envelope;
 
 use crate::overflow::Overflow;
-use crate::sink::{Room, Wait};
+use crate::sink::{Delivered, Room, Take, Wait};
 use crate::wait::Signal;
 
 /// What a push did.
@@ -39,6 +40,30 @@ pub(crate) enum Pushed<T> {
     WouldBlock(T),
     /// The queue is closed: the value comes back.
     Closed(T),
+}
+
+impl<T> Pushed<T> {
+    /// What the push means to the dispatch: a refused value is turned back into the
+    /// envelope with `back` and returned to `slot` if the sink had moved it out.
+    #[inline]
+    pub(crate) fn delivered<P>(
+        self,
+        slot: &mut Option<Envelope<P>>,
+        take: Take,
+        back: impl FnOnce(T) -> Envelope<P>,
+    ) -> Delivered {
+        let (delivered, value) = match self {
+            Pushed::Queued => return Delivered::Ok,
+            Pushed::Displaced => return Delivered::Displaced,
+            Pushed::Full(v) => (Delivered::Full, v),
+            Pushed::WouldBlock(v) => (Delivered::WouldBlock, v),
+            Pushed::Closed(v) => (Delivered::Closed, v),
+        };
+        if take == Take::Move {
+            *slot = Some(back(value));
+        }
+        delivered
+    }
 }
 
 /// Who drains a queue, which decides whether a publisher may block on it inside a

@@ -39,6 +39,18 @@ pub(crate) enum Take {
     Move,
 }
 
+impl Take {
+    /// The envelope for this sink: a clone, or the one in `slot`; `None` if the slot is
+    /// empty (a sink before this one kept it).
+    #[inline]
+    pub(crate) fn out<P: Clone>(self, slot: &mut Option<Envelope<P>>) -> Option<Envelope<P>> {
+        match self {
+            Take::Move => slot.take(),
+            Take::Clone => slot.clone(),
+        }
+    }
+}
+
 /// How a queue may pack the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pack {

@@ -16,7 +16,7 @@ use crate::hub::Hub;
 use crate::lanes::{self, Lane, RingSink};
 use crate::metrics::{Stripe, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
-use crate::queue::{Drainer, Pushed, Queue};
+use crate::queue::{Drainer, Queue};
 #[cfg(not(all(loom, test)))]
 use crate::ring::Reader;
 use crate::router::SubEntry;
@@ -930,36 +930,13 @@ impl<P: Payload> Deliver<P> for QueueSink<P> {
         pack: Pack,
         wait: Wait,
     ) -> Delivered {
-        let env = match take {
-            Take::Move => slot.take(),
-            Take::Clone => slot.clone(),
-        };
-        let Some(env) = env else {
+        let Some(env) = take.out(slot) else {
             return Delivered::Closed;
         };
         let queue = &self.queues[self.lane(&env)];
-        match queue.push(P::pack(env, pack == Pack::Lite), wait) {
-            Pushed::Queued => Delivered::Ok,
-            Pushed::Displaced => Delivered::Displaced,
-            Pushed::Full(packed) => {
-                if take == Take::Move {
-                    *slot = Some(P::unpack(packed));
-                }
-                Delivered::Full
-            }
-            Pushed::WouldBlock(packed) => {
-                if take == Take::Move {
-                    *slot = Some(P::unpack(packed));
-                }
-                Delivered::WouldBlock
-            }
-            Pushed::Closed(packed) => {
-                if take == Take::Move {
-                    *slot = Some(P::unpack(packed));
-                }
-                Delivered::Closed
-            }
-        }
+        queue
+            .push(P::pack(env, pack == Pack::Lite), wait)
+            .delivered(slot, take, P::unpack)
     }
 
     fn room(&self, envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {

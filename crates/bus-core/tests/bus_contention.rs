@@ -212,7 +212,11 @@ fn three_publishers_into_small_lanes_keep_each_publishers_order() {
     for (name, seen) in [("one lane", &one), ("keyed", &keyed), ("task", &task)] {
         let s = seen.lock().unwrap();
         assert_eq!(s.1, 0, "{name}: events out of order or repeated");
-        assert_eq!(s.0, vec![EACH; PUBLISHERS as usize], "{name}: every event once");
+        assert_eq!(
+            s.0,
+            vec![EACH; PUBLISHERS as usize],
+            "{name}: every event once"
+        );
     }
     assert_eq!(bus.metrics().delivered, 3 * PUBLISHERS * EACH);
 }

@@ -242,21 +242,9 @@ impl<T> Ring<T> {
         self.slots.len()
     }
 
-    // Used by the tests and the loom models.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn overflow(&self) -> Overflow {
-        self.overflow
-    }
-
     /// Events accepted so far (claimed: published, or being written).
     pub(crate) fn accepted(&self) -> u64 {
         self.claim.load(Ordering::SeqCst) & !CLOSED
-    }
-
-    // Used by the tests and the loom models.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.claim.load(Ordering::SeqCst) & CLOSED != 0
     }
 
     /// Stops intake: every later push gets its value back as [`Pushed::Closed`]. Returns
@@ -650,12 +638,6 @@ impl<T> Reader<T> {
         // SAFETY: as in `cursor`.
         let cursor = unsafe { self.cursor.as_ref() };
         (&self.ring, cursor, &mut self.pos)
-    }
-
-    // Used by the tests and the loom models.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn ring(&self) -> &Arc<Ring<T>> {
-        &self.ring
     }
 
     /// Takes in a move a `DropOldest` publisher made since this reader last looked.
