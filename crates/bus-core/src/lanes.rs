@@ -63,7 +63,7 @@ impl<P: Payload> Lane<P> {
     ) -> (Arc<Lane<P>>, Reader<Envelope<P>>) {
         // A thread reads in place, so the event in hand still holds its slot.
         let in_hand = usize::from(drainer == Drainer::Threads);
-        let ring = Arc::new(Ring::new(capacity + in_hand, overflow));
+        let ring = Arc::new(Ring::new(capacity.saturating_add(in_hand), overflow));
         let reader = Reader::join(&ring);
         let lane = Lane {
             ring,

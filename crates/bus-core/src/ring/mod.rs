@@ -12,7 +12,7 @@
 //!   0 for never), so publishers that claimed in one order may publish in another and a
 //!   reader still knows, slot by slot, whether the event it wants is there.
 //! - A claim cursor: a publisher claims sequence `s` with one compare-and-swap on it and
-//!   writes slot `s & mask`. Before writing it waits for the slot's previous occupant
+//!   writes slot `s mod slots`. Before writing it waits for the slot's previous occupant
 //!   (`s - capacity`) to be published (a publisher between its claim and its publish is a
 //!   few instructions away from done), so two publishers never write one slot at once.
 //! - Each reader has its own cursor (cache-padded): the next sequence it reads. It reads
@@ -161,9 +161,13 @@ pub(crate) struct Left {
 /// reader is a [`Reader`], made by [`Reader::join`].
 pub(crate) struct Ring<T> {
     slots: Box<[Slot<T>]>,
+    /// The slot count.
+    len: u64,
+    /// `len - 1` when `len` is a power of two (a slot is then found with a mask), else 0
+    /// (with a division).
     mask: u64,
     /// How far the claim may run ahead of the slowest reader: the capacity asked for, at
-    /// most the slot count (a power of two, for the mask).
+    /// most the slot count.
     limit: u64,
     overflow: Overflow,
     /// Set after the close, beside the fields that never change: readers look here before
@@ -203,11 +207,18 @@ impl<T> fmt::Debug for Ring<T> {
 }
 
 impl<T> Ring<T> {
-    /// A ring holding up to `capacity` events (at least 1) ahead of its slowest reader, in
-    /// `capacity` slots rounded up to a power of two.
+    /// A ring holding up to `capacity` events (at least 1) ahead of its slowest reader.
+    /// It has `capacity` slots rounded up to a power of two when that adds at most an
+    /// eighth (a slot is then found with a mask), else exactly `capacity` (found with a
+    /// division): a capacity of 1024 + 1 takes 1025 slots, not 2048.
     pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
         let limit = capacity.max(1);
-        let capacity = limit.next_power_of_two();
+        let pow2 = limit.checked_next_power_of_two().unwrap_or(limit);
+        let capacity = if pow2 - limit <= limit / 8 {
+            pow2
+        } else {
+            limit
+        };
         let slots = (0..capacity)
             .map(|_| Slot {
                 published: AtomicU64::new(0),
@@ -216,7 +227,12 @@ impl<T> Ring<T> {
             .collect();
         Self {
             slots,
-            mask: capacity as u64 - 1,
+            len: capacity as u64,
+            mask: if capacity.is_power_of_two() {
+                capacity as u64 - 1
+            } else {
+                0
+            },
             limit: limit as u64,
             overflow,
             closed_hint: AtomicBool::new(false),
@@ -235,7 +251,7 @@ impl<T> Ring<T> {
         self.limit as usize
     }
 
-    /// The slots behind it: the capacity rounded up to a power of two.
+    /// The slots behind it.
     // Used by the tests and the loom models.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn slot_count(&self) -> usize {
@@ -260,12 +276,18 @@ impl<T> Ring<T> {
     /// The slot count, as a sequence distance.
     #[inline]
     fn slots_u64(&self) -> u64 {
-        self.mask + 1
+        self.len
     }
 
     #[inline]
     fn slot(&self, seq: u64) -> &Slot<T> {
-        &self.slots[(seq & self.mask) as usize]
+        // A ring of one slot has mask 0 too, and the division gives 0 as well.
+        let i = if self.mask != 0 {
+            seq & self.mask
+        } else {
+            seq % self.len
+        };
+        &self.slots[i as usize]
     }
 
     /// The event of sequence `seq` is published (and, for a reader whose position is

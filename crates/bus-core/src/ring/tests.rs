@@ -38,8 +38,14 @@ fn kind<T>(pushed: &Pushed<T>) -> &'static str {
 }
 
 #[test]
-fn slots_round_up_to_a_power_of_two_and_the_capacity_stays() {
-    for (asked, capacity, slots) in [(0, 1, 1), (5, 5, 8), (64, 64, 64)] {
+fn slots_round_up_to_a_power_of_two_only_when_it_is_close() {
+    for (asked, capacity, slots) in [
+        (0, 1, 1),
+        (5, 5, 5),
+        (60, 60, 64),
+        (64, 64, 64),
+        (1025, 1025, 1025),
+    ] {
         let ring = Ring::<u8>::new(asked, Overflow::Block);
         assert_eq!((ring.capacity(), ring.slot_count()), (capacity, slots));
     }
@@ -47,30 +53,35 @@ fn slots_round_up_to_a_power_of_two_and_the_capacity_stays() {
 
 #[test]
 fn a_capacity_below_the_slot_count_holds_exactly() {
-    // 5 events ahead of the reader in 8 slots, under each policy, across many wraps.
-    for overflow in [Overflow::Block, Overflow::Reject, Overflow::DropOldest] {
-        let ring = ring::<u64>(5, overflow);
+    // 60 events ahead of the reader in 64 slots, and 5 in 5 (found by division), under
+    // each policy, across many wraps.
+    for (capacity, overflow) in [60, 5].into_iter().flat_map(|c| {
+        [Overflow::Block, Overflow::Reject, Overflow::DropOldest].map(move |o| (c, o))
+    }) {
+        let ring = ring::<u64>(capacity, overflow);
         let mut r = Reader::join(&ring);
+        let c = capacity as u64;
         for round in 0..200u64 {
-            for i in 0..5 {
-                queued(ring.push(round * 6 + i, Wait::Never));
+            let base = round * (c + 1);
+            for i in 0..c {
+                queued(ring.push(base + i, Wait::Never));
             }
-            let sixth = ring.push(round * 6 + 5, Wait::Never);
+            let one_more = ring.push(base + c, Wait::Never);
             match overflow {
-                Overflow::Block => assert_eq!(kind(&sixth), "WouldBlock"),
-                Overflow::Reject => assert_eq!(kind(&sixth), "Full"),
-                _ => assert_eq!(kind(&sixth), "Displaced"),
+                Overflow::Block => assert_eq!(kind(&one_more), "WouldBlock"),
+                Overflow::Reject => assert_eq!(kind(&one_more), "Full"),
+                _ => assert_eq!(kind(&one_more), "Displaced"),
             }
-            assert_eq!(ring.backlog(), 5);
+            assert_eq!(ring.backlog(), c);
             let mut got = Vec::new();
             r.read_batch(usize::MAX, |&v| got.push(v));
             let first = if overflow == Overflow::DropOldest {
                 assert_eq!(r.take_lost(), 1);
-                round * 6 + 1
+                base + 1
             } else {
-                round * 6
+                base
             };
-            let want: Vec<u64> = (first..first + 5).collect();
+            let want: Vec<u64> = (first..first + c).collect();
             assert_eq!(got, want);
             assert_eq!(ring.backlog(), 0);
         }
@@ -608,6 +619,13 @@ fn stress_3_publishers_4_readers_block() {
 #[test]
 fn stress_3_publishers_4_readers_block_small_ring() {
     stress(Overflow::Block, 3, 4, stress_events() / 10, 4);
+}
+
+#[test]
+fn stress_3_publishers_4_readers_ring_of_5_slots() {
+    // 5 slots, found by division: wraps on every fifth event.
+    stress(Overflow::Block, 3, 4, stress_events() / 10, 5);
+    stress(Overflow::DropOldest, 3, 4, stress_events() / 10, 5);
 }
 
 #[test]
