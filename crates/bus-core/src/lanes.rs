@@ -3,7 +3,8 @@
 //!
 //! A worker thread reads its envelopes in place: the sync handler borrows the envelope in
 //! its slot, so between the publish and the handler nothing is packed, copied or moved, and
-//! the publisher's one contended atomic is the ring's claim. A worker task owns what its
+//! the publisher's atomics are the ring's claim and the slot's publish (the queue took
+//! three). A worker task owns what its
 //! async handler gets, so it clones each envelope out of its slot.
 //!
 //! # The same capacity as a queue
@@ -25,7 +26,7 @@
 //! `counted` decides which of the two counts, so every event is handled or reported once.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -33,7 +34,7 @@ use syncbus_envelope::{Envelope, Payload};
 
 use crate::handler::HandlerResult;
 use crate::overflow::Overflow;
-use crate::queue::{BlockOn, Drainer, Pushed};
+use crate::queue::{BlockOn, Drainer, Idle, Pushed};
 use crate::ring::{Read, Reader, Ring};
 use crate::sink::{lane_of, Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
 use crate::worker::{Hook, Stop, WorkerCtx};
@@ -42,42 +43,21 @@ use crate::workers::Workers;
 /// Events a worker thread reads in one batch before it looks at the ring again.
 const BATCH: usize = 64;
 
-/// One lane: its ring and what its worker has done, shared by the worker and the sink.
-pub(crate) struct Lane<P> {
-    ring: Arc<Ring<Envelope<P>>>,
+/// What a lane's worker has done, shared by the worker and the sink (its ring is the
+/// sink's, apart, since the worker writes these lines and a publish reads the ring).
+pub(crate) struct Lane {
     /// The sequence after the last event the worker took (handled, or in hand).
     taken: CachePadded<AtomicU64>,
     /// What the worker left unhandled was counted, by the worker or by a shutdown report.
     counted: AtomicBool,
-    /// The worker waits for an event.
-    idle: AtomicBool,
+    /// 1 while the worker waits for an event (counted by the queue's [`Idle`]).
+    idle: AtomicUsize,
 }
 
-impl<P: Payload> Lane<P> {
-    /// A lane for a worker of this kind, and the worker's reader (joined before anything is
-    /// published, so it sees every event).
-    pub(crate) fn new(
-        capacity: usize,
-        overflow: Overflow,
-        drainer: Drainer,
-    ) -> (Arc<Lane<P>>, Reader<Envelope<P>>) {
-        // A thread reads in place, so the event in hand still holds its slot.
-        let in_hand = usize::from(drainer == Drainer::Threads);
-        let ring = Arc::new(Ring::new(capacity.saturating_add(in_hand), overflow));
-        let reader = Reader::join(&ring);
-        let lane = Lane {
-            ring,
-            taken: CachePadded::new(AtomicU64::new(reader.position())),
-            counted: AtomicBool::new(false),
-            idle: AtomicBool::new(false),
-        };
-        (Arc::new(lane), reader)
-    }
-
-    /// Accepted events the worker has not taken yet.
-    fn queued(&self) -> u64 {
-        self.ring
-            .accepted()
+impl Lane {
+    /// Accepted events of `ring` the worker has not taken yet.
+    fn queued<T>(&self, ring: &Ring<T>) -> u64 {
+        ring.accepted()
             .saturating_sub(self.taken.load(Ordering::SeqCst))
     }
 
@@ -88,7 +68,7 @@ impl<P: Payload> Lane<P> {
 
     /// The worker is done: it leaves the ring, and counts what it left unhandled unless a
     /// shutdown report did.
-    fn finish(&self, ctx: &WorkerCtx, reader: Reader<Envelope<P>>, skipped: u64) {
+    fn finish<T>(&self, ctx: &WorkerCtx, reader: Reader<T>, skipped: u64) {
         let left = reader.leave();
         if !self.counted.swap(true, Ordering::SeqCst) {
             let n = skipped + left.unread;
@@ -97,52 +77,70 @@ impl<P: Payload> Lane<P> {
     }
 }
 
-/// Marks a lane's worker idle while it waits, even if the wait is dropped.
-struct Idle<'a>(&'a AtomicBool);
-
-impl<'a> Idle<'a> {
-    fn enter(flag: &'a AtomicBool) -> Idle<'a> {
-        flag.store(true, Ordering::SeqCst);
-        Idle(flag)
-    }
-}
-
-impl Drop for Idle<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
+/// What one worker of a [`RingSink`] is started with: its lane and its ring's reader.
+pub(crate) type LaneWorker<P> = (Arc<Lane>, Reader<Envelope<P>>);
 
 /// The sink of a queued subscription on rings: one lane, or one per key.
 pub(crate) struct RingSink<P> {
-    /// The lanes' rings, apart from the lanes, whose lines their workers write: a publish
-    /// reads only this and the ring.
     rings: Box<[Arc<Ring<Envelope<P>>>]>,
-    lanes: Box<[Arc<Lane<P>>]>,
+    lanes: Box<[Arc<Lane>]>,
     drainer: Drainer,
     stop: Arc<Stop>,
     workers: Arc<Workers>,
 }
 
 impl<P: Payload> RingSink<P> {
+    /// `count` lanes of `capacity` for workers of this kind, and what each worker starts
+    /// with (its reader is joined before anything is published, so it sees every event).
     pub(crate) fn new(
-        lanes: Box<[Arc<Lane<P>>]>,
+        count: usize,
+        capacity: usize,
+        overflow: Overflow,
         drainer: Drainer,
         stop: Arc<Stop>,
         workers: Arc<Workers>,
-    ) -> Self {
-        Self {
-            rings: lanes.iter().map(|l| l.ring.clone()).collect(),
-            lanes,
+    ) -> (Self, Vec<LaneWorker<P>>) {
+        // A thread reads in place, so the event in hand still holds its slot.
+        let in_hand = usize::from(drainer == Drainer::Threads);
+        let rings: Box<[_]> = (0..count)
+            .map(|_| Arc::new(Ring::new(capacity.saturating_add(in_hand), overflow)))
+            .collect();
+        let started: Vec<LaneWorker<P>> = rings
+            .iter()
+            .map(|ring| {
+                let reader = Reader::join(ring);
+                let lane = Lane {
+                    taken: CachePadded::new(AtomicU64::new(reader.position())),
+                    counted: AtomicBool::new(false),
+                    idle: AtomicUsize::new(0),
+                };
+                (Arc::new(lane), reader)
+            })
+            .collect();
+        let sink = Self {
+            rings,
+            lanes: started.iter().map(|(lane, _)| lane.clone()).collect(),
             drainer,
             stop,
             workers,
-        }
+        };
+        (sink, started)
     }
 
     #[inline]
     fn ring(&self, env: &Envelope<P>) -> &Arc<Ring<Envelope<P>>> {
-        &self.rings[lane_of(env, self.rings.len())]
+        match &*self.rings {
+            [one] => one,
+            rings => &rings[lane_of(env, rings.len())],
+        }
+    }
+
+    /// Each lane with its ring.
+    fn lanes(&self) -> impl Iterator<Item = (&Ring<Envelope<P>>, &Lane)> {
+        self.rings
+            .iter()
+            .map(|r| &**r)
+            .zip(self.lanes.iter().map(|l| &**l))
     }
 
     /// Waits for room in `ring` where this thread may ([`BlockOn`]).
@@ -183,23 +181,23 @@ impl<P: Payload> Deliver<P> for RingSink<P> {
 
 impl<P: Payload> Sink for RingSink<P> {
     fn close(&self) {
-        for lane in self.lanes.iter() {
-            lane.ring.close();
+        for ring in self.rings.iter() {
+            ring.close();
         }
     }
 
     fn pending(&self) -> usize {
-        let queued: u64 = self.lanes.iter().map(|l| l.queued()).sum();
+        let queued: u64 = self.lanes().map(|(ring, lane)| lane.queued(ring)).sum();
         usize::try_from(queued).unwrap_or(usize::MAX)
     }
 
     fn in_flight(&self) -> InFlight {
         // A worker is running a handler unless it waits for an event (or has exited).
-        let idle = self
+        let idle: usize = self
             .lanes
             .iter()
-            .filter(|l| l.idle.load(Ordering::SeqCst))
-            .count();
+            .map(|l| l.idle.load(Ordering::SeqCst))
+            .sum();
         InFlight {
             queued: self.pending(),
             running: self.workers.live().saturating_sub(idle),
@@ -208,17 +206,17 @@ impl<P: Payload> Sink for RingSink<P> {
 
     fn abort(&self) {
         self.stop.abort();
-        for lane in self.lanes.iter() {
-            lane.ring.nudge();
+        for ring in self.rings.iter() {
+            ring.nudge();
         }
     }
 
     fn discard(&self) -> usize {
         let mut left = 0u64;
-        for lane in self.lanes.iter() {
+        for (ring, lane) in self.lanes() {
             // Still inside a handler: nothing after the event in hand will be handled.
             if !lane.counted.swap(true, Ordering::SeqCst) {
-                left += lane.queued();
+                left += lane.queued(ring);
             }
         }
         usize::try_from(left).unwrap_or(usize::MAX) + self.stop.take_abandoned()
@@ -229,7 +227,7 @@ impl<P: Payload> Sink for RingSink<P> {
 /// ring is closed and read or a shutdown aborts.
 pub(crate) fn run_thread<P: Payload, F, R>(
     ctx: WorkerCtx,
-    lane: &Lane<P>,
+    lane: &Lane,
     mut reader: Reader<Envelope<P>>,
     handler: &F,
     on_failure: Option<&Hook<Envelope<P>>>,
@@ -264,7 +262,7 @@ pub(crate) fn run_thread<P: Payload, F, R>(
 /// handler owns) until the ring is closed and read or a shutdown aborts.
 pub(crate) async fn run_task<P: Payload, F, Fut, R>(
     ctx: WorkerCtx,
-    lane: &Lane<P>,
+    lane: &Lane,
     mut reader: Reader<Envelope<P>>,
     handler: &F,
     on_failure: Option<&Hook<Envelope<P>>>,

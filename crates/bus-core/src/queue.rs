@@ -347,10 +347,10 @@ impl<T> Queue<T> {
 
 /// Counts a consumer as idle while it waits for an item (only on the slow path: a consumer
 /// that finds an item at once never touches the counter).
-struct Idle<'a>(&'a AtomicUsize);
+pub(crate) struct Idle<'a>(&'a AtomicUsize);
 
 impl<'a> Idle<'a> {
-    fn enter(count: &'a AtomicUsize) -> Idle<'a> {
+    pub(crate) fn enter(count: &'a AtomicUsize) -> Idle<'a> {
         count.fetch_add(1, Ordering::SeqCst);
         Idle(count)
     }

@@ -13,12 +13,10 @@ use crate::error::SubscribeError;
 use crate::handler::{run_sync_on, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
 #[cfg(not(all(loom, test)))]
-use crate::lanes::{self, Lane, RingSink};
+use crate::lanes::{self, LaneWorker, RingSink};
 use crate::metrics::{Stripe, SubStats, SubscriptionMetrics};
 use crate::overflow::Overflow;
 use crate::queue::{Drainer, Queue};
-#[cfg(not(all(loom, test)))]
-use crate::ring::Reader;
 use crate::router::SubEntry;
 use crate::sink::{lane_of, Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
 use crate::worker::{Hook, LagFn, Stop, WorkerCtx};
@@ -428,11 +426,47 @@ impl<P: Payload> SubscribeBuilder<P> {
         }
     }
 
-    fn queues(&self, shape: Shape, drainer: Drainer) -> Box<[Arc<Queue<P::Packed>>]> {
+    /// Builds the queues (one, or one per lane) and their sink, and each worker's queue.
+    fn queues(
+        &self,
+        shape: Shape,
+        drainer: Drainer,
+        crew: &Crew,
+    ) -> Built<QueueSink<P>, Arc<Queue<P::Packed>>> {
         let count = if shape.keyed { shape.workers } else { 1 };
-        (0..count)
+        let queues: Box<[_]> = (0..count)
             .map(|_| Arc::new(Queue::new(self.capacity, self.overflow, drainer)))
-            .collect()
+            .collect();
+        let each = (0..shape.workers)
+            .map(|i| queues[if shape.keyed { i } else { 0 }].clone())
+            .collect();
+        let sink = QueueSink {
+            queues,
+            keyed: shape.keyed,
+            stop: crew.stop.clone(),
+            workers: crew.workers.clone(),
+        };
+        (sink, each)
+    }
+
+    /// Builds the rings (one, or one per lane) and their sink ([`lanes`](crate::lanes)), and
+    /// each worker's lane and reader.
+    #[cfg(not(all(loom, test)))]
+    fn lanes(
+        &self,
+        shape: Shape,
+        drainer: Drainer,
+        crew: &Crew,
+    ) -> Built<RingSink<P>, LaneWorker<P>> {
+        let (stop, workers) = (crew.stop.clone(), crew.workers.clone());
+        RingSink::new(
+            shape.workers,
+            self.capacity,
+            self.overflow,
+            drainer,
+            stop,
+            workers,
+        )
     }
 
     fn spawn_threads<F, R>(self, shape: Shape, handler: F) -> Result<Subscription, SubscribeError>
@@ -445,10 +479,12 @@ impl<P: Payload> SubscribeBuilder<P> {
         let thread = |i: usize, ctx: &WorkerCtx| {
             std::thread::Builder::new().name(format!("syncbus-{}-{i}", ctx.name))
         };
+        let crew = Crew::default();
         // Loom builds model the ring with loom's atomics, which a subscription cannot run on.
         #[cfg(not(all(loom, test)))]
         if self.on_rings(shape) {
-            return self.start_lanes(shape, Drainer::Threads, |i, ctx, lane, reader| {
+            let built = self.lanes(shape, Drainer::Threads, &crew);
+            return self.start(crew, built, |i, ctx, (lane, reader)| {
                 let handler = handler.clone();
                 let on_failure = on_failure.clone();
                 thread(i, &ctx)
@@ -458,7 +494,8 @@ impl<P: Payload> SubscribeBuilder<P> {
                     .map(drop)
             });
         }
-        self.start_workers(shape, Drainer::Threads, |i, ctx, queue| {
+        let built = self.queues(shape, Drainer::Threads, &crew);
+        self.start(crew, built, |i, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
             thread(i, &ctx)
@@ -481,9 +518,11 @@ impl<P: Payload> SubscribeBuilder<P> {
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
         let on_failure = self.on_failure.clone();
+        let crew = Crew::default();
         #[cfg(not(all(loom, test)))]
         if self.on_rings(shape) {
-            return self.start_lanes(shape, Drainer::Tasks, |_, ctx, lane, reader| {
+            let built = self.lanes(shape, Drainer::Tasks, &crew);
+            return self.start(crew, built, |_, ctx, (lane, reader)| {
                 let handler = handler.clone();
                 let on_failure = on_failure.clone();
                 runtime.spawn(async move {
@@ -492,7 +531,8 @@ impl<P: Payload> SubscribeBuilder<P> {
                 Ok(())
             });
         }
-        self.start_workers(shape, Drainer::Tasks, |_, ctx, queue| {
+        let built = self.queues(shape, Drainer::Tasks, &crew);
+        self.start(crew, built, |_, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
             runtime.spawn(async move {
@@ -510,103 +550,41 @@ impl<P: Payload> SubscribeBuilder<P> {
         self.overflow != Overflow::DropOldest && (shape.keyed || shape.workers == 1)
     }
 
-    fn worker_ctx(
-        &self,
-        name: &SmolStr,
-        stats: &Arc<SubStats>,
-        stop: &Arc<Stop>,
-        workers: &Arc<Workers>,
-    ) -> WorkerCtx {
-        WorkerCtx {
-            stats: stats.clone(),
-            stop: stop.clone(),
-            name: name.clone(),
-            on_lag: self.on_lag.clone(),
-            workers: workers.clone(),
-            completion: self.hub.completion.clone(),
-        }
-    }
-
-    /// Builds the lanes (one, or one per key) and starts a worker on each with `spawn`; if one
-    /// cannot start, the lanes close and the others drain and stop.
-    #[cfg(not(all(loom, test)))]
-    fn start_lanes(
+    /// Starts a worker on each of `each` (what it drains) with `spawn` and registers the
+    /// sink; if a worker cannot start, the sink closes and those
+    /// started drain and stop.
+    fn start<S: Sink + Deliver<P>, W>(
         self,
-        shape: Shape,
-        drainer: Drainer,
-        mut spawn: impl FnMut(
-            usize,
-            WorkerCtx,
-            Arc<Lane<P>>,
-            Reader<Envelope<P>>,
-        ) -> std::io::Result<()>,
+        crew: Crew,
+        (sink, each): Built<S, W>,
+        mut spawn: impl FnMut(usize, WorkerCtx, W) -> std::io::Result<()>,
     ) -> Result<Subscription, SubscribeError> {
         if self.hub.is_closed() {
             return Err(SubscribeError::Closed);
         }
         let name = self.display_name();
         let stats = Arc::new(SubStats::default());
-        let workers = Arc::new(Workers::default());
-        let stop = Arc::new(Stop::default());
+        let Crew { stop, workers } = crew;
         let completion = &self.hub.completion;
-        let mut lanes = Vec::with_capacity(shape.workers);
-        for i in 0..shape.workers {
-            let (lane, reader) = Lane::new(self.capacity, self.overflow, drainer);
-            lanes.push(lane.clone());
-            let ctx = self.worker_ctx(&name, &stats, &stop, &workers);
+        for (i, drained) in each.into_iter().enumerate() {
+            let ctx = WorkerCtx {
+                stats: stats.clone(),
+                stop: stop.clone(),
+                name: name.clone(),
+                on_lag: self.on_lag.clone(),
+                workers: workers.clone(),
+                completion: completion.clone(),
+            };
             workers.start();
             completion.start();
-            if let Err(e) = spawn(i, ctx, lane, reader) {
+            if let Err(e) = spawn(i, ctx, drained) {
                 // The worker never ran, so its `Done` guard never will.
                 workers.finish();
                 completion.finish();
-                let sink = RingSink::new(lanes.into(), drainer, stop, workers);
                 sink.close();
                 return Err(SubscribeError::Spawn(e));
             }
         }
-        let sink = RingSink::new(lanes.into(), drainer, stop, workers.clone());
-        self.register(name, stats, Arc::new(sink), Some(workers))
-    }
-
-    /// Builds the queues (one, or one per lane) and starts the workers on them with `spawn`;
-    /// if one cannot start, the queues close and the others drain and stop.
-    fn start_workers(
-        self,
-        shape: Shape,
-        drainer: Drainer,
-        mut spawn: impl FnMut(usize, WorkerCtx, Arc<Queue<P::Packed>>) -> std::io::Result<()>,
-    ) -> Result<Subscription, SubscribeError> {
-        if self.hub.is_closed() {
-            return Err(SubscribeError::Closed);
-        }
-        let name = self.display_name();
-        let stats = Arc::new(SubStats::default());
-        let queues = self.queues(shape, drainer);
-        let workers = Arc::new(Workers::default());
-        let stop = Arc::new(Stop::default());
-        let completion = &self.hub.completion;
-        for i in 0..shape.workers {
-            let ctx = self.worker_ctx(&name, &stats, &stop, &workers);
-            workers.start();
-            completion.start();
-            let queue = queues[if shape.keyed { i } else { 0 }].clone();
-            if let Err(e) = spawn(i, ctx, queue) {
-                // The worker never ran, so its `Done` guard never will.
-                workers.finish();
-                completion.finish();
-                for q in queues.iter() {
-                    q.close();
-                }
-                return Err(SubscribeError::Spawn(e));
-            }
-        }
-        let sink = QueueSink {
-            queues,
-            keyed: shape.keyed,
-            stop,
-            workers: workers.clone(),
-        };
         self.register(name, stats, Arc::new(sink), Some(workers))
     }
 
@@ -632,6 +610,17 @@ impl<P: Payload> SubscribeBuilder<P> {
         Ok(Subscription::new(self.hub, entry))
     }
 }
+
+/// What a queued subscription's workers share: the stop flag a shutdown sets, and their
+/// count.
+#[derive(Default)]
+struct Crew {
+    stop: Arc<Stop>,
+    workers: Arc<Workers>,
+}
+
+/// A queued subscription's sink, and what each of its workers drains.
+type Built<S, W> = (S, Vec<W>);
 
 /// How a queued subscription's workers are laid out.
 #[derive(Debug, Clone, Copy)]
