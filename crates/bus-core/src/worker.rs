@@ -1,5 +1,6 @@
-//! What runs a queued subscription's or tap's worker: its context, the loops that take
-//! events from a queue or a ring and run the handler, and the stop flag a shutdown sets.
+//! What runs a queued subscription's or tap's worker: its context, the handler calls both
+//! kinds of worker make (a queue's, here, and a ring's, in `lanes`), the queue loops, and
+//! the stop flag a shutdown sets.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -27,7 +27,8 @@ impl<P: Copy + Ord + std::hash::Hash + Send> Settles for Mutex<Tracker<P>> {
     }
 }
 
-/// One change handed out by a CDC reader ([`PgCdc`](crate), [`SqliteCdc`](crate::SqliteCdc)):
+/// One change handed out by a CDC reader (`PgCdc` with the `postgres` feature,
+/// [`SqliteCdc`](crate::SqliteCdc)):
 /// settle it with `ack` (or `term`) to let the confirmed position pass it, or `nak` to read it
 /// (and everything after it) again.
 ///

@@ -7,17 +7,21 @@
 //! "Disruptor: High performance alternative to bounded queues for exchanging data between
 //! concurrent threads", LMAX, 2011), multi-producer and broadcast:
 //!
-//! - A power-of-two array of pre-allocated slots. Each holds a value
+//! - An array of pre-allocated slots, at least as many as the capacity (a slot is found
+//!   with a mask when their count is a power of two, else with a division). Each holds a value
 //!   (`UnsafeCell<MaybeUninit<T>>`) and the sequence it was last published under (`seq + 1`,
 //!   0 for never), so publishers that claimed in one order may publish in another and a
 //!   reader still knows, slot by slot, whether the event it wants is there.
 //! - A claim cursor: a publisher claims sequence `s` with one compare-and-swap on it and
 //!   writes slot `s mod slots`. Before writing it waits for the slot's previous occupant
-//!   (`s - capacity`) to be published (a publisher between its claim and its publish is a
+//!   (`s - slots`) to be published (a publisher between its claim and its publish is a
 //!   few instructions away from done), so two publishers never write one slot at once.
 //! - Each reader has its own cursor (cache-padded): the next sequence it reads. It reads
-//!   slots in place, `&T` handed to a closure, as many as are published in one batch, and
-//!   advances its cursor once per batch. Nothing is cloned or copied per reader.
+//!   slots in place, `&T` handed to a closure, as many as are published in one batch,
+//!   moving its cursor past each event as the closure returns from it. Nothing is cloned or
+//!   copied per reader.
+//! - A claim may run at most the capacity ahead of the slowest reader; the capacity may be
+//!   below the slot count, never above it.
 //! - A slot may be overwritten only when every reader has passed its occupant: the gating
 //!   sequence is the lowest cursor of the live readers. Publishers share a cached copy and
 //!   scan the readers only when a claim would pass it. Any value the scan ever found stays
@@ -32,8 +36,8 @@
 //! # Overflow
 //!
 //! - [`Overflow::Block`]: a claim that would pass the slowest reader waits for it (with
-//!   [`Wait::Block`], through [`Signal`]: spin, yield, park; readers notify after each
-//!   batch), or is refused with [`Pushed::WouldBlock`] under [`Wait::Never`].
+//!   [`Wait::Block`], through [`Signal`]: spin, yield, park; readers notify as they pass
+//!   each event), or is refused with [`Pushed::WouldBlock`] under [`Wait::Never`].
 //! - [`Overflow::Reject`]: such a claim is refused with [`Pushed::Full`], the value handed
 //!   back.
 //! - [`Overflow::DropOldest`]: the publisher claims at once and moves every lagging reader
@@ -53,7 +57,7 @@
 //!    its loss), checks that the slot at its position holds the sequence it wants, and pins
 //!    with a compare-and-swap `pos → pos | PIN`.
 //! 2. A publisher moves a reader only by a compare-and-swap from an unpinned value, and
-//!    overwrites the slot of sequence `s - capacity` only after every reader's cursor is
+//!    overwrites the slot of sequence `s - slots` only after every reader's cursor is
 //!    past it. So a successful pin means no move happened since the check, and while the
 //!    pin holds no slot at or after the cursor can be overwritten: the reader reads its
 //!    batch through `&T`, moving the pinned cursor past each event once it is done with it
@@ -179,7 +183,7 @@ pub(crate) struct Ring<T> {
     /// A lower bound of every live reader's position, refreshed when a claim would pass it.
     gate: CachePadded<AtomicU64>,
     readers: Chunk,
-    /// Publishers wait here for readers; readers notify after each batch.
+    /// Publishers wait here for readers; readers notify after each event they pass.
     not_full: Signal,
     /// Readers wait here for events; publishers notify after each publish.
     not_empty: Signal,
@@ -477,8 +481,8 @@ impl<T> Ring<T> {
                     break;
                 }
                 if v & PIN != 0 {
-                    // Reading a batch that starts at or before the slot to overwrite:
-                    // wait for the batch to end (readers notify `not_full` when it does).
+                    // Reading at or before the slot to overwrite: wait for the cursor to
+                    // move (readers notify `not_full` as it does), then look again.
                     let seen = v;
                     v = self
                         .not_full
