@@ -330,6 +330,10 @@ struct InFlight<P> {
 struct State<P> {
     redeliver: BinaryHeap<Reverse<Waiting<P>>>,
     in_flight: FxHashMap<u64, InFlight<P>>,
+    /// No in-flight deadline is earlier than this (`None`: nothing in flight since the last
+    /// scan): a fetch before it skips the scan for expired leases. A lease only ever moves
+    /// later (`in_progress`), so the bound stays true until the next scan makes it exact.
+    earliest: Option<Instant>,
     dead: VecDeque<DeadLetter<P>>,
     next_seq: u64,
 }
@@ -346,6 +350,9 @@ struct Shared<P> {
 impl<P: Clone> Shared<P> {
     /// Moves expired in-flight events back to the redelivery heap or to dead letters.
     fn expire(&self, st: &mut State<P>, now: Instant, dead: &mut Vec<DeadLetter<P>>) {
+        if st.earliest.is_none_or(|t| now < t) {
+            return;
+        }
         let expired: Vec<u64> = st
             .in_flight
             .iter()
@@ -357,6 +364,7 @@ impl<P: Clone> Shared<P> {
                 self.requeue(st, seq, f.envelope, f.deliveries, now, dead);
             }
         }
+        st.earliest = st.in_flight.values().map(|f| f.deadline).min();
     }
 
     fn requeue(
@@ -397,32 +405,17 @@ impl<P: Clone> Shared<P> {
 
     fn try_fetch(self: &Arc<Self>, max: usize) -> Vec<Delivery<P>> {
         let now = Instant::now();
-        let mut out = Vec::new();
         let mut dead = Vec::new();
-        {
+        let out = {
             let mut st = self.state.lock();
             self.expire(&mut st, now, &mut dead);
-            let mut taken: Vec<(Envelope<P>, u32)> = Vec::new();
-            while taken.len() < max {
-                match st.redeliver.peek() {
-                    Some(Reverse(w)) if w.ready_at <= now => {}
-                    _ => break,
-                }
-                if let Some(Reverse(w)) = st.redeliver.pop() {
-                    taken.push((w.envelope, w.deliveries));
-                }
-            }
-            let mut fresh = Vec::new();
-            self.intake.pop_into(&mut fresh, max - taken.len());
-            taken.extend(fresh.into_iter().map(|e| (e, 0)));
+            let st = &mut *st;
+            let held = st.redeliver.len() + self.intake.len();
+            let mut out = Vec::with_capacity(max.min(held));
             let deadline = now + self.ack_timeout;
-            for (envelope, previous) in taken {
+            let mut lease = |st: &mut State<P>, envelope: Envelope<P>, deliveries: u32| {
                 let seq = st.next_seq;
                 st.next_seq += 1;
-                let deliveries = previous + 1;
-                if deliveries > 1 {
-                    self.stats.incr(Stat::Redelivered);
-                }
                 out.push(Delivery {
                     envelope: envelope.clone(),
                     seq,
@@ -437,8 +430,27 @@ impl<P: Clone> Shared<P> {
                         deadline,
                     },
                 );
+            };
+            let mut taken = 0;
+            while taken < max {
+                match st.redeliver.peek() {
+                    Some(Reverse(w)) if w.ready_at <= now => {}
+                    _ => break,
+                }
+                if let Some(Reverse(w)) = st.redeliver.pop() {
+                    self.stats.incr(Stat::Redelivered);
+                    lease(st, w.envelope, w.deliveries + 1);
+                    taken += 1;
+                }
             }
-        }
+            taken += self
+                .intake
+                .pop_each(max - taken, |envelope| lease(st, envelope, 1));
+            if taken > 0 {
+                st.earliest = Some(st.earliest.map_or(deadline, |t| t.min(deadline)));
+            }
+            out
+        };
         self.bury(dead);
         out
     }
@@ -447,7 +459,9 @@ impl<P: Clone> Shared<P> {
     fn next_due(&self) -> Option<Instant> {
         let st = self.state.lock();
         let a = st.redeliver.peek().map(|Reverse(w)| w.ready_at);
-        let b = st.in_flight.values().map(|f| f.deadline).min();
+        // A lower bound: a waiter woken early finds nothing expired, and the scan that tells
+        // it so makes the bound exact.
+        let b = st.earliest;
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -477,8 +491,9 @@ impl<P: Clone> Shared<P> {
         }
         let woke = !dead.is_empty();
         self.bury(dead);
-        if !woke {
-            // A nak with no delay makes an event fetchable now: wake fetchers.
+        if matches!(how, Outcome::Nak(_)) && !woke {
+            // A nak makes an event fetchable now or at a time a waiting fetch does not know
+            // of yet: wake fetchers. An ack or a term leaves nothing new to fetch.
             self.intake.nudge();
         }
         Ok(())
@@ -491,6 +506,7 @@ impl<P: Clone> Shared<P> {
 }
 
 /// How a delivery was settled.
+#[derive(Clone, Copy)]
 enum Outcome {
     Ack,
     Nak(Duration),
@@ -742,6 +758,7 @@ impl<P: Payload> Consumer<P> {
             state: Mutex::new(State {
                 redeliver: BinaryHeap::new(),
                 in_flight: FxHashMap::default(),
+                earliest: None,
                 dead: VecDeque::new(),
                 next_seq: 0,
             }),

@@ -237,14 +237,15 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Takes up to `max` items into `out` without waiting. Returns how many.
+    /// Takes up to `max` items without waiting, handing each to `f` in order; returns how
+    /// many it took.
     #[inline]
-    pub(crate) fn pop_into(&self, out: &mut Vec<T>, max: usize) -> usize {
+    pub(crate) fn pop_each(&self, max: usize, mut f: impl FnMut(T)) -> usize {
         let mut n = 0;
         while n < max {
             match self.items.pop() {
                 Some(v) => {
-                    out.push(v);
+                    f(v);
                     n += 1;
                 }
                 None => break,

@@ -340,3 +340,51 @@ async fn timeouts_and_delays_follow_a_paused_tokio_clock() {
         real.elapsed()
     );
 }
+
+/// Leases that end out of fetch order: one extended with `in_progress` outlives a later one.
+/// Each comes back at its own deadline, no sooner and no later, and an ack in between wakes
+/// no waiting fetch early.
+#[tokio::test(flavor = "current_thread")]
+async fn extended_leases_come_back_each_at_its_own_deadline() {
+    tokio::time::pause();
+    let bus = Bus::new();
+    let config = ConsumerConfig::default()
+        .ack_timeout(Duration::from_secs(10))
+        .max_deliver(10);
+    let c = bus.consumer::<Job>("jobs.*", config).unwrap();
+    for i in 1..=3 {
+        bus.publish(Job(i)).await.unwrap();
+    }
+    let start = tokio::time::Instant::now();
+    let mut first = c.fetch(3, Duration::ZERO).await;
+    assert_eq!(seqs(&first), vec![1, 2, 3]);
+
+    // At 6 s job 1's lease starts again (ends at 16 s); job 3 is acked.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    first[0].in_progress().unwrap();
+    first.pop().unwrap().ack().unwrap();
+
+    // Job 2's lease ends at 10 s: it comes back then, alone.
+    let back = c.fetch(3, Duration::from_secs(60)).await;
+    assert_eq!(seqs(&back), vec![2]);
+    at(start.elapsed(), 10);
+    back.into_iter().for_each(|d| d.ack().unwrap());
+
+    // Job 1 at 16 s, not before.
+    let back = c.fetch(3, Duration::from_secs(60)).await;
+    assert_eq!(seqs(&back), vec![1]);
+    assert_eq!(back[0].deliveries(), 2);
+    at(start.elapsed(), 16);
+    assert_eq!(first.remove(0).ack(), Err(AckError::NotInFlight));
+    back.into_iter().for_each(|d| d.ack().unwrap());
+    assert_eq!(c.pending(), 0, "a stale delivery holds nothing");
+}
+
+/// `elapsed` is `secs` on the paused clock, give or take the timer's millisecond rounding.
+fn at(elapsed: Duration, secs: u64) {
+    let want = Duration::from_secs(secs);
+    assert!(
+        elapsed >= want && elapsed < want + Duration::from_millis(50),
+        "at {elapsed:?}, expected {want:?}"
+    );
+}
