@@ -54,6 +54,10 @@ pub(crate) struct SubEntry {
 
 type GroupFn = fn(&[Arc<SubEntry>], &Taps) -> Box<dyn Any + Send + Sync>;
 
+/// Builds a route whose first group is the [`Group`] of the entries' payload type, held in
+/// the route's own allocation.
+type RouteFn = fn(RouteOf<()>, &[Arc<SubEntry>]) -> Arc<Route>;
+
 /// What an entry receives: one payload type, or every type (a tap).
 enum Target {
     Typed {
@@ -62,6 +66,8 @@ enum Target {
         typed: Box<dyn Any + Send + Sync>,
         /// Builds the [`Group`] of entries of the same `P`.
         group: GroupFn,
+        /// Builds a route with that group first.
+        route: RouteFn,
     },
     Tap(TapSink),
 }
@@ -87,6 +93,7 @@ impl SubEntry {
                 type_id: TypeId::of::<P>(),
                 typed: Box::new(typed),
                 group: Group::<P>::build,
+                route: Group::<P>::route,
             },
         }
     }
@@ -186,7 +193,7 @@ impl<P: 'static> Group<P> {
         }
     }
 
-    fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
+    fn of(entries: &[Arc<SubEntry>], taps: &Taps) -> Group<P> {
         let sinks = entries
             .iter()
             .filter_map(|e| match &e.target {
@@ -196,7 +203,21 @@ impl<P: 'static> Group<P> {
                 Target::Tap(_) => None,
             })
             .collect();
-        Box::new(Group::<P>::new(sinks, taps.clone()))
+        Group::<P>::new(sinks, taps.clone())
+    }
+
+    fn build(entries: &[Arc<SubEntry>], taps: &Taps) -> Box<dyn Any + Send + Sync> {
+        Box::new(Group::<P>::of(entries, taps))
+    }
+
+    fn route(head: RouteOf<()>, entries: &[Arc<SubEntry>]) -> Arc<Route> {
+        let first = Group::<P>::of(entries, &head.taps);
+        Arc::new(RouteOf {
+            topic: head.topic,
+            more: head.more,
+            taps: head.taps,
+            first,
+        })
     }
 }
 
@@ -246,14 +267,19 @@ impl PartialEq for SubRef {
 
 /// The subscriptions that receive one topic, grouped by payload type, and the taps that
 /// receive it whatever its type.
-pub(crate) struct Route {
+pub(crate) type Route = RouteOf<dyn Any + Send + Sync>;
+
+/// A [`Route`] before its first group is erased: `G` is the [`Group`] of the first payload
+/// type (`()` for a route of taps only). The group is the last field, so an
+/// `Arc<RouteOf<Group<P>>>` coerces to an `Arc<Route>` and the group stays in the route's
+/// own allocation: most routes carry one type, and then finding its group and its only sink
+/// costs no load beyond the route's lines, no pointer to chase.
+pub(crate) struct RouteOf<G: ?Sized> {
     pub(crate) topic: Topic,
-    /// The group of the first payload type, inline: most routes carry one type, and then
-    /// finding its group costs no load beyond the route's own line.
-    first: Option<TypedGroup>,
     /// The groups of any further payload types.
     more: Box<[TypedGroup]>,
     taps: Taps,
+    first: G,
 }
 
 /// A [`Group`] of one payload type, erased, with that type's id.
@@ -265,7 +291,7 @@ impl std::fmt::Debug for Route {
             .field("topic", &self.topic)
             .field(
                 "types",
-                &(usize::from(self.first.is_some()) + self.more.len()),
+                &(usize::from(!self.first.is::<()>()) + self.more.len()),
             )
             .field("taps", &self.taps.len())
             .finish()
@@ -276,11 +302,10 @@ impl Route {
     /// Who receives a publish of `P` here, if any subscription of `P` does.
     #[inline]
     pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
-        let type_id = TypeId::of::<P>();
-        match &self.first {
-            Some((t, g)) if *t == type_id => g.downcast_ref::<Group<P>>(),
-            Some(_) => self.group_among_more(type_id),
-            None => None,
+        match self.first.downcast_ref::<Group<P>>() {
+            Some(group) => Some(group),
+            None if self.more.is_empty() => None,
+            None => self.group_among_more(TypeId::of::<P>()),
         }
     }
 
@@ -299,31 +324,40 @@ impl Route {
         (!self.taps.is_empty()).then(|| Group::new(Vec::new(), self.taps.clone()))
     }
 
-    fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Route {
+    fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Arc<Route> {
         subs.sort_by_key(|s| s.id);
         subs.dedup_by_key(|s| s.id);
-        let mut by_type: Vec<(TypeId, GroupFn, Vec<Arc<SubEntry>>)> = Vec::new();
+        let mut by_type: Vec<(TypeId, GroupFn, RouteFn, Vec<Arc<SubEntry>>)> = Vec::new();
         let mut taps = Vec::new();
         for s in subs {
             match &s.target {
                 Target::Tap(tap) => taps.push(tap.clone()),
-                Target::Typed { type_id, group, .. } => {
-                    match by_type.iter_mut().find(|(t, _, _)| t == type_id) {
-                        Some((_, _, v)) => v.push(s),
-                        None => by_type.push((*type_id, *group, vec![s])),
-                    }
-                }
+                Target::Typed {
+                    type_id,
+                    group,
+                    route,
+                    ..
+                } => match by_type.iter_mut().find(|(t, _, _, _)| t == type_id) {
+                    Some((_, _, _, v)) => v.push(s),
+                    None => by_type.push((*type_id, *group, *route, vec![s])),
+                },
             }
         }
         let taps = Taps::new(taps);
-        let mut groups = by_type
-            .into_iter()
-            .map(|(t, group, v)| (t, group(&v, &taps)));
-        Route {
+        let mut types = by_type.into_iter();
+        let first = types.next();
+        let more = types
+            .map(|(t, group, _, v)| (t, group(&v, &taps)))
+            .collect();
+        let head = RouteOf {
             topic,
-            first: groups.next(),
-            more: groups.collect(),
+            more,
             taps,
+            first: (),
+        };
+        match first {
+            Some((_, _, route, v)) => route(head, &v),
+            None => Arc::new(head),
         }
     }
 }
@@ -416,14 +450,14 @@ struct Registry {
 }
 
 impl Registry {
-    fn route(&self, topic: &Topic) -> Route {
+    fn route(&self, topic: &Topic) -> Arc<Route> {
         let literal = self.literal.get(topic).map_or(&[][..], Vec::as_slice);
         route_for(topic, literal, &self.trie)
     }
 }
 
 /// The route of `topic`: its literal subscriptions plus every wildcard that matches.
-fn route_for(topic: &Topic, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef>) -> Route {
+fn route_for(topic: &Topic, literal: &[Arc<SubEntry>], trie: &PatternTrie<SubRef>) -> Arc<Route> {
     let mut subs = literal.to_vec();
     trie.for_each_match(topic.as_str(), |s: &SubRef| subs.push(s.0.clone()));
     Route::build(topic.clone(), subs)
@@ -546,7 +580,7 @@ impl Router {
                 .or_insert_with(|| RouteMap::clone(&next.shards[shard]));
             let found = map.find_entry(hash, |(t, _)| t == topic.as_str());
             if reg.literal.contains_key(topic.as_str()) {
-                let route = Arc::new(reg.route(&topic));
+                let route = reg.route(&topic);
                 match found {
                     Ok(mut entry) => entry.get_mut().1 = route,
                     Err(_) => {
@@ -652,7 +686,7 @@ impl Router {
             }
         }
         let topic = topic.validate()?;
-        let route = Arc::new(wildcard_route(snap, &topic));
+        let route = wildcard_route(snap, &topic);
         if let Some(slot) = free {
             // Another publish may have filled the slot meanwhile: this one still has its
             // route, and the topic is cached next time it finds a free slot.
@@ -667,7 +701,7 @@ impl Router {
         if let Some(route) = snap.exact(topic.as_str(), hash_of(topic.as_str())) {
             return (snap.generation, route.clone());
         }
-        (snap.generation, Arc::new(wildcard_route(&snap, topic)))
+        (snap.generation, wildcard_route(&snap, topic))
     }
 }
 
@@ -704,6 +738,6 @@ impl TopicRef for &Topic {
 }
 
 /// The route of a topic no literal subscription names: wildcard matches only.
-fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Route {
+fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Arc<Route> {
     route_for(topic, &[], &snap.trie)
 }
