@@ -32,7 +32,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
@@ -327,9 +326,97 @@ struct InFlight<P> {
     deadline: Instant,
 }
 
+/// The events in flight, in slots reused through a free list. A delivery names its slot and
+/// its lease's sequence, so settling finds the lease without hashing, and a stale delivery
+/// (its lease ended, the slot holds another) is told apart by the sequence.
+struct Leases<P> {
+    slots: Vec<Lease<P>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+struct Lease<P> {
+    seq: u64,
+    held: Option<InFlight<P>>,
+}
+
+impl<P> Leases<P> {
+    fn new() -> Self {
+        Leases {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Leases `f` under `seq`; returns its slot.
+    #[inline]
+    fn insert(&mut self, seq: u64, f: InFlight<P>) -> usize {
+        self.live += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Lease { seq, held: Some(f) };
+                slot
+            }
+            None => {
+                self.slots.push(Lease { seq, held: Some(f) });
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, slot: usize, seq: u64) -> Option<&mut InFlight<P>> {
+        let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
+        lease.held.as_mut()
+    }
+
+    #[inline]
+    fn remove(&mut self, slot: usize, seq: u64) -> Option<InFlight<P>> {
+        let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
+        let f = lease.held.take()?;
+        self.free.push(slot);
+        self.live -= 1;
+        Some(f)
+    }
+
+    /// Ends every lease whose deadline is at or before `now`, in lease order.
+    fn expire(&mut self, now: Instant) -> Vec<(u64, InFlight<P>)> {
+        let mut ended = Vec::new();
+        for (slot, lease) in self.slots.iter_mut().enumerate() {
+            if lease.held.as_ref().is_some_and(|f| f.deadline <= now) {
+                if let Some(f) = lease.held.take() {
+                    ended.push((lease.seq, f));
+                    self.free.push(slot);
+                }
+            }
+        }
+        self.live -= ended.len();
+        ended.sort_unstable_by_key(|(seq, _)| *seq);
+        ended
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|l| l.held.as_ref().map(|f| f.deadline))
+            .min()
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.live = 0;
+    }
+}
+
 struct State<P> {
     redeliver: BinaryHeap<Reverse<Waiting<P>>>,
-    in_flight: FxHashMap<u64, InFlight<P>>,
+    in_flight: Leases<P>,
     /// No in-flight deadline is earlier than this (`None`: nothing in flight since the last
     /// scan): a fetch before it skips the scan for expired leases. A lease only ever moves
     /// later (`in_progress`), so the bound stays true until the next scan makes it exact.
@@ -353,18 +440,10 @@ impl<P: Clone> Shared<P> {
         if st.earliest.is_none_or(|t| now < t) {
             return;
         }
-        let expired: Vec<u64> = st
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for seq in expired {
-            if let Some(f) = st.in_flight.remove(&seq) {
-                self.requeue(st, seq, f.envelope, f.deliveries, now, dead);
-            }
+        for (seq, f) in st.in_flight.expire(now) {
+            self.requeue(st, seq, f.envelope, f.deliveries, now, dead);
         }
-        st.earliest = st.in_flight.values().map(|f| f.deadline).min();
+        st.earliest = st.in_flight.earliest();
     }
 
     fn requeue(
@@ -416,13 +495,8 @@ impl<P: Clone> Shared<P> {
             let mut lease = |st: &mut State<P>, envelope: Envelope<P>, deliveries: u32| {
                 let seq = st.next_seq;
                 st.next_seq += 1;
-                out.push(Delivery {
-                    envelope: envelope.clone(),
-                    seq,
-                    deliveries,
-                    shared: self.clone(),
-                });
-                st.in_flight.insert(
+                let copy = envelope.clone();
+                let slot = st.in_flight.insert(
                     seq,
                     InFlight {
                         envelope,
@@ -430,6 +504,13 @@ impl<P: Clone> Shared<P> {
                         deadline,
                     },
                 );
+                out.push(Delivery {
+                    envelope: copy,
+                    seq,
+                    slot,
+                    deliveries,
+                    shared: self.clone(),
+                });
             };
             let mut taken = 0;
             while taken < max {
@@ -468,16 +549,22 @@ impl<P: Clone> Shared<P> {
         }
     }
 
-    fn settle(&self, seq: u64, how: Outcome) -> Result<(), AckError> {
+    fn settle(&self, slot: usize, seq: u64, how: Outcome) -> Result<(), AckError> {
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
             if let Outcome::InProgress = how {
-                let f = st.in_flight.get_mut(&seq).ok_or(AckError::NotInFlight)?;
+                let f = st
+                    .in_flight
+                    .get_mut(slot, seq)
+                    .ok_or(AckError::NotInFlight)?;
                 f.deadline = Instant::now() + self.ack_timeout;
                 return Ok(());
             }
-            let f = st.in_flight.remove(&seq).ok_or(AckError::NotInFlight)?;
+            let f = st
+                .in_flight
+                .remove(slot, seq)
+                .ok_or(AckError::NotInFlight)?;
             match how {
                 Outcome::Ack | Outcome::InProgress => self.stats.incr(Stat::Delivered),
                 Outcome::Nak(delay) => {
@@ -545,7 +632,9 @@ enum Outcome {
 /// ```
 pub struct Delivery<P> {
     envelope: Envelope<P>,
+    /// The lease: its sequence and its slot among the consumer's leases.
     seq: u64,
+    slot: usize,
     deliveries: u32,
     shared: Arc<Shared<P>>,
 }
@@ -587,7 +676,7 @@ impl<P: Clone> Delivery<P> {
     /// [`AckError::NotInFlight`] if the ack timeout passed and it was handed out again, or
     /// the consumer closed.
     pub fn ack(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Outcome::Ack)
+        self.shared.settle(self.slot, self.seq, Outcome::Ack)
     }
 
     /// Failed: deliver it again after `delay` (`Duration::ZERO`: now), or dead-letter it if
@@ -601,7 +690,7 @@ impl<P: Clone> Delivery<P> {
     ///
     /// As [`ack`](Self::ack).
     pub fn nak(self, delay: Duration) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Outcome::Nak(delay))
+        self.shared.settle(self.slot, self.seq, Outcome::Nak(delay))
     }
 
     /// Failed for good: never deliver it again. The caller has recorded it, so it does not
@@ -615,7 +704,7 @@ impl<P: Clone> Delivery<P> {
     ///
     /// As [`ack`](Self::ack).
     pub fn term(self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Outcome::Term)
+        self.shared.settle(self.slot, self.seq, Outcome::Term)
     }
 
     /// Still working: push its ack timeout back by the consumer's `ack_timeout` from now.
@@ -628,7 +717,7 @@ impl<P: Clone> Delivery<P> {
     ///
     /// As [`ack`](Self::ack).
     pub fn in_progress(&mut self) -> Result<(), AckError> {
-        self.shared.settle(self.seq, Outcome::InProgress)
+        self.shared.settle(self.slot, self.seq, Outcome::InProgress)
     }
 }
 
@@ -757,7 +846,7 @@ impl<P: Payload> Consumer<P> {
             intake: Queue::new(config.max_pending, config.overflow, Drainer::Tasks),
             state: Mutex::new(State {
                 redeliver: BinaryHeap::new(),
-                in_flight: FxHashMap::default(),
+                in_flight: Leases::new(),
                 earliest: None,
                 dead: VecDeque::new(),
                 next_seq: 0,

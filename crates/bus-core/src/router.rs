@@ -16,8 +16,9 @@
 //! shard's table and the cache slot (low bits). The shard must not come from the top bits,
 //! which the table keeps as its per-bucket tags: a shard whose entries all share them
 //! compares keys on almost every probe. A route holds the group of its first payload type
-//! inline and a group its only sink inline, so the common route (one type, one subscription)
-//! reaches the sink without chasing a slice.
+//! in its own allocation (an unsized last field, see [`RouteOf`]) and a group its only sink
+//! inline, so the common route (one type, one subscription) goes from the bucket to the route
+//! to the sink: no box of the group, no slice to chase.
 //!
 //! Subscribe and unsubscribe take a writer lock (writers only), build the next snapshot and
 //! swap it in. A publish that raced with the swap used the old routes; every publish that
