@@ -331,8 +331,8 @@ struct InFlight<P> {
 /// (its lease ended, the slot holds another) is told apart by the sequence.
 struct Leases<P> {
     slots: Vec<Lease<P>>,
+    /// The slots holding no lease: every other slot holds one.
     free: Vec<usize>,
-    live: usize,
 }
 
 struct Lease<P> {
@@ -345,18 +345,16 @@ impl<P> Leases<P> {
         Leases {
             slots: Vec::new(),
             free: Vec::new(),
-            live: 0,
         }
     }
 
     fn len(&self) -> usize {
-        self.live
+        self.slots.len() - self.free.len()
     }
 
     /// Leases `f` under `seq`; returns its slot.
     #[inline]
     fn insert(&mut self, seq: u64, f: InFlight<P>) -> usize {
-        self.live += 1;
         match self.free.pop() {
             Some(slot) => {
                 self.slots[slot] = Lease { seq, held: Some(f) };
@@ -380,7 +378,6 @@ impl<P> Leases<P> {
         let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
         let f = lease.held.take()?;
         self.free.push(slot);
-        self.live -= 1;
         Some(f)
     }
 
@@ -388,14 +385,11 @@ impl<P> Leases<P> {
     fn expire(&mut self, now: Instant) -> Vec<(u64, InFlight<P>)> {
         let mut ended = Vec::new();
         for (slot, lease) in self.slots.iter_mut().enumerate() {
-            if lease.held.as_ref().is_some_and(|f| f.deadline <= now) {
-                if let Some(f) = lease.held.take() {
-                    ended.push((lease.seq, f));
-                    self.free.push(slot);
-                }
+            if let Some(f) = lease.held.take_if(|f| f.deadline <= now) {
+                ended.push((lease.seq, f));
+                self.free.push(slot);
             }
         }
-        self.live -= ended.len();
         ended.sort_unstable_by_key(|(seq, _)| *seq);
         ended
     }
@@ -410,7 +404,6 @@ impl<P> Leases<P> {
     fn clear(&mut self) {
         self.slots.clear();
         self.free.clear();
-        self.live = 0;
     }
 }
 
