@@ -373,12 +373,27 @@ impl<P> Leases<P> {
         lease.held.as_mut()
     }
 
+    /// Ends the lease `seq` in `slot` and hands its event back (a nak requeues it).
     #[inline]
-    fn remove(&mut self, slot: usize, seq: u64) -> Option<InFlight<P>> {
+    fn take(&mut self, slot: usize, seq: u64) -> Option<InFlight<P>> {
         let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
         let f = lease.held.take()?;
         self.free.push(slot);
         Some(f)
+    }
+
+    /// Ends the lease `seq` in `slot`, dropping its event where it lies (an ack or a term:
+    /// no move of the envelope); false if the slot holds no such lease.
+    #[inline]
+    fn release(&mut self, slot: usize, seq: u64) -> bool {
+        match self.slots.get_mut(slot) {
+            Some(lease) if lease.seq == seq && lease.held.is_some() => {
+                lease.held = None;
+                self.free.push(slot);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Ends every lease whose deadline is at or before `now`, in lease order.
@@ -554,19 +569,20 @@ impl<P: Clone> Shared<P> {
                 f.deadline = Instant::now() + self.ack_timeout;
                 return Ok(());
             }
-            let f = st
-                .in_flight
-                .remove(slot, seq)
-                .ok_or(AckError::NotInFlight)?;
-            match how {
-                Outcome::Ack | Outcome::InProgress => self.stats.incr(Stat::Delivered),
-                Outcome::Nak(delay) => {
-                    self.stats.incr(Stat::Failed);
-                    let ready = Instant::now() + delay;
-                    self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
-                }
-                // The caller recorded it (a term is never a dead letter here): drop it.
-                Outcome::Term => self.stats.incr(Stat::Terminated),
+            if let Outcome::Nak(delay) = how {
+                let f = st.in_flight.take(slot, seq).ok_or(AckError::NotInFlight)?;
+                self.stats.incr(Stat::Failed);
+                let ready = Instant::now() + delay;
+                self.requeue(&mut st, seq, f.envelope, f.deliveries, ready, &mut dead);
+            } else if st.in_flight.release(slot, seq) {
+                // A term's caller recorded the event (a term is never a dead letter here).
+                let stat = match how {
+                    Outcome::Term => Stat::Terminated,
+                    _ => Stat::Delivered,
+                };
+                self.stats.incr(stat);
+            } else {
+                return Err(AckError::NotInFlight);
             }
         }
         let woke = !dead.is_empty();
