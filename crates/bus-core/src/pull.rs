@@ -367,17 +367,22 @@ impl<P> Leases<P> {
         }
     }
 
+    /// The slot's contents if it holds (or last held) the lease `seq`.
+    #[inline]
+    fn lease(&mut self, slot: usize, seq: u64) -> Option<&mut Option<InFlight<P>>> {
+        let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
+        Some(&mut lease.held)
+    }
+
     #[inline]
     fn get_mut(&mut self, slot: usize, seq: u64) -> Option<&mut InFlight<P>> {
-        let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
-        lease.held.as_mut()
+        self.lease(slot, seq)?.as_mut()
     }
 
     /// Ends the lease `seq` in `slot` and hands its event back (a nak requeues it).
     #[inline]
     fn take(&mut self, slot: usize, seq: u64) -> Option<InFlight<P>> {
-        let lease = self.slots.get_mut(slot).filter(|l| l.seq == seq)?;
-        let f = lease.held.take()?;
+        let f = self.lease(slot, seq)?.take()?;
         self.free.push(slot);
         Some(f)
     }
@@ -386,14 +391,12 @@ impl<P> Leases<P> {
     /// no move of the envelope); false if the slot holds no such lease.
     #[inline]
     fn release(&mut self, slot: usize, seq: u64) -> bool {
-        match self.slots.get_mut(slot) {
-            Some(lease) if lease.seq == seq && lease.held.is_some() => {
-                lease.held = None;
-                self.free.push(slot);
-                true
-            }
-            _ => false,
-        }
+        let Some(held) = self.lease(slot, seq).filter(|h| h.is_some()) else {
+            return false;
+        };
+        *held = None;
+        self.free.push(slot);
+        true
     }
 
     /// Ends every lease whose deadline is at or before `now`, in lease order.
