@@ -18,7 +18,7 @@ use crate::error::{PartialPublish, PublishError};
 use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, Stripe, SubStats};
-use crate::router::{Group, Route, TapSink};
+use crate::router::{Group, Route, TapSink, TypedSink};
 use crate::sink::{Delivered, Pack, Take, Wait};
 
 /// Hands the envelope in `slot` to every target. On success the slot may be empty (the
@@ -59,7 +59,9 @@ fn deliver_all<P: Payload>(
 ) -> Result<usize, Refused> {
     // One sink, no taps, every target: the common route. It takes the envelope, and a
     // publish it accepts needs no tally; anything else is settled as below.
-    if let ([(sink, stats, id)], true, None) = (group.sinks(), group.taps.is_empty(), only) {
+    if let ([TypedSink { sink, stats, id }], true, None) =
+        (group.sinks(), group.taps.is_empty(), only)
+    {
         let outcome = sink.deliver(slot, Take::Move, pack, wait);
         if outcome == Delivered::Ok {
             hub.count_published();
@@ -79,7 +81,7 @@ fn deliver_all<P: Payload>(
     } else {
         group.sinks().len()
     };
-    for (i, (sink, stats, id)) in group.sinks().iter().enumerate() {
+    for (i, TypedSink { sink, stats, id }) in group.sinks().iter().enumerate() {
         if !targeted(only, *id) {
             continue;
         }
@@ -145,7 +147,7 @@ pub(crate) async fn deliver_all_async<P: Payload>(
         }
     }
     let n = group.sinks().len();
-    for (i, (sink, stats, id)) in group.sinks().iter().enumerate() {
+    for (i, TypedSink { sink, stats, id }) in group.sinks().iter().enumerate() {
         loop {
             let outcome = if i + 1 < n {
                 sink.deliver(slot, Take::Clone, pack, Wait::Never)
@@ -299,7 +301,7 @@ impl Tally {
             group
                 .sinks()
                 .iter()
-                .map(|(_, _, id)| *id)
+                .map(|s| s.id)
                 .filter(|id| only.is_none_or(|ids| ids.contains(id)))
                 .filter(|id| !gone(id)),
         );
@@ -417,8 +419,8 @@ fn handle_inline<E: Event>(
     let stripe = Stripe::current();
     let sinks = group.sinks();
     let mut handled = 0;
-    for (sink, _, _) in sinks {
-        handled += usize::from(sink.handle(&env, stripe));
+    for TypedSink { sink, stats, .. } in sinks {
+        handled += usize::from(sink.handle(&env, stats, stripe));
     }
     if handled == 0 && hub.is_closed() {
         *slot = Some(env);

@@ -142,19 +142,29 @@ impl std::fmt::Debug for SubEntry {
 /// Who receives a publish of one payload type on one route: the taps (every type), then the
 /// sinks of that type, each in subscription order, ready to call without a type check per
 /// sink. Dispatch holds it by reference, so a route without taps costs one length check.
+///
+/// In this order: a route's first group starts on the route's first cache line, so the flag
+/// and the only sink with its counters are read from that line (see [`RouteOf`]).
+#[repr(C)]
 pub(crate) struct Group<P> {
+    /// No taps, and every sink runs inline: a publish hands them a borrowed envelope.
+    inline: bool,
     /// The only sink, when there is one (the common case): held inline, so reaching it
     /// costs no load beyond the group's own line.
     one: Option<TypedSink<P>>,
     /// Every sink, when there are several (empty otherwise).
     many: Box<[TypedSink<P>]>,
     pub(crate) taps: Taps,
-    /// No taps, and every sink runs inline: a publish hands them a borrowed envelope.
-    inline: bool,
 }
 
-/// A sink of payload type `P`, the counters of its subscription, and its id.
-pub(crate) type TypedSink<P> = (Arc<dyn Deliver<P>>, Arc<SubStats>, u64);
+/// A sink of payload type `P`, the counters of its subscription, and its id. In this order:
+/// a route's first sink and its counters share the route's first cache line.
+#[repr(C)]
+pub(crate) struct TypedSink<P> {
+    pub(crate) sink: Arc<dyn Deliver<P>>,
+    pub(crate) stats: Arc<SubStats>,
+    pub(crate) id: u64,
+}
 
 impl<P> Group<P> {
     /// The sinks, in subscription order.
@@ -176,7 +186,7 @@ impl<P> Group<P> {
 impl<P: 'static> Group<P> {
     fn new(mut sinks: Vec<TypedSink<P>>, taps: Taps) -> Group<P> {
         let inline =
-            !sinks.is_empty() && taps.is_empty() && sinks.iter().all(|(s, _, _)| s.is_inline());
+            !sinks.is_empty() && taps.is_empty() && sinks.iter().all(|s| s.sink.is_inline());
         if sinks.len() == 1 {
             Group {
                 one: sinks.pop(),
@@ -198,9 +208,15 @@ impl<P: 'static> Group<P> {
         let sinks = entries
             .iter()
             .filter_map(|e| match &e.target {
-                Target::Typed { typed, .. } => typed
-                    .downcast_ref::<Arc<dyn Deliver<P>>>()
-                    .map(|d| (d.clone(), e.stats.clone(), e.id)),
+                Target::Typed { typed, .. } => {
+                    typed
+                        .downcast_ref::<Arc<dyn Deliver<P>>>()
+                        .map(|d| TypedSink {
+                            sink: d.clone(),
+                            stats: e.stats.clone(),
+                            id: e.id,
+                        })
+                }
                 Target::Tap(_) => None,
             })
             .collect();
@@ -212,11 +228,10 @@ impl<P: 'static> Group<P> {
     }
 
     fn route(head: RouteOf<()>, entries: &[Arc<SubEntry>]) -> Arc<Route> {
-        let first = Group::<P>::of(entries, &head.taps);
+        let first = Group::<P>::of(entries, head.taps());
         Arc::new(RouteOf {
             topic: head.topic,
-            more: head.more,
-            taps: head.taps,
+            rest: head.rest,
             first,
         })
     }
@@ -275,12 +290,39 @@ pub(crate) type Route = RouteOf<dyn Any + Send + Sync>;
 /// `Arc<RouteOf<Group<P>>>` coerces to an `Arc<Route>` and the group stays in the route's
 /// own allocation: most routes carry one type, and then finding its group and its only sink
 /// costs no load beyond the route's lines, no pointer to chase.
+///
+/// Laid out so that a publish to a route of one inline sink reads one cache line of it: the
+/// topic (the envelope's), the first group's flag, its only sink and that sink's counters
+/// (checked by `route_hot_fields_share_a_line`). Among many topics each route line is a
+/// likely miss; this one is the only one. Further types and the taps sit behind a pointer
+/// that most routes leave empty.
+#[repr(C, align(64))]
 pub(crate) struct RouteOf<G: ?Sized> {
     pub(crate) topic: Topic,
+    rest: Option<Box<RouteRest>>,
+    first: G,
+}
+
+/// What few routes have: groups of further payload types, and taps.
+struct RouteRest {
     /// The groups of any further payload types.
     more: Box<[TypedGroup]>,
     taps: Taps,
-    first: G,
+}
+
+/// The taps of a route that has none.
+static NO_TAPS: Taps = Taps(None);
+
+impl<G: ?Sized> RouteOf<G> {
+    /// The groups of payload types after the first.
+    fn more(&self) -> &[TypedGroup] {
+        self.rest.as_ref().map_or(&[], |r| &r.more)
+    }
+
+    /// The taps on this route, whatever the payload type.
+    fn taps(&self) -> &Taps {
+        self.rest.as_ref().map_or(&NO_TAPS, |r| &r.taps)
+    }
 }
 
 /// A [`Group`] of one payload type, erased, with that type's id.
@@ -292,9 +334,9 @@ impl std::fmt::Debug for Route {
             .field("topic", &self.topic)
             .field(
                 "types",
-                &(usize::from(!self.first.is::<()>()) + self.more.len()),
+                &(usize::from(!self.first.is::<()>()) + self.more().len()),
             )
-            .field("taps", &self.taps.len())
+            .field("taps", &self.taps().len())
             .finish()
     }
 }
@@ -305,14 +347,14 @@ impl Route {
     pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
         match self.first.downcast_ref::<Group<P>>() {
             Some(group) => Some(group),
-            None if self.more.is_empty() => None,
+            None if self.rest.is_none() => None,
             None => self.group_among_more(TypeId::of::<P>()),
         }
     }
 
     #[inline(never)]
     fn group_among_more<P: 'static>(&self, type_id: TypeId) -> Option<&Group<P>> {
-        self.more
+        self.more()
             .iter()
             .find(|(t, _)| *t == type_id)
             .and_then(|(_, g)| g.downcast_ref::<Group<P>>())
@@ -322,7 +364,8 @@ impl Route {
     /// made per publish: it shares the taps, no copy of them).
     #[cold]
     pub(crate) fn taps_only<P: 'static>(&self) -> Option<Group<P>> {
-        (!self.taps.is_empty()).then(|| Group::new(Vec::new(), self.taps.clone()))
+        let taps = self.taps();
+        (!taps.is_empty()).then(|| Group::new(Vec::new(), taps.clone()))
     }
 
     fn build(topic: Topic, mut subs: Vec<Arc<SubEntry>>) -> Arc<Route> {
@@ -350,10 +393,12 @@ impl Route {
         let more = types
             .map(|(t, group, _, v)| (t, group(&v, &taps)))
             .collect();
+        let more: Box<[TypedGroup]> = more;
+        let rest =
+            (!more.is_empty() || !taps.is_empty()).then(|| Box::new(RouteRest { more, taps }));
         let head = RouteOf {
             topic,
-            more,
-            taps,
+            rest,
             first: (),
         };
         match first {
@@ -741,4 +786,32 @@ impl TopicRef for &Topic {
 /// The route of a topic no literal subscription names: wildcard matches only.
 fn wildcard_route(snap: &Snapshot, topic: &Topic) -> Arc<Route> {
     route_for(topic, &[], &snap.trie)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+
+    /// What a publish to a one-sink inline route reads of it lies on the route's first line.
+    #[test]
+    fn route_hot_fields_share_a_line() {
+        type R = RouteOf<Group<u64>>;
+        assert_eq!(align_of::<R>(), 64, "a route starts a cache line");
+        assert!(offset_of!(R, topic) + size_of::<Topic>() <= 64);
+        let group = offset_of!(R, first);
+        assert!(group + offset_of!(Group<u64>, inline) < 64);
+        // The only sink is held as `Some(sink)`, which a non-null `Arc` lays out as the sink.
+        assert_eq!(
+            size_of::<Option<TypedSink<u64>>>(),
+            size_of::<TypedSink<u64>>()
+        );
+        let one = group + offset_of!(Group<u64>, one);
+        let stats_end = one + offset_of!(TypedSink<u64>, stats) + size_of::<Arc<SubStats>>();
+        assert!(
+            stats_end <= 64,
+            "the first sink and its counters end at byte {stats_end} of the route"
+        );
+    }
 }

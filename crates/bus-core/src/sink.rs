@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustc_hash::FxBuildHasher;
 use syncbus_envelope::Envelope;
 
-use crate::metrics::Stripe;
+use crate::metrics::{Stripe, SubStats};
 use crate::tapped::Tappable;
 use crate::wait::Signal;
 
@@ -118,10 +118,15 @@ pub(crate) trait Deliver<P>: Send + Sync + 'static {
         false
     }
 
-    /// Runs the handler on a borrowed envelope, counting on `stripe`, the publishing
-    /// thread's. `false` when the subscription is gone. Called only where
-    /// [`is_inline`](Self::is_inline) said so; any other sink refuses, as a closed one.
-    fn handle(&self, _envelope: &Envelope<P>, _stripe: Stripe) -> bool {
+    /// Runs the handler on a borrowed envelope, counting in `stats` (the subscription's, as
+    /// the route holds them) on `stripe`, the publishing thread's. `false` when the
+    /// subscription is gone. Called only where [`is_inline`](Self::is_inline) said so; any
+    /// other sink refuses, as a closed one.
+    ///
+    /// The route passes the counters it holds beside the sink, so loading them does not
+    /// wait for the sink's own line: among many topics both are cache misses, and this way
+    /// they overlap.
+    fn handle(&self, _envelope: &Envelope<P>, _stats: &SubStats, _stripe: Stripe) -> bool {
         false
     }
 }

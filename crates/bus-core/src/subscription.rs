@@ -844,9 +844,9 @@ where
         };
         let handled = if tracing_on() {
             let _span = tracing::trace_span!("handle", subscription = %self.name).entered();
-            self.handle(env, Stripe::current())
+            self.handle(env, &self.stats, Stripe::current())
         } else {
-            self.handle(env, Stripe::current())
+            self.handle(env, &self.stats, Stripe::current())
         };
         if handled {
             Delivered::Ok
@@ -860,11 +860,11 @@ where
     }
 
     #[inline]
-    fn handle(&self, env: &Envelope<P>, stripe: Stripe) -> bool {
+    fn handle(&self, env: &Envelope<P>, stats: &SubStats, stripe: Stripe) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
-        let outcome = run_sync_on(&self.stats, Some(stripe), &self.name, env.id(), || {
+        let outcome = run_sync_on(stats, Some(stripe), &self.name, env.id(), || {
             (self.handler)(env)
         });
         if let (Err(failure), Some(hook)) = (outcome, &self.on_failure) {
