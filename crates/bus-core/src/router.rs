@@ -293,9 +293,9 @@ pub(crate) type Route = RouteOf<dyn Any + Send + Sync>;
 ///
 /// Laid out so that a publish to a route of one inline sink reads one cache line of it: the
 /// topic (the envelope's), the first group's flag, its only sink and that sink's counters
-/// (checked by `route_hot_fields_share_a_line`). Among many topics each route line is a
-/// likely miss; this one is the only one. Further types and the taps sit behind a pointer
-/// that most routes leave empty.
+/// (checked by `route_hot_fields_share_a_line`). Among many topics every line of a route is
+/// a likely cache miss, so a publish should touch one. Further types and the taps sit behind
+/// a pointer that most routes leave empty.
 #[repr(C, align(64))]
 pub(crate) struct RouteOf<G: ?Sized> {
     pub(crate) topic: Topic,
@@ -390,10 +390,9 @@ impl Route {
         let taps = Taps::new(taps);
         let mut types = by_type.into_iter();
         let first = types.next();
-        let more = types
+        let more: Box<[TypedGroup]> = types
             .map(|(t, group, _, v)| (t, group(&v, &taps)))
             .collect();
-        let more: Box<[TypedGroup]> = more;
         let rest =
             (!more.is_empty() || !taps.is_empty()).then(|| Box::new(RouteRest { more, taps }));
         let head = RouteOf {
