@@ -637,12 +637,12 @@ impl DurableDelivery {
     /// # let env = Envelope::new(Metadata::new(EventType::new("a").unwrap()).with_topic(syncbus_core::Topic::from_static("a")), Bytes::new());
     /// let log = Arc::new(MemoryStore::new());
     /// log.append(env).await?;
-    /// let config = DurableConfig::new().ack_timeout(Duration::from_millis(50));
+    /// let config = DurableConfig::new().ack_timeout(Duration::from_millis(300));
     /// let c = DurableConsumer::open(log.clone(), "c", config.clone()).await?;
     /// let mut d = c.fetch(1, Duration::ZERO).await?.remove(0);
-    /// tokio::time::sleep(Duration::from_millis(30)).await;
-    /// d.in_progress().await?; // 50 ms more from now
-    /// tokio::time::sleep(Duration::from_millis(30)).await;
+    /// tokio::time::sleep(Duration::from_millis(200)).await;
+    /// d.in_progress().await?; // 300 ms more from now
+    /// tokio::time::sleep(Duration::from_millis(200)).await; // past the first lease
     /// let other = DurableConsumer::open(log, "c", config.member("other")).await?;
     /// assert!(other.fetch(1, Duration::ZERO).await?.is_empty(), "still leased");
     /// d.ack().await?;
