@@ -347,7 +347,7 @@ impl Route {
     pub(crate) fn group<P: 'static>(&self) -> Option<&Group<P>> {
         match self.first.downcast_ref::<Group<P>>() {
             Some(group) => Some(group),
-            None if self.rest.is_none() => None,
+            None if self.more().is_empty() => None,
             None => self.group_among_more(TypeId::of::<P>()),
         }
     }
