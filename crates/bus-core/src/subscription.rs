@@ -861,6 +861,10 @@ where
 
     #[inline]
     fn handle(&self, env: &Envelope<P>, stats: &SubStats, stripe: Stripe) -> bool {
+        debug_assert!(
+            std::ptr::eq(stats, &*self.stats),
+            "a route passed another subscription's counters"
+        );
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
