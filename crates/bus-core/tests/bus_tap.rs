@@ -430,6 +430,67 @@ fn an_observer_tap_is_not_counted_as_a_receiver_and_a_receiver_tap_is() {
     assert_eq!(receiver.metrics().delivered, 2);
 }
 
+/// One literal topic with subscriptions of two payload types and a receiver tap: each
+/// type reaches its own subscription and the tap, a third type only the tap, and dropping
+/// the typed subscriptions leaves the tap.
+#[test]
+fn a_literal_topic_with_two_types_and_a_tap_routes_each_type_to_its_own() {
+    let bus = Bus::new();
+    let placed = Arc::new(AtomicU64::new(0));
+    let paid = Arc::new(AtomicU64::new(0));
+    let (seen, record) = recorder();
+    let _tap = bus
+        .tap("orders.>")
+        .unwrap()
+        .receiver()
+        .inline(record)
+        .unwrap();
+    let c = placed.clone();
+    let on_placed = bus
+        .subscribe::<Placed>("orders.x")
+        .unwrap()
+        .inline(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let c = paid.clone();
+    let on_paid = bus
+        .subscribe::<Paid>("orders.x")
+        .unwrap()
+        .inline(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+
+    let p = || Placed { order: 1, rev: 1 };
+    let q = || Paid { order: 1, cents: 5 };
+    assert_eq!(bus.blocking_publish_to("orders.x", p()).unwrap(), 2);
+    assert_eq!(bus.blocking_publish_to("orders.x", q()).unwrap(), 2);
+    assert_eq!(bus.blocking_publish_to("orders.x", q()).unwrap(), 2);
+    let odd = Odd {
+        map: BTreeMap::new(),
+    };
+    assert_eq!(bus.blocking_publish_to("orders.x", odd).unwrap(), 1);
+    assert_eq!(placed.load(Ordering::SeqCst), 1);
+    assert_eq!(paid.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        event_types(&seen),
+        [
+            "shop.order.placed",
+            "shop.payment.received",
+            "shop.payment.received",
+            "odd.thing"
+        ]
+    );
+    assert_eq!(on_placed.metrics().delivered, 1);
+    assert_eq!(on_paid.metrics().delivered, 2);
+
+    drop((on_placed, on_paid));
+    assert_eq!(bus.blocking_publish_to("orders.x", p()).unwrap(), 1);
+    assert_eq!(placed.load(Ordering::SeqCst), 1);
+    assert_eq!(bus.metrics().unrouted, 0);
+}
+
 /// A queued tap whose worker is held until `release` is dropped, after taking one event.
 fn held_tap(
     bus: &Bus,
