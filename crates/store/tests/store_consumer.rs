@@ -27,9 +27,9 @@ async fn a_restarted_consumer_gets_back_everything_not_acked() {
 
 async fn redelivers_after_the_ack_timeout(log: Arc<dyn EventLog>) {
     log.append(env("a", 1)).await.unwrap();
-    // Leases and delays long enough that a slow synchronous commit on a loaded machine
-    // does not run them out between two calls.
-    let config = DurableConfig::new().ack_timeout(Duration::from_millis(300));
+    // Leases and delays above a store stall on a loaded machine (one SQLite call was seen
+    // to wait 336 ms), so none runs out between two calls.
+    let config = DurableConfig::new().ack_timeout(Duration::from_millis(1000));
     let c = DurableConsumer::open(log, "c", config).await.unwrap();
     let first = c.fetch(10, Duration::ZERO).await.unwrap();
     assert_eq!(first.len(), 1);
@@ -39,7 +39,7 @@ async fn redelivers_after_the_ack_timeout(log: Arc<dyn EventLog>) {
     );
     let again = c.fetch(10, Duration::from_secs(5)).await.unwrap();
     assert_eq!((num(again[0].envelope()), again[0].deliveries()), (1, 2));
-    let deliveries = again.into_iter().map(|d| d.nak(Duration::from_millis(300)));
+    let deliveries = again.into_iter().map(|d| d.nak(Duration::from_millis(600)));
     for nak in deliveries {
         nak.await.unwrap();
     }

@@ -536,7 +536,7 @@ async fn a_restarted_durable_consumer_gets_back_everything_not_acked() {
     // A member that hangs: its lease runs out and another member gets the record.
     let offset = log.append(env("a", 11)).await.unwrap();
     // Long enough that opening the second member on a loaded machine does not outlast it.
-    let short = DurableConfig::new().ack_timeout(Duration::from_millis(400));
+    let short = DurableConfig::new().ack_timeout(Duration::from_millis(1000));
     let hung = DurableConsumer::open(log.clone(), "billing", short.clone().member("hung"))
         .await
         .unwrap();
