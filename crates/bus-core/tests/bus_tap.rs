@@ -436,8 +436,6 @@ fn an_observer_tap_is_not_counted_as_a_receiver_and_a_receiver_tap_is() {
 #[test]
 fn a_literal_topic_with_two_types_and_a_tap_routes_each_type_to_its_own() {
     let bus = Bus::new();
-    let placed = Arc::new(AtomicU64::new(0));
-    let paid = Arc::new(AtomicU64::new(0));
     let (seen, record) = recorder();
     let _tap = bus
         .tap("orders.>")
@@ -445,21 +443,15 @@ fn a_literal_topic_with_two_types_and_a_tap_routes_each_type_to_its_own() {
         .receiver()
         .inline(record)
         .unwrap();
-    let c = placed.clone();
     let on_placed = bus
         .subscribe::<Placed>("orders.x")
         .unwrap()
-        .inline(move |_| {
-            c.fetch_add(1, Ordering::SeqCst);
-        })
+        .inline(|_| {})
         .unwrap();
-    let c = paid.clone();
     let on_paid = bus
         .subscribe::<Paid>("orders.x")
         .unwrap()
-        .inline(move |_| {
-            c.fetch_add(1, Ordering::SeqCst);
-        })
+        .inline(|_| {})
         .unwrap();
 
     let p = || Placed { order: 1, rev: 1 };
@@ -471,23 +463,22 @@ fn a_literal_topic_with_two_types_and_a_tap_routes_each_type_to_its_own() {
         map: BTreeMap::new(),
     };
     assert_eq!(bus.blocking_publish_to("orders.x", odd).unwrap(), 1);
-    assert_eq!(placed.load(Ordering::SeqCst), 1);
-    assert_eq!(paid.load(Ordering::SeqCst), 2);
+    assert_eq!(on_placed.metrics().delivered, 1);
+    assert_eq!(on_paid.metrics().delivered, 2);
+
+    // Only the tap is left: it alone receives the next one.
+    drop((on_placed, on_paid));
+    assert_eq!(bus.blocking_publish_to("orders.x", p()).unwrap(), 1);
     assert_eq!(
         event_types(&seen),
         [
             "shop.order.placed",
             "shop.payment.received",
             "shop.payment.received",
-            "odd.thing"
+            "odd.thing",
+            "shop.order.placed"
         ]
     );
-    assert_eq!(on_placed.metrics().delivered, 1);
-    assert_eq!(on_paid.metrics().delivered, 2);
-
-    drop((on_placed, on_paid));
-    assert_eq!(bus.blocking_publish_to("orders.x", p()).unwrap(), 1);
-    assert_eq!(placed.load(Ordering::SeqCst), 1);
     assert_eq!(bus.metrics().unrouted, 0);
 }
 
