@@ -19,7 +19,7 @@ use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, Stripe, SubStats};
 use crate::router::{Group, Route, TapSink, TypedSink};
-use crate::sink::{Delivered, Pack, Take, Wait};
+use crate::sink::{Deliver, Delivered, Pack, Take, Wait};
 
 /// Hands the envelope in `slot` to every target. On success the slot may be empty (the
 /// last sink took it); when refused it still holds the envelope.
@@ -48,6 +48,25 @@ fn targeted(only: Option<&[u64]>, id: u64) -> bool {
     only.is_none_or(|ids| ids.contains(&id))
 }
 
+/// Hands the envelope to one sink: all of them when `only` is `None`, else the ones it
+/// names (`None` back when it names none of this sink's).
+#[inline]
+fn deliver_one<P: Payload>(
+    target: &TypedSink<P>,
+    slot: &mut Option<Envelope<P>>,
+    take: Take,
+    pack: Pack,
+    wait: Wait,
+    only: Option<&[u64]>,
+) -> Option<Delivered> {
+    match only {
+        None => Some(target.sink.deliver(slot, take, pack, wait)),
+        Some(ids) => target
+            .sink
+            .deliver_only(slot, take, pack, wait, target.id, ids),
+    }
+}
+
 #[inline]
 fn deliver_all<P: Payload>(
     hub: &Hub,
@@ -63,12 +82,19 @@ fn deliver_all<P: Payload>(
         (group.sinks(), group.taps.is_empty(), only)
     {
         let outcome = sink.deliver(slot, Take::Move, pack, wait);
-        if outcome == Delivered::Ok {
-            hub.count_published();
-            return Ok(1);
+        match outcome {
+            Delivered::Ok => {
+                hub.count_published();
+                return Ok(1);
+            }
+            Delivered::Fanned(n) => {
+                hub.count_published();
+                return Ok(n);
+            }
+            _ => {}
         }
         let mut tally = Tally::default();
-        tally.count(*id, outcome, stats, wait, true);
+        tally.count_sink(&**sink, *id, stats, outcome, wait);
         return settle(hub, group, only, tally, slot.is_some());
     }
     let mut tally = Tally::default();
@@ -81,20 +107,20 @@ fn deliver_all<P: Payload>(
     } else {
         group.sinks().len()
     };
-    for (i, TypedSink { sink, stats, id }) in group.sinks().iter().enumerate() {
-        if !targeted(only, *id) {
-            continue;
-        }
+    for (i, target) in group.sinks().iter().enumerate() {
         let outcome = if i + 1 < n {
-            sink.deliver(slot, Take::Clone, pack, wait)
+            deliver_one(target, slot, Take::Clone, pack, wait, only)
         } else if tally.any_refused() {
             // Something refused the event already: keep the original to hand back.
             let mut copy = slot.clone();
-            sink.deliver(&mut copy, Take::Move, pack, wait)
+            deliver_one(target, &mut copy, Take::Move, pack, wait, only)
         } else {
-            sink.deliver(slot, Take::Move, pack, wait)
+            deliver_one(target, slot, Take::Move, pack, wait, only)
         };
-        tally.count(*id, outcome, stats, wait, true);
+        if let Some(outcome) = outcome {
+            let TypedSink { sink, stats, id } = target;
+            tally.count_sink(&**sink, *id, stats, outcome, wait);
+        }
     }
     settle(hub, group, only, tally, slot.is_some())
 }
@@ -165,7 +191,7 @@ pub(crate) async fn deliver_all_async<P: Payload>(
                     continue;
                 }
             }
-            tally.count(*id, outcome, stats, Wait::Never, true);
+            tally.count_sink(&**sink, *id, stats, outcome, Wait::Never);
             break;
         }
     }
@@ -179,7 +205,7 @@ pub(crate) fn unrouted(hub: &Hub) -> Result<usize, Refused> {
     hub.count_unrouted().ok_or(Refused::Closed)
 }
 
-fn settle<P>(
+fn settle<P: Payload>(
     hub: &Hub,
     group: &Group<P>,
     only: Option<&[u64]>,
@@ -237,10 +263,33 @@ impl Tally {
         self.full || self.would_block || self.closed
     }
 
+    /// Counts what a subscription's sink did: a sink several share refuses for each of
+    /// them.
+    #[inline]
+    fn count_sink<P: Payload>(
+        &mut self,
+        sink: &dyn Deliver<P>,
+        id: u64,
+        stats: &SubStats,
+        outcome: Delivered,
+        wait: Wait,
+    ) {
+        if matches!(outcome, Delivered::Full | Delivered::WouldBlock) {
+            if let Some(members) = sink.members() {
+                for (id, stats) in members {
+                    self.count(id, outcome, &stats, wait, true);
+                }
+                return;
+            }
+        }
+        self.count(id, outcome, stats, wait, true);
+    }
+
     #[inline]
     fn count(&mut self, id: u64, outcome: Delivered, stats: &SubStats, wait: Wait, receiver: bool) {
         match outcome {
             Delivered::Ok => self.took(receiver),
+            Delivered::Fanned(n) => self.delivered += n,
             Delivered::Displaced => {
                 self.took(receiver);
                 stats.incr(Stat::Dropped);
@@ -284,7 +333,7 @@ impl Tally {
     /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
     /// was closed took it.
     #[cold]
-    fn partial<P>(mut self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
+    fn partial<P: Payload>(mut self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
         let gone = |id: &u64| self.refused.contains(id) || self.closed_ids.contains(id);
         let mut took: Vec<u64> = Vec::new();
         let mut observed: Vec<u64> = Vec::new();
@@ -297,14 +346,17 @@ impl Tally {
                 }
             }
         }
-        took.extend(
-            group
-                .sinks()
-                .iter()
-                .map(|s| s.id)
-                .filter(|id| only.is_none_or(|ids| ids.contains(id)))
-                .filter(|id| !gone(id)),
-        );
+        for sink in group.sinks() {
+            let ids = match sink.sink.members() {
+                Some(members) => members.into_iter().map(|(id, _)| id).collect(),
+                None => vec![sink.id],
+            };
+            took.extend(
+                ids.into_iter()
+                    .filter(|id| only.is_none_or(|ids| ids.contains(id)))
+                    .filter(|id| !gone(id)),
+            );
+        }
         took.sort_unstable();
         self.refused.sort_unstable();
         PartialPublish::new(took, self.refused, observed)

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+#[cfg(not(all(loom, test)))]
+use crate::fanout::FanRings;
 use crate::metrics::{BusMetrics, Counter, Stripe};
 use crate::router::{Router, SubEntry};
 use crate::settled::Busy;
@@ -25,6 +27,9 @@ pub(crate) struct Hub {
     unrouted: Counter,
     /// Every worker of every subscription: shutdown waits for it to reach zero.
     pub(crate) completion: Arc<Workers>,
+    /// The rings queued subscriptions share ([`fanout`](crate::fanout)).
+    #[cfg(not(all(loom, test)))]
+    pub(crate) fan_rings: FanRings,
 }
 
 /// Subscriptions removed while their workers may still drain, and the totals of those done.
@@ -58,6 +63,8 @@ impl Hub {
             published: Counter::default(),
             unrouted: Counter::default(),
             completion: Arc::new(Workers::default()),
+            #[cfg(not(all(loom, test)))]
+            fan_rings: FanRings::default(),
         }
     }
 

@@ -35,7 +35,7 @@ use syncbus_envelope::{Envelope, Payload};
 use crate::handler::HandlerResult;
 use crate::overflow::Overflow;
 use crate::queue::{BlockOn, Drainer, Idle, Pushed};
-use crate::ring::{Read, Reader, Ring};
+use crate::ring::{Read, Reader, Ring, ALL};
 use crate::sink::{lane_of, Deliver, Delivered, InFlight, Pack, Room, Sink, Take, Wait};
 use crate::worker::{Hook, Stop, WorkerCtx};
 use crate::workers::Workers;
@@ -46,19 +46,76 @@ const BATCH: usize = 64;
 /// What a lane's worker has done, shared by the worker and the sink (its ring is the
 /// sink's, apart, since the worker writes these lines and a publish reads the ring).
 pub(crate) struct Lane {
-    /// The sequence after the last event the worker took (handled, or in hand).
+    /// The sequence after the last event the worker took (handled, or in hand) or passed
+    /// (on a shared ring, an event for other members).
     taken: CachePadded<AtomicU64>,
     /// What the worker left unhandled was counted, by the worker or by a shutdown report.
     counted: AtomicBool,
     /// 1 while the worker waits for an event (counted by the queue's [`Idle`]).
     idle: AtomicUsize,
+    /// Where the worker stops: `u64::MAX` until a member of a shared ring leaves it
+    /// ([`fanout`](crate::fanout)); a lane of its own stops at the ring's close.
+    end: AtomicU64,
+    /// The events that are this lane's: those whose tag has this bit (every event, on a
+    /// ring of its own: [`ALL`]).
+    mask: u8,
 }
 
 impl Lane {
-    /// Accepted events of `ring` the worker has not taken yet.
-    fn queued<T>(&self, ring: &Ring<T>) -> u64 {
+    /// A lane whose worker starts at `start`, taking the events tagged with `mask`.
+    pub(crate) fn new(start: u64, mask: u8) -> Self {
+        Lane {
+            taken: CachePadded::new(AtomicU64::new(start)),
+            counted: AtomicBool::new(false),
+            idle: AtomicUsize::new(0),
+            end: AtomicU64::new(u64::MAX),
+            mask,
+        }
+    }
+
+    /// The sequence the worker stops before.
+    #[inline]
+    fn end(&self) -> u64 {
+        self.end.load(Ordering::SeqCst)
+    }
+
+    /// A member left its shared ring at `end`: its worker reads up to there.
+    pub(crate) fn stop_at(&self, end: u64) {
+        self.end.store(end, Ordering::SeqCst);
+    }
+
+    /// Accepted events of `ring` the worker has not taken or passed yet (on a shared ring,
+    /// events for other members too, until the worker passes them).
+    pub(crate) fn queued<T>(&self, ring: &Ring<T>) -> u64 {
         ring.accepted()
+            .min(self.end())
             .saturating_sub(self.taken.load(Ordering::SeqCst))
+    }
+
+    /// Accepted events of `ring` from `from` on that are this lane's: exact once the ring
+    /// is closed (no slot is overwritten then) or while the worker holds `from`'s slot.
+    fn left_from<T>(&self, ring: &Ring<T>, from: u64) -> u64 {
+        let to = ring.accepted().min(self.end());
+        if self.mask == ALL {
+            return to.saturating_sub(from);
+        }
+        (from..to)
+            .filter(|&seq| ring.tag_at(seq).is_some_and(|tag| tag & self.mask != 0))
+            .count() as u64
+    }
+
+    /// What a shutdown report counts for this lane if its worker has not (see the module
+    /// docs): what it had not taken.
+    pub(crate) fn discard<T>(&self, ring: &Ring<T>) -> u64 {
+        if self.counted.swap(true, Ordering::SeqCst) {
+            return 0;
+        }
+        self.left_from(ring, self.taken.load(Ordering::SeqCst))
+    }
+
+    /// Whether the worker runs a handler now (it is not waiting for an event).
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
     }
 
     #[inline]
@@ -69,9 +126,15 @@ impl Lane {
     /// The worker is done: it leaves the ring, and counts what it left unhandled unless a
     /// shutdown report did.
     fn finish<T>(&self, ctx: &WorkerCtx, reader: Reader<T>, skipped: u64) {
+        // Counted while the reader still holds its slots.
+        let unread = if self.mask == ALL {
+            None
+        } else {
+            Some(self.left_from(reader.ring(), reader.position()))
+        };
         let left = reader.leave();
         if !self.counted.swap(true, Ordering::SeqCst) {
-            let n = skipped + left.unread;
+            let n = skipped + unread.unwrap_or(left.unread);
             ctx.stop.abandon(usize::try_from(n).unwrap_or(usize::MAX));
         }
     }
@@ -109,12 +172,7 @@ impl<P: Payload> RingSink<P> {
             .iter()
             .map(|ring| {
                 let reader = Reader::join(ring);
-                let lane = Lane {
-                    taken: CachePadded::new(AtomicU64::new(reader.position())),
-                    counted: AtomicBool::new(false),
-                    idle: AtomicUsize::new(0),
-                };
-                (Arc::new(lane), reader)
+                (Arc::new(Lane::new(reader.position(), ALL)), reader)
             })
             .collect();
         let sink = Self {
@@ -193,11 +251,7 @@ impl<P: Payload> Sink for RingSink<P> {
 
     fn in_flight(&self) -> InFlight {
         // A worker is running a handler unless it waits for an event (or has exited).
-        let idle: usize = self
-            .lanes
-            .iter()
-            .map(|l| l.idle.load(Ordering::SeqCst))
-            .sum();
+        let idle: usize = self.lanes.iter().map(|l| l.idle()).sum();
         InFlight {
             queued: self.pending(),
             running: self.workers.live().saturating_sub(idle),
@@ -212,13 +266,8 @@ impl<P: Payload> Sink for RingSink<P> {
     }
 
     fn discard(&self) -> usize {
-        let mut left = 0u64;
-        for (ring, lane) in self.lanes() {
-            // Still inside a handler: nothing after the event in hand will be handled.
-            if !lane.counted.swap(true, Ordering::SeqCst) {
-                left += lane.queued(ring);
-            }
-        }
+        // A worker still inside a handler: nothing after the event in hand will be handled.
+        let left: u64 = self.lanes().map(|(ring, lane)| lane.discard(ring)).sum();
         usize::try_from(left).unwrap_or(usize::MAX) + self.stop.take_abandoned()
     }
 }
@@ -237,8 +286,20 @@ pub(crate) fn run_thread<P: Payload, F, R>(
 {
     let _done = ctx.done();
     let mut skipped = 0u64;
+    let mask = lane.mask;
     loop {
-        let read = reader.read_batch_seq(BATCH, |seq, env| {
+        // A member of a shared ring stops where it left; a lane of its own, at the close.
+        let room = lane.end().saturating_sub(reader.position());
+        if room == 0 {
+            break;
+        }
+        let max = usize::try_from(room).map_or(BATCH, |room| room.min(BATCH));
+        let read = reader.read_batch_tagged(max, |seq, tag, env| {
+            if tag & mask == 0 {
+                // For other members of a shared ring (never on a ring of its own).
+                lane.take(seq);
+                return;
+            }
             if ctx.stop.aborted() {
                 skipped += 1;
                 return;
@@ -250,7 +311,7 @@ pub(crate) fn run_thread<P: Payload, F, R>(
             Read::Got(_) if !ctx.stop.aborted() => {}
             Read::Empty if !ctx.stop.aborted() => {
                 let _idle = Idle::enter(&lane.idle);
-                reader.wait(None);
+                reader.wait_or(None, || lane.end() <= reader.position());
             }
             Read::Got(_) | Read::Empty | Read::Closed => break,
         }

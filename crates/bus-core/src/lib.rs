@@ -131,6 +131,9 @@
 mod bus;
 mod dispatch;
 mod error;
+// The shared fan-out rings; as `lanes`, not in loom builds.
+#[cfg(not(all(loom, test)))]
+mod fanout;
 mod handler;
 mod hub;
 // The subscriptions' rings; loom builds swap the ring's atomics for loom's, so they go without.

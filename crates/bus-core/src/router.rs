@@ -83,6 +83,22 @@ impl SubEntry {
         workers: Option<Arc<Workers>>,
     ) -> SubEntry {
         let typed: Arc<dyn Deliver<P>> = sink.clone();
+        SubEntry::routed(id, name, pattern, stats, sink, typed, workers)
+    }
+
+    /// An entry whose lifecycle is `sink` and whose events go to `typed`: a member of a
+    /// ring several subscriptions share ([`fanout`](crate::fanout)) has its own lifecycle
+    /// and the shared ring's delivery, so the routes, which keep one sink per delivery,
+    /// push each event once for them all.
+    pub(crate) fn routed<P: 'static>(
+        id: u64,
+        name: SmolStr,
+        pattern: Pattern,
+        stats: Arc<SubStats>,
+        sink: Arc<dyn Sink>,
+        typed: Arc<dyn Deliver<P>>,
+        workers: Option<Arc<Workers>>,
+    ) -> SubEntry {
         SubEntry {
             id,
             name,
@@ -204,22 +220,26 @@ impl<P: 'static> Group<P> {
         }
     }
 
+    /// The group of the entries of type `P`. Entries that share one delivery (members of
+    /// a shared ring) count once, where the first of them stands.
     fn of(entries: &[Arc<SubEntry>], taps: &Taps) -> Group<P> {
-        let sinks = entries
-            .iter()
-            .filter_map(|e| match &e.target {
-                Target::Typed { typed, .. } => {
-                    typed
-                        .downcast_ref::<Arc<dyn Deliver<P>>>()
-                        .map(|d| TypedSink {
-                            sink: d.clone(),
-                            stats: e.stats.clone(),
-                            id: e.id,
-                        })
-                }
-                Target::Tap(_) => None,
-            })
-            .collect();
+        let mut sinks: Vec<TypedSink<P>> = Vec::new();
+        for e in entries {
+            let Target::Typed { typed, .. } = &e.target else {
+                continue;
+            };
+            let Some(d) = typed.downcast_ref::<Arc<dyn Deliver<P>>>() else {
+                continue;
+            };
+            let same = |s: &TypedSink<P>| std::ptr::addr_eq(Arc::as_ptr(&s.sink), Arc::as_ptr(d));
+            if !sinks.iter().any(same) {
+                sinks.push(TypedSink {
+                    sink: d.clone(),
+                    stats: e.stats.clone(),
+                    id: e.id,
+                });
+            }
+        }
         Group::<P>::new(sinks, taps.clone())
     }
 

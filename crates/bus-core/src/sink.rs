@@ -20,6 +20,9 @@ use crate::wait::Signal;
 pub(crate) enum Delivered {
     /// Accepted (queued, or handled inline).
     Ok,
+    /// Accepted for this many subscriptions at once: a ring they share
+    /// ([`fanout`](crate::fanout)).
+    Fanned(usize),
     /// Accepted; an older event was dropped to make room.
     Displaced,
     /// Refused by the `Reject` policy.
@@ -106,6 +109,29 @@ pub(crate) trait Deliver<P>: Send + Sync + 'static {
         pack: Pack,
         wait: Wait,
     ) -> Delivered;
+
+    /// [`deliver`](Self::deliver) for a publish that names its targets (`only`): `None`
+    /// when it names none this sink delivers to. A sink of one subscription is named by its
+    /// `id`; a sink several share ([`fanout`](crate::fanout)) delivers to those it names.
+    fn deliver_only(
+        &self,
+        slot: &mut Option<Envelope<P>>,
+        take: Take,
+        pack: Pack,
+        wait: Wait,
+        id: u64,
+        only: &[u64],
+    ) -> Option<Delivered> {
+        only.contains(&id)
+            .then(|| self.deliver(slot, take, pack, wait))
+    }
+
+    /// The subscriptions a shared sink delivers to now, with their counters, for the
+    /// outcomes of a publish it refused; `None` for a sink of one subscription (the route
+    /// holds its id and counters).
+    fn members(&self) -> Option<Vec<(u64, Arc<SubStats>)>> {
+        None
+    }
 
     /// Where an async publisher waits when `deliver` answered `WouldBlock` for `envelope`.
     fn room(&self, _envelope: &Envelope<P>) -> Option<Arc<dyn Room>> {

@@ -331,7 +331,9 @@ impl<P: Payload> SubscribeBuilder<P> {
             closed: AtomicBool::new(false),
             on_failure: self.on_failure.clone(),
         };
-        self.register(name, stats, Arc::new(sink), None)
+        let sink = Arc::new(sink);
+        let id = self.hub.router.next_id();
+        self.register(id, name, stats, sink.clone(), sink, None)
     }
 
     /// Queues events for worker threads running `handler`: `workers` threads on one queue,
@@ -479,12 +481,11 @@ impl<P: Payload> SubscribeBuilder<P> {
         let thread = |i: usize, ctx: &WorkerCtx| {
             std::thread::Builder::new().name(format!("syncbus-{}-{i}", ctx.name))
         };
-        let crew = Crew::default();
+        let crew = Crew::new(&self.hub);
         // Loom builds model the ring with loom's atomics, which a subscription cannot run on.
         #[cfg(not(all(loom, test)))]
-        if self.on_rings(shape) {
-            let built = self.lanes(shape, Drainer::Threads, &crew);
-            return self.start(crew, built, |i, ctx, (lane, reader)| {
+        {
+            let on_lane = |i: usize, ctx: WorkerCtx, (lane, reader): LaneWorker<P>| {
                 let handler = handler.clone();
                 let on_failure = on_failure.clone();
                 thread(i, &ctx)
@@ -492,10 +493,25 @@ impl<P: Payload> SubscribeBuilder<P> {
                         lanes::run_thread(ctx, &lane, reader, &*handler, on_failure.as_deref())
                     })
                     .map(drop)
-            });
+            };
+            if self.shares(shape) {
+                if let Some((member, worker)) = self.hub.fan_rings.join(
+                    &self.pattern,
+                    self.capacity,
+                    (crew.id, crew.stats.clone()),
+                    (crew.stop.clone(), crew.workers.clone()),
+                ) {
+                    let delivery = member.delivery();
+                    return self.start(crew, (member, vec![worker]), |_| delivery, on_lane);
+                }
+            }
+            if self.on_rings(shape) {
+                let built = self.lanes(shape, Drainer::Threads, &crew);
+                return self.start(crew, built, routed_self, on_lane);
+            }
         }
         let built = self.queues(shape, Drainer::Threads, &crew);
-        self.start(crew, built, |i, ctx, queue| {
+        self.start(crew, built, routed_self, |i, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
             thread(i, &ctx)
@@ -518,11 +534,11 @@ impl<P: Payload> SubscribeBuilder<P> {
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let handler = Arc::new(handler);
         let on_failure = self.on_failure.clone();
-        let crew = Crew::default();
+        let crew = Crew::new(&self.hub);
         #[cfg(not(all(loom, test)))]
         if self.on_rings(shape) {
             let built = self.lanes(shape, Drainer::Tasks, &crew);
-            return self.start(crew, built, |_, ctx, (lane, reader)| {
+            return self.start(crew, built, routed_self, |_, ctx, (lane, reader)| {
                 let handler = handler.clone();
                 let on_failure = on_failure.clone();
                 runtime.spawn(async move {
@@ -532,7 +548,7 @@ impl<P: Payload> SubscribeBuilder<P> {
             });
         }
         let built = self.queues(shape, Drainer::Tasks, &crew);
-        self.start(crew, built, |_, ctx, queue| {
+        self.start(crew, built, routed_self, |_, ctx, queue| {
             let handler = handler.clone();
             let on_failure = on_failure.clone();
             runtime.spawn(async move {
@@ -550,21 +566,34 @@ impl<P: Payload> SubscribeBuilder<P> {
         self.overflow != Overflow::DropOldest && (shape.keyed || shape.workers == 1)
     }
 
+    /// Whether the subscription reads a ring it shares with others of its pattern, type
+    /// and capacity ([`fanout`](crate::fanout)): one worker thread, no lanes, `Block`.
+    #[cfg(not(all(loom, test)))]
+    fn shares(&self, shape: Shape) -> bool {
+        self.overflow == Overflow::Block && !shape.keyed && shape.workers == 1
+    }
+
     /// Starts a worker on each of `each` (what it drains) with `spawn` and registers the
-    /// sink; if a worker cannot start, the sink closes and those
-    /// started drain and stop.
-    fn start<S: Sink + Deliver<P>, W>(
+    /// sink, with `routed` saying what the routes deliver to for it; if a worker cannot
+    /// start, the sink closes and those started drain and stop.
+    fn start<S: Sink, W>(
         self,
         crew: Crew,
         (sink, each): Built<S, W>,
+        routed: impl FnOnce(&Arc<S>) -> Arc<dyn Deliver<P>>,
         mut spawn: impl FnMut(usize, WorkerCtx, W) -> std::io::Result<()>,
     ) -> Result<Subscription, SubscribeError> {
         if self.hub.is_closed() {
+            sink.close();
             return Err(SubscribeError::Closed);
         }
         let name = self.display_name();
-        let stats = Arc::new(SubStats::default());
-        let Crew { stop, workers } = crew;
+        let Crew {
+            stop,
+            workers,
+            id,
+            stats,
+        } = crew;
         let completion = &self.hub.completion;
         for (i, drained) in each.into_iter().enumerate() {
             let ctx = WorkerCtx {
@@ -585,22 +614,27 @@ impl<P: Payload> SubscribeBuilder<P> {
                 return Err(SubscribeError::Spawn(e));
             }
         }
-        self.register(name, stats, Arc::new(sink), Some(workers))
+        let sink = Arc::new(sink);
+        let typed = routed(&sink);
+        self.register(id, name, stats, sink, typed, Some(workers))
     }
 
-    fn register<S: Sink + Deliver<P>>(
+    fn register<S: Sink>(
         self,
+        id: u64,
         name: SmolStr,
         stats: Arc<SubStats>,
         sink: Arc<S>,
+        typed: Arc<dyn Deliver<P>>,
         workers: Option<Arc<Workers>>,
     ) -> Result<Subscription, SubscribeError> {
-        let entry = Arc::new(SubEntry::new(
-            self.hub.router.next_id(),
+        let entry = Arc::new(SubEntry::routed(
+            id,
             name,
             self.pattern,
             stats,
             sink,
+            typed,
             workers,
         ));
         if !self.hub.add_subscription(entry.clone()) {
@@ -612,11 +646,28 @@ impl<P: Payload> SubscribeBuilder<P> {
 }
 
 /// What a queued subscription's workers share: the stop flag a shutdown sets, and their
-/// count.
-#[derive(Default)]
+/// count; and the subscription's id and counters.
 struct Crew {
     stop: Arc<Stop>,
     workers: Arc<Workers>,
+    id: u64,
+    stats: Arc<SubStats>,
+}
+
+impl Crew {
+    fn new(hub: &Hub) -> Crew {
+        Crew {
+            stop: Arc::default(),
+            workers: Arc::default(),
+            id: hub.router.next_id(),
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// What the routes deliver to for a sink of one subscription: the sink itself.
+fn routed_self<P: Payload, S: Deliver<P>>(sink: &Arc<S>) -> Arc<dyn Deliver<P>> {
+    sink.clone()
 }
 
 /// A queued subscription's sink, and what each of its workers drains.

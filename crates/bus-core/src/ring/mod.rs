@@ -111,6 +111,17 @@ use crate::sink::Wait;
 
 /// The claim cursor's closed flag.
 const CLOSED: u64 = 1 << 63;
+/// Where a shared ring's member flags start in the claim cursor, and in a slot's
+/// published word its tag.
+const MEMBER_SHIFT: u32 = 55;
+/// The claim cursor's member flags: which members of a shared ring are live at a claim.
+const MEMBERS: u64 = 0xff << MEMBER_SHIFT;
+/// The sequence part of the claim cursor and of a slot's published word.
+const SEQ: u64 = (1 << MEMBER_SHIFT) - 1;
+/// The members a shared ring can have, one flag each.
+pub(crate) const MAX_MEMBERS: u32 = 8;
+/// The tag of an event for every reader (what [`Ring::push`] publishes with).
+pub(crate) const ALL: u8 = u8::MAX;
 /// A reader cursor's pin bit: the reader is reading slots from this position on.
 const PIN: u64 = 1 << 63;
 /// A reader cursor slot nobody holds.
@@ -204,7 +215,7 @@ impl<T> fmt::Debug for Ring<T> {
         f.debug_struct("Ring")
             .field("capacity", &self.slots.len())
             .field("overflow", &self.overflow)
-            .field("accepted", &(claim & !CLOSED))
+            .field("accepted", &(claim & SEQ))
             .field("closed", &(claim & CLOSED != 0))
             .finish_non_exhaustive()
     }
@@ -264,13 +275,13 @@ impl<T> Ring<T> {
 
     /// Events accepted so far (claimed: published, or being written).
     pub(crate) fn accepted(&self) -> u64 {
-        self.claim.load(Ordering::SeqCst) & !CLOSED
+        self.claim.load(Ordering::SeqCst) & SEQ
     }
 
     /// Stops intake: every later push gets its value back as [`Pushed::Closed`]. Returns
     /// the number of events accepted in all, which no push changes after this.
     pub(crate) fn close(&self) -> u64 {
-        let end = self.claim.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED;
+        let end = self.claim.fetch_or(CLOSED, Ordering::SeqCst) & SEQ;
         self.closed_hint.store(true, Ordering::SeqCst);
         self.not_empty.notify();
         self.not_full.notify();
@@ -298,7 +309,84 @@ impl<T> Ring<T> {
     /// `seq`, not overwritten: the gate keeps it).
     #[inline]
     fn is_published(&self, seq: u64) -> bool {
-        self.slot(seq).published.load(Ordering::Acquire) == seq + 1
+        self.tag_if_published(seq).is_some()
+    }
+
+    /// The tag of the event of sequence `seq` if it is published (see
+    /// [`is_published`](Self::is_published)).
+    #[inline]
+    fn tag_if_published(&self, seq: u64) -> Option<u8> {
+        let word = self.slot(seq).published.load(Ordering::Acquire);
+        (word & SEQ == seq + 1).then_some(members_of(word))
+    }
+
+    /// The tag of accepted event `seq`, waiting while its publisher writes it; `None` once
+    /// its slot holds a later event. Reads only the slot's published word, never the value,
+    /// so any thread may ask: [`shared`](crate::fanout) rings count with it what a member
+    /// has left unread.
+    pub(crate) fn tag_at(&self, seq: u64) -> Option<u8> {
+        let mut round = 0;
+        loop {
+            let word = self.slot(seq).published.load(Ordering::Acquire);
+            match (word & SEQ).cmp(&(seq + 1)) {
+                std::cmp::Ordering::Equal => return Some(members_of(word)),
+                std::cmp::Ordering::Greater => return None,
+                // Claimed (`seq` is accepted), so its publisher is between claim and publish.
+                std::cmp::Ordering::Less => backoff(&mut round),
+            }
+        }
+    }
+
+    /// Flags member `bit` live in the claim word unless the ring is closed: every claim
+    /// from the answered sequence on counts the member, none before it does. `None` when
+    /// closed.
+    fn flag_member(&self, bit: u32) -> Option<u64> {
+        let flag = 1u64 << (MEMBER_SHIFT + bit);
+        let mut word = self.claim.load(Ordering::SeqCst);
+        loop {
+            if word & CLOSED != 0 {
+                return None;
+            }
+            match self
+                .claim
+                .compare_exchange(word, word | flag, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(word & SEQ),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Member `bit` leaves: claims from the answered sequence on no longer count it, so it
+    /// reads up to there and no further. The last member to leave closes the ring in the
+    /// same step. On a closed ring this answers the final count.
+    pub(crate) fn leave_member(&self, bit: u32) -> u64 {
+        let flag = 1u64 << (MEMBER_SHIFT + bit);
+        let mut word = self.claim.load(Ordering::SeqCst);
+        loop {
+            if word & CLOSED != 0 {
+                return word & SEQ;
+            }
+            let mut next = word & !flag;
+            if next & MEMBERS == 0 {
+                next |= CLOSED;
+            }
+            match self
+                .claim
+                .compare_exchange(word, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    if next & CLOSED != 0 {
+                        self.closed_hint.store(true, Ordering::SeqCst);
+                        self.not_full.notify();
+                    }
+                    // Its reader may sleep: let it look at its end (a fence, then notify).
+                    self.nudge();
+                    return word & SEQ;
+                }
+                Err(now) => word = now,
+            }
+        }
     }
 
     /// Closed, and `pos` is at the end of what was accepted. Reads the claim only once the
@@ -309,7 +397,7 @@ impl<T> Ring<T> {
             return false;
         }
         let claim = self.claim.load(Ordering::SeqCst);
-        claim & CLOSED != 0 && pos >= claim & !CLOSED
+        claim & CLOSED != 0 && pos >= claim & SEQ
     }
 
     /// A reader at `pos` need not sleep: the event there is claimed (published, or a few
@@ -317,7 +405,7 @@ impl<T> Ring<T> {
     #[inline]
     fn wakes(&self, pos: u64) -> bool {
         let claim = self.claim.load(Ordering::SeqCst);
-        claim & CLOSED != 0 || claim > pos
+        claim & CLOSED != 0 || claim & SEQ > pos
     }
 
     /// Events accepted that the slowest live reader has not passed yet (0 with no reader).
@@ -380,21 +468,34 @@ impl<T> Ring<T> {
         if self.overflow == Overflow::DropOldest {
             return self.push_displacing(value);
         }
+        self.push_tagged(value, wait, ALL).0
+    }
+
+    /// [`push`](Self::push) for a ring shared by members (not under `DropOldest`): the
+    /// event is for the members flagged in `tag` (one bit each) that are live at its claim,
+    /// and published with that set as its tag, which a push that went through answers: the
+    /// members that read it (see [`Reader::join_member`]). A ring without members keeps
+    /// `tag` as given.
+    #[inline]
+    pub(crate) fn push_tagged(&self, value: T, wait: Wait, tag: u8) -> (Pushed<T>, u8) {
+        debug_assert!(self.overflow != Overflow::DropOldest);
         match self.try_claim() {
-            Claim::Claimed(seq) => {
-                self.write(seq, value);
-                Pushed::Queued
+            Claim::Claimed(word) => {
+                let tag = tag_for(word, tag);
+                self.write(word & SEQ, value, tag);
+                (Pushed::Queued, tag)
             }
-            Claim::Closed => Pushed::Closed(value),
+            Claim::Closed => (Pushed::Closed(value), 0),
             Claim::Full => match (self.overflow, wait) {
-                (Overflow::Block, Wait::Block) => self.push_waiting(value),
-                (Overflow::Block, Wait::Never) => Pushed::WouldBlock(value),
-                _ => Pushed::Full(value),
+                (Overflow::Block, Wait::Block) => self.push_waiting(value, tag),
+                (Overflow::Block, Wait::Never) => (Pushed::WouldBlock(value), 0),
+                _ => (Pushed::Full(value), 0),
             },
         }
     }
 
-    /// Claims the next sequence if no reader would be passed.
+    /// Claims the next sequence if no reader would be passed; a claim answers the whole
+    /// claim word it replaced (its sequence and the members live at it).
     #[inline]
     fn try_claim(&self) -> Claim {
         let cap = self.limit;
@@ -403,8 +504,8 @@ impl<T> Ring<T> {
             if claim & CLOSED != 0 {
                 return Claim::Closed;
             }
-            if claim >= self.gate.load(Ordering::SeqCst) + cap
-                && claim >= self.refresh_gate(claim) + cap
+            let seq = claim & SEQ;
+            if seq >= self.gate.load(Ordering::SeqCst) + cap && seq >= self.refresh_gate(seq) + cap
             {
                 return Claim::Full;
             }
@@ -419,18 +520,19 @@ impl<T> Ring<T> {
     }
 
     #[cold]
-    fn push_waiting(&self, value: T) -> Pushed<T> {
+    fn push_waiting(&self, value: T, tag: u8) -> (Pushed<T>, u8) {
         let claimed = self.not_full.wait_until(None, || match self.try_claim() {
             Claim::Full => None,
             other => Some(other),
         });
         match claimed {
-            Some(Claim::Claimed(seq)) => {
-                self.write(seq, value);
-                Pushed::Queued
+            Some(Claim::Claimed(word)) => {
+                let tag = tag_for(word, tag);
+                self.write(word & SEQ, value, tag);
+                (Pushed::Queued, tag)
             }
             // Without a deadline the wait answers only Claimed or Closed.
-            _ => Pushed::Closed(value),
+            _ => (Pushed::Closed(value), 0),
         }
     }
 
@@ -449,10 +551,11 @@ impl<T> Ring<T> {
                 Err(now) => claim = now,
             }
         }
+        let claim = claim & SEQ;
         let cap = self.limit;
         let displaced =
             claim >= self.gate.load(Ordering::SeqCst) + cap && self.move_laggards(claim);
-        self.write(claim, value);
+        self.write(claim, value, ALL);
         if displaced {
             Pushed::Displaced
         } else {
@@ -507,15 +610,15 @@ impl<T> Ring<T> {
         moved
     }
 
-    /// Writes the value of claimed sequence `seq` and publishes it.
+    /// Writes the value of claimed sequence `seq` and publishes it with `tag`.
     #[inline]
-    fn write(&self, seq: u64, value: T) {
+    fn write(&self, seq: u64, value: T, tag: u8) {
         let slot = self.slot(seq);
         let cap = self.slots_u64();
         let previous = if seq >= cap { seq - cap + 1 } else { 0 };
         // The previous occupant's publisher may still be writing it (it claimed first).
         let mut round = 0;
-        while slot.published.load(Ordering::Acquire) != previous {
+        while slot.published.load(Ordering::Acquire) & SEQ != previous {
             backoff(&mut round);
         }
         let old = slot.value.with_mut(|p| {
@@ -539,7 +642,8 @@ impl<T> Ring<T> {
         // docs). A Release store would do for the sleepers (they count a claimed event as
         // ready), but the models find a reader that then misses a DropOldest move or a
         // joining reader's start, so the publish stays in the SeqCst order.
-        slot.published.swap(seq + 1, Ordering::SeqCst);
+        slot.published
+            .swap((seq + 1) | u64::from(tag) << MEMBER_SHIFT, Ordering::SeqCst);
         self.not_empty.notify();
         // The displaced value is dropped after the publish, so a slow Drop delays no reader.
         drop(old);
@@ -547,9 +651,27 @@ impl<T> Ring<T> {
 }
 
 enum Claim {
+    /// The claim word replaced: the sequence claimed, and the members live at it.
     Claimed(u64),
     Full,
     Closed,
+}
+
+/// The members flagged in a claim word (or the tag in a slot's published word).
+#[inline]
+fn members_of(word: u64) -> u8 {
+    ((word & MEMBERS) >> MEMBER_SHIFT) as u8
+}
+
+/// The tag an event claimed with claim word `word` is published with: the members `tag`
+/// names that are live at the claim, on a shared ring; `tag` itself on any other.
+#[inline]
+fn tag_for(word: u64, tag: u8) -> u8 {
+    if word & MEMBERS == 0 {
+        tag
+    } else {
+        tag & members_of(word)
+    }
 }
 
 impl<T> Drop for Ring<T> {
@@ -584,9 +706,10 @@ impl<T: Send + Sync> crate::sink::Room for Ring<T> {
 
     fn has_room(&self) -> bool {
         let claim = self.claim.load(Ordering::SeqCst);
+        let seq = claim & SEQ;
         claim & CLOSED != 0
             || self.overflow != Overflow::Block
-            || claim < self.refresh_gate(claim) + self.limit
+            || seq < self.refresh_gate(seq) + self.limit
     }
 }
 
@@ -637,9 +760,9 @@ impl<T> Reader<T> {
     /// weaker model loom checks (it treats `SeqCst` accesses as `AcqRel`), and the scans
     /// are off the hot path.
     pub(crate) fn join(ring: &Arc<Ring<T>>) -> Reader<T> {
-        let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & !CLOSED);
+        let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & SEQ);
         fence(Ordering::SeqCst);
-        let start = ring.claim.load(Ordering::SeqCst) & !CLOSED;
+        let start = ring.claim.load(Ordering::SeqCst) & SEQ;
         // A DropOldest publisher may have moved the cursor since the registration: keep
         // the larger of its move and the start (no pin can be set yet: only we pin).
         let was = cursor.fetch_max(start, Ordering::SeqCst);
@@ -650,6 +773,28 @@ impl<T> Reader<T> {
             lost: 0,
             joined: true,
         }
+    }
+
+    /// Joins `ring` as member `bit` of a shared ring: as [`join`](Self::join), with the
+    /// member's flag set in the claim word by the step that fixes where it starts, so the
+    /// members a push counts ([`Ring::push_tagged`]) are exactly those that read it.
+    /// `None` if the ring is closed.
+    pub(crate) fn join_member(ring: &Arc<Ring<T>>, bit: u32) -> Option<Reader<T>> {
+        debug_assert!(bit < MAX_MEMBERS && ring.overflow != Overflow::DropOldest);
+        let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & SEQ);
+        fence(Ordering::SeqCst);
+        let Some(start) = ring.flag_member(bit) else {
+            cursor.store(FREE, Ordering::SeqCst);
+            return None;
+        };
+        cursor.store(start, Ordering::SeqCst);
+        Some(Reader {
+            ring: Arc::clone(ring),
+            cursor: NonNull::from(cursor),
+            pos: start,
+            lost: 0,
+            joined: true,
+        })
     }
 
     #[inline]
@@ -695,6 +840,13 @@ impl<T> Reader<T> {
     /// waiting for room are woken by each event read.
     #[inline]
     pub(crate) fn read_batch_seq(&mut self, max: usize, mut f: impl FnMut(u64, &T)) -> Read {
+        self.read_batch_tagged(max, |seq, _, v| f(seq, v))
+    }
+
+    /// [`read_batch_seq`](Self::read_batch_seq), handing `f` each event's tag too (see
+    /// [`Ring::push_tagged`]).
+    #[inline]
+    pub(crate) fn read_batch_tagged(&mut self, max: usize, mut f: impl FnMut(u64, u8, &T)) -> Read {
         if max == 0 {
             return Read::Empty;
         }
@@ -707,7 +859,7 @@ impl<T> Reader<T> {
             if !self.ring.is_published(pos) {
                 // A slot showing a later sequence was overwritten: only after a move,
                 // which `catch_up` sees on the next round.
-                if pins && self.ring.slot(pos).published.load(Ordering::Acquire) > pos + 1 {
+                if pins && self.ring.slot(pos).published.load(Ordering::Acquire) & SEQ > pos + 1 {
                     continue;
                 }
                 return if self.ring.ended_at(pos) {
@@ -736,9 +888,9 @@ impl<T> Reader<T> {
             let pin = if pins { PIN } else { 0 };
             while batch.read < max {
                 let seq = pos + batch.read as u64;
-                if !ring.is_published(seq) {
+                let Some(tag) = ring.tag_if_published(seq) else {
                     break;
-                }
+                };
                 if batch.read > 0 {
                     // Done with `seq - 1`: a SeqCst RMW, so the notification needs no fence.
                     // Still pinned under DropOldest, at a later position.
@@ -754,7 +906,7 @@ impl<T> Reader<T> {
                     // Reject, and under DropOldest the cursor is pinned there, so no
                     // publisher can move it past `seq` until this event is done (module
                     // docs). The reference does not outlive this closure.
-                    f(seq, unsafe { (*p).assume_init_ref() })
+                    f(seq, tag, unsafe { (*p).assume_init_ref() })
                 });
             }
             let read = batch.read;
@@ -778,6 +930,11 @@ impl<T> Reader<T> {
         self.read_batch(max, f)
     }
 
+    /// The ring it reads.
+    pub(crate) fn ring(&self) -> &Ring<T> {
+        &self.ring
+    }
+
     /// The next sequence this reader reads (as it last left its cursor).
     pub(crate) fn position(&self) -> u64 {
         self.pos
@@ -786,6 +943,12 @@ impl<T> Reader<T> {
     /// Blocks until [`read_batch`](Self::read_batch) would find an event or the end, or
     /// `deadline` passes.
     pub(crate) fn wait(&self, deadline: Option<Instant>) {
+        self.wait_or(deadline, || false)
+    }
+
+    /// [`wait`](Self::wait), also ending when `done` says so; whoever makes `done` true
+    /// then calls [`Ring::nudge`] (or leaves a member, which does).
+    pub(crate) fn wait_or(&self, deadline: Option<Instant>, done: impl Fn() -> bool) {
         let ring = &*self.ring;
         let cursor = self.cursor();
         let pos = self.pos;
@@ -794,12 +957,16 @@ impl<T> Reader<T> {
         // Spinning, look at the slot and the close hint only: the claim's line is the one
         // every publisher writes, and polling it slows them. Before parking, a claim still
         // being written counts too (module docs).
-        let likely =
-            || ring.is_published(pos) || ring.closed_hint.load(Ordering::Acquire) || moved();
+        let likely = || {
+            ring.is_published(pos) || ring.closed_hint.load(Ordering::Acquire) || moved() || done()
+        };
         ring.not_empty.wait_until_with(deadline, likely, || {
             // A move (DropOldest) puts the reader somewhere else: let the read sort it out.
-            (moved() || ring.wakes(pos)).then_some(())
+            (moved() || ring.wakes(pos) || done()).then_some(())
         });
+        if done() {
+            return;
+        }
         // Claimed but not yet published: its publisher is between claim and publish.
         let mut round = 0;
         while round < 12 && !ring.is_published(pos) && !ring.ended_at(pos) && ring.wakes(pos) {
