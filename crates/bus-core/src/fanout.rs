@@ -286,3 +286,113 @@ impl<P: Payload> Sink for FanMember<P> {
         usize::try_from(left).unwrap_or(usize::MAX) + self.stop.take_abandoned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use syncbus_envelope::{Bytes, EventType, Metadata, Topic};
+
+    use super::*;
+    use crate::router::{Router, SubEntry};
+
+    fn member(rings: &FanRings, pattern: &str, capacity: usize, id: u64) -> FanMember<Bytes> {
+        let pattern = Pattern::new(pattern).unwrap();
+        let member = (id, Arc::default());
+        let crew = (Arc::default(), Arc::default());
+        rings.join(&pattern, capacity, member, crew).unwrap().0
+    }
+
+    #[derive(Clone, Debug)]
+    struct Tick;
+    impl syncbus_envelope::Event for Tick {
+        const TYPE: &'static str = "clock.tick";
+    }
+
+    fn bytes(b: &'static [u8]) -> Option<Envelope<Bytes>> {
+        let meta = Metadata::new(EventType::new("clock.tick").unwrap());
+        Some(Envelope::new(meta, Bytes::from_static(b)))
+    }
+
+    fn same(a: &FanMember<Bytes>, b: &FanMember<Bytes>) -> bool {
+        Arc::ptr_eq(&a.fan, &b.fan)
+    }
+
+    #[test]
+    fn one_pattern_type_and_capacity_share_a_ring_and_the_route_holds_it_once() {
+        let rings = FanRings::default();
+        let a = member(&rings, "clock.>", 8, 1);
+        let b = member(&rings, "clock.>", 8, 2);
+        assert!(same(&a, &b));
+        assert!(
+            !same(&a, &member(&rings, "clock.>", 16, 3)),
+            "another capacity"
+        );
+        assert!(
+            !same(&a, &member(&rings, "clock.*", 8, 4)),
+            "another pattern"
+        );
+        let other_type = rings
+            .join::<Tick>(
+                &Pattern::new("clock.>").unwrap(),
+                8,
+                (5, Arc::default()),
+                (Arc::default(), Arc::default()),
+            )
+            .unwrap()
+            .0;
+        let any: Arc<dyn Any + Send + Sync> = other_type.fan.clone();
+        assert!(any.downcast::<FanRing<Bytes>>().is_err(), "another type");
+
+        let router = Router::new();
+        for (id, m) in [(1, a), (2, b)] {
+            let delivery = m.delivery();
+            let pattern = Pattern::new("clock.>").unwrap();
+            let stats = Arc::default();
+            let entry =
+                SubEntry::routed(id, "m".into(), pattern, stats, Arc::new(m), delivery, None);
+            router.add(Arc::new(entry));
+        }
+        let (_, route) = router.route_of(&Topic::new("clock.tick").unwrap());
+        let group = route.group::<Bytes>().expect("a group of Bytes");
+        assert_eq!(group.sinks().len(), 1, "one push for both");
+        assert_eq!(group.sinks()[0].id, 1, "where the first stands");
+    }
+
+    #[test]
+    fn flags_are_never_handed_out_twice_so_a_ninth_member_starts_a_ring() {
+        let rings = FanRings::default();
+        let first = member(&rings, "clock.tick", 4, 0);
+        let mut members = vec![];
+        for id in 1..MAX_MEMBERS as u64 {
+            members.push(member(&rings, "clock.tick", 4, id));
+        }
+        assert!(members.iter().all(|m| same(m, &first)));
+        // A member that leaves frees no flag.
+        members.pop().unwrap().close();
+        let ninth = member(&rings, "clock.tick", 4, 9);
+        assert!(!same(&ninth, &first));
+        assert!(same(&member(&rings, "clock.tick", 4, 10), &ninth));
+    }
+
+    #[test]
+    fn the_last_member_to_leave_closes_the_ring_and_a_newcomer_gets_a_fresh_one() {
+        let rings = FanRings::default();
+        let a = member(&rings, "clock.tick", 4, 1);
+        let b = member(&rings, "clock.tick", 4, 2);
+        a.close();
+        a.close(); // twice (unsubscribe, then shutdown): still one leave
+        assert_eq!(a.fan.members().unwrap().len(), 1);
+        let mut slot = bytes(b"x");
+        let took = a
+            .fan
+            .deliver(&mut slot, Take::Move, Pack::Whole, Wait::Never);
+        assert_eq!(took, Delivered::Fanned(1), "b only");
+        b.close();
+        let mut slot = bytes(b"y");
+        let took = b
+            .fan
+            .deliver(&mut slot, Take::Move, Pack::Whole, Wait::Never);
+        assert_eq!(took, Delivered::Closed);
+        assert!(slot.is_some(), "handed back");
+        assert!(!same(&member(&rings, "clock.tick", 4, 3), &b));
+    }
+}

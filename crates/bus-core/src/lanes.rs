@@ -17,13 +17,18 @@
 //! for the event in hand before moving the reader on, and a `DropOldest` publish must never
 //! wait for a handler.
 //!
+//! A subscription that shares its ring with others of its pattern, type and capacity
+//! ([`fanout`](crate::fanout)) has a lane like these, with its member flag as the lane's
+//! mask and the sequence it left at as its end: the same worker loop reads it.
+//!
 //! # Exact counts at shutdown
 //!
 //! Each lane records how far its worker has taken events (`taken`, stored before each
 //! handler runs). When a shutdown's deadline passes, the worker stops before the next event
 //! and, leaving the ring, counts what it had not taken; if it is still inside a handler when
-//! the report is made, the report counts `accepted - taken` for it instead. A swap of
-//! `counted` decides which of the two counts, so every event is handled or reported once.
+//! the report is made, the report counts `accepted - taken` for it instead (on a shared
+//! ring, the events from `taken` on whose tag has its flag). A swap of `counted` decides
+//! which of the two counts, so every event is handled or reported once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -240,3 +240,96 @@ fn two_publishers_lap_each_other() {
         }
     });
 }
+
+/// A member leaves while a publisher pushes two events and another member stays: each push
+/// counts exactly the members that read it, and the one leaving reads a prefix.
+#[test]
+fn a_member_leaving_races_a_publisher_and_every_count_is_exact() {
+    model(3, || {
+        let ring = Arc::new(Ring::new(4, Overflow::Block));
+        let mut stays = Reader::join_member(&ring, 0).unwrap();
+        let mut leaves = Reader::join_member(&ring, 1).unwrap();
+        let publisher = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                (1..=2u64)
+                    .map(|v| ring.push_tagged(v, Wait::Never, super::ALL).1)
+                    .collect::<Vec<u8>>()
+            })
+        };
+        let leaving = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let end = ring.leave_member(1);
+                let mut got = Vec::new();
+                while leaves.position() < end {
+                    leaves.read_batch_tagged(1, |_, tag, &v| {
+                        if tag & 0b10 != 0 {
+                            got.push(v);
+                        }
+                    });
+                    thread::yield_now();
+                }
+                (end, got)
+            })
+        };
+        let counts = publisher.join().unwrap();
+        let (end, left_with) = leaving.join().unwrap();
+        let mut stayed_with = Vec::new();
+        while stayed_with.len() < 2 {
+            stays.read_batch_tagged(4, |_, tag, &v| {
+                assert!(tag & 0b01 != 0, "every event is the staying member's");
+                stayed_with.push(v);
+            });
+            thread::yield_now();
+        }
+        assert_eq!(stayed_with, vec![1, 2]);
+        assert_eq!(
+            left_with,
+            (1..=end).collect::<Vec<_>>(),
+            "a prefix up to its leave"
+        );
+        for (v, count) in (1..=2u64).zip(counts) {
+            let read_by_leaver = left_with.contains(&v);
+            assert_eq!(count, 0b01 | if read_by_leaver { 0b10 } else { 0 });
+        }
+    });
+}
+
+/// A member joins while a publisher pushes two events: it reads exactly the events whose
+/// push counted it, a suffix.
+#[test]
+fn a_member_joining_races_a_publisher_and_every_count_is_exact() {
+    model(3, || {
+        let ring = Arc::new(Ring::new(4, Overflow::Block));
+        let mut first = Reader::join_member(&ring, 0).unwrap();
+        let publisher = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                (1..=2u64)
+                    .map(|v| ring.push_tagged(v, Wait::Never, super::ALL).1)
+                    .collect::<Vec<u8>>()
+            })
+        };
+        let mut late = Reader::join_member(&ring, 1).unwrap();
+        let counts = publisher.join().unwrap();
+        let mut got = Vec::new();
+        while late.position() < 2 {
+            late.read_batch_tagged(4, |_, tag, &v| {
+                if tag & 0b10 != 0 {
+                    got.push(v);
+                }
+            });
+            thread::yield_now();
+        }
+        assert_eq!(read_n(&mut first, 2, 4), vec![1, 2]);
+        for (v, count) in (1..=2u64).zip(counts) {
+            let read_by_late = got.contains(&v);
+            assert_eq!(count, 0b01 | if read_by_late { 0b10 } else { 0 });
+        }
+        assert!(
+            got.is_empty() || *got.last().unwrap() == 2,
+            "a suffix: {got:?}"
+        );
+    });
+}

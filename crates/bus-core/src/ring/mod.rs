@@ -48,6 +48,20 @@
 //! with none joined, the ring wraps freely and events nobody could read are overwritten
 //! (a reader joins at the tail, so it never sees them anyway).
 //!
+//! # Members of a shared ring
+//!
+//! A ring several subscriptions share ([`fanout`](crate::fanout)) gives each reader a
+//! member flag, one of [`MAX_MEMBERS`] bits of the claim cursor below the closed flag (the
+//! sequence takes the 55 bits below them). [`Reader::join_member`] sets its flag with the
+//! compare-and-swap that fixes where it starts, and [`Ring::leave_member`] clears it with
+//! the one that fixes where it stops (the last to leave sets the closed flag in the same
+//! step). So a claim sees exactly the members that will read its event: the push publishes
+//! the event with a tag, the members it was meant for that were live at the claim, in the
+//! top bits of the slot's published word (the same swap), and answers that tag. A member
+//! handles the events whose tag has its flag and passes the others by. Any thread may read
+//! a tag ([`Ring::tag_at`]): it is an atomic, never the value. A ring without members
+//! publishes every event with the tag [`ALL`].
+//!
 //! # DropOldest without reading an overwritten slot
 //!
 //! Under `DropOldest` a publisher changes other readers' cursors, so a reader must not touch

@@ -3,7 +3,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Left, Read, Reader, Ring};
+use super::{Left, Read, Reader, Ring, ALL};
 use crate::overflow::Overflow;
 use crate::queue::Pushed;
 use crate::sink::Wait;
@@ -773,4 +773,79 @@ fn fan_out_timing() {
         let queue_ns = start.elapsed().as_nanos() as f64 / N as f64;
         println!("1 -> 2 fan-out: ring {ring_ns:.1} ns/event, a Queue per consumer {queue_ns:.1} ns/event");
     }
+}
+
+/// Everything a member can read now that is tagged for it (flag `bit`), in order.
+fn drain_member<T: Clone>(reader: &mut Reader<T>, bit: u32) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Read::Got(_) = reader.read_batch_tagged(usize::MAX, |_, tag, v| {
+        if tag & (1 << bit) != 0 {
+            out.push(v.clone());
+        }
+    }) {}
+    out
+}
+
+#[test]
+fn a_push_counts_the_members_live_at_its_claim_and_tags_the_event_for_them() {
+    let ring = ring::<u64>(8, Overflow::Block);
+    let mut a = Reader::join_member(&ring, 0).unwrap();
+    let (pushed, took) = ring.push_tagged(1, Wait::Never, ALL);
+    queued(pushed);
+    assert_eq!(took, 0b01);
+    let mut b = Reader::join_member(&ring, 1).unwrap();
+    assert_eq!(b.position(), 1, "a member starts at its join");
+    assert_eq!(ring.push_tagged(2, Wait::Never, ALL).1, 0b11);
+    // Targeted at b alone; a passes it by.
+    assert_eq!(ring.push_tagged(3, Wait::Never, 0b10).1, 0b10);
+    let end = ring.leave_member(0);
+    assert_eq!(end, 3, "a reads up to its leave");
+    assert_eq!(ring.push_tagged(4, Wait::Never, ALL).1, 0b10);
+    // Targeted at a member that left: in the ring, for nobody.
+    assert_eq!(ring.push_tagged(5, Wait::Never, 0b01).1, 0);
+    assert_eq!(drain_member(&mut a, 0), vec![1, 2]);
+    assert_eq!(drain_member(&mut b, 1), vec![2, 3, 4]);
+    // By sequence: events 2, 4 and 5 were claimed as 1, 3 and 4.
+    assert_eq!(ring.tag_at(1), Some(0b11));
+    assert_eq!(ring.tag_at(3), Some(0b10));
+    assert_eq!(ring.tag_at(4), Some(0));
+    assert_eq!(ring.accepted(), 5);
+}
+
+#[test]
+fn the_last_member_to_leave_closes_the_ring_and_no_member_joins_a_closed_one() {
+    let ring = ring::<u64>(4, Overflow::Block);
+    let _a = Reader::join_member(&ring, 0).unwrap();
+    let _b = Reader::join_member(&ring, 1).unwrap();
+    queued(ring.push_tagged(1, Wait::Never, ALL).0);
+    assert_eq!(ring.leave_member(0), 1);
+    queued(ring.push_tagged(2, Wait::Never, ALL).0);
+    assert_eq!(ring.leave_member(1), 2);
+    assert!(matches!(
+        ring.push_tagged(3, Wait::Never, ALL).0,
+        Pushed::Closed(3)
+    ));
+    assert!(Reader::join_member(&ring, 2).is_none());
+    assert_eq!(
+        ring.leave_member(1),
+        2,
+        "a closed ring answers its final count"
+    );
+}
+
+#[test]
+fn a_shared_ring_waits_for_its_slowest_member() {
+    let ring = ring::<u64>(2, Overflow::Block);
+    let mut fast = Reader::join_member(&ring, 0).unwrap();
+    let mut slow = Reader::join_member(&ring, 1).unwrap();
+    for v in 0..2 {
+        queued(ring.push_tagged(v, Wait::Never, ALL).0);
+    }
+    assert_eq!(drain_member(&mut fast, 0), vec![0, 1]);
+    assert!(matches!(
+        ring.push_tagged(2, Wait::Never, ALL).0,
+        Pushed::WouldBlock(2)
+    ));
+    assert_eq!(drain_member(&mut slow, 1), vec![0, 1]);
+    queued(ring.push_tagged(2, Wait::Never, ALL).0);
 }
