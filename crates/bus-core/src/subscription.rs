@@ -339,6 +339,12 @@ impl<P: Payload> SubscribeBuilder<P> {
     /// Queues events for worker threads running `handler`: `workers` threads on one queue,
     /// or one thread per lane when [`keyed`](Self::keyed).
     ///
+    /// Subscriptions with one worker under [`Overflow::Block`] (the default) on the same
+    /// pattern, payload type and capacity read one shared ring: a publish writes the event
+    /// once for all of them and each worker reads it in place. Each still gets every event,
+    /// in order, and counts in the publish's `Ok(n)`; as with a ring each, a full `Block`
+    /// publish waits for the slowest.
+    ///
     /// # Examples
     ///
     /// ```
@@ -348,7 +354,8 @@ impl<P: Payload> SubscribeBuilder<P> {
     /// # impl syncbus_core::Event for Ping { const TYPE: &'static str = "ping"; }
     /// let bus = Bus::new();
     /// let _sub = bus.subscribe::<Ping>("ping")?.queued(|_| println!("ping"))?;
-    /// bus.blocking_publish(Ping)?;
+    /// let _audit = bus.subscribe::<Ping>("ping")?.queued(|_| println!("audit"))?;
+    /// assert_eq!(bus.blocking_publish(Ping)?, 2); // one ring, two handlers
     /// assert!(bus.blocking_shutdown(Duration::from_secs(5)).is_clean());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -975,8 +975,10 @@ impl<T> Reader<T> {
             ring.is_published(pos) || ring.closed_hint.load(Ordering::Acquire) || moved() || done()
         };
         ring.not_empty.wait_until_with(deadline, likely, || {
-            // A move (DropOldest) puts the reader somewhere else: let the read sort it out.
-            (moved() || ring.wakes(pos) || done()).then_some(())
+            // A published event needs no look at the claim's line (the spin's usual way
+            // out). A move (DropOldest) puts the reader somewhere else: let the read sort
+            // it out.
+            (ring.is_published(pos) || moved() || done() || ring.wakes(pos)).then_some(())
         });
         if done() {
             return;
