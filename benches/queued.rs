@@ -7,8 +7,10 @@
 //!
 //! Groups, syncbus and its peers side by side:
 //! - `queued_1to1`: one queued subscription (thread worker, capacity 1024, `Overflow::Block`)
-//!   vs crossbeam-channel, std `sync_channel`, flume, an rtrb SPSC ring with a busy-polling
-//!   consumer (the practical limit), and tokio mpsc with a consumer task on 2 workers.
+//!   vs crossbeam-channel (also moving the event padded to an envelope's 128 bytes, as a
+//!   ring slot holds: `crossbeam_bounded_envelope_sized`), std `sync_channel`, flume, an
+//!   rtrb SPSC ring with a busy-polling consumer (the practical limit), and tokio mpsc with
+//!   a consumer task on 2 workers.
 //! - `async_1to1`: `queued_async` on a 2-worker tokio runtime vs tokio mpsc on the same
 //!   runtime, with the producer on a plain thread and as a task (`publish(..).await`, awaiting
 //!   room like tokio's `send().await`).
@@ -49,6 +51,14 @@ impl Event for Ev {
     fn encode(&self) -> Option<Result<Encoded, EncodeError>> {
         Some(Encoded::json(self))
     }
+}
+
+/// The bench's event padded to the size of a syncbus envelope (128 bytes), for the peer
+/// that moves as many bytes per event as a ring slot holds.
+#[derive(Clone)]
+struct Wide {
+    ev: Ev,
+    _pad: [u64; 14],
 }
 
 /// The same shape without `Event::encode`: a tap sees it with its metadata and no payload,
@@ -215,6 +225,19 @@ fn queued_1to1(c: &mut Criterion) {
     bench_channel(&mut group, "crossbeam_bounded", rx, move |ev| {
         tx.send(ev).unwrap()
     });
+    assert_eq!(
+        std::mem::size_of::<Wide>(),
+        std::mem::size_of::<syncbus::Envelope<Ev>>(),
+        "the padded event is as large as an envelope"
+    );
+    let (tx, rx) = crossbeam_channel::bounded::<Wide>(CAPACITY);
+    let rx = rx.into_iter().map(|wide| wide.ev);
+    bench_channel(
+        &mut group,
+        "crossbeam_bounded_envelope_sized",
+        rx,
+        move |ev| tx.send(Wide { ev, _pad: [0; 14] }).unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::sync_channel::<Ev>(CAPACITY);
     bench_channel(&mut group, "std_sync_channel", rx, move |ev| {
         tx.send(ev).unwrap()

@@ -241,6 +241,17 @@ fn two_publishers_lap_each_other() {
     });
 }
 
+/// Pushes events 1 and 2 for every member from another thread, answering each push's
+/// count (the members it was for).
+fn push_two_tagged(ring: &Arc<Ring<u64>>) -> thread::JoinHandle<Vec<u8>> {
+    let ring = Arc::clone(ring);
+    thread::spawn(move || {
+        (1..=2u64)
+            .map(|v| ring.push_tagged(v, Wait::Never, super::ALL).1)
+            .collect()
+    })
+}
+
 /// A member leaves while a publisher pushes two events and another member stays: each push
 /// counts exactly the members that read it, and the one leaving reads a prefix.
 #[test]
@@ -249,14 +260,7 @@ fn a_member_leaving_races_a_publisher_and_every_count_is_exact() {
         let ring = Arc::new(Ring::new(4, Overflow::Block));
         let mut stays = Reader::join_member(&ring, 0).unwrap();
         let mut leaves = Reader::join_member(&ring, 1).unwrap();
-        let publisher = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                (1..=2u64)
-                    .map(|v| ring.push_tagged(v, Wait::Never, super::ALL).1)
-                    .collect::<Vec<u8>>()
-            })
-        };
+        let publisher = push_two_tagged(&ring);
         let leaving = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
@@ -303,14 +307,7 @@ fn a_member_joining_races_a_publisher_and_every_count_is_exact() {
     model(3, || {
         let ring = Arc::new(Ring::new(4, Overflow::Block));
         let mut first = Reader::join_member(&ring, 0).unwrap();
-        let publisher = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                (1..=2u64)
-                    .map(|v| ring.push_tagged(v, Wait::Never, super::ALL).1)
-                    .collect::<Vec<u8>>()
-            })
-        };
+        let publisher = push_two_tagged(&ring);
         let mut late = Reader::join_member(&ring, 1).unwrap();
         let counts = publisher.join().unwrap();
         let mut got = Vec::new();
