@@ -187,13 +187,10 @@ impl<P: Payload> FanRing<P> {
     /// Waits for room where this thread may ([`BlockOn`]).
     #[cold]
     fn push_blocking(&self, env: Envelope<P>, tag: u8) -> (Pushed<Envelope<P>>, u8) {
-        match BlockOn::here(Drainer::Threads) {
-            BlockOn::OffWorker => {
-                tokio::task::block_in_place(|| self.ring.push_tagged(env, Wait::Block, tag))
-            }
-            BlockOn::Refused => (Pushed::WouldBlock(env), 0),
-            BlockOn::Thread => self.ring.push_tagged(env, Wait::Block, tag),
-        }
+        let push = |env| self.ring.push_tagged(env, Wait::Block, tag);
+        BlockOn::push(Drainer::Threads, env, push, |env| {
+            (Pushed::WouldBlock(env), 0)
+        })
     }
 }
 

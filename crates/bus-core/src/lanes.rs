@@ -209,11 +209,8 @@ impl<P: Payload> RingSink<P> {
     /// Waits for room in `ring` where this thread may ([`BlockOn`]).
     #[cold]
     fn push_blocking(&self, ring: &Ring<Envelope<P>>, env: Envelope<P>) -> Pushed<Envelope<P>> {
-        match BlockOn::here(self.drainer) {
-            BlockOn::OffWorker => tokio::task::block_in_place(|| ring.push(env, Wait::Block)),
-            BlockOn::Refused => Pushed::WouldBlock(env),
-            BlockOn::Thread => ring.push(env, Wait::Block),
-        }
+        let push = |env| ring.push(env, Wait::Block);
+        BlockOn::push(self.drainer, env, push, Pushed::WouldBlock)
     }
 }
 

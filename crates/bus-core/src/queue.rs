@@ -100,6 +100,22 @@ impl BlockOn {
             _ => BlockOn::Thread,
         }
     }
+
+    /// Runs `push`, which waits for room, on `value` where this thread may wait (off a
+    /// multi-thread runtime's worker with `block_in_place`); where it may not, answers
+    /// `refused(value)` instead.
+    pub(crate) fn push<T, R>(
+        drainer: Drainer,
+        value: T,
+        push: impl FnOnce(T) -> R,
+        refused: impl FnOnce(T) -> R,
+    ) -> R {
+        match BlockOn::here(drainer) {
+            BlockOn::OffWorker => tokio::task::block_in_place(|| push(value)),
+            BlockOn::Refused => refused(value),
+            BlockOn::Thread => push(value),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -206,11 +222,12 @@ impl<T> Queue<T> {
 
     /// Waits for room where this thread may ([`BlockOn`]).
     fn push_blocking(&self, value: T) -> Pushed<T> {
-        match BlockOn::here(self.drainer) {
-            BlockOn::OffWorker => tokio::task::block_in_place(|| self.wait_push(value)),
-            BlockOn::Refused => Pushed::WouldBlock(value),
-            BlockOn::Thread => self.wait_push(value),
-        }
+        BlockOn::push(
+            self.drainer,
+            value,
+            |v| self.wait_push(v),
+            Pushed::WouldBlock,
+        )
     }
 
     fn wait_push(&self, value: T) -> Pushed<T> {
