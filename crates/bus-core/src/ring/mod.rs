@@ -458,6 +458,14 @@ impl<T> Ring<T> {
         .flatten()
     }
 
+    /// Takes a reader cursor at the current tail, then fences: the start a joining reader
+    /// reads from the claim after this is safe (see [`Reader::join`]).
+    fn register_at_tail(&self) -> &AtomicU64 {
+        let cursor = register(&self.readers, self.claim.load(Ordering::SeqCst) & SEQ);
+        fence(Ordering::SeqCst);
+        cursor
+    }
+
     /// Scans the readers for the lowest position, bounded by `claim` (a claim value loaded
     /// before the scan: a reader that joins during the scan starts at or after it), and
     /// caches it. Returns the best bound known.
@@ -774,9 +782,27 @@ impl<T> Reader<T> {
     /// weaker model loom checks (it treats `SeqCst` accesses as `AcqRel`), and the scans
     /// are off the hot path.
     pub(crate) fn join(ring: &Arc<Ring<T>>) -> Reader<T> {
-        let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & SEQ);
-        fence(Ordering::SeqCst);
+        let cursor = ring.register_at_tail();
         let start = ring.claim.load(Ordering::SeqCst) & SEQ;
+        Reader::starting(ring, cursor, start)
+    }
+
+    /// Joins `ring` as member `bit` of a shared ring: as [`join`](Self::join), with the
+    /// member's flag set in the claim word by the step that fixes where it starts, so the
+    /// members a push counts ([`Ring::push_tagged`]) are exactly those that read it.
+    /// `None` if the ring is closed.
+    pub(crate) fn join_member(ring: &Arc<Ring<T>>, bit: u32) -> Option<Reader<T>> {
+        debug_assert!(bit < MAX_MEMBERS && ring.overflow != Overflow::DropOldest);
+        let cursor = ring.register_at_tail();
+        let Some(start) = ring.flag_member(bit) else {
+            cursor.store(FREE, Ordering::SeqCst);
+            return None;
+        };
+        Some(Reader::starting(ring, cursor, start))
+    }
+
+    /// The reader of `cursor`, registered before `start` was read from the claim.
+    fn starting(ring: &Arc<Ring<T>>, cursor: &AtomicU64, start: u64) -> Reader<T> {
         // A DropOldest publisher may have moved the cursor since the registration: keep
         // the larger of its move and the start (no pin can be set yet: only we pin).
         let was = cursor.fetch_max(start, Ordering::SeqCst);
@@ -787,28 +813,6 @@ impl<T> Reader<T> {
             lost: 0,
             joined: true,
         }
-    }
-
-    /// Joins `ring` as member `bit` of a shared ring: as [`join`](Self::join), with the
-    /// member's flag set in the claim word by the step that fixes where it starts, so the
-    /// members a push counts ([`Ring::push_tagged`]) are exactly those that read it.
-    /// `None` if the ring is closed.
-    pub(crate) fn join_member(ring: &Arc<Ring<T>>, bit: u32) -> Option<Reader<T>> {
-        debug_assert!(bit < MAX_MEMBERS && ring.overflow != Overflow::DropOldest);
-        let cursor = register(&ring.readers, ring.claim.load(Ordering::SeqCst) & SEQ);
-        fence(Ordering::SeqCst);
-        let Some(start) = ring.flag_member(bit) else {
-            cursor.store(FREE, Ordering::SeqCst);
-            return None;
-        };
-        cursor.store(start, Ordering::SeqCst);
-        Some(Reader {
-            ring: Arc::clone(ring),
-            cursor: NonNull::from(cursor),
-            pos: start,
-            lost: 0,
-            joined: true,
-        })
     }
 
     #[inline]
