@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 
 use crate::metrics::SubStats;
@@ -224,6 +224,9 @@ impl<P: 'static> Group<P> {
     /// a shared ring) count once, where the first of them stands.
     fn of(entries: &[Arc<SubEntry>], taps: &Taps) -> Group<P> {
         let mut sinks: Vec<TypedSink<P>> = Vec::new();
+        // By address: one set per route build, so a topic with many subscriptions stays
+        // linear to build.
+        let mut seen: FxHashSet<*const ()> = FxHashSet::default();
         for e in entries {
             let Target::Typed { typed, .. } = &e.target else {
                 continue;
@@ -231,8 +234,7 @@ impl<P: 'static> Group<P> {
             let Some(d) = typed.downcast_ref::<Arc<dyn Deliver<P>>>() else {
                 continue;
             };
-            let same = |s: &TypedSink<P>| std::ptr::addr_eq(Arc::as_ptr(&s.sink), Arc::as_ptr(d));
-            if !sinks.iter().any(same) {
+            if seen.insert(Arc::as_ptr(d).cast::<()>()) {
                 sinks.push(TypedSink {
                     sink: d.clone(),
                     stats: e.stats.clone(),
