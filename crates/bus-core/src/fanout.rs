@@ -250,8 +250,17 @@ impl<P: Payload> FanMember<P> {
     }
 }
 
-impl<P: Payload> Sink for FanMember<P> {
-    fn close(&self) {
+impl<P> Drop for FanMember<P> {
+    /// A member dropped unclosed (a subscription that never registered) leaves the ring,
+    /// so no publish counts a reader that is gone.
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+impl<P> FanMember<P> {
+    /// Leaves the ring once: its flag is cleared, and its worker reads up to there.
+    fn leave(&self) {
         if self.left.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -260,6 +269,12 @@ impl<P: Payload> Sink for FanMember<P> {
         self.lane.stop_at(end);
         // The worker may sleep: let it see its end.
         self.fan.ring.nudge();
+    }
+}
+
+impl<P: Payload> Sink for FanMember<P> {
+    fn close(&self) {
+        self.leave();
     }
 
     fn pending(&self) -> usize {
@@ -368,6 +383,19 @@ mod tests {
         let ninth = member(&rings, "clock.tick", 4, 9);
         assert!(!same(&ninth, &first));
         assert!(same(&member(&rings, "clock.tick", 4, 10), &ninth));
+    }
+
+    #[test]
+    fn a_member_dropped_unclosed_leaves_so_no_publish_counts_it() {
+        let rings = FanRings::default();
+        let stays = member(&rings, "clock.tick", 4, 1);
+        drop(member(&rings, "clock.tick", 4, 2));
+        assert_eq!(stays.fan.members().unwrap().len(), 1);
+        let mut slot = bytes(b"x");
+        let took = stays
+            .fan
+            .deliver(&mut slot, Take::Move, Pack::Whole, Wait::Never);
+        assert_eq!(took, Delivered::Fanned(1));
     }
 
     #[test]
