@@ -331,7 +331,7 @@ impl Tally {
 
     /// Who took it and who refused, by subscription id, each in subscription order.
     /// Every sink the publish was for (all, or the `only` ones) that neither refused it nor
-    /// was closed took it.
+    /// was closed took it; a shared ring's members are those live now.
     #[cold]
     fn partial<P: Payload>(mut self, group: &Group<P>, only: Option<&[u64]>) -> PartialPublish {
         let gone = |id: &u64| self.refused.contains(id) || self.closed_ids.contains(id);
@@ -351,11 +351,8 @@ impl Tally {
                 Some(members) => members.into_iter().map(|(id, _)| id).collect(),
                 None => vec![sink.id],
             };
-            took.extend(
-                ids.into_iter()
-                    .filter(|id| only.is_none_or(|ids| ids.contains(id)))
-                    .filter(|id| !gone(id)),
-            );
+            let named = |id: &u64| only.is_none_or(|ids| ids.contains(id));
+            took.extend(ids.into_iter().filter(|id| named(id) && !gone(id)));
         }
         took.sort_unstable();
         self.refused.sort_unstable();

@@ -225,8 +225,9 @@ impl<P: 'static> Group<P> {
     fn of(entries: &[Arc<SubEntry>], taps: &Taps) -> Group<P> {
         let mut sinks: Vec<TypedSink<P>> = Vec::new();
         // By address: one set per route build, so a topic with many subscriptions stays
-        // linear to build.
+        // linear to build (and a route of one entry allocates none).
         let mut seen: FxHashSet<*const ()> = FxHashSet::default();
+        let shared = entries.len() > 1;
         for e in entries {
             let Target::Typed { typed, .. } = &e.target else {
                 continue;
@@ -234,7 +235,7 @@ impl<P: 'static> Group<P> {
             let Some(d) = typed.downcast_ref::<Arc<dyn Deliver<P>>>() else {
                 continue;
             };
-            if seen.insert(Arc::as_ptr(d).cast::<()>()) {
+            if !shared || seen.insert(Arc::as_ptr(d).cast::<()>()) {
                 sinks.push(TypedSink {
                     sink: d.clone(),
                     stats: e.stats.clone(),
