@@ -8,7 +8,9 @@
 //! concurrent threads", LMAX, 2011), multi-producer and broadcast:
 //!
 //! - An array of pre-allocated slots, at least as many as the capacity (a slot is found
-//!   with a mask when their count is a power of two, else with a division). Each holds a value
+//!   with a mask when their count is a power of two, else with a division), each on cache
+//!   lines of its own, so a publisher and a reader on neighbouring slots never write and
+//!   read one line. Each holds a value
 //!   (`UnsafeCell<MaybeUninit<T>>`) and the sequence it was last published under (`seq + 1`,
 //!   0 for never), so publishers that claimed in one order may publish in another and a
 //!   reader still knows, slot by slot, whether the event it wants is there.
@@ -143,6 +145,11 @@ const FREE: u64 = u64::MAX;
 /// Reader cursors per registry chunk.
 const CHUNK: usize = if cfg!(all(loom, test)) { 2 } else { 8 };
 
+/// One slot: cache-line aligned, so no two slots share a line. A publisher writes the slot
+/// after the one a reader right behind it (an empty ring) or right ahead of it (a full one)
+/// reads; sharing their boundary line made every publish take it from the reader's core
+/// (`queued_1to1` and `fanout_1to4` ran about 18 % faster aligned, in alternating runs).
+#[repr(align(64))]
 struct Slot<T> {
     /// `seq + 1` of the event last published here; 0 for never.
     published: AtomicU64,

@@ -849,3 +849,19 @@ fn a_shared_ring_waits_for_its_slowest_member() {
     assert_eq!(drain_member(&mut slow, 1), vec![0, 1]);
     queued(ring.push_tagged(2, Wait::Never, ALL).0);
 }
+
+#[test]
+fn no_two_slots_share_a_cache_line() {
+    use std::mem::{align_of, size_of};
+    // The bench's envelope is 128 bytes: with the published word, a slot spans three lines.
+    type Wide = super::Slot<[u64; 16]>;
+    assert_eq!(align_of::<Wide>(), 64);
+    assert_eq!(size_of::<Wide>(), 192);
+    let ring: Ring<[u64; 16]> = Ring::new(4, Overflow::Block);
+    for pair in ring.slots.windows(2) {
+        let a = std::ptr::from_ref(&pair[0]) as usize;
+        let b = std::ptr::from_ref(&pair[1]) as usize;
+        assert_eq!(a % 64, 0, "a slot starts inside a line");
+        assert!(b - a >= 192);
+    }
+}
