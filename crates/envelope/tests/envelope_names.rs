@@ -150,6 +150,13 @@ fn debug_and_errors_read_well() {
 
 proptest! {
     #[test]
+    fn entity_id_from_any_integer_is_its_decimal(u in any::<u64>(), i in any::<i64>(), w in any::<u32>()) {
+        prop_assert_eq!(EntityId::from(u).as_str().to_owned(), u.to_string());
+        prop_assert_eq!(EntityId::from(i).as_str().to_owned(), i.to_string());
+        prop_assert_eq!(EntityId::from(w), EntityId::new(w.to_string()).unwrap());
+    }
+
+    #[test]
     fn event_type_validation_matches_rule(s in "\\PC{0,8}|[!-~]{1,300}|.{1,8}") {
         let noncharacter = |c: char| (0xFDD0..=0xFDEF).contains(&u32::from(c)) || u32::from(c) & 0xFFFE == 0xFFFE;
         let ok = !s.is_empty()
