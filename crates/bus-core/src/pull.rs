@@ -357,7 +357,10 @@ impl<P> Leases<P> {
     fn insert(&mut self, seq: u64, f: InFlight<P>) -> usize {
         match self.free.pop() {
             Some(slot) => {
-                self.slots[slot] = Lease { seq, held: Some(f) };
+                // Field by field: a whole `Lease` built and moved in took two copies.
+                let lease = &mut self.slots[slot];
+                lease.seq = seq;
+                lease.held = Some(f);
                 slot
             }
             None => {
@@ -482,7 +485,17 @@ impl<P: Clone> Shared<P> {
         }
     }
 
+    /// Hands `dead` to the hook or the list. Inline for the usual empty `dead`: a call that
+    /// takes the `Vec` by value costs an ack about a tenth of its instructions.
+    #[inline]
     fn bury(&self, dead: Vec<DeadLetter<P>>) {
+        if !dead.is_empty() {
+            self.bury_all(dead);
+        }
+    }
+
+    #[cold]
+    fn bury_all(&self, dead: Vec<DeadLetter<P>>) {
         for dl in dead {
             self.stats.incr(Stat::DeadLettered);
             tracing::warn!(id = %dl.envelope.id(), deliveries = dl.deliveries, reason = ?dl.reason, "dead letter");
