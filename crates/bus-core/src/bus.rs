@@ -6,7 +6,8 @@ use std::time::Duration;
 use syncbus_envelope::{Envelope, Event, NameError, Pattern, Payload, Topic};
 
 use crate::dispatch::{
-    deliver_all_async, dispatch, no_topic, outcome, publish_event, publish_event_async, unrouted,
+    deliver_all_async, dispatch, finish_publish, no_topic, outcome, publish_event, start_publish,
+    unrouted, Refused, Started,
 };
 use crate::error::{PublishError, SubscribeError};
 use crate::hub::Hub;
@@ -155,11 +156,36 @@ impl Bus {
         if self.is_closed() {
             return Err(PublishError::Closed(event));
         }
-        let route = match self.hub.router.with_route(topic, |r| r.cloned()) {
-            Ok(route) => route,
-            Err(e) => return Err(PublishError::InvalidTopic(event, e)),
+        let mut event = Some(event);
+        let mut slot = None;
+        // Up to the first full queue without a suspension point, so the route is borrowed;
+        // a publish that must await room holds a clone of it.
+        let started = self.hub.router.with_route(topic, |route| {
+            let event = event.take()?;
+            Some(
+                match start_publish(&self.hub, route.map(|r| &**r), event, &mut slot) {
+                    Started::Done(result) => Ok(result),
+                    Started::Paused(paused, taps) => Err((route.cloned(), paused, taps)),
+                },
+            )
+        });
+        let result = match started {
+            Ok(Some(Ok(result))) => result,
+            Ok(Some(Err((Some(route), paused, taps)))) => {
+                finish_publish(&self.hub, &route, &mut slot, paused, taps).await
+            }
+            // Only a routed publish pauses; the event goes back all the same.
+            Ok(Some(Err((None, ..)))) => Err(Refused::Closed),
+            // The closure runs once, and only when the topic is valid.
+            Ok(None) => Ok(0),
+            Err(e) => {
+                return match event {
+                    Some(event) => Err(PublishError::InvalidTopic(event, e)),
+                    None => Ok(0),
+                }
+            }
         };
-        publish_event_async(&self.hub, route.as_deref(), event).await
+        outcome(result, &mut slot)
     }
 
     /// Publishes a typed event on its default topic without ever waiting: a full queue with

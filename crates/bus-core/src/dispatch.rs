@@ -12,6 +12,8 @@
 //! the dispatch. A route without taps skips them with one length check: typed dispatch is
 //! what it was. A tap that only observes is not counted in `Ok(n)`; one made a receiver is.
 
+use std::sync::Arc;
+
 use syncbus_envelope::{Envelope, Event, NameError, NameKind, NameReason, Payload};
 
 use crate::error::{PartialPublish, PublishError};
@@ -19,7 +21,7 @@ use crate::handler::tracing_on;
 use crate::hub::Hub;
 use crate::metrics::{Stat, Stripe, SubStats};
 use crate::router::{Group, Route, TapSink, TypedSink};
-use crate::sink::{Deliver, Delivered, Pack, Take, Wait};
+use crate::sink::{Deliver, Delivered, Pack, Room, Take, Wait};
 
 /// Hands the envelope in `slot` to every target. On success the slot may be empty (the
 /// last sink took it); when refused it still holds the envelope.
@@ -146,56 +148,120 @@ fn observe_all<P: Payload>(
     }
 }
 
-/// The async form of [`deliver_all`]: a full `Block` queue is waited for without blocking
-/// the thread.
+/// Hands the envelope in `slot` to every target, awaiting room in full `Block` queues
+/// (each sink is offered it with [`Wait::Never`] and, when it would block, its room is
+/// awaited and the offer made again). The sinks that never fill are offered it without a
+/// suspension point: [`deliver_or_pause`] first, [`resume`] only if some queue is full.
 pub(crate) async fn deliver_all_async<P: Payload>(
     hub: &Hub,
     group: &Group<P>,
     slot: &mut Option<Envelope<P>>,
     pack: Pack,
 ) -> Result<usize, Refused> {
-    let mut tally = Tally::default();
-    if let Some(env) = slot.as_ref() {
-        for tap in group.taps.iter() {
-            loop {
-                let outcome = tap.sink.observe(env, Wait::Never);
-                if outcome == Delivered::WouldBlock {
-                    if let Some(room) = tap.sink.room() {
-                        room.signal()
-                            .wait_async(|| room.has_room().then_some(()))
-                            .await;
-                        continue;
-                    }
-                }
-                tally.count(tap.id, outcome, &tap.stats, Wait::Never, tap.receiver);
-                break;
-            }
+    match deliver_or_pause(hub, group, slot, pack, Tally::default(), 0) {
+        Ok(result) => result,
+        Err(paused) => resume(hub, group, slot, pack, paused).await,
+    }
+}
+
+/// Where an async publish stopped to await room: what the targets before `next` did, and
+/// the room of target `next` (the taps, then the sinks), which was full. Nothing was counted
+/// for that target yet, and the envelope is still in the slot.
+pub(crate) struct Paused {
+    tally: Tally,
+    next: usize,
+    room: Option<Arc<dyn Room>>,
+}
+
+/// Offers the envelope to targets `next..` of `group` without waiting, as
+/// [`deliver_all_async`] does; stops at the first that would block and has room to await.
+fn deliver_or_pause<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+    mut tally: Tally,
+    next: usize,
+) -> Result<Result<usize, Refused>, Paused> {
+    for i in next..group.taps.len() + group.sinks().len() {
+        if let Some(room) = offer(group, slot, pack, &mut tally, i) {
+            return Err(Paused {
+                tally,
+                next: i,
+                room: Some(room),
+            });
         }
     }
-    let n = group.sinks().len();
-    for (i, TypedSink { sink, stats, id }) in group.sinks().iter().enumerate() {
-        loop {
-            let outcome = if i + 1 < n {
-                sink.deliver(slot, Take::Clone, pack, Wait::Never)
-            } else if tally.any_refused() {
-                let mut copy = slot.clone();
-                sink.deliver(&mut copy, Take::Move, pack, Wait::Never)
-            } else {
-                sink.deliver(slot, Take::Move, pack, Wait::Never)
-            };
-            if outcome == Delivered::WouldBlock {
-                if let Some(room) = slot.as_ref().and_then(|env| sink.room(env)) {
-                    room.signal()
-                        .wait_async(|| room.has_room().then_some(()))
-                        .await;
-                    continue;
-                }
-            }
-            tally.count_sink(&**sink, *id, stats, outcome, Wait::Never);
-            break;
+    Ok(settle(hub, group, None, tally, slot.is_some()))
+}
+
+/// Awaits the room a paused publish stopped at, then offers the envelope to that target and
+/// the ones after it, awaiting again wherever a queue is full.
+pub(crate) async fn resume<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+    paused: Paused,
+) -> Result<usize, Refused> {
+    let Paused {
+        mut tally,
+        mut next,
+        mut room,
+    } = paused;
+    loop {
+        if let Some(room) = room.take() {
+            room.signal()
+                .wait_async(|| room.has_room().then_some(()))
+                .await;
+        }
+        match deliver_or_pause(hub, group, slot, pack, tally, next) {
+            Ok(result) => return result,
+            Err(p) => (tally, next, room) = (p.tally, p.next, p.room),
         }
     }
-    settle(hub, group, None, tally, slot.is_some())
+}
+
+/// Offers the envelope in `slot` to target `i` of `group` (the taps, then the sinks) without
+/// waiting and counts what it did, unless it would block and has room to await: then that
+/// room, with nothing counted and the envelope still in the slot.
+#[inline]
+fn offer<P: Payload>(
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    pack: Pack,
+    tally: &mut Tally,
+    i: usize,
+) -> Option<Arc<dyn Room>> {
+    let taps = group.taps.len();
+    if let Some(tap) = group.taps.get(i) {
+        let env = slot.as_ref()?;
+        let outcome = tap.sink.observe(env, Wait::Never);
+        if outcome == Delivered::WouldBlock {
+            if let Some(room) = tap.sink.room() {
+                return Some(room);
+            }
+        }
+        tally.count(tap.id, outcome, &tap.stats, Wait::Never, tap.receiver);
+        return None;
+    }
+    let sinks = group.sinks();
+    let TypedSink { sink, stats, id } = sinks.get(i - taps)?;
+    let outcome = if i - taps + 1 < sinks.len() {
+        sink.deliver(slot, Take::Clone, pack, Wait::Never)
+    } else if tally.any_refused() {
+        let mut copy = slot.clone();
+        sink.deliver(&mut copy, Take::Move, pack, Wait::Never)
+    } else {
+        sink.deliver(slot, Take::Move, pack, Wait::Never)
+    };
+    if outcome == Delivered::WouldBlock {
+        if let Some(room) = slot.as_ref().and_then(|env| sink.room(env)) {
+            return Some(room);
+        }
+    }
+    tally.count_sink(&**sink, *id, stats, outcome, Wait::Never);
+    None
 }
 
 /// A publish that reached no subscription: `Ok(0)`, or `Closed` if the bus closed since it
@@ -381,21 +447,6 @@ impl Refused {
     }
 }
 
-/// Builds the envelope for `event` in `slot`, on `route`'s topic, for the subscriptions of
-/// its type there. When there are none, nothing is built, and the event comes back.
-#[inline]
-fn build<'r, E: Event>(
-    route: Option<&'r Route>,
-    event: E,
-    slot: &mut Option<Envelope<E>>,
-) -> Result<&'r Group<E>, E> {
-    let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) else {
-        return Err(event);
-    };
-    fill(route, event, slot);
-    Ok(group)
-}
-
 #[inline]
 fn fill<E: Event>(route: &Route, event: E, slot: &mut Option<Envelope<E>>) {
     *slot = Some(Envelope::from_event_on(event, route.topic.clone()));
@@ -495,41 +546,86 @@ fn publish_for_taps<E: Event>(
     }
 }
 
-/// Builds and dispatches `event` on `route`, awaiting room in full `Block` queues.
-pub(crate) async fn publish_event_async<E: Event>(
+/// How the synchronous start of an async publish ended.
+pub(crate) enum Started {
+    Done(Result<usize, Refused>),
+    /// At a full queue, to go on with [`finish_publish`] on the same route; the flag says
+    /// whether the group was the route's taps alone.
+    Paused(Paused, bool),
+}
+
+/// The start of an async publish of `event` on `route`, up to the first full queue (the
+/// whole publish when none is full): no suspension point, so the caller may hold the route
+/// by reference and clone it only when it must wait.
+pub(crate) fn start_publish<E: Event>(
     hub: &Hub,
     route: Option<&Route>,
     event: E,
-) -> Result<usize, PublishError<E>> {
-    let mut slot = None;
-    let taps;
+    slot: &mut Option<Envelope<E>>,
+) -> Started {
     if let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) {
         if group.is_inline() && !tracing_on() {
-            let result = handle_inline(hub, route, group, event, &mut slot);
-            return outcome(result, &mut slot);
+            return Started::Done(handle_inline(hub, route, group, event, slot));
         }
+        fill(route, event, slot);
+        return start_on(hub, group, slot, false);
     }
-    let group = match build(route, event, &mut slot) {
-        Ok(group) => group,
-        Err(event) => match for_taps(route, event, &mut slot) {
-            Ok(group) => {
-                taps = group;
-                &taps
-            }
-            Err(event) => return outcome(unrouted_event(hub, event, &mut slot), &mut slot),
-        },
+    match for_taps(route, event, slot) {
+        Ok(taps) => start_on(hub, &taps, slot, true),
+        Err(event) => Started::Done(unrouted_event(hub, event, slot)),
+    }
+}
+
+fn start_on<P: Payload>(
+    hub: &Hub,
+    group: &Group<P>,
+    slot: &mut Option<Envelope<P>>,
+    taps: bool,
+) -> Started {
+    if tracing_on() {
+        // The whole delivery in one span, on the async side.
+        let at_start = Paused {
+            tally: Tally::default(),
+            next: 0,
+            room: None,
+        };
+        return Started::Paused(at_start, taps);
+    }
+    match deliver_or_pause(hub, group, slot, Pack::Lite, Tally::default(), 0) {
+        Ok(result) => Started::Done(result),
+        Err(paused) => Started::Paused(paused, taps),
+    }
+}
+
+/// The rest of a publish [`start_publish`] paused, on the route it started on (a route
+/// never changes, so its group is the one the start used).
+pub(crate) async fn finish_publish<E: Event>(
+    hub: &Hub,
+    route: &Route,
+    slot: &mut Option<Envelope<E>>,
+    paused: Paused,
+    taps: bool,
+) -> Result<usize, Refused> {
+    let owned;
+    let group = if taps {
+        owned = route.taps_only::<E>();
+        owned.as_ref()
+    } else {
+        route.group::<E>()
     };
-    let result = if tracing_on() {
+    // Never `None` (see above); the event would go back all the same.
+    let Some(group) = group else {
+        return Err(Refused::Closed);
+    };
+    if tracing_on() {
         use tracing::Instrument;
-        let topic = route.map_or("", |r| r.topic.as_str());
-        let span = tracing::trace_span!("publish", topic);
-        deliver_all_async(hub, group, &mut slot, Pack::Lite)
+        let span = tracing::trace_span!("publish", topic = route.topic.as_str());
+        resume(hub, group, slot, Pack::Lite, paused)
             .instrument(span)
             .await
     } else {
-        deliver_all_async(hub, group, &mut slot, Pack::Lite).await
-    };
-    outcome(result, &mut slot)
+        resume(hub, group, slot, Pack::Lite, paused).await
+    }
 }
 
 /// The refusal of an envelope without a topic: nowhere to route it.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use syncbus_envelope::{Event, Topic};
 
-use crate::dispatch::{outcome, publish_event, publish_event_async};
+use crate::dispatch::{finish_publish, outcome, publish_event, start_publish, Started};
 use crate::error::PublishError;
 use crate::hub::Hub;
 use crate::router::Route;
@@ -126,8 +126,22 @@ impl<E: Event> Publisher<E> {
         if self.hub.is_closed() {
             return Err(PublishError::Closed(event));
         }
-        let (_, route) = self.route();
-        publish_event_async(&self.hub, Some(&route), event).await
+        let mut slot = None;
+        // Up to the first full queue on the cached route as it is; a publish that must
+        // await room holds a clone of it.
+        let started = self.with_route(|route| {
+            match start_publish(&self.hub, Some(route), event, &mut slot) {
+                Started::Done(result) => Ok(result),
+                Started::Paused(paused, taps) => Err((Arc::clone(route), paused, taps)),
+            }
+        });
+        let result = match started {
+            Ok(result) => result,
+            Err((route, paused, taps)) => {
+                finish_publish(&self.hub, &route, &mut slot, paused, taps).await
+            }
+        };
+        outcome(result, &mut slot)
     }
 
     /// Publishes `event` without waiting; see [`Bus::try_publish`](crate::Bus::try_publish).
@@ -175,6 +189,19 @@ impl<E: Event> Publisher<E> {
     #[inline]
     pub fn blocking_publish(&self, event: E) -> Result<usize, PublishError<E>> {
         self.publish_with(event, Wait::Block)
+    }
+
+    /// Runs `f` on the cached route, refreshed first if subscriptions changed since, without
+    /// taking a reference count of it.
+    fn with_route<R>(&self, f: impl FnOnce(&Arc<Route>) -> R) -> R {
+        let generation = self.hub.router.generation();
+        let cached = self.cache.load();
+        if cached.0 == generation {
+            return f(&cached.1);
+        }
+        drop(cached);
+        let (_, route) = self.route();
+        f(&route)
     }
 
     /// The cached route and its generation, refreshed if subscriptions changed since.
