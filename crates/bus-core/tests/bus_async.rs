@@ -173,3 +173,63 @@ async fn publish_reports_closed_and_bad_topics() {
         Err(PublishError::Closed(Ev(3)))
     ));
 }
+
+/// A subscription that takes its first event and holds its worker until `release` fires,
+/// with a queue of one behind it.
+fn held_sub(
+    bus: &Bus,
+    overflow: syncbus_core::Overflow,
+) -> (std::sync::mpsc::Sender<()>, syncbus_core::Subscription) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let sub = bus
+        .subscribe::<Ev>("ev")
+        .unwrap()
+        .capacity(1)
+        .overflow(overflow)
+        .queued(move |e| {
+            if e.payload().0 == 0 {
+                let _ = wait.lock().unwrap().recv();
+            }
+        })
+        .unwrap();
+    (release, sub)
+}
+
+/// An async publish that meets a full `Reject` queue and then a full `Block` one: the first
+/// refusal is kept while it awaits room in the second, so the result names exactly who
+/// took the event and who refused it, and no one gets it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_awaiting_room_keeps_what_the_sinks_before_did() {
+    use syncbus_core::Overflow;
+    let bus = Bus::new();
+    let (seen, first) = counting_async_sub(&bus, 64);
+    let (release_reject, rejecting) = held_sub(&bus, Overflow::Reject);
+    let (release_block, blocking) = held_sub(&bus, Overflow::Block);
+    assert_eq!(bus.publish(Ev(0)).await.unwrap(), 3);
+    while rejecting.metrics().pending > 0 || blocking.metrics().pending > 0 {
+        tokio::task::yield_now().await;
+    }
+    // Both held subscriptions' queues of one fill up.
+    assert_eq!(bus.publish(Ev(1)).await.unwrap(), 3);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release_block.send(()).unwrap();
+    });
+    match bus.publish(Ev(2)).await {
+        Err(PublishError::Partial(ev, partial)) => {
+            assert_eq!(ev, Ev(2));
+            assert_eq!(partial.took, vec![first.id(), blocking.id()]);
+            assert_eq!(partial.refused, vec![rejecting.id()]);
+        }
+        other => panic!("expected Partial, got {other:?}"),
+    }
+    release.await.unwrap();
+    release_reject.send(()).unwrap();
+    bus.settled_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(blocking.metrics().delivered, 3);
+    assert_eq!(blocking.metrics().rejected, 0);
+    assert_eq!(rejecting.metrics().delivered, 2);
+    assert_eq!(rejecting.metrics().rejected, 1);
+}
