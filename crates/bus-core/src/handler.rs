@@ -140,13 +140,26 @@ pub(crate) fn run_sync_on<R: HandlerResult>(
     }
 }
 
-/// Runs an async handler's future, catching a panic, and counts and logs the outcome.
+/// Calls an async handler, catching a panic in the call itself: the handler's own body
+/// before the future it returns (a closure's code outside its `async` block) panics like
+/// any handler, and is counted as one by [`run_async`]. Called where the caller has the
+/// envelope, so it moves straight into the handler's future.
+pub(crate) fn call_async<Fut>(call: impl FnOnce() -> Fut) -> Result<Fut, Panic> {
+    catch_unwind(AssertUnwindSafe(call))
+}
+
+/// Runs an async handler's future (or the panic of its call, see [`call_async`]), catching
+/// a panic, and counts and logs the outcome.
 pub(crate) async fn run_async<R: HandlerResult>(
     stats: &SubStats,
     name: &str,
     id: &EventId,
-    fut: impl Future<Output = R>,
+    called: Result<impl Future<Output = R>, Panic>,
 ) -> Result<(), HandlerFailure> {
+    let fut = match called {
+        Ok(fut) => fut,
+        Err(panic) => return Err(panicked(stats, name, id, &panic)),
+    };
     tokio::pin!(fut);
     let caught = CatchUnwind { fut: fut.as_mut() }.await;
     match caught {
@@ -155,7 +168,7 @@ pub(crate) async fn run_async<R: HandlerResult>(
     }
 }
 
-type Panic = Box<dyn std::any::Any + Send>;
+pub(crate) type Panic = Box<dyn std::any::Any + Send>;
 
 /// Counts and logs a handler error: final for a plain subscription.
 #[cold]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, EventId, Payload};
 
-use crate::handler::{run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{call_async, run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
 use crate::metrics::SubStats;
 use crate::queue::Queue;
 use crate::tapped::Tapped;
@@ -97,31 +97,38 @@ impl WorkerCtx {
         }
     }
 
-    /// The async form of [`handle`](Self::handle): the handler takes the envelope.
-    pub(crate) async fn handle_async<V: Handled, F, Fut, R>(
-        &self,
+    /// The async form of [`handle`](Self::handle): the handler takes the envelope. The
+    /// handler is called here, not at the first poll, so the envelope moves straight into
+    /// its future instead of waiting in this one; a panic in that call is caught as one in
+    /// the future.
+    pub(crate) fn handle_async<'a, V: Handled + 'a, F, Fut, R>(
+        &'a self,
         env: V,
         handler: &F,
-        on_failure: Option<&Hook<V>>,
-    ) where
+        on_failure: Option<&'a Hook<V>>,
+    ) -> impl Future<Output = ()> + 'a
+    where
         F: Fn(V) -> Fut,
-        Fut: Future<Output = R>,
+        Fut: Future<Output = R> + 'a,
         R: HandlerResult,
     {
         let id = env.event_id().clone();
         // The handler takes the envelope: keep a copy only for a hook that wants it.
         let copy = on_failure.map(|_| env.clone());
-        let outcome = if tracing_on() {
-            use tracing::Instrument;
-            let span = tracing::trace_span!("handle", subscription = %self.name);
-            run_async(&self.stats, &self.name, &id, handler(env))
-                .instrument(span)
-                .await
-        } else {
-            run_async(&self.stats, &self.name, &id, handler(env)).await
-        };
-        if let (Err(failure), Some(hook), Some(env)) = (outcome, on_failure, copy) {
-            hook(&env, &failure);
+        let called = call_async(|| handler(env));
+        async move {
+            let outcome = if tracing_on() {
+                use tracing::Instrument;
+                let span = tracing::trace_span!("handle", subscription = %self.name);
+                run_async(&self.stats, &self.name, &id, called)
+                    .instrument(span)
+                    .await
+            } else {
+                run_async(&self.stats, &self.name, &id, called).await
+            };
+            if let (Err(failure), Some(hook), Some(env)) = (outcome, on_failure, copy) {
+                hook(&env, &failure);
+            }
         }
     }
 

@@ -233,3 +233,35 @@ async fn a_publish_awaiting_room_keeps_what_the_sinks_before_did() {
     assert_eq!(rejecting.metrics().delivered, 2);
     assert_eq!(rejecting.metrics().rejected, 1);
 }
+
+/// An async handler that panics before it returns its future (in the closure's own body,
+/// not in the `async` block) is a panicking handler like any other: counted, and its worker
+/// goes on with the next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_before_the_handler_future_exists_is_caught() {
+    let bus = Bus::new();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let sub = bus
+        .subscribe::<Ev>("ev")
+        .unwrap()
+        .queued_async(move |env| {
+            assert!(env.payload().0 % 2 == 1, "even event {}", env.payload().0);
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for i in 0..10 {
+        assert_eq!(bus.publish(Ev(i)).await.unwrap(), 1);
+    }
+    let settled = bus.settled_within(Duration::from_secs(10)).await;
+    std::panic::set_hook(prev);
+    settled.unwrap();
+    let m = sub.metrics();
+    assert_eq!((m.delivered, m.panicked), (5, 5));
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
+}
