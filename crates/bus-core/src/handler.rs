@@ -140,6 +140,21 @@ pub(crate) fn run_sync_on<R: HandlerResult>(
     }
 }
 
+/// Runs a subscription's hook (`on_failure`, `on_lag`), catching a panic: a hook that
+/// panics is logged at ERROR and the worker goes on, as after a panicking handler.
+#[inline]
+pub(crate) fn run_hook(name: &str, hook: &'static str, f: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+        hook_panicked(name, hook, &panic);
+    }
+}
+
+#[cold]
+fn hook_panicked(name: &str, hook: &'static str, panic: &Panic) {
+    let message = panic_message(panic);
+    tracing::error!(subscription = name, hook, panic = message, "hook panicked");
+}
+
 /// Calls an async handler, catching a panic in the call itself: the handler's own body
 /// before the future it returns (a closure's code outside its `async` block) panics like
 /// any handler, and is counted as one by [`run_async`]. Called where the caller has the

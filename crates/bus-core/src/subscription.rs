@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, Payload};
 
 use crate::error::SubscribeError;
-use crate::handler::{run_sync_on, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{run_hook, run_sync_on, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
 #[cfg(not(all(loom, test)))]
 use crate::lanes::{self, LaneWorker, RingSink};
@@ -239,7 +239,8 @@ impl<P: Payload> SubscribeBuilder<P> {
     }
 
     /// Called on the worker with the number of events lost to [`Overflow::DropOldest`],
-    /// before the next event is handled.
+    /// before the next event is handled. A hook that panics is logged at ERROR, and the
+    /// worker goes on.
     ///
     /// # Examples
     ///
@@ -262,7 +263,8 @@ impl<P: Payload> SubscribeBuilder<P> {
 
     /// Called with the envelope and the failure each time the handler returns an error or
     /// panics (on the thread or task that ran it, after the failure was counted and logged
-    /// at WARN with the event id).
+    /// at WARN with the event id). A hook that panics is logged at ERROR, and the worker
+    /// (or the publish, for an inline subscription) goes on.
     ///
     /// A plain subscription's failure is final: nothing retries it. Use this hook to record
     /// the event somewhere you will look (a table, an outbox, a metric with a label), or use
@@ -930,7 +932,7 @@ where
             (self.handler)(env)
         });
         if let (Err(failure), Some(hook)) = (outcome, &self.on_failure) {
-            hook(env, &failure);
+            run_hook(&self.name, "on_failure", || hook(env, &failure));
         }
         true
     }

@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 use syncbus_envelope::Pattern;
 
 use crate::error::SubscribeError;
-use crate::handler::{run_sync, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{run_hook, run_sync, tracing_on, HandlerFailure, HandlerResult};
 use crate::hub::Hub;
 use crate::metrics::SubStats;
 use crate::overflow::Overflow;
@@ -162,7 +162,8 @@ impl TapBuilder {
     }
 
     /// Called on the worker with the number of events lost to [`Overflow::DropOldest`],
-    /// before the next event is handled.
+    /// before the next event is handled. A hook that panics is logged at ERROR, and the
+    /// worker goes on.
     ///
     /// # Examples
     ///
@@ -183,7 +184,8 @@ impl TapBuilder {
 
     /// Called with the tapped event and the failure each time the handler returns an error
     /// or panics (after the failure was counted and logged at WARN with the event id). As
-    /// for a subscription, the failure is final: nothing retries it.
+    /// for a subscription, the failure is final: nothing retries it. A hook that panics is
+    /// logged at ERROR, and the worker goes on.
     ///
     /// # Examples
     ///
@@ -434,7 +436,7 @@ where
             run_sync(&self.stats, &self.name, id, || (self.handler)(&tapped))
         };
         if let (Err(failure), Some(hook)) = (outcome, &self.on_failure) {
-            hook(&tapped, &failure);
+            run_hook(&self.name, "on_failure", || hook(&tapped, &failure));
         }
         Delivered::Ok
     }

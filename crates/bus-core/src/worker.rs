@@ -9,7 +9,9 @@ use std::sync::Arc;
 use smol_str::SmolStr;
 use syncbus_envelope::{Envelope, EventId, Payload};
 
-use crate::handler::{call_async, run_async, run_sync, tracing_on, HandlerFailure, HandlerResult};
+use crate::handler::{
+    call_async, run_async, run_hook, run_sync, tracing_on, HandlerFailure, HandlerResult,
+};
 use crate::metrics::SubStats;
 use crate::queue::Queue;
 use crate::tapped::Tapped;
@@ -93,7 +95,7 @@ impl WorkerCtx {
             run_sync(&self.stats, &self.name, id, || handler(env))
         };
         if let (Err(failure), Some(hook)) = (outcome, on_failure) {
-            hook(env, &failure);
+            run_hook(&self.name, "on_failure", || hook(env, &failure));
         }
     }
 
@@ -127,7 +129,7 @@ impl WorkerCtx {
                 run_async(&self.stats, &self.name, &id, called).await
             };
             if let (Err(failure), Some(hook), Some(env)) = (outcome, on_failure, copy) {
-                hook(&env, &failure);
+                run_hook(&self.name, "on_failure", || hook(&env, &failure));
             }
         }
     }
@@ -163,7 +165,7 @@ impl WorkerCtx {
         if lost > 0 {
             tracing::warn!(subscription = %self.name, lost, "subscription lagged: events dropped");
             if let Some(f) = &self.on_lag {
-                f(lost);
+                run_hook(&self.name, "on_lag", || f(lost));
             }
         }
     }

@@ -265,3 +265,32 @@ async fn a_panic_before_the_handler_future_exists_is_caught() {
     assert_eq!((m.delivered, m.panicked), (5, 5));
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
+
+/// An async subscription's `on_failure` hook that panics is logged, and its worker task
+/// goes on with the next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_failure_hook_leaves_the_task_running() {
+    let bus = Bus::new();
+    let sub = bus
+        .subscribe::<Ev>("ev")
+        .unwrap()
+        .on_failure(|_, _| panic!("hook boom"))
+        .queued_async(|env| async move {
+            if env.payload().0 % 2 == 0 {
+                Err("even".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for i in 0..6 {
+        bus.publish(Ev(i)).await.unwrap();
+    }
+    let settled = bus.settled_within(Duration::from_secs(10)).await;
+    std::panic::set_hook(prev);
+    settled.unwrap();
+    let m = sub.metrics();
+    assert_eq!((m.delivered, m.failed), (3, 3));
+}

@@ -857,3 +857,59 @@ fn full_with_several_subscriptions_says_who_took_it_and_a_retry_reaches_only_the
         "the roomy one got each once"
     );
 }
+
+/// A hook that panics (`on_failure` after a failed event, `on_lag` after a drop) is logged
+/// and its worker goes on: every later event is still handled.
+#[test]
+fn a_panicking_hook_leaves_the_worker_running() {
+    let bus = Bus::new();
+    let gate = Arc::new(Barrier::new(2));
+    let g = gate.clone();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let (h, h_lag) = (handled.clone(), Arc::new(Mutex::new(Vec::new())));
+    let hl = h_lag.clone();
+    let failing = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .on_failure(|_, _| panic!("on_failure hook boom"))
+        .queued(move |env| -> Result<(), String> {
+            h.lock().unwrap().push(env.payload().seq);
+            if env.payload().seq == 0 {
+                return Err("first one fails".into());
+            }
+            Ok(())
+        })
+        .unwrap();
+    let lagging = bus
+        .subscribe::<Placed>("orders.placed")
+        .unwrap()
+        .capacity(2)
+        .overflow(Overflow::DropOldest)
+        .on_lag(|_| panic!("on_lag hook boom"))
+        .queued(move |env| {
+            if env.payload().seq == 0 {
+                g.wait();
+            }
+            hl.lock().unwrap().push(env.payload().seq);
+        })
+        .unwrap();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    bus.blocking_publish(Placed { order: 0, seq: 0 }).unwrap();
+    wait_for("held", || lagging.metrics().pending == 0);
+    for seq in 1..=5 {
+        bus.blocking_publish(Placed { order: 0, seq }).unwrap();
+    }
+    gate.wait();
+    wait_for("failing drained", || handled.lock().unwrap().len() == 6);
+    wait_for("lagging drained", || h_lag.lock().unwrap().len() == 3);
+    // After the hooks panicked, both workers still take new events.
+    bus.blocking_publish(Placed { order: 0, seq: 6 }).unwrap();
+    wait_for("failing alive", || failing.metrics().delivered == 6);
+    wait_for("lagging alive", || lagging.metrics().delivered == 4);
+    std::panic::set_hook(prev);
+    assert_eq!(*handled.lock().unwrap(), (0..=6).collect::<Vec<_>>());
+    assert_eq!(*h_lag.lock().unwrap(), vec![0, 4, 5, 6]);
+    assert_eq!(failing.metrics().failed, 1);
+    assert_eq!(lagging.metrics().dropped, 3);
+}
