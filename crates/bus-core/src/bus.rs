@@ -7,7 +7,7 @@ use syncbus_envelope::{Envelope, Event, NameError, Pattern, Payload, Topic};
 
 use crate::dispatch::{
     deliver_all_async, dispatch, finish_publish, no_topic, outcome, publish_event, start_publish,
-    unrouted, Refused, Started,
+    unrouted, Started,
 };
 use crate::error::{PublishError, SubscribeError};
 use crate::hub::Hub;
@@ -158,24 +158,14 @@ impl Bus {
         }
         let mut event = Some(event);
         let mut slot = None;
-        // Up to the first full queue without a suspension point, so the route is borrowed;
-        // a publish that must await room holds a clone of it.
+        // Up to the first full queue without a suspension point, on the borrowed route.
         let started = self.hub.router.with_route(topic, |route| {
             let event = event.take()?;
-            Some(
-                match start_publish(&self.hub, route.map(|r| &**r), event, &mut slot) {
-                    Started::Done(result) => Ok(result),
-                    Started::Paused(paused, taps) => Err((route.cloned(), paused, taps)),
-                },
-            )
+            Some(start_publish(&self.hub, route, event, &mut slot))
         });
         let result = match started {
-            Ok(Some(Ok(result))) => result,
-            Ok(Some(Err((Some(route), paused, taps)))) => {
-                finish_publish(&self.hub, &route, &mut slot, paused, taps).await
-            }
-            // Only a routed publish pauses; the event goes back all the same.
-            Ok(Some(Err((None, ..)))) => Err(Refused::Closed),
+            Ok(Some(Started::Done(result))) => result,
+            Ok(Some(Started::Paused(paused))) => finish_publish(&self.hub, &mut slot, paused).await,
             // The closure runs once, and only when the topic is valid.
             Ok(None) => Ok(0),
             Err(e) => {

@@ -549,63 +549,82 @@ fn publish_for_taps<E: Event>(
 /// How the synchronous start of an async publish ended.
 pub(crate) enum Started {
     Done(Result<usize, Refused>),
-    /// At a full queue, to go on with [`finish_publish`] on the same route; the flag says
-    /// whether the group was the route's taps alone.
-    Paused(Paused, bool),
+    /// At a full queue, to go on with [`finish_publish`].
+    Paused(PausedPublish),
+}
+
+/// An async publish paused at a full queue: the route it holds (cloned only here), whether
+/// its group was the route's taps alone, and where delivery stopped.
+pub(crate) struct PausedPublish {
+    route: Arc<Route>,
+    taps: bool,
+    paused: Paused,
 }
 
 /// The start of an async publish of `event` on `route`, up to the first full queue (the
-/// whole publish when none is full): no suspension point, so the caller may hold the route
-/// by reference and clone it only when it must wait.
+/// whole publish when none is full): no suspension point, so the caller lends the route,
+/// and only a publish that must wait clones it.
 pub(crate) fn start_publish<E: Event>(
     hub: &Hub,
-    route: Option<&Route>,
+    route: Option<&Arc<Route>>,
     event: E,
     slot: &mut Option<Envelope<E>>,
 ) -> Started {
-    if let Some((route, group)) = route.and_then(|r| Some((r, r.group::<E>()?))) {
+    let Some(route) = route else {
+        return Started::Done(unrouted_event(hub, event, slot));
+    };
+    if let Some(group) = route.group::<E>() {
         if group.is_inline() && !tracing_on() {
             return Started::Done(handle_inline(hub, route, group, event, slot));
         }
         fill(route, event, slot);
-        return start_on(hub, group, slot, false);
+        return start_on(hub, route, group, slot, false);
     }
-    match for_taps(route, event, slot) {
-        Ok(taps) => start_on(hub, &taps, slot, true),
+    match for_taps(Some(route), event, slot) {
+        Ok(taps) => start_on(hub, route, &taps, slot, true),
         Err(event) => Started::Done(unrouted_event(hub, event, slot)),
     }
 }
 
 fn start_on<P: Payload>(
     hub: &Hub,
+    route: &Arc<Route>,
     group: &Group<P>,
     slot: &mut Option<Envelope<P>>,
     taps: bool,
 ) -> Started {
-    if tracing_on() {
+    let paused = if tracing_on() {
         // The whole delivery in one span, on the async side.
-        let at_start = Paused {
+        Paused {
             tally: Tally::default(),
             next: 0,
             room: None,
-        };
-        return Started::Paused(at_start, taps);
-    }
-    match deliver_or_pause(hub, group, slot, Pack::Lite, Tally::default(), 0) {
-        Ok(result) => Started::Done(result),
-        Err(paused) => Started::Paused(paused, taps),
-    }
+        }
+    } else {
+        match deliver_or_pause(hub, group, slot, Pack::Lite, Tally::default(), 0) {
+            Ok(result) => return Started::Done(result),
+            Err(paused) => paused,
+        }
+    };
+    Started::Paused(PausedPublish {
+        route: Arc::clone(route),
+        taps,
+        paused,
+    })
 }
 
 /// The rest of a publish [`start_publish`] paused, on the route it started on (a route
 /// never changes, so its group is the one the start used).
 pub(crate) async fn finish_publish<E: Event>(
     hub: &Hub,
-    route: &Route,
     slot: &mut Option<Envelope<E>>,
-    paused: Paused,
-    taps: bool,
+    paused: PausedPublish,
 ) -> Result<usize, Refused> {
+    let PausedPublish {
+        route,
+        taps,
+        paused,
+    } = paused;
     let owned;
     let group = if taps {
         owned = route.taps_only::<E>();

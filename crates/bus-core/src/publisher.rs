@@ -127,19 +127,12 @@ impl<E: Event> Publisher<E> {
             return Err(PublishError::Closed(event));
         }
         let mut slot = None;
-        // Up to the first full queue on the cached route as it is; a publish that must
-        // await room holds a clone of it.
-        let started = self.with_route(|route| {
-            match start_publish(&self.hub, Some(route), event, &mut slot) {
-                Started::Done(result) => Ok(result),
-                Started::Paused(paused, taps) => Err((Arc::clone(route), paused, taps)),
-            }
-        });
+        // Up to the first full queue on the cached route, borrowed.
+        let started =
+            self.with_route(|_, route| start_publish(&self.hub, Some(route), event, &mut slot));
         let result = match started {
-            Ok(result) => result,
-            Err((route, paused, taps)) => {
-                finish_publish(&self.hub, &route, &mut slot, paused, taps).await
-            }
+            Started::Done(result) => result,
+            Started::Paused(paused) => finish_publish(&self.hub, &mut slot, paused).await,
         };
         outcome(result, &mut slot)
     }
@@ -191,30 +184,23 @@ impl<E: Event> Publisher<E> {
         self.publish_with(event, Wait::Block)
     }
 
-    /// Runs `f` on the cached route, refreshed first if subscriptions changed since, without
-    /// taking a reference count of it.
-    fn with_route<R>(&self, f: impl FnOnce(&Arc<Route>) -> R) -> R {
+    /// Runs `f` on the cached route and its generation, refreshed first if subscriptions
+    /// changed since, without taking a reference count of it.
+    fn with_route<R>(&self, f: impl FnOnce(u64, &Arc<Route>) -> R) -> R {
         let generation = self.hub.router.generation();
         let cached = self.cache.load();
         if cached.0 == generation {
-            return f(&cached.1);
-        }
-        drop(cached);
-        let (_, route) = self.route();
-        f(&route)
-    }
-
-    /// The cached route and its generation, refreshed if subscriptions changed since.
-    fn route(&self) -> (u64, Arc<Route>) {
-        let generation = self.hub.router.generation();
-        let cached = self.cache.load();
-        if cached.0 == generation {
-            return (cached.0, cached.1.clone());
+            return f(cached.0, &cached.1);
         }
         drop(cached);
         let (generation, route) = self.hub.router.route_of(&self.topic);
         self.cache.store(Arc::new((generation, route.clone())));
-        (generation, route)
+        f(generation, &route)
+    }
+
+    /// The cached route and its generation, refreshed if subscriptions changed since.
+    fn route(&self) -> (u64, Arc<Route>) {
+        self.with_route(|generation, route| (generation, Arc::clone(route)))
     }
 
     #[inline]
